@@ -1,0 +1,57 @@
+//! `kindsnap check [--read-data]`
+
+use std::process::ExitCode;
+
+use kindsnap::progress::NoProgress;
+
+use super::output::bytes;
+use super::{Out, Settings};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Also read every pack and re-hash every stored entity.
+    #[arg(long)]
+    read_data: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let repo = settings.open_repo()?;
+    let report = kindsnap::ops::check::check(&repo, args.read_data, &NoProgress)?;
+    let mut out = Out::new();
+    if args.json {
+        out.json(&serde_json::to_value(&report)?)?;
+    } else if !settings.quiet {
+        out.line(format!(
+            "checked {} snapshots, {} packs{}",
+            report.snapshots,
+            report.packs,
+            if args.read_data {
+                format!(", read {} entities ({})", report.entities_read, bytes(report.bytes_read))
+            } else {
+                String::new()
+            }
+        ))?;
+        for n in &report.notes {
+            out.line(format!("note: {n}"))?;
+        }
+        for p in &report.problems {
+            out.line(format!("damaged: {}", p.problem))?;
+            for a in &p.affects {
+                out.line(format!("  affects {a}"))?;
+            }
+        }
+        if report.problems.is_empty() {
+            out.line("no problems found")?;
+        }
+    }
+    out.flush()?;
+    if report.problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("kindsnap: check found {} problem(s)", report.problems.len());
+        Ok(ExitCode::from(3))
+    }
+}

@@ -1,0 +1,150 @@
+//! `kindsnap diff A B`
+
+use std::process::ExitCode;
+
+use kindsnap::model::{json, key, Value, ValueKind};
+use kindsnap::ops::{self, diff as d};
+use kindsnap::repo::store::Store;
+
+use super::output::{kind_label, table};
+use super::{Out, Settings};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The older snapshot.
+    a: String,
+    /// The newer snapshot [default: latest].
+    #[arg(default_value = "latest")]
+    b: String,
+    /// Only this kind (repeatable).
+    #[arg(long = "kind")]
+    kinds: Vec<String>,
+    /// List the keys that differ.
+    #[arg(long)]
+    keys: bool,
+    /// Show each changed property, old → new (implies --keys).
+    #[arg(long)]
+    props: bool,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn short(v: &Value) -> String {
+    let mut s = match &v.kind {
+        ValueKind::Null => "null".to_string(),
+        ValueKind::Boolean(b) => b.to_string(),
+        ValueKind::Integer(i) => i.to_string(),
+        ValueKind::Double(x) => x.to_string(),
+        ValueKind::Timestamp(t) => json::format_timestamp(*t),
+        ValueKind::String(s) => {
+            let cut: String = s.chars().take(80).collect();
+            let mut q = serde_json::to_string(&cut).unwrap_or_default();
+            if cut.len() < s.len() {
+                q.push('…');
+            }
+            q
+        }
+        ValueKind::Blob(b) => format!("<blob {} bytes>", b.len()),
+        ValueKind::Key(k) => format!("Key({})", k),
+        ValueKind::GeoPoint(g) => format!("({}, {})", g.latitude, g.longitude),
+        ValueKind::Array(vs) => format!("[{}]", vs.iter().map(short).collect::<Vec<_>>().join(", ")),
+        ValueKind::Entity(e) => format!(
+            "{{{}}}",
+            e.properties.iter().map(|(k, v)| format!("{k}: {}", short(v))).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    if v.exclude_from_indexes {
+        s.push_str(" (unindexed)");
+    }
+    if let Some(m) = v.meaning {
+        s.push_str(&format!(" (meaning {m})"));
+    }
+    s
+}
+
+pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let repo = settings.open_repo()?;
+    let a = ops::find_snapshot(&repo, &args.a)?;
+    let b = ops::find_snapshot(&repo, &args.b)?;
+    let opts = d::DiffOptions {
+        kinds: (!args.kinds.is_empty()).then(|| args.kinds.clone()),
+        entries: args.keys || args.props || args.json,
+    };
+    let store = if args.props { Some(Store::open(&repo)?) } else { None };
+    let mut out = Out::new();
+    let mut json_entries: Vec<serde_json::Value> = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    let show_keys = (args.keys || args.props) && !args.json;
+    let (kinds, _method) = d::diff(&repo, &a, &b, &opts, &mut |k, e| {
+        let path = key::decode_path(&e.key).map(|p| key::display_path(&p)).unwrap_or_else(|| hex::encode(&e.key));
+        let mut props = Vec::new();
+        if let (Some(store), d::Change::Changed, Some(o), Some(n)) = (&store, e.change, e.old, e.new) {
+            props = d::diff_properties(&store.get(&o)?, &store.get(&n)?);
+        }
+        if args.json {
+            json_entries.push(serde_json::json!({
+                "namespace": k.namespace, "kind": k.kind, "key": path, "change": e.change,
+                "old": e.old.map(|h| h.to_hex()), "new": e.new.map(|h| h.to_hex()),
+                "properties": props.iter().map(|p| serde_json::json!({
+                    "name": p.name,
+                    "old": p.old.as_ref().map(json::value_to_json),
+                    "new": p.new.as_ref().map(json::value_to_json),
+                })).collect::<Vec<_>>(),
+            }));
+            return Ok(());
+        }
+        if show_keys {
+            let here = (k.namespace.clone(), k.kind.clone());
+            if current.as_ref() != Some(&here) {
+                out.line(format!("{}:", kind_label(&k.namespace, &k.kind)))?;
+                current = Some(here);
+            }
+            let sign = match e.change {
+                d::Change::Added => '+',
+                d::Change::Removed => '-',
+                d::Change::Changed => '~',
+            };
+            out.line(format!("  {sign} {path}"))?;
+            for p in props {
+                let o = p.old.as_ref().map(short).unwrap_or_else(|| "(absent)".into());
+                let n = p.new.as_ref().map(short).unwrap_or_else(|| "(absent)".into());
+                out.line(format!("      {}: {o} → {n}", p.name))?;
+            }
+        }
+        Ok(())
+    })?;
+    if args.json {
+        out.json(&serde_json::json!({
+            "from": {"id": a.id.to_hex(), "name": a.name},
+            "to": {"id": b.id.to_hex(), "name": b.name},
+            "kinds": kinds,
+            "entries": json_entries,
+        }))?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if show_keys && !kinds.is_empty() {
+        out.line("")?;
+    }
+    if kinds.is_empty() {
+        out.line(format!("no differences between {} and {}", a.name, b.name))?;
+    } else {
+        let mut rows = vec![vec!["kind".to_string(), "added".into(), "removed".into(), "changed".into()]];
+        for k in &kinds {
+            rows.push(vec![
+                kind_label(&k.namespace, &k.kind),
+                format!("+{}", k.added),
+                format!("-{}", k.removed),
+                format!("~{}", k.changed),
+            ]);
+        }
+        for l in table(&rows, 1) {
+            out.line(l)?;
+        }
+        let (ad, re, ch) = kinds.iter().fold((0, 0, 0), |s, k| (s.0 + k.added, s.1 + k.removed, s.2 + k.changed));
+        out.line(format!("{} kinds differ: {ad} added, {re} removed, {ch} changed", kinds.len()))?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,36 @@
+//! `kindsnap export SNAP --to jsonl:FILE`
+
+use std::process::ExitCode;
+
+use kindsnap::connector::{self, jsonl::JsonlSink};
+use kindsnap::ops;
+use kindsnap::progress::NoProgress;
+
+use super::{Out, Settings};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Snapshot: a name, an id prefix, `latest` or `latest~N`.
+    snapshot: String,
+    /// Where to write: `jsonl:FILE`.
+    #[arg(long, value_name = "TARGET")]
+    to: String,
+    /// Only these kinds (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    kinds: Option<Vec<String>>,
+}
+
+pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let repo = settings.open_repo()?;
+    let info = ops::find_snapshot(&repo, &args.snapshot)?;
+    let connector::Location::Jsonl(path) = connector::parse_location(&args.to)?;
+    let mut sink = JsonlSink::create(&path)?;
+    let n = ops::export::export(&repo, &info, args.kinds.as_deref(), &NoProgress, &mut |e| sink.write(&e))?;
+    sink.finish()?;
+    if !settings.quiet {
+        let mut out = Out::new();
+        out.line(format!("exported {n} entities of snapshot {} to {}", info.name, path.display()))?;
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

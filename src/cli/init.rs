@@ -1,0 +1,18 @@
+//! `kindsnap init`
+
+use std::process::ExitCode;
+
+use super::{Out, Settings};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let repo = kindsnap::repo::Repository::init(&settings.repo)?;
+    if !settings.quiet {
+        let mut out = Out::new();
+        out.line(format!("created repository {} (id {})", settings.repo.display(), &repo.config.id[..8]))?;
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,115 @@
+//! Command-line glue: clap definitions, settings resolution, output helpers
+//! and the exit-code policy. One module per subcommand, each a
+//! `run(args, &Settings) -> anyhow::Result<ExitCode>`.
+//!
+//! Exit codes: 0 success; 1 error (one line on stderr); 2 usage error;
+//! 3 finished, but problems were found (`check`) or entities were skipped;
+//! a closed stdout (`kindsnap log | head`) is not an error.
+
+mod cat;
+mod check;
+mod diff;
+mod export;
+mod init;
+mod log;
+mod output;
+mod show;
+mod snapshot;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use output::Out;
+
+/// Git-style snapshots, diffs and restores for datastores.
+#[derive(Debug, Parser)]
+#[command(name = "kindsnap", version, about, long_about = None, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Repository directory [env: KINDSNAP_REPO; default: ./.kindsnap]
+    #[arg(long, global = true, value_name = "PATH")]
+    repo: Option<PathBuf>,
+
+    /// Print nothing but errors.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  kindsnap init
+  kindsnap snapshot --from jsonl:entities.jsonl --name day1
+  kindsnap log
+  kindsnap diff day1 latest --keys
+  kindsnap cat latest User:alice/Post:7
+  kindsnap export day1 --to jsonl:day1.jsonl";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new repository.
+    Init(init::Args),
+    /// Store a snapshot of a source; only what changed is stored again.
+    Snapshot(snapshot::Args),
+    /// List snapshots, newest first.
+    Log(log::Args),
+    /// Show a snapshot's kinds with their sizes.
+    Show(show::Args),
+    /// Print one entity of a snapshot as JSON.
+    Cat(cat::Args),
+    /// Compare two snapshots by kind, key and property.
+    Diff(diff::Args),
+    /// Write a snapshot's entities out (JSON Lines).
+    Export(export::Args),
+    /// Verify the repository; with --read-data also every stored byte.
+    Check(check::Args),
+}
+
+/// Settings resolved once from flags, environment and defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub repo: PathBuf,
+    pub quiet: bool,
+}
+
+impl Settings {
+    fn resolve(cli: &Cli) -> Settings {
+        let repo = cli
+            .repo
+            .clone()
+            .or_else(|| std::env::var_os("KINDSNAP_REPO").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(".kindsnap"));
+        Settings { repo, quiet: cli.quiet }
+    }
+
+    pub fn open_repo(&self) -> anyhow::Result<kindsnap::repo::Repository> {
+        Ok(kindsnap::repo::Repository::open(&self.repo)?)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = Settings::resolve(&cli);
+    let result = match cli.command {
+        Command::Init(a) => init::run(a, &settings),
+        Command::Snapshot(a) => snapshot::run(a, &settings),
+        Command::Log(a) => log::run(a, &settings),
+        Command::Show(a) => show::run(a, &settings),
+        Command::Cat(a) => cat::run(a, &settings),
+        Command::Diff(a) => diff::run(a, &settings),
+        Command::Export(a) => export::run(a, &settings),
+        Command::Check(a) => check::run(a, &settings),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if output::is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("kindsnap: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

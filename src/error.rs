@@ -1,0 +1,109 @@
+//! Library errors.
+//!
+//! Policy: every error a user can meet is a variant here that names the
+//! thing it is about (the repository path, the snapshot, the file and line,
+//! the key) and, in its message, what to do about it. Messages are one line,
+//! lower case, no trailing period, so the CLI can print them with `{:#}`.
+//! I/O errors always carry the path they happened on. Transient errors
+//! (worth retrying) answer `true` to [`Error::is_transient`]; retry logic
+//! lives in one place in the connectors and asks only that.
+//! The library never panics on bad input; a panic is a bug.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no kindsnap repository at {path}; create one with `kindsnap init --repo {path}`")]
+    NoRepository { path: PathBuf },
+
+    #[error("{path} exists and is not empty; `kindsnap init` needs a new or empty directory")]
+    NotEmpty { path: PathBuf },
+
+    #[error("{path} is not a kindsnap repository ({why})")]
+    NotARepository { path: PathBuf, why: String },
+
+    #[error(
+        "repository {path} has format version {found}, newer than this kindsnap understands ({supported}); upgrade kindsnap"
+    )]
+    NewerFormat { path: PathBuf, found: u32, supported: u32 },
+
+    #[error("repository {path} is not writable (check its permissions, or work on a copy)")]
+    ReadOnly { path: PathBuf, source: std::io::Error },
+
+    #[error("{op} {path}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+
+    #[error("database {path}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+
+    #[error("snapshot `{spec}` not found; `kindsnap log` lists snapshots")]
+    UnknownSnapshot { spec: String },
+
+    #[error("snapshot `{spec}` is ambiguous: it matches {matches}; use more digits of the id")]
+    AmbiguousSnapshot { spec: String, matches: String },
+
+    #[error("a snapshot named `{name}` already exists ({id}); choose another --name or pass --force")]
+    NameTaken { name: String, id: String },
+
+    #[error("invalid snapshot name `{name}`: {why}")]
+    BadName { name: String, why: String },
+
+    #[error("{file}:{line}: {message}")]
+    Source { file: String, line: u64, message: String },
+
+    #[error("duplicate key {key} in the source ({first} and {second}); each entity may appear once")]
+    DuplicateKey { key: String, first: String, second: String },
+
+    #[error("invalid source or target `{spec}`: {why}")]
+    BadLocation { spec: String, why: String },
+
+    #[error("entity {hash} is missing from the repository; run `kindsnap check --read-data`")]
+    MissingEntity { hash: String },
+
+    #[error("pack {pack} is damaged ({why}); run `kindsnap check --read-data`")]
+    DamagedPack { pack: String, why: String },
+
+    #[error("snapshot {id} is damaged ({why}); run `kindsnap check`")]
+    DamagedSnapshot { id: String, why: String },
+
+    #[error("{what} not found in snapshot `{snapshot}`")]
+    NotFound { what: String, snapshot: String },
+
+    #[error("invalid key `{text}`: {why}")]
+    BadKey { text: String, why: String },
+
+    #[error("invalid ignore file {path}: {why}")]
+    BadIgnore { path: PathBuf, why: String },
+
+    /// Writing to stdout or another caller-supplied sink failed.
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+
+    #[error("interrupted; the repository is unchanged")]
+    Interrupted,
+}
+
+impl Error {
+    /// Worth retrying as is.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+
+    pub(crate) fn sql(path: impl Into<PathBuf>) -> impl FnOnce(rusqlite::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Sqlite { path, source }
+    }
+}

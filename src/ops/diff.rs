@@ -1,0 +1,224 @@
+//! Diff two snapshots by kind. Equal per-kind digests mean nothing to
+//! read; a snapshot and its parent differ by exactly the child's change
+//! rows; anything else is a merge join of the two key-ordered states.
+
+use std::collections::BTreeSet;
+
+use crate::error::Result;
+use crate::ids::EntityHash;
+use crate::repo::manifest::{Chain, KindInfo, Op, SnapshotInfo, StateEntry};
+use crate::repo::Repository;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Added,
+    Removed,
+    Changed,
+}
+
+/// One differing key.
+#[derive(Debug, Clone)]
+pub struct DiffEntry {
+    pub change: Change,
+    pub key: Vec<u8>,
+    pub old: Option<EntityHash>,
+    pub new: Option<EntityHash>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct KindDiff {
+    pub namespace: String,
+    pub kind: String,
+    pub added: u64,
+    pub removed: u64,
+    pub changed: u64,
+    /// Entities of the kind in the newer snapshot.
+    pub entities: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DiffOptions {
+    /// Only these kinds.
+    pub kinds: Option<Vec<String>>,
+    /// Report each differing key (otherwise counts only).
+    pub entries: bool,
+}
+
+/// How the diff was computed, for the curious and for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// B's parent is A (or the reverse): the change rows were read.
+    Adjacent,
+    /// Two states were merged.
+    Merge,
+}
+
+pub fn diff(
+    repo: &Repository,
+    a: &SnapshotInfo,
+    b: &SnapshotInfo,
+    opts: &DiffOptions,
+    on_entry: &mut dyn FnMut(&KindDiff, DiffEntry) -> Result<()>,
+) -> Result<(Vec<KindDiff>, Method)> {
+    let chain_a = Chain::open(repo, &a.id)?;
+    let chain_b = Chain::open(repo, &b.id)?;
+    let kinds_a = chain_a.head().kinds()?;
+    let kinds_b = chain_b.head().kinds()?;
+    let wanted = |k: &str| opts.kinds.as_ref().map(|ks| ks.iter().any(|x| x == k)).unwrap_or(true);
+    let mut names = BTreeSet::new();
+    for k in kinds_a.iter().chain(&kinds_b) {
+        if wanted(&k.kind) && (k.entities > 0 || k.removed > 0) {
+            names.insert((k.namespace.clone(), k.kind.clone()));
+        }
+    }
+    let find = |ks: &[KindInfo], ns: &str, kind: &str| ks.iter().find(|k| k.namespace == ns && k.kind == kind).cloned();
+    // Adjacent: one is the other's parent, and the child recorded changes.
+    let forward = b.parent == Some(a.id);
+    let backward = a.parent == Some(b.id);
+    let method = if forward || backward { Method::Adjacent } else { Method::Merge };
+    let mut out = Vec::new();
+    for (ns, kind) in names {
+        let ka = find(&kinds_a, &ns, &kind);
+        let kb = find(&kinds_b, &ns, &kind);
+        let mut d = KindDiff {
+            namespace: ns.clone(),
+            kind: kind.clone(),
+            entities: kb.as_ref().map(|k| k.entities).unwrap_or(0),
+            ..Default::default()
+        };
+        let ea = ka.as_ref().map(|k| k.entities).unwrap_or(0);
+        let eb = d.entities;
+        if ea == 0 && eb == 0 {
+            continue;
+        }
+        if let (Some(x), Some(y)) = (&ka, &kb) {
+            if x.digest == y.digest && x.entities == y.entities {
+                continue;
+            }
+        }
+        if method == Method::Adjacent {
+            let (child_chain, child_kind, parent_chain) =
+                if forward { (&chain_b, &kb, &chain_a) } else { (&chain_a, &ka, &chain_b) };
+            if let Some(ck) = child_kind {
+                if !opts.entries {
+                    let (add, rem) = if forward { (ck.added, ck.removed) } else { (ck.removed, ck.added) };
+                    d.added = add;
+                    d.removed = rem;
+                    d.changed = ck.changed;
+                } else {
+                    let mut rows = child_chain.head().changes(ck.kid);
+                    while let Some(row) = rows.next_row()? {
+                        let old = match row.op {
+                            Op::Added => None,
+                            _ => parent_chain.lookup(&ns, &kind, &row.key)?.map(|e| e.hash),
+                        };
+                        let (change, o, n) = match (row.op, forward) {
+                            (Op::Added, true) => (Change::Added, None, row.hash),
+                            (Op::Added, false) => (Change::Removed, row.hash, None),
+                            (Op::Removed, true) => (Change::Removed, old, None),
+                            (Op::Removed, false) => (Change::Added, None, old),
+                            (Op::Changed, true) => (Change::Changed, old, row.hash),
+                            (Op::Changed, false) => (Change::Changed, row.hash, old),
+                        };
+                        match change {
+                            Change::Added => d.added += 1,
+                            Change::Removed => d.removed += 1,
+                            Change::Changed => d.changed += 1,
+                        }
+                        on_entry(&d, DiffEntry { change, key: row.key, old: o, new: n })?;
+                    }
+                }
+            } else {
+                // The child does not have the kind at all: every key of the
+                // other side is added or removed.
+                merge(&chain_a, &chain_b, &ns, &kind, &mut d, opts.entries, on_entry)?;
+            }
+        } else {
+            merge(&chain_a, &chain_b, &ns, &kind, &mut d, opts.entries, on_entry)?;
+        }
+        if d.added + d.removed + d.changed > 0 {
+            out.push(d);
+        }
+    }
+    Ok((out, method))
+}
+
+fn merge(
+    a: &Chain,
+    b: &Chain,
+    ns: &str,
+    kind: &str,
+    d: &mut KindDiff,
+    entries: bool,
+    on_entry: &mut dyn FnMut(&KindDiff, DiffEntry) -> Result<()>,
+) -> Result<()> {
+    let mut ra = a.state(ns, kind)?;
+    let mut rb = b.state(ns, kind)?;
+    let mut x: Option<StateEntry> = ra.next_entry()?;
+    let mut y: Option<StateEntry> = rb.next_entry()?;
+    loop {
+        let (change, key, old, new) = match (&x, &y) {
+            (None, None) => return Ok(()),
+            (Some(p), Some(q)) if p.key == q.key => {
+                let r = (p.hash != q.hash).then(|| (Change::Changed, p.key.clone(), Some(p.hash), Some(q.hash)));
+                x = ra.next_entry()?;
+                y = rb.next_entry()?;
+                match r {
+                    Some(r) => r,
+                    None => continue,
+                }
+            }
+            (Some(p), q) if q.as_ref().map(|q| p.key < q.key).unwrap_or(true) => {
+                let r = (Change::Removed, p.key.clone(), Some(p.hash), None);
+                x = ra.next_entry()?;
+                r
+            }
+            (_, Some(q)) => {
+                let r = (Change::Added, q.key.clone(), None, Some(q.hash));
+                y = rb.next_entry()?;
+                r
+            }
+            (Some(_), None) => unreachable!("covered by the arm above"),
+        };
+        match change {
+            Change::Added => d.added += 1,
+            Change::Removed => d.removed += 1,
+            Change::Changed => d.changed += 1,
+        }
+        if entries {
+            on_entry(d, DiffEntry { change, key, old, new })?;
+        }
+    }
+}
+
+/// One property that differs between two versions of an entity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PropChange {
+    pub name: String,
+    pub old: Option<crate::model::Value>,
+    pub new: Option<crate::model::Value>,
+}
+
+/// Property-level differences, in property-name order.
+pub fn diff_properties(old: &crate::model::Entity, new: &crate::model::Entity) -> Vec<PropChange> {
+    let mut out = Vec::new();
+    let names: BTreeSet<&String> = old.properties.keys().chain(new.properties.keys()).collect();
+    for name in names {
+        let (o, n) = (old.properties.get(name), new.properties.get(name));
+        let same = match (o, n) {
+            (Some(a), Some(b)) => {
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                let _ = ciborium::ser::into_writer(a, &mut x);
+                let _ = ciborium::ser::into_writer(b, &mut y);
+                x == y
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            out.push(PropChange { name: name.clone(), old: o.cloned(), new: n.cloned() });
+        }
+    }
+    out
+}

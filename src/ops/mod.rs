@@ -1,0 +1,40 @@
+//! The operations, as plain functions over a [`Repository`]: snapshot,
+//! diff, export, check. They return reports; they never print.
+//!
+//! [`Repository`]: crate::repo::Repository
+
+pub mod check;
+pub mod diff;
+pub mod export;
+pub mod snapshot;
+
+use crate::error::{Error, Result};
+use crate::repo::manifest::{self, SnapshotInfo};
+use crate::repo::Repository;
+
+/// Resolve a snapshot reference against the repository.
+pub fn find_snapshot(repo: &Repository, spec: &str) -> Result<SnapshotInfo> {
+    let (infos, _) = manifest::list(repo)?;
+    manifest::resolve(&infos, spec)
+}
+
+/// Validate a user-chosen snapshot name.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::BadName { name: name.to_string(), why: why.to_string() });
+    if name.is_empty() || name.len() > 128 {
+        return bad("use 1 to 128 characters");
+    }
+    if name == "latest" || name.starts_with("latest~") {
+        return bad("`latest` and `latest~N` are reserved");
+    }
+    if name.starts_with('-') {
+        return bad("a name may not start with `-`");
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '\\') {
+        return bad("no spaces, slashes or control characters");
+    }
+    if name.len() >= 4 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+        return bad("a name of only hex digits would read as a snapshot id");
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! Progress reporting, as the library sees it: a trait the operations call,
+//! with a no-op implementation. The CLI decides how (or whether) to draw.
+
+pub trait Progress: Sync {
+    /// A new phase begins (`reading`, `writing Post` …); `total` if known.
+    fn phase(&self, _name: &str, _total: Option<u64>) {}
+    /// `n` more items of the current phase are done.
+    fn advance(&self, _n: u64) {}
+    /// The current phase is done.
+    fn done(&self) {}
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}

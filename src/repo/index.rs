@@ -1,0 +1,226 @@
+//! The index: which pack, block and offset holds each entity hash. It is a
+//! SQLite file that can always be rebuilt from the packs' tables of
+//! contents (`kindsnap check --rebuild-index`).
+//!
+//! Invariant: an entry is added only after its pack is durable in `packs/`,
+//! and before any manifest that needs it is published.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::error::{Error, Result};
+use crate::ids::{EntityHash, PackId};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS packs(
+    pid INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    namespace TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    raw_bytes INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS entities(
+    hash BLOB PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    block_off INTEGER NOT NULL,
+    block_len INTEGER NOT NULL,
+    block_raw INTEGER NOT NULL,
+    off INTEGER NOT NULL,
+    len INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Where an entity body lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub pack: PackId,
+    pub block_off: u64,
+    pub block_len: u32,
+    pub block_raw: u32,
+    pub off: u32,
+    pub len: u32,
+}
+
+/// Per-kind pack totals (for stored-size estimates).
+#[derive(Debug, Clone, Default)]
+pub struct KindStorage {
+    pub packs: u64,
+    pub size: u64,
+    pub raw_bytes: u64,
+}
+
+pub struct Index {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Index {
+    pub fn create(path: &Path) -> Result<()> {
+        let conn = Connection::open(path).map_err(Error::sql(path))?;
+        conn.execute_batch(SCHEMA).map_err(Error::sql(path))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(Error::sql(path))?;
+        Ok(())
+    }
+
+    /// Open for reading and writing (`write`) or read-only.
+    pub fn open(path: &Path, write: bool) -> Result<Index> {
+        if !path.exists() {
+            return Err(Error::NotARepository {
+                path: path.to_path_buf(),
+                why: "the index is missing; `kindsnap check --rebuild-index` recreates it".into(),
+            });
+        }
+        let flags = if write {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let conn = Connection::open_with_flags(path, flags).map_err(Error::sql(path))?;
+        conn.busy_timeout(Duration::from_secs(120)).map_err(Error::sql(path))?;
+        if write {
+            conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sql(path))?;
+        }
+        conn.pragma_update(None, "cache_size", -16_000).map_err(Error::sql(path))?;
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sql(path))?;
+        if v != SCHEMA_VERSION {
+            return Err(Error::NotARepository { path: path.to_path_buf(), why: format!("index schema version {v}") });
+        }
+        Ok(Index { conn, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn contains(&self, hash: &EntityHash) -> Result<bool> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT 1 FROM entities WHERE hash = ?1")
+            .map_err(Error::sql(&self.path))?;
+        st.exists(params![&hash.as_bytes()[..]]).map_err(Error::sql(&self.path))
+    }
+
+    pub fn lookup(&self, hash: &EntityHash) -> Result<Option<Location>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT p.id, e.block_off, e.block_len, e.block_raw, e.off, e.len
+                 FROM entities e JOIN packs p ON p.pid = e.pid WHERE e.hash = ?1",
+            )
+            .map_err(Error::sql(&self.path))?;
+        st.query_row(params![&hash.as_bytes()[..]], |r| {
+            let id: Vec<u8> = r.get(0)?;
+            Ok((id, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .optional()
+        .map_err(Error::sql(&self.path))?
+        .map(|(id, block_off, block_len, block_raw, off, len)| {
+            let pack = PackId::from_slice(&id).ok_or_else(|| Error::NotARepository {
+                path: self.path.clone(),
+                why: "index holds a malformed pack id".into(),
+            })?;
+            Ok(Location { pack, block_off, block_len, block_raw, off, len })
+        })
+        .transpose()
+    }
+
+    /// Record a durable pack and the entities it holds, in one transaction.
+    pub fn add_pack(
+        &self,
+        id: &PackId,
+        namespace: &str,
+        kind: &str,
+        size: u64,
+        raw_bytes: u64,
+        entries: &[(EntityHash, Location)],
+    ) -> Result<()> {
+        let err = Error::sql(&self.path);
+        let run = || -> rusqlite::Result<()> {
+            let tx = self.conn.unchecked_transaction()?;
+            tx.execute(
+                "INSERT OR IGNORE INTO packs(id, namespace, kind, size, raw_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![&id.as_bytes()[..], namespace, kind, size, raw_bytes],
+            )?;
+            let pid: i64 = tx.query_row("SELECT pid FROM packs WHERE id = ?1", params![&id.as_bytes()[..]], |r| r.get(0))?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO entities(hash, pid, block_off, block_len, block_raw, off, len)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for (h, l) in entries {
+                    st.execute(params![&h.as_bytes()[..], pid, l.block_off, l.block_len, l.block_raw, l.off, l.len])?;
+                }
+            }
+            tx.commit()
+        };
+        run().map_err(err)
+    }
+
+    /// Every pack the index knows, with its kind.
+    pub fn packs(&self) -> Result<Vec<(PackId, String, String, u64)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, namespace, kind, size FROM packs ORDER BY id")
+            .map_err(Error::sql(&self.path))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(Error::sql(&self.path))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, ns, kind, size) = row.map_err(Error::sql(&self.path))?;
+            if let Some(id) = PackId::from_slice(&id) {
+                out.push((id, ns, kind, size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pack totals per (namespace, kind).
+    pub fn kind_storage(&self, namespace: &str, kind: &str) -> Result<KindStorage> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*), coalesce(sum(size),0), coalesce(sum(raw_bytes),0) FROM packs WHERE namespace=?1 AND kind=?2",
+            )
+            .map_err(Error::sql(&self.path))?;
+        st.query_row(params![namespace, kind], |r| Ok(KindStorage { packs: r.get(0)?, size: r.get(1)?, raw_bytes: r.get(2)? }))
+            .map_err(Error::sql(&self.path))
+    }
+
+    /// Run SQLite's own consistency check.
+    pub fn quick_check(&self) -> Result<Option<String>> {
+        let res: String =
+            self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(Error::sql(&self.path))?;
+        Ok(if res == "ok" { None } else { Some(res) })
+    }
+
+    /// Total number of entity bodies indexed.
+    pub fn entity_count(&self) -> Result<u64> {
+        self.conn.query_row("SELECT count(*) FROM entities", [], |r| r.get(0)).map_err(Error::sql(&self.path))
+    }
+}
+
+impl Index {
+    /// The entity hashes the index places in one pack.
+    pub fn hashes_in_pack(&self, pack: &PackId) -> Result<Vec<EntityHash>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT e.hash FROM entities e JOIN packs p ON p.pid = e.pid WHERE p.id = ?1")
+            .map_err(Error::sql(&self.path))?;
+        let rows = st
+            .query_map(params![&pack.as_bytes()[..]], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(Error::sql(&self.path))?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let Some(h) = EntityHash::from_slice(&r.map_err(Error::sql(&self.path))?) {
+                out.push(h);
+            }
+        }
+        Ok(out)
+    }
+}

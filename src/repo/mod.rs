@@ -1,0 +1,217 @@
+//! The repository: a directory of write-once packs and manifests plus a
+//! rebuildable index. See docs/format.md for the layout and docs/design.md
+//! for the commit protocol.
+//!
+//! This module owns the layout and the locks; it never prints and never
+//! reads CLI types.
+
+pub mod fsutil;
+pub mod index;
+pub mod manifest;
+pub mod pack;
+pub mod store;
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::ids::{PackId, RepoId, SnapshotId};
+
+/// The repository format this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `<repo>/config`: set at `init`, never changed afterwards.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Format version of the repository.
+    pub kindsnap_repository: u32,
+    /// Random id of this repository.
+    pub id: String,
+    /// Uncompressed bytes per compressed block inside a pack.
+    pub block_size: usize,
+    /// Target size of a pack file, compressed bytes.
+    pub pack_size: usize,
+    /// zstd level for blocks.
+    pub zstd_level: i32,
+    /// A full key → hash table every this many snapshots of one source;
+    /// the snapshots in between store only their changes.
+    pub keyframe_interval: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kindsnap_repository: FORMAT_VERSION,
+            id: RepoId::from(rand::random::<[u8; 32]>()).to_hex(),
+            block_size: 128 * 1024,
+            pack_size: 4 * 1024 * 1024,
+            zstd_level: 3,
+            keyframe_interval: 32,
+        }
+    }
+}
+
+/// An open repository.
+#[derive(Debug)]
+pub struct Repository {
+    root: PathBuf,
+    pub config: Config,
+}
+
+/// A held repository lock; dropping it releases the lock (so does the
+/// process dying, since these are OS file locks).
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: File,
+}
+
+impl Repository {
+    /// Create a repository in `root` (which must not exist or be empty).
+    pub fn init(root: &Path) -> Result<Repository> {
+        if root.exists() {
+            let mut entries = fs::read_dir(root).map_err(Error::io("reading", root))?;
+            if entries.next().is_some() {
+                return Err(Error::NotEmpty { path: root.to_path_buf() });
+            }
+        }
+        fs::create_dir_all(root).map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => Error::ReadOnly { path: root.to_path_buf(), source: e },
+            _ => Error::Io { op: "creating", path: root.to_path_buf(), source: e },
+        })?;
+        for dir in ["packs", "index", "snapshots", "locks", "tmp"] {
+            let p = root.join(dir);
+            fs::create_dir_all(&p).map_err(Error::io("creating", &p))?;
+        }
+        for lock in ["repo", "commit"] {
+            let p = root.join("locks").join(lock);
+            File::create(&p).map_err(Error::io("creating", &p))?;
+        }
+        index::Index::create(&root.join("index").join("index.db"))?;
+        let config = Config::default();
+        let text = serde_json::to_vec_pretty(&config).unwrap_or_default();
+        // The config arrives last: its presence means the repository exists.
+        fsutil::write_atomic(&root.join("config"), &text)?;
+        fsutil::sync_dir(root)?;
+        Ok(Repository { root: root.to_path_buf(), config })
+    }
+
+    /// Open an existing repository.
+    pub fn open(root: &Path) -> Result<Repository> {
+        let config_path = root.join("config");
+        let text = match fs::read(&config_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let empty = fs::read_dir(root).map(|mut d| d.next().is_none()).unwrap_or(true);
+                return Err(if empty {
+                    Error::NoRepository { path: root.to_path_buf() }
+                } else {
+                    Error::NotARepository { path: root.to_path_buf(), why: "it has no `config` file".into() }
+                });
+            }
+            Err(e) => return Err(Error::Io { op: "reading", path: config_path, source: e }),
+        };
+        let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::NotARepository {
+            path: root.to_path_buf(),
+            why: format!("its config is not valid JSON: {e}"),
+        })?;
+        let found = value.get("kindsnap_repository").and_then(|v| v.as_u64()).ok_or_else(|| {
+            Error::NotARepository { path: root.to_path_buf(), why: "its config has no `kindsnap_repository` version".into() }
+        })?;
+        if found > FORMAT_VERSION as u64 {
+            return Err(Error::NewerFormat {
+                path: root.to_path_buf(),
+                found: found.min(u32::MAX as u64) as u32,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let config: Config = serde_json::from_value(value).map_err(|e| Error::NotARepository {
+            path: root.to_path_buf(),
+            why: format!("its config is invalid: {e}"),
+        })?;
+        Ok(Repository { root: root.to_path_buf(), config })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn pack_path(&self, id: &PackId) -> PathBuf {
+        let hex = id.to_hex();
+        self.root.join("packs").join(&hex[..2]).join(hex)
+    }
+
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    pub fn snapshot_path(&self, id: &SnapshotId) -> PathBuf {
+        self.snapshots_dir().join(id.to_hex())
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn index_path(&self) -> PathBuf {
+        self.root.join("index").join("index.db")
+    }
+
+    /// Fail early, with a clear message, when the repository cannot be
+    /// written (rather than half-way through a snapshot).
+    pub fn check_writable(&self) -> Result<()> {
+        let probe = fsutil::temp_path(&self.tmp_dir(), ".probe");
+        match File::create(&probe) {
+            Ok(_) => {
+                let _ = fs::remove_file(&probe);
+                Ok(())
+            }
+            Err(e) => Err(Error::ReadOnly { path: self.root.clone(), source: e }),
+        }
+    }
+
+    fn lock(&self, name: &str, exclusive: bool) -> Result<LockGuard> {
+        let path = self.root.join("locks").join(name);
+        let file = File::open(&path).map_err(Error::io("opening lock", &path))?;
+        let res = if exclusive { file.lock() } else { file.lock_shared() };
+        res.map_err(Error::io("locking", &path))?;
+        Ok(LockGuard { _file: file })
+    }
+
+    /// Shared lock: snapshots, restores and reads run side by side.
+    pub fn lock_shared(&self) -> Result<LockGuard> {
+        self.lock("repo", false)
+    }
+
+    /// Exclusive lock: for operations that delete data (prune).
+    pub fn lock_exclusive(&self) -> Result<LockGuard> {
+        self.lock("repo", true)
+    }
+
+    /// Short exclusive lock around publishing a snapshot (name checks).
+    pub fn lock_commit(&self) -> Result<LockGuard> {
+        self.lock("commit", true)
+    }
+
+    /// Remove temp files left by processes that died. Only files whose
+    /// writer is gone are removed: names carry the writer's pid.
+    pub fn clean_stale_temps(&self) {
+        for dir in [self.tmp_dir(), self.snapshots_dir(), self.root.join("packs")] {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if !name.ends_with(".tmp") {
+                    continue;
+                }
+                let pid = name.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+                if let Some(pid) = pid {
+                    if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+    }
+}

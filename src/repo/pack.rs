@@ -1,0 +1,237 @@
+//! Pack files: write-once, content-addressed containers of entity bodies of
+//! one kind, in zstd-compressed blocks, with a table of contents at the end
+//! so the index can be rebuilt from the packs alone.
+//!
+//! Layout (all integers little-endian):
+//! ```text
+//! "KSPACK01"                      8-byte magic with format version
+//! block*                          zstd frames; each decompresses to the
+//!                                 concatenated bodies of some entities
+//! toc                             zstd frame of CBOR `Toc`
+//! u32 toc length, "KSTOC001"      12-byte trailer
+//! ```
+//! The pack id is blake3 of the whole file.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::fsutil;
+use super::index::{Index, Location};
+use super::Repository;
+use crate::error::{Error, Result};
+use crate::ids::{EntityHash, PackId};
+
+pub const MAGIC: &[u8; 8] = b"KSPACK01";
+pub const TRAILER_MAGIC: &[u8; 8] = b"KSTOC001";
+
+/// Table of contents stored at the end of each pack.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Toc {
+    pub namespace: String,
+    pub kind: String,
+    /// (offset in file, compressed length, uncompressed length)
+    pub blocks: Vec<(u64, u32, u32)>,
+    /// (entity hash, block number, offset in block, length)
+    pub entries: Vec<(serde_bytes::ByteBuf, u32, u32, u32)>,
+}
+
+/// Accumulates entity bodies of one kind and writes packs of about
+/// `pack_size` compressed bytes. Each finished pack is made durable, then
+/// recorded in the index, before the writer moves on.
+pub struct PackWriter<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    namespace: String,
+    kind: String,
+    block: Vec<u8>,
+    block_entries: Vec<(EntityHash, u32, u32)>,
+    pending: HashSet<EntityHash>,
+    open: Option<OpenPack>,
+    compressor: zstd::bulk::Compressor<'static>,
+    /// Compressed bytes of the packs finished so far.
+    pub bytes_written: u64,
+    pub packs_written: u64,
+}
+
+struct OpenPack {
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    hasher: blake3::Hasher,
+    len: u64,
+    toc: Toc,
+    locations: Vec<(EntityHash, u64, u32, u32, u32, u32)>,
+}
+
+impl<'a> PackWriter<'a> {
+    pub fn new(repo: &'a Repository, index: &'a Index, namespace: &str, kind: &str) -> Result<Self> {
+        let compressor = zstd::bulk::Compressor::new(repo.config.zstd_level)
+            .map_err(Error::io("starting zstd", repo.root()))?;
+        Ok(PackWriter {
+            repo,
+            index,
+            namespace: namespace.to_string(),
+            kind: kind.to_string(),
+            block: Vec::with_capacity(repo.config.block_size + 64 * 1024),
+            block_entries: Vec::new(),
+            pending: HashSet::new(),
+            open: None,
+            compressor,
+            bytes_written: 0,
+            packs_written: 0,
+        })
+    }
+
+    /// Store `body` unless an entity with this hash is stored already.
+    /// Returns true when the body was new.
+    pub fn add(&mut self, hash: EntityHash, body: &[u8]) -> Result<bool> {
+        if self.pending.contains(&hash) || self.index.contains(&hash)? {
+            return Ok(false);
+        }
+        self.pending.insert(hash);
+        let off = self.block.len() as u32;
+        self.block.extend_from_slice(body);
+        self.block_entries.push((hash, off, body.len() as u32));
+        if self.block.len() >= self.repo.config.block_size {
+            self.flush_block()?;
+        }
+        Ok(true)
+    }
+
+    fn flush_block(&mut self) -> Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        if self.open.is_none() {
+            let tmp = fsutil::temp_path(&self.repo.tmp_dir(), "pack");
+            let file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
+            let mut open = OpenPack {
+                tmp,
+                out: BufWriter::with_capacity(256 * 1024, file),
+                hasher: blake3::Hasher::new(),
+                len: 0,
+                toc: Toc { namespace: self.namespace.clone(), kind: self.kind.clone(), blocks: vec![], entries: vec![] },
+                locations: vec![],
+            };
+            open.write(MAGIC)?;
+            self.open = Some(open);
+        }
+        let compressed = self
+            .compressor
+            .compress(&self.block)
+            .map_err(Error::io("compressing a block for", self.repo.root()))?;
+        let open = self.open.as_mut().ok_or_else(|| Error::Interrupted)?;
+        let block_no = open.toc.blocks.len() as u32;
+        let off = open.len;
+        open.write(&compressed)?;
+        let raw = self.block.len() as u32;
+        open.toc.blocks.push((off, compressed.len() as u32, raw));
+        for (hash, o, l) in self.block_entries.drain(..) {
+            open.toc.entries.push((serde_bytes::ByteBuf::from(hash.as_bytes().to_vec()), block_no, o, l));
+            open.locations.push((hash, off, compressed.len() as u32, raw, o, l));
+        }
+        self.block.clear();
+        if open.len >= self.repo.config.pack_size as u64 {
+            self.finish_pack()?;
+        }
+        Ok(())
+    }
+
+    fn finish_pack(&mut self) -> Result<()> {
+        let Some(mut open) = self.open.take() else { return Ok(()) };
+        let mut toc_cbor = Vec::new();
+        ciborium::ser::into_writer(&open.toc, &mut toc_cbor)
+            .map_err(|e| Error::DamagedPack { pack: "(new)".into(), why: e.to_string() })?;
+        let toc = zstd::bulk::compress(&toc_cbor, 3).map_err(Error::io("compressing", &open.tmp))?;
+        open.write(&toc)?;
+        let mut trailer = Vec::with_capacity(12);
+        trailer.extend_from_slice(&(toc.len() as u32).to_le_bytes());
+        trailer.extend_from_slice(TRAILER_MAGIC);
+        open.write(&trailer)?;
+        open.out.flush().map_err(Error::io("writing", &open.tmp))?;
+        let id = PackId::from(*open.hasher.finalize().as_bytes());
+        let dest = self.repo.pack_path(&id);
+        drop(open.out);
+        fsutil::commit_file(&open.tmp, &dest)?;
+        let raw: u64 = open.toc.blocks.iter().map(|b| b.2 as u64).sum();
+        let locations: Vec<(EntityHash, Location)> = open
+            .locations
+            .into_iter()
+            .map(|(h, block_off, block_len, block_raw, off, len)| {
+                (h, Location { pack: id, block_off, block_len, block_raw, off, len })
+            })
+            .collect();
+        self.index.add_pack(&id, &self.namespace, &self.kind, open.len, raw, &locations)?;
+        self.pending.clear();
+        self.bytes_written += open.len;
+        self.packs_written += 1;
+        Ok(())
+    }
+
+    /// Write out everything still buffered. Call once, at the end.
+    pub fn finish(mut self) -> Result<(u64, u64)> {
+        self.flush_block()?;
+        self.finish_pack()?;
+        Ok((self.bytes_written, self.packs_written))
+    }
+
+    /// Compressed bytes written so far, including the open pack.
+    pub fn bytes_so_far(&self) -> u64 {
+        self.bytes_written + self.open.as_ref().map(|o| o.len).unwrap_or(0)
+    }
+}
+
+impl Drop for PackWriter<'_> {
+    fn drop(&mut self) {
+        // A writer dropped without `finish` (an error elsewhere) leaves no
+        // temp file behind.
+        if let Some(open) = self.open.take() {
+            let _ = fs::remove_file(&open.tmp);
+        }
+    }
+}
+
+impl OpenPack {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).map_err(Error::io("writing", &self.tmp))?;
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Read one compressed block of a pack and decompress it.
+pub fn read_block(file: &mut File, path: &Path, off: u64, clen: u32, raw: u32) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; clen as usize];
+    file.seek(SeekFrom::Start(off)).map_err(Error::io("seeking in", path))?;
+    file.read_exact(&mut buf).map_err(|e| Error::DamagedPack {
+        pack: path.display().to_string(),
+        why: format!("cannot read block at {off}: {e}"),
+    })?;
+    zstd::bulk::decompress(&buf, raw as usize).map_err(|e| Error::DamagedPack {
+        pack: path.display().to_string(),
+        why: format!("block at {off} does not decompress: {e}"),
+    })
+}
+
+/// Parse a whole pack held in memory: check the magic and trailer and
+/// return its table of contents.
+pub fn parse_toc(bytes: &[u8], name: &str) -> Result<Toc> {
+    let damaged = |why: String| Error::DamagedPack { pack: name.to_string(), why };
+    if bytes.len() < MAGIC.len() + 12 || &bytes[..8] != MAGIC {
+        return Err(damaged("bad magic".into()));
+    }
+    let t = bytes.len() - 12;
+    if &bytes[t + 4..] != TRAILER_MAGIC {
+        return Err(damaged("bad trailer".into()));
+    }
+    let toc_len = u32::from_le_bytes([bytes[t], bytes[t + 1], bytes[t + 2], bytes[t + 3]]) as usize;
+    if toc_len > t - 8 {
+        return Err(damaged("table of contents length out of range".into()));
+    }
+    let raw = zstd::stream::decode_all(&bytes[t - toc_len..t]).map_err(|e| damaged(format!("table of contents: {e}")))?;
+    ciborium::de::from_reader(raw.as_slice()).map_err(|e| damaged(format!("table of contents: {e}")))
+}

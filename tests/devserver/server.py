@@ -1,0 +1,993 @@
+#!/usr/bin/env python3
+"""kindsnap dev server: Google's App Engine datastore stub behind the Cloud
+Datastore v1 REST API.
+
+    python server.py --port 0 [--storage FILE] [--fail-rate P] ...
+
+Prints one line ``LISTENING http://127.0.0.1:PORT`` on stdout once it accepts
+connections.  See README.md beside this file for what is faithful and what is
+not.
+"""
+
+import argparse
+import http.server
+import json
+import os
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import googledatastore_shim  # noqa: E402
+
+gd = googledatastore_shim.install()
+
+from google.protobuf import json_format  # noqa: E402
+from google.appengine.api import apiproxy_stub_map  # noqa: E402
+from google.appengine.api import datastore_file_stub  # noqa: E402
+from google.appengine.datastore import datastore_pb  # noqa: E402
+from google.appengine.datastore import datastore_pbs  # noqa: E402
+from google.appengine.datastore import datastore_stub_util  # noqa: E402
+from google.appengine.datastore import entity_bytes_pb2 as entity_pb2  # noqa: E402
+from google.appengine.runtime import apiproxy_errors  # noqa: E402
+
+# Firestore in Datastore mode has no 25-entity-group limit per transaction.
+datastore_stub_util._MAX_EG_PER_TXN = 1 << 30
+
+STUB_APP_ID = 'kindsnap-devserver'
+
+# ---------------------------------------------------------------- limits ----
+MAX_REQUEST_BYTES = 10 * 1024 * 1024          # 10 MiB
+MAX_ENTITY_BYTES = 1048572                    # 1 MiB - 4
+MAX_INDEXED_BYTES = 1500
+MAX_UNINDEXED_BYTES = 1048487
+MAX_LOOKUP_KEYS = 1000
+MAX_KEY_PATH = 100
+MAX_STUB_BATCH = datastore_stub_util._MAXIMUM_RESULTS  # 300
+
+# Hidden, unindexed property holding the original v1 entity when the v3
+# representation cannot hold it exactly (see README.md).
+HIDDEN_PROP = '__kindsnap_v1'
+HIDDEN_CHUNK = 512 * 1024
+
+_RESERVED_RE = re.compile(r'^__.*__$')
+_NAMESPACE_RE = re.compile(r'^[0-9A-Za-z._-]{0,100}$')
+
+HTTP_OF = {
+    'INVALID_ARGUMENT': 400, 'FAILED_PRECONDITION': 400, 'OUT_OF_RANGE': 400,
+    'UNAUTHENTICATED': 401, 'PERMISSION_DENIED': 403, 'NOT_FOUND': 404,
+    'ALREADY_EXISTS': 409, 'ABORTED': 409, 'RESOURCE_EXHAUSTED': 429,
+    'CANCELLED': 499, 'INTERNAL': 500, 'UNKNOWN': 500, 'DATA_LOSS': 500,
+    'UNIMPLEMENTED': 501, 'UNAVAILABLE': 503, 'DEADLINE_EXCEEDED': 504,
+}
+
+# v3 stub error codes -> google.rpc status names
+_V3_STATUS = {
+    1: 'INVALID_ARGUMENT', 2: 'ABORTED', 3: 'INTERNAL', 4: 'FAILED_PRECONDITION',
+    5: 'DEADLINE_EXCEEDED', 6: 'PERMISSION_DENIED', 7: 'INTERNAL',
+    8: 'UNAVAILABLE', 9: 'UNAVAILABLE', 10: 'UNAVAILABLE',
+    11: 'INVALID_ARGUMENT', 12: 'RESOURCE_EXHAUSTED', 13: 'NOT_FOUND',
+    14: 'ALREADY_EXISTS', 15: 'FAILED_PRECONDITION', 16: 'UNAUTHENTICATED',
+    17: 'ABORTED', 18: 'FAILED_PRECONDITION',
+}
+
+MSG_UNAVAILABLE = 'The service is currently unavailable.'
+MSG_ABORTED = 'too much contention on these datastore entities. please try again.'
+
+
+class ApiError(Exception):
+    def __init__(self, status, message, headers=None):
+        Exception.__init__(self, message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+    @property
+    def http(self):
+        return HTTP_OF.get(self.status, 500)
+
+
+def bad(message):
+    return ApiError('INVALID_ARGUMENT', message)
+
+
+# ------------------------------------------------------------ the store ----
+class _FileStub(datastore_file_stub.DatastoreFileStub):
+    """The App Engine file stub, writing its file once per request instead of
+    once per entity-group commit."""
+
+    def __init__(self, storage, auto_id_policy):
+        self._dirty = False
+        datastore_file_stub.DatastoreFileStub.__init__(
+            self, STUB_APP_ID, storage, trusted=True, use_atexit=False,
+            save_changes=bool(storage), require_indexes=False,
+            # strongly consistent, applied (and written) at commit, like
+            # Firestore in Datastore mode
+            consistency_policy=datastore_stub_util.MasterSlaveConsistencyPolicy(),
+            auto_id_policy=auto_id_policy)
+        # the 1 MiB per-call cap of the App Engine runtime does not apply here
+        self._APIProxyStub__max_request_size = 1 << 40
+
+    def Write(self):  # called by the stub after every commit
+        self._dirty = True
+
+    def flush(self):
+        if self._dirty:
+            self._dirty = False
+            datastore_file_stub.DatastoreFileStub.Write(self)
+
+
+def _key_text(v1_key):
+    """A key in the text form Google uses in ALREADY_EXISTS / NOT_FOUND."""
+    out = ['app: "%s"' % v1_key.partition_id.project_id]
+    if v1_key.partition_id.namespace_id:
+        out.append('name_space: "%s"' % v1_key.partition_id.namespace_id)
+    out.append('path <')
+    for el in v1_key.path:
+        out.append('  Element {')
+        out.append('    type: "%s"' % el.kind)
+        if el.WhichOneof('id_type') == 'id':
+            out.append('    id: %d' % el.id)
+        elif el.WhichOneof('id_type') == 'name':
+            out.append('    name: "%s"' % el.name)
+        out.append('  }')
+    out.append('>')
+    return '\n'.join(out) + '\n'
+
+
+def _now_ts(msg):
+    us = int(time.time() * 1000000)
+    msg.seconds, rem = divmod(us, 1000000)
+    msg.nanos = rem * 1000
+
+
+class Datastore(object):
+    """v1 semantics on top of the App Engine v3 stub.  Not thread-safe:
+    callers hold ``self.lock``."""
+
+    def __init__(self, storage=None, auto_id_policy='scattered',
+                 batch_size=MAX_STUB_BATCH, batch_bytes=1024 * 1024,
+                 max_mutations=500):
+        self.lock = threading.RLock()
+        self.storage = storage
+        self.batch_size = max(1, min(batch_size, MAX_STUB_BATCH))
+        self.batch_bytes = batch_bytes
+        self.max_mutations = max_mutations
+        self.sequential = auto_id_policy == 'sequential'
+        if storage:
+            storage = os.path.abspath(storage)
+            os.makedirs(os.path.dirname(storage), exist_ok=True)
+        self.stub = _FileStub(storage, datastore_stub_util.SEQUENTIAL
+                              if self.sequential else datastore_stub_util.SCATTERED)
+        apiproxy_stub_map.apiproxy = apiproxy_stub_map.APIProxyStubMap()
+        apiproxy_stub_map.apiproxy.RegisterStub('datastore_v3', self.stub)
+        resolver = datastore_pbs._IdentityIdResolver()  # app id == project id
+        self.ec = datastore_pbs.get_entity_converter(resolver)
+        self.sc = datastore_stub_util.get_service_converter(resolver)
+        self.ids_file = storage + '.ids.json' if storage else None
+        self._load_id_counters()
+
+    # -- id counters (the stub only re-derives them from stored entities) --
+    def _load_id_counters(self):
+        if self.ids_file and os.path.exists(self.ids_file):
+            with open(self.ids_file) as f:
+                saved = json.load(f)
+            self.stub._SetIdCounter(datastore_stub_util.SEQUENTIAL,
+                                    int(saved['sequential']))
+            self.stub._SetIdCounter(datastore_stub_util.SCATTERED,
+                                    int(saved['scattered']))
+        self._ids_saved = self._id_counters()
+
+    def _id_counters(self):
+        return (self.stub._IdCounter(datastore_stub_util.SEQUENTIAL),
+                self.stub._IdCounter(datastore_stub_util.SCATTERED))
+
+    def flush(self):
+        self.stub.flush()
+        now = self._id_counters()
+        if self.ids_file and now != self._ids_saved:
+            tmp = self.ids_file + '.tmp'
+            with open(tmp, 'w') as f:
+                json.dump({'sequential': now[0], 'scattered': now[1]}, f)
+            os.replace(tmp, self.ids_file)
+            self._ids_saved = now
+
+    def reset(self):
+        self.stub.Clear()
+        self.stub._dirty = True
+        self.flush()
+
+    # ------------------------------------------------------------ v3 calls --
+    def _v3(self, method, req, resp):
+        try:
+            self.stub.MakeSyncCall('datastore_v3', method, req, resp)
+        except apiproxy_errors.ApplicationError as e:
+            status = _V3_STATUS.get(e.application_error, 'INTERNAL')
+            msg = e.error_detail or status
+            if status == 'ABORTED':
+                msg = MSG_ABORTED
+            raise ApiError(status, msg)
+        return resp
+
+    def _v3_txn(self, v1_txn):
+        v3_txn = datastore_pb.Transaction()
+        try:
+            self.sc.v1_to_v3_txn(v1_txn, v3_txn)
+        except Exception:
+            raise bad('The referenced transaction has expired or is no longer valid.')
+        return v3_txn
+
+    def _begin(self, project, read_only=False):
+        req = datastore_pb.BeginTransactionRequest()
+        req.app = project
+        req.allow_multiple_eg = True
+        if read_only:
+            req.mode = datastore_pb.BeginTransactionRequest.READ_ONLY
+        v3_txn = self._v3('BeginTransaction', req, datastore_pb.Transaction())
+        return self.sc._v3_to_v1_txn(v3_txn)
+
+    # ---------------------------------------------------------- validation --
+    def check_database(self, database_id):
+        if database_id not in ('', '(default)'):
+            raise bad('Named databases are not supported by this dev server '
+                      '(only the default database): "%s".' % database_id)
+
+    def check_partition(self, project, pid, what='partition'):
+        if pid.project_id != project:
+            raise bad('mismatched project id within request: "%s" (%s) vs "%s" '
+                      '(request).' % (pid.project_id, what, project))
+        self.check_database(pid.database_id)
+        ns = pid.namespace_id
+        if not _NAMESPACE_RE.match(ns):
+            raise bad('Illegal string "%s" in namespace.' % ns)
+        if _RESERVED_RE.match(ns):
+            raise bad('The namespace "%s" is reserved.' % ns)
+
+    def check_key(self, project, key, complete=True, incomplete=False,
+                  embedded=False):
+        """complete: a complete key is allowed; incomplete: an incomplete one."""
+        if not embedded or key.HasField('partition_id'):
+            if embedded and not key.partition_id.project_id:
+                pass
+            else:
+                self.check_partition(project, key.partition_id, 'key')
+        n = len(key.path)
+        if n == 0:
+            raise bad('Key path is empty.')
+        if n > MAX_KEY_PATH:
+            raise bad('Key path has more than %d elements.' % MAX_KEY_PATH)
+        for i, el in enumerate(key.path):
+            if not el.kind:
+                raise bad('The kind is missing.')
+            if len(el.kind.encode('utf-8')) > MAX_INDEXED_BYTES:
+                raise bad('The key path element kind is longer than %d bytes.'
+                          % MAX_INDEXED_BYTES)
+            if _RESERVED_RE.match(el.kind):
+                raise bad('The key path element kind "%s" is reserved.' % el.kind)
+            which = el.WhichOneof('id_type')
+            if which == 'id' and el.id == 0:
+                raise bad('Key path id cannot be zero.')
+            if which == 'name':
+                if not el.name:
+                    raise bad('The key path element name is empty.')
+                if len(el.name.encode('utf-8')) > MAX_INDEXED_BYTES:
+                    raise bad('The key path element name is longer than %d '
+                              'bytes.' % MAX_INDEXED_BYTES)
+                if _RESERVED_RE.match(el.name):
+                    raise bad('The key path element name "%s" is reserved.'
+                              % el.name)
+            if which is None and i < n - 1:
+                raise bad('Key path element must not be incomplete: [%s: ].'
+                          % el.kind)
+        last_complete = key.path[-1].WhichOneof('id_type') is not None
+        if last_complete and not complete:
+            raise bad('Key path element must not be complete: [%s].'
+                      % _path_text(key))
+        if not last_complete and not incomplete:
+            raise bad('Key path element must not be incomplete: [%s: ].'
+                      % key.path[-1].kind)
+
+    def check_entity(self, project, entity, top=True, prefix=''):
+        for name, value in entity.properties.items():
+            if not name:
+                raise bad('The property name is missing.')
+            if len(name.encode('utf-8')) > MAX_INDEXED_BYTES:
+                raise bad('The property name is longer than %d bytes.'
+                          % MAX_INDEXED_BYTES)
+            if _RESERVED_RE.match(name):
+                raise bad('The property name "%s" is reserved.' % name)
+            if name == HIDDEN_PROP:
+                raise bad('The property name "%s" is reserved by the kindsnap '
+                          'dev server.' % name)
+            self.check_value(project, prefix + name, value)
+
+    def check_value(self, project, name, value, in_array=False):
+        kind = value.WhichOneof('value_type')
+        if kind == 'array_value':
+            if in_array:
+                raise bad('An array value cannot contain another array value.')
+            if value.exclude_from_indexes:
+                raise bad('Exclude from indexes cannot be set on a list value')
+            if value.meaning:
+                raise bad('A meaning cannot be set on a list value')
+            for v in value.array_value.values:
+                self.check_value(project, name, v, in_array=True)
+            return
+        if kind in ('string_value', 'blob_value'):
+            raw = value.string_value.encode('utf-8') if kind == 'string_value' \
+                else value.blob_value
+            if not value.exclude_from_indexes and len(raw) > MAX_INDEXED_BYTES:
+                raise bad('The value of property "%s" is longer than %d bytes.'
+                          % (name, MAX_INDEXED_BYTES))
+            if len(raw) > MAX_UNINDEXED_BYTES:
+                raise bad('The value of property "%s" is longer than %d bytes.'
+                          % (name, MAX_UNINDEXED_BYTES))
+        elif kind == 'key_value':
+            self.check_key(value.key_value.partition_id.project_id or project,
+                           value.key_value, complete=True, incomplete=False,
+                           embedded=True)
+        elif kind == 'geo_point_value':
+            g = value.geo_point_value
+            if not -90.0 <= g.latitude <= 90.0:
+                raise bad('Latitude outside permitted range [-90.0, 90.0].')
+            if not -180.0 <= g.longitude <= 180.0:
+                raise bad('Longitude outside permitted range [-180.0, 180.0].')
+        elif kind == 'entity_value':
+            e = value.entity_value
+            if e.HasField('key'):
+                self.check_key(e.key.partition_id.project_id or project, e.key,
+                               complete=True, incomplete=True, embedded=True)
+            self.check_entity(project, e, top=False, prefix=name + '.')
+
+    # ------------------------------------------------- v1 <-> v3 entities --
+    def _sanitized(self, v1_entity):
+        """A copy the App Engine converter and the v3 stub accept: meanings
+        dropped, embedded entities unindexed at the top level."""
+        e = gd.Entity()
+        e.CopyFrom(v1_entity)
+
+        def fix_value(v, top):
+            v.meaning = 0
+            k = v.WhichOneof('value_type')
+            if k == 'array_value':
+                for sub in v.array_value.values:
+                    fix_value(sub, top)
+            elif k == 'entity_value':
+                if top:
+                    v.exclude_from_indexes = True
+                if v.entity_value.HasField('key') and \
+                        not v.entity_value.key.path:
+                    v.entity_value.ClearField('key')
+                for sub in v.entity_value.properties.values():
+                    fix_value(sub, False)
+        for v in e.properties.values():
+            fix_value(v, True)
+        return e
+
+    def to_v3(self, v1_entity):
+        """v1 entity (complete key) -> v3 EntityProto, with the original kept
+        in HIDDEN_PROP when the v3 form would not give it back exactly."""
+        v3e = entity_pb2.EntityProto()
+        try:
+            self.ec.v1_to_v3_entity(self._sanitized(v1_entity), v3e)
+            back = gd.Entity()
+            self.ec.v3_to_v1_entity(v3e, back)
+        except Exception as e:  # conversion problem: keep the original only
+            raise bad('Invalid entity: %s' % e)
+        back.ClearField('key')
+        orig = gd.Entity()
+        orig.CopyFrom(v1_entity)
+        orig.ClearField('key')
+        if back.SerializeToString(deterministic=True) != \
+                orig.SerializeToString(deterministic=True):
+            raw = orig.SerializeToString(deterministic=True)
+            for i in range(0, max(len(raw), 1), HIDDEN_CHUNK):
+                p = v3e.raw_property.add()
+                p.name = HIDDEN_PROP.encode('utf-8')
+                p.meaning = entity_pb2.Property.BLOB
+                p.multiple = True
+                p.value.stringValue = raw[i:i + HIDDEN_CHUNK]
+        return v3e
+
+    @staticmethod
+    def restore(v1_entity):
+        if HIDDEN_PROP not in v1_entity.properties:
+            return
+        v = v1_entity.properties[HIDDEN_PROP]
+        if v.WhichOneof('value_type') == 'array_value':
+            raw = b''.join(x.blob_value for x in v.array_value.values)
+        else:
+            raw = v.blob_value
+        orig = gd.Entity.FromString(raw)
+        orig.key.CopyFrom(v1_entity.key)
+        v1_entity.CopyFrom(orig)
+
+    def _v3_ref(self, v1_key):
+        ref = entity_pb2.Reference()
+        self.ec.v1_to_v3_reference(v1_key, ref)
+        return ref
+
+    def _allocate(self, v3_ref):
+        """Give an incomplete v3 reference a fresh id (in place)."""
+        if self.sequential:
+            start, _ = self.stub._AllocateSequentialIds(v3_ref, size=1)
+            v3_ref.path.element[-1].id = start
+        else:
+            self.stub._AllocateIds([v3_ref])
+
+    # -------------------------------------------------------------- lookup --
+    def _read_txn(self, project, read_options):
+        """-> (v3 transaction or None, v1 new transaction or None)"""
+        which = read_options.WhichOneof('consistency_type')
+        if which == 'read_time':
+            raise bad('readTime is not supported by this dev server')
+        if which == 'transaction':
+            return self._v3_txn(read_options.transaction), None
+        if which == 'new_transaction':
+            ro = read_options.new_transaction.HasField('read_only')
+            v1_txn = self._begin(project, ro)
+            return self._v3_txn(v1_txn), v1_txn
+        return None, None
+
+    def lookup(self, project, req):
+        self.check_database(req.database_id)
+        if len(req.keys) > MAX_LOOKUP_KEYS:
+            raise bad('cannot get more than %d keys in a single call'
+                      % MAX_LOOKUP_KEYS)
+        for k in req.keys:
+            self.check_key(project, k)
+        v3_txn, new_txn = self._read_txn(project, req.read_options)
+        v3_req = datastore_pb.GetRequest()
+        v3_req.allow_deferred = True
+        if v3_txn is not None:
+            v3_req.transaction.CopyFrom(v3_txn)
+        for k in req.keys:
+            v3_req.key.add().CopyFrom(self._v3_ref(k))
+        v3_resp = self._v3('Get', v3_req, datastore_pb.GetResponse())
+        resp = self.sc.v3_to_v1_lookup_resp(v3_resp)
+        for r in resp.found:
+            self.restore(r.entity)
+        if new_txn:
+            resp.transaction = new_txn
+        _now_ts(resp.read_time)
+        return resp
+
+    # ------------------------------------------------------------ runQuery --
+    def run_query(self, project, req):
+        self.check_database(req.database_id)
+        if req.HasField('gql_query'):
+            raise ApiError('UNIMPLEMENTED',
+                           'GQL queries are not supported by this dev server.')
+        if not req.HasField('query'):
+            raise bad('A query must be set.')
+        pid = req.partition_id
+        if not pid.project_id:
+            pid.project_id = project
+        self.check_partition(project, pid)
+        v3_txn, new_txn = self._read_txn(project, req.read_options)
+        q = req.query
+        self._check_filter(q.filter)
+        v3q = datastore_pb.Query()
+        try:
+            self.sc._query_converter.v1_to_v3_query(pid, q, v3q)
+        except datastore_pbs.InvalidConversionError as e:
+            raise bad(str(e))
+        except apiproxy_errors.ApplicationError as e:
+            raise bad(e.error_detail)
+        if v3_txn is not None and v3q.HasField('ancestor'):
+            # The v3 stub only runs ancestor queries in a transaction;
+            # Firestore in Datastore mode runs any.  Others read outside it.
+            v3q.transaction.CopyFrom(v3_txn)
+        v3q.count = self.batch_size
+        v3q.compile = True
+        try:
+            v3r = self._v3('RunQuery', v3q, datastore_pb.QueryResult())
+        finally:
+            # the stub keeps every cursor and query for Next(); we never call it
+            self.stub._query_cursors.clear()
+            self.stub._DatastoreStub__query_history.clear()
+        resp = gd.RunQueryResponse()
+        self.sc.v3_to_v1_query_result_batch(v3r, resp.batch)
+        batch = resp.batch
+        keys_only = len(q.projection) == 1 and \
+            q.projection[0].property.name == '__key__'
+        if keys_only:
+            batch.entity_result_type = gd.EntityResult.KEY_ONLY
+        elif len(q.projection):
+            batch.entity_result_type = gd.EntityResult.PROJECTION
+        else:
+            batch.entity_result_type = gd.EntityResult.FULL
+            for r in batch.entity_results:
+                self.restore(r.entity)
+        n = len(batch.entity_results)
+        # batch byte cap, as the real service pages big entities
+        total = 0
+        for i, r in enumerate(batch.entity_results):
+            total += r.ByteSize()
+            if i > 0 and total > self.batch_bytes:
+                del batch.entity_results[i:]
+                batch.end_cursor = batch.entity_results[i - 1].cursor
+                batch.more_results = gd.QueryResultBatch.NOT_FINISHED
+                break
+        else:
+            if v3r.more_results:
+                batch.more_results = gd.QueryResultBatch.NOT_FINISHED
+            elif q.HasField('limit') and n >= q.limit.value and \
+                    batch.skipped_results >= q.offset:
+                batch.more_results = gd.QueryResultBatch.MORE_RESULTS_AFTER_LIMIT
+            elif q.end_cursor:
+                batch.more_results = gd.QueryResultBatch.MORE_RESULTS_AFTER_CURSOR
+            else:
+                batch.more_results = gd.QueryResultBatch.NO_MORE_RESULTS
+        if not batch.end_cursor and q.start_cursor:
+            batch.end_cursor = q.start_cursor
+        if new_txn:
+            resp.transaction = new_txn
+        _now_ts(batch.read_time)
+        return resp
+
+    _FILTER_OPS = {
+        gd.PropertyFilter.LESS_THAN, gd.PropertyFilter.LESS_THAN_OR_EQUAL,
+        gd.PropertyFilter.GREATER_THAN, gd.PropertyFilter.GREATER_THAN_OR_EQUAL,
+        gd.PropertyFilter.EQUAL, gd.PropertyFilter.HAS_ANCESTOR}
+
+    def _check_filter(self, f):
+        which = f.WhichOneof('filter_type')
+        if which == 'composite_filter':
+            if f.composite_filter.op != gd.CompositeFilter.AND:
+                raise bad('Only AND composite filters are supported by this '
+                          'dev server.')
+            for sub in f.composite_filter.filters:
+                self._check_filter(sub)
+        elif which == 'property_filter':
+            op = f.property_filter.op
+            if op not in self._FILTER_OPS:
+                raise bad('Filter operator %s is not supported by this dev '
+                          'server.' % gd.PropertyFilter.Operator.Name(op))
+
+    # -------------------------------------------------------------- commit --
+    def validate_commit(self, project, req):
+        self.check_database(req.database_id)
+        n = len(req.mutations)
+        if n > self.max_mutations:
+            raise bad('cannot write more than %d entities in a single call'
+                      % self.max_mutations)
+        mode = req.mode
+        sel = req.WhichOneof('transaction_selector')
+        if mode == gd.CommitRequest.MODE_UNSPECIFIED:
+            mode = gd.CommitRequest.TRANSACTIONAL if sel else \
+                gd.CommitRequest.NON_TRANSACTIONAL
+        if mode == gd.CommitRequest.TRANSACTIONAL and not sel:
+            raise bad('Transactional commit requires a transaction.')
+        if mode == gd.CommitRequest.NON_TRANSACTIONAL and sel:
+            raise bad('Non-transactional commit cannot specify a transaction.')
+        seen = set()
+        for m in req.mutations:
+            op = m.WhichOneof('operation')
+            if op is None:
+                raise bad('A mutation must have an operation.')
+            for f in ('base_version', 'update_time'):
+                if m.HasField(f):
+                    raise bad('%s is not supported by this dev server.' % f)
+            if m.HasField('property_mask') or len(m.property_transforms):
+                raise bad('propertyMask / propertyTransforms are not supported '
+                          'by this dev server.')
+            if op == 'delete':
+                key = m.delete
+                self.check_key(project, key)
+            else:
+                ent = getattr(m, op)
+                if not ent.HasField('key'):
+                    raise bad('The entity key is missing.')
+                key = ent.key
+                self.check_key(project, key, incomplete=op in ('insert', 'upsert'))
+                if ent.ByteSize() > MAX_ENTITY_BYTES:
+                    raise bad('entity is too big')
+                self.check_entity(project, ent)
+            if mode == gd.CommitRequest.NON_TRANSACTIONAL and \
+                    key.path[-1].WhichOneof('id_type'):
+                sk = key.SerializeToString(deterministic=True)
+                if sk in seen:
+                    raise bad('A non-transactional commit may not contain '
+                              'multiple mutations affecting the same entity.')
+                seen.add(sk)
+        return mode
+
+    def commit(self, project, req):
+        mode = self.validate_commit(project, req)
+        transactional = mode == gd.CommitRequest.TRANSACTIONAL
+        v3_txn = None
+        if transactional:
+            if req.WhichOneof('transaction_selector') == 'single_use_transaction':
+                ro = req.single_use_transaction.HasField('read_only')
+                v3_txn = self._v3_txn(self._begin(project, ro))
+            else:
+                v3_txn = self._v3_txn(req.transaction)
+        try:
+            return self._commit(req, v3_txn)
+        except Exception:
+            if v3_txn is not None:
+                try:
+                    self._v3('Rollback', v3_txn, datastore_pb.CommitResponse())
+                except Exception:
+                    pass
+            raise
+
+    def _commit(self, req, v3_txn):
+        # 1. keys; preconditions against stored state (+ this commit's effects)
+        state = {}            # serialized v3 ref -> exists after earlier mutations
+        plan = []             # (op, v3 ref, v1 entity or None, allocated v1 key)
+        to_check = []
+        for m in req.mutations:
+            op = m.WhichOneof('operation')
+            if op == 'delete':
+                plan.append(['delete', self._v3_ref(m.delete), None, None])
+                continue
+            ent = getattr(m, op)
+            ref = self._v3_ref(ent.key)
+            plan.append([op, ref, ent, None])
+            if ent.key.path[-1].WhichOneof('id_type') and op in ('insert', 'update'):
+                to_check.append(ref)
+        existing = set()
+        if to_check:
+            g = datastore_pb.GetRequest()
+            if v3_txn is not None:
+                g.transaction.CopyFrom(v3_txn)
+            g.key.extend(to_check)
+            gr = self._v3('Get', g, datastore_pb.GetResponse())
+            for ref, res in zip(to_check, gr.entity):
+                if res.HasField('entity'):
+                    existing.add(ref.SerializeToString(deterministic=True))
+        for step in plan:
+            op, ref, ent, _ = step
+            if op != 'delete' and not ref.path.element[-1].id and \
+                    not ref.path.element[-1].HasField('name'):
+                continue  # incomplete: gets a fresh id below
+            sk = ref.SerializeToString(deterministic=True)
+            exists = state.get(sk, sk in existing)
+            if op == 'insert' and exists:
+                raise ApiError('ALREADY_EXISTS',
+                               'entity already exists: ' + _key_text(ent.key))
+            if op == 'update' and not exists:
+                raise ApiError('NOT_FOUND',
+                               'no entity to update: ' + _key_text(ent.key))
+            state[sk] = op != 'delete'
+        # 2. ids for incomplete keys, v3 entities
+        puts, deletes, order = [], [], []
+        for step in plan:
+            op, ref, ent, _ = step
+            if op == 'delete':
+                deletes.append(ref)
+                order.append(('delete', ref))
+                continue
+            last = ref.path.element[-1]
+            if not last.id and not last.HasField('name'):
+                self._allocate(ref)
+                v1k = gd.Key()
+                self.ec.v3_to_v1_key(ref, v1k)
+                step[3] = v1k
+            full = gd.Entity()
+            full.CopyFrom(ent)
+            _truncate_timestamps(full)
+            self.ec.v3_to_v1_key(ref, full.key)
+            v3e = self.to_v3(full)
+            puts.append(v3e)
+            order.append(('put', v3e))
+        # 3. apply
+        index_updates = 0
+        versions = {}
+        if v3_txn is not None:
+            for what, x in order:
+                if what == 'put':
+                    r = datastore_pb.PutRequest()
+                    r.transaction.CopyFrom(v3_txn)
+                    r.entity.add().CopyFrom(x)
+                    pr = self._v3('Put', r, datastore_pb.PutResponse())
+                    index_updates += pr.cost.index_writes
+                else:
+                    r = datastore_pb.DeleteRequest()
+                    r.transaction.CopyFrom(v3_txn)
+                    r.key.add().CopyFrom(x)
+                    dr = self._v3('Delete', r, datastore_pb.DeleteResponse())
+                    index_updates += dr.cost.index_writes
+            cr = self._v3('Commit', v3_txn, datastore_pb.CommitResponse())
+            index_updates += cr.cost.index_writes
+            for v in cr.version:
+                versions[v.root_entity_key.SerializeToString(
+                    deterministic=True)] = v.version
+        else:
+            if puts:
+                r = datastore_pb.PutRequest()
+                r.entity.extend(puts)
+                pr = self._v3('Put', r, datastore_pb.PutResponse())
+                index_updates += pr.cost.index_writes
+                for k, v in zip(pr.key, pr.version):
+                    versions[k.SerializeToString(deterministic=True)] = v
+            if deletes:
+                r = datastore_pb.DeleteRequest()
+                r.key.extend(deletes)
+                dr = self._v3('Delete', r, datastore_pb.DeleteResponse())
+                index_updates += dr.cost.index_writes
+                for k, v in zip(deletes, dr.version):
+                    versions[k.SerializeToString(deterministic=True)] = v
+        resp = gd.CommitResponse()
+        resp.index_updates = index_updates
+        commit_version = max(versions.values()) if versions else 0
+        for op, ref, ent, allocated in plan:
+            mr = resp.mutation_results.add()
+            if allocated is not None:
+                mr.key.CopyFrom(allocated)
+            root = entity_pb2.Reference()
+            root.CopyFrom(ref)
+            del root.path.element[1:]
+            mr.version = versions.get(ref.SerializeToString(deterministic=True),
+                                      versions.get(root.SerializeToString(
+                                          deterministic=True), commit_version))
+        _now_ts(resp.commit_time)
+        return resp
+
+    # ------------------------------------------------ ids and transactions --
+    def allocate_ids(self, project, req):
+        self.check_database(req.database_id)
+        resp = gd.AllocateIdsResponse()
+        for k in req.keys:
+            self.check_key(project, k, complete=False, incomplete=True)
+        for k in req.keys:
+            ref = self._v3_ref(k)
+            self._allocate(ref)
+            self.ec.v3_to_v1_key(ref, resp.keys.add())
+        return resp
+
+    def reserve_ids(self, project, req):
+        self.check_database(req.database_id)
+        for k in req.keys:
+            self.check_key(project, k)
+        refs = [self._v3_ref(k) for k in req.keys]
+        if refs:
+            self.stub._AllocateIds(refs)  # complete keys: advance counters
+        return gd.ReserveIdsResponse()
+
+    def begin_transaction(self, project, req):
+        self.check_database(req.database_id)
+        resp = gd.BeginTransactionResponse()
+        resp.transaction = self._begin(
+            project, req.transaction_options.HasField('read_only'))
+        return resp
+
+    def rollback(self, project, req):
+        self.check_database(req.database_id)
+        if not req.transaction:
+            raise bad('Invalid transaction.')
+        self._v3('Rollback', self._v3_txn(req.transaction),
+                 datastore_pb.CommitResponse())
+        return gd.RollbackResponse()
+
+
+def _truncate_timestamps(entity):
+    """Timestamps are kept to the microsecond, as Google does."""
+    def fix(v):
+        k = v.WhichOneof('value_type')
+        if k == 'timestamp_value':
+            v.timestamp_value.nanos -= v.timestamp_value.nanos % 1000
+        elif k == 'array_value':
+            for sub in v.array_value.values:
+                fix(sub)
+        elif k == 'entity_value':
+            _truncate_timestamps(v.entity_value)
+    for v in entity.properties.values():
+        fix(v)
+
+
+def _path_text(key):
+    parts = []
+    for el in key.path:
+        w = el.WhichOneof('id_type')
+        parts.append('%s: %s' % (el.kind, el.id if w == 'id' else
+                                 '"%s"' % el.name if w == 'name' else ''))
+    return ', '.join(parts)
+
+
+# ---------------------------------------------------------------- HTTP -----
+METHODS = {
+    'lookup': ('lookup', gd.LookupRequest, True),
+    'runQuery': ('run_query', gd.RunQueryRequest, True),
+    'commit': ('commit', gd.CommitRequest, True),
+    'allocateIds': ('allocate_ids', gd.AllocateIdsRequest, False),
+    'reserveIds': ('reserve_ids', gd.ReserveIdsRequest, False),
+    'beginTransaction': ('begin_transaction', gd.BeginTransactionRequest, False),
+    'rollback': ('rollback', gd.RollbackRequest, False),
+}
+_PATH_RE = re.compile(r'^/v1/projects/([^/:]+):([A-Za-z]+)$')
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    server_version = 'kindsnap-devserver/1'
+
+    def log_message(self, fmt, *args):  # quiet unless --verbose
+        if self.server.opts.verbose:
+            sys.stderr.write('%s - %s\n' % (self.address_string(), fmt % args))
+
+    def _send(self, code, payload, headers=None):
+        body = payload.encode('utf-8') if isinstance(payload, str) else payload
+        self.send_response(code)
+        self.send_header('Content-Type', 'application/json; charset=UTF-8')
+        self.send_header('Content-Length', str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, err):
+        self._send(err.http, json.dumps({'error': {
+            'code': err.http, 'message': err.message, 'status': err.status}},
+            indent=2) + '\n', err.headers)
+
+    def _read_body(self):
+        if 'chunked' in (self.headers.get('Transfer-Encoding') or '').lower():
+            chunks, total = [], 0
+            while True:
+                size = int(self.rfile.readline().split(b';')[0].strip() or b'0', 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b'\r\n', b'\n', b''):
+                        pass
+                    break
+                data = self.rfile.read(size)
+                self.rfile.readline()
+                total += size
+                if total <= MAX_REQUEST_BYTES:
+                    chunks.append(data)
+            return b''.join(chunks), total
+        length = int(self.headers.get('Content-Length') or 0)
+        if length > MAX_REQUEST_BYTES:
+            left = length
+            while left > 0:  # drain so the client sees our answer
+                got = self.rfile.read(min(left, 1 << 20))
+                if not got:
+                    break
+                left -= len(got)
+            return b'', length
+        return self.rfile.read(length), length
+
+    def do_POST(self):
+        try:
+            body, length = self._read_body()
+        except Exception:
+            self.close_connection = True
+            return
+        path = self.path.split('?', 1)[0]
+        try:
+            self._dispatch(path, body, length)
+        except ApiError as e:
+            self._error(e)
+        except Exception as e:  # a bug: answer INTERNAL, keep serving
+            traceback.print_exc()
+            self._error(ApiError('INTERNAL', 'internal error: %s' % e))
+
+    def _dispatch(self, path, body, length):
+        srv = self.server
+        opts = srv.opts
+        if path == '/reset':
+            with srv.ds.lock:
+                srv.ds.reset()
+            self._send(200, '{}\n')
+            return
+        m = _PATH_RE.match(path)
+        if not m or m.group(2) not in METHODS:
+            raise ApiError('NOT_FOUND', 'The requested URL %s was not found on '
+                           'this server.' % path)
+        project, verb = m.group(1), m.group(2)
+        attr, req_cls, faulty = METHODS[verb]
+        if length > MAX_REQUEST_BYTES:
+            raise bad('Request payload size exceeds the limit: %d bytes.'
+                      % MAX_REQUEST_BYTES)
+        try:
+            text = body.decode('utf-8')
+            json.loads(text or '{}')
+        except ValueError:
+            raise bad('Invalid JSON payload received. Unexpected token.')
+        req = req_cls()
+        try:
+            json_format.Parse(text or '{}', req)
+        except json_format.ParseError as e:
+            raise bad('Invalid JSON payload received. %s' % e)
+        if req.project_id and req.project_id != project:
+            raise bad('mismatched project id within request: "%s" (body) vs '
+                      '"%s" (URL).' % (req.project_id, project))
+        req.project_id = project
+        if opts.latency_ms:
+            time.sleep(opts.latency_ms / 1000.0)
+        if faulty and opts.fail_rate > 0:
+            with srv.rng_lock:
+                fail = srv.rng.random() < opts.fail_rate
+                status = srv.rng.choice(('UNAVAILABLE', 'ABORTED'))
+            if fail:
+                raise self._injected(status)
+        with srv.ds.lock:
+            resp = getattr(srv.ds, attr)(project, req)
+            srv.ds.flush()
+        if verb == 'commit' and opts.fail_after_apply_rate > 0:
+            with srv.rng_lock:
+                fail = srv.rng.random() < opts.fail_after_apply_rate
+            if fail:
+                raise self._injected('UNAVAILABLE')
+        self._send(200, json_format.MessageToJson(resp, ensure_ascii=False) + '\n')
+
+    def _injected(self, status):
+        if status == 'UNAVAILABLE':
+            headers = {}
+            if self.server.opts.retry_after is not None:
+                headers['Retry-After'] = str(self.server.opts.retry_after)
+            return ApiError('UNAVAILABLE', MSG_UNAVAILABLE, headers)
+        return ApiError('ABORTED', MSG_ABORTED)
+
+    def _not_post(self):
+        self._read_body()
+        self._error(ApiError('NOT_FOUND', 'The requested URL %s was not found '
+                             'on this server.' % self.path.split('?', 1)[0]))
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_post
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--port', type=int, default=0)
+    p.add_argument('--host', default='127.0.0.1')
+    p.add_argument('--storage', default=None,
+                   help='file to persist to (default: memory only)')
+    p.add_argument('--fail-rate', type=float, default=0.0)
+    p.add_argument('--fail-after-apply-rate', type=float, default=0.0)
+    p.add_argument('--latency-ms', type=int, default=0)
+    p.add_argument('--retry-after', type=int, default=None,
+                   help='send Retry-After: N (seconds) on injected 503s')
+    p.add_argument('--max-mutations', type=int, default=500)
+    p.add_argument('--batch-size', type=int, default=MAX_STUB_BATCH,
+                   help='max results per runQuery batch (<= 300)')
+    p.add_argument('--batch-bytes', type=int, default=1024 * 1024,
+                   help='max bytes of results per runQuery batch')
+    p.add_argument('--auto-id-policy', choices=('scattered', 'sequential'),
+                   default='scattered')
+    p.add_argument('--seed', type=int, default=None)
+    p.add_argument('--verbose', action='store_true')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    opts = parse_args(argv)
+    ds = Datastore(opts.storage, opts.auto_id_policy, opts.batch_size,
+                   opts.batch_bytes, opts.max_mutations)
+    if ':' in opts.host:
+        Server.address_family = socket.AF_INET6
+    srv = Server((opts.host, opts.port), Handler)
+    srv.opts = opts
+    srv.ds = ds
+    srv.rng = random.Random(opts.seed)
+    srv.rng_lock = threading.Lock()
+    host = opts.host if ':' not in opts.host else '[%s]' % opts.host
+    sys.stdout.write('LISTENING http://%s:%d\n' % (host, srv.server_address[1]))
+    sys.stdout.flush()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        srv.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with ds.lock:
+            ds.flush()
+
+
+if __name__ == '__main__':
+    main()
