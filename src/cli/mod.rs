@@ -25,7 +25,7 @@ pub use output::Out;
 
 /// Git-style snapshots, diffs and restores for datastores.
 #[derive(Debug, Parser)]
-#[command(name = "kindsnap", version, about, long_about = None, after_help = EXAMPLES)]
+#[command(name = "kindsnap", version, about, long_about = None, after_help = EXAMPLES, args_override_self = true)]
 pub struct Cli {
     /// Repository directory [env: KINDSNAP_REPO; default: ./.kindsnap]
     #[arg(long, global = true, value_name = "PATH")]

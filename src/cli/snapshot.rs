@@ -41,7 +41,11 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let ignore_files = vec![PathBuf::from(".snapshotignore"), repo.root().join(".snapshotignore")];
     let required: Vec<PathBuf> = args.ignore_file.into_iter().collect();
     let filter = KindFilter::new(args.kinds.as_deref(), &ignore_files, &required)?;
-    let opts = SnapshotOptions { name: args.name, force: args.force, filter, ..Default::default() };
+    let mut opts = SnapshotOptions { name: args.name, force: args.force, filter, ..Default::default() };
+    // Memory for the external sort (bytes); mostly for tests and tuning.
+    if let Some(b) = std::env::var("KINDSNAP_SORT_BUDGET").ok().and_then(|v| v.parse().ok()) {
+        opts.sort_budget = b;
+    }
     let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &NoProgress)?;
     if settings.quiet {
         return Ok(ExitCode::SUCCESS);

@@ -1,0 +1,310 @@
+//! End-to-end tests of the `kindsnap` binary on real files and real
+//! processes: snapshots, incremental storage, diff, cat, export, check,
+//! and the errors a user meets.
+
+mod common;
+
+use common::{canonical_set, Data, Work};
+
+fn snapshot(w: &Work, file: &str, name: &str) -> String {
+    w.ok(&["snapshot", "--from", &format!("jsonl:{file}"), "--name", name])
+}
+
+fn export_matches(w: &Work, snap: &str, data: &Data) {
+    let out = w.path(&format!("export-{snap}.jsonl"));
+    w.ok(&["export", snap, "--to", &format!("jsonl:{}", out.display())]);
+    let expected_file = w.path(&format!("expected-{snap}.jsonl"));
+    data.write_sorted(&expected_file);
+    let (got, want) = (canonical_set(&out), canonical_set(&expected_file));
+    assert_eq!(got.len(), want.len(), "entity count of {snap}");
+    for (k, v) in &want {
+        assert_eq!(got.get(k), Some(v), "entity {k} in {snap}");
+    }
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    let mut n = 0;
+    for e in walk(p) {
+        n += std::fs::metadata(&e).map(|m| m.len()).unwrap_or(0);
+    }
+    n
+}
+
+fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn snapshot_log_show_cat_export_round_trip() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(3000, 1);
+    data.write_shuffled(&w.path("cur.jsonl"), 7);
+    let out = snapshot(&w, "cur.jsonl", "day1");
+    assert!(out.contains("no parent"), "{out}");
+    assert!(out.contains("total"), "{out}");
+    let log = w.ok(&["log"]);
+    assert!(log.contains("day1") && log.contains("3000"), "{log}");
+    let show = w.ok(&["show", "day1"]);
+    assert!(show.contains("Comment") && show.contains("t1"), "{show}");
+    export_matches(&w, "day1", &data);
+    // cat, by name and by id, and through `latest`.
+    let cat = w.ok(&["cat", "latest", "Post:1/Comment:2"]);
+    assert!(cat.contains("\"Comment\""), "{cat}");
+    let cat = w.ok(&["cat", "day1", "User:user0"]);
+    assert!(cat.contains("user0"), "{cat}");
+    let cat_ns = w.ok(&["cat", "day1", "User:user3", "--namespace", "t1"]);
+    assert!(cat_ns.contains("\"namespaceId\": \"t1\""), "{cat_ns}");
+    let err = w.fails(&["cat", "day1", "Post:999999"]);
+    assert!(err.contains("not found"), "{err}");
+    let err = w.fails(&["cat", "day1", "Post"]);
+    assert!(err.contains("invalid key"), "{err}");
+}
+
+#[test]
+fn incremental_snapshots_store_only_changes_and_diff_exactly() {
+    let w = Work::new();
+    w.init();
+    let mut data = Data::generate(6000, 2);
+    data.write_shuffled(&w.path("cur.jsonl"), 1);
+    snapshot(&w, "cur.jsonl", "day1");
+    let after1 = dir_size(&w.repo());
+
+    let (changed, removed, added) = data.mutate(5, 60, 12, 30);
+    data.write_shuffled(&w.path("cur.jsonl"), 2);
+    let out = snapshot(&w, "cur.jsonl", "day2");
+    assert!(out.contains("parent day1"), "{out}");
+    let after2 = dir_size(&w.repo());
+    export_matches(&w, "day2", &data);
+    export_matches(&w, "day1", &Data::generate(6000, 2));
+
+    // Day 2 stores only what changed: far less than day 1.
+    let grew = after2 - after1;
+    assert!(grew * 10 < after1, "day 2 grew by {grew} bytes, day 1 took {after1}");
+
+    // Unchanged data: only a small manifest.
+    snapshot(&w, "cur.jsonl", "day3");
+    let grew3 = dir_size(&w.repo()) - after2;
+    assert!(grew3 <= 64 * 1024, "day 3 grew by {grew3} bytes");
+
+    // diff day1 day2 lists exactly the mutated keys.
+    let json = w.ok(&["diff", "day1", "day2", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let count = |c: &str| v["entries"].as_array().unwrap().iter().filter(|e| e["change"] == c).count();
+    assert_eq!(count("changed"), changed.len());
+    assert_eq!(count("removed"), removed.len());
+    assert_eq!(count("added"), added.len());
+    // The same through a merge of full states (day1 → day3 is not adjacent).
+    let json13 = w.ok(&["diff", "day1", "day3", "--json"]);
+    let v13: serde_json::Value = serde_json::from_str(&json13).unwrap();
+    assert_eq!(v["kinds"], v13["kinds"]);
+    // Reverse direction swaps added and removed.
+    let rev: serde_json::Value = serde_json::from_str(&w.ok(&["diff", "day2", "day1", "--json"])).unwrap();
+    let rcount = |c: &str| rev["entries"].as_array().unwrap().iter().filter(|e| e["change"] == c).count();
+    assert_eq!(rcount("added"), removed.len());
+    assert_eq!(rcount("removed"), added.len());
+    // Property-level view names the changed property.
+    let props = w.ok(&["diff", "day1", "day2", "--props", "--kind", "Post"]);
+    assert!(props.contains("v: "), "{props}");
+    assert!(w.ok(&["diff", "day2", "day3"]).contains("no differences"));
+    let stat = w.ok(&["diff", "day1", "day2"]);
+    assert!(stat.contains("kinds differ"), "{stat}");
+    w.ok(&["check", "--read-data"]);
+}
+
+#[test]
+fn long_histories_cross_keyframes_and_read_back_exactly() {
+    let w = Work::new();
+    w.init();
+    // Keyframe every 3 snapshots so the chain logic is exercised.
+    let cfg = w.repo().join("config");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"keyframe_interval\": 32", "\"keyframe_interval\": 3");
+    std::fs::write(&cfg, text).unwrap();
+    let mut data = Data::generate(900, 3);
+    let mut history = Vec::new();
+    for day in 0..8u64 {
+        if day > 0 {
+            data.mutate(100 + day, 20, 5, 7);
+        }
+        data.write_shuffled(&w.path("cur.jsonl"), day);
+        snapshot(&w, "cur.jsonl", &format!("d{day}"));
+        history.push(data.clone());
+    }
+    for (day, d) in history.iter().enumerate() {
+        export_matches(&w, &format!("d{day}"), d);
+    }
+    // Diff across keyframes equals diff of the exports.
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["diff", "d1", "d6", "--json"])).unwrap();
+    let total: usize = v["entries"].as_array().unwrap().len();
+    let (a, b) = (&history[1].lines, &history[6].lines);
+    let expected = a.keys().filter(|k| !b.contains_key(*k)).count()
+        + b.keys().filter(|k| !a.contains_key(*k)).count()
+        + a.iter().filter(|(k, v)| b.get(*k).map(|w| w != *v).unwrap_or(false)).count();
+    assert_eq!(total, expected);
+    w.ok(&["check", "--read-data"]);
+}
+
+#[test]
+fn kinds_filter_and_snapshotignore() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(300, 4);
+    data.write_sorted(&w.path("cur.jsonl"));
+    w.write(".snapshotignore", "Comment\nt1/\n");
+    let out = w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "a"]);
+    assert!(out.contains("skipped") && out.contains("Comment"), "{out}");
+    let show = w.ok(&["show", "a"]);
+    assert!(!show.contains("Comment") && !show.contains("t1"), "{show}");
+    std::fs::remove_file(w.path(".snapshotignore")).unwrap();
+    w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "b", "--kinds", "User"]);
+    let show = w.ok(&["show", "b"]);
+    assert!(show.contains("User") && !show.contains("Post"), "{show}");
+    let err = w.fails(&["snapshot", "--from", "jsonl:cur.jsonl", "--ignore-file", "nope"]);
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_changes_nothing() {
+    let w = Work::new();
+    // Missing repository.
+    let err = w.fails(&["log"]);
+    assert!(err.contains("no kindsnap repository") && err.contains("kindsnap init"), "{err}");
+    w.init();
+    let err = w.fails(&["init"]);
+    assert!(err.contains("not empty"), "{err}");
+    let good = Data::generate(30, 5);
+    good.write_sorted(&w.path("cur.jsonl"));
+    snapshot(&w, "cur.jsonl", "one");
+    let before = walk(&w.repo()).len();
+
+    // Malformed line: file and line number.
+    let mut text = std::fs::read_to_string(w.path("cur.jsonl")).unwrap();
+    text.push_str("{\"key\": oops}\n");
+    w.write("bad.jsonl", &text);
+    let err = w.fails(&["snapshot", "--from", "jsonl:bad.jsonl"]);
+    assert!(err.contains("bad.jsonl:31"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Duplicate key: both lines named.
+    let first = text.lines().next().unwrap().to_string();
+    w.write("dup.jsonl", &format!("{first}\n{}{first}\n", text.lines().skip(1).take(29).map(|l| format!("{l}\n")).collect::<String>()));
+    let err = w.fails(&["snapshot", "--from", "jsonl:dup.jsonl"]);
+    assert!(err.contains("duplicate key") && err.contains("dup.jsonl:1") && err.contains("dup.jsonl:31"), "{err}");
+    // Unknown value type.
+    w.write("typo.jsonl", "{\"key\":{\"path\":[{\"kind\":\"A\",\"id\":\"1\"}]},\"properties\":{\"x\":{\"strngValue\":\"a\"}}}\n");
+    let err = w.fails(&["snapshot", "--from", "jsonl:typo.jsonl"]);
+    assert!(err.contains("typo.jsonl:1") && err.contains("strngValue"), "{err}");
+    // Missing source file.
+    let err = w.fails(&["snapshot", "--from", "jsonl:missing.jsonl"]);
+    assert!(err.contains("no such file"), "{err}");
+    let err = w.fails(&["snapshot", "--from", "mysql://x"]);
+    assert!(err.contains("invalid source"), "{err}");
+    // Name taken unless --force.
+    let err = w.fails(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "one"]);
+    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+    let err = w.fails(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "latest"]);
+    assert!(err.contains("reserved"), "{err}");
+    // Unknown snapshot.
+    let err = w.fails(&["show", "nope"]);
+    assert!(err.contains("`nope` not found") && err.contains("kindsnap log"), "{err}");
+    let err = w.fails(&["diff", "one", "latest~5"]);
+    assert!(err.contains("latest~5"), "{err}");
+    // Nothing was added by any of the failures.
+    assert_eq!(walk(&w.repo()).len(), before);
+    w.ok(&["check"]);
+    // --force reuses the name; the name then means the newest.
+    w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "one", "--force"]);
+    assert_eq!(w.ok(&["log"]).matches(" one ").count(), 2);
+
+    // A repository from a newer kindsnap.
+    let cfg = w.repo().join("config");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("\"kindsnap_repository\": 1", "\"kindsnap_repository\": 99")).unwrap();
+    let err = w.fails(&["log"]);
+    assert!(err.contains("format version 99") && err.contains("upgrade kindsnap"), "{err}");
+    std::fs::write(&cfg, &text).unwrap();
+    // Something that is not a repository.
+    std::fs::create_dir_all(w.path("other")).unwrap();
+    w.write("other/file.txt", "hello");
+    let err = w.ks().arg("--repo").arg(w.path("other")).arg("log").output().unwrap();
+    let err = String::from_utf8_lossy(&err.stderr);
+    assert!(err.contains("not a kindsnap repository"), "{err}");
+}
+
+#[test]
+fn corrupt_pack_and_manifest_are_named_by_check() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(2000, 6);
+    data.write_sorted(&w.path("cur.jsonl"));
+    snapshot(&w, "cur.jsonl", "s1");
+    let mut d2 = data.clone();
+    d2.mutate(9, 10, 0, 0);
+    d2.write_sorted(&w.path("cur.jsonl"));
+    snapshot(&w, "cur.jsonl", "s2");
+    w.ok(&["check", "--read-data"]);
+
+    // Flip a byte in the middle of the largest pack.
+    let packs: Vec<_> = walk(&w.repo().join("packs"));
+    let pack = packs.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let mut bytes = std::fs::read(pack).unwrap();
+    let mid = bytes.len() / 3;
+    bytes[mid] ^= 0x55;
+    std::fs::write(pack, &bytes).unwrap();
+    let out = w.run(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let name = pack.file_name().unwrap().to_string_lossy();
+    assert!(stdout.contains(&name[..8]), "{stdout}");
+    assert!(stdout.contains("affects snapshot s1"), "{stdout}");
+    // Reading a damaged entity fails cleanly instead of returning bad data.
+    let err = w.fails(&["export", "s1", "--to", "jsonl:x.jsonl"]);
+    assert!(err.contains("damaged") || err.contains("check"), "{err}");
+    assert!(!w.path("x.jsonl").exists());
+    bytes[mid] ^= 0x55;
+    std::fs::write(pack, &bytes).unwrap();
+    w.ok(&["check", "--read-data"]);
+
+    // Flip a byte in a manifest.
+    let snaps = walk(&w.repo().join("snapshots"));
+    let s1 = snaps.iter().find(|p| {
+        let id = p.file_name().unwrap().to_string_lossy().to_string();
+        w.ok(&["show", &id[..12]]).contains("snapshot s1")
+    });
+    let s1 = s1.unwrap();
+    let mut bytes = std::fs::read(s1).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x01;
+    std::fs::write(s1, &bytes).unwrap();
+    let out = w.run(&["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let id = s1.file_name().unwrap().to_string_lossy();
+    assert!(stdout.contains(&id[..8]) && stdout.contains("does not match its id"), "{stdout}");
+    // s2 is a delta on s1, so it is affected too.
+    assert!(stdout.contains("s2"), "{stdout}");
+}
+
+#[test]
+fn unsorted_input_with_a_tiny_sort_budget_gives_the_same_snapshot() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(2500, 8);
+    data.write_sorted(&w.path("sorted.jsonl"));
+    data.write_shuffled(&w.path("shuffled.jsonl"), 3);
+    w.ok(&["snapshot", "--from", "jsonl:sorted.jsonl", "--name", "sorted"]);
+    w.ks().env("KINDSNAP_SORT_BUDGET", "20000").args(["snapshot", "--from", "jsonl:shuffled.jsonl", "--name", "shuffled"]).assert().success();
+    assert!(w.ok(&["diff", "sorted", "shuffled"]).contains("no differences"));
+    assert!(walk(&w.repo().join("tmp")).is_empty(), "sort runs left behind");
+    export_matches(&w, "shuffled", &data);
+}
