@@ -226,7 +226,7 @@ table=$(
   for t in "${tool_list[@]}"; do
     [[ -z "$t" ]] && continue
     note=""
-    [[ -n "${M[$t:failed]:-}" ]] && note=" (failed, see log)"
+    [[ -n "${M[$t:failed]:-}" ]] && note=" (failed; its stderr is above, --keep keeps run.log)"
     printf '| %s%s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$note" \
       "$(fmt %.2f "${M[$t:wall1]:-}")" \
       "$(fmt %.0f "$(calc a/1024 "${M[$t:rss1]:-}")")" \

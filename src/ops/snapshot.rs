@@ -13,7 +13,7 @@ use crate::ids::SnapshotId;
 use crate::model::{codec, key};
 use crate::progress::Progress;
 use crate::repo::index::Index;
-use crate::repo::manifest::{self, Chain, ManifestWriter, NewSnapshot, Op, StateEntry};
+use crate::repo::manifest::{self, Chain, KindInfo, ManifestWriter, NewSnapshot, Op, StateEntry};
 use crate::repo::pack::PackWriter;
 use crate::repo::Repository;
 use crate::sort::{Record, Sorter};
@@ -158,7 +158,7 @@ pub fn snapshot(
     let write_changes = parent.is_some();
 
     let index = Index::open(&repo.index_path(), true)?;
-    let writer = ManifestWriter::create(repo)?;
+    let mut writer = ManifestWriter::create(repo)?;
     let mut reports = Vec::new();
     let (mut total_entities, mut total_raw, mut total_packs, mut total_pack_bytes) = (0u64, 0u64, 0u64, 0u64);
     for (ns, kind) in &names {
@@ -242,16 +242,18 @@ pub fn snapshot(
         rep.bytes_added = bytes;
         progress.advance(rep.entities % 4096);
         progress.done();
-        writer.set_kind_totals(
+        writer.set_kind_totals(KindInfo {
             kid,
-            rep.entities,
-            rep.raw_bytes,
-            digest.finalize().as_bytes(),
-            rep.added,
-            rep.changed,
-            rep.removed,
-            rep.bytes_added,
-        )?;
+            namespace: ns.clone(),
+            kind: kind.clone(),
+            entities: rep.entities,
+            raw_bytes: rep.raw_bytes,
+            digest: *digest.finalize().as_bytes(),
+            added: rep.added,
+            changed: rep.changed,
+            removed: rep.removed,
+            bytes_added: rep.bytes_added,
+        })?;
         total_entities += rep.entities;
         total_raw += rep.raw_bytes;
         total_packs += npacks;

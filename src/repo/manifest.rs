@@ -1,53 +1,36 @@
-//! Snapshot manifests: one SQLite file per snapshot, named by the blake3 of
-//! its bytes. A manifest holds the snapshot's metadata, per-kind totals and
-//! digests, and its key → entity-hash mapping as *changes against its
-//! parent*; every `keyframe_interval` snapshots (and for the first one) it
-//! also holds the full table. Reading a snapshot's state is a merge of the
-//! chain back to the nearest keyframe.
+//! Snapshot manifests: one file per snapshot, named by the blake3 of its
+//! bytes. A manifest holds the snapshot's metadata and per-kind totals and
+//! digests (a small JSON header, readable without touching the rest), and
+//! its key → entity-hash mapping as *changes against its parent* in a
+//! zstd-compressed SQLite database; every `keyframe_interval` snapshots
+//! (and for the first one) it also holds the full table. Reading a
+//! snapshot's state is a merge of the chain back to the nearest keyframe.
+//!
+//! File layout: `KSSNAP01`, u32 LE header length, header JSON, then one zstd
+//! frame holding the SQLite file. The database is decompressed to a temp
+//! file the first time a table is read, and removed when the manifest is
+//! dropped.
 //!
 //! A manifest is written to a temp file, fsynced, hashed and renamed into
 //! `snapshots/`: its arrival there is the snapshot's commit point.
 
+use std::cell::OnceCell;
 use std::collections::VecDeque;
-use std::fs;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize};
 
 use super::{fsutil, Repository};
 use crate::error::{Error, Result};
 use crate::ids::{EntityHash, SnapshotId};
 
+pub const MANIFEST_MAGIC: &[u8; 8] = b"KSSNAP01";
 pub const MANIFEST_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
-CREATE TABLE snapshot(
-    name TEXT NOT NULL,
-    time_us INTEGER NOT NULL,
-    source TEXT NOT NULL,
-    kinds_filter TEXT NOT NULL,
-    parent TEXT,
-    depth INTEGER NOT NULL,
-    keyframe INTEGER NOT NULL,
-    entities INTEGER NOT NULL,
-    raw_bytes INTEGER NOT NULL,
-    bytes_added INTEGER NOT NULL,
-    packs_added INTEGER NOT NULL,
-    tool TEXT NOT NULL
-);
-CREATE TABLE kinds(
-    kid INTEGER PRIMARY KEY,
-    namespace TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    entities INTEGER NOT NULL,
-    raw_bytes INTEGER NOT NULL,
-    digest BLOB NOT NULL,
-    added INTEGER NOT NULL,
-    changed INTEGER NOT NULL,
-    removed INTEGER NOT NULL,
-    bytes_added INTEGER NOT NULL,
-    UNIQUE(namespace, kind)
-);
 CREATE TABLE changes(
     kid INTEGER NOT NULL,
     key BLOB NOT NULL,
@@ -84,7 +67,7 @@ impl Op {
     }
 }
 
-/// Metadata of one snapshot (the `snapshot` row plus its id).
+/// Metadata of one snapshot (the manifest header plus its id and size).
 #[derive(Debug, Clone)]
 pub struct SnapshotInfo {
     pub id: SnapshotId,
@@ -103,19 +86,54 @@ pub struct SnapshotInfo {
     pub manifest_bytes: u64,
 }
 
-/// Per-kind row of a manifest.
-#[derive(Debug, Clone)]
+/// Per-kind totals of a manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KindInfo {
     pub kid: i64,
     pub namespace: String,
     pub kind: String,
     pub entities: u64,
     pub raw_bytes: u64,
+    #[serde(with = "hex_digest")]
     pub digest: [u8; 32],
     pub added: u64,
     pub changed: u64,
     pub removed: u64,
     pub bytes_added: u64,
+}
+
+mod hex_digest {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(d))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
+}
+
+/// The JSON header of a manifest file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    format: i64,
+    name: String,
+    time_us: i64,
+    source: String,
+    kinds_filter: String,
+    parent: Option<String>,
+    depth: u32,
+    keyframe: bool,
+    entities: u64,
+    raw_bytes: u64,
+    bytes_added: u64,
+    packs_added: u64,
+    tool: String,
+    kinds: Vec<KindInfo>,
 }
 
 /// One live key of a snapshot's state.
@@ -139,69 +157,119 @@ fn bad_hash(path: &Path) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, format!("hash in {}", path.display()), rusqlite::types::Type::Blob)
 }
 
+/// Read a manifest's header (and learn where the database starts).
+fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInfo>, u64)> {
+    let damaged = |why: String| Error::DamagedSnapshot { id: id.to_hex(), why };
+    let mut f = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::UnknownSnapshot { spec: id.to_hex() },
+        _ => Error::Io { op: "reading", path: path.to_path_buf(), source: e },
+    })?;
+    let len = f.metadata().map_err(Error::io("reading", path))?.len();
+    let mut head = [0u8; 12];
+    f.read_exact(&mut head).map_err(|_| damaged("truncated manifest".into()))?;
+    if &head[..8] != MANIFEST_MAGIC {
+        return Err(damaged("not a kindsnap manifest (bad magic)".into()));
+    }
+    let hlen = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as u64;
+    if hlen > len.saturating_sub(12) {
+        return Err(damaged("header length out of range".into()));
+    }
+    let mut json = vec![0u8; hlen as usize];
+    f.read_exact(&mut json).map_err(|_| damaged("truncated header".into()))?;
+    let h: Header = serde_json::from_slice(&json).map_err(|e| damaged(format!("header: {e}")))?;
+    if h.format != MANIFEST_VERSION {
+        return Err(damaged(format!("manifest version {}, expected {MANIFEST_VERSION}", h.format)));
+    }
+    let info = SnapshotInfo {
+        id,
+        name: h.name,
+        time_us: h.time_us,
+        source: h.source,
+        kinds_filter: h.kinds_filter,
+        parent: h.parent.and_then(|p| SnapshotId::from_hex(&p)),
+        depth: h.depth,
+        keyframe: h.keyframe,
+        entities: h.entities,
+        raw_bytes: h.raw_bytes,
+        bytes_added: h.bytes_added,
+        packs_added: h.packs_added,
+        tool: h.tool,
+        manifest_bytes: len,
+    };
+    Ok((info, h.kinds, 12 + hlen))
+}
+
+struct Db {
+    conn: Connection,
+    file: PathBuf,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.file);
+    }
+}
+
 /// An open, published manifest.
 pub struct Manifest {
     pub info: SnapshotInfo,
-    conn: Connection,
+    kinds: Vec<KindInfo>,
     path: PathBuf,
+    db_offset: u64,
+    tmp_dir: PathBuf,
+    db: OnceCell<Db>,
 }
 
 impl Manifest {
     pub fn open(repo: &Repository, id: &SnapshotId) -> Result<Manifest> {
-        let path = repo.snapshot_path(id);
-        Self::open_path(&path, *id)
+        Self::open_path(&repo.snapshot_path(id), *id, &repo.scratch_dir())
     }
 
-    pub fn open_path(path: &Path, id: SnapshotId) -> Result<Manifest> {
-        let damaged = |why: String| Error::DamagedSnapshot { id: id.to_hex(), why };
-        let meta = fs::metadata(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::UnknownSnapshot { spec: id.to_hex() },
-            _ => Error::Io { op: "reading", path: path.to_path_buf(), source: e },
-        })?;
-        // immutable=1: the file never changes once published, so SQLite may
-        // skip locking; this also makes read-only repositories readable.
-        let uri = format!("file:{}?immutable=1", path.display());
-        let conn = Connection::open_with_flags(
-            &uri,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| damaged(e.to_string()))?;
-        let version: i64 =
-            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| damaged(e.to_string()))?;
-        if version != MANIFEST_VERSION {
-            return Err(damaged(format!("manifest version {version}, expected {MANIFEST_VERSION}")));
-        }
-        let info = conn
-            .query_row(
-                "SELECT name, time_us, source, kinds_filter, parent, depth, keyframe, entities, raw_bytes,
-                        bytes_added, packs_added, tool FROM snapshot",
-                [],
-                |r| {
-                    let parent: Option<String> = r.get(4)?;
-                    Ok(SnapshotInfo {
-                        id,
-                        name: r.get(0)?,
-                        time_us: r.get(1)?,
-                        source: r.get(2)?,
-                        kinds_filter: r.get(3)?,
-                        parent: parent.and_then(|p| SnapshotId::from_hex(&p)),
-                        depth: r.get(5)?,
-                        keyframe: r.get::<_, i64>(6)? != 0,
-                        entities: r.get(7)?,
-                        raw_bytes: r.get(8)?,
-                        bytes_added: r.get(9)?,
-                        packs_added: r.get(10)?,
-                        tool: r.get(11)?,
-                        manifest_bytes: meta.len(),
-                    })
-                },
-            )
-            .map_err(|e| damaged(e.to_string()))?;
-        Ok(Manifest { info, conn, path: path.to_path_buf() })
+    pub fn open_path(path: &Path, id: SnapshotId, tmp_dir: &Path) -> Result<Manifest> {
+        let (info, kinds, db_offset) = read_header(path, id)?;
+        Ok(Manifest { info, kinds, path: path.to_path_buf(), db_offset, tmp_dir: tmp_dir.to_path_buf(), db: OnceCell::new() })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn damaged(&self, why: String) -> Error {
+        Error::DamagedSnapshot { id: self.info.id.to_hex(), why }
+    }
+
+    /// The database, decompressed on first use.
+    fn conn(&self) -> Result<&Connection> {
+        if self.db.get().is_none() {
+            let file = fsutil::temp_path(&self.tmp_dir, "manifestdb");
+            let db = self.unpack(&file).inspect_err(|_| {
+                let _ = fs::remove_file(&file);
+            })?;
+            let _ = self.db.set(db);
+        }
+        self.db.get().map(|d| &d.conn).ok_or(Error::Interrupted)
+    }
+
+    fn unpack(&self, file: &Path) -> Result<Db> {
+        let mut src = File::open(&self.path).map_err(Error::io("reading", &self.path))?;
+        std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(self.db_offset)).map_err(Error::io("reading", &self.path))?;
+        let out = File::create(file).map_err(Error::io("creating", file))?;
+        let mut out = BufWriter::new(out);
+        let mut dec = zstd::stream::read::Decoder::new(BufReader::new(src)).map_err(|e| self.damaged(e.to_string()))?;
+        std::io::copy(&mut dec, &mut out).map_err(|e| self.damaged(format!("database does not decompress: {e}")))?;
+        out.flush().map_err(Error::io("writing", file))?;
+        let uri = format!("file:{}?immutable=1", file.display());
+        let conn = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| self.damaged(e.to_string()))?;
+        let version: i64 =
+            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.damaged(e.to_string()))?;
+        if version != MANIFEST_VERSION {
+            return Err(self.damaged(format!("database version {version}, expected {MANIFEST_VERSION}")));
+        }
+        Ok(Db { conn, file: file.to_path_buf() })
     }
 
     fn sql_err(&self) -> impl FnOnce(rusqlite::Error) -> Error {
@@ -209,43 +277,20 @@ impl Manifest {
         move |e| Error::DamagedSnapshot { id, why: e.to_string() }
     }
 
+    /// Per-kind totals, in (namespace, kind) order.
     pub fn kinds(&self) -> Result<Vec<KindInfo>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT kid, namespace, kind, entities, raw_bytes, digest, added, changed, removed, bytes_added
-                 FROM kinds ORDER BY namespace, kind",
-            )
-            .map_err(self.sql_err())?;
-        let rows = st
-            .query_map([], |r| {
-                let d: Vec<u8> = r.get(5)?;
-                Ok(KindInfo {
-                    kid: r.get(0)?,
-                    namespace: r.get(1)?,
-                    kind: r.get(2)?,
-                    entities: r.get(3)?,
-                    raw_bytes: r.get(4)?,
-                    digest: d.try_into().unwrap_or([0; 32]),
-                    added: r.get(6)?,
-                    changed: r.get(7)?,
-                    removed: r.get(8)?,
-                    bytes_added: r.get(9)?,
-                })
-            })
-            .map_err(self.sql_err())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sql_err())
+        Ok(self.kinds.clone())
     }
 
     pub fn kind(&self, namespace: &str, kind: &str) -> Result<Option<KindInfo>> {
-        Ok(self.kinds()?.into_iter().find(|k| k.namespace == namespace && k.kind == kind))
+        Ok(self.kinds.iter().find(|k| k.namespace == namespace && k.kind == kind).cloned())
     }
 
     /// One page of changes for `kid` with keys after `after`.
     fn changes_page(&self, kid: i64, after: &[u8], limit: usize) -> Result<Vec<ChangeEntry>> {
         let path = self.path.clone();
         let mut st = self
-            .conn
+            .conn()?
             .prepare_cached(
                 "SELECT key, op, hash, size FROM changes WHERE kid = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
             )
@@ -267,7 +312,7 @@ impl Manifest {
     fn entries_page(&self, kid: i64, after: &[u8], limit: usize) -> Result<Vec<ChangeEntry>> {
         let path = self.path.clone();
         let mut st = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT key, hash, size FROM entries WHERE kid = ?1 AND key > ?2 ORDER BY key LIMIT ?3")
             .map_err(self.sql_err())?;
         let rows = st
@@ -286,7 +331,7 @@ impl Manifest {
 
     fn change_at(&self, kid: i64, key: &[u8]) -> Result<Option<ChangeEntry>> {
         let path = self.path.clone();
-        self.conn
+        self.conn()?
             .query_row("SELECT op, hash, size FROM changes WHERE kid = ?1 AND key = ?2", params![kid, key], |r| {
                 let hash: Option<Vec<u8>> = r.get(1)?;
                 let hash = match hash {
@@ -302,7 +347,7 @@ impl Manifest {
 
     fn entry_at(&self, kid: i64, key: &[u8]) -> Result<Option<ChangeEntry>> {
         let path = self.path.clone();
-        self.conn
+        self.conn()?
             .query_row("SELECT hash, size FROM entries WHERE kid = ?1 AND key = ?2", params![kid, key], |r| {
                 let h: Vec<u8> = r.get(0)?;
                 Ok(ChangeEntry {
@@ -321,7 +366,7 @@ impl Manifest {
         PagedRows { manifest: self, kid, table: Table::Changes, buf: VecDeque::new(), last: Vec::new(), done: false }
     }
 
-    /// Every distinct entity hash this manifest itself references.
+    /// Every entity hash this manifest itself references.
     pub fn referenced_hashes(&self, f: &mut dyn FnMut(&str, &str, EntityHash) -> Result<()>) -> Result<()> {
         for k in self.kinds()? {
             for table in [Table::Changes, Table::Entries] {
@@ -338,7 +383,7 @@ impl Manifest {
     }
 
     pub fn quick_check(&self) -> Result<Option<String>> {
-        let res: String = self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(self.sql_err())?;
+        let res: String = self.conn()?.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(self.sql_err())?;
         Ok(if res == "ok" { None } else { Some(res) })
     }
 }
@@ -501,13 +546,14 @@ impl StateReader<'_> {
     }
 }
 
-/// Builds a manifest in a temp file.
+/// Builds a manifest: the database in a temp file, the kinds in memory.
 pub struct ManifestWriter {
     conn: Option<Connection>,
     tmp: PathBuf,
+    kinds: Vec<KindInfo>,
 }
 
-/// The `snapshot` row written at the end.
+/// The header fields written at the end.
 #[derive(Debug, Clone)]
 pub struct NewSnapshot {
     pub name: String,
@@ -537,44 +583,39 @@ impl ManifestWriter {
             Ok(())
         };
         setup().map_err(Error::sql(&tmp))?;
-        Ok(ManifestWriter { conn: Some(conn), tmp })
+        Ok(ManifestWriter { conn: Some(conn), tmp, kinds: Vec::new() })
     }
 
     fn conn(&self) -> Result<&Connection> {
         self.conn.as_ref().ok_or(Error::Interrupted)
     }
 
-    pub fn add_kind(&self, namespace: &str, kind: &str) -> Result<i64> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO kinds(namespace, kind, entities, raw_bytes, digest, added, changed, removed, bytes_added)
-             VALUES (?1, ?2, 0, 0, x'', 0, 0, 0, 0)",
-            params![namespace, kind],
-        )
-        .map_err(Error::sql(&self.tmp))?;
-        Ok(conn.last_insert_rowid())
+    pub fn add_kind(&mut self, namespace: &str, kind: &str) -> Result<i64> {
+        let kid = self.kinds.len() as i64 + 1;
+        self.kinds.push(KindInfo {
+            kid,
+            namespace: namespace.to_string(),
+            kind: kind.to_string(),
+            entities: 0,
+            raw_bytes: 0,
+            digest: [0; 32],
+            added: 0,
+            changed: 0,
+            removed: 0,
+            bytes_added: 0,
+        });
+        Ok(kid)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn set_kind_totals(
-        &self,
-        kid: i64,
-        entities: u64,
-        raw_bytes: u64,
-        digest: &[u8; 32],
-        added: u64,
-        changed: u64,
-        removed: u64,
-        bytes_added: u64,
-    ) -> Result<()> {
-        self.conn()?
-            .execute(
-                "UPDATE kinds SET entities=?2, raw_bytes=?3, digest=?4, added=?5, changed=?6, removed=?7, bytes_added=?8
-                 WHERE kid=?1",
-                params![kid, entities, raw_bytes, &digest[..], added, changed, removed, bytes_added],
-            )
-            .map_err(Error::sql(&self.tmp))?;
-        Ok(())
+    /// Set a kind's totals (`info.kid` names the kind).
+    pub fn set_kind_totals(&mut self, info: KindInfo) -> Result<()> {
+        match self.kinds.iter_mut().find(|k| k.kid == info.kid) {
+            Some(k) => {
+                *k = info;
+                Ok(())
+            }
+            None => Err(Error::Interrupted),
+        }
     }
 
     pub fn put_change(&self, kid: i64, key: &[u8], op: Op, hash: Option<&EntityHash>, size: u64) -> Result<()> {
@@ -596,8 +637,8 @@ impl ManifestWriter {
         Ok(())
     }
 
-    /// Write the snapshot row, close the file and publish it. `check_name`
-    /// runs under the commit lock, just before the rename.
+    /// Close the database, write the manifest file and publish it.
+    /// `check_name` runs under the commit lock, just before the rename.
     pub fn publish(
         mut self,
         repo: &Repository,
@@ -605,40 +646,77 @@ impl ManifestWriter {
         check_name: impl FnOnce(&Repository) -> Result<()>,
     ) -> Result<(SnapshotId, u64)> {
         let conn = self.conn.take().ok_or(Error::Interrupted)?;
-        let tool = format!("kindsnap {}", env!("CARGO_PKG_VERSION"));
-        let finish = || -> rusqlite::Result<()> {
-            conn.execute(
-                "INSERT INTO snapshot(name, time_us, source, kinds_filter, parent, depth, keyframe, entities, raw_bytes,
-                                      bytes_added, packs_added, tool)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    meta.name,
-                    meta.time_us,
-                    meta.source,
-                    meta.kinds_filter,
-                    meta.parent.map(|p| p.to_hex()),
-                    meta.depth,
-                    meta.keyframe as i64,
-                    meta.entities,
-                    meta.raw_bytes,
-                    meta.bytes_added,
-                    meta.packs_added,
-                    tool
-                ],
-            )?;
-            conn.execute_batch("COMMIT")?;
-            Ok(())
-        };
-        finish().map_err(Error::sql(&self.tmp))?;
+        conn.execute_batch("COMMIT").map_err(Error::sql(&self.tmp))?;
         conn.close().map_err(|(_, e)| Error::Sqlite { path: self.tmp.clone(), source: e })?;
-        let bytes = fs::read(&self.tmp).map_err(Error::io("reading", &self.tmp))?;
-        let id = SnapshotId::of(&bytes);
-        let len = bytes.len() as u64;
-        drop(bytes);
+        let mut kinds = std::mem::take(&mut self.kinds);
+        kinds.sort_by(|a, b| (&a.namespace, &a.kind).cmp(&(&b.namespace, &b.kind)));
+        let header = Header {
+            format: MANIFEST_VERSION,
+            name: meta.name.clone(),
+            time_us: meta.time_us,
+            source: meta.source.clone(),
+            kinds_filter: meta.kinds_filter.clone(),
+            parent: meta.parent.map(|p| p.to_hex()),
+            depth: meta.depth,
+            keyframe: meta.keyframe,
+            entities: meta.entities,
+            raw_bytes: meta.raw_bytes,
+            bytes_added: meta.bytes_added,
+            packs_added: meta.packs_added,
+            tool: format!("kindsnap {}", env!("CARGO_PKG_VERSION")),
+            kinds,
+        };
+        let json = serde_json::to_vec(&header).map_err(|e| Error::DamagedSnapshot { id: "(new)".into(), why: e.to_string() })?;
+        let out_path = fsutil::temp_path(&repo.tmp_dir(), "snapshot");
+        let res = (|| -> std::io::Result<(SnapshotId, u64)> {
+            let db_len = fs::metadata(&self.tmp)?.len();
+            // Small databases (deltas) get the strong level; keyframes a fast one.
+            let level = if db_len < 8 << 20 { 19 } else { 3 };
+            let mut hashing = HashingWriter { inner: BufWriter::new(File::create(&out_path)?), hasher: blake3::Hasher::new(), len: 0 };
+            hashing.write_all(MANIFEST_MAGIC)?;
+            hashing.write_all(&(json.len() as u32).to_le_bytes())?;
+            hashing.write_all(&json)?;
+            let mut enc = zstd::stream::write::Encoder::new(&mut hashing, level)?;
+            std::io::copy(&mut BufReader::new(File::open(&self.tmp)?), &mut enc)?;
+            enc.finish()?;
+            hashing.inner.flush()?;
+            Ok((SnapshotId::from(*hashing.hasher.finalize().as_bytes()), hashing.len))
+        })();
+        let (id, len) = match res {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = fs::remove_file(&out_path);
+                return Err(Error::Io { op: "writing", path: out_path, source: e });
+            }
+        };
         let _commit = repo.lock_commit()?;
-        check_name(repo)?;
-        fsutil::commit_file(&self.tmp, &repo.snapshot_path(&id))?;
+        if let Err(e) = check_name(repo) {
+            let _ = fs::remove_file(&out_path);
+            return Err(e);
+        }
+        if let Err(e) = fsutil::commit_file(&out_path, &repo.snapshot_path(&id)) {
+            let _ = fs::remove_file(&out_path);
+            return Err(e);
+        }
         Ok((id, len))
+    }
+}
+
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: blake3::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -659,8 +737,8 @@ pub fn list(repo: &Repository) -> Result<(Vec<SnapshotInfo>, Vec<(SnapshotId, Er
         let e = e.map_err(Error::io("reading", &dir))?;
         let name = e.file_name().to_string_lossy().to_string();
         let Some(id) = SnapshotId::from_hex(&name) else { continue };
-        match Manifest::open_path(&e.path(), id) {
-            Ok(m) => infos.push(m.info),
+        match read_header(&e.path(), id) {
+            Ok((info, _, _)) => infos.push(info),
             Err(err) => bad.push((id, err)),
         }
     }

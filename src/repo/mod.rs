@@ -155,6 +155,20 @@ impl Repository {
         self.root.join("tmp")
     }
 
+    /// Where this process may put scratch files: the repository's `tmp/`
+    /// when it is writable, else the system temp directory (read-only
+    /// repositories stay readable).
+    pub fn scratch_dir(&self) -> PathBuf {
+        let probe = fsutil::temp_path(&self.tmp_dir(), ".probe");
+        match File::create(&probe) {
+            Ok(_) => {
+                let _ = fs::remove_file(&probe);
+                self.tmp_dir()
+            }
+            Err(_) => std::env::temp_dir(),
+        }
+    }
+
     pub fn index_path(&self) -> PathBuf {
         self.root.join("index").join("index.db")
     }
