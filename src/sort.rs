@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::ids::EntityHash;
 use crate::repo::fsutil;
 
-/// One entity on its way into a snapshot.
+/// One entity on its way into a snapshot: its key and hash (the body has
+/// already gone to a pack, or was known).
 #[derive(Debug, Clone)]
 pub struct Record {
     pub gid: u32,
@@ -24,7 +25,8 @@ pub struct Record {
     pub origin: u64,
     pub hash: EntityHash,
     pub key: Vec<u8>,
-    pub body: Vec<u8>,
+    /// Size of the canonical encoding.
+    pub size: u32,
 }
 
 /// (namespace, kind) → small integer, in order of first appearance.
@@ -72,7 +74,7 @@ struct Meta {
     hash: EntityHash,
     start: usize,
     key_len: u32,
-    body_len: u32,
+    size: u32,
 }
 
 pub struct Sorter {
@@ -89,14 +91,19 @@ impl Sorter {
         Sorter { groups: Groups::default(), arena: Vec::new(), metas: Vec::new(), budget, runs: Vec::new(), tmp_dir: tmp_dir.to_path_buf() }
     }
 
-    pub fn push(&mut self, gid: u32, origin: u64, hash: EntityHash, key: &[u8], body: &[u8]) -> Result<()> {
-        let start = self.arena.len();
-        self.arena.extend_from_slice(key);
-        self.arena.extend_from_slice(body);
-        self.metas.push(Meta { gid, origin, hash, start, key_len: key.len() as u32, body_len: body.len() as u32 });
-        if self.arena.len() + self.metas.len() * std::mem::size_of::<Meta>() >= self.budget {
+    pub fn push(&mut self, gid: u32, origin: u64, hash: EntityHash, key: &[u8], size: u32) -> Result<()> {
+        if self.metas.capacity() == 0 {
+            // Fixed buffers, reserved once: memory stays at the budget
+            // instead of doubling past it.
+            self.metas.reserve_exact((self.budget * 3 / 5 / std::mem::size_of::<Meta>()).max(16));
+            self.arena.reserve_exact((self.budget * 2 / 5).max(4096));
+        }
+        if self.metas.len() == self.metas.capacity() || self.arena.len() + key.len() > self.arena.capacity() {
             self.spill()?;
         }
+        let start = self.arena.len();
+        self.arena.extend_from_slice(key);
+        self.metas.push(Meta { gid, origin, hash, start, key_len: key.len() as u32, size });
         Ok(())
     }
 
@@ -126,9 +133,8 @@ impl Sorter {
                 out.write_all(&m.origin.to_le_bytes())?;
                 out.write_all(m.hash.as_bytes())?;
                 out.write_all(&m.key_len.to_le_bytes())?;
-                out.write_all(&m.body_len.to_le_bytes())?;
-                let end = m.start + m.key_len as usize + m.body_len as usize;
-                out.write_all(&self.arena[m.start..end])?;
+                out.write_all(&m.size.to_le_bytes())?;
+                out.write_all(&self.arena[m.start..m.start + m.key_len as usize])?;
             }
             out.flush()
         };
@@ -186,12 +192,10 @@ fn read_record(r: &mut BufReader<File>, path: &Path) -> Result<Option<Record>> {
     let origin = u64::from_le_bytes(head[4..12].try_into().unwrap_or([0; 8]));
     let hash = EntityHash::from_slice(&head[12..44]).ok_or(Error::Interrupted)?;
     let key_len = u32at(44) as usize;
-    let body_len = u32at(48) as usize;
+    let size = u32at(48);
     let mut key = vec![0u8; key_len];
-    let mut body = vec![0u8; body_len];
     r.read_exact(&mut key).map_err(Error::io("reading", path))?;
-    r.read_exact(&mut body).map_err(Error::io("reading", path))?;
-    Ok(Some(Record { gid, origin, hash, key, body }))
+    Ok(Some(Record { gid, origin, hash, key, size }))
 }
 
 enum Inner {
@@ -216,15 +220,12 @@ pub struct Sorted {
 impl Sorted {
     fn pull(&mut self) -> Result<Option<Record>> {
         match &mut self.inner {
-            Inner::Memory { metas, arena } => Ok(metas.next().map(|m| {
-                let k = m.start + m.key_len as usize;
-                Record {
-                    gid: m.gid,
-                    origin: m.origin,
-                    hash: m.hash,
-                    key: arena[m.start..k].to_vec(),
-                    body: arena[k..k + m.body_len as usize].to_vec(),
-                }
+            Inner::Memory { metas, arena } => Ok(metas.next().map(|m| Record {
+                gid: m.gid,
+                origin: m.origin,
+                hash: m.hash,
+                key: arena[m.start..m.start + m.key_len as usize].to_vec(),
+                size: m.size,
             })),
             Inner::Merge { readers, heap, heads, rank } => {
                 let Some(Reverse((_, _, i))) = heap.pop() else { return Ok(None) };
@@ -270,17 +271,21 @@ mod tests {
             let mut expected = Vec::new();
             for (i, (g, key, body)) in recs.iter().enumerate() {
                 let gid = s.groups.intern("", &format!("K{g}"));
-                s.push(gid, i as u64, EntityHash::of(body), key, body).unwrap();
+                s.push(gid, i as u64, EntityHash::of(body), key, body.len() as u32).unwrap();
                 expected.push((format!("K{g}"), key.clone(), body.clone()));
             }
             expected.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
             let mut sorted = s.finish().unwrap();
             let mut got = Vec::new();
             while let Some(r) = sorted.next_record().unwrap() {
-                got.push((sorted.groups.name(r.gid).1.to_string(), r.key, r.body));
+                got.push((sorted.groups.name(r.gid).1.to_string(), r.key, vec![0u8; r.size as usize]));
             }
-            let strip = |v: &Vec<(String, Vec<u8>, Vec<u8>)>| v.iter().map(|(a, b, _)| (a.clone(), b.clone())).collect::<Vec<_>>();
-            prop_assert_eq!(strip(&got), strip(&expected));
+            let strip = |v: &Vec<(String, Vec<u8>, Vec<u8>)>| v.iter().map(|(a, b, c)| (a.clone(), b.clone(), c.len())).collect::<Vec<_>>();
+            let (mut a, mut b) = (strip(&got), strip(&expected));
+            prop_assert!(a.windows(2).all(|w| (&w[0].0, &w[0].1) <= (&w[1].0, &w[1].1)), "output is sorted");
+            a.sort();
+            b.sort();
+            prop_assert_eq!(a, b);
             prop_assert_eq!(got.len(), recs.len());
             drop(sorted);
             prop_assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);

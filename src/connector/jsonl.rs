@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::EntitySource;
+use super::{Encoded, EntitySource};
 use crate::error::{Error, Result};
 use crate::model::{json, Entity};
 
@@ -74,6 +74,149 @@ impl EntitySource for JsonlSource {
 
     fn describe(&self, origin: u64) -> String {
         format!("{}:{origin}", self.shown)
+    }
+
+    fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded) -> Result<()>) -> Result<()> {
+        parallel::run(&self.path, &self.shown, f)
+    }
+}
+
+/// Parsing, encoding and hashing on every core: one thread reads the file
+/// in newline-aligned chunks, workers turn chunks into encoded entities,
+/// and the caller's thread receives them in file order. Channels are
+/// bounded, so memory stays at a few chunks whatever the file size.
+mod parallel {
+    use std::collections::BTreeMap;
+    use std::io::Read;
+    use std::sync::mpsc::{sync_channel, Receiver};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    const CHUNK: usize = 1 << 20;
+
+    type Chunk = (u64, u64, Vec<u8>);
+    type Parsed = (u64, Result<Vec<Encoded>>);
+
+    fn parse_chunk(shown: &str, first_line: u64, bytes: &[u8]) -> Result<Vec<Encoded>> {
+        let mut out = Vec::with_capacity(bytes.len() / 700 + 1);
+        for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+            let line = first_line + i as u64;
+            let text = std::str::from_utf8(raw).map_err(|e| Error::Source {
+                file: shown.to_string(),
+                line,
+                message: format!("not UTF-8: {e}"),
+            })?;
+            let text = text.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let entity = json::entity_from_json(text).map_err(|e| Error::Source {
+                file: shown.to_string(),
+                line,
+                message: e.to_string(),
+            })?;
+            if !entity.key.is_complete() {
+                return Err(Error::Source {
+                    file: shown.to_string(),
+                    line,
+                    message: "the entity's key is incomplete; every path element needs an `id` or a `name`".into(),
+                });
+            }
+            out.push(Encoded::new(entity, line));
+        }
+        Ok(out)
+    }
+
+    pub fn run(path: &Path, shown: &str, f: &mut dyn FnMut(Encoded) -> Result<()>) -> Result<()> {
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        let file = File::open(path).map_err(Error::io("opening", path))?;
+        let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(workers);
+        let (parsed_tx, parsed_rx) = sync_channel::<Parsed>(workers);
+        let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+        std::thread::scope(|s| -> Result<()> {
+            let reader = s.spawn(move || -> Result<()> {
+                let mut file = file;
+                let (mut seq, mut line) = (0u64, 1u64);
+                let mut carry: Vec<u8> = Vec::new();
+                loop {
+                    let mut buf = std::mem::take(&mut carry);
+                    let start = buf.len();
+                    buf.resize(start + CHUNK, 0);
+                    let n = read_full(&mut file, &mut buf[start..]).map_err(Error::io("reading", path))?;
+                    buf.truncate(start + n);
+                    let eof = n == 0;
+                    if !eof {
+                        // Cut at the last newline; the rest waits for more.
+                        match buf.iter().rposition(|b| *b == b'\n') {
+                            Some(p) => carry = buf.split_off(p + 1),
+                            None => {
+                                carry = buf;
+                                continue;
+                            }
+                        }
+                    }
+                    if buf.is_empty() {
+                        return Ok(());
+                    }
+                    let lines = buf.iter().filter(|b| **b == b'\n').count() as u64;
+                    let chunk_line = line;
+                    line += lines;
+                    if chunk_tx.send((seq, chunk_line, buf)).is_err() {
+                        return Ok(());
+                    }
+                    seq += 1;
+                    if eof {
+                        return Ok(());
+                    }
+                }
+            });
+            for _ in 0..workers {
+                let rx = Arc::clone(&chunk_rx);
+                let tx = parsed_tx.clone();
+                s.spawn(move || loop {
+                    let next = rx.lock().map(|r| r.recv());
+                    let Ok(Ok((seq, first, bytes))) = next else { return };
+                    let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+                    if tx.send((seq, parse_chunk(shown, first, bytes))).is_err() {
+                        return;
+                    }
+                });
+            }
+            drop(parsed_tx);
+            drop(chunk_rx);
+            let result = deliver(&parsed_rx, f);
+            // Stop the workers and the reader early on an error.
+            drop(parsed_rx);
+            let read = reader.join().unwrap_or(Err(Error::Interrupted));
+            result.and(read)
+        })
+    }
+
+    fn deliver(rx: &Receiver<Parsed>, f: &mut dyn FnMut(Encoded) -> Result<()>) -> Result<()> {
+        let mut pending: BTreeMap<u64, Result<Vec<Encoded>>> = BTreeMap::new();
+        let mut next = 0u64;
+        for (seq, parsed) in rx.iter() {
+            pending.insert(seq, parsed);
+            while let Some(batch) = pending.remove(&next) {
+                for e in batch? {
+                    f(e)?;
+                }
+                next += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match file.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
     }
 }
 

@@ -8,7 +8,39 @@
 pub mod jsonl;
 
 use crate::error::{Error, Result};
-use crate::model::Entity;
+use crate::ids::EntityHash;
+use crate::model::{codec, Entity};
+
+thread_local! {
+    static ENCODE_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(64 * 1024));
+}
+
+/// An entity after the CPU work: canonical bytes, hash and sortable key.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub namespace: String,
+    pub kind: String,
+    /// The path in its order-preserving byte form.
+    pub key: Vec<u8>,
+    pub hash: EntityHash,
+    pub body: Vec<u8>,
+    pub origin: u64,
+}
+
+impl Encoded {
+    pub fn new(mut entity: Entity, origin: u64) -> Encoded {
+        let body = ENCODE_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            codec::encode(&mut entity, &mut buf);
+            // An exact-size copy: the scratch buffer's slack is not kept.
+            buf.to_vec()
+        });
+        let hash = codec::hash(&body);
+        let key = entity.key.path_bytes();
+        let kind = entity.key.kind().to_string();
+        Encoded { namespace: std::mem::take(&mut entity.key.partition.namespace), kind, key, hash, body, origin }
+    }
+}
 
 /// Something entities can be read from.
 pub trait EntitySource {
@@ -18,6 +50,12 @@ pub trait EntitySource {
     fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()>;
     /// Where entity `origin` came from, for messages (`file.jsonl:17`).
     fn describe(&self, origin: u64) -> String;
+    /// Call `f` for every entity, encoded and hashed. Sources that can do
+    /// the parsing and encoding on several threads override this; `f` is
+    /// always called on the caller's thread, in source order.
+    fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded) -> Result<()>) -> Result<()> {
+        self.for_each(&mut |e, origin| f(Encoded::new(e, origin)))
+    }
 }
 
 /// A parsed location string.

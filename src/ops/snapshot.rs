@@ -4,16 +4,17 @@
 //! packs; only changes (and, on keyframes, the full table) go into the
 //! manifest. Memory stays bounded whatever the size of the source.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::connector::EntitySource;
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
 use crate::ids::SnapshotId;
-use crate::model::{codec, key};
+use crate::model::key;
 use crate::progress::Progress;
 use crate::repo::index::Index;
-use crate::repo::manifest::{self, Chain, KindInfo, ManifestWriter, NewSnapshot, Op, StateEntry};
+use crate::ids::EntityHash;
+use crate::repo::manifest::{self, Chain, KindInfo, ManifestWriter, NewSnapshot, Op, StateEntry, StateReader};
 use crate::repo::pack::PackWriter;
 use crate::repo::Repository;
 use crate::sort::{Record, Sorter};
@@ -31,7 +32,7 @@ pub struct SnapshotOptions {
 
 impl Default for SnapshotOptions {
     fn default() -> Self {
-        SnapshotOptions { name: None, force: false, filter: KindFilter::default(), sort_budget: 32 << 20, time_us: None }
+        SnapshotOptions { name: None, force: false, filter: KindFilter::default(), sort_budget: 24 << 20, time_us: None }
     }
 }
 
@@ -59,6 +60,49 @@ pub struct SnapshotReport {
     pub bytes_added: u64,
     pub manifest_bytes: u64,
     pub skipped_kinds: Vec<String>,
+}
+
+fn hwm(at: &str) {
+    if std::env::var_os("KINDSNAP_TIMING").is_some() {
+        let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        eprintln!("mem {at}: {}", st.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")).collect::<Vec<_>>().join(" "));
+    }
+}
+
+/// A forward-only cursor over one kind of the parent's state.
+struct ParentCursor<'a> {
+    reader: StateReader<'a>,
+    current: Option<StateEntry>,
+    last: Vec<u8>,
+    started: bool,
+}
+
+impl<'a> ParentCursor<'a> {
+    fn new(reader: StateReader<'a>) -> Self {
+        ParentCursor { reader, current: None, last: Vec::new(), started: false }
+    }
+
+    /// The parent's hash for `key`, if the source is still in key order
+    /// here (`None` otherwise, and the caller falls back to the index).
+    fn seek(&mut self, key: &[u8]) -> Result<Option<EntityHash>> {
+        if self.started && key <= self.last.as_slice() {
+            return Ok(None);
+        }
+        if !self.started {
+            self.current = self.reader.next_entry()?;
+            self.started = true;
+        }
+        self.last.clear();
+        self.last.extend_from_slice(key);
+        while let Some(c) = &self.current {
+            if c.key.as_slice() < key {
+                self.current = self.reader.next_entry()?;
+            } else {
+                break;
+            }
+        }
+        Ok(self.current.as_ref().filter(|c| c.key == key).map(|c| c.hash))
+    }
 }
 
 pub fn now_us() -> i64 {
@@ -111,37 +155,92 @@ pub fn snapshot(
     let kinds_key = opts.filter.kinds_key();
     let parent = infos.iter().rev().find(|i| i.source == source_id && i.kinds_filter == kinds_key).cloned();
 
-    // 1. Read, encode, hash, sort.
+    let t0 = std::time::Instant::now();
+    // 1. Read, encode, hash; store bodies not stored yet; sort the keys.
     progress.phase("reading", None);
+    let index = Index::open(&repo.index_path(), true)?;
     let mut sorter = Sorter::new(&repo.tmp_dir(), opts.sort_budget);
     let mut skipped = BTreeSet::new();
-    let mut buf = Vec::with_capacity(4096);
+    let mut allowed: HashMap<(String, String), Option<u32>> = HashMap::new();
+    let mut writers: Vec<Option<PackWriter>> = Vec::new();
+    // Open the parent first: while the source arrives in key order, each
+    // entity is compared with the parent's as it streams by, and bodies the
+    // parent already has skip the index lookup.
+    let chain = parent.as_ref().map(|p| Chain::open(repo, &p.id)).transpose()?;
+    let mut cursors: Vec<Option<ParentCursor>> = Vec::new();
+    let mut finished: HashMap<u32, u64> = HashMap::new();
+    let mut total_packs = 0u64;
     let mut count = 0u64;
-    source.for_each(&mut |mut entity, origin| {
-        let ns = entity.key.partition.namespace.clone();
-        let kind = entity.key.kind().to_string();
-        if !opts.filter.allows(&ns, &kind) {
-            skipped.insert(if ns.is_empty() { kind } else { format!("{ns}/{kind}") });
+    let mut in_cb = std::time::Duration::ZERO;
+    source.for_each_encoded(&mut |e| {
+        let tcb = std::time::Instant::now();
+        let slot = allowed.entry((e.namespace.clone(), e.kind.clone())).or_insert_with(|| {
+            if opts.filter.allows(&e.namespace, &e.kind) {
+                Some(sorter.groups.intern(&e.namespace, &e.kind))
+            } else {
+                None
+            }
+        });
+        let Some(gid) = *slot else {
+            skipped.insert(if e.namespace.is_empty() { e.kind.clone() } else { format!("{}/{}", e.namespace, e.kind) });
             return Ok(());
+        };
+        let g = gid as usize;
+        if writers.len() <= g {
+            writers.resize_with(g + 1, || None);
+            cursors.resize_with(g + 1, || None);
         }
-        let gid = sorter.groups.intern(&ns, &kind);
-        let key = entity.key.path_bytes();
-        codec::encode(&mut entity, &mut buf);
-        let hash = codec::hash(&buf);
-        sorter.push(gid, origin, hash, &key, &buf)?;
+        if writers[g].is_none() {
+            writers[g] = Some(PackWriter::new(repo, &index, &e.namespace, &e.kind)?);
+        }
+        // The parent has this exact entity: its body is stored already.
+        let known = match (&chain, cursors.get_mut(g)) {
+            (Some(chain), Some(slot)) => {
+                if slot.is_none() {
+                    *slot = Some(ParentCursor::new(chain.state(&e.namespace, &e.kind)?));
+                }
+                match slot.as_mut() {
+                    Some(c) => c.seek(&e.key)? == Some(e.hash),
+                    None => false,
+                }
+            }
+            _ => false,
+        };
+        if !known {
+            if let Some(w) = writers[g].as_mut() {
+                w.add(e.hash, &e.body)?;
+            }
+        }
+        sorter.push(gid, e.origin, e.hash, &e.key, e.body.len() as u32)?;
         count += 1;
         if count % 4096 == 0 {
             progress.advance(4096);
         }
+        in_cb += tcb.elapsed();
         Ok(())
     })?;
+    if std::env::var_os("KINDSNAP_TIMING").is_some() {
+        eprintln!("timing: main-thread work {in_cb:?} hwm {}", std::fs::read_to_string("/proc/self/status").unwrap_or_default().lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")).collect::<Vec<_>>().join(" "));
+    }
+    for (g, w) in writers.into_iter().enumerate() {
+        if let Some(w) = w {
+            let (bytes, packs) = w.finish()?;
+            finished.insert(g as u32, bytes);
+            total_packs += packs;
+        }
+    }
     progress.advance(count % 4096);
     progress.done();
+    let t_read = std::time::Instant::now();
     let mut sorted = sorter.finish()?;
+    hwm("after sort");
+    if std::env::var_os("KINDSNAP_TIMING").is_some() {
+        eprintln!("timing: read+encode+store {:?}", t0.elapsed());
+    }
     let groups = sorted.groups.clone();
 
-    // 2. Merge each kind against the parent.
-    let chain = parent.as_ref().map(|p| Chain::open(repo, &p.id)).transpose()?;
+    drop(cursors);
+    // 2. Merge each kind, in key order, against the parent.
     let mut names: BTreeSet<(String, String)> = groups.all().iter().cloned().collect();
     if let Some(chain) = &chain {
         for k in chain.head().kinds()? {
@@ -157,15 +256,14 @@ pub fn snapshot(
     let depth = if keyframe { 0 } else { parent.as_ref().map(|p| p.depth + 1).unwrap_or(0) };
     let write_changes = parent.is_some();
 
-    let index = Index::open(&repo.index_path(), true)?;
     let mut writer = ManifestWriter::create(repo)?;
     let mut reports = Vec::new();
-    let (mut total_entities, mut total_raw, mut total_packs, mut total_pack_bytes) = (0u64, 0u64, 0u64, 0u64);
+    let (mut total_entities, mut total_raw) = (0u64, 0u64);
+    let total_pack_bytes: u64 = finished.values().sum();
     for (ns, kind) in &names {
-        progress.phase(&format!("writing {}", if ns.is_empty() { kind.clone() } else { format!("{ns}/{kind}") }), None);
+        progress.phase(&format!("merging {}", if ns.is_empty() { kind.clone() } else { format!("{ns}/{kind}") }), None);
         let gid = groups.get(ns, kind);
         let kid = writer.add_kind(ns, kind)?;
-        let mut packs = PackWriter::new(repo, &index, ns, kind)?;
         let mut parent_state = match &chain {
             Some(c) => Some(c.state(ns, kind)?),
             None => None,
@@ -174,7 +272,12 @@ pub fn snapshot(
             Some(s) => s.next_entry()?,
             None => None,
         };
-        let mut rep = KindReport { namespace: ns.clone(), kind: kind.clone(), ..Default::default() };
+        let mut rep = KindReport {
+            namespace: ns.clone(),
+            kind: kind.clone(),
+            bytes_added: gid.and_then(|g| finished.get(&g).copied()).unwrap_or(0),
+            ..Default::default()
+        };
         let mut digest = blake3::Hasher::new();
         let mut prev: Option<Record> = None;
         loop {
@@ -186,10 +289,11 @@ pub fn snapshot(
             if let (Some(s), Some(p)) = (&src, &prev) {
                 if s.key == p.key {
                     let shown = key::decode_path(&s.key).map(|p| key::display_path(&p)).unwrap_or_default();
+                    let (first, second) = if p.origin <= s.origin { (p.origin, s.origin) } else { (s.origin, p.origin) };
                     return Err(Error::DuplicateKey {
                         key: if ns.is_empty() { shown } else { format!("[{ns}] {shown}") },
-                        first: source.describe(p.origin),
-                        second: source.describe(s.origin),
+                        first: source.describe(first),
+                        second: source.describe(second),
                     });
                 }
             }
@@ -206,20 +310,18 @@ pub fn snapshot(
                 }
             }
             let Some(s) = src else { break };
-            let size = s.body.len() as u64;
+            let size = s.size as u64;
             let same_key = par.as_ref().map(|p| p.key == s.key).unwrap_or(false);
             if same_key {
                 let p = par.take();
                 par = parent_state.as_mut().map(|st| st.next_entry()).transpose()?.flatten();
                 if p.map(|p| p.hash != s.hash).unwrap_or(true) {
-                    packs.add(s.hash, &s.body)?;
                     if write_changes {
                         writer.put_change(kid, &s.key, Op::Changed, Some(&s.hash), size)?;
                     }
                     rep.changed += 1;
                 }
             } else {
-                packs.add(s.hash, &s.body)?;
                 if write_changes {
                     writer.put_change(kid, &s.key, Op::Added, Some(&s.hash), size)?;
                 }
@@ -236,10 +338,8 @@ pub fn snapshot(
             if rep.entities % 4096 == 0 {
                 progress.advance(4096);
             }
-            prev = Some(Record { body: Vec::new(), ..s });
+            prev = Some(s);
         }
-        let (bytes, npacks) = packs.finish()?;
-        rep.bytes_added = bytes;
         progress.advance(rep.entities % 4096);
         progress.done();
         writer.set_kind_totals(KindInfo {
@@ -254,13 +354,15 @@ pub fn snapshot(
             removed: rep.removed,
             bytes_added: rep.bytes_added,
         })?;
+        hwm(kind);
         total_entities += rep.entities;
         total_raw += rep.raw_bytes;
-        total_packs += npacks;
-        total_pack_bytes += bytes;
         reports.push(rep);
     }
     drop(chain);
+    if std::env::var_os("KINDSNAP_TIMING").is_some() {
+        eprintln!("timing: sort+merge {:?}", t_read.elapsed());
+    }
 
     // 3. Publish: the manifest's rename is the commit.
     let meta = NewSnapshot {

@@ -85,7 +85,7 @@ impl Index {
         if write {
             conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sql(path))?;
         }
-        conn.pragma_update(None, "cache_size", -16_000).map_err(Error::sql(path))?;
+        conn.pragma_update(None, "cache_size", -8_000).map_err(Error::sql(path))?;
         let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sql(path))?;
         if v != SCHEMA_VERSION {
             return Err(Error::NotARepository { path: path.to_path_buf(), why: format!("index schema version {v}") });

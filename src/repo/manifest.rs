@@ -264,6 +264,8 @@ impl Manifest {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| self.damaged(e.to_string()))?;
+        // Reads are sequential page scans: a small cache is enough.
+        conn.pragma_update(None, "cache_size", -512).map_err(|e| self.damaged(e.to_string()))?;
         let version: i64 =
             conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.damaged(e.to_string()))?;
         if version != MANIFEST_VERSION {
@@ -677,6 +679,9 @@ impl ManifestWriter {
             hashing.write_all(&(json.len() as u32).to_le_bytes())?;
             hashing.write_all(&json)?;
             let mut enc = zstd::stream::write::Encoder::new(&mut hashing, level)?;
+            // Knowing the size lets zstd size its window and tables to the
+            // data, which keeps memory small at high levels.
+            enc.set_pledged_src_size(Some(db_len))?;
             std::io::copy(&mut BufReader::new(File::open(&self.tmp)?), &mut enc)?;
             enc.finish()?;
             hashing.inner.flush()?;
