@@ -27,16 +27,30 @@ pub enum Error {
     #[error(
         "repository {path} has format version {found}, newer than this kindsnap understands ({supported}); upgrade kindsnap"
     )]
-    NewerFormat { path: PathBuf, found: u32, supported: u32 },
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
 
     #[error("repository {path} is not writable (check its permissions, or work on a copy)")]
-    ReadOnly { path: PathBuf, source: std::io::Error },
+    ReadOnly {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("{op} {path}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("database {path}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
 
     #[error("snapshot `{spec}` not found; `kindsnap log` lists snapshots")]
     UnknownSnapshot { spec: String },
@@ -44,17 +58,29 @@ pub enum Error {
     #[error("snapshot `{spec}` is ambiguous: it matches {matches}; use more digits of the id")]
     AmbiguousSnapshot { spec: String, matches: String },
 
-    #[error("a snapshot named `{name}` already exists ({id}); choose another --name or pass --force")]
+    #[error(
+        "a snapshot named `{name}` already exists ({id}); choose another --name or pass --force"
+    )]
     NameTaken { name: String, id: String },
 
     #[error("invalid snapshot name `{name}`: {why}")]
     BadName { name: String, why: String },
 
     #[error("{file}:{line}: {message}")]
-    Source { file: String, line: u64, message: String },
+    Source {
+        file: String,
+        line: u64,
+        message: String,
+    },
 
-    #[error("duplicate key {key} in the source ({first} and {second}); each entity may appear once")]
-    DuplicateKey { key: String, first: String, second: String },
+    #[error(
+        "duplicate key {key} in the source ({first} and {second}); each entity may appear once"
+    )]
+    DuplicateKey {
+        key: String,
+        first: String,
+        second: String,
+    },
 
     #[error("invalid source or target `{spec}`: {why}")]
     BadLocation { spec: String, why: String },
@@ -97,7 +123,10 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
     }

@@ -20,18 +20,28 @@ pub struct KindFilter {
 impl KindFilter {
     /// `kinds`: only these kinds (any namespace), if given. `ignore_files`:
     /// read those that exist; `required` ones must exist.
-    pub fn new(kinds: Option<&[String]>, ignore_files: &[PathBuf], required: &[PathBuf]) -> Result<KindFilter> {
+    pub fn new(
+        kinds: Option<&[String]>,
+        ignore_files: &[PathBuf],
+        required: &[PathBuf],
+    ) -> Result<KindFilter> {
         let mut builder = GitignoreBuilder::new("");
         let mut used = Vec::new();
         for p in required {
             if !p.is_file() {
-                return Err(Error::BadIgnore { path: p.clone(), why: "no such file".into() });
+                return Err(Error::BadIgnore {
+                    path: p.clone(),
+                    why: "no such file".into(),
+                });
             }
         }
         for p in ignore_files.iter().chain(required) {
             if p.is_file() {
                 if let Some(e) = builder.add(p) {
-                    return Err(Error::BadIgnore { path: p.clone(), why: e.to_string() });
+                    return Err(Error::BadIgnore {
+                        path: p.clone(),
+                        why: e.to_string(),
+                    });
                 }
                 used.push(p.clone());
             }
@@ -39,9 +49,16 @@ impl KindFilter {
         let ignore = if used.is_empty() {
             None
         } else {
-            Some(builder.build().map_err(|e| Error::BadIgnore { path: used[0].clone(), why: e.to_string() })?)
+            Some(builder.build().map_err(|e| Error::BadIgnore {
+                path: used[0].clone(),
+                why: e.to_string(),
+            })?)
         };
-        Ok(KindFilter { kinds: kinds.map(|k| k.iter().cloned().collect()), ignore, ignore_files: used })
+        Ok(KindFilter {
+            kinds: kinds.map(|k| k.iter().cloned().collect()),
+            ignore,
+            ignore_files: used,
+        })
     }
 
     /// Internal Datastore kinds (`__kind__`, `__Stat_Total__` …) are never
@@ -60,8 +77,15 @@ impl KindFilter {
             }
         }
         if let Some(gi) = &self.ignore {
-            let path = if namespace.is_empty() { kind.to_string() } else { format!("{namespace}/{kind}") };
-            if gi.matched_path_or_any_parents(Path::new(&path), false).is_ignore() {
+            let path = if namespace.is_empty() {
+                kind.to_string()
+            } else {
+                format!("{namespace}/{kind}")
+            };
+            if gi
+                .matched_path_or_any_parents(Path::new(&path), false)
+                .is_ignore()
+            {
                 return false;
             }
         }

@@ -43,11 +43,14 @@ impl Groups {
         }
         let g = self.names.len() as u32;
         self.names.push((namespace.to_string(), kind.to_string()));
-        self.map.insert((namespace.to_string(), kind.to_string()), g);
+        self.map
+            .insert((namespace.to_string(), kind.to_string()), g);
         g
     }
     pub fn get(&self, namespace: &str, kind: &str) -> Option<u32> {
-        self.map.get(&(namespace.to_string(), kind.to_string())).copied()
+        self.map
+            .get(&(namespace.to_string(), kind.to_string()))
+            .copied()
     }
     pub fn name(&self, gid: u32) -> (&str, &str) {
         let (n, k) = &self.names[gid as usize];
@@ -88,22 +91,46 @@ pub struct Sorter {
 
 impl Sorter {
     pub fn new(tmp_dir: &Path, budget: usize) -> Sorter {
-        Sorter { groups: Groups::default(), arena: Vec::new(), metas: Vec::new(), budget, runs: Vec::new(), tmp_dir: tmp_dir.to_path_buf() }
+        Sorter {
+            groups: Groups::default(),
+            arena: Vec::new(),
+            metas: Vec::new(),
+            budget,
+            runs: Vec::new(),
+            tmp_dir: tmp_dir.to_path_buf(),
+        }
     }
 
-    pub fn push(&mut self, gid: u32, origin: u64, hash: EntityHash, key: &[u8], size: u32) -> Result<()> {
+    pub fn push(
+        &mut self,
+        gid: u32,
+        origin: u64,
+        hash: EntityHash,
+        key: &[u8],
+        size: u32,
+    ) -> Result<()> {
         if self.metas.capacity() == 0 {
             // Fixed buffers, reserved once: memory stays at the budget
             // instead of doubling past it.
-            self.metas.reserve_exact((self.budget * 3 / 5 / std::mem::size_of::<Meta>()).max(16));
+            self.metas
+                .reserve_exact((self.budget * 3 / 5 / std::mem::size_of::<Meta>()).max(16));
             self.arena.reserve_exact((self.budget * 2 / 5).max(4096));
         }
-        if self.metas.len() == self.metas.capacity() || self.arena.len() + key.len() > self.arena.capacity() {
+        if self.metas.len() == self.metas.capacity()
+            || self.arena.len() + key.len() > self.arena.capacity()
+        {
             self.spill()?;
         }
         let start = self.arena.len();
         self.arena.extend_from_slice(key);
-        self.metas.push(Meta { gid, origin, hash, start, key_len: key.len() as u32, size });
+        self.metas.push(Meta {
+            gid,
+            origin,
+            hash,
+            start,
+            key_len: key.len() as u32,
+            size,
+        });
         Ok(())
     }
 
@@ -111,9 +138,12 @@ impl Sorter {
         let rank = self.groups.ranks();
         let arena = &self.arena;
         self.metas.sort_unstable_by(|a, b| {
-            rank[a.gid as usize].cmp(&rank[b.gid as usize]).then_with(|| {
-                arena[a.start..a.start + a.key_len as usize].cmp(&arena[b.start..b.start + b.key_len as usize])
-            })
+            rank[a.gid as usize]
+                .cmp(&rank[b.gid as usize])
+                .then_with(|| {
+                    arena[a.start..a.start + a.key_len as usize]
+                        .cmp(&arena[b.start..b.start + b.key_len as usize])
+                })
         });
     }
 
@@ -150,7 +180,15 @@ impl Sorter {
             self.sort_in_memory();
             let metas = std::mem::take(&mut self.metas);
             let arena = std::mem::take(&mut self.arena);
-            return Ok(Sorted { groups: self.groups.clone(), inner: Inner::Memory { metas: metas.into_iter(), arena }, peeked: None, _sorter: Some(self) });
+            return Ok(Sorted {
+                groups: self.groups.clone(),
+                inner: Inner::Memory {
+                    metas: metas.into_iter(),
+                    arena,
+                },
+                peeked: None,
+                _sorter: Some(self),
+            });
         }
         self.spill()?;
         let rank = self.groups.ranks();
@@ -168,7 +206,17 @@ impl Sorter {
             }
             heads.push(rec);
         }
-        Ok(Sorted { groups: self.groups.clone(), inner: Inner::Merge { readers, heap, heads, rank }, peeked: None, _sorter: Some(self) })
+        Ok(Sorted {
+            groups: self.groups.clone(),
+            inner: Inner::Merge {
+                readers,
+                heap,
+                heads,
+                rank,
+            },
+            peeked: None,
+            _sorter: Some(self),
+        })
     }
 }
 
@@ -185,7 +233,13 @@ fn read_record(r: &mut BufReader<File>, path: &Path) -> Result<Option<Record>> {
     match r.read_exact(&mut head) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(Error::Io { op: "reading", path: path.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(Error::Io {
+                op: "reading",
+                path: path.to_path_buf(),
+                source: e,
+            })
+        }
     }
     let u32at = |o: usize| u32::from_le_bytes([head[o], head[o + 1], head[o + 2], head[o + 3]]);
     let gid = u32at(0);
@@ -195,11 +249,20 @@ fn read_record(r: &mut BufReader<File>, path: &Path) -> Result<Option<Record>> {
     let size = u32at(48);
     let mut key = vec![0u8; key_len];
     r.read_exact(&mut key).map_err(Error::io("reading", path))?;
-    Ok(Some(Record { gid, origin, hash, key, size }))
+    Ok(Some(Record {
+        gid,
+        origin,
+        hash,
+        key,
+        size,
+    }))
 }
 
 enum Inner {
-    Memory { metas: std::vec::IntoIter<Meta>, arena: Vec<u8> },
+    Memory {
+        metas: std::vec::IntoIter<Meta>,
+        arena: Vec<u8>,
+    },
     Merge {
         readers: Vec<(BufReader<File>, PathBuf)>,
         heap: BinaryHeap<Reverse<(u32, Vec<u8>, usize)>>,
@@ -227,8 +290,15 @@ impl Sorted {
                 key: arena[m.start..m.start + m.key_len as usize].to_vec(),
                 size: m.size,
             })),
-            Inner::Merge { readers, heap, heads, rank } => {
-                let Some(Reverse((_, _, i))) = heap.pop() else { return Ok(None) };
+            Inner::Merge {
+                readers,
+                heap,
+                heads,
+                rank,
+            } => {
+                let Some(Reverse((_, _, i))) = heap.pop() else {
+                    return Ok(None);
+                };
                 let rec = heads[i].take();
                 let (r, p) = &mut readers[i];
                 let next = read_record(r, p)?;

@@ -2,12 +2,20 @@
 //! processes: snapshots, incremental storage, diff, cat, export, check,
 //! and the errors a user meets.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{canonical_set, Data, Work};
 
 fn snapshot(w: &Work, file: &str, name: &str) -> String {
-    w.ok(&["snapshot", "--from", &format!("jsonl:{file}"), "--name", name])
+    w.ok(&[
+        "snapshot",
+        "--from",
+        &format!("jsonl:{file}"),
+        "--name",
+        name,
+    ])
 }
 
 fn export_matches(w: &Work, snap: &str, data: &Data) {
@@ -91,7 +99,10 @@ fn incremental_snapshots_store_only_changes_and_diff_exactly() {
 
     // Day 2 stores only what changed: far less than day 1.
     let grew = after2 - after1;
-    assert!(grew * 10 < after1, "day 2 grew by {grew} bytes, day 1 took {after1}");
+    assert!(
+        grew * 10 < after1,
+        "day 2 grew by {grew} bytes, day 1 took {after1}"
+    );
 
     // Unchanged data: only a small manifest.
     snapshot(&w, "cur.jsonl", "day3");
@@ -101,7 +112,14 @@ fn incremental_snapshots_store_only_changes_and_diff_exactly() {
     // diff day1 day2 lists exactly the mutated keys.
     let json = w.ok(&["diff", "day1", "day2", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let count = |c: &str| v["entries"].as_array().unwrap().iter().filter(|e| e["change"] == c).count();
+    let count = |c: &str| {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["change"] == c)
+            .count()
+    };
     assert_eq!(count("changed"), changed.len());
     assert_eq!(count("removed"), removed.len());
     assert_eq!(count("added"), added.len());
@@ -110,8 +128,16 @@ fn incremental_snapshots_store_only_changes_and_diff_exactly() {
     let v13: serde_json::Value = serde_json::from_str(&json13).unwrap();
     assert_eq!(v["kinds"], v13["kinds"]);
     // Reverse direction swaps added and removed.
-    let rev: serde_json::Value = serde_json::from_str(&w.ok(&["diff", "day2", "day1", "--json"])).unwrap();
-    let rcount = |c: &str| rev["entries"].as_array().unwrap().iter().filter(|e| e["change"] == c).count();
+    let rev: serde_json::Value =
+        serde_json::from_str(&w.ok(&["diff", "day2", "day1", "--json"])).unwrap();
+    let rcount = |c: &str| {
+        rev["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["change"] == c)
+            .count()
+    };
     assert_eq!(rcount("added"), removed.len());
     assert_eq!(rcount("removed"), added.len());
     // Property-level view names the changed property.
@@ -129,7 +155,9 @@ fn long_histories_cross_keyframes_and_read_back_exactly() {
     w.init();
     // Keyframe every 3 snapshots so the chain logic is exercised.
     let cfg = w.repo().join("config");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"keyframe_interval\": 32", "\"keyframe_interval\": 3");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("\"keyframe_interval\": 32", "\"keyframe_interval\": 3");
     std::fs::write(&cfg, text).unwrap();
     let mut data = Data::generate(900, 3);
     let mut history = Vec::new();
@@ -145,12 +173,15 @@ fn long_histories_cross_keyframes_and_read_back_exactly() {
         export_matches(&w, &format!("d{day}"), d);
     }
     // Diff across keyframes equals diff of the exports.
-    let v: serde_json::Value = serde_json::from_str(&w.ok(&["diff", "d1", "d6", "--json"])).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&w.ok(&["diff", "d1", "d6", "--json"])).unwrap();
     let total: usize = v["entries"].as_array().unwrap().len();
     let (a, b) = (&history[1].lines, &history[6].lines);
     let expected = a.keys().filter(|k| !b.contains_key(*k)).count()
         + b.keys().filter(|k| !a.contains_key(*k)).count()
-        + a.iter().filter(|(k, v)| b.get(*k).map(|w| w != *v).unwrap_or(false)).count();
+        + a.iter()
+            .filter(|(k, v)| b.get(*k).map(|w| w != *v).unwrap_or(false))
+            .count();
     assert_eq!(total, expected);
     w.ok(&["check", "--read-data"]);
 }
@@ -167,10 +198,24 @@ fn kinds_filter_and_snapshotignore() {
     let show = w.ok(&["show", "a"]);
     assert!(!show.contains("Comment") && !show.contains("t1"), "{show}");
     std::fs::remove_file(w.path(".snapshotignore")).unwrap();
-    w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "b", "--kinds", "User"]);
+    w.ok(&[
+        "snapshot",
+        "--from",
+        "jsonl:cur.jsonl",
+        "--name",
+        "b",
+        "--kinds",
+        "User",
+    ]);
     let show = w.ok(&["show", "b"]);
     assert!(show.contains("User") && !show.contains("Post"), "{show}");
-    let err = w.fails(&["snapshot", "--from", "jsonl:cur.jsonl", "--ignore-file", "nope"]);
+    let err = w.fails(&[
+        "snapshot",
+        "--from",
+        "jsonl:cur.jsonl",
+        "--ignore-file",
+        "nope",
+    ]);
     assert!(err.contains("nope"), "{err}");
 }
 
@@ -179,7 +224,10 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     let w = Work::new();
     // Missing repository.
     let err = w.fails(&["log"]);
-    assert!(err.contains("no kindsnap repository") && err.contains("kindsnap init"), "{err}");
+    assert!(
+        err.contains("no kindsnap repository") && err.contains("kindsnap init"),
+        "{err}"
+    );
     w.init();
     let err = w.fails(&["init"]);
     assert!(err.contains("not empty"), "{err}");
@@ -197,13 +245,31 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     // Duplicate key: both lines named.
     let first = text.lines().next().unwrap().to_string();
-    w.write("dup.jsonl", &format!("{first}\n{}{first}\n", text.lines().skip(1).take(29).map(|l| format!("{l}\n")).collect::<String>()));
+    w.write(
+        "dup.jsonl",
+        &format!(
+            "{first}\n{}{first}\n",
+            text.lines()
+                .skip(1)
+                .take(29)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        ),
+    );
     let err = w.fails(&["snapshot", "--from", "jsonl:dup.jsonl"]);
-    assert!(err.contains("duplicate key") && err.contains("dup.jsonl:1") && err.contains("dup.jsonl:31"), "{err}");
+    assert!(
+        err.contains("duplicate key")
+            && err.contains("dup.jsonl:1")
+            && err.contains("dup.jsonl:31"),
+        "{err}"
+    );
     // Unknown value type.
     w.write("typo.jsonl", "{\"key\":{\"path\":[{\"kind\":\"A\",\"id\":\"1\"}]},\"properties\":{\"x\":{\"strngValue\":\"a\"}}}\n");
     let err = w.fails(&["snapshot", "--from", "jsonl:typo.jsonl"]);
-    assert!(err.contains("typo.jsonl:1") && err.contains("strngValue"), "{err}");
+    assert!(
+        err.contains("typo.jsonl:1") && err.contains("strngValue"),
+        "{err}"
+    );
     // Missing source file.
     let err = w.fails(&["snapshot", "--from", "jsonl:missing.jsonl"]);
     assert!(err.contains("no such file"), "{err}");
@@ -211,32 +277,58 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     assert!(err.contains("invalid source"), "{err}");
     // Name taken unless --force.
     let err = w.fails(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "one"]);
-    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
     let err = w.fails(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "latest"]);
     assert!(err.contains("reserved"), "{err}");
     // Unknown snapshot.
     let err = w.fails(&["show", "nope"]);
-    assert!(err.contains("`nope` not found") && err.contains("kindsnap log"), "{err}");
+    assert!(
+        err.contains("`nope` not found") && err.contains("kindsnap log"),
+        "{err}"
+    );
     let err = w.fails(&["diff", "one", "latest~5"]);
     assert!(err.contains("latest~5"), "{err}");
     // Nothing was added by any of the failures.
     assert_eq!(walk(&w.repo()).len(), before);
     w.ok(&["check"]);
     // --force reuses the name; the name then means the newest.
-    w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "one", "--force"]);
+    w.ok(&[
+        "snapshot",
+        "--from",
+        "jsonl:cur.jsonl",
+        "--name",
+        "one",
+        "--force",
+    ]);
     assert_eq!(w.ok(&["log"]).matches(" one ").count(), 2);
 
     // A repository from a newer kindsnap.
     let cfg = w.repo().join("config");
     let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, text.replace("\"kindsnap_repository\": 1", "\"kindsnap_repository\": 99")).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("\"kindsnap_repository\": 1", "\"kindsnap_repository\": 99"),
+    )
+    .unwrap();
     let err = w.fails(&["log"]);
-    assert!(err.contains("format version 99") && err.contains("upgrade kindsnap"), "{err}");
+    assert!(
+        err.contains("format version 99") && err.contains("upgrade kindsnap"),
+        "{err}"
+    );
     std::fs::write(&cfg, &text).unwrap();
     // Something that is not a repository.
     std::fs::create_dir_all(w.path("other")).unwrap();
     w.write("other/file.txt", "hello");
-    let err = w.ks().arg("--repo").arg(w.path("other")).arg("log").output().unwrap();
+    let err = w
+        .ks()
+        .arg("--repo")
+        .arg(w.path("other"))
+        .arg("log")
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&err.stderr);
     assert!(err.contains("not a kindsnap repository"), "{err}");
 }
@@ -256,7 +348,10 @@ fn corrupt_pack_and_manifest_are_named_by_check() {
 
     // Flip a byte in the middle of the largest pack.
     let packs: Vec<_> = walk(&w.repo().join("packs"));
-    let pack = packs.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let pack = packs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
     let mut bytes = std::fs::read(pack).unwrap();
     let mid = bytes.len() / 3;
     bytes[mid] ^= 0x55;
@@ -290,7 +385,10 @@ fn corrupt_pack_and_manifest_are_named_by_check() {
     assert_eq!(out.status.code(), Some(3));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let id = s1.file_name().unwrap().to_string_lossy();
-    assert!(stdout.contains(&id[..8]) && stdout.contains("does not match its id"), "{stdout}");
+    assert!(
+        stdout.contains(&id[..8]) && stdout.contains("does not match its id"),
+        "{stdout}"
+    );
     // s2 is a delta on s1, so it is affected too.
     assert!(stdout.contains("s2"), "{stdout}");
 }
@@ -302,9 +400,30 @@ fn unsorted_input_with_a_tiny_sort_budget_gives_the_same_snapshot() {
     let data = Data::generate(2500, 8);
     data.write_sorted(&w.path("sorted.jsonl"));
     data.write_shuffled(&w.path("shuffled.jsonl"), 3);
-    w.ok(&["snapshot", "--from", "jsonl:sorted.jsonl", "--name", "sorted"]);
-    w.ks().env("KINDSNAP_SORT_BUDGET", "20000").args(["snapshot", "--from", "jsonl:shuffled.jsonl", "--name", "shuffled"]).assert().success();
-    assert!(w.ok(&["diff", "sorted", "shuffled"]).contains("no differences"));
-    assert!(walk(&w.repo().join("tmp")).is_empty(), "sort runs left behind");
+    w.ok(&[
+        "snapshot",
+        "--from",
+        "jsonl:sorted.jsonl",
+        "--name",
+        "sorted",
+    ]);
+    w.ks()
+        .env("KINDSNAP_SORT_BUDGET", "20000")
+        .args([
+            "snapshot",
+            "--from",
+            "jsonl:shuffled.jsonl",
+            "--name",
+            "shuffled",
+        ])
+        .assert()
+        .success();
+    assert!(w
+        .ok(&["diff", "sorted", "shuffled"])
+        .contains("no differences"));
+    assert!(
+        walk(&w.repo().join("tmp")).is_empty(),
+        "sort runs left behind"
+    );
     export_matches(&w, "shuffled", &data);
 }

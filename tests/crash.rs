@@ -1,6 +1,8 @@
 //! Crash safety and concurrency with real processes: SIGKILL at many
 //! moments of a snapshot, two snapshots at once, a read-only repository.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::{Command, Stdio};
@@ -17,7 +19,11 @@ fn export_equals(w: &Work, snap: &str, data: &Data) {
     w.ok(&["export", snap, "--to", &format!("jsonl:{}", out.display())]);
     let want = w.path("want.jsonl");
     data.write_sorted(&want);
-    assert_eq!(canonical_set(&out), canonical_set(&want), "snapshot {snap} reads back what was snapshotted");
+    assert_eq!(
+        canonical_set(&out),
+        canonical_set(&want),
+        "snapshot {snap} reads back what was snapshotted"
+    );
 }
 
 #[test]
@@ -33,9 +39,21 @@ fn sigkill_at_many_moments_leaves_a_consistent_repository() {
     // How long does an uninterrupted snapshot take?
     let t = Instant::now();
     let probe = w.path("probe-repo");
-    Command::new(bin()).args(["--repo"]).arg(&probe).arg("init").stdout(Stdio::null()).status().unwrap();
-    Command::new(bin()).current_dir(w.dir.path()).arg("--repo").arg(&probe)
-        .args(["snapshot", "--from", "jsonl:cur.jsonl"]).stdout(Stdio::null()).status().unwrap();
+    Command::new(bin())
+        .args(["--repo"])
+        .arg(&probe)
+        .arg("init")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    Command::new(bin())
+        .current_dir(w.dir.path())
+        .arg("--repo")
+        .arg(&probe)
+        .args(["snapshot", "--from", "jsonl:cur.jsonl"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     let full = t.elapsed();
 
     let steps = 14u32;
@@ -75,7 +93,10 @@ fn sigkill_at_many_moments_leaves_a_consistent_repository() {
     // And the next snapshot succeeds, is correct, and cleans up after the dead.
     w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "after"]);
     export_equals(&w, "after", &data);
-    let leftovers: Vec<_> = std::fs::read_dir(w.repo().join("tmp")).unwrap().flatten().collect();
+    let leftovers: Vec<_> = std::fs::read_dir(w.repo().join("tmp"))
+        .unwrap()
+        .flatten()
+        .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
     w.ok(&["check", "--read-data"]);
 }
@@ -94,7 +115,13 @@ fn two_snapshots_at_once_are_both_correct() {
             .current_dir(w.dir.path())
             .arg("--repo")
             .arg(w.repo())
-            .args(["snapshot", "--from", &format!("jsonl:{file}"), "--name", name])
+            .args([
+                "snapshot",
+                "--from",
+                &format!("jsonl:{file}"),
+                "--name",
+                name,
+            ])
             .output()
     };
     let (ra, rb) = std::thread::scope(|s| {
@@ -102,8 +129,16 @@ fn two_snapshots_at_once_are_both_correct() {
         let hb = s.spawn(|| spawn("b.jsonl", "b"));
         (ha.join().unwrap().unwrap(), hb.join().unwrap().unwrap())
     });
-    assert!(ra.status.success(), "{}", String::from_utf8_lossy(&ra.stderr));
-    assert!(rb.status.success(), "{}", String::from_utf8_lossy(&rb.stderr));
+    assert!(
+        ra.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ra.stderr)
+    );
+    assert!(
+        rb.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rb.stderr)
+    );
     export_equals(&w, "a", &a);
     export_equals(&w, "b", &b);
     w.ok(&["check", "--read-data"]);
@@ -129,18 +164,28 @@ fn a_read_only_repository_can_be_read_but_not_written() {
     let data = Data::generate(200, 31);
     data.write_sorted(&w.path("cur.jsonl"));
     w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "one"]);
-    let is_root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
     // Root ignores permissions, so as root the commands run as `nobody` on
     // a repository nobody may read but not write.
     let run = |args: &[&str]| {
         let mut c = if is_root {
             let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(bin());
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(bin());
             c
         } else {
             Command::new(bin())
         };
-        c.current_dir(w.dir.path()).arg("--repo").arg(w.repo()).args(args).output().unwrap()
+        c.current_dir(w.dir.path())
+            .arg("--repo")
+            .arg(w.repo())
+            .args(args)
+            .output()
+            .unwrap()
     };
     use std::os::unix::fs::PermissionsExt;
     let set_mode = |mode: u32| {
@@ -149,7 +194,8 @@ fn a_read_only_repository_can_be_read_but_not_written() {
             let m = if p.is_dir() { mode } else { mode & 0o444 };
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
         }
-        std::fs::set_permissions(w.path("cur.jsonl"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(w.path("cur.jsonl"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
     };
     set_mode(0o555);
     let before: Vec<_> = walk_all(&w.repo());
@@ -158,9 +204,18 @@ fn a_read_only_repository_can_be_read_but_not_written() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("not writable"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    for args in [&["log"][..], &["show", "one"], &["cat", "one", "User:user0"], &["check", "--read-data"]] {
+    for args in [
+        &["log"][..],
+        &["show", "one"],
+        &["cat", "one", "User:user0"],
+        &["check", "--read-data"],
+    ] {
         let out = run(args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_eq!(walk_all(&w.repo()), before);
     set_mode(0o755);
@@ -169,7 +224,11 @@ fn a_read_only_repository_can_be_read_but_not_written() {
 fn walk_all(p: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = vec![p.to_path_buf()];
     if p.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(p).unwrap().flatten().map(|e| e.path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         entries.sort();
         for e in entries {
             out.extend(walk_all(&e));

@@ -29,7 +29,11 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             report.snapshots,
             report.packs,
             if args.read_data {
-                format!(", read {} entities ({})", report.entities_read, bytes(report.bytes_read))
+                format!(
+                    ", read {} entities ({})",
+                    report.entities_read,
+                    bytes(report.bytes_read)
+                )
             } else {
                 String::new()
             }

@@ -48,10 +48,16 @@ fn short(v: &Value) -> String {
         ValueKind::Blob(b) => format!("<blob {} bytes>", b.len()),
         ValueKind::Key(k) => format!("Key({})", k),
         ValueKind::GeoPoint(g) => format!("({}, {})", g.latitude, g.longitude),
-        ValueKind::Array(vs) => format!("[{}]", vs.iter().map(short).collect::<Vec<_>>().join(", ")),
+        ValueKind::Array(vs) => {
+            format!("[{}]", vs.iter().map(short).collect::<Vec<_>>().join(", "))
+        }
         ValueKind::Entity(e) => format!(
             "{{{}}}",
-            e.properties.iter().map(|(k, v)| format!("{k}: {}", short(v))).collect::<Vec<_>>().join(", ")
+            e.properties
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", short(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     if v.exclude_from_indexes {
@@ -71,15 +77,23 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         kinds: (!args.kinds.is_empty()).then(|| args.kinds.clone()),
         entries: args.keys || args.props || args.json,
     };
-    let store = if args.props { Some(Store::open(&repo)?) } else { None };
+    let store = if args.props {
+        Some(Store::open(&repo)?)
+    } else {
+        None
+    };
     let mut out = Out::new();
     let mut json_entries: Vec<serde_json::Value> = Vec::new();
     let mut current: Option<(String, String)> = None;
     let show_keys = (args.keys || args.props) && !args.json;
     let (kinds, _method) = d::diff(&repo, &a, &b, &opts, &mut |k, e| {
-        let path = key::decode_path(&e.key).map(|p| key::display_path(&p)).unwrap_or_else(|| hex::encode(&e.key));
+        let path = key::decode_path(&e.key)
+            .map(|p| key::display_path(&p))
+            .unwrap_or_else(|| hex::encode(&e.key));
         let mut props = Vec::new();
-        if let (Some(store), d::Change::Changed, Some(o), Some(n)) = (&store, e.change, e.old, e.new) {
+        if let (Some(store), d::Change::Changed, Some(o), Some(n)) =
+            (&store, e.change, e.old, e.new)
+        {
             props = d::diff_properties(&store.get(&o)?, &store.get(&n)?);
         }
         if args.json {
@@ -107,8 +121,16 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             };
             out.line(format!("  {sign} {path}"))?;
             for p in props {
-                let o = p.old.as_ref().map(short).unwrap_or_else(|| "(absent)".into());
-                let n = p.new.as_ref().map(short).unwrap_or_else(|| "(absent)".into());
+                let o = p
+                    .old
+                    .as_ref()
+                    .map(short)
+                    .unwrap_or_else(|| "(absent)".into());
+                let n = p
+                    .new
+                    .as_ref()
+                    .map(short)
+                    .unwrap_or_else(|| "(absent)".into());
                 out.line(format!("      {}: {o} → {n}", p.name))?;
             }
         }
@@ -130,7 +152,12 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     if kinds.is_empty() {
         out.line(format!("no differences between {} and {}", a.name, b.name))?;
     } else {
-        let mut rows = vec![vec!["kind".to_string(), "added".into(), "removed".into(), "changed".into()]];
+        let mut rows = vec![vec![
+            "kind".to_string(),
+            "added".into(),
+            "removed".into(),
+            "changed".into(),
+        ]];
         for k in &kinds {
             rows.push(vec![
                 kind_label(&k.namespace, &k.kind),
@@ -142,8 +169,13 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         for l in table(&rows, 1) {
             out.line(l)?;
         }
-        let (ad, re, ch) = kinds.iter().fold((0, 0, 0), |s, k| (s.0 + k.added, s.1 + k.removed, s.2 + k.changed));
-        out.line(format!("{} kinds differ: {ad} added, {re} removed, {ch} changed", kinds.len()))?;
+        let (ad, re, ch) = kinds.iter().fold((0, 0, 0), |s, k| {
+            (s.0 + k.added, s.1 + k.removed, s.2 + k.changed)
+        });
+        out.line(format!(
+            "{} kinds differ: {ad} added, {re} removed, {ch} changed",
+            kinds.len()
+        ))?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

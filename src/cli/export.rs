@@ -25,11 +25,17 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let info = ops::find_snapshot(&repo, &args.snapshot)?;
     let connector::Location::Jsonl(path) = connector::parse_location(&args.to)?;
     let mut sink = JsonlSink::create(&path)?;
-    let n = ops::export::export(&repo, &info, args.kinds.as_deref(), &NoProgress, &mut |e| sink.write(&e))?;
+    let n = ops::export::export(&repo, &info, args.kinds.as_deref(), &NoProgress, &mut |e| {
+        sink.write(&e)
+    })?;
     sink.finish()?;
     if !settings.quiet {
         let mut out = Out::new();
-        out.line(format!("exported {n} entities of snapshot {} to {}", info.name, path.display()))?;
+        out.line(format!(
+            "exported {n} entities of snapshot {} to {}",
+            info.name,
+            path.display()
+        ))?;
         out.flush()?;
     }
     Ok(ExitCode::SUCCESS)

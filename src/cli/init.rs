@@ -11,7 +11,11 @@ pub fn run(_args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = kindsnap::repo::Repository::init(&settings.repo)?;
     if !settings.quiet {
         let mut out = Out::new();
-        out.line(format!("created repository {} (id {})", settings.repo.display(), &repo.config.id[..8]))?;
+        out.line(format!(
+            "created repository {} (id {})",
+            settings.repo.display(),
+            &repo.config.id[..8]
+        ))?;
         out.flush()?;
     }
     Ok(ExitCode::SUCCESS)

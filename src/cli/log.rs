@@ -64,7 +64,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     for (id, e) in bad {
-        eprintln!("kindsnap: warning: snapshot {} cannot be read: {e}", id.short());
+        eprintln!(
+            "kindsnap: warning: snapshot {} cannot be read: {e}",
+            id.short()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -79,9 +79,16 @@ impl Settings {
         let repo = cli
             .repo
             .clone()
-            .or_else(|| std::env::var_os("KINDSNAP_REPO").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("KINDSNAP_REPO")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(|| PathBuf::from(".kindsnap"));
-        Settings { repo, quiet: cli.quiet }
+        Settings {
+            repo,
+            quiet: cli.quiet,
+        }
     }
 
     pub fn open_repo(&self) -> anyhow::Result<kindsnap::repo::Repository> {

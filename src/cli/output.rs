@@ -9,7 +9,9 @@ pub struct Out {
 
 impl Out {
     pub fn new() -> Out {
-        Out { inner: io::BufWriter::new(io::stdout().lock()) }
+        Out {
+            inner: io::BufWriter::new(io::stdout().lock()),
+        }
     }
     pub fn line(&mut self, s: impl AsRef<str>) -> io::Result<()> {
         self.inner.write_all(s.as_ref().as_bytes())?;
@@ -25,7 +27,11 @@ impl Out {
 }
 
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<io::Error>().map(|e| e.kind() == io::ErrorKind::BrokenPipe).unwrap_or(false))
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .map(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            .unwrap_or(false)
+    })
 }
 
 pub fn bytes(n: u64) -> String {

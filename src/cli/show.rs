@@ -60,7 +60,11 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             Some(p) => out.line(format!(
                 "parent   {}{}",
                 p.short(),
-                if info.keyframe { " (stored in full)" } else { "" }
+                if info.keyframe {
+                    " (stored in full)"
+                } else {
+                    ""
+                }
             ))?,
             None => out.line("parent   none")?,
         }
@@ -72,8 +76,18 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             "stored (est.)".into(),
         ]];
         for (k, stored) in &kinds {
-            let ns = if k.namespace.is_empty() { "(default)".to_string() } else { k.namespace.clone() };
-            rows.push(vec![ns, k.kind.clone(), k.entities.to_string(), bytes(k.raw_bytes), bytes(*stored)]);
+            let ns = if k.namespace.is_empty() {
+                "(default)".to_string()
+            } else {
+                k.namespace.clone()
+            };
+            rows.push(vec![
+                ns,
+                k.kind.clone(),
+                k.entities.to_string(),
+                bytes(k.raw_bytes),
+                bytes(*stored),
+            ]);
         }
         out.line("")?;
         for l in table(&rows, 2) {

@@ -38,12 +38,23 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut source: Box<dyn EntitySource> = match connector::parse_location(&args.from)? {
         connector::Location::Jsonl(path) => Box::new(JsonlSource::open(&path)?),
     };
-    let ignore_files = vec![PathBuf::from(".snapshotignore"), repo.root().join(".snapshotignore")];
+    let ignore_files = vec![
+        PathBuf::from(".snapshotignore"),
+        repo.root().join(".snapshotignore"),
+    ];
     let required: Vec<PathBuf> = args.ignore_file.into_iter().collect();
     let filter = KindFilter::new(args.kinds.as_deref(), &ignore_files, &required)?;
-    let mut opts = SnapshotOptions { name: args.name, force: args.force, filter, ..Default::default() };
+    let mut opts = SnapshotOptions {
+        name: args.name,
+        force: args.force,
+        filter,
+        ..Default::default()
+    };
     // Memory for the external sort (bytes); mostly for tests and tuning.
-    if let Some(b) = std::env::var("KINDSNAP_SORT_BUDGET").ok().and_then(|v| v.parse().ok()) {
+    if let Some(b) = std::env::var("KINDSNAP_SORT_BUDGET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         opts.sort_budget = b;
     }
     let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &NoProgress)?;
@@ -70,7 +81,11 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         Some((id, name)) => format!("parent {name} ({})", id.short()),
         None => "no parent: full snapshot".to_string(),
     };
-    out.line(format!("snapshot {} ({}), {parent}", report.name, report.id.short()))?;
+    out.line(format!(
+        "snapshot {} ({}), {parent}",
+        report.name,
+        report.id.short()
+    ))?;
     let mut rows = vec![vec![
         "kind".to_string(),
         "entities".into(),
@@ -107,7 +122,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         bytes(report.manifest_bytes)
     ))?;
     if !report.skipped_kinds.is_empty() {
-        out.line(format!("skipped (ignored or not selected): {}", report.skipped_kinds.join(", ")))?;
+        out.line(format!(
+            "skipped (ignored or not selected): {}",
+            report.skipped_kinds.join(", ")
+        ))?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

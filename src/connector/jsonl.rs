@@ -21,12 +21,22 @@ impl JsonlSource {
                 spec: format!("jsonl:{}", path.display()),
                 why: "no such file".into(),
             },
-            _ => Error::Io { op: "opening", path: path.to_path_buf(), source: e },
+            _ => Error::Io {
+                op: "opening",
+                path: path.to_path_buf(),
+                source: e,
+            },
         })?;
         if meta.is_dir() {
-            return Err(Error::BadLocation { spec: format!("jsonl:{}", path.display()), why: "is a directory".into() });
+            return Err(Error::BadLocation {
+                spec: format!("jsonl:{}", path.display()),
+                why: "is a directory".into(),
+            });
         }
-        Ok(JsonlSource { path: path.to_path_buf(), shown: path.display().to_string() })
+        Ok(JsonlSource {
+            path: path.to_path_buf(),
+            shown: path.display().to_string(),
+        })
     }
 }
 
@@ -129,7 +139,10 @@ mod parallel {
     }
 
     pub fn run(path: &Path, shown: &str, f: &mut dyn FnMut(Encoded) -> Result<()>) -> Result<()> {
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 8);
         let file = File::open(path).map_err(Error::io("opening", path))?;
         let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(workers);
         let (parsed_tx, parsed_rx) = sync_channel::<Parsed>(workers);
@@ -143,7 +156,8 @@ mod parallel {
                     let mut buf = std::mem::take(&mut carry);
                     let start = buf.len();
                     buf.resize(start + CHUNK, 0);
-                    let n = read_full(&mut file, &mut buf[start..]).map_err(Error::io("reading", path))?;
+                    let n = read_full(&mut file, &mut buf[start..])
+                        .map_err(Error::io("reading", path))?;
                     buf.truncate(start + n);
                     let eof = n == 0;
                     if !eof {
@@ -176,7 +190,9 @@ mod parallel {
                 let tx = parsed_tx.clone();
                 s.spawn(move || loop {
                     let next = rx.lock().map(|r| r.recv());
-                    let Ok(Ok((seq, first, bytes))) = next else { return };
+                    let Ok(Ok((seq, first, bytes))) = next else {
+                        return;
+                    };
                     let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
                     if tx.send((seq, parse_chunk(shown, first, bytes))).is_err() {
                         return;
@@ -232,18 +248,31 @@ pub struct JsonlSink {
 impl JsonlSink {
     pub fn create(path: &Path) -> Result<JsonlSink> {
         if path == Path::new("-") {
-            return Err(Error::BadLocation { spec: "jsonl:-".into(), why: "write to a file".into() });
+            return Err(Error::BadLocation {
+                spec: "jsonl:-".into(),
+                why: "write to a file".into(),
+            });
         }
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let tmp = crate::repo::fsutil::temp_path(dir, ".export");
         let f = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
-        Ok(JsonlSink { path: path.to_path_buf(), tmp, out: Some(BufWriter::with_capacity(1 << 20, f)), written: 0 })
+        Ok(JsonlSink {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(BufWriter::with_capacity(1 << 20, f)),
+            written: 0,
+        })
     }
 
     pub fn write(&mut self, entity: &Entity) -> Result<()> {
         let out = self.out.as_mut().ok_or(Error::Interrupted)?;
         let line = json::entity_to_json(entity);
-        out.write_all(line.as_bytes()).and_then(|_| out.write_all(b"\n")).map_err(Error::io("writing", &self.tmp))?;
+        out.write_all(line.as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+            .map_err(Error::io("writing", &self.tmp))?;
         self.written += 1;
         Ok(())
     }

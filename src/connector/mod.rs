@@ -38,7 +38,14 @@ impl Encoded {
         let hash = codec::hash(&body);
         let key = entity.key.path_bytes();
         let kind = entity.key.kind().to_string();
-        Encoded { namespace: std::mem::take(&mut entity.key.partition.namespace), kind, key, hash, body, origin }
+        Encoded {
+            namespace: std::mem::take(&mut entity.key.partition.namespace),
+            kind,
+            key,
+            hash,
+            body,
+            origin,
+        }
     }
 }
 
@@ -65,7 +72,10 @@ pub enum Location {
 }
 
 pub fn parse_location(spec: &str) -> Result<Location> {
-    let bad = |why: &str| Error::BadLocation { spec: spec.to_string(), why: why.to_string() };
+    let bad = |why: &str| Error::BadLocation {
+        spec: spec.to_string(),
+        why: why.to_string(),
+    };
     if let Some(rest) = spec.strip_prefix("jsonl:") {
         if rest.is_empty() {
             return Err(bad("give a file, as in `jsonl:entities.jsonl`"));
@@ -75,5 +85,7 @@ pub fn parse_location(spec: &str) -> Result<Location> {
     if spec.ends_with(".jsonl") || spec.ends_with(".ndjson") {
         return Ok(Location::Jsonl(spec.into()));
     }
-    Err(bad("expected `jsonl:FILE` (Datastore and SQL connectors are on their way)"))
+    Err(bad(
+        "expected `jsonl:FILE` (Datastore and SQL connectors are on their way)",
+    ))
 }

@@ -41,12 +41,24 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     fn arb_key() -> impl Strategy<Value = Key> {
-        let el = ("[A-Za-z]{1,5}", prop_oneof![any::<i64>().prop_map(ElementId::Id), "\\PC{1,5}".prop_map(ElementId::Name)])
+        let el = (
+            "[A-Za-z]{1,5}",
+            prop_oneof![
+                any::<i64>().prop_map(ElementId::Id),
+                "\\PC{1,5}".prop_map(ElementId::Name)
+            ],
+        )
             .prop_map(|(kind, id)| PathElement { kind, id });
-        (prop::collection::vec(el, 1..3), "[a-z]{0,3}", "[a-z]{0,3}").prop_map(|(path, project, namespace)| Key {
-            partition: PartitionId { project, database: String::new(), namespace },
-            path,
-        })
+        (prop::collection::vec(el, 1..3), "[a-z]{0,3}", "[a-z]{0,3}").prop_map(
+            |(path, project, namespace)| Key {
+                partition: PartitionId {
+                    project,
+                    database: String::new(),
+                    namespace,
+                },
+                path,
+            },
+        )
     }
 
     pub(crate) fn arb_value() -> impl Strategy<Value = Value> {
@@ -55,29 +67,45 @@ pub(crate) mod tests {
             any::<bool>().prop_map(ValueKind::Boolean),
             any::<i64>().prop_map(ValueKind::Integer),
             any::<f64>().prop_map(ValueKind::Double),
-            (-62135596800_000_000i64..253402300799_999_999).prop_map(ValueKind::Timestamp),
+            (-62_135_596_800_000_000_i64..253_402_300_799_999_999).prop_map(ValueKind::Timestamp),
             "\\PC{0,20}".prop_map(ValueKind::String),
             prop::collection::vec(any::<u8>(), 0..20).prop_map(ValueKind::Blob),
             arb_key().prop_map(ValueKind::Key),
-            (-90.0f64..90.0, -180.0f64..180.0).prop_map(|(latitude, longitude)| ValueKind::GeoPoint(GeoPoint { latitude, longitude })),
+            (-90.0f64..90.0, -180.0f64..180.0).prop_map(|(latitude, longitude)| {
+                ValueKind::GeoPoint(GeoPoint {
+                    latitude,
+                    longitude,
+                })
+            }),
         ];
-        let value = (leaf, any::<bool>(), prop::option::of(0i32..30)).prop_map(|(kind, x, meaning)| Value {
-            kind,
-            exclude_from_indexes: x,
-            meaning,
-        });
+        let value =
+            (leaf, any::<bool>(), prop::option::of(0i32..30)).prop_map(|(kind, x, meaning)| {
+                Value {
+                    kind,
+                    exclude_from_indexes: x,
+                    meaning,
+                }
+            });
         value.prop_recursive(3, 24, 4, |inner| {
             prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(|vs| Value::new(ValueKind::Array(vs))),
-                (prop::option::of(arb_key()), prop::collection::btree_map("[a-z]{1,4}", inner, 0..4)).prop_map(
-                    |(key, properties)| Value::new(ValueKind::Entity(EmbeddedEntity { key, properties }))
-                ),
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|vs| Value::new(ValueKind::Array(vs))),
+                (
+                    prop::option::of(arb_key()),
+                    prop::collection::btree_map("[a-z]{1,4}", inner, 0..4)
+                )
+                    .prop_map(|(key, properties)| Value::new(ValueKind::Entity(
+                        EmbeddedEntity { key, properties }
+                    ))),
             ]
         })
     }
 
     pub(crate) fn arb_entity() -> impl Strategy<Value = Entity> {
-        (arb_key(), prop::collection::btree_map("\\PC{1,8}", arb_value(), 0..6))
+        (
+            arb_key(),
+            prop::collection::btree_map("\\PC{1,8}", arb_value(), 0..6),
+        )
             .prop_map(|(key, properties)| Entity { key, properties })
     }
 
@@ -120,11 +148,17 @@ pub(crate) mod tests {
 
     #[test]
     fn nan_payloads_hash_equal() {
-        let key = Key { partition: PartitionId::default(), path: vec![PathElement::id("A", 1)] };
+        let key = Key {
+            partition: PartitionId::default(),
+            path: vec![PathElement::id("A", 1)],
+        };
         let mk = |d: f64| {
             let mut p = Properties::new();
             p.insert("d".into(), Value::new(ValueKind::Double(d)));
-            Entity { key: key.clone(), properties: p }
+            Entity {
+                key: key.clone(),
+                properties: p,
+            }
         };
         let (mut a, mut b) = (mk(f64::NAN), mk(f64::from_bits(0x7ff8_0000_0000_0001)));
         let (mut x, mut y) = (Vec::new(), Vec::new());

@@ -23,7 +23,10 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 pub fn entity_from_json(text: &str) -> Result<Entity, serde_json::Error> {
     let e: JsonEntity = serde_json::from_str(text)?;
     match e.key {
-        Some(key) => Ok(Entity { key, properties: e.properties }),
+        Some(key) => Ok(Entity {
+            key,
+            properties: e.properties,
+        }),
         None => Err(de::Error::custom("entity has no `key`")),
     }
 }
@@ -101,7 +104,9 @@ impl<'de> Deserialize<'de> for PropsDe {
                 while let Some(name) = map.next_key::<String>()? {
                     let v: JsonValue = map.next_value()?;
                     if props.insert(name.clone(), v.0).is_some() {
-                        return Err(de::Error::custom(format!("property `{name}` appears twice")));
+                        return Err(de::Error::custom(format!(
+                            "property `{name}` appears twice"
+                        )));
                     }
                 }
                 Ok(PropsDe(props))
@@ -148,12 +153,18 @@ impl<'de> Deserialize<'de> for JsonKey {
         let raw = JsonKeyRaw::deserialize(d)?;
         let partition = raw
             .partition_id
-            .map(|p| PartitionId { project: p.project_id, database: p.database_id, namespace: p.namespace_id })
+            .map(|p| PartitionId {
+                project: p.project_id,
+                database: p.database_id,
+                namespace: p.namespace_id,
+            })
             .unwrap_or_default();
         let mut path = Vec::with_capacity(raw.path.len());
         for e in raw.path {
             let id = match (e.id, e.name) {
-                (Some(_), Some(_)) => return Err(de::Error::custom("a path element has both `id` and `name`")),
+                (Some(_), Some(_)) => {
+                    return Err(de::Error::custom("a path element has both `id` and `name`"))
+                }
                 (Some(id), None) => ElementId::Id(id.0),
                 (None, Some(name)) => ElementId::Name(name),
                 (None, None) => ElementId::Incomplete,
@@ -176,13 +187,17 @@ impl<'de> Deserialize<'de> for I64Str {
                 f.write_str("an int64 as a decimal string")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<I64Str, E> {
-                s.parse().map(I64Str).map_err(|_| E::custom(format!("`{s}` is not an int64")))
+                s.parse()
+                    .map(I64Str)
+                    .map_err(|_| E::custom(format!("`{s}` is not an int64")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<I64Str, E> {
                 Ok(I64Str(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<I64Str, E> {
-                i64::try_from(v).map(I64Str).map_err(|_| E::custom(format!("{v} is out of int64 range")))
+                i64::try_from(v)
+                    .map(I64Str)
+                    .map_err(|_| E::custom(format!("{v} is out of int64 range")))
             }
         }
         d.deserialize_any(V)
@@ -204,7 +219,10 @@ impl<'de> Deserialize<'de> for F64Json {
                     "NaN" => Ok(F64Json(f64::NAN)),
                     "Infinity" => Ok(F64Json(f64::INFINITY)),
                     "-Infinity" => Ok(F64Json(f64::NEG_INFINITY)),
-                    _ => s.parse().map(F64Json).map_err(|_| E::custom(format!("`{s}` is not a double"))),
+                    _ => s
+                        .parse()
+                        .map(F64Json)
+                        .map_err(|_| E::custom(format!("`{s}` is not a double"))),
                 }
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<F64Json, E> {
@@ -360,7 +378,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
                 }
                 "entityValue" => {
                     let e: JsonEntity = map.next_value()?;
-                    ValueKind::Entity(EmbeddedEntity { key: e.key, properties: e.properties })
+                    ValueKind::Entity(EmbeddedEntity {
+                        key: e.key,
+                        properties: e.properties,
+                    })
                 }
                 "arrayValue" => ValueKind::Array(map.next_value::<JsonValues>()?.0),
                 "excludeFromIndexes" => {
@@ -374,12 +395,20 @@ impl<'de> Visitor<'de> for ValueVisitor {
                 other => return Err(de::Error::unknown_field(other, VALUE_FIELDS)),
             };
             if kind.is_some() {
-                return Err(de::Error::custom(format!("a value has two types (second: `{field}`)")));
+                return Err(de::Error::custom(format!(
+                    "a value has two types (second: `{field}`)"
+                )));
             }
             kind = Some(k);
         }
-        let kind = kind.ok_or_else(|| de::Error::custom("a value object has no type field such as `stringValue`"))?;
-        Ok(JsonValue(Value { kind, exclude_from_indexes: exclude, meaning }))
+        let kind = kind.ok_or_else(|| {
+            de::Error::custom("a value object has no type field such as `stringValue`")
+        })?;
+        Ok(JsonValue(Value {
+            kind,
+            exclude_from_indexes: exclude,
+            meaning,
+        }))
     }
 }
 
@@ -529,7 +558,9 @@ impl Serialize for ValueRef<'_> {
             ValueKind::Boolean(b) => m.serialize_entry("booleanValue", b)?,
             ValueKind::Integer(i) => m.serialize_entry("integerValue", &i.to_string())?,
             ValueKind::Double(d) => m.serialize_entry("doubleValue", &F64Ref(*d))?,
-            ValueKind::Timestamp(t) => m.serialize_entry("timestampValue", &format_timestamp(*t))?,
+            ValueKind::Timestamp(t) => {
+                m.serialize_entry("timestampValue", &format_timestamp(*t))?
+            }
             ValueKind::String(st) => m.serialize_entry("stringValue", st)?,
             ValueKind::Blob(b) => m.serialize_entry("blobValue", &B64.encode(b))?,
             ValueKind::Key(k) => m.serialize_entry("keyValue", &KeyRef(k))?,
@@ -560,9 +591,15 @@ mod tests {
         assert_eq!(e.key.partition.namespace, "ns");
         assert_eq!(e.key.path[1], PathElement::id("Post", 42));
         assert_eq!(e.properties["n"].meaning, Some(9));
-        assert_eq!(e.properties["t"].kind, ValueKind::Timestamp(1767319445123456));
+        assert_eq!(
+            e.properties["t"].kind,
+            ValueKind::Timestamp(1767319445123456)
+        );
         assert_eq!(e.properties["a"].kind, ValueKind::Array(vec![]));
-        assert_eq!(format_timestamp(1767319445123456), "2026-01-02T02:04:05.123456Z");
+        assert_eq!(
+            format_timestamp(1767319445123456),
+            "2026-01-02T02:04:05.123456Z"
+        );
         let back = entity_from_json(&entity_to_json(&e)).unwrap();
         let (mut a, mut b) = (e, back);
         let (mut x, mut y) = (Vec::new(), Vec::new());

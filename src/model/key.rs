@@ -43,10 +43,16 @@ pub struct PathElement {
 
 impl PathElement {
     pub fn id(kind: impl Into<String>, id: i64) -> Self {
-        PathElement { kind: kind.into(), id: ElementId::Id(id) }
+        PathElement {
+            kind: kind.into(),
+            id: ElementId::Id(id),
+        }
     }
     pub fn name(kind: impl Into<String>, name: impl Into<String>) -> Self {
-        PathElement { kind: kind.into(), id: ElementId::Name(name.into()) }
+        PathElement {
+            kind: kind.into(),
+            id: ElementId::Name(name.into()),
+        }
     }
 }
 
@@ -188,7 +194,8 @@ fn needs_quotes(s: &str) -> bool {
     s.is_empty()
         || s.parse::<i64>().is_ok()
         || s.starts_with('"')
-        || s.chars().any(|c| c == ':' || c == '/' || c.is_whitespace() || c.is_control())
+        || s.chars()
+            .any(|c| c == ':' || c == '/' || c.is_whitespace() || c.is_control())
 }
 
 fn push_component(out: &mut String, s: &str) {
@@ -242,7 +249,9 @@ pub fn parse_path(text: &str) -> Result<Vec<PathElement>, String> {
     loop {
         let (kind, _) = component(&mut rest)?;
         if kind.is_empty() {
-            return Err(format!("`{text}`: a path element needs a kind, as in `Post:42`"));
+            return Err(format!(
+                "`{text}`: a path element needs a kind, as in `Post:42`"
+            ));
         }
         rest = rest
             .strip_prefix(':')
@@ -333,12 +342,21 @@ mod tests {
 
     #[test]
     fn parse_examples() {
-        assert_eq!(parse_path("Post:42").unwrap(), vec![PathElement::id("Post", 42)]);
+        assert_eq!(
+            parse_path("Post:42").unwrap(),
+            vec![PathElement::id("Post", 42)]
+        );
         assert_eq!(
             parse_path("User:alice/Post:7").unwrap(),
-            vec![PathElement::name("User", "alice"), PathElement::id("Post", 7)]
+            vec![
+                PathElement::name("User", "alice"),
+                PathElement::id("Post", 7)
+            ]
         );
-        assert_eq!(parse_path("Post:\"42\"").unwrap(), vec![PathElement::name("Post", "42")]);
+        assert_eq!(
+            parse_path("Post:\"42\"").unwrap(),
+            vec![PathElement::name("Post", "42")]
+        );
         assert!(parse_path("Post").is_err());
         assert!(parse_path(":4").is_err());
     }

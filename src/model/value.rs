@@ -85,7 +85,11 @@ fn is_false(b: &bool) -> bool {
 
 impl Value {
     pub fn new(kind: ValueKind) -> Self {
-        Value { kind, exclude_from_indexes: false, meaning: None }
+        Value {
+            kind,
+            exclude_from_indexes: false,
+            meaning: None,
+        }
     }
 
     /// The name Datastore's JSON uses for this value's type.

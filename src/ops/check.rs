@@ -61,7 +61,10 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     report.snapshots = (infos.len() + bad.len()) as u64;
     let mut damaged_snaps: HashSet<SnapshotId> = HashSet::new();
     for (id, err) in bad {
-        report.problems.push(Problem { problem: format!("snapshot {}: unreadable manifest: {err}", id.short()), affects: vec![] });
+        report.problems.push(Problem {
+            problem: format!("snapshot {}: unreadable manifest: {err}", id.short()),
+            affects: vec![],
+        });
         damaged_snaps.insert(id);
     }
 
@@ -73,7 +76,11 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         let actual = hash_file(&path)?;
         if actual != *info.id.as_bytes() {
             report.problems.push(Problem {
-                problem: format!("{}: manifest content does not match its id (damaged file {})", snap_label(info), path.display()),
+                problem: format!(
+                    "{}: manifest content does not match its id (damaged file {})",
+                    snap_label(info),
+                    path.display()
+                ),
                 affects: vec![],
             });
             damaged_snaps.insert(info.id);
@@ -81,11 +88,17 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
             match Manifest::open(repo, &info.id).and_then(|m| m.quick_check()) {
                 Ok(None) => good.push(info.clone()),
                 Ok(Some(msg)) => {
-                    report.problems.push(Problem { problem: format!("{}: manifest database damaged: {msg}", snap_label(info)), affects: vec![] });
+                    report.problems.push(Problem {
+                        problem: format!("{}: manifest database damaged: {msg}", snap_label(info)),
+                        affects: vec![],
+                    });
                     damaged_snaps.insert(info.id);
                 }
                 Err(e) => {
-                    report.problems.push(Problem { problem: format!("{}: {e}", snap_label(info)), affects: vec![] });
+                    report.problems.push(Problem {
+                        problem: format!("{}: {e}", snap_label(info)),
+                        affects: vec![],
+                    });
                     damaged_snaps.insert(info.id);
                 }
             }
@@ -115,16 +128,27 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         }
     }
     for (info, missing) in broken_chain {
-        let why = if by_id.contains_key(&missing) { "is damaged" } else { "is missing" };
+        let why = if by_id.contains_key(&missing) {
+            "is damaged"
+        } else {
+            "is missing"
+        };
         report.problems.push(Problem {
-            problem: format!("{}: depends on snapshot {} which {why}", snap_label(&info), missing.short()),
+            problem: format!(
+                "{}: depends on snapshot {} which {why}",
+                snap_label(&info),
+                missing.short()
+            ),
             affects: vec![snap_label(&info)],
         });
     }
     // The problems about damaged manifests name what depends on them.
     for p in report.problems.iter_mut() {
         if p.affects.is_empty() {
-            if let Some(id) = damaged_snaps.iter().find(|id| p.problem.contains(&id.short())) {
+            if let Some(id) = damaged_snaps
+                .iter()
+                .find(|id| p.problem.contains(&id.short()))
+            {
                 p.affects = infos
                     .iter()
                     .filter(|i| depends_on(i, id, &by_id))
@@ -141,7 +165,9 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let index = Index::open(&repo.index_path(), false)?;
     if let Some(msg) = index.quick_check()? {
         report.problems.push(Problem {
-            problem: format!("index damaged: {msg}; `kindsnap check --rebuild-index` rebuilds it from the packs"),
+            problem: format!(
+                "index damaged: {msg}; `kindsnap check --rebuild-index` rebuilds it from the packs"
+            ),
             affects: vec![],
         });
     }
@@ -183,10 +209,16 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
                     let mut blocks = Vec::with_capacity(toc.blocks.len());
                     for (off, clen, raw) in &toc.blocks {
                         let (s, e) = (*off as usize, *off as usize + *clen as usize);
-                        blocks.push(bytes.get(s..e).and_then(|b| zstd::bulk::decompress(b, *raw as usize).ok()));
+                        blocks.push(
+                            bytes
+                                .get(s..e)
+                                .and_then(|b| zstd::bulk::decompress(b, *raw as usize).ok()),
+                        );
                     }
                     for (h, block, off, len) in &toc.entries {
-                        let Some(h) = EntityHash::from_slice(h) else { continue };
+                        let Some(h) = EntityHash::from_slice(h) else {
+                            continue;
+                        };
                         let body = blocks
                             .get(*block as usize)
                             .and_then(|b| b.as_ref())
@@ -195,16 +227,34 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
                         match body {
                             Some(b) if codec::hash(b) == h => {}
                             Some(_) => {
-                                damaged_entities.insert(h, format!("pack {}: entity {} does not match its hash", id.short(), h.short()));
+                                damaged_entities.insert(
+                                    h,
+                                    format!(
+                                        "pack {}: entity {} does not match its hash",
+                                        id.short(),
+                                        h.short()
+                                    ),
+                                );
                             }
                             None => {
-                                damaged_entities.insert(h, format!("pack {}: entity {} cannot be read", id.short(), h.short()));
+                                damaged_entities.insert(
+                                    h,
+                                    format!(
+                                        "pack {}: entity {} cannot be read",
+                                        id.short(),
+                                        h.short()
+                                    ),
+                                );
                             }
                         }
                     }
                     if why.is_some() && damaged_entities.len() == damaged_before {
                         // The damage is in framing bytes only; bodies are intact.
-                        report.notes.push(format!("pack {}: {} but every entity in it verifies", id.short(), why.take().unwrap_or_default()));
+                        report.notes.push(format!(
+                            "pack {}: {} but every entity in it verifies",
+                            id.short(),
+                            why.take().unwrap_or_default()
+                        ));
                     }
                 }
                 Err(e) => {
@@ -214,7 +264,10 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
                 }
             }
             if let Some(why) = why {
-                report.problems.push(Problem { problem: format!("pack {} ({}): {why}", id.short(), path.display()), affects: vec![] });
+                report.problems.push(Problem {
+                    problem: format!("pack {} ({}): {why}", id.short(), path.display()),
+                    affects: vec![],
+                });
             }
             progress.advance(1);
         }
@@ -234,15 +287,24 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
             } else {
                 match index.lookup(&h)? {
                     None => Some(format!("entity {} is not in the index", h.short())),
-                    Some(loc) if missing_packs.contains(&loc.pack) || !on_disk.contains(&loc.pack) => {
+                    Some(loc)
+                        if missing_packs.contains(&loc.pack) || !on_disk.contains(&loc.pack) =>
+                    {
                         Some(format!("pack {} is missing", loc.pack.short()))
                     }
                     Some(_) => None,
                 }
             };
             if let Some(why) = why {
-                let k = if ns.is_empty() { kind.to_string() } else { format!("{ns}/{kind}") };
-                affected.entry(why).or_default().insert(format!("{label} kind {k}"));
+                let k = if ns.is_empty() {
+                    kind.to_string()
+                } else {
+                    format!("{ns}/{kind}")
+                };
+                affected
+                    .entry(why)
+                    .or_default()
+                    .insert(format!("{label} kind {k}"));
             }
             Ok(())
         })?;
@@ -253,12 +315,19 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     // keep the report short by naming the snapshots that reference the
     // damaged data directly.
     for (why, affects) in affected {
-        report.problems.push(Problem { problem: why, affects: affects.into_iter().collect() });
+        report.problems.push(Problem {
+            problem: why,
+            affects: affects.into_iter().collect(),
+        });
     }
     Ok(report)
 }
 
-fn depends_on(info: &SnapshotInfo, target: &SnapshotId, by_id: &HashMap<SnapshotId, &SnapshotInfo>) -> bool {
+fn depends_on(
+    info: &SnapshotInfo,
+    target: &SnapshotId,
+    by_id: &HashMap<SnapshotId, &SnapshotInfo>,
+) -> bool {
     let mut cur = info;
     let mut steps = 0;
     loop {

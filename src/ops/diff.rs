@@ -65,18 +65,31 @@ pub fn diff(
     let chain_b = Chain::open(repo, &b.id)?;
     let kinds_a = chain_a.head().kinds()?;
     let kinds_b = chain_b.head().kinds()?;
-    let wanted = |k: &str| opts.kinds.as_ref().map(|ks| ks.iter().any(|x| x == k)).unwrap_or(true);
+    let wanted = |k: &str| {
+        opts.kinds
+            .as_ref()
+            .map(|ks| ks.iter().any(|x| x == k))
+            .unwrap_or(true)
+    };
     let mut names = BTreeSet::new();
     for k in kinds_a.iter().chain(&kinds_b) {
         if wanted(&k.kind) && (k.entities > 0 || k.removed > 0) {
             names.insert((k.namespace.clone(), k.kind.clone()));
         }
     }
-    let find = |ks: &[KindInfo], ns: &str, kind: &str| ks.iter().find(|k| k.namespace == ns && k.kind == kind).cloned();
+    let find = |ks: &[KindInfo], ns: &str, kind: &str| {
+        ks.iter()
+            .find(|k| k.namespace == ns && k.kind == kind)
+            .cloned()
+    };
     // Adjacent: one is the other's parent, and the child recorded changes.
     let forward = b.parent == Some(a.id);
     let backward = a.parent == Some(b.id);
-    let method = if forward || backward { Method::Adjacent } else { Method::Merge };
+    let method = if forward || backward {
+        Method::Adjacent
+    } else {
+        Method::Merge
+    };
     let mut out = Vec::new();
     for (ns, kind) in names {
         let ka = find(&kinds_a, &ns, &kind);
@@ -98,11 +111,18 @@ pub fn diff(
             }
         }
         if method == Method::Adjacent {
-            let (child_chain, child_kind, parent_chain) =
-                if forward { (&chain_b, &kb, &chain_a) } else { (&chain_a, &ka, &chain_b) };
+            let (child_chain, child_kind, parent_chain) = if forward {
+                (&chain_b, &kb, &chain_a)
+            } else {
+                (&chain_a, &ka, &chain_b)
+            };
             if let Some(ck) = child_kind {
                 if !opts.entries {
-                    let (add, rem) = if forward { (ck.added, ck.removed) } else { (ck.removed, ck.added) };
+                    let (add, rem) = if forward {
+                        (ck.added, ck.removed)
+                    } else {
+                        (ck.removed, ck.added)
+                    };
                     d.added = add;
                     d.removed = rem;
                     d.changed = ck.changed;
@@ -126,16 +146,40 @@ pub fn diff(
                             Change::Removed => d.removed += 1,
                             Change::Changed => d.changed += 1,
                         }
-                        on_entry(&d, DiffEntry { change, key: row.key, old: o, new: n })?;
+                        on_entry(
+                            &d,
+                            DiffEntry {
+                                change,
+                                key: row.key,
+                                old: o,
+                                new: n,
+                            },
+                        )?;
                     }
                 }
             } else {
                 // The child does not have the kind at all: every key of the
                 // other side is added or removed.
-                merge(&chain_a, &chain_b, &ns, &kind, &mut d, opts.entries, on_entry)?;
+                merge(
+                    &chain_a,
+                    &chain_b,
+                    &ns,
+                    &kind,
+                    &mut d,
+                    opts.entries,
+                    on_entry,
+                )?;
             }
         } else {
-            merge(&chain_a, &chain_b, &ns, &kind, &mut d, opts.entries, on_entry)?;
+            merge(
+                &chain_a,
+                &chain_b,
+                &ns,
+                &kind,
+                &mut d,
+                opts.entries,
+                on_entry,
+            )?;
         }
         if d.added + d.removed + d.changed > 0 {
             out.push(d);
@@ -161,7 +205,8 @@ fn merge(
         let (change, key, old, new) = match (&x, &y) {
             (None, None) => return Ok(()),
             (Some(p), Some(q)) if p.key == q.key => {
-                let r = (p.hash != q.hash).then(|| (Change::Changed, p.key.clone(), Some(p.hash), Some(q.hash)));
+                let r = (p.hash != q.hash)
+                    .then(|| (Change::Changed, p.key.clone(), Some(p.hash), Some(q.hash)));
                 x = ra.next_entry()?;
                 y = rb.next_entry()?;
                 match r {
@@ -187,7 +232,15 @@ fn merge(
             Change::Changed => d.changed += 1,
         }
         if entries {
-            on_entry(d, DiffEntry { change, key, old, new })?;
+            on_entry(
+                d,
+                DiffEntry {
+                    change,
+                    key,
+                    old,
+                    new,
+                },
+            )?;
         }
     }
 }
@@ -217,7 +270,11 @@ pub fn diff_properties(old: &crate::model::Entity, new: &crate::model::Entity) -
             _ => false,
         };
         if !same {
-            out.push(PropChange { name: name.clone(), old: o.cloned(), new: n.cloned() });
+            out.push(PropChange {
+                name: name.clone(),
+                old: o.cloned(),
+                new: n.cloned(),
+            });
         }
     }
     out

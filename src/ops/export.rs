@@ -21,7 +21,7 @@ pub fn export(
     let store = Store::open(repo)?;
     let mut n = 0;
     for k in chain.head().kinds()? {
-        if k.entities == 0 || !kinds.map(|ks| ks.iter().any(|x| *x == k.kind)).unwrap_or(true) {
+        if k.entities == 0 || !kinds.map(|ks| ks.contains(&k.kind)).unwrap_or(true) {
             continue;
         }
         progress.phase(&format!("exporting {}", k.kind), Some(k.entities));

@@ -20,7 +20,12 @@ pub fn find_snapshot(repo: &Repository, spec: &str) -> Result<SnapshotInfo> {
 
 /// Validate a user-chosen snapshot name.
 pub fn validate_name(name: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::BadName { name: name.to_string(), why: why.to_string() });
+    let bad = |why: &str| {
+        Err(Error::BadName {
+            name: name.to_string(),
+            why: why.to_string(),
+        })
+    };
     if name.is_empty() || name.len() > 128 {
         return bad("use 1 to 128 characters");
     }
@@ -30,7 +35,10 @@ pub fn validate_name(name: &str) -> Result<()> {
     if name.starts_with('-') {
         return bad("a name may not start with `-`");
     }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '\\') {
+    if name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '\\')
+    {
         return bad("no spaces, slashes or control characters");
     }
     if name.len() >= 4 && name.chars().all(|c| c.is_ascii_hexdigit()) {

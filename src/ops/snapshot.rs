@@ -9,12 +9,14 @@ use std::collections::{BTreeSet, HashMap};
 use crate::connector::EntitySource;
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
+use crate::ids::EntityHash;
 use crate::ids::SnapshotId;
 use crate::model::key;
 use crate::progress::Progress;
 use crate::repo::index::Index;
-use crate::ids::EntityHash;
-use crate::repo::manifest::{self, Chain, KindInfo, ManifestWriter, NewSnapshot, Op, StateEntry, StateReader};
+use crate::repo::manifest::{
+    self, Chain, KindInfo, ManifestWriter, NewSnapshot, Op, StateEntry, StateReader,
+};
 use crate::repo::pack::PackWriter;
 use crate::repo::Repository;
 use crate::sort::{Record, Sorter};
@@ -32,7 +34,13 @@ pub struct SnapshotOptions {
 
 impl Default for SnapshotOptions {
     fn default() -> Self {
-        SnapshotOptions { name: None, force: false, filter: KindFilter::default(), sort_budget: 24 << 20, time_us: None }
+        SnapshotOptions {
+            name: None,
+            force: false,
+            filter: KindFilter::default(),
+            sort_budget: 24 << 20,
+            time_us: None,
+        }
     }
 }
 
@@ -65,7 +73,13 @@ pub struct SnapshotReport {
 fn hwm(at: &str) {
     if std::env::var_os("KINDSNAP_TIMING").is_some() {
         let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        eprintln!("mem {at}: {}", st.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")).collect::<Vec<_>>().join(" "));
+        eprintln!(
+            "mem {at}: {}",
+            st.lines()
+                .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
 }
 
@@ -79,7 +93,12 @@ struct ParentCursor<'a> {
 
 impl<'a> ParentCursor<'a> {
     fn new(reader: StateReader<'a>) -> Self {
-        ParentCursor { reader, current: None, last: Vec::new(), started: false }
+        ParentCursor {
+            reader,
+            current: None,
+            last: Vec::new(),
+            started: false,
+        }
     }
 
     /// The parent's hash for `key`, if the source is still in key order
@@ -101,7 +120,11 @@ impl<'a> ParentCursor<'a> {
                 break;
             }
         }
-        Ok(self.current.as_ref().filter(|c| c.key == key).map(|c| c.hash))
+        Ok(self
+            .current
+            .as_ref()
+            .filter(|c| c.key == key)
+            .map(|c| c.hash))
     }
 }
 
@@ -113,8 +136,7 @@ pub fn now_us() -> i64 {
 }
 
 fn default_name(time_us: i64) -> String {
-    let s = crate::model::json::format_timestamp(time_us - time_us.rem_euclid(1_000_000));
-    s
+    crate::model::json::format_timestamp(time_us - time_us.rem_euclid(1_000_000))
 }
 
 pub fn snapshot(
@@ -135,7 +157,10 @@ pub fn snapshot(
             super::validate_name(n)?;
             if !opts.force {
                 if let Some(i) = infos.iter().find(|i| &i.name == n) {
-                    return Err(Error::NameTaken { name: n.clone(), id: i.id.short() });
+                    return Err(Error::NameTaken {
+                        name: n.clone(),
+                        id: i.id.short(),
+                    });
                 }
             }
             n.clone()
@@ -153,7 +178,11 @@ pub fn snapshot(
     };
     let source_id = source.source_id();
     let kinds_key = opts.filter.kinds_key();
-    let parent = infos.iter().rev().find(|i| i.source == source_id && i.kinds_filter == kinds_key).cloned();
+    let parent = infos
+        .iter()
+        .rev()
+        .find(|i| i.source == source_id && i.kinds_filter == kinds_key)
+        .cloned();
 
     let t0 = std::time::Instant::now();
     // 1. Read, encode, hash; store bodies not stored yet; sort the keys.
@@ -166,7 +195,10 @@ pub fn snapshot(
     // Open the parent first: while the source arrives in key order, each
     // entity is compared with the parent's as it streams by, and bodies the
     // parent already has skip the index lookup.
-    let chain = parent.as_ref().map(|p| Chain::open(repo, &p.id)).transpose()?;
+    let chain = parent
+        .as_ref()
+        .map(|p| Chain::open(repo, &p.id))
+        .transpose()?;
     let mut cursors: Vec<Option<ParentCursor>> = Vec::new();
     let mut finished: HashMap<u32, u64> = HashMap::new();
     let mut total_packs = 0u64;
@@ -174,15 +206,21 @@ pub fn snapshot(
     let mut in_cb = std::time::Duration::ZERO;
     source.for_each_encoded(&mut |e| {
         let tcb = std::time::Instant::now();
-        let slot = allowed.entry((e.namespace.clone(), e.kind.clone())).or_insert_with(|| {
-            if opts.filter.allows(&e.namespace, &e.kind) {
-                Some(sorter.groups.intern(&e.namespace, &e.kind))
-            } else {
-                None
-            }
-        });
+        let slot = allowed
+            .entry((e.namespace.clone(), e.kind.clone()))
+            .or_insert_with(|| {
+                if opts.filter.allows(&e.namespace, &e.kind) {
+                    Some(sorter.groups.intern(&e.namespace, &e.kind))
+                } else {
+                    None
+                }
+            });
         let Some(gid) = *slot else {
-            skipped.insert(if e.namespace.is_empty() { e.kind.clone() } else { format!("{}/{}", e.namespace, e.kind) });
+            skipped.insert(if e.namespace.is_empty() {
+                e.kind.clone()
+            } else {
+                format!("{}/{}", e.namespace, e.kind)
+            });
             return Ok(());
         };
         let g = gid as usize;
@@ -213,14 +251,22 @@ pub fn snapshot(
         }
         sorter.push(gid, e.origin, e.hash, &e.key, e.body.len() as u32)?;
         count += 1;
-        if count % 4096 == 0 {
+        if count.is_multiple_of(4096) {
             progress.advance(4096);
         }
         in_cb += tcb.elapsed();
         Ok(())
     })?;
     if std::env::var_os("KINDSNAP_TIMING").is_some() {
-        eprintln!("timing: main-thread work {in_cb:?} hwm {}", std::fs::read_to_string("/proc/self/status").unwrap_or_default().lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")).collect::<Vec<_>>().join(" "));
+        eprintln!(
+            "timing: main-thread work {in_cb:?} hwm {}",
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     for (g, w) in writers.into_iter().enumerate() {
         if let Some(w) = w {
@@ -253,7 +299,11 @@ pub fn snapshot(
         None => true,
         Some(p) => p.depth + 1 >= repo.config.keyframe_interval.max(1),
     };
-    let depth = if keyframe { 0 } else { parent.as_ref().map(|p| p.depth + 1).unwrap_or(0) };
+    let depth = if keyframe {
+        0
+    } else {
+        parent.as_ref().map(|p| p.depth + 1).unwrap_or(0)
+    };
     let write_changes = parent.is_some();
 
     let mut writer = ManifestWriter::create(repo)?;
@@ -261,7 +311,17 @@ pub fn snapshot(
     let (mut total_entities, mut total_raw) = (0u64, 0u64);
     let total_pack_bytes: u64 = finished.values().sum();
     for (ns, kind) in &names {
-        progress.phase(&format!("merging {}", if ns.is_empty() { kind.clone() } else { format!("{ns}/{kind}") }), None);
+        progress.phase(
+            &format!(
+                "merging {}",
+                if ns.is_empty() {
+                    kind.clone()
+                } else {
+                    format!("{ns}/{kind}")
+                }
+            ),
+            None,
+        );
         let gid = groups.get(ns, kind);
         let kid = writer.add_kind(ns, kind)?;
         let mut parent_state = match &chain {
@@ -285,13 +345,27 @@ pub fn snapshot(
                 (Some(g), Some(r)) => r.gid == g,
                 _ => false,
             };
-            let src = if src_here { sorted.next_record()? } else { None };
+            let src = if src_here {
+                sorted.next_record()?
+            } else {
+                None
+            };
             if let (Some(s), Some(p)) = (&src, &prev) {
                 if s.key == p.key {
-                    let shown = key::decode_path(&s.key).map(|p| key::display_path(&p)).unwrap_or_default();
-                    let (first, second) = if p.origin <= s.origin { (p.origin, s.origin) } else { (s.origin, p.origin) };
+                    let shown = key::decode_path(&s.key)
+                        .map(|p| key::display_path(&p))
+                        .unwrap_or_default();
+                    let (first, second) = if p.origin <= s.origin {
+                        (p.origin, s.origin)
+                    } else {
+                        (s.origin, p.origin)
+                    };
                     return Err(Error::DuplicateKey {
-                        key: if ns.is_empty() { shown } else { format!("[{ns}] {shown}") },
+                        key: if ns.is_empty() {
+                            shown
+                        } else {
+                            format!("[{ns}] {shown}")
+                        },
                         first: source.describe(first),
                         second: source.describe(second),
                     });
@@ -304,7 +378,11 @@ pub fn snapshot(
                         writer.put_change(kid, &p.key, Op::Removed, None, 0)?;
                     }
                     rep.removed += 1;
-                    par = parent_state.as_mut().map(|s| s.next_entry()).transpose()?.flatten();
+                    par = parent_state
+                        .as_mut()
+                        .map(|s| s.next_entry())
+                        .transpose()?
+                        .flatten();
                 } else {
                     break;
                 }
@@ -314,7 +392,11 @@ pub fn snapshot(
             let same_key = par.as_ref().map(|p| p.key == s.key).unwrap_or(false);
             if same_key {
                 let p = par.take();
-                par = parent_state.as_mut().map(|st| st.next_entry()).transpose()?.flatten();
+                par = parent_state
+                    .as_mut()
+                    .map(|st| st.next_entry())
+                    .transpose()?
+                    .flatten();
                 if p.map(|p| p.hash != s.hash).unwrap_or(true) {
                     if write_changes {
                         writer.put_change(kid, &s.key, Op::Changed, Some(&s.hash), size)?;
@@ -335,7 +417,7 @@ pub fn snapshot(
             digest.update(s.hash.as_bytes());
             rep.entities += 1;
             rep.raw_bytes += size;
-            if rep.entities % 4096 == 0 {
+            if rep.entities.is_multiple_of(4096) {
                 progress.advance(4096);
             }
             prev = Some(s);
@@ -383,7 +465,10 @@ pub fn snapshot(
         if explicit_name && !force {
             let (infos, _) = manifest::list(repo)?;
             if let Some(i) = infos.iter().find(|i| i.name == name) {
-                return Err(Error::NameTaken { name: name.clone(), id: i.id.short() });
+                return Err(Error::NameTaken {
+                    name: name.clone(),
+                    id: i.id.short(),
+                });
             }
         }
         Ok(())

@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 
 /// fsync a directory so a rename inside it survives a power cut.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(Error::io("syncing directory", dir))
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(Error::io("syncing directory", dir))
 }
 
 /// A unique temp path in `dir` (same file system as the final place).
@@ -30,14 +32,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(e) = res {
         let _ = fs::remove_file(&tmp);
-        return Err(Error::Io { op: "writing", path: path.to_path_buf(), source: e });
+        return Err(Error::Io {
+            op: "writing",
+            path: path.to_path_buf(),
+            source: e,
+        });
     }
     sync_dir(dir)
 }
 
 /// fsync a finished file, then move it into place and fsync its directory.
 pub fn commit_file(tmp: &Path, dest: &Path) -> Result<()> {
-    File::open(tmp).and_then(|f| f.sync_all()).map_err(Error::io("syncing", tmp))?;
+    File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(Error::io("syncing", tmp))?;
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent).map_err(Error::io("creating directory", parent))?;
     }

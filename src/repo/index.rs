@@ -63,7 +63,8 @@ impl Index {
     pub fn create(path: &Path) -> Result<()> {
         let conn = Connection::open(path).map_err(Error::sql(path))?;
         conn.execute_batch(SCHEMA).map_err(Error::sql(path))?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(Error::sql(path))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(Error::sql(path))?;
         Ok(())
     }
 
@@ -81,16 +82,27 @@ impl Index {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
         let conn = Connection::open_with_flags(path, flags).map_err(Error::sql(path))?;
-        conn.busy_timeout(Duration::from_secs(120)).map_err(Error::sql(path))?;
+        conn.busy_timeout(Duration::from_secs(120))
+            .map_err(Error::sql(path))?;
         if write {
-            conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sql(path))?;
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(Error::sql(path))?;
         }
-        conn.pragma_update(None, "cache_size", -8_000).map_err(Error::sql(path))?;
-        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sql(path))?;
+        conn.pragma_update(None, "cache_size", -8_000)
+            .map_err(Error::sql(path))?;
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(Error::sql(path))?;
         if v != SCHEMA_VERSION {
-            return Err(Error::NotARepository { path: path.to_path_buf(), why: format!("index schema version {v}") });
+            return Err(Error::NotARepository {
+                path: path.to_path_buf(),
+                why: format!("index schema version {v}"),
+            });
         }
-        Ok(Index { conn, path: path.to_path_buf() })
+        Ok(Index {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -102,7 +114,8 @@ impl Index {
             .conn
             .prepare_cached("SELECT 1 FROM entities WHERE hash = ?1")
             .map_err(Error::sql(&self.path))?;
-        st.exists(params![&hash.as_bytes()[..]]).map_err(Error::sql(&self.path))
+        st.exists(params![&hash.as_bytes()[..]])
+            .map_err(Error::sql(&self.path))
     }
 
     pub fn lookup(&self, hash: &EntityHash) -> Result<Option<Location>> {
@@ -124,7 +137,14 @@ impl Index {
                 path: self.path.clone(),
                 why: "index holds a malformed pack id".into(),
             })?;
-            Ok(Location { pack, block_off, block_len, block_raw, off, len })
+            Ok(Location {
+                pack,
+                block_off,
+                block_len,
+                block_raw,
+                off,
+                len,
+            })
         })
         .transpose()
     }
@@ -146,14 +166,26 @@ impl Index {
                 "INSERT OR IGNORE INTO packs(id, namespace, kind, size, raw_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![&id.as_bytes()[..], namespace, kind, size, raw_bytes],
             )?;
-            let pid: i64 = tx.query_row("SELECT pid FROM packs WHERE id = ?1", params![&id.as_bytes()[..]], |r| r.get(0))?;
+            let pid: i64 = tx.query_row(
+                "SELECT pid FROM packs WHERE id = ?1",
+                params![&id.as_bytes()[..]],
+                |r| r.get(0),
+            )?;
             {
                 let mut st = tx.prepare_cached(
                     "INSERT OR IGNORE INTO entities(hash, pid, block_off, block_len, block_raw, off, len)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 for (h, l) in entries {
-                    st.execute(params![&h.as_bytes()[..], pid, l.block_off, l.block_len, l.block_raw, l.off, l.len])?;
+                    st.execute(params![
+                        &h.as_bytes()[..],
+                        pid,
+                        l.block_off,
+                        l.block_len,
+                        l.block_raw,
+                        l.off,
+                        l.len
+                    ])?;
                 }
             }
             tx.commit()
@@ -168,7 +200,9 @@ impl Index {
             .prepare("SELECT id, namespace, kind, size FROM packs ORDER BY id")
             .map_err(Error::sql(&self.path))?;
         let rows = st
-            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .map_err(Error::sql(&self.path))?;
         let mut out = Vec::new();
         for row in rows {
@@ -188,20 +222,30 @@ impl Index {
                 "SELECT count(*), coalesce(sum(size),0), coalesce(sum(raw_bytes),0) FROM packs WHERE namespace=?1 AND kind=?2",
             )
             .map_err(Error::sql(&self.path))?;
-        st.query_row(params![namespace, kind], |r| Ok(KindStorage { packs: r.get(0)?, size: r.get(1)?, raw_bytes: r.get(2)? }))
-            .map_err(Error::sql(&self.path))
+        st.query_row(params![namespace, kind], |r| {
+            Ok(KindStorage {
+                packs: r.get(0)?,
+                size: r.get(1)?,
+                raw_bytes: r.get(2)?,
+            })
+        })
+        .map_err(Error::sql(&self.path))
     }
 
     /// Run SQLite's own consistency check.
     pub fn quick_check(&self) -> Result<Option<String>> {
-        let res: String =
-            self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(Error::sql(&self.path))?;
+        let res: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(Error::sql(&self.path))?;
         Ok(if res == "ok" { None } else { Some(res) })
     }
 
     /// Total number of entity bodies indexed.
     pub fn entity_count(&self) -> Result<u64> {
-        self.conn.query_row("SELECT count(*) FROM entities", [], |r| r.get(0)).map_err(Error::sql(&self.path))
+        self.conn
+            .query_row("SELECT count(*) FROM entities", [], |r| r.get(0))
+            .map_err(Error::sql(&self.path))
     }
 }
 

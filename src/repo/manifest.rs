@@ -154,19 +154,31 @@ pub struct ChangeEntry {
 }
 
 fn bad_hash(path: &Path) -> rusqlite::Error {
-    rusqlite::Error::InvalidColumnType(0, format!("hash in {}", path.display()), rusqlite::types::Type::Blob)
+    rusqlite::Error::InvalidColumnType(
+        0,
+        format!("hash in {}", path.display()),
+        rusqlite::types::Type::Blob,
+    )
 }
 
 /// Read a manifest's header (and learn where the database starts).
 fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInfo>, u64)> {
-    let damaged = |why: String| Error::DamagedSnapshot { id: id.to_hex(), why };
+    let damaged = |why: String| Error::DamagedSnapshot {
+        id: id.to_hex(),
+        why,
+    };
     let mut f = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::UnknownSnapshot { spec: id.to_hex() },
-        _ => Error::Io { op: "reading", path: path.to_path_buf(), source: e },
+        _ => Error::Io {
+            op: "reading",
+            path: path.to_path_buf(),
+            source: e,
+        },
     })?;
     let len = f.metadata().map_err(Error::io("reading", path))?.len();
     let mut head = [0u8; 12];
-    f.read_exact(&mut head).map_err(|_| damaged("truncated manifest".into()))?;
+    f.read_exact(&mut head)
+        .map_err(|_| damaged("truncated manifest".into()))?;
     if &head[..8] != MANIFEST_MAGIC {
         return Err(damaged("not a kindsnap manifest (bad magic)".into()));
     }
@@ -175,10 +187,14 @@ fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInf
         return Err(damaged("header length out of range".into()));
     }
     let mut json = vec![0u8; hlen as usize];
-    f.read_exact(&mut json).map_err(|_| damaged("truncated header".into()))?;
+    f.read_exact(&mut json)
+        .map_err(|_| damaged("truncated header".into()))?;
     let h: Header = serde_json::from_slice(&json).map_err(|e| damaged(format!("header: {e}")))?;
     if h.format != MANIFEST_VERSION {
-        return Err(damaged(format!("manifest version {}, expected {MANIFEST_VERSION}", h.format)));
+        return Err(damaged(format!(
+            "manifest version {}, expected {MANIFEST_VERSION}",
+            h.format
+        )));
     }
     let info = SnapshotInfo {
         id,
@@ -227,7 +243,14 @@ impl Manifest {
 
     pub fn open_path(path: &Path, id: SnapshotId, tmp_dir: &Path) -> Result<Manifest> {
         let (info, kinds, db_offset) = read_header(path, id)?;
-        Ok(Manifest { info, kinds, path: path.to_path_buf(), db_offset, tmp_dir: tmp_dir.to_path_buf(), db: OnceCell::new() })
+        Ok(Manifest {
+            info,
+            kinds,
+            path: path.to_path_buf(),
+            db_offset,
+            tmp_dir: tmp_dir.to_path_buf(),
+            db: OnceCell::new(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -235,7 +258,10 @@ impl Manifest {
     }
 
     fn damaged(&self, why: String) -> Error {
-        Error::DamagedSnapshot { id: self.info.id.to_hex(), why }
+        Error::DamagedSnapshot {
+            id: self.info.id.to_hex(),
+            why,
+        }
     }
 
     /// The database, decompressed on first use.
@@ -252,31 +278,46 @@ impl Manifest {
 
     fn unpack(&self, file: &Path) -> Result<Db> {
         let mut src = File::open(&self.path).map_err(Error::io("reading", &self.path))?;
-        std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(self.db_offset)).map_err(Error::io("reading", &self.path))?;
+        std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(self.db_offset))
+            .map_err(Error::io("reading", &self.path))?;
         let out = File::create(file).map_err(Error::io("creating", file))?;
         let mut out = BufWriter::new(out);
-        let mut dec = zstd::stream::read::Decoder::new(BufReader::new(src)).map_err(|e| self.damaged(e.to_string()))?;
-        std::io::copy(&mut dec, &mut out).map_err(|e| self.damaged(format!("database does not decompress: {e}")))?;
+        let mut dec = zstd::stream::read::Decoder::new(BufReader::new(src))
+            .map_err(|e| self.damaged(e.to_string()))?;
+        std::io::copy(&mut dec, &mut out)
+            .map_err(|e| self.damaged(format!("database does not decompress: {e}")))?;
         out.flush().map_err(Error::io("writing", file))?;
         let uri = format!("file:{}?immutable=1", file.display());
         let conn = Connection::open_with_flags(
             &uri,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| self.damaged(e.to_string()))?;
         // Reads are sequential page scans: a small cache is enough.
-        conn.pragma_update(None, "cache_size", -512).map_err(|e| self.damaged(e.to_string()))?;
-        let version: i64 =
-            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.damaged(e.to_string()))?;
+        conn.pragma_update(None, "cache_size", -512)
+            .map_err(|e| self.damaged(e.to_string()))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.damaged(e.to_string()))?;
         if version != MANIFEST_VERSION {
-            return Err(self.damaged(format!("database version {version}, expected {MANIFEST_VERSION}")));
+            return Err(self.damaged(format!(
+                "database version {version}, expected {MANIFEST_VERSION}"
+            )));
         }
-        Ok(Db { conn, file: file.to_path_buf() })
+        Ok(Db {
+            conn,
+            file: file.to_path_buf(),
+        })
     }
 
     fn sql_err(&self) -> impl FnOnce(rusqlite::Error) -> Error {
         let id = self.info.id.to_hex();
-        move |e| Error::DamagedSnapshot { id, why: e.to_string() }
+        move |e| Error::DamagedSnapshot {
+            id,
+            why: e.to_string(),
+        }
     }
 
     /// Per-kind totals, in (namespace, kind) order.
@@ -285,7 +326,11 @@ impl Manifest {
     }
 
     pub fn kind(&self, namespace: &str, kind: &str) -> Result<Option<KindInfo>> {
-        Ok(self.kinds.iter().find(|k| k.namespace == namespace && k.kind == kind).cloned())
+        Ok(self
+            .kinds
+            .iter()
+            .find(|k| k.namespace == namespace && k.kind == kind)
+            .cloned())
     }
 
     /// One page of changes for `kid` with keys after `after`.
@@ -305,10 +350,16 @@ impl Manifest {
                     None => None,
                 };
                 let op = Op::from_i64(r.get(1)?).ok_or_else(|| bad_hash(&path))?;
-                Ok(ChangeEntry { key: r.get(0)?, op, hash, size: r.get(3)? })
+                Ok(ChangeEntry {
+                    key: r.get(0)?,
+                    op,
+                    hash,
+                    size: r.get(3)?,
+                })
             })
             .map_err(self.sql_err())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sql_err())
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.sql_err())
     }
 
     fn entries_page(&self, kid: i64, after: &[u8], limit: usize) -> Result<Vec<ChangeEntry>> {
@@ -328,21 +379,31 @@ impl Manifest {
                 })
             })
             .map_err(self.sql_err())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sql_err())
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.sql_err())
     }
 
     fn change_at(&self, kid: i64, key: &[u8]) -> Result<Option<ChangeEntry>> {
         let path = self.path.clone();
         self.conn()?
-            .query_row("SELECT op, hash, size FROM changes WHERE kid = ?1 AND key = ?2", params![kid, key], |r| {
-                let hash: Option<Vec<u8>> = r.get(1)?;
-                let hash = match hash {
-                    Some(h) => Some(EntityHash::from_slice(&h).ok_or_else(|| bad_hash(&path))?),
-                    None => None,
-                };
-                let op = Op::from_i64(r.get(0)?).ok_or_else(|| bad_hash(&path))?;
-                Ok(ChangeEntry { key: key.to_vec(), op, hash, size: r.get(2)? })
-            })
+            .query_row(
+                "SELECT op, hash, size FROM changes WHERE kid = ?1 AND key = ?2",
+                params![kid, key],
+                |r| {
+                    let hash: Option<Vec<u8>> = r.get(1)?;
+                    let hash = match hash {
+                        Some(h) => Some(EntityHash::from_slice(&h).ok_or_else(|| bad_hash(&path))?),
+                        None => None,
+                    };
+                    let op = Op::from_i64(r.get(0)?).ok_or_else(|| bad_hash(&path))?;
+                    Ok(ChangeEntry {
+                        key: key.to_vec(),
+                        op,
+                        hash,
+                        size: r.get(2)?,
+                    })
+                },
+            )
             .optional()
             .map_err(self.sql_err())
     }
@@ -350,30 +411,50 @@ impl Manifest {
     fn entry_at(&self, kid: i64, key: &[u8]) -> Result<Option<ChangeEntry>> {
         let path = self.path.clone();
         self.conn()?
-            .query_row("SELECT hash, size FROM entries WHERE kid = ?1 AND key = ?2", params![kid, key], |r| {
-                let h: Vec<u8> = r.get(0)?;
-                Ok(ChangeEntry {
-                    key: key.to_vec(),
-                    op: Op::Added,
-                    hash: Some(EntityHash::from_slice(&h).ok_or_else(|| bad_hash(&path))?),
-                    size: r.get(1)?,
-                })
-            })
+            .query_row(
+                "SELECT hash, size FROM entries WHERE kid = ?1 AND key = ?2",
+                params![kid, key],
+                |r| {
+                    let h: Vec<u8> = r.get(0)?;
+                    Ok(ChangeEntry {
+                        key: key.to_vec(),
+                        op: Op::Added,
+                        hash: Some(EntityHash::from_slice(&h).ok_or_else(|| bad_hash(&path))?),
+                        size: r.get(1)?,
+                    })
+                },
+            )
             .optional()
             .map_err(self.sql_err())
     }
 
     /// Stream this manifest's own change rows for one kind.
     pub fn changes(&self, kid: i64) -> PagedRows<'_> {
-        PagedRows { manifest: self, kid, table: Table::Changes, buf: VecDeque::new(), last: Vec::new(), done: false }
+        PagedRows {
+            manifest: self,
+            kid,
+            table: Table::Changes,
+            buf: VecDeque::new(),
+            last: Vec::new(),
+            done: false,
+        }
     }
 
     /// Every entity hash this manifest itself references.
-    pub fn referenced_hashes(&self, f: &mut dyn FnMut(&str, &str, EntityHash) -> Result<()>) -> Result<()> {
+    pub fn referenced_hashes(
+        &self,
+        f: &mut dyn FnMut(&str, &str, EntityHash) -> Result<()>,
+    ) -> Result<()> {
         for k in self.kinds()? {
             for table in [Table::Changes, Table::Entries] {
-                let mut rows =
-                    PagedRows { manifest: self, kid: k.kid, table, buf: VecDeque::new(), last: Vec::new(), done: false };
+                let mut rows = PagedRows {
+                    manifest: self,
+                    kid: k.kid,
+                    table,
+                    buf: VecDeque::new(),
+                    last: Vec::new(),
+                    done: false,
+                };
                 while let Some(row) = rows.next_row()? {
                     if let Some(h) = row.hash {
                         f(&k.namespace, &k.kind, h)?;
@@ -385,7 +466,10 @@ impl Manifest {
     }
 
     pub fn quick_check(&self) -> Result<Option<String>> {
-        let res: String = self.conn()?.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(self.sql_err())?;
+        let res: String = self
+            .conn()?
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(self.sql_err())?;
         Ok(if res == "ok" { None } else { Some(res) })
     }
 }
@@ -451,18 +535,27 @@ impl Chain {
         while let Some(id) = next {
             let m = Manifest::open(repo, &id).map_err(|e| match e {
                 Error::UnknownSnapshot { .. } if !layers.is_empty() => Error::DamagedSnapshot {
-                    id: layers.first().map(|m: &Manifest| m.info.id.to_hex()).unwrap_or_default(),
+                    id: layers
+                        .first()
+                        .map(|m: &Manifest| m.info.id.to_hex())
+                        .unwrap_or_default(),
                     why: format!("its parent {} is missing from the repository", id.to_hex()),
                 },
                 e => e,
             })?;
             next = if m.info.keyframe { None } else { m.info.parent };
             if !m.info.keyframe && m.info.parent.is_none() {
-                return Err(Error::DamagedSnapshot { id: m.info.id.to_hex(), why: "a delta without a parent".into() });
+                return Err(Error::DamagedSnapshot {
+                    id: m.info.id.to_hex(),
+                    why: "a delta without a parent".into(),
+                });
             }
             layers.push(m);
             if layers.len() > 10_000 {
-                return Err(Error::DamagedSnapshot { id: id.to_hex(), why: "parent chain loops".into() });
+                return Err(Error::DamagedSnapshot {
+                    id: id.to_hex(),
+                    why: "parent chain loops".into(),
+                });
             }
         }
         Ok(Chain { layers })
@@ -478,9 +571,22 @@ impl Chain {
     fn kind_layers(&self, namespace: &str, kind: &str) -> Result<Vec<PagedRows<'_>>> {
         let mut out = Vec::new();
         for m in &self.layers {
-            let Some(k) = m.kind(namespace, kind)? else { break };
-            let table = if m.info.keyframe { Table::Entries } else { Table::Changes };
-            out.push(PagedRows { manifest: m, kid: k.kid, table, buf: VecDeque::new(), last: Vec::new(), done: false });
+            let Some(k) = m.kind(namespace, kind)? else {
+                break;
+            };
+            let table = if m.info.keyframe {
+                Table::Entries
+            } else {
+                Table::Changes
+            };
+            out.push(PagedRows {
+                manifest: m,
+                kid: k.kid,
+                table,
+                buf: VecDeque::new(),
+                last: Vec::new(),
+                done: false,
+            });
             if m.info.keyframe {
                 break;
             }
@@ -490,18 +596,30 @@ impl Chain {
 
     /// Stream the live (key, hash) pairs of one kind in key order.
     pub fn state(&self, namespace: &str, kind: &str) -> Result<StateReader<'_>> {
-        Ok(StateReader { layers: self.kind_layers(namespace, kind)? })
+        Ok(StateReader {
+            layers: self.kind_layers(namespace, kind)?,
+        })
     }
 
     /// Look up one key of one kind.
     pub fn lookup(&self, namespace: &str, kind: &str, key: &[u8]) -> Result<Option<StateEntry>> {
         for m in &self.layers {
-            let Some(k) = m.kind(namespace, kind)? else { return Ok(None) };
-            let row = if m.info.keyframe { m.entry_at(k.kid, key)? } else { m.change_at(k.kid, key)? };
+            let Some(k) = m.kind(namespace, kind)? else {
+                return Ok(None);
+            };
+            let row = if m.info.keyframe {
+                m.entry_at(k.kid, key)?
+            } else {
+                m.change_at(k.kid, key)?
+            };
             if let Some(row) = row {
                 return Ok(match (row.op, row.hash) {
                     (Op::Removed, _) | (_, None) => None,
-                    (_, Some(hash)) => Some(StateEntry { key: row.key, hash, size: row.size }),
+                    (_, Some(hash)) => Some(StateEntry {
+                        key: row.key,
+                        hash,
+                        size: row.size,
+                    }),
                 });
             }
             if m.info.keyframe {
@@ -529,7 +647,9 @@ impl StateReader<'_> {
                     }
                 }
             }
-            let Some((winner, key)) = min else { return Ok(None) };
+            let Some((winner, key)) = min else {
+                return Ok(None);
+            };
             let mut chosen = None;
             for (i, layer) in self.layers.iter_mut().enumerate() {
                 if layer.peek()?.map(|r| r.key == key).unwrap_or(false) {
@@ -541,7 +661,11 @@ impl StateReader<'_> {
             }
             if let Some(row) = chosen {
                 if let (Op::Added | Op::Changed, Some(hash)) = (row.op, row.hash) {
-                    return Ok(Some(StateEntry { key: row.key, hash, size: row.size }));
+                    return Ok(Some(StateEntry {
+                        key: row.key,
+                        hash,
+                        size: row.size,
+                    }));
                 }
             }
         }
@@ -585,7 +709,11 @@ impl ManifestWriter {
             Ok(())
         };
         setup().map_err(Error::sql(&tmp))?;
-        Ok(ManifestWriter { conn: Some(conn), tmp, kinds: Vec::new() })
+        Ok(ManifestWriter {
+            conn: Some(conn),
+            tmp,
+            kinds: Vec::new(),
+        })
     }
 
     fn conn(&self) -> Result<&Connection> {
@@ -620,13 +748,28 @@ impl ManifestWriter {
         }
     }
 
-    pub fn put_change(&self, kid: i64, key: &[u8], op: Op, hash: Option<&EntityHash>, size: u64) -> Result<()> {
+    pub fn put_change(
+        &self,
+        kid: i64,
+        key: &[u8],
+        op: Op,
+        hash: Option<&EntityHash>,
+        size: u64,
+    ) -> Result<()> {
         let mut st = self
             .conn()?
-            .prepare_cached("INSERT INTO changes(kid, key, op, hash, size) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .prepare_cached(
+                "INSERT INTO changes(kid, key, op, hash, size) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
             .map_err(Error::sql(&self.tmp))?;
-        st.execute(params![kid, key, op as i64, hash.map(|h| &h.as_bytes()[..]), size])
-            .map_err(Error::sql(&self.tmp))?;
+        st.execute(params![
+            kid,
+            key,
+            op as i64,
+            hash.map(|h| &h.as_bytes()[..]),
+            size
+        ])
+        .map_err(Error::sql(&self.tmp))?;
         Ok(())
     }
 
@@ -635,7 +778,8 @@ impl ManifestWriter {
             .conn()?
             .prepare_cached("INSERT INTO entries(kid, key, hash, size) VALUES (?1, ?2, ?3, ?4)")
             .map_err(Error::sql(&self.tmp))?;
-        st.execute(params![kid, key, &hash.as_bytes()[..], size]).map_err(Error::sql(&self.tmp))?;
+        st.execute(params![kid, key, &hash.as_bytes()[..], size])
+            .map_err(Error::sql(&self.tmp))?;
         Ok(())
     }
 
@@ -648,8 +792,12 @@ impl ManifestWriter {
         check_name: impl FnOnce(&Repository) -> Result<()>,
     ) -> Result<(SnapshotId, u64)> {
         let conn = self.conn.take().ok_or(Error::Interrupted)?;
-        conn.execute_batch("COMMIT").map_err(Error::sql(&self.tmp))?;
-        conn.close().map_err(|(_, e)| Error::Sqlite { path: self.tmp.clone(), source: e })?;
+        conn.execute_batch("COMMIT")
+            .map_err(Error::sql(&self.tmp))?;
+        conn.close().map_err(|(_, e)| Error::Sqlite {
+            path: self.tmp.clone(),
+            source: e,
+        })?;
         let mut kinds = std::mem::take(&mut self.kinds);
         kinds.sort_by(|a, b| (&a.namespace, &a.kind).cmp(&(&b.namespace, &b.kind)));
         let header = Header {
@@ -668,13 +816,20 @@ impl ManifestWriter {
             tool: format!("kindsnap {}", env!("CARGO_PKG_VERSION")),
             kinds,
         };
-        let json = serde_json::to_vec(&header).map_err(|e| Error::DamagedSnapshot { id: "(new)".into(), why: e.to_string() })?;
+        let json = serde_json::to_vec(&header).map_err(|e| Error::DamagedSnapshot {
+            id: "(new)".into(),
+            why: e.to_string(),
+        })?;
         let out_path = fsutil::temp_path(&repo.tmp_dir(), "snapshot");
         let res = (|| -> std::io::Result<(SnapshotId, u64)> {
             let db_len = fs::metadata(&self.tmp)?.len();
             // Small databases (deltas) get the strong level; keyframes a fast one.
             let level = if db_len < 8 << 20 { 19 } else { 3 };
-            let mut hashing = HashingWriter { inner: BufWriter::new(File::create(&out_path)?), hasher: blake3::Hasher::new(), len: 0 };
+            let mut hashing = HashingWriter {
+                inner: BufWriter::new(File::create(&out_path)?),
+                hasher: blake3::Hasher::new(),
+                len: 0,
+            };
             hashing.write_all(MANIFEST_MAGIC)?;
             hashing.write_all(&(json.len() as u32).to_le_bytes())?;
             hashing.write_all(&json)?;
@@ -685,13 +840,20 @@ impl ManifestWriter {
             std::io::copy(&mut BufReader::new(File::open(&self.tmp)?), &mut enc)?;
             enc.finish()?;
             hashing.inner.flush()?;
-            Ok((SnapshotId::from(*hashing.hasher.finalize().as_bytes()), hashing.len))
+            Ok((
+                SnapshotId::from(*hashing.hasher.finalize().as_bytes()),
+                hashing.len,
+            ))
         })();
         let (id, len) = match res {
             Ok(v) => v,
             Err(e) => {
                 let _ = fs::remove_file(&out_path);
-                return Err(Error::Io { op: "writing", path: out_path, source: e });
+                return Err(Error::Io {
+                    op: "writing",
+                    path: out_path,
+                    source: e,
+                });
             }
         };
         let _commit = repo.lock_commit()?;
@@ -732,16 +894,21 @@ impl Drop for ManifestWriter {
     }
 }
 
+/// A manifest that could not be read, with why.
+pub type Unreadable = (SnapshotId, Error);
+
 /// List every published snapshot, oldest first. Unreadable manifests are
 /// returned as errors beside the good ones so `check` can report them.
-pub fn list(repo: &Repository) -> Result<(Vec<SnapshotInfo>, Vec<(SnapshotId, Error)>)> {
+pub fn list(repo: &Repository) -> Result<(Vec<SnapshotInfo>, Vec<Unreadable>)> {
     let dir = repo.snapshots_dir();
     let mut infos = Vec::new();
     let mut bad = Vec::new();
     for e in fs::read_dir(&dir).map_err(Error::io("reading", &dir))? {
         let e = e.map_err(Error::io("reading", &dir))?;
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(id) = SnapshotId::from_hex(&name) else { continue };
+        let Some(id) = SnapshotId::from_hex(&name) else {
+            continue;
+        };
         match read_header(&e.path(), id) {
             Ok((info, _, _)) => infos.push(info),
             Err(err) => bad.push((id, err)),
@@ -754,9 +921,15 @@ pub fn list(repo: &Repository) -> Result<(Vec<SnapshotInfo>, Vec<(SnapshotId, Er
 /// Resolve a user's snapshot reference: `latest`, `latest~N`, a name (the
 /// newest snapshot of that name), or a unique id prefix (4+ hex digits).
 pub fn resolve(infos: &[SnapshotInfo], spec: &str) -> Result<SnapshotInfo> {
-    let unknown = || Error::UnknownSnapshot { spec: spec.to_string() };
+    let unknown = || Error::UnknownSnapshot {
+        spec: spec.to_string(),
+    };
     if spec == "latest" || spec.starts_with("latest~") {
-        let n: usize = if spec == "latest" { 0 } else { spec[7..].parse().map_err(|_| unknown())? };
+        let n: usize = if spec == "latest" {
+            0
+        } else {
+            spec[7..].parse().map_err(|_| unknown())?
+        };
         return infos.iter().rev().nth(n).cloned().ok_or_else(unknown);
     }
     if let Some(i) = infos.iter().rev().find(|i| i.name == spec) {
@@ -764,13 +937,20 @@ pub fn resolve(infos: &[SnapshotInfo], spec: &str) -> Result<SnapshotInfo> {
     }
     let lower = spec.to_ascii_lowercase();
     if lower.len() >= 4 && lower.chars().all(|c| c.is_ascii_hexdigit()) {
-        let matches: Vec<&SnapshotInfo> = infos.iter().filter(|i| i.id.to_hex().starts_with(&lower)).collect();
+        let matches: Vec<&SnapshotInfo> = infos
+            .iter()
+            .filter(|i| i.id.to_hex().starts_with(&lower))
+            .collect();
         return match matches.len() {
             0 => Err(unknown()),
             1 => Ok(matches[0].clone()),
             _ => Err(Error::AmbiguousSnapshot {
                 spec: spec.to_string(),
-                matches: matches.iter().map(|m| m.id.short()).collect::<Vec<_>>().join(", "),
+                matches: matches
+                    .iter()
+                    .map(|m| m.id.short())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         };
     }

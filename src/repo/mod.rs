@@ -74,12 +74,21 @@ impl Repository {
         if root.exists() {
             let mut entries = fs::read_dir(root).map_err(Error::io("reading", root))?;
             if entries.next().is_some() {
-                return Err(Error::NotEmpty { path: root.to_path_buf() });
+                return Err(Error::NotEmpty {
+                    path: root.to_path_buf(),
+                });
             }
         }
         fs::create_dir_all(root).map_err(|e| match e.kind() {
-            std::io::ErrorKind::PermissionDenied => Error::ReadOnly { path: root.to_path_buf(), source: e },
-            _ => Error::Io { op: "creating", path: root.to_path_buf(), source: e },
+            std::io::ErrorKind::PermissionDenied => Error::ReadOnly {
+                path: root.to_path_buf(),
+                source: e,
+            },
+            _ => Error::Io {
+                op: "creating",
+                path: root.to_path_buf(),
+                source: e,
+            },
         })?;
         for dir in ["packs", "index", "snapshots", "locks", "tmp"] {
             let p = root.join(dir);
@@ -95,7 +104,10 @@ impl Repository {
         // The config arrives last: its presence means the repository exists.
         fsutil::write_atomic(&root.join("config"), &text)?;
         fsutil::sync_dir(root)?;
-        Ok(Repository { root: root.to_path_buf(), config })
+        Ok(Repository {
+            root: root.to_path_buf(),
+            config,
+        })
     }
 
     /// Open an existing repository.
@@ -104,22 +116,40 @@ impl Repository {
         let text = match fs::read(&config_path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let empty = fs::read_dir(root).map(|mut d| d.next().is_none()).unwrap_or(true);
+                let empty = fs::read_dir(root)
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(true);
                 return Err(if empty {
-                    Error::NoRepository { path: root.to_path_buf() }
+                    Error::NoRepository {
+                        path: root.to_path_buf(),
+                    }
                 } else {
-                    Error::NotARepository { path: root.to_path_buf(), why: "it has no `config` file".into() }
+                    Error::NotARepository {
+                        path: root.to_path_buf(),
+                        why: "it has no `config` file".into(),
+                    }
                 });
             }
-            Err(e) => return Err(Error::Io { op: "reading", path: config_path, source: e }),
+            Err(e) => {
+                return Err(Error::Io {
+                    op: "reading",
+                    path: config_path,
+                    source: e,
+                })
+            }
         };
-        let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::NotARepository {
-            path: root.to_path_buf(),
-            why: format!("its config is not valid JSON: {e}"),
-        })?;
-        let found = value.get("kindsnap_repository").and_then(|v| v.as_u64()).ok_or_else(|| {
-            Error::NotARepository { path: root.to_path_buf(), why: "its config has no `kindsnap_repository` version".into() }
-        })?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| Error::NotARepository {
+                path: root.to_path_buf(),
+                why: format!("its config is not valid JSON: {e}"),
+            })?;
+        let found = value
+            .get("kindsnap_repository")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| Error::NotARepository {
+                path: root.to_path_buf(),
+                why: "its config has no `kindsnap_repository` version".into(),
+            })?;
         if found > FORMAT_VERSION as u64 {
             return Err(Error::NewerFormat {
                 path: root.to_path_buf(),
@@ -131,7 +161,10 @@ impl Repository {
             path: root.to_path_buf(),
             why: format!("its config is invalid: {e}"),
         })?;
-        Ok(Repository { root: root.to_path_buf(), config })
+        Ok(Repository {
+            root: root.to_path_buf(),
+            config,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -182,14 +215,21 @@ impl Repository {
                 let _ = fs::remove_file(&probe);
                 Ok(())
             }
-            Err(e) => Err(Error::ReadOnly { path: self.root.clone(), source: e }),
+            Err(e) => Err(Error::ReadOnly {
+                path: self.root.clone(),
+                source: e,
+            }),
         }
     }
 
     fn lock(&self, name: &str, exclusive: bool) -> Result<LockGuard> {
         let path = self.root.join("locks").join(name);
         let file = File::open(&path).map_err(Error::io("opening lock", &path))?;
-        let res = if exclusive { file.lock() } else { file.lock_shared() };
+        let res = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
         res.map_err(Error::io("locking", &path))?;
         Ok(LockGuard { _file: file })
     }
@@ -212,7 +252,11 @@ impl Repository {
     /// Remove temp files left by processes that died. Only files whose
     /// writer is gone are removed: names carry the writer's pid.
     pub fn clean_stale_temps(&self) {
-        for dir in [self.tmp_dir(), self.snapshots_dir(), self.root.join("packs")] {
+        for dir in [
+            self.tmp_dir(),
+            self.snapshots_dir(),
+            self.root.join("packs"),
+        ] {
             let Ok(rd) = fs::read_dir(&dir) else { continue };
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();

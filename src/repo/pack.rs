@@ -67,7 +67,12 @@ struct OpenPack {
 }
 
 impl<'a> PackWriter<'a> {
-    pub fn new(repo: &'a Repository, index: &'a Index, namespace: &str, kind: &str) -> Result<Self> {
+    pub fn new(
+        repo: &'a Repository,
+        index: &'a Index,
+        namespace: &str,
+        kind: &str,
+    ) -> Result<Self> {
         let compressor = zstd::bulk::Compressor::new(repo.config.zstd_level)
             .map_err(Error::io("starting zstd", repo.root()))?;
         Ok(PackWriter {
@@ -113,7 +118,12 @@ impl<'a> PackWriter<'a> {
                 out: BufWriter::with_capacity(256 * 1024, file),
                 hasher: blake3::Hasher::new(),
                 len: 0,
-                toc: Toc { namespace: self.namespace.clone(), kind: self.kind.clone(), blocks: vec![], entries: vec![] },
+                toc: Toc {
+                    namespace: self.namespace.clone(),
+                    kind: self.kind.clone(),
+                    blocks: vec![],
+                    entries: vec![],
+                },
                 locations: vec![],
             };
             open.write(MAGIC)?;
@@ -130,8 +140,14 @@ impl<'a> PackWriter<'a> {
         let raw = self.block.len() as u32;
         open.toc.blocks.push((off, compressed.len() as u32, raw));
         for (hash, o, l) in self.block_entries.drain(..) {
-            open.toc.entries.push((serde_bytes::ByteBuf::from(hash.as_bytes().to_vec()), block_no, o, l));
-            open.locations.push((hash, off, compressed.len() as u32, raw, o, l));
+            open.toc.entries.push((
+                serde_bytes::ByteBuf::from(hash.as_bytes().to_vec()),
+                block_no,
+                o,
+                l,
+            ));
+            open.locations
+                .push((hash, off, compressed.len() as u32, raw, o, l));
         }
         self.block.clear();
         if open.len >= self.repo.config.pack_size as u64 {
@@ -141,11 +157,16 @@ impl<'a> PackWriter<'a> {
     }
 
     fn finish_pack(&mut self) -> Result<()> {
-        let Some(mut open) = self.open.take() else { return Ok(()) };
+        let Some(mut open) = self.open.take() else {
+            return Ok(());
+        };
         let mut toc_cbor = Vec::new();
-        ciborium::ser::into_writer(&open.toc, &mut toc_cbor)
-            .map_err(|e| Error::DamagedPack { pack: "(new)".into(), why: e.to_string() })?;
-        let toc = zstd::bulk::compress(&toc_cbor, 3).map_err(Error::io("compressing", &open.tmp))?;
+        ciborium::ser::into_writer(&open.toc, &mut toc_cbor).map_err(|e| Error::DamagedPack {
+            pack: "(new)".into(),
+            why: e.to_string(),
+        })?;
+        let toc =
+            zstd::bulk::compress(&toc_cbor, 3).map_err(Error::io("compressing", &open.tmp))?;
         open.write(&toc)?;
         let mut trailer = Vec::with_capacity(12);
         trailer.extend_from_slice(&(toc.len() as u32).to_le_bytes());
@@ -161,10 +182,21 @@ impl<'a> PackWriter<'a> {
             .locations
             .into_iter()
             .map(|(h, block_off, block_len, block_raw, off, len)| {
-                (h, Location { pack: id, block_off, block_len, block_raw, off, len })
+                (
+                    h,
+                    Location {
+                        pack: id,
+                        block_off,
+                        block_len,
+                        block_raw,
+                        off,
+                        len,
+                    },
+                )
             })
             .collect();
-        self.index.add_pack(&id, &self.namespace, &self.kind, open.len, raw, &locations)?;
+        self.index
+            .add_pack(&id, &self.namespace, &self.kind, open.len, raw, &locations)?;
         self.pending.clear();
         self.bytes_written += open.len;
         self.packs_written += 1;
@@ -196,7 +228,9 @@ impl Drop for PackWriter<'_> {
 
 impl OpenPack {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out.write_all(bytes).map_err(Error::io("writing", &self.tmp))?;
+        self.out
+            .write_all(bytes)
+            .map_err(Error::io("writing", &self.tmp))?;
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
         Ok(())
@@ -206,7 +240,8 @@ impl OpenPack {
 /// Read one compressed block of a pack and decompress it.
 pub fn read_block(file: &mut File, path: &Path, off: u64, clen: u32, raw: u32) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; clen as usize];
-    file.seek(SeekFrom::Start(off)).map_err(Error::io("seeking in", path))?;
+    file.seek(SeekFrom::Start(off))
+        .map_err(Error::io("seeking in", path))?;
     file.read_exact(&mut buf).map_err(|e| Error::DamagedPack {
         pack: path.display().to_string(),
         why: format!("cannot read block at {off}: {e}"),
@@ -220,7 +255,10 @@ pub fn read_block(file: &mut File, path: &Path, off: u64, clen: u32, raw: u32) -
 /// Parse a whole pack held in memory: check the magic and trailer and
 /// return its table of contents.
 pub fn parse_toc(bytes: &[u8], name: &str) -> Result<Toc> {
-    let damaged = |why: String| Error::DamagedPack { pack: name.to_string(), why };
+    let damaged = |why: String| Error::DamagedPack {
+        pack: name.to_string(),
+        why,
+    };
     if bytes.len() < MAGIC.len() + 12 || &bytes[..8] != MAGIC {
         return Err(damaged("bad magic".into()));
     }
@@ -232,6 +270,8 @@ pub fn parse_toc(bytes: &[u8], name: &str) -> Result<Toc> {
     if toc_len > t - 8 {
         return Err(damaged("table of contents length out of range".into()));
     }
-    let raw = zstd::stream::decode_all(&bytes[t - toc_len..t]).map_err(|e| damaged(format!("table of contents: {e}")))?;
-    ciborium::de::from_reader(raw.as_slice()).map_err(|e| damaged(format!("table of contents: {e}")))
+    let raw = zstd::stream::decode_all(&bytes[t - toc_len..t])
+        .map_err(|e| damaged(format!("table of contents: {e}")))?;
+    ciborium::de::from_reader(raw.as_slice())
+        .map_err(|e| damaged(format!("table of contents: {e}")))
 }

@@ -33,12 +33,21 @@ struct BlockCache {
 impl<'a> Store<'a> {
     pub fn open(repo: &'a Repository) -> Result<Store<'a>> {
         let index = Index::open(&repo.index_path(), false)?;
-        Ok(Store { repo, index, cache: RefCell::new(BlockCache::default()) })
+        Ok(Store {
+            repo,
+            index,
+            cache: RefCell::new(BlockCache::default()),
+        })
     }
 
     /// The canonical bytes of an entity, verified against its hash.
     pub fn get_bytes(&self, hash: &EntityHash) -> Result<Vec<u8>> {
-        let loc = self.index.lookup(hash)?.ok_or_else(|| Error::MissingEntity { hash: hash.to_hex() })?;
+        let loc = self
+            .index
+            .lookup(hash)?
+            .ok_or_else(|| Error::MissingEntity {
+                hash: hash.to_hex(),
+            })?;
         let block = self.block(&loc)?;
         let (s, e) = (loc.off as usize, loc.off as usize + loc.len as usize);
         let body = block.get(s..e).ok_or_else(|| Error::DamagedPack {
@@ -69,15 +78,27 @@ impl<'a> Store<'a> {
             return Ok(b.clone());
         }
         let path = self.repo.pack_path(&loc.pack);
-        if c.file.as_ref().map(|(id, _)| *id != loc.pack).unwrap_or(true) {
+        if c.file
+            .as_ref()
+            .map(|(id, _)| *id != loc.pack)
+            .unwrap_or(true)
+        {
             let f = File::open(&path).map_err(|e| Error::DamagedPack {
                 pack: loc.pack.to_hex(),
                 why: format!("cannot open {}: {e}", path.display()),
             })?;
             c.file = Some((loc.pack, f));
         }
-        let Some((_, file)) = c.file.as_mut() else { return Err(Error::Interrupted) };
-        let block = Rc::new(read_block(file, &path, loc.block_off, loc.block_len, loc.block_raw)?);
+        let Some((_, file)) = c.file.as_mut() else {
+            return Err(Error::Interrupted);
+        };
+        let block = Rc::new(read_block(
+            file,
+            &path,
+            loc.block_off,
+            loc.block_len,
+            loc.block_raw,
+        )?);
         if c.order.len() >= CACHE_BLOCKS {
             if let Some(old) = c.order.pop_front() {
                 c.blocks.remove(&old);

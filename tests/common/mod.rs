@@ -2,7 +2,7 @@
 //! `kindsnap` binary, and a deterministic data generator that writes
 //! Datastore-shaped JSON Lines.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,7 +17,9 @@ pub struct Work {
 
 impl Work {
     pub fn new() -> Work {
-        Work { dir: tempfile::tempdir().expect("temp dir") }
+        Work {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -31,7 +33,10 @@ impl Work {
     /// `kindsnap --repo <repo> ARGS` run in the work dir.
     pub fn ks(&self) -> Command {
         let mut c = Command::cargo_bin("kindsnap").expect("binary");
-        c.current_dir(self.dir.path()).arg("--repo").arg(self.repo()).env_remove("KINDSNAP_REPO");
+        c.current_dir(self.dir.path())
+            .arg("--repo")
+            .arg(self.repo())
+            .env_remove("KINDSNAP_REPO");
         c
     }
 
@@ -56,7 +61,11 @@ impl Work {
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(!out.status.success(), "kindsnap {args:?} should have failed; stdout:\n{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kindsnap {args:?} should have failed; stdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert!(!stderr.contains("panicked"), "panic: {stderr}");
         stderr
     }
@@ -103,7 +112,9 @@ fn key_json(project: &str, ns: &str, path: &[(&str, String)]) -> String {
 pub struct Rng(u64);
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
+        Rng(seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407))
     }
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
@@ -120,21 +131,57 @@ pub fn entity(ns: &str, path: &[(&str, String)], version: u64, rng: &mut Rng) ->
     let kind = path.last().map(|p| p.0).unwrap_or("X");
     let mut props = String::new();
     write!(props, "\"v\":{{\"integerValue\":\"{version}\"}}").unwrap();
-    write!(props, ",\"title\":{{\"stringValue\":\"{kind} number {} — é\"}}", rng.below(1000)).unwrap();
+    write!(
+        props,
+        ",\"title\":{{\"stringValue\":\"{kind} number {} — é\"}}",
+        rng.below(1000)
+    )
+    .unwrap();
     let body_len = 20 + rng.below(400) as usize;
-    let body: String = (0..body_len).map(|i| (b'a' + ((i as u64 * 7 + version) % 26) as u8) as char).collect();
-    write!(props, ",\"body\":{{\"stringValue\":\"{body}\",\"excludeFromIndexes\":true}}").unwrap();
-    write!(props, ",\"score\":{{\"doubleValue\":{}}}", rng.below(10000) as f64 / 7.0).unwrap();
-    write!(props, ",\"at\":{{\"timestampValue\":\"2026-0{}-1{}T10:00:00.{:06}Z\"}}", 1 + rng.below(9), rng.below(10), rng.below(1_000_000)).unwrap();
+    let body: String = (0..body_len)
+        .map(|i| (b'a' + ((i as u64 * 7 + version) % 26) as u8) as char)
+        .collect();
+    write!(
+        props,
+        ",\"body\":{{\"stringValue\":\"{body}\",\"excludeFromIndexes\":true}}"
+    )
+    .unwrap();
+    write!(
+        props,
+        ",\"score\":{{\"doubleValue\":{}}}",
+        rng.below(10000) as f64 / 7.0
+    )
+    .unwrap();
+    write!(
+        props,
+        ",\"at\":{{\"timestampValue\":\"2026-0{}-1{}T10:00:00.{:06}Z\"}}",
+        1 + rng.below(9),
+        rng.below(10),
+        rng.below(1_000_000)
+    )
+    .unwrap();
     write!(props, ",\"tags\":{{\"arrayValue\":{{\"values\":[{{\"stringValue\":\"a\"}},{{\"integerValue\":\"{}\",\"meaning\":9}}]}}}}", rng.below(5)).unwrap();
     if kind == "Post" {
         let user = format!("user{}", rng.below(50));
-        write!(props, ",\"author\":{{\"keyValue\":{}}}", key_json("test", ns, &[("User", user)])).unwrap();
-        write!(props, ",\"loc\":{{\"geoPointValue\":{{\"latitude\":1.5,\"longitude\":{}}}}}", rng.below(90)).unwrap();
+        write!(
+            props,
+            ",\"author\":{{\"keyValue\":{}}}",
+            key_json("test", ns, &[("User", user)])
+        )
+        .unwrap();
+        write!(
+            props,
+            ",\"loc\":{{\"geoPointValue\":{{\"latitude\":1.5,\"longitude\":{}}}}}",
+            rng.below(90)
+        )
+        .unwrap();
         write!(props, ",\"meta\":{{\"entityValue\":{{\"properties\":{{\"x\":{{\"booleanValue\":true}},\"n\":{{\"nullValue\":null}}}}}}}}").unwrap();
         write!(props, ",\"pic\":{{\"blobValue\":\"aGVsbG8gd29ybGQ=\"}}").unwrap();
     }
-    format!("{{\"key\":{},\"properties\":{{{props}}}}}", key_json("test", ns, path))
+    format!(
+        "{{\"key\":{},\"properties\":{{{props}}}}}",
+        key_json("test", ns, path)
+    )
 }
 
 impl Data {
@@ -148,7 +195,10 @@ impl Data {
             let path: Vec<(&str, String)> = match i % 3 {
                 0 => vec![("User", format!("user{}", i / 3))],
                 1 => vec![("Post", format!("#{}", i / 3 + 1))],
-                _ => vec![("Post", format!("#{}", i / 3 + 1)), ("Comment", format!("#{}", i))],
+                _ => vec![
+                    ("Post", format!("#{}", i / 3 + 1)),
+                    ("Comment", format!("#{}", i)),
+                ],
             };
             d.insert(ns, &path, 1, &mut rng);
         }
@@ -156,13 +206,25 @@ impl Data {
     }
 
     pub fn insert(&mut self, ns: &str, path: &[(&str, String)], version: u64, rng: &mut Rng) {
-        let key = format!("{ns}|{}", path.iter().map(|(k, i)| format!("{k}:{i}")).collect::<Vec<_>>().join("/"));
+        let key = format!(
+            "{ns}|{}",
+            path.iter()
+                .map(|(k, i)| format!("{k}:{i}"))
+                .collect::<Vec<_>>()
+                .join("/")
+        );
         self.lines.insert(key, entity(ns, path, version, rng));
     }
 
     /// Change `changed`, delete `removed` and add `added` entities, chosen
     /// at random. Returns the keys of each group.
-    pub fn mutate(&mut self, seed: u64, changed: usize, removed: usize, added: usize) -> (Vec<String>, Vec<String>, Vec<String>) {
+    pub fn mutate(
+        &mut self,
+        seed: u64,
+        changed: usize,
+        removed: usize,
+        added: usize,
+    ) -> (Vec<String>, Vec<String>, Vec<String>) {
         let mut rng = Rng::new(seed);
         let keys: Vec<String> = self.lines.keys().cloned().collect();
         let mut picked = std::collections::BTreeSet::new();
@@ -174,7 +236,11 @@ impl Data {
         for k in ch {
             let line = self.lines[k].clone();
             let v = seed + 1000;
-            let new = line.replacen("\"v\":{\"integerValue\":\"", &format!("\"v\":{{\"integerValue\":\"{v}"), 1);
+            let new = line.replacen(
+                "\"v\":{\"integerValue\":\"",
+                &format!("\"v\":{{\"integerValue\":\"{v}"),
+                1,
+            );
             self.lines.insert(k.clone(), new);
         }
         for k in rm {
@@ -182,7 +248,10 @@ impl Data {
         }
         let mut add = Vec::new();
         for i in 0..added {
-            let path = vec![("Post", format!("#{}", 10_000_000 + seed * 10_000 + i as u64))];
+            let path = vec![(
+                "Post",
+                format!("#{}", 10_000_000 + seed * 10_000 + i as u64),
+            )];
             self.insert("", &path, 1, &mut rng);
             add.push(format!("|Post:#{}", 10_000_000 + seed * 10_000 + i as u64));
         }
@@ -223,7 +292,10 @@ pub fn canonical_set(path: &Path) -> BTreeMap<String, serde_json::Value> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).expect("json");
         let k = v["key"].to_string();
-        assert!(out.insert(k.clone(), normalize(v)).is_none(), "duplicate {k}");
+        assert!(
+            out.insert(k.clone(), normalize(v)).is_none(),
+            "duplicate {k}"
+        );
     }
     out
 }
@@ -240,7 +312,11 @@ fn normalize(v: serde_json::Value) -> serde_json::Value {
                         (k, J::String(format!("{f:?}")))
                     } else if k == "timestampValue" {
                         let t = v.as_str().unwrap_or("").trim_end_matches('Z');
-                        let t = if t.contains('.') { t.trim_end_matches('0').trim_end_matches('.') } else { t };
+                        let t = if t.contains('.') {
+                            t.trim_end_matches('0').trim_end_matches('.')
+                        } else {
+                            t
+                        };
                         (k, J::String(t.to_string()))
                     } else {
                         (k, normalize(v))
