@@ -33,24 +33,25 @@ pub struct Record {
 #[derive(Debug, Default, Clone)]
 pub struct Groups {
     names: Vec<(String, String)>,
-    map: HashMap<(String, String), u32>,
+    /// namespace → kind → group, looked up without allocating.
+    map: HashMap<String, HashMap<String, u32>>,
 }
 
 impl Groups {
     pub fn intern(&mut self, namespace: &str, kind: &str) -> u32 {
-        if let Some(&g) = self.map.get(&(namespace.to_string(), kind.to_string())) {
+        if let Some(g) = self.get(namespace, kind) {
             return g;
         }
         let g = self.names.len() as u32;
         self.names.push((namespace.to_string(), kind.to_string()));
         self.map
-            .insert((namespace.to_string(), kind.to_string()), g);
+            .entry(namespace.to_string())
+            .or_default()
+            .insert(kind.to_string(), g);
         g
     }
     pub fn get(&self, namespace: &str, kind: &str) -> Option<u32> {
-        self.map
-            .get(&(namespace.to_string(), kind.to_string()))
-            .copied()
+        self.map.get(namespace).and_then(|m| m.get(kind)).copied()
     }
     pub fn name(&self, gid: u32) -> (&str, &str) {
         let (n, k) = &self.names[gid as usize];

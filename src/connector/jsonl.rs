@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Encoded, EntitySource};
+use super::{Encoded, EncodedBatch, EntitySource};
 use crate::error::{Error, Result};
 use crate::model::{json, Entity};
 
@@ -86,7 +86,7 @@ impl EntitySource for JsonlSource {
         format!("{}:{origin}", self.shown)
     }
 
-    fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded) -> Result<()>) -> Result<()> {
+    fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded<'_>) -> Result<()>) -> Result<()> {
         parallel::run(&self.path, &self.shown, f)
     }
 }
@@ -106,10 +106,10 @@ mod parallel {
     const CHUNK: usize = 1 << 20;
 
     type Chunk = (u64, u64, Vec<u8>);
-    type Parsed = (u64, Result<Vec<Encoded>>);
+    type Parsed = (u64, Result<EncodedBatch>);
 
-    fn parse_chunk(shown: &str, first_line: u64, bytes: &[u8]) -> Result<Vec<Encoded>> {
-        let mut out = Vec::with_capacity(bytes.len() / 700 + 1);
+    fn parse_chunk(shown: &str, first_line: u64, bytes: &[u8]) -> Result<EncodedBatch> {
+        let mut out = EncodedBatch::with_capacity(bytes.len() + bytes.len() / 8);
         for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
             let line = first_line + i as u64;
             let text = std::str::from_utf8(raw).map_err(|e| Error::Source {
@@ -133,12 +133,16 @@ mod parallel {
                     message: "the entity's key is incomplete; every path element needs an `id` or a `name`".into(),
                 });
             }
-            out.push(Encoded::new(entity, line));
+            out.push(entity, line);
         }
         Ok(out)
     }
 
-    pub fn run(path: &Path, shown: &str, f: &mut dyn FnMut(Encoded) -> Result<()>) -> Result<()> {
+    pub fn run(
+        path: &Path,
+        shown: &str,
+        f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
+    ) -> Result<()> {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -209,13 +213,13 @@ mod parallel {
         })
     }
 
-    fn deliver(rx: &Receiver<Parsed>, f: &mut dyn FnMut(Encoded) -> Result<()>) -> Result<()> {
-        let mut pending: BTreeMap<u64, Result<Vec<Encoded>>> = BTreeMap::new();
+    fn deliver(rx: &Receiver<Parsed>, f: &mut dyn FnMut(Encoded<'_>) -> Result<()>) -> Result<()> {
+        let mut pending: BTreeMap<u64, Result<EncodedBatch>> = BTreeMap::new();
         let mut next = 0u64;
         for (seq, parsed) in rx.iter() {
             pending.insert(seq, parsed);
             while let Some(batch) = pending.remove(&next) {
-                for e in batch? {
+                for e in batch?.iter() {
                     f(e)?;
                 }
                 next += 1;

@@ -11,41 +11,97 @@ use crate::error::{Error, Result};
 use crate::ids::EntityHash;
 use crate::model::{codec, Entity};
 
-thread_local! {
-    static ENCODE_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(64 * 1024));
+/// Entities after the CPU work — canonical bytes, hash, sortable key —
+/// packed into one buffer per batch, so a batch built on a worker thread is
+/// freed on the receiving thread with two deallocations, not four per
+/// entity.
+#[derive(Debug, Default)]
+pub struct EncodedBatch {
+    data: Vec<u8>,
+    items: Vec<Item>,
 }
 
-/// An entity after the CPU work: canonical bytes, hash and sortable key.
-#[derive(Debug, Clone)]
-pub struct Encoded {
-    pub namespace: String,
-    pub kind: String,
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    namespace: (u32, u32),
+    kind: (u32, u32),
+    key: (u32, u32),
+    body: (u32, u32),
+    hash: EntityHash,
+    origin: u64,
+}
+
+/// One entity of a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoded<'a> {
+    pub namespace: &'a str,
+    pub kind: &'a str,
     /// The path in its order-preserving byte form.
-    pub key: Vec<u8>,
+    pub key: &'a [u8],
     pub hash: EntityHash,
-    pub body: Vec<u8>,
+    pub body: &'a [u8],
     pub origin: u64,
 }
 
-impl Encoded {
-    pub fn new(mut entity: Entity, origin: u64) -> Encoded {
-        let body = ENCODE_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            codec::encode(&mut entity, &mut buf);
-            // An exact-size copy: the scratch buffer's slack is not kept.
-            buf.to_vec()
-        });
-        let hash = codec::hash(&body);
-        let key = entity.key.path_bytes();
-        let kind = entity.key.kind().to_string();
-        Encoded {
-            namespace: std::mem::take(&mut entity.key.partition.namespace),
+impl EncodedBatch {
+    pub fn with_capacity(bytes: usize) -> EncodedBatch {
+        EncodedBatch {
+            data: Vec::with_capacity(bytes),
+            items: Vec::with_capacity(bytes / 700 + 1),
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> (u32, u32) {
+        let start = self.data.len() as u32;
+        self.data.extend_from_slice(bytes);
+        (start, bytes.len() as u32)
+    }
+
+    /// Encode, hash and append one entity.
+    pub fn push(&mut self, mut entity: Entity, origin: u64) {
+        let start = self.data.len();
+        codec::encode_into(&mut entity, &mut self.data);
+        let hash = codec::hash(&self.data[start..]);
+        let body = (start as u32, (self.data.len() - start) as u32);
+        let key = self.put(&entity.key.path_bytes());
+        let namespace = self.put(entity.key.partition.namespace.as_bytes());
+        let kind = self.put(entity.key.kind().as_bytes());
+        self.items.push(Item {
+            namespace,
             kind,
             key,
-            hash,
             body,
+            hash,
             origin,
-        }
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn slice(&self, (s, l): (u32, u32)) -> &[u8] {
+        &self.data[s as usize..(s + l) as usize]
+    }
+
+    fn text(&self, r: (u32, u32)) -> &str {
+        // Only ever filled from `&str`s.
+        std::str::from_utf8(self.slice(r)).unwrap_or("")
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Encoded<'_>> {
+        self.items.iter().map(|it| Encoded {
+            namespace: self.text(it.namespace),
+            kind: self.text(it.kind),
+            key: self.slice(it.key),
+            hash: it.hash,
+            body: self.slice(it.body),
+            origin: it.origin,
+        })
     }
 }
 
@@ -60,8 +116,15 @@ pub trait EntitySource {
     /// Call `f` for every entity, encoded and hashed. Sources that can do
     /// the parsing and encoding on several threads override this; `f` is
     /// always called on the caller's thread, in source order.
-    fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded) -> Result<()>) -> Result<()> {
-        self.for_each(&mut |e, origin| f(Encoded::new(e, origin)))
+    fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded<'_>) -> Result<()>) -> Result<()> {
+        self.for_each(&mut |e, origin| {
+            let mut batch = EncodedBatch::with_capacity(4096);
+            batch.push(e, origin);
+            for e in batch.iter() {
+                f(e)?;
+            }
+            Ok(())
+        })
     }
 }
 

@@ -23,6 +23,13 @@ pub fn encode(entity: &mut Entity, out: &mut Vec<u8>) {
     ciborium::ser::into_writer(&*entity, &mut *out).expect("encoding an entity into memory");
 }
 
+/// Encode an entity canonically, appending to `out`.
+pub fn encode_into(entity: &mut Entity, out: &mut Vec<u8>) {
+    entity.canonicalize();
+    #[allow(clippy::expect_used)]
+    ciborium::ser::into_writer(&*entity, &mut *out).expect("encoding an entity into memory");
+}
+
 /// Decode a canonical encoding.
 pub fn decode(bytes: &[u8]) -> Result<Entity, String> {
     ciborium::de::from_reader(bytes).map_err(|e| e.to_string())

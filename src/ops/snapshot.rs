@@ -13,11 +13,11 @@ use crate::ids::EntityHash;
 use crate::ids::SnapshotId;
 use crate::model::key;
 use crate::progress::Progress;
-use crate::repo::index::Index;
+use crate::repo::index::Dedup;
 use crate::repo::manifest::{
     self, Chain, KindInfo, ManifestWriter, NewSnapshot, Op, StateEntry, StateReader,
 };
-use crate::repo::pack::PackWriter;
+use crate::repo::pack::background::Packer;
 use crate::repo::Repository;
 use crate::sort::{Record, Sorter};
 
@@ -68,19 +68,6 @@ pub struct SnapshotReport {
     pub bytes_added: u64,
     pub manifest_bytes: u64,
     pub skipped_kinds: Vec<String>,
-}
-
-fn hwm(at: &str) {
-    if std::env::var_os("KINDSNAP_TIMING").is_some() {
-        let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        eprintln!(
-            "mem {at}: {}",
-            st.lines()
-                .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-    }
 }
 
 /// A forward-only cursor over one kind of the parent's state.
@@ -184,108 +171,86 @@ pub fn snapshot(
         .find(|i| i.source == source_id && i.kinds_filter == kinds_key)
         .cloned();
 
-    let t0 = std::time::Instant::now();
     // 1. Read, encode, hash; store bodies not stored yet; sort the keys.
     progress.phase("reading", None);
-    let index = Index::open(&repo.index_path(), true)?;
+    let mut dedup = Dedup::open(&repo.index_path())?;
+    let mut packer = Packer::start(repo);
     let mut sorter = Sorter::new(&repo.tmp_dir(), opts.sort_budget);
     let mut skipped = BTreeSet::new();
     let mut allowed: HashMap<(String, String), Option<u32>> = HashMap::new();
-    let mut writers: Vec<Option<PackWriter>> = Vec::new();
     // Open the parent first: while the source arrives in key order, each
     // entity is compared with the parent's as it streams by, and bodies the
-    // parent already has skip the index lookup.
+    // parent already has need no index lookup.
     let chain = parent
         .as_ref()
         .map(|p| Chain::open(repo, &p.id))
         .transpose()?;
     let mut cursors: Vec<Option<ParentCursor>> = Vec::new();
-    let mut finished: HashMap<u32, u64> = HashMap::new();
-    let mut total_packs = 0u64;
     let mut count = 0u64;
-    let mut in_cb = std::time::Duration::ZERO;
     source.for_each_encoded(&mut |e| {
-        let tcb = std::time::Instant::now();
-        let slot = allowed
-            .entry((e.namespace.clone(), e.kind.clone()))
-            .or_insert_with(|| {
-                if opts.filter.allows(&e.namespace, &e.kind) {
-                    Some(sorter.groups.intern(&e.namespace, &e.kind))
-                } else {
-                    None
-                }
-            });
-        let Some(gid) = *slot else {
+        let gid = match sorter.groups.get(e.namespace, e.kind) {
+            Some(g) => Some(g),
+            None => {
+                let key = (e.namespace.to_string(), e.kind.to_string());
+                *allowed.entry(key).or_insert_with(|| {
+                    opts.filter
+                        .allows(e.namespace, e.kind)
+                        .then(|| sorter.groups.intern(e.namespace, e.kind))
+                })
+            }
+        };
+        let Some(gid) = gid else {
             skipped.insert(if e.namespace.is_empty() {
-                e.kind.clone()
+                e.kind.to_string()
             } else {
                 format!("{}/{}", e.namespace, e.kind)
             });
             return Ok(());
         };
         let g = gid as usize;
-        if writers.len() <= g {
-            writers.resize_with(g + 1, || None);
+        if cursors.len() <= g {
             cursors.resize_with(g + 1, || None);
         }
-        if writers[g].is_none() {
-            writers[g] = Some(PackWriter::new(repo, &index, &e.namespace, &e.kind)?);
-        }
         // The parent has this exact entity: its body is stored already.
-        let known = match (&chain, cursors.get_mut(g)) {
-            (Some(chain), Some(slot)) => {
-                if slot.is_none() {
-                    *slot = Some(ParentCursor::new(chain.state(&e.namespace, &e.kind)?));
+        let known = match &chain {
+            Some(chain) => {
+                if cursors[g].is_none() {
+                    cursors[g] = Some(ParentCursor::new(chain.state(e.namespace, e.kind)?));
                 }
-                match slot.as_mut() {
-                    Some(c) => c.seek(&e.key)? == Some(e.hash),
+                match cursors[g].as_mut() {
+                    Some(c) => c.seek(e.key)? == Some(e.hash),
                     None => false,
                 }
             }
-            _ => false,
+            None => false,
         };
         if !known {
-            if let Some(w) = writers[g].as_mut() {
-                w.add(e.hash, &e.body)?;
+            packer.drain_acks();
+            if !packer.pending.contains(&e.hash) && !dedup.is_stored(&e.hash, &packer.pending)? {
+                dedup.note_added(&e.hash);
+                packer.add(gid, e.namespace, e.kind, e.hash, e.body)?;
             }
         }
-        sorter.push(gid, e.origin, e.hash, &e.key, e.body.len() as u32)?;
+        sorter.push(gid, e.origin, e.hash, e.key, e.body.len() as u32)?;
         count += 1;
         if count.is_multiple_of(4096) {
             progress.advance(4096);
         }
-        in_cb += tcb.elapsed();
         Ok(())
     })?;
-    if std::env::var_os("KINDSNAP_TIMING").is_some() {
-        eprintln!(
-            "timing: main-thread work {in_cb:?} hwm {}",
-            std::fs::read_to_string("/proc/self/status")
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+    drop(cursors);
+    let mut finished: HashMap<u32, u64> = HashMap::new();
+    let mut total_packs = 0u64;
+    for (g, (bytes, packs)) in packer.finish()? {
+        finished.insert(g, bytes);
+        total_packs += packs;
     }
-    for (g, w) in writers.into_iter().enumerate() {
-        if let Some(w) = w {
-            let (bytes, packs) = w.finish()?;
-            finished.insert(g as u32, bytes);
-            total_packs += packs;
-        }
-    }
+    drop(dedup);
     progress.advance(count % 4096);
     progress.done();
-    let t_read = std::time::Instant::now();
     let mut sorted = sorter.finish()?;
-    hwm("after sort");
-    if std::env::var_os("KINDSNAP_TIMING").is_some() {
-        eprintln!("timing: read+encode+store {:?}", t0.elapsed());
-    }
     let groups = sorted.groups.clone();
 
-    drop(cursors);
     // 2. Merge each kind, in key order, against the parent.
     let mut names: BTreeSet<(String, String)> = groups.all().iter().cloned().collect();
     if let Some(chain) = &chain {
@@ -436,15 +401,11 @@ pub fn snapshot(
             removed: rep.removed,
             bytes_added: rep.bytes_added,
         })?;
-        hwm(kind);
         total_entities += rep.entities;
         total_raw += rep.raw_bytes;
         reports.push(rep);
     }
     drop(chain);
-    if std::env::var_os("KINDSNAP_TIMING").is_some() {
-        eprintln!("timing: sort+merge {:?}", t_read.elapsed());
-    }
 
     // 3. Publish: the manifest's rename is the commit.
     let meta = NewSnapshot {

@@ -268,3 +268,139 @@ impl Index {
         Ok(out)
     }
 }
+
+/// A Bloom filter over entity hashes (which are uniformly random already,
+/// so four 64-bit slices of the hash serve as the four probe positions).
+struct Bloom {
+    bits: Vec<u64>,
+    mask: u64,
+}
+
+impl Bloom {
+    fn with_capacity(n: u64) -> Bloom {
+        let bits = (n.saturating_mul(16)).max(1 << 23).next_power_of_two();
+        Bloom {
+            bits: vec![0; (bits / 64) as usize],
+            mask: bits - 1,
+        }
+    }
+    fn probes(h: &EntityHash) -> [u64; 4] {
+        let b = h.as_bytes();
+        let at = |i: usize| {
+            u64::from_le_bytes([
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ])
+        };
+        [at(0), at(8), at(16), at(24)]
+    }
+    fn insert(&mut self, h: &EntityHash) {
+        for p in Self::probes(h) {
+            let bit = p & self.mask;
+            self.bits[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+    }
+    fn maybe(&self, h: &EntityHash) -> bool {
+        Self::probes(h).iter().all(|p| {
+            let bit = p & self.mask;
+            self.bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+        })
+    }
+}
+
+/// "Is this body stored already?" for a snapshot in progress. Asks the
+/// index; once a run has asked many times (a first snapshot, or a source
+/// whose order differs from the parent's), it loads a Bloom filter of the
+/// index so that new bodies, the common answer then, need no lookup.
+pub struct Dedup {
+    index: Index,
+    bloom: Option<Bloom>,
+    lookups: u64,
+}
+
+const BLOOM_AFTER: u64 = 20_000;
+
+impl Dedup {
+    pub fn open(path: &Path) -> Result<Dedup> {
+        Ok(Dedup {
+            index: Index::open(path, false)?,
+            bloom: None,
+            lookups: 0,
+        })
+    }
+
+    /// Whether a body with this hash is committed in the index. `pending`
+    /// (bodies this run handed to the packer, not yet committed) joins the
+    /// filter when it is built.
+    pub fn is_stored(
+        &mut self,
+        hash: &EntityHash,
+        pending: &std::collections::HashSet<EntityHash>,
+    ) -> Result<bool> {
+        if let Some(b) = &self.bloom {
+            if !b.maybe(hash) {
+                return Ok(false);
+            }
+        } else {
+            self.lookups += 1;
+            if self.lookups == BLOOM_AFTER {
+                self.build(pending)?;
+            }
+        }
+        self.index.contains(hash)
+    }
+
+    /// Record a body this run is storing (so the filter stays complete).
+    pub fn note_added(&mut self, hash: &EntityHash) {
+        if let Some(b) = &mut self.bloom {
+            b.insert(hash);
+        }
+    }
+
+    fn build(&mut self, pending: &std::collections::HashSet<EntityHash>) -> Result<()> {
+        let n = self.index.entity_count()?;
+        let mut bloom = Bloom::with_capacity(n + 1_000_000);
+        let mut st = self
+            .index
+            .conn
+            .prepare("SELECT hash FROM entities")
+            .map_err(Error::sql(&self.index.path))?;
+        let mut rows = st.query([]).map_err(Error::sql(&self.index.path))?;
+        while let Some(r) = rows.next().map_err(Error::sql(&self.index.path))? {
+            let h: Vec<u8> = r.get(0).map_err(Error::sql(&self.index.path))?;
+            if let Some(h) = EntityHash::from_slice(&h) {
+                bloom.insert(&h);
+            }
+        }
+        for h in pending {
+            bloom.insert(h);
+        }
+        self.bloom = Some(bloom);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bloom_has_no_false_negatives() {
+        let mut b = Bloom::with_capacity(1000);
+        let hs: Vec<EntityHash> = (0..5000u32)
+            .map(|i| EntityHash::of(&i.to_le_bytes()))
+            .collect();
+        for h in &hs[..2500] {
+            b.insert(h);
+        }
+        assert!(hs[..2500].iter().all(|h| b.maybe(h)));
+        let fp = hs[2500..].iter().filter(|h| b.maybe(h)).count();
+        assert!(fp < 25, "{fp} false positives");
+    }
+}

@@ -55,7 +55,7 @@ impl Default for Config {
 }
 
 /// An open repository.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Repository {
     root: PathBuf,
     pub config: Config,

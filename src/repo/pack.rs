@@ -55,6 +55,8 @@ pub struct PackWriter<'a> {
     /// Compressed bytes of the packs finished so far.
     pub bytes_written: u64,
     pub packs_written: u64,
+    /// Hashes whose pack was committed to the index (for `write_block`).
+    committed: Vec<EntityHash>,
 }
 
 struct OpenPack {
@@ -87,6 +89,7 @@ impl<'a> PackWriter<'a> {
             compressor,
             bytes_written: 0,
             packs_written: 0,
+            committed: Vec::new(),
         })
     }
 
@@ -104,6 +107,24 @@ impl<'a> PackWriter<'a> {
             self.flush_block()?;
         }
         Ok(true)
+    }
+
+    /// Compress and write one block assembled elsewhere (the background
+    /// packer's entry point). `entries` are (hash, offset, length) in `raw`.
+    pub fn write_block(
+        &mut self,
+        raw: Vec<u8>,
+        entries: Vec<(EntityHash, u32, u32)>,
+    ) -> Result<Vec<EntityHash>> {
+        self.block = raw;
+        self.block_entries = entries;
+        let before = self.packs_written;
+        self.flush_block()?;
+        Ok(if self.packs_written > before {
+            std::mem::take(&mut self.committed)
+        } else {
+            Vec::new()
+        })
     }
 
     fn flush_block(&mut self) -> Result<()> {
@@ -274,4 +295,194 @@ pub fn parse_toc(bytes: &[u8], name: &str) -> Result<Toc> {
         .map_err(|e| damaged(format!("table of contents: {e}")))?;
     ciborium::de::from_reader(raw.as_slice())
         .map_err(|e| damaged(format!("table of contents: {e}")))
+}
+
+/// Compression and pack writing on a background thread, so the thread that
+/// reads the source only assembles blocks. Blocks travel over a bounded
+/// channel; when a pack's index entries are committed, their hashes come
+/// back so the sender can stop treating them as pending.
+pub mod background {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+    use std::thread::JoinHandle;
+
+    use super::PackWriter;
+    use crate::error::{Error, Result};
+    use crate::ids::EntityHash;
+    use crate::repo::index::Index;
+    use crate::repo::Repository;
+
+    struct Block {
+        gid: u32,
+        namespace: String,
+        kind: String,
+        raw: Vec<u8>,
+        entries: Vec<(EntityHash, u32, u32)>,
+    }
+
+    enum Msg {
+        Block(Block),
+        Finish,
+    }
+
+    /// Per kind (group id): compressed bytes and packs written.
+    pub type Stats = HashMap<u32, (u64, u64)>;
+
+    struct Buf {
+        namespace: String,
+        kind: String,
+        raw: Vec<u8>,
+        entries: Vec<(EntityHash, u32, u32)>,
+    }
+
+    pub struct Packer {
+        tx: Option<SyncSender<Msg>>,
+        acks: Receiver<Vec<EntityHash>>,
+        handle: Option<JoinHandle<Result<Stats>>>,
+        bufs: HashMap<u32, Buf>,
+        block_size: usize,
+        /// Bodies handed to the packer whose index entries are not yet
+        /// committed: a second copy of one of them must not be stored.
+        pub pending: HashSet<EntityHash>,
+    }
+
+    impl Packer {
+        pub fn start(repo: &Repository) -> Packer {
+            let (tx, rx) = sync_channel::<Msg>(4);
+            let (ack_tx, acks) = channel();
+            let block_size = repo.config.block_size;
+            let repo = repo.clone();
+            let handle = std::thread::spawn(move || -> Result<Stats> {
+                let index = Index::open(&repo.index_path(), true)?;
+                let mut writers: HashMap<u32, PackWriter> = HashMap::new();
+                for msg in rx.iter() {
+                    match msg {
+                        Msg::Block(b) => {
+                            let w = match writers.entry(b.gid) {
+                                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                                std::collections::hash_map::Entry::Vacant(v) => {
+                                    v.insert(PackWriter::new(&repo, &index, &b.namespace, &b.kind)?)
+                                }
+                            };
+                            let done = w.write_block(b.raw, b.entries)?;
+                            if !done.is_empty() {
+                                let _ = ack_tx.send(done);
+                            }
+                        }
+                        Msg::Finish => {
+                            let mut stats = Stats::new();
+                            for (gid, w) in writers.drain() {
+                                stats.insert(gid, w.finish()?);
+                            }
+                            return Ok(stats);
+                        }
+                    }
+                }
+                // The sender went away without `Finish`: an error elsewhere.
+                // Dropping the writers removes their temp files.
+                Err(Error::Interrupted)
+            });
+            Packer {
+                tx: Some(tx),
+                acks,
+                handle: Some(handle),
+                bufs: HashMap::new(),
+                block_size,
+                pending: HashSet::new(),
+            }
+        }
+
+        /// Forget pending hashes whose packs are now in the index.
+        pub fn drain_acks(&mut self) {
+            while let Ok(done) = self.acks.try_recv() {
+                for h in done {
+                    self.pending.remove(&h);
+                }
+            }
+        }
+
+        pub fn add(
+            &mut self,
+            gid: u32,
+            namespace: &str,
+            kind: &str,
+            hash: EntityHash,
+            body: &[u8],
+        ) -> Result<()> {
+            self.pending.insert(hash);
+            let buf = self.bufs.entry(gid).or_insert_with(|| Buf {
+                namespace: namespace.to_string(),
+                kind: kind.to_string(),
+                raw: Vec::new(),
+                entries: Vec::new(),
+            });
+            let off = buf.raw.len() as u32;
+            buf.raw.extend_from_slice(body);
+            buf.entries.push((hash, off, body.len() as u32));
+            if buf.raw.len() >= self.block_size {
+                self.flush(gid)?;
+            }
+            Ok(())
+        }
+
+        fn flush(&mut self, gid: u32) -> Result<()> {
+            let Some(buf) = self.bufs.get_mut(&gid) else {
+                return Ok(());
+            };
+            if buf.raw.is_empty() {
+                return Ok(());
+            }
+            let block = Block {
+                gid,
+                namespace: buf.namespace.clone(),
+                kind: buf.kind.clone(),
+                raw: std::mem::take(&mut buf.raw),
+                entries: std::mem::take(&mut buf.entries),
+            };
+            self.send(Msg::Block(block))
+        }
+
+        fn send(&mut self, msg: Msg) -> Result<()> {
+            let sent = self
+                .tx
+                .as_ref()
+                .map(|tx| tx.send(msg).is_ok())
+                .unwrap_or(false);
+            if sent {
+                Ok(())
+            } else {
+                // The packer stopped: its own error says why.
+                self.tx = None;
+                match self.handle.take().map(|h| h.join()) {
+                    Some(Ok(Err(e))) => Err(e),
+                    _ => Err(Error::Interrupted),
+                }
+            }
+        }
+
+        /// Write out what is buffered, close every pack, and wait.
+        pub fn finish(mut self) -> Result<Stats> {
+            let gids: Vec<u32> = self.bufs.keys().copied().collect();
+            for gid in gids {
+                self.flush(gid)?;
+            }
+            self.send(Msg::Finish)?;
+            self.tx = None;
+            match self.handle.take().map(|h| h.join()) {
+                Some(Ok(r)) => r,
+                _ => Err(Error::Interrupted),
+            }
+        }
+    }
+
+    impl Drop for Packer {
+        fn drop(&mut self) {
+            // Without `finish`: close the channel so the thread aborts and
+            // removes its temp files, and wait for it.
+            self.tx = None;
+            if let Some(h) = self.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
 }
