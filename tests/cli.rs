@@ -427,3 +427,24 @@ fn unsorted_input_with_a_tiny_sort_budget_gives_the_same_snapshot() {
     );
     export_matches(&w, "shuffled", &data);
 }
+
+#[test]
+fn the_index_can_be_rebuilt_from_the_packs() {
+    let w = Work::new();
+    w.init();
+    let mut data = Data::generate(1500, 12);
+    data.write_shuffled(&w.path("cur.jsonl"), 1);
+    snapshot(&w, "cur.jsonl", "one");
+    data.mutate(3, 40, 5, 5);
+    data.write_shuffled(&w.path("cur.jsonl"), 2);
+    snapshot(&w, "cur.jsonl", "two");
+    std::fs::remove_file(w.repo().join("index/index.db")).unwrap();
+    let err = w.fails(&["export", "two", "--to", "jsonl:x.jsonl"]);
+    assert!(err.contains("--rebuild-index"), "{err}");
+    let out = w.ok(&["check", "--rebuild-index", "--read-data"]);
+    assert!(
+        out.contains("rebuilt the index") && out.contains("no problems"),
+        "{out}"
+    );
+    export_matches(&w, "two", &data);
+}

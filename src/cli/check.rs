@@ -15,10 +15,26 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Rebuild the index from the packs (re-hashing every body) first.
+    #[arg(long)]
+    rebuild_index: bool,
 }
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
+    if args.rebuild_index {
+        let (packs, entities, damaged) = kindsnap::ops::check::rebuild_index(&repo, &NoProgress)?;
+        if !settings.quiet {
+            let mut out = Out::new();
+            out.line(format!(
+                "rebuilt the index: {entities} entities in {packs} packs"
+            ))?;
+            for d in &damaged {
+                out.line(format!("skipped damaged pack {}", d.short()))?;
+            }
+            out.flush()?;
+        }
+    }
     let report = kindsnap::ops::check::check(&repo, args.read_data, &NoProgress)?;
     let mut out = Out::new();
     if args.json {

@@ -9,12 +9,12 @@ use std::fs;
 use std::io::Read;
 
 use crate::error::{Error, Result};
-use crate::ids::{EntityHash, PackId, SnapshotId};
-use crate::model::codec;
+use crate::ids::{PackId, SnapshotId};
 use crate::progress::Progress;
 use crate::repo::index::Index;
 use crate::repo::manifest::{self, Manifest, SnapshotInfo};
 use crate::repo::pack;
+use crate::repo::store::Store;
 use crate::repo::Repository;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -186,93 +186,45 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         report.notes.push(format!("{unindexed} pack(s) not in the index (left by an interrupted snapshot; `kindsnap prune` removes them)"));
     }
 
-    // Damaged entity hashes, found by reading data.
-    let mut damaged_entities: HashMap<EntityHash, String> = HashMap::new();
-    for id in &missing_packs {
-        for h in index.hashes_in_pack(id)? {
-            damaged_entities.insert(h, format!("pack {} is missing", id.short()));
-        }
-    }
+    // With read_data: every pack must hash to its id, and every block must
+    // decompress and split into its bodies.
+    let mut damaged_packs: HashMap<PackId, String> = HashMap::new();
     if read_data {
         progress.phase("reading packs", Some(on_disk.len() as u64));
         for id in &on_disk {
             let path = repo.pack_path(id);
             let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
             report.bytes_read += bytes.len() as u64;
-            let mut why = None;
-            let damaged_before = damaged_entities.len();
-            if PackId::of(&bytes) != *id {
-                why = Some("content does not match its id".to_string());
-            }
-            match pack::parse_toc(&bytes, &id.to_hex()) {
-                Ok(toc) => {
-                    let mut blocks = Vec::with_capacity(toc.blocks.len());
-                    for (off, clen, raw) in &toc.blocks {
-                        let (s, e) = (*off as usize, *off as usize + *clen as usize);
-                        blocks.push(
-                            bytes
-                                .get(s..e)
-                                .and_then(|b| zstd::bulk::decompress(b, *raw as usize).ok()),
-                        );
-                    }
-                    for (h, block, off, len) in &toc.entries {
-                        let Some(h) = EntityHash::from_slice(h) else {
-                            continue;
-                        };
-                        let body = blocks
-                            .get(*block as usize)
-                            .and_then(|b| b.as_ref())
-                            .and_then(|b| b.get(*off as usize..*off as usize + *len as usize));
-                        report.entities_read += 1;
-                        match body {
-                            Some(b) if codec::hash(b) == h => {}
-                            Some(_) => {
-                                damaged_entities.insert(
-                                    h,
-                                    format!(
-                                        "pack {}: entity {} does not match its hash",
-                                        id.short(),
-                                        h.short()
-                                    ),
-                                );
+            let why = if PackId::of(&bytes) != *id {
+                Some("content does not match its id".to_string())
+            } else {
+                match pack::parse_toc(&bytes, &id.to_hex()) {
+                    Err(e) => Some(e.to_string()),
+                    Ok(toc) => toc.blocks.iter().find_map(|(off, clen, raw, lens)| {
+                        let data = bytes
+                            .get(*off as usize..(*off as usize).saturating_add(*clen as usize))?;
+                        match zstd::bulk::decompress(data, *raw as usize) {
+                            Ok(block) if pack::Toc::bodies(lens, &block).is_some() => {
+                                report.entities_read += lens.len() as u64;
+                                None
                             }
-                            None => {
-                                damaged_entities.insert(
-                                    h,
-                                    format!(
-                                        "pack {}: entity {} cannot be read",
-                                        id.short(),
-                                        h.short()
-                                    ),
-                                );
-                            }
+                            _ => Some(format!("block at {off} is damaged")),
                         }
-                    }
-                    if why.is_some() && damaged_entities.len() == damaged_before {
-                        // The damage is in framing bytes only; bodies are intact.
-                        report.notes.push(format!(
-                            "pack {}: {} but every entity in it verifies",
-                            id.short(),
-                            why.take().unwrap_or_default()
-                        ));
-                    }
+                    }),
                 }
-                Err(e) => {
-                    for h in index.hashes_in_pack(id)? {
-                        damaged_entities.insert(h, format!("pack {}: {e}", id.short()));
-                    }
-                }
-            }
+            };
             if let Some(why) = why {
                 report.problems.push(Problem {
                     problem: format!("pack {} ({}): {why}", id.short(), path.display()),
                     affects: vec![],
                 });
+                damaged_packs.insert(*id, why);
             }
             progress.advance(1);
         }
         progress.done();
     }
+    let store = Store::open(repo)?;
 
     // Every hash referenced by a sound manifest must be indexed, in a pack
     // that exists and (with read_data) reads back.
@@ -282,18 +234,21 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         let m = Manifest::open(repo, &info.id)?;
         let label = snap_label(info);
         m.referenced_hashes(&mut |ns, kind, h| {
-            let why = if let Some(w) = damaged_entities.get(&h) {
-                Some(w.clone())
-            } else {
-                match index.lookup(&h)? {
-                    None => Some(format!("entity {} is not in the index", h.short())),
-                    Some(loc)
-                        if missing_packs.contains(&loc.pack) || !on_disk.contains(&loc.pack) =>
-                    {
-                        Some(format!("pack {} is missing", loc.pack.short()))
-                    }
-                    Some(_) => None,
+            let why = match index.lookup(&h)? {
+                None => Some(format!("entity {} is not in the index", h.short())),
+                Some(loc) if missing_packs.contains(&loc.pack) || !on_disk.contains(&loc.pack) => {
+                    Some(format!("pack {} is missing", loc.pack.short()))
                 }
+                // In a damaged pack an entity may still read back intact
+                // (the damage can be in another block): try it.
+                Some(loc) if damaged_packs.contains_key(&loc.pack) => match store.get_bytes(&h) {
+                    Ok(_) => None,
+                    Err(_) => Some(format!(
+                        "pack {}: entities in its damaged part are lost",
+                        loc.pack.short()
+                    )),
+                },
+                Some(_) => None,
             };
             if let Some(why) = why {
                 let k = if ns.is_empty() {
@@ -368,4 +323,88 @@ pub fn packs_on_disk(repo: &Repository) -> Result<BTreeSet<PackId>> {
         }
     }
     Ok(out)
+}
+
+/// Rebuild the index from the packs alone: every pack's table of contents
+/// delimits its bodies, and each body is re-hashed. Takes the exclusive
+/// lock; the new index replaces the old one atomically. Damaged packs are
+/// skipped and returned.
+pub fn rebuild_index(
+    repo: &Repository,
+    progress: &dyn Progress,
+) -> Result<(u64, u64, Vec<PackId>)> {
+    repo.check_writable()?;
+    let _lock = repo.lock_exclusive()?;
+    let tmp = crate::repo::fsutil::temp_path(&repo.tmp_dir(), "index");
+    let result = (|| -> Result<(u64, u64, Vec<PackId>)> {
+        Index::create(&tmp)?;
+        let index = Index::open(&tmp, true)?;
+        let packs = packs_on_disk(repo)?;
+        progress.phase("rebuilding index", Some(packs.len() as u64));
+        let (mut n_packs, mut n_entities, mut damaged) = (0u64, 0u64, Vec::new());
+        for id in packs {
+            let path = repo.pack_path(&id);
+            let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
+            let parsed = (PackId::of(&bytes) == id)
+                .then(|| pack::parse_toc(&bytes, &id.to_hex()).ok())
+                .flatten();
+            let Some(toc) = parsed else {
+                damaged.push(id);
+                continue;
+            };
+            let mut locations = Vec::new();
+            let mut ok = true;
+            for (off, clen, raw, lens) in &toc.blocks {
+                let data = bytes.get(*off as usize..(*off as usize).saturating_add(*clen as usize));
+                let block = data.and_then(|d| zstd::bulk::decompress(d, *raw as usize).ok());
+                let bodies = block.as_deref().and_then(|b| pack::Toc::bodies(lens, b));
+                let Some(bodies) = bodies else {
+                    ok = false;
+                    break;
+                };
+                let mut at = 0u32;
+                for b in bodies {
+                    let loc = crate::repo::index::Location {
+                        pack: id,
+                        block_off: *off,
+                        block_len: *clen,
+                        block_raw: *raw,
+                        off: at,
+                        len: b.len() as u32,
+                    };
+                    locations.push((crate::model::codec::hash(b), loc));
+                    at += b.len() as u32;
+                }
+            }
+            if !ok {
+                damaged.push(id);
+                continue;
+            }
+            locations.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let raw_bytes: u64 = toc.blocks.iter().map(|b| b.2 as u64).sum();
+            index.add_pack(
+                &id,
+                &toc.namespace,
+                &toc.kind,
+                bytes.len() as u64,
+                raw_bytes,
+                &locations,
+            )?;
+            n_packs += 1;
+            n_entities += locations.len() as u64;
+            progress.advance(1);
+        }
+        progress.done();
+        Ok((n_packs, n_entities, damaged))
+    })();
+    match result {
+        Ok(r) => {
+            crate::repo::fsutil::commit_file(&tmp, &repo.index_path())?;
+            Ok(r)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }

@@ -24,12 +24,16 @@ CREATE TABLE IF NOT EXISTS packs(
     size INTEGER NOT NULL,
     raw_bytes INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS blocks(
+    bid INTEGER PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    off INTEGER NOT NULL,
+    clen INTEGER NOT NULL,
+    raw INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS entities(
     hash BLOB PRIMARY KEY,
-    pid INTEGER NOT NULL,
-    block_off INTEGER NOT NULL,
-    block_len INTEGER NOT NULL,
-    block_raw INTEGER NOT NULL,
+    bid INTEGER NOT NULL,
     off INTEGER NOT NULL,
     len INTEGER NOT NULL
 ) WITHOUT ROWID;
@@ -122,8 +126,9 @@ impl Index {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT p.id, e.block_off, e.block_len, e.block_raw, e.off, e.len
-                 FROM entities e JOIN packs p ON p.pid = e.pid WHERE e.hash = ?1",
+                "SELECT p.id, b.off, b.clen, b.raw, e.off, e.len
+                 FROM entities e JOIN blocks b ON b.bid = e.bid JOIN packs p ON p.pid = b.pid
+                 WHERE e.hash = ?1",
             )
             .map_err(Error::sql(&self.path))?;
         st.query_row(params![&hash.as_bytes()[..]], |r| {
@@ -162,30 +167,45 @@ impl Index {
         let err = Error::sql(&self.path);
         let run = || -> rusqlite::Result<()> {
             let tx = self.conn.unchecked_transaction()?;
-            tx.execute(
+            let new_pack = tx.execute(
                 "INSERT OR IGNORE INTO packs(id, namespace, kind, size, raw_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![&id.as_bytes()[..], namespace, kind, size, raw_bytes],
-            )?;
+            )? == 1;
+            if !new_pack {
+                // The same bytes were written before (packs are content
+                // addressed): everything in it is indexed already.
+                return tx.commit();
+            }
             let pid: i64 = tx.query_row(
                 "SELECT pid FROM packs WHERE id = ?1",
                 params![&id.as_bytes()[..]],
                 |r| r.get(0),
             )?;
             {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO entities(hash, pid, block_off, block_len, block_raw, off, len)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                let mut block_st = tx.prepare_cached(
+                    "INSERT INTO blocks(pid, off, clen, raw) VALUES (?1, ?2, ?3, ?4)",
                 )?;
+                let mut st = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO entities(hash, bid, off, len) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                let mut bids: std::collections::HashMap<u64, i64> =
+                    std::collections::HashMap::new();
                 for (h, l) in entries {
-                    st.execute(params![
-                        &h.as_bytes()[..],
-                        pid,
-                        l.block_off,
-                        l.block_len,
-                        l.block_raw,
-                        l.off,
-                        l.len
-                    ])?;
+                    let bid = match bids.get(&l.block_off) {
+                        Some(b) => *b,
+                        None => {
+                            block_st.execute(params![
+                                pid,
+                                l.block_off,
+                                l.block_len,
+                                l.block_raw
+                            ])?;
+                            let b = tx.last_insert_rowid();
+                            bids.insert(l.block_off, b);
+                            b
+                        }
+                    };
+                    st.execute(params![&h.as_bytes()[..], bid, l.off, l.len])?;
                 }
             }
             tx.commit()
@@ -254,7 +274,10 @@ impl Index {
     pub fn hashes_in_pack(&self, pack: &PackId) -> Result<Vec<EntityHash>> {
         let mut st = self
             .conn
-            .prepare("SELECT e.hash FROM entities e JOIN packs p ON p.pid = e.pid WHERE p.id = ?1")
+            .prepare(
+                "SELECT e.hash FROM entities e JOIN blocks b ON b.bid = e.bid JOIN packs p ON p.pid = b.pid
+                 WHERE p.id = ?1",
+            )
             .map_err(Error::sql(&self.path))?;
         let rows = st
             .query_map(params![&pack.as_bytes()[..]], |r| r.get::<_, Vec<u8>>(0))

@@ -28,15 +28,30 @@ use crate::ids::{EntityHash, PackId};
 pub const MAGIC: &[u8; 8] = b"KSPACK01";
 pub const TRAILER_MAGIC: &[u8; 8] = b"KSTOC001";
 
-/// Table of contents stored at the end of each pack.
+/// Table of contents stored at the end of each pack. It holds no hashes
+/// (the index and the manifests do): rebuilding the index re-hashes the
+/// bodies, which the block boundaries and body lengths here delimit.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Toc {
     pub namespace: String,
     pub kind: String,
-    /// (offset in file, compressed length, uncompressed length)
-    pub blocks: Vec<(u64, u32, u32)>,
-    /// (entity hash, block number, offset in block, length)
-    pub entries: Vec<(serde_bytes::ByteBuf, u32, u32, u32)>,
+    /// (offset in file, compressed length, uncompressed length, the length
+    /// of each body in the block, in order)
+    pub blocks: Vec<(u64, u32, u32, Vec<u32>)>,
+}
+
+impl Toc {
+    /// Split a decompressed block into its bodies.
+    pub fn bodies<'b>(lens: &[u32], block: &'b [u8]) -> Option<Vec<&'b [u8]>> {
+        let mut out = Vec::with_capacity(lens.len());
+        let mut at = 0usize;
+        for l in lens {
+            let end = at.checked_add(*l as usize)?;
+            out.push(block.get(at..end)?);
+            at = end;
+        }
+        (at == block.len()).then_some(out)
+    }
 }
 
 /// Accumulates entity bodies of one kind and writes packs of about
@@ -143,7 +158,6 @@ impl<'a> PackWriter<'a> {
                     namespace: self.namespace.clone(),
                     kind: self.kind.clone(),
                     blocks: vec![],
-                    entries: vec![],
                 },
                 locations: vec![],
             };
@@ -155,18 +169,14 @@ impl<'a> PackWriter<'a> {
             .compress(&self.block)
             .map_err(Error::io("compressing a block for", self.repo.root()))?;
         let open = self.open.as_mut().ok_or_else(|| Error::Interrupted)?;
-        let block_no = open.toc.blocks.len() as u32;
         let off = open.len;
         open.write(&compressed)?;
         let raw = self.block.len() as u32;
-        open.toc.blocks.push((off, compressed.len() as u32, raw));
+        let lens = self.block_entries.iter().map(|e| e.2).collect();
+        open.toc
+            .blocks
+            .push((off, compressed.len() as u32, raw, lens));
         for (hash, o, l) in self.block_entries.drain(..) {
-            open.toc.entries.push((
-                serde_bytes::ByteBuf::from(hash.as_bytes().to_vec()),
-                block_no,
-                o,
-                l,
-            ));
             open.locations
                 .push((hash, off, compressed.len() as u32, raw, o, l));
         }
