@@ -380,7 +380,7 @@ pub fn rebuild_index(
                 damaged.push(id);
                 continue;
             }
-            locations.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            locations.sort_unstable_by_key(|a| a.0);
             let raw_bytes: u64 = toc.blocks.iter().map(|b| b.2 as u64).sum();
             index.add_pack(
                 &id,
