@@ -448,3 +448,19 @@ fn the_index_can_be_rebuilt_from_the_packs() {
     );
     export_matches(&w, "two", &data);
 }
+
+#[test]
+fn a_symlink_rotated_daily_is_one_source() {
+    let w = Work::new();
+    w.init();
+    let mut data = Data::generate(300, 13);
+    data.write_sorted(&w.path("monday.jsonl"));
+    data.mutate(2, 5, 1, 1);
+    data.write_sorted(&w.path("tuesday.jsonl"));
+    std::os::unix::fs::symlink(w.path("monday.jsonl"), w.path("latest.jsonl")).unwrap();
+    snapshot(&w, "latest.jsonl", "mon");
+    std::fs::remove_file(w.path("latest.jsonl")).unwrap();
+    std::os::unix::fs::symlink(w.path("tuesday.jsonl"), w.path("latest.jsonl")).unwrap();
+    let out = snapshot(&w, "latest.jsonl", "tue");
+    assert!(out.contains("parent mon"), "{out}");
+}

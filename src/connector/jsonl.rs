@@ -42,7 +42,9 @@ impl JsonlSource {
 
 impl EntitySource for JsonlSource {
     fn source_id(&self) -> String {
-        let abs = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        // Absolute, but symlinks kept: `latest.jsonl -> 2026-11-22.jsonl`
+        // rotated daily is one source.
+        let abs = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
         format!("jsonl:{}", abs.display())
     }
 
@@ -108,8 +110,30 @@ mod parallel {
     type Chunk = (u64, u64, Vec<u8>);
     type Parsed = (u64, Result<EncodedBatch>);
 
-    fn parse_chunk(shown: &str, first_line: u64, bytes: &[u8]) -> Result<EncodedBatch> {
-        let mut out = EncodedBatch::with_capacity(bytes.len() + bytes.len() / 8);
+    /// Buffers handed back for reuse: allocating a fresh megabyte per chunk
+    /// on one thread and freeing it on another fragments the heap until
+    /// memory grows with the file.
+    type Pool<T> = Arc<Mutex<Vec<T>>>;
+
+    fn take<T>(pool: &Pool<T>) -> Option<T> {
+        pool.lock().ok().and_then(|mut p| p.pop())
+    }
+
+    fn give<T>(pool: &Pool<T>, item: T) {
+        if let Ok(mut p) = pool.lock() {
+            if p.len() < 16 {
+                p.push(item);
+            }
+        }
+    }
+
+    fn parse_chunk(
+        shown: &str,
+        first_line: u64,
+        bytes: &[u8],
+        mut out: EncodedBatch,
+    ) -> Result<EncodedBatch> {
+        out.clear();
         for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
             let line = first_line + i as u64;
             let text = std::str::from_utf8(raw).map_err(|e| Error::Source {
@@ -151,13 +175,20 @@ mod parallel {
         let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(workers);
         let (parsed_tx, parsed_rx) = sync_channel::<Parsed>(workers);
         let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+        let chunk_pool: Pool<Vec<u8>> = Arc::new(Mutex::new(Vec::new()));
+        let batch_pool: Pool<EncodedBatch> = Arc::new(Mutex::new(Vec::new()));
         std::thread::scope(|s| -> Result<()> {
+            let reader_pool = Arc::clone(&chunk_pool);
             let reader = s.spawn(move || -> Result<()> {
                 let mut file = file;
                 let (mut seq, mut line) = (0u64, 1u64);
                 let mut carry: Vec<u8> = Vec::new();
                 loop {
-                    let mut buf = std::mem::take(&mut carry);
+                    let mut buf =
+                        take(&reader_pool).unwrap_or_else(|| Vec::with_capacity(2 * CHUNK));
+                    buf.clear();
+                    buf.extend_from_slice(&carry);
+                    carry.clear();
                     let start = buf.len();
                     buf.resize(start + CHUNK, 0);
                     let n = read_full(&mut file, &mut buf[start..])
@@ -167,9 +198,13 @@ mod parallel {
                     if !eof {
                         // Cut at the last newline; the rest waits for more.
                         match buf.iter().rposition(|b| *b == b'\n') {
-                            Some(p) => carry = buf.split_off(p + 1),
+                            Some(p) => {
+                                carry.extend_from_slice(&buf[p + 1..]);
+                                buf.truncate(p + 1);
+                            }
                             None => {
-                                carry = buf;
+                                carry.extend_from_slice(&buf);
+                                give(&reader_pool, buf);
                                 continue;
                             }
                         }
@@ -192,20 +227,25 @@ mod parallel {
             for _ in 0..workers {
                 let rx = Arc::clone(&chunk_rx);
                 let tx = parsed_tx.clone();
+                let chunk_pool = Arc::clone(&chunk_pool);
+                let batch_pool = Arc::clone(&batch_pool);
                 s.spawn(move || loop {
                     let next = rx.lock().map(|r| r.recv());
                     let Ok(Ok((seq, first, bytes))) = next else {
                         return;
                     };
-                    let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-                    if tx.send((seq, parse_chunk(shown, first, bytes))).is_err() {
+                    let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+                    let batch = take(&batch_pool).unwrap_or_default();
+                    let parsed = parse_chunk(shown, first, text, batch);
+                    give(&chunk_pool, bytes);
+                    if tx.send((seq, parsed)).is_err() {
                         return;
                     }
                 });
             }
             drop(parsed_tx);
             drop(chunk_rx);
-            let result = deliver(&parsed_rx, f);
+            let result = deliver(&parsed_rx, f, &batch_pool);
             // Stop the workers and the reader early on an error.
             drop(parsed_rx);
             let read = reader.join().unwrap_or(Err(Error::Interrupted));
@@ -213,15 +253,21 @@ mod parallel {
         })
     }
 
-    fn deliver(rx: &Receiver<Parsed>, f: &mut dyn FnMut(Encoded<'_>) -> Result<()>) -> Result<()> {
+    fn deliver(
+        rx: &Receiver<Parsed>,
+        f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
+        pool: &Pool<EncodedBatch>,
+    ) -> Result<()> {
         let mut pending: BTreeMap<u64, Result<EncodedBatch>> = BTreeMap::new();
         let mut next = 0u64;
         for (seq, parsed) in rx.iter() {
             pending.insert(seq, parsed);
             while let Some(batch) = pending.remove(&next) {
-                for e in batch?.iter() {
+                let batch = batch?;
+                for e in batch.iter() {
                     f(e)?;
                 }
+                give(pool, batch);
                 next += 1;
             }
         }

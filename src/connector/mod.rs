@@ -76,6 +76,12 @@ impl EncodedBatch {
         });
     }
 
+    /// Empty the batch, keeping its buffers for reuse.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.items.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }

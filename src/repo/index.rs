@@ -92,7 +92,7 @@ impl Index {
             conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(Error::sql(path))?;
         }
-        conn.pragma_update(None, "cache_size", -8_000)
+        conn.pragma_update(None, "cache_size", -2_000)
             .map_err(Error::sql(path))?;
         let v: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))

@@ -226,8 +226,12 @@ impl<'a> PackWriter<'a> {
                 )
             })
             .collect();
+        let mut locations = locations;
+        // Sorted by hash, the index's B-tree is written in order.
+        locations.sort_unstable_by_key(|l| l.0);
         self.index
             .add_pack(&id, &self.namespace, &self.kind, open.len, raw, &locations)?;
+        self.committed.extend(locations.iter().map(|(h, _)| *h));
         self.pending.clear();
         self.bytes_written += open.len;
         self.packs_written += 1;
@@ -494,5 +498,44 @@ pub mod background {
                 let _ = h.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::background::Packer;
+    use super::*;
+
+    #[test]
+    fn committed_packs_leave_the_pending_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = Repository::init(&dir.path().join("r")).unwrap();
+        repo.config.block_size = 4096;
+        repo.config.pack_size = 16 * 1024;
+        let mut packer = Packer::start(&repo);
+        let n = 2000u32;
+        for i in 0..n {
+            let body: Vec<u8> = (0..300u32)
+                .map(|j| (i.wrapping_mul(31).wrapping_add(j * 7) % 251) as u8)
+                .collect();
+            packer
+                .add(0, "", "K", EntityHash::of(&body), &body)
+                .unwrap();
+        }
+        // Acks arrive asynchronously: wait for the packer to catch up.
+        let t = std::time::Instant::now();
+        while packer.pending.len() as u32 > n / 2 && t.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            packer.drain_acks();
+        }
+        assert!(
+            (packer.pending.len() as u32) < n / 2,
+            "{} still pending",
+            packer.pending.len()
+        );
+        let stats = packer.finish().unwrap();
+        assert!(stats[&0].1 >= 2, "several packs written: {:?}", stats);
+        let index = Index::open(&repo.index_path(), false).unwrap();
+        assert_eq!(index.entity_count().unwrap(), n as u64);
     }
 }
