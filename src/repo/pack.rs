@@ -515,9 +515,8 @@ mod tests {
         let mut packer = Packer::start(&repo);
         let n = 2000u32;
         for i in 0..n {
-            let body: Vec<u8> = (0..300u32)
-                .map(|j| (i.wrapping_mul(31).wrapping_add(j * 7) % 251) as u8)
-                .collect();
+            let mut body = i.to_le_bytes().to_vec();
+            body.extend((0..300u32).map(|j| (i.wrapping_mul(31).wrapping_add(j * 7) % 251) as u8));
             packer
                 .add(0, "", "K", EntityHash::of(&body), &body)
                 .unwrap();
