@@ -136,28 +136,23 @@ mod parallel {
         out.clear();
         for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
             let line = first_line + i as u64;
-            let text = std::str::from_utf8(raw).map_err(|e| Error::Source {
-                file: shown.to_string(),
-                line,
-                message: format!("not UTF-8: {e}"),
-            })?;
-            let text = text.trim();
+            let text = raw.trim_ascii();
             if text.is_empty() {
                 continue;
             }
-            let entity = json::entity_from_json(text).map_err(|e| Error::Source {
+            let key = out.push_json(text, line).map_err(|e| Error::Source {
                 file: shown.to_string(),
                 line,
                 message: e.to_string(),
             })?;
-            if !entity.key.is_complete() {
+            if !key.is_complete() {
                 return Err(Error::Source {
                     file: shown.to_string(),
                     line,
-                    message: "the entity's key is incomplete; every path element needs an `id` or a `name`".into(),
+                    message: "the entity's key is incomplete; every path element needs an `id` or a `name`"
+                        .into(),
                 });
             }
-            out.push(entity, line);
         }
         Ok(out)
     }

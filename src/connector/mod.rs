@@ -76,6 +76,37 @@ impl EncodedBatch {
         });
     }
 
+    /// Transcode one entity from its JSON text, hash and append it. On an
+    /// error the batch is unchanged. Returns the entity's key.
+    pub fn push_json(
+        &mut self,
+        text: &[u8],
+        origin: u64,
+    ) -> std::result::Result<crate::model::Key, serde_json::Error> {
+        let start = self.data.len();
+        let key = match crate::model::json::transcode::entity(text, &mut self.data) {
+            Ok(t) => t.key,
+            Err(e) => {
+                self.data.truncate(start);
+                return Err(e);
+            }
+        };
+        let hash = codec::hash(&self.data[start..]);
+        let body = (start as u32, (self.data.len() - start) as u32);
+        let k = self.put(&key.path_bytes());
+        let namespace = self.put(key.partition.namespace.as_bytes());
+        let kind = self.put(key.kind().as_bytes());
+        self.items.push(Item {
+            namespace,
+            kind,
+            key: k,
+            body,
+            hash,
+            origin,
+        });
+        Ok(key)
+    }
+
     /// Empty the batch, keeping its buffers for reuse.
     pub fn clear(&mut self) {
         self.data.clear();

@@ -634,3 +634,482 @@ mod tests {
         }
     }
 }
+
+/// JSON straight to the canonical encoding, without building an [`Entity`]:
+/// the snapshot's hot path. Property values are transcoded into a scratch
+/// buffer as they are read (strings borrowed from the input where they have
+/// no escapes), then the properties are written in name order. The bytes
+/// are exactly those of `codec::encode(entity_from_json(text))` — a
+/// property test holds the two together — and the same inputs are rejected.
+pub mod transcode {
+    use std::borrow::Cow;
+    use std::cell::RefCell;
+
+    use serde::de::DeserializeSeed;
+
+    use super::*;
+    use crate::model::codec::fast;
+
+    /// What the caller needs besides the bytes.
+    pub struct Transcoded {
+        pub key: Key,
+    }
+
+    thread_local! {
+        static SCRATCH: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn take_buf() -> Vec<u8> {
+        SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+    }
+
+    fn give_buf(mut b: Vec<u8>) {
+        b.clear();
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < 16 {
+                s.push(b);
+            }
+        });
+    }
+
+    /// Transcode one entity; appends its canonical bytes to `out`.
+    pub fn entity(text: &[u8], out: &mut Vec<u8>) -> Result<Transcoded, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let key = EntitySeed { out }.deserialize(&mut de)?;
+        de.end()?;
+        Ok(Transcoded { key })
+    }
+
+    struct EntitySeed<'o> {
+        out: &'o mut Vec<u8>,
+    }
+
+    impl<'de> serde::de::DeserializeSeed<'de> for EntitySeed<'_> {
+        type Value = Key;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for EntitySeed<'_> {
+        type Value = Key;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an entity object with `key` and `properties`")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Key, A::Error> {
+            let mut key = None;
+            let mut props = take_buf();
+            let mut have_props = false;
+            while let Some(field) = map.next_key::<Cow<'de, str>>()? {
+                match &*field {
+                    "key" => key = map.next_value::<Option<JsonKey>>()?.map(|k| k.0),
+                    "properties" => {
+                        props.clear();
+                        have_props = map.next_value_seed(PropsSeed { out: &mut props })?;
+                    }
+                    other => return Err(de::Error::unknown_field(other, &["key", "properties"])),
+                }
+            }
+            let Some(key) = key else {
+                give_buf(props);
+                return Err(de::Error::custom("entity has no `key`"));
+            };
+            fast::head(self.out, 5, 2);
+            fast::text(self.out, "k");
+            fast::key(self.out, &key);
+            fast::text(self.out, "p");
+            if have_props {
+                self.out.extend_from_slice(&props);
+            } else {
+                fast::head(self.out, 5, 0);
+            }
+            give_buf(props);
+            Ok(key)
+        }
+    }
+
+    /// Writes a properties map (sorted by name) into `out`; returns whether
+    /// it was present (`null` counts as absent).
+    struct PropsSeed<'o> {
+        out: &'o mut Vec<u8>,
+    }
+
+    impl<'de> serde::de::DeserializeSeed<'de> for PropsSeed<'_> {
+        type Value = bool;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_option(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for PropsSeed<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of property names to values")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut frags = take_buf();
+            let mut entries: Vec<(Cow<'de, str>, usize, usize)> = Vec::new();
+            let result = (|| {
+                while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+                    let start = frags.len();
+                    map.next_value_seed(ValueSeed { out: &mut frags })?;
+                    entries.push((name, start, frags.len()));
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                give_buf(frags);
+                return Err(e);
+            }
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
+                give_buf(frags);
+                return Err(de::Error::custom(format!(
+                    "property `{}` appears twice",
+                    w[0].0
+                )));
+            }
+            fast::head(self.out, 5, entries.len() as u64);
+            for (name, s, e) in &entries {
+                fast::text(self.out, name);
+                self.out.extend_from_slice(&frags[*s..*e]);
+            }
+            give_buf(frags);
+            Ok(true)
+        }
+    }
+
+    struct ValueSeed<'o> {
+        out: &'o mut Vec<u8>,
+    }
+
+    impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ValueSeed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a Datastore value object such as {\"stringValue\": \"x\"}")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let out = self.out;
+            let head_at = out.len();
+            out.push(0xa1);
+            fast::text(out, "v");
+            let mut typed = false;
+            let mut exclude = false;
+            let mut meaning: Option<i32> = None;
+            while let Some(field) = map.next_key::<Cow<'de, str>>()? {
+                let is_type = !matches!(&*field, "excludeFromIndexes" | "meaning");
+                if is_type && typed {
+                    return Err(de::Error::custom(format!(
+                        "a value has two types (second: `{field}`)"
+                    )));
+                }
+                match &*field {
+                    "nullValue" => {
+                        map.next_value::<IgnoredAny>()?;
+                        fast::text(out, "z");
+                    }
+                    "booleanValue" => {
+                        let b: bool = map.next_value()?;
+                        fast::tagged(out, "b");
+                        out.push(if b { 0xf5 } else { 0xf4 });
+                    }
+                    "integerValue" => {
+                        let i = map.next_value::<I64Str>()?.0;
+                        fast::tagged(out, "i");
+                        fast::int(out, i);
+                    }
+                    "doubleValue" => {
+                        let d = canonical(map.next_value::<F64Json>()?.0);
+                        fast::tagged(out, "d");
+                        fast::float(out, d);
+                    }
+                    "timestampValue" => {
+                        let s: Cow<'de, str> = map.next_value()?;
+                        let t = parse_timestamp(&s).map_err(de::Error::custom)?;
+                        fast::tagged(out, "t");
+                        fast::int(out, t);
+                    }
+                    "keyValue" => {
+                        let k = map.next_value::<JsonKey>()?.0;
+                        fast::tagged(out, "k");
+                        fast::key(out, &k);
+                    }
+                    "stringValue" => {
+                        let s: Cow<'de, str> = map.next_value()?;
+                        fast::tagged(out, "s");
+                        fast::text(out, &s);
+                    }
+                    "blobValue" => {
+                        let s: Cow<'de, str> = map.next_value()?;
+                        let bytes = B64
+                            .decode(s.as_bytes())
+                            .or_else(|_| {
+                                base64::engine::general_purpose::URL_SAFE.decode(s.as_bytes())
+                            })
+                            .map_err(|e| {
+                                de::Error::custom(format!("blobValue is not base64: {e}"))
+                            })?;
+                        fast::tagged(out, "y");
+                        fast::head(out, 2, bytes.len() as u64);
+                        out.extend_from_slice(&bytes);
+                    }
+                    "geoPointValue" => {
+                        let g: JsonGeo = map.next_value()?;
+                        fast::tagged(out, "g");
+                        fast::head(out, 5, 2);
+                        fast::text(out, "a");
+                        fast::float(out, canonical(g.latitude.map(|v| v.0).unwrap_or(0.0)));
+                        fast::text(out, "o");
+                        fast::float(out, canonical(g.longitude.map(|v| v.0).unwrap_or(0.0)));
+                    }
+                    "entityValue" => {
+                        fast::tagged(out, "e");
+                        map.next_value_seed(EmbeddedSeed { out: &mut *out })?;
+                    }
+                    "arrayValue" => {
+                        fast::tagged(out, "a");
+                        map.next_value_seed(ArraySeed { out: &mut *out })?;
+                    }
+                    "excludeFromIndexes" => exclude = map.next_value()?,
+                    "meaning" => meaning = Some(map.next_value()?),
+                    other => return Err(de::Error::unknown_field(other, VALUE_FIELDS)),
+                }
+                typed |= is_type;
+            }
+            if !typed {
+                return Err(de::Error::custom(
+                    "a value object has no type field such as `stringValue`",
+                ));
+            }
+            if exclude {
+                fast::text(out, "x");
+                out.push(0xf5);
+            }
+            if let Some(m) = meaning {
+                fast::text(out, "m");
+                fast::int(out, m as i64);
+            }
+            out[head_at] = 0xa1 + exclude as u8 + meaning.is_some() as u8;
+            Ok(())
+        }
+    }
+
+    fn canonical(d: f64) -> f64 {
+        if d.is_nan() {
+            f64::NAN
+        } else {
+            d
+        }
+    }
+
+    struct ArraySeed<'o> {
+        out: &'o mut Vec<u8>,
+    }
+
+    impl<'de> serde::de::DeserializeSeed<'de> for ArraySeed<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ArraySeed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array value `{\"values\": [...]}`")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut items = take_buf();
+            let mut count = 0u64;
+            let result = (|| {
+                while let Some(field) = map.next_key::<Cow<'de, str>>()? {
+                    match &*field {
+                        "values" => {
+                            items.clear();
+                            count = map.next_value_seed(ValuesSeed { out: &mut items })?;
+                        }
+                        other => return Err(de::Error::unknown_field(other, &["values"])),
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                give_buf(items);
+                return Err(e);
+            }
+            fast::head(self.out, 4, count);
+            self.out.extend_from_slice(&items);
+            give_buf(items);
+            Ok(())
+        }
+    }
+
+    /// The `values` list (or null): writes the elements, returns how many.
+    struct ValuesSeed<'o> {
+        out: &'o mut Vec<u8>,
+    }
+
+    impl<'de> serde::de::DeserializeSeed<'de> for ValuesSeed<'_> {
+        type Value = u64;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+            d.deserialize_option(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ValuesSeed<'_> {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of values")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
+            let mut n = 0;
+            while seq
+                .next_element_seed(ValueSeed {
+                    out: &mut *self.out,
+                })?
+                .is_some()
+            {
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+
+    struct EmbeddedSeed<'o> {
+        out: &'o mut Vec<u8>,
+    }
+
+    impl<'de> serde::de::DeserializeSeed<'de> for EmbeddedSeed<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for EmbeddedSeed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an embedded entity object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut key = None;
+            let mut props = take_buf();
+            let mut have_props = false;
+            let result = (|| {
+                while let Some(field) = map.next_key::<Cow<'de, str>>()? {
+                    match &*field {
+                        "key" => key = map.next_value::<Option<JsonKey>>()?.map(|k| k.0),
+                        "properties" => {
+                            props.clear();
+                            have_props = map.next_value_seed(PropsSeed { out: &mut props })?;
+                        }
+                        other => {
+                            return Err(de::Error::unknown_field(other, &["key", "properties"]))
+                        }
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                give_buf(props);
+                return Err(e);
+            }
+            fast::head(self.out, 5, 1 + key.is_some() as u64);
+            if let Some(k) = &key {
+                fast::text(self.out, "k");
+                fast::key(self.out, k);
+            }
+            fast::text(self.out, "p");
+            if have_props {
+                self.out.extend_from_slice(&props);
+            } else {
+                fast::head(self.out, 5, 0);
+            }
+            give_buf(props);
+            Ok(())
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::model::codec;
+        use proptest::prelude::*;
+
+        fn via_model(text: &str) -> Result<Vec<u8>, String> {
+            let mut e = entity_from_json(text).map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            codec::encode(&mut e, &mut out);
+            Ok(out)
+        }
+
+        fn via_transcoder(text: &str) -> Result<Vec<u8>, String> {
+            let mut out = Vec::new();
+            entity(text.as_bytes(), &mut out).map_err(|e| e.to_string())?;
+            Ok(out)
+        }
+
+        proptest! {
+            #[test]
+            fn transcoder_writes_the_canonical_bytes(mut e in codec::tests::arb_entity()) {
+                let text = entity_to_json(&e);
+                let mut want = Vec::new();
+                codec::encode(&mut e, &mut want);
+                prop_assert_eq!(via_transcoder(&text), Ok(want));
+            }
+        }
+
+        #[test]
+        fn same_bytes_and_same_refusals_on_edge_cases() {
+            for text in [
+                r#"{"properties":{"b":{"nullValue":null}},"key":{"path":[{"kind":"A","id":"1"}]}}"#,
+                r#"{"key":{"path":[{"kind":"A","id":"1"}]}}"#,
+                r#"{"key":{"path":[{"kind":"A","id":"1"}]},"properties":null}"#,
+                r#"{"key":{"path":[{"kind":"A","id":"1"}]},"properties":{"a":{"meaning":3,"excludeFromIndexes":true,"arrayValue":{"values":null}}}}"#,
+                r#"{"key":{"path":[{"kind":"A","id":"1"}]},"properties":{"a":{"entityValue":{"properties":{"z":{"integerValue":5},"y":{"doubleValue":"NaN"}}}}}}"#,
+                r#"{"key":{"path":[{"kind":"A","id":"1"}]},"properties":{"a\u0000b":{"stringValue":"x\ny"}}}"#,
+            ] {
+                assert_eq!(via_transcoder(text), via_model(text), "{text}");
+            }
+            for bad in [
+                r#"{"key":{"path":[{"kind":"A","id":"1"}]},"properties":{"x":{"stringValue":"a","integerValue":"1"}}}"#,
+                r#"{"key":{"path":[{"kind":"A","id":"1"}]},"properties":{"x":{"strngValue":"a"}}}"#,
+                r#"{"key":{"path":[{"kind":"A","id":"x"}]}}"#,
+                r#"{"key":{"path":[{"kind":"A","id":"1"}]},"extra":1}"#,
+                r#"{"properties":{}}"#,
+                r#"{"key":{"path":[{"kind":"A","id":"1"}]},"properties":{"x":{"meaning":1}}}"#,
+                r#"{"key":{"path":[{"kind":"A","id":"1"}]},"properties":{"x":{"nullValue":null},"x":{"nullValue":null}}}"#,
+                r#"{"key":{"path":[{"kind":"A","id":"1"}]}} trailing"#,
+            ] {
+                assert!(via_transcoder(bad).is_err(), "{bad}");
+                assert!(via_model(bad).is_err(), "{bad}");
+            }
+        }
+    }
+}
