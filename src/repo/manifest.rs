@@ -823,8 +823,9 @@ impl ManifestWriter {
         let out_path = fsutil::temp_path(&repo.tmp_dir(), "snapshot");
         let res = (|| -> std::io::Result<(SnapshotId, u64)> {
             let db_len = fs::metadata(&self.tmp)?.len();
-            // Small databases (deltas) get the strong level; keyframes a fast one.
-            let level = if db_len < 8 << 20 { 19 } else { 3 };
+            // Small databases (deltas) get a stronger level; keyframes a fast one
+            // (level 19 saved 2 KB of 150 KB on the benchmark and cost 35 ms).
+            let level = if db_len < 8 << 20 { 9 } else { 3 };
             let mut hashing = HashingWriter {
                 inner: BufWriter::new(File::create(&out_path)?),
                 hasher: blake3::Hasher::new(),
