@@ -172,10 +172,9 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         let (ad, re, ch) = kinds.iter().fold((0, 0, 0), |s, k| {
             (s.0 + k.added, s.1 + k.removed, s.2 + k.changed)
         });
-        out.line(format!(
-            "{} kinds differ: {ad} added, {re} removed, {ch} changed",
-            kinds.len()
-        ))?;
+        let n = kinds.len();
+        let kinds_differ = if n == 1 { "1 kind differs".to_string() } else { format!("{n} kinds differ") };
+        out.line(format!("{kinds_differ}: {ad} added, {re} removed, {ch} changed"))?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
