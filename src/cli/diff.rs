@@ -173,8 +173,14 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             (s.0 + k.added, s.1 + k.removed, s.2 + k.changed)
         });
         let n = kinds.len();
-        let kinds_differ = if n == 1 { "1 kind differs".to_string() } else { format!("{n} kinds differ") };
-        out.line(format!("{kinds_differ}: {ad} added, {re} removed, {ch} changed"))?;
+        let kinds_differ = if n == 1 {
+            "1 kind differs".to_string()
+        } else {
+            format!("{n} kinds differ")
+        };
+        out.line(format!(
+            "{kinds_differ}: {ad} added, {re} removed, {ch} changed"
+        ))?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
