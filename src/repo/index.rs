@@ -80,12 +80,22 @@ impl Index {
                 why: "the index is missing; `kindsnap check --rebuild-index` recreates it".into(),
             });
         }
-        let flags = if write {
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        } else {
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        // Readers open read-write too when they may: a process killed in the
+        // middle of an index transaction leaves a hot journal, and only a
+        // connection that can write may roll it back (SQLite does so on the
+        // first read). Read-only repositories fall back to a read-only open.
+        let rw = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = match Connection::open_with_flags(path, rw) {
+            Ok(c) => c,
+            Err(_) if !write => Connection::open_with_flags(path, ro).map_err(Error::sql(path))?,
+            Err(e) => {
+                return Err(Error::Sqlite {
+                    path: path.to_path_buf(),
+                    source: e,
+                })
+            }
         };
-        let conn = Connection::open_with_flags(path, flags).map_err(Error::sql(path))?;
         conn.busy_timeout(Duration::from_secs(120))
             .map_err(Error::sql(path))?;
         if write {
