@@ -50,6 +50,17 @@ pub struct Location {
     pub len: u32,
 }
 
+/// A durable pack waiting to be recorded in the index.
+#[derive(Debug, Clone)]
+pub struct NewPack {
+    pub id: PackId,
+    pub namespace: String,
+    pub kind: String,
+    pub size: u64,
+    pub raw_bytes: u64,
+    pub entries: Vec<(EntityHash, Location)>,
+}
+
 /// Per-kind pack totals (for stored-size estimates).
 #[derive(Debug, Clone, Default)]
 pub struct KindStorage {
@@ -105,7 +116,7 @@ impl Index {
         // The writer inserts at random places in a B-tree that outgrows any
         // cache; a larger cache saves re-reading and re-writing pages. The
         // readers look up one hash at a time and need little.
-        conn.pragma_update(None, "cache_size", if write { -16_000 } else { -2_000 })
+        conn.pragma_update(None, "cache_size", if write { -8_000 } else { -2_000 })
             .map_err(Error::sql(path))?;
         let v: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -177,24 +188,33 @@ impl Index {
         raw_bytes: u64,
         entries: &[(EntityHash, Location)],
     ) -> Result<()> {
-        let err = Error::sql(&self.path);
+        let pack = NewPack {
+            id: *id,
+            namespace: namespace.to_string(),
+            kind: kind.to_string(),
+            size,
+            raw_bytes,
+            entries: entries.to_vec(),
+        };
+        self.add_packs(std::slice::from_ref(&pack))
+    }
+
+    /// Record several durable packs in one transaction (fewer journal
+    /// writes than one transaction per pack when the index is large).
+    pub fn add_packs(&self, packs: &[NewPack]) -> Result<()> {
         let run = || -> rusqlite::Result<()> {
             let tx = self.conn.unchecked_transaction()?;
-            let new_pack = tx.execute(
-                "INSERT OR IGNORE INTO packs(id, namespace, kind, size, raw_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![&id.as_bytes()[..], namespace, kind, size, raw_bytes],
-            )? == 1;
-            if !new_pack {
-                // The same bytes were written before (packs are content
-                // addressed): everything in it is indexed already.
-                return tx.commit();
-            }
-            let pid: i64 = tx.query_row(
-                "SELECT pid FROM packs WHERE id = ?1",
-                params![&id.as_bytes()[..]],
-                |r| r.get(0),
-            )?;
-            {
+            for p in packs {
+                let new_pack = tx.execute(
+                    "INSERT OR IGNORE INTO packs(id, namespace, kind, size, raw_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![&p.id.as_bytes()[..], p.namespace, p.kind, p.size, p.raw_bytes],
+                )? == 1;
+                if !new_pack {
+                    // The same bytes were written before (packs are content
+                    // addressed): everything in it is indexed already.
+                    continue;
+                }
+                let pid = tx.last_insert_rowid();
                 let mut block_st = tx.prepare_cached(
                     "INSERT INTO blocks(pid, off, clen, raw) VALUES (?1, ?2, ?3, ?4)",
                 )?;
@@ -203,7 +223,7 @@ impl Index {
                 )?;
                 let mut bids: std::collections::HashMap<u64, i64> =
                     std::collections::HashMap::new();
-                for (h, l) in entries {
+                for (h, l) in &p.entries {
                     let bid = match bids.get(&l.block_off) {
                         Some(b) => *b,
                         None => {
@@ -223,7 +243,7 @@ impl Index {
             }
             tx.commit()
         };
-        run().map_err(err)
+        run().map_err(Error::sql(&self.path))
     }
 
     /// Every pack the index knows, with its kind.

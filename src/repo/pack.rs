@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::fsutil;
-use super::index::{Index, Location};
+use super::index::{Index, Location, NewPack};
 use super::Repository;
 use crate::error::{Error, Result};
 use crate::ids::{EntityHash, PackId};
@@ -72,6 +72,8 @@ pub struct PackWriter<'a> {
     pub packs_written: u64,
     /// Hashes whose pack was committed to the index (for `write_block`).
     committed: Vec<EntityHash>,
+    /// When set, finished packs wait here for the caller to index them.
+    deferred: Option<Vec<NewPack>>,
 }
 
 struct OpenPack {
@@ -105,6 +107,7 @@ impl<'a> PackWriter<'a> {
             bytes_written: 0,
             packs_written: 0,
             committed: Vec::new(),
+            deferred: None,
         })
     }
 
@@ -122,6 +125,20 @@ impl<'a> PackWriter<'a> {
             self.flush_block()?;
         }
         Ok(true)
+    }
+
+    /// Leave finished packs for the caller to index ([`Self::take_deferred`]).
+    pub fn defer_indexing(mut self) -> Self {
+        self.deferred = Some(Vec::new());
+        self
+    }
+
+    /// Finished packs not yet in the index.
+    pub fn take_deferred(&mut self) -> Vec<NewPack> {
+        self.deferred
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Compress and write one block assembled elsewhere (the background
@@ -230,13 +247,33 @@ impl<'a> PackWriter<'a> {
         // pages with slack that later snapshots fill without growing the
         // file (sorted inserts pack pages full, and every later insert then
         // splits one: +25% on the day-2 benchmark's growth).
-        self.index
-            .add_pack(&id, &self.namespace, &self.kind, open.len, raw, &locations)?;
-        self.committed.extend(locations.iter().map(|(h, _)| *h));
+        let pack = NewPack {
+            id,
+            namespace: self.namespace.clone(),
+            kind: self.kind.clone(),
+            size: open.len,
+            raw_bytes: raw,
+            entries: locations,
+        };
+        match self.deferred.as_mut() {
+            // The caller records it, batched with others.
+            Some(d) => d.push(pack),
+            None => {
+                self.index.add_packs(std::slice::from_ref(&pack))?;
+                self.committed.extend(pack.entries.iter().map(|(h, _)| *h));
+            }
+        }
         self.pending.clear();
         self.bytes_written += open.len;
         self.packs_written += 1;
         Ok(())
+    }
+
+    /// Write out everything still buffered, keeping the writer (and its
+    /// deferred packs) for the caller.
+    pub fn close(&mut self) -> Result<()> {
+        self.flush_block()?;
+        self.finish_pack()
     }
 
     /// Write out everything still buffered. Call once, at the end.
@@ -318,13 +355,13 @@ pub fn parse_toc(bytes: &[u8], name: &str) -> Result<Toc> {
 /// back so the sender can stop treating them as pending.
 pub mod background {
     use std::collections::{BTreeMap, HashSet};
-    use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+    use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
     use std::thread::JoinHandle;
 
     use super::PackWriter;
     use crate::error::{Error, Result};
     use crate::ids::EntityHash;
-    use crate::repo::index::Index;
+    use crate::repo::index::{Index, NewPack};
     use crate::repo::Repository;
 
     struct Block {
@@ -338,6 +375,28 @@ pub mod background {
     enum Msg {
         Block(Block),
         Finish,
+    }
+
+    /// Entities per index transaction: one transaction per pack journals
+    /// most of a large index's pages again and again.
+    const INDEX_BATCH: usize = 64 * 1024;
+
+    fn commit(
+        index: &Index,
+        batch: &mut Vec<NewPack>,
+        acks: &Sender<Vec<EntityHash>>,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        index.add_packs(batch)?;
+        let done: Vec<EntityHash> = batch
+            .iter()
+            .flat_map(|p| p.entries.iter().map(|(h, _)| *h))
+            .collect();
+        batch.clear();
+        let _ = acks.send(done);
+        Ok(())
     }
 
     /// Per kind (group id): compressed bytes and packs written.
@@ -372,25 +431,31 @@ pub mod background {
                 // Ordered maps: packs are finished and indexed in the same order on
                 // every run, so the same data gives the same repository bytes.
                 let mut writers: BTreeMap<u32, PackWriter> = BTreeMap::new();
+                let mut batch: Vec<NewPack> = Vec::new();
                 for msg in rx.iter() {
                     match msg {
                         Msg::Block(b) => {
                             let w = match writers.entry(b.gid) {
                                 std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                                std::collections::btree_map::Entry::Vacant(v) => {
-                                    v.insert(PackWriter::new(&repo, &index, &b.namespace, &b.kind)?)
-                                }
+                                std::collections::btree_map::Entry::Vacant(v) => v.insert(
+                                    PackWriter::new(&repo, &index, &b.namespace, &b.kind)?
+                                        .defer_indexing(),
+                                ),
                             };
-                            let done = w.write_block(b.raw, b.entries)?;
-                            if !done.is_empty() {
-                                let _ = ack_tx.send(done);
+                            w.write_block(b.raw, b.entries)?;
+                            batch.extend(w.take_deferred());
+                            if batch.iter().map(|p| p.entries.len()).sum::<usize>() >= INDEX_BATCH {
+                                commit(&index, &mut batch, &ack_tx)?;
                             }
                         }
                         Msg::Finish => {
                             let mut stats = Stats::new();
-                            for (gid, w) in std::mem::take(&mut writers) {
-                                stats.insert(gid, w.finish()?);
+                            for (gid, mut w) in std::mem::take(&mut writers) {
+                                w.close()?;
+                                batch.extend(w.take_deferred());
+                                stats.insert(gid, (w.bytes_written, w.packs_written));
                             }
+                            commit(&index, &mut batch, &ack_tx)?;
                             return Ok(stats);
                         }
                     }
@@ -516,10 +581,11 @@ mod tests {
         repo.config.block_size = 4096;
         repo.config.pack_size = 16 * 1024;
         let mut packer = Packer::start(&repo);
-        let n = 2000u32;
+        // More than one index batch, so acknowledgements must arrive.
+        let n = 70_000u32;
         for i in 0..n {
             let mut body = i.to_le_bytes().to_vec();
-            body.extend((0..300u32).map(|j| (i.wrapping_mul(31).wrapping_add(j * 7) % 251) as u8));
+            body.extend((0..40u32).map(|j| (i.wrapping_mul(31).wrapping_add(j * 7) % 251) as u8));
             packer
                 .add(0, "", "K", EntityHash::of(&body), &body)
                 .unwrap();
