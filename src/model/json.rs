@@ -655,6 +655,22 @@ pub mod transcode {
         pub key: Key,
     }
 
+    /// A visitor that writes into `out`, and its `DeserializeSeed` impl.
+    macro_rules! seed {
+        ($name:ident, $value:ty, $method:ident) => {
+            struct $name<'o> {
+                out: &'o mut Vec<u8>,
+            }
+
+            impl<'de> serde::de::DeserializeSeed<'de> for $name<'_> {
+                type Value = $value;
+                fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<$value, D::Error> {
+                    d.$method(self)
+                }
+            }
+        };
+    }
+
     thread_local! {
         static SCRATCH: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     }
@@ -681,16 +697,7 @@ pub mod transcode {
         Ok(Transcoded { key })
     }
 
-    struct EntitySeed<'o> {
-        out: &'o mut Vec<u8>,
-    }
-
-    impl<'de> serde::de::DeserializeSeed<'de> for EntitySeed<'_> {
-        type Value = Key;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
+    seed!(EntitySeed, Key, deserialize_map);
 
     impl<'de> Visitor<'de> for EntitySeed<'_> {
         type Value = Key;
@@ -698,49 +705,67 @@ pub mod transcode {
             f.write_str("an entity object with `key` and `properties`")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Key, A::Error> {
-            let mut key = None;
-            let mut props = take_buf();
-            let mut have_props = false;
-            while let Some(field) = map.next_key::<Cow<'de, str>>()? {
-                match &*field {
-                    "key" => key = map.next_value::<Option<JsonKey>>()?.map(|k| k.0),
-                    "properties" => {
-                        props.clear();
-                        have_props = map.next_value_seed(PropsSeed { out: &mut props })?;
-                    }
-                    other => return Err(de::Error::unknown_field(other, &["key", "properties"])),
-                }
-            }
+            let (key, props) = key_and_properties(&mut map)?;
             let Some(key) = key else {
                 give_buf(props);
                 return Err(de::Error::custom("entity has no `key`"));
             };
-            fast::head(self.out, 5, 2);
-            fast::text(self.out, "k");
-            fast::key(self.out, &key);
-            fast::text(self.out, "p");
-            if have_props {
-                self.out.extend_from_slice(&props);
-            } else {
-                fast::head(self.out, 5, 0);
-            }
+            write_entity(self.out, Some(&key), &props);
             give_buf(props);
             Ok(key)
         }
     }
 
-    /// Writes a properties map (sorted by name) into `out`; returns whether
-    /// it was present (`null` counts as absent).
-    struct PropsSeed<'o> {
-        out: &'o mut Vec<u8>,
-    }
-
-    impl<'de> serde::de::DeserializeSeed<'de> for PropsSeed<'_> {
-        type Value = bool;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-            d.deserialize_option(self)
+    /// Read an entity object's `key` and `properties` (transcoded, sorted)
+    /// in whatever order they come.
+    fn key_and_properties<'de, A: MapAccess<'de>>(
+        map: &mut A,
+    ) -> Result<(Option<Key>, Vec<u8>), A::Error> {
+        let mut key = None;
+        let mut props = take_buf();
+        let result = (|| {
+            while let Some(field) = map.next_key::<Cow<'de, str>>()? {
+                match &*field {
+                    "key" => key = map.next_value::<Option<JsonKey>>()?.map(|k| k.0),
+                    "properties" => {
+                        props.clear();
+                        if !map.next_value_seed(PropsSeed { out: &mut props })? {
+                            props.clear();
+                        }
+                    }
+                    other => return Err(de::Error::unknown_field(other, &["key", "properties"])),
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok((key, props)),
+            Err(e) => {
+                give_buf(props);
+                Err(e)
+            }
         }
     }
+
+    /// `{"k": key, "p": properties}`; the key is left out when absent (an
+    /// embedded entity), an absent properties map is an empty one.
+    fn write_entity(out: &mut Vec<u8>, key: Option<&Key>, props: &[u8]) {
+        fast::head(out, 5, 1 + key.is_some() as u64);
+        if let Some(k) = key {
+            fast::text(out, "k");
+            fast::key(out, k);
+        }
+        fast::text(out, "p");
+        if props.is_empty() {
+            fast::head(out, 5, 0);
+        } else {
+            out.extend_from_slice(props);
+        }
+    }
+
+    // Writes a properties map (sorted by name) into `out`; returns whether
+    // it was present (`null` counts as absent).
+    seed!(PropsSeed, bool, deserialize_option);
 
     impl<'de> Visitor<'de> for PropsSeed<'_> {
         type Value = bool;
@@ -789,16 +814,7 @@ pub mod transcode {
         }
     }
 
-    struct ValueSeed<'o> {
-        out: &'o mut Vec<u8>,
-    }
-
-    impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_map(self)
-        }
-    }
+    seed!(ValueSeed, (), deserialize_map);
 
     impl<'de> Visitor<'de> for ValueSeed<'_> {
         type Value = ();
@@ -919,16 +935,7 @@ pub mod transcode {
         }
     }
 
-    struct ArraySeed<'o> {
-        out: &'o mut Vec<u8>,
-    }
-
-    impl<'de> serde::de::DeserializeSeed<'de> for ArraySeed<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_map(self)
-        }
-    }
+    seed!(ArraySeed, (), deserialize_map);
 
     impl<'de> Visitor<'de> for ArraySeed<'_> {
         type Value = ();
@@ -961,17 +968,8 @@ pub mod transcode {
         }
     }
 
-    /// The `values` list (or null): writes the elements, returns how many.
-    struct ValuesSeed<'o> {
-        out: &'o mut Vec<u8>,
-    }
-
-    impl<'de> serde::de::DeserializeSeed<'de> for ValuesSeed<'_> {
-        type Value = u64;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
-            d.deserialize_option(self)
-        }
-    }
+    // The `values` list (or null): writes the elements, returns how many.
+    seed!(ValuesSeed, u64, deserialize_option);
 
     impl<'de> Visitor<'de> for ValuesSeed<'_> {
         type Value = u64;
@@ -1001,16 +999,7 @@ pub mod transcode {
         }
     }
 
-    struct EmbeddedSeed<'o> {
-        out: &'o mut Vec<u8>,
-    }
-
-    impl<'de> serde::de::DeserializeSeed<'de> for EmbeddedSeed<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_map(self)
-        }
-    }
+    seed!(EmbeddedSeed, (), deserialize_map);
 
     impl<'de> Visitor<'de> for EmbeddedSeed<'_> {
         type Value = ();
@@ -1018,39 +1007,8 @@ pub mod transcode {
             f.write_str("an embedded entity object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            let mut key = None;
-            let mut props = take_buf();
-            let mut have_props = false;
-            let result = (|| {
-                while let Some(field) = map.next_key::<Cow<'de, str>>()? {
-                    match &*field {
-                        "key" => key = map.next_value::<Option<JsonKey>>()?.map(|k| k.0),
-                        "properties" => {
-                            props.clear();
-                            have_props = map.next_value_seed(PropsSeed { out: &mut props })?;
-                        }
-                        other => {
-                            return Err(de::Error::unknown_field(other, &["key", "properties"]))
-                        }
-                    }
-                }
-                Ok(())
-            })();
-            if let Err(e) = result {
-                give_buf(props);
-                return Err(e);
-            }
-            fast::head(self.out, 5, 1 + key.is_some() as u64);
-            if let Some(k) = &key {
-                fast::text(self.out, "k");
-                fast::key(self.out, k);
-            }
-            fast::text(self.out, "p");
-            if have_props {
-                self.out.extend_from_slice(&props);
-            } else {
-                fast::head(self.out, 5, 0);
-            }
+            let (key, props) = key_and_properties(&mut map)?;
+            write_entity(self.out, key.as_ref(), &props);
             give_buf(props);
             Ok(())
         }

@@ -110,13 +110,17 @@ pub fn diff(
                 continue;
             }
         }
-        if method == Method::Adjacent {
-            let (child_chain, child_kind, parent_chain) = if forward {
-                (&chain_b, &kb, &chain_a)
-            } else {
-                (&chain_a, &ka, &chain_b)
-            };
-            if let Some(ck) = child_kind {
+        let (child_chain, child_kind, parent_chain) = if forward {
+            (&chain_b, &kb, &chain_a)
+        } else {
+            (&chain_a, &ka, &chain_b)
+        };
+        // Adjacent, and the child has the kind: its change rows are the diff.
+        // Otherwise (not adjacent, or the kind appeared or vanished
+        // entirely) merge the two states.
+        let use_changes = method == Method::Adjacent && child_kind.is_some();
+        if let (true, Some(ck)) = (use_changes, child_kind) {
+            {
                 if !opts.entries {
                     let (add, rem) = if forward {
                         (ck.added, ck.removed)
@@ -157,18 +161,6 @@ pub fn diff(
                         )?;
                     }
                 }
-            } else {
-                // The child does not have the kind at all: every key of the
-                // other side is added or removed.
-                merge(
-                    &chain_a,
-                    &chain_b,
-                    &ns,
-                    &kind,
-                    &mut d,
-                    opts.entries,
-                    on_entry,
-                )?;
             }
         } else {
             merge(
