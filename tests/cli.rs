@@ -464,3 +464,37 @@ fn a_symlink_rotated_daily_is_one_source() {
     let out = snapshot(&w, "latest.jsonl", "tue");
     assert!(out.contains("parent mon"), "{out}");
 }
+
+#[test]
+fn many_kinds_and_namespaces_beyond_every_open_limit() {
+    // 3 namespaces × 70 kinds: more kinds than the snapshot keeps parent
+    // cursors or open packs for at once.
+    let w = Work::new();
+    w.init();
+    let mut rng = common::Rng::new(77);
+    let mut data = Data::default();
+    for ns in ["", "a", "b"] {
+        for k in 0..70 {
+            for id in 1..=12 {
+                data.insert(ns, &[(&*format!("K{k}"), format!("#{id}"))], 1, &mut rng);
+            }
+        }
+    }
+    data.write_sorted(&w.path("cur.jsonl"));
+    snapshot(&w, "cur.jsonl", "one");
+    // In key order (cursors are opened and given up kind after kind) …
+    data.mutate(8, 200, 40, 10);
+    data.write_sorted(&w.path("cur.jsonl"));
+    let out = snapshot(&w, "cur.jsonl", "two");
+    assert!(out.contains("parent one"), "{out}");
+    export_matches(&w, "two", &data);
+    let v: serde_json::Value =
+        serde_json::from_str(&w.ok(&["diff", "one", "two", "--json"])).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 250);
+    // … and shuffled (cursors see keys out of order and step aside).
+    data.mutate(9, 100, 20, 5);
+    data.write_shuffled(&w.path("cur.jsonl"), 4);
+    snapshot(&w, "cur.jsonl", "three");
+    export_matches(&w, "three", &data);
+    w.ok(&["check", "--read-data"]);
+}

@@ -70,6 +70,16 @@ pub struct SnapshotReport {
     pub skipped_kinds: Vec<String>,
 }
 
+/// Kinds with a parent cursor open at once.
+const MAX_CURSORS: usize = 8;
+
+/// A kind's parent cursor: not opened yet, open, or given up.
+enum Slot<'a> {
+    Unopened,
+    Open(ParentCursor<'a>),
+    Closed,
+}
+
 /// A forward-only cursor over one kind of the parent's state.
 struct ParentCursor<'a> {
     reader: StateReader<'a>,
@@ -185,7 +195,8 @@ pub fn snapshot(
         .as_ref()
         .map(|p| Chain::open(repo, &p.id))
         .transpose()?;
-    let mut cursors: Vec<Option<ParentCursor>> = Vec::new();
+    let mut cursors: Vec<Slot> = Vec::new();
+    let mut open_cursors: Vec<usize> = Vec::new();
     let mut count = 0u64;
     source.for_each_encoded(&mut |e| {
         let gid = match sorter.groups.get(e.namespace, e.kind) {
@@ -209,17 +220,25 @@ pub fn snapshot(
         };
         let g = gid as usize;
         if cursors.len() <= g {
-            cursors.resize_with(g + 1, || None);
+            cursors.resize_with(g + 1, || Slot::Unopened);
         }
         // The parent has this exact entity: its body is stored already.
         let known = match &chain {
             Some(chain) => {
-                if cursors[g].is_none() {
-                    cursors[g] = Some(ParentCursor::new(chain.state(e.namespace, e.kind)?));
+                if matches!(cursors[g], Slot::Unopened) {
+                    // A bounded number of kinds keep a cursor (each holds a
+                    // page of rows); the oldest gives its up for good and its
+                    // kind falls back to the index.
+                    if open_cursors.len() >= MAX_CURSORS {
+                        let old = open_cursors.remove(0);
+                        cursors[old] = Slot::Closed;
+                    }
+                    cursors[g] = Slot::Open(ParentCursor::new(chain.state(e.namespace, e.kind)?));
+                    open_cursors.push(g);
                 }
-                match cursors[g].as_mut() {
-                    Some(c) => c.seek(e.key)? == Some(e.hash),
-                    None => false,
+                match &mut cursors[g] {
+                    Slot::Open(c) => c.seek(e.key)? == Some(e.hash),
+                    _ => false,
                 }
             }
             None => false,

@@ -377,6 +377,13 @@ pub mod background {
         Finish,
     }
 
+    /// Packs open at once in the packer.
+    const MAX_OPEN_PACKS: usize = 16;
+
+    /// Bytes buffered in unfinished blocks across all kinds before the
+    /// largest is sent as a short block.
+    const MAX_BUFFERED: usize = 16 << 20;
+
     /// Entities per index transaction: one transaction per pack journals
     /// most of a large index's pages again and again.
     const INDEX_BATCH: usize = 64 * 1024;
@@ -415,6 +422,7 @@ pub mod background {
         handle: Option<JoinHandle<Result<Stats>>>,
         bufs: BTreeMap<u32, Buf>,
         block_size: usize,
+        buffered: usize,
         /// Bodies handed to the packer whose index entries are not yet
         /// committed: a second copy of one of them must not be stored.
         pub pending: HashSet<EntityHash>,
@@ -432,6 +440,7 @@ pub mod background {
                 // every run, so the same data gives the same repository bytes.
                 let mut writers: BTreeMap<u32, PackWriter> = BTreeMap::new();
                 let mut batch: Vec<NewPack> = Vec::new();
+                let mut recent: Vec<u32> = Vec::new();
                 for msg in rx.iter() {
                     match msg {
                         Msg::Block(b) => {
@@ -444,6 +453,18 @@ pub mod background {
                             };
                             w.write_block(b.raw, b.entries)?;
                             batch.extend(w.take_deferred());
+                            // A bounded number of open packs (each holds a
+                            // file and a write buffer): close the one written
+                            // least recently. Its kind starts a new pack later.
+                            recent.retain(|g| *g != b.gid);
+                            recent.push(b.gid);
+                            if recent.len() > MAX_OPEN_PACKS {
+                                let old = recent.remove(0);
+                                if let Some(w) = writers.get_mut(&old) {
+                                    w.close()?;
+                                    batch.extend(w.take_deferred());
+                                }
+                            }
                             if batch.iter().map(|p| p.entries.len()).sum::<usize>() >= INDEX_BATCH {
                                 commit(&index, &mut batch, &ack_tx)?;
                             }
@@ -470,6 +491,7 @@ pub mod background {
                 handle: Some(handle),
                 bufs: BTreeMap::new(),
                 block_size,
+                buffered: 0,
                 pending: HashSet::new(),
             }
         }
@@ -501,8 +523,19 @@ pub mod background {
             let off = buf.raw.len() as u32;
             buf.raw.extend_from_slice(body);
             buf.entries.push((hash, off, body.len() as u32));
+            self.buffered += body.len();
             if buf.raw.len() >= self.block_size {
                 self.flush(gid)?;
+            } else if self.buffered > MAX_BUFFERED {
+                // Many kinds each with a partial block: send the largest.
+                let largest = self
+                    .bufs
+                    .iter()
+                    .max_by_key(|(_, b)| b.raw.len())
+                    .map(|(g, _)| *g);
+                if let Some(g) = largest {
+                    self.flush(g)?;
+                }
             }
             Ok(())
         }
@@ -514,6 +547,7 @@ pub mod background {
             if buf.raw.is_empty() {
                 return Ok(());
             }
+            self.buffered -= buf.raw.len();
             let block = Block {
                 gid,
                 namespace: buf.namespace.clone(),
