@@ -252,6 +252,11 @@ impl Repository {
     /// Remove temp files left by processes that died. Only files whose
     /// writer is gone are removed: names carry the writer's pid.
     pub fn clean_stale_temps(&self) {
+        // Whether a writer is alive is read from /proc; where there is no
+        // /proc (macOS, BSD), leave temp files alone rather than guess.
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
         for dir in [
             self.tmp_dir(),
             self.snapshots_dir(),
