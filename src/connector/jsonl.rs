@@ -140,12 +140,12 @@ mod parallel {
             if text.is_empty() {
                 continue;
             }
-            let key = out.push_json(text, line).map_err(|e| Error::Source {
+            let complete = out.push_json(text, line).map_err(|e| Error::Source {
                 file: shown.to_string(),
                 line,
                 message: e.to_string(),
             })?;
-            if !key.is_complete() {
+            if !complete {
                 return Err(Error::Source {
                     file: shown.to_string(),
                     line,

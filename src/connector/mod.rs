@@ -77,12 +77,13 @@ impl EncodedBatch {
     }
 
     /// Transcode one entity from its JSON text, hash and append it. On an
-    /// error the batch is unchanged. Returns the entity's key.
+    /// error the batch is unchanged. Returns whether the key is complete
+    /// (an incomplete one is appended all the same; the caller decides).
     pub fn push_json(
         &mut self,
         text: &[u8],
         origin: u64,
-    ) -> std::result::Result<crate::model::Key, serde_json::Error> {
+    ) -> std::result::Result<bool, serde_json::Error> {
         let start = self.data.len();
         let key = match crate::model::json::transcode::entity(text, &mut self.data) {
             Ok(t) => t.key,
@@ -93,8 +94,10 @@ impl EncodedBatch {
         };
         let hash = codec::hash(&self.data[start..]);
         let body = (start as u32, (self.data.len() - start) as u32);
-        let k = self.put(&key.path_bytes());
-        let namespace = self.put(key.partition.namespace.as_bytes());
+        let key_start = self.data.len();
+        key.write_path_bytes(&mut self.data);
+        let k = (key_start as u32, (self.data.len() - key_start) as u32);
+        let namespace = self.put(key.namespace.as_bytes());
         let kind = self.put(key.kind().as_bytes());
         self.items.push(Item {
             namespace,
@@ -104,7 +107,7 @@ impl EncodedBatch {
             hash,
             origin,
         });
-        Ok(key)
+        Ok(key.is_complete())
     }
 
     /// Empty the batch, keeping its buffers for reuse.

@@ -650,9 +650,153 @@ pub mod transcode {
     use super::*;
     use crate::model::codec::fast;
 
-    /// What the caller needs besides the bytes.
-    pub struct Transcoded {
-        pub key: Key,
+    /// What the caller needs besides the bytes: the entity's key, borrowed
+    /// from the input where it can be.
+    pub struct Transcoded<'a> {
+        pub key: KeyRef<'a>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct PartitionRef<'a> {
+        #[serde(borrow, default)]
+        project_id: Cow<'a, str>,
+        #[serde(borrow, default)]
+        database_id: Cow<'a, str>,
+        #[serde(borrow, default)]
+        namespace_id: Cow<'a, str>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ElementRef<'a> {
+        #[serde(borrow)]
+        kind: Cow<'a, str>,
+        #[serde(default)]
+        id: Option<I64Str>,
+        #[serde(borrow, default)]
+        name: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct KeyRaw<'a> {
+        #[serde(borrow, default)]
+        partition_id: Option<PartitionRef<'a>>,
+        #[serde(borrow, default)]
+        path: Vec<ElementRef<'a>>,
+    }
+
+    /// A key whose strings point into the JSON text (no copies unless a
+    /// string has escapes).
+    pub struct KeyRef<'a> {
+        pub project: Cow<'a, str>,
+        pub database: Cow<'a, str>,
+        pub namespace: Cow<'a, str>,
+        path: Vec<(Cow<'a, str>, IdRef<'a>)>,
+    }
+
+    enum IdRef<'a> {
+        Incomplete,
+        Id(i64),
+        Name(Cow<'a, str>),
+    }
+
+    impl<'de> Deserialize<'de> for KeyRef<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let raw = KeyRaw::deserialize(d)?;
+            let p = raw.partition_id.unwrap_or(PartitionRef {
+                project_id: Cow::Borrowed(""),
+                database_id: Cow::Borrowed(""),
+                namespace_id: Cow::Borrowed(""),
+            });
+            let mut path = Vec::with_capacity(raw.path.len());
+            for e in raw.path {
+                let id = match (e.id, e.name) {
+                    (Some(_), Some(_)) => {
+                        return Err(de::Error::custom("a path element has both `id` and `name`"))
+                    }
+                    (Some(id), None) => IdRef::Id(id.0),
+                    (None, Some(name)) => IdRef::Name(name),
+                    (None, None) => IdRef::Incomplete,
+                };
+                path.push((e.kind, id));
+            }
+            Ok(KeyRef {
+                project: p.project_id,
+                database: p.database_id,
+                namespace: p.namespace_id,
+                path,
+            })
+        }
+    }
+
+    impl KeyRef<'_> {
+        pub fn is_complete(&self) -> bool {
+            !self.path.is_empty()
+                && self
+                    .path
+                    .iter()
+                    .all(|(_, id)| !matches!(id, IdRef::Incomplete))
+        }
+
+        /// The kind of the entity itself.
+        pub fn kind(&self) -> &str {
+            self.path.last().map(|(k, _)| &**k).unwrap_or("")
+        }
+
+        /// The order-preserving path bytes (as `Key::path_bytes`).
+        pub fn write_path_bytes(&self, out: &mut Vec<u8>) {
+            for (kind, id) in &self.path {
+                let id = match id {
+                    IdRef::Incomplete => crate::model::key::IdParts::Incomplete,
+                    IdRef::Id(i) => crate::model::key::IdParts::Id(*i),
+                    IdRef::Name(n) => crate::model::key::IdParts::Name(n),
+                };
+                crate::model::key::encode_element(out, kind, id);
+            }
+        }
+
+        /// The canonical encoding (as `fast::key`).
+        fn write_cbor(&self, out: &mut Vec<u8>) {
+            fast::head(out, 5, 2);
+            fast::text(out, "t");
+            let parts = [
+                ("p", &self.project),
+                ("d", &self.database),
+                ("n", &self.namespace),
+            ];
+            fast::head(
+                out,
+                5,
+                parts.iter().filter(|(_, v)| !v.is_empty()).count() as u64,
+            );
+            for (name, v) in parts {
+                if !v.is_empty() {
+                    fast::text(out, name);
+                    fast::text(out, v);
+                }
+            }
+            fast::text(out, "e");
+            fast::head(out, 4, self.path.len() as u64);
+            for (kind, id) in &self.path {
+                fast::head(out, 5, 2);
+                fast::text(out, "k");
+                fast::text(out, kind);
+                fast::text(out, "i");
+                match id {
+                    IdRef::Incomplete => fast::text(out, "x"),
+                    IdRef::Id(i) => {
+                        fast::tagged(out, "i");
+                        fast::int(out, *i);
+                    }
+                    IdRef::Name(n) => {
+                        fast::tagged(out, "s");
+                        fast::text(out, n);
+                    }
+                }
+            }
+        }
     }
 
     /// A visitor that writes into `out`, and its `DeserializeSeed` impl.
@@ -690,21 +834,33 @@ pub mod transcode {
     }
 
     /// Transcode one entity; appends its canonical bytes to `out`.
-    pub fn entity(text: &[u8], out: &mut Vec<u8>) -> Result<Transcoded, serde_json::Error> {
+    pub fn entity<'a>(
+        text: &'a [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Transcoded<'a>, serde_json::Error> {
         let mut de = serde_json::Deserializer::from_slice(text);
         let key = EntitySeed { out }.deserialize(&mut de)?;
         de.end()?;
         Ok(Transcoded { key })
     }
 
-    seed!(EntitySeed, Key, deserialize_map);
+    struct EntitySeed<'o> {
+        out: &'o mut Vec<u8>,
+    }
+
+    impl<'de> serde::de::DeserializeSeed<'de> for EntitySeed<'_> {
+        type Value = KeyRef<'de>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<KeyRef<'de>, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
 
     impl<'de> Visitor<'de> for EntitySeed<'_> {
-        type Value = Key;
+        type Value = KeyRef<'de>;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("an entity object with `key` and `properties`")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Key, A::Error> {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeyRef<'de>, A::Error> {
             let (key, props) = key_and_properties(&mut map)?;
             let Some(key) = key else {
                 give_buf(props);
@@ -720,13 +876,13 @@ pub mod transcode {
     /// in whatever order they come.
     fn key_and_properties<'de, A: MapAccess<'de>>(
         map: &mut A,
-    ) -> Result<(Option<Key>, Vec<u8>), A::Error> {
+    ) -> Result<(Option<KeyRef<'de>>, Vec<u8>), A::Error> {
         let mut key = None;
         let mut props = take_buf();
         let result = (|| {
             while let Some(field) = map.next_key::<Cow<'de, str>>()? {
                 match &*field {
-                    "key" => key = map.next_value::<Option<JsonKey>>()?.map(|k| k.0),
+                    "key" => key = map.next_value::<Option<KeyRef<'de>>>()?,
                     "properties" => {
                         props.clear();
                         if !map.next_value_seed(PropsSeed { out: &mut props })? {
@@ -749,11 +905,11 @@ pub mod transcode {
 
     /// `{"k": key, "p": properties}`; the key is left out when absent (an
     /// embedded entity), an absent properties map is an empty one.
-    fn write_entity(out: &mut Vec<u8>, key: Option<&Key>, props: &[u8]) {
+    fn write_entity(out: &mut Vec<u8>, key: Option<&KeyRef<'_>>, props: &[u8]) {
         fast::head(out, 5, 1 + key.is_some() as u64);
         if let Some(k) = key {
             fast::text(out, "k");
-            fast::key(out, k);
+            k.write_cbor(out);
         }
         fast::text(out, "p");
         if props.is_empty() {
@@ -863,9 +1019,9 @@ pub mod transcode {
                         fast::int(out, t);
                     }
                     "keyValue" => {
-                        let k = map.next_value::<JsonKey>()?.0;
+                        let k = map.next_value::<KeyRef<'de>>()?;
                         fast::tagged(out, "k");
-                        fast::key(out, &k);
+                        k.write_cbor(out);
                     }
                     "stringValue" => {
                         let s: Cow<'de, str> = map.next_value()?;
@@ -1040,6 +1196,15 @@ pub mod transcode {
                 let mut want = Vec::new();
                 codec::encode(&mut e, &mut want);
                 prop_assert_eq!(via_transcoder(&text), Ok(want));
+                // And the key it hands back reads as the model's key.
+                let mut out = Vec::new();
+                let t = entity(text.as_bytes(), &mut out).unwrap();
+                let mut path = Vec::new();
+                t.key.write_path_bytes(&mut path);
+                prop_assert_eq!(path, e.key.path_bytes());
+                prop_assert_eq!(&*t.key.namespace, e.key.partition.namespace.as_str());
+                prop_assert_eq!(t.key.kind(), e.key.kind());
+                prop_assert_eq!(t.key.is_complete(), e.key.is_complete());
             }
         }
 

@@ -131,20 +131,37 @@ fn put_escaped(out: &mut Vec<u8>, s: &[u8]) {
 pub fn encode_path(path: &[PathElement]) -> Vec<u8> {
     let mut out = Vec::with_capacity(path.len() * 24);
     for e in path {
-        put_escaped(&mut out, e.kind.as_bytes());
-        match &e.id {
-            ElementId::Incomplete => out.push(TAG_INCOMPLETE),
-            ElementId::Id(id) => {
-                out.push(TAG_ID);
-                out.extend_from_slice(&((*id as u64) ^ (1 << 63)).to_be_bytes());
-            }
-            ElementId::Name(n) => {
-                out.push(TAG_NAME);
-                put_escaped(&mut out, n.as_bytes());
-            }
-        }
+        let id = match &e.id {
+            ElementId::Incomplete => IdParts::Incomplete,
+            ElementId::Id(id) => IdParts::Id(*id),
+            ElementId::Name(n) => IdParts::Name(n),
+        };
+        encode_element(&mut out, &e.kind, id);
     }
     out
+}
+
+/// A path element's identifier, borrowed.
+pub enum IdParts<'a> {
+    Incomplete,
+    Id(i64),
+    Name(&'a str),
+}
+
+/// Append one element of [`encode_path`]'s form.
+pub fn encode_element(out: &mut Vec<u8>, kind: &str, id: IdParts<'_>) {
+    put_escaped(out, kind.as_bytes());
+    match id {
+        IdParts::Incomplete => out.push(TAG_INCOMPLETE),
+        IdParts::Id(id) => {
+            out.push(TAG_ID);
+            out.extend_from_slice(&((id as u64) ^ (1 << 63)).to_be_bytes());
+        }
+        IdParts::Name(n) => {
+            out.push(TAG_NAME);
+            put_escaped(out, n.as_bytes());
+        }
+    }
 }
 
 fn take_escaped(bytes: &[u8], pos: &mut usize) -> Option<String> {
