@@ -134,7 +134,11 @@ mod parallel {
         mut out: EncodedBatch,
     ) -> Result<EncodedBatch> {
         out.clear();
-        for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+        for (i, end) in ends.enumerate() {
+            let raw = &bytes[start..end];
+            start = end + 1;
             let line = first_line + i as u64;
             let text = raw.trim_ascii();
             if text.is_empty() {
@@ -192,7 +196,7 @@ mod parallel {
                     let eof = n == 0;
                     if !eof {
                         // Cut at the last newline; the rest waits for more.
-                        match buf.iter().rposition(|b| *b == b'\n') {
+                        match memchr::memrchr(b'\n', &buf) {
                             Some(p) => {
                                 carry.extend_from_slice(&buf[p + 1..]);
                                 buf.truncate(p + 1);
@@ -207,7 +211,7 @@ mod parallel {
                     if buf.is_empty() {
                         return Ok(());
                     }
-                    let lines = buf.iter().filter(|b| **b == b'\n').count() as u64;
+                    let lines = memchr::memchr_iter(b'\n', &buf).count() as u64;
                     let chunk_line = line;
                     line += lines;
                     if chunk_tx.send((seq, chunk_line, buf)).is_err() {
