@@ -188,10 +188,14 @@ impl Sorter {
                     arena,
                 },
                 peeked: None,
+                spare: Vec::new(),
                 _sorter: Some(self),
             });
         }
         self.spill()?;
+        // The runs hold everything now; the buffers are not needed.
+        self.metas = Vec::new();
+        self.arena = Vec::new();
         let rank = self.groups.ranks();
         let mut readers = Vec::new();
         for p in &self.runs {
@@ -216,6 +220,7 @@ impl Sorter {
                 rank,
             },
             peeked: None,
+            spare: Vec::new(),
             _sorter: Some(self),
         })
     }
@@ -279,17 +284,24 @@ pub struct Sorted {
     peeked: Option<Record>,
     // Keeps the run files alive (and removes them when done).
     _sorter: Option<Sorter>,
+    spare: Vec<Vec<u8>>,
 }
 
 impl Sorted {
     fn pull(&mut self) -> Result<Option<Record>> {
+        let spare = self.spare.pop();
         match &mut self.inner {
-            Inner::Memory { metas, arena } => Ok(metas.next().map(|m| Record {
-                gid: m.gid,
-                origin: m.origin,
-                hash: m.hash,
-                key: arena[m.start..m.start + m.key_len as usize].to_vec(),
-                size: m.size,
+            Inner::Memory { metas, arena } => Ok(metas.next().map(|m| {
+                let mut key = spare.unwrap_or_default();
+                key.clear();
+                key.extend_from_slice(&arena[m.start..m.start + m.key_len as usize]);
+                Record {
+                    gid: m.gid,
+                    origin: m.origin,
+                    hash: m.hash,
+                    key,
+                    size: m.size,
+                }
             })),
             Inner::Merge {
                 readers,
@@ -317,6 +329,14 @@ impl Sorted {
             self.peeked = self.pull()?;
         }
         Ok(self.peeked.as_ref())
+    }
+
+    /// Hand a record back so its key buffer is reused (fewer allocations
+    /// in the merge, which sees every record of the snapshot).
+    pub fn recycle(&mut self, r: Record) {
+        if self.spare.len() < 4 {
+            self.spare.push(r.key);
+        }
     }
 
     pub fn next_record(&mut self) -> Result<Option<Record>> {

@@ -404,7 +404,9 @@ pub fn snapshot(
             if rep.entities.is_multiple_of(4096) {
                 progress.advance(4096);
             }
-            prev = Some(s);
+            if let Some(old) = prev.replace(s) {
+                sorted.recycle(old);
+            }
         }
         progress.advance(rep.entities % 4096);
         progress.done();
