@@ -109,6 +109,11 @@ pub enum Error {
 
     #[error("interrupted; the repository is unchanged")]
     Interrupted,
+
+    /// A state the code should never reach: a bug, reported instead of a
+    /// panic. The repository is left as the commit protocol leaves it.
+    #[error("internal error: {0}; please report it (the repository is consistent)")]
+    Internal(&'static str),
 }
 
 impl Error {

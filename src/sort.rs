@@ -250,7 +250,8 @@ fn read_record(r: &mut BufReader<File>, path: &Path) -> Result<Option<Record>> {
     let u32at = |o: usize| u32::from_le_bytes([head[o], head[o + 1], head[o + 2], head[o + 3]]);
     let gid = u32at(0);
     let origin = u64::from_le_bytes(head[4..12].try_into().unwrap_or([0; 8]));
-    let hash = EntityHash::from_slice(&head[12..44]).ok_or(Error::Interrupted)?;
+    let hash = EntityHash::from_slice(&head[12..44])
+        .ok_or(Error::Internal("a sort run record is short"))?;
     let key_len = u32at(44) as usize;
     let size = u32at(48);
     let mut key = vec![0u8; key_len];

@@ -247,7 +247,9 @@ mod parallel {
             let result = deliver(&parsed_rx, f, &batch_pool);
             // Stop the workers and the reader early on an error.
             drop(parsed_rx);
-            let read = reader.join().unwrap_or(Err(Error::Interrupted));
+            let read = reader
+                .join()
+                .unwrap_or(Err(Error::Internal("the file reader thread panicked")));
             result.and(read)
         })
     }
@@ -317,7 +319,10 @@ impl JsonlSink {
     }
 
     pub fn write(&mut self, entity: &Entity) -> Result<()> {
-        let out = self.out.as_mut().ok_or(Error::Interrupted)?;
+        let out = self
+            .out
+            .as_mut()
+            .ok_or(Error::Internal("export sink used after finish"))?;
         let line = json::entity_to_json(entity);
         out.write_all(line.as_bytes())
             .and_then(|_| out.write_all(b"\n"))

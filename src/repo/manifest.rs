@@ -273,7 +273,10 @@ impl Manifest {
             })?;
             let _ = self.db.set(db);
         }
-        self.db.get().map(|d| &d.conn).ok_or(Error::Interrupted)
+        self.db
+            .get()
+            .map(|d| &d.conn)
+            .ok_or(Error::Internal("manifest database not opened"))
     }
 
     fn unpack(&self, file: &Path) -> Result<Db> {
@@ -717,7 +720,9 @@ impl ManifestWriter {
     }
 
     fn conn(&self) -> Result<&Connection> {
-        self.conn.as_ref().ok_or(Error::Interrupted)
+        self.conn
+            .as_ref()
+            .ok_or(Error::Internal("manifest writer used after publish"))
     }
 
     pub fn add_kind(&mut self, namespace: &str, kind: &str) -> Result<i64> {
@@ -744,7 +749,7 @@ impl ManifestWriter {
                 *k = info;
                 Ok(())
             }
-            None => Err(Error::Interrupted),
+            None => Err(Error::Internal("unknown kind id in manifest writer")),
         }
     }
 
@@ -791,7 +796,10 @@ impl ManifestWriter {
         meta: &NewSnapshot,
         check_name: impl FnOnce(&Repository) -> Result<()>,
     ) -> Result<(SnapshotId, u64)> {
-        let conn = self.conn.take().ok_or(Error::Interrupted)?;
+        let conn = self
+            .conn
+            .take()
+            .ok_or(Error::Internal("manifest published twice"))?;
         conn.execute_batch("COMMIT")
             .map_err(Error::sql(&self.tmp))?;
         conn.close().map_err(|(_, e)| Error::Sqlite {

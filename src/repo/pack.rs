@@ -185,7 +185,7 @@ impl<'a> PackWriter<'a> {
             .compressor
             .compress(&self.block)
             .map_err(Error::io("compressing a block for", self.repo.root()))?;
-        let open = self.open.as_mut().ok_or_else(|| Error::Interrupted)?;
+        let open = self.open.as_mut().ok_or(Error::Internal("pack not open"))?;
         let off = open.len;
         open.write(&compressed)?;
         let raw = self.block.len() as u32;
@@ -571,7 +571,7 @@ pub mod background {
                 self.tx = None;
                 match self.handle.take().map(|h| h.join()) {
                     Some(Ok(Err(e))) => Err(e),
-                    _ => Err(Error::Interrupted),
+                    _ => Err(Error::Internal("the pack writer thread panicked")),
                 }
             }
         }
@@ -586,7 +586,7 @@ pub mod background {
             self.tx = None;
             match self.handle.take().map(|h| h.join()) {
                 Some(Ok(r)) => r,
-                _ => Err(Error::Interrupted),
+                _ => Err(Error::Internal("the pack writer thread panicked")),
             }
         }
     }

@@ -90,7 +90,7 @@ impl<'a> Store<'a> {
             c.file = Some((loc.pack, f));
         }
         let Some((_, file)) = c.file.as_mut() else {
-            return Err(Error::Interrupted);
+            return Err(Error::Internal("block cache lost its file"));
         };
         let block = Rc::new(read_block(
             file,
