@@ -846,6 +846,13 @@ impl ManifestWriter {
             // Knowing the size lets zstd size its window and tables to the
             // data, which keeps memory small at high levels.
             enc.set_pledged_src_size(Some(db_len))?;
+            if db_len >= 8 << 20 {
+                // A keyframe is tens of MB: use both cores.
+                let threads = std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1);
+                enc.multithread(threads.min(4) as u32)?;
+            }
             std::io::copy(&mut BufReader::new(File::open(&self.tmp)?), &mut enc)?;
             enc.finish()?;
             hashing.inner.flush()?;
