@@ -59,13 +59,14 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let mut report = CheckReport::default();
     let (infos, bad) = manifest::list(repo)?;
     report.snapshots = (infos.len() + bad.len()) as u64;
-    let mut damaged_snaps: HashSet<SnapshotId> = HashSet::new();
+    // Damaged manifests, with why; their problems are written once we know
+    // which snapshots depend on them.
+    let mut damaged: Vec<(SnapshotId, String)> = Vec::new();
     for (id, err) in bad {
-        report.problems.push(Problem {
-            problem: format!("snapshot {}: unreadable manifest: {err}", id.short()),
-            affects: vec![],
-        });
-        damaged_snaps.insert(id);
+        damaged.push((
+            id,
+            format!("snapshot {}: unreadable manifest: {err}", id.short()),
+        ));
     }
 
     // Manifests: id = hash of bytes, SQLite sound.
@@ -74,38 +75,26 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     for info in &infos {
         let path = repo.snapshot_path(&info.id);
         let actual = hash_file(&path)?;
-        if actual != *info.id.as_bytes() {
-            report.problems.push(Problem {
-                problem: format!(
-                    "{}: manifest content does not match its id (damaged file {})",
-                    snap_label(info),
-                    path.display()
-                ),
-                affects: vec![],
-            });
-            damaged_snaps.insert(info.id);
+        let why = if actual != *info.id.as_bytes() {
+            Some(format!(
+                "manifest content does not match its id (damaged file {})",
+                path.display()
+            ))
         } else {
             match Manifest::open(repo, &info.id).and_then(|m| m.quick_check()) {
-                Ok(None) => good.push(info.clone()),
-                Ok(Some(msg)) => {
-                    report.problems.push(Problem {
-                        problem: format!("{}: manifest database damaged: {msg}", snap_label(info)),
-                        affects: vec![],
-                    });
-                    damaged_snaps.insert(info.id);
-                }
-                Err(e) => {
-                    report.problems.push(Problem {
-                        problem: format!("{}: {e}", snap_label(info)),
-                        affects: vec![],
-                    });
-                    damaged_snaps.insert(info.id);
-                }
+                Ok(None) => None,
+                Ok(Some(msg)) => Some(format!("manifest database damaged: {msg}")),
+                Err(e) => Some(e.to_string()),
             }
+        };
+        match why {
+            None => good.push(info.clone()),
+            Some(why) => damaged.push((info.id, format!("{}: {why}", snap_label(info)))),
         }
         progress.advance(1);
     }
     progress.done();
+    let damaged_snaps: HashSet<SnapshotId> = damaged.iter().map(|(id, _)| *id).collect();
     // Chains: a delta needs every manifest back to its keyframe.
     let by_id: HashMap<SnapshotId, &SnapshotInfo> = infos.iter().map(|i| (i.id, i)).collect();
     let mut broken_chain = Vec::new();
@@ -142,23 +131,17 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
             affects: vec![snap_label(&info)],
         });
     }
-    // The problems about damaged manifests name what depends on them.
-    for p in report.problems.iter_mut() {
-        if p.affects.is_empty() {
-            if let Some(id) = damaged_snaps
-                .iter()
-                .find(|id| p.problem.contains(&id.short()))
-            {
-                p.affects = infos
-                    .iter()
-                    .filter(|i| depends_on(i, id, &by_id))
-                    .map(snap_label)
-                    .collect();
-                if p.affects.is_empty() {
-                    p.affects.push(format!("snapshot {}", id.short()));
-                }
-            }
+    // A damaged manifest takes every snapshot whose chain runs through it.
+    for (id, problem) in damaged {
+        let mut affects: Vec<String> = infos
+            .iter()
+            .filter(|i| depends_on(i, &id, &by_id))
+            .map(snap_label)
+            .collect();
+        if affects.is_empty() {
+            affects.push(format!("snapshot {}", id.short()));
         }
+        report.problems.push(Problem { problem, affects });
     }
 
     // Index and packs.
