@@ -13,11 +13,11 @@ use super::{Out, Settings};
 pub struct Args {
     /// The older snapshot.
     a: String,
-    /// The newer snapshot [default: latest].
+    /// The newer snapshot.
     #[arg(default_value = "latest")]
     b: String,
     /// Only this kind (repeatable).
-    #[arg(long = "kind")]
+    #[arg(long = "kind", value_name = "KIND")]
     kinds: Vec<String>,
     /// List the keys that differ.
     #[arg(long)]
