@@ -192,6 +192,7 @@ impl Repository {
     /// when it is writable, else the system temp directory (read-only
     /// repositories stay readable).
     pub fn scratch_dir(&self) -> PathBuf {
+        let _ = fs::create_dir_all(self.tmp_dir());
         let probe = fsutil::temp_path(&self.tmp_dir(), ".probe");
         match File::create(&probe) {
             Ok(_) => {
@@ -209,6 +210,9 @@ impl Repository {
     /// Fail early, with a clear message, when the repository cannot be
     /// written (rather than half-way through a snapshot).
     pub fn check_writable(&self) -> Result<()> {
+        // tmp/ is scratch: recreate it if a copy of the repository lost it
+        // (git, for one, keeps no empty directories).
+        let _ = fs::create_dir_all(self.tmp_dir());
         let probe = fsutil::temp_path(&self.tmp_dir(), ".probe");
         match File::create(&probe) {
             Ok(_) => {
