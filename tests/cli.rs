@@ -112,14 +112,7 @@ fn incremental_snapshots_store_only_changes_and_diff_exactly() {
     // diff day1 day2 lists exactly the mutated keys.
     let json = w.ok(&["diff", "day1", "day2", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let count = |c: &str| {
-        v["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["change"] == c)
-            .count()
-    };
+    let count = |c: &str| common::count_changes(&v, c);
     assert_eq!(count("changed"), changed.len());
     assert_eq!(count("removed"), removed.len());
     assert_eq!(count("added"), added.len());
@@ -130,14 +123,7 @@ fn incremental_snapshots_store_only_changes_and_diff_exactly() {
     // Reverse direction swaps added and removed.
     let rev: serde_json::Value =
         serde_json::from_str(&w.ok(&["diff", "day2", "day1", "--json"])).unwrap();
-    let rcount = |c: &str| {
-        rev["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["change"] == c)
-            .count()
-    };
+    let rcount = |c: &str| common::count_changes(&rev, c);
     assert_eq!(rcount("added"), removed.len());
     assert_eq!(rcount("removed"), added.len());
     // Property-level view names the changed property.

@@ -46,14 +46,7 @@ fn repository_format_v1_reads_and_dedups() {
 
     let v: serde_json::Value =
         serde_json::from_str(&w.ok(&["diff", "monday", "tuesday", "--json"])).unwrap();
-    let count = |c: &str| {
-        v["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["change"] == c)
-            .count()
-    };
+    let count = |c: &str| common::count_changes(&v, c);
     assert_eq!(
         (count("added"), count("removed"), count("changed")),
         (2, 1, 3)

@@ -5,7 +5,6 @@
 //! The byte form must sort exactly like [`Key`]'s `Ord` (which is Cloud
 //! Datastore's order); a proptest in this module holds the two together.
 
-use std::cmp::Ordering;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -291,11 +290,6 @@ pub fn parse_path(text: &str) -> Result<Vec<PathElement>, String> {
             .strip_prefix('/')
             .ok_or_else(|| format!("`{text}`: expected `/` between path elements"))?;
     }
-}
-
-/// Compare two encoded paths (plain byte order; here for readability).
-pub fn cmp_path_bytes(a: &[u8], b: &[u8]) -> Ordering {
-    a.cmp(b)
 }
 
 #[cfg(test)]

@@ -302,29 +302,6 @@ impl Index {
     }
 }
 
-impl Index {
-    /// The entity hashes the index places in one pack.
-    pub fn hashes_in_pack(&self, pack: &PackId) -> Result<Vec<EntityHash>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT e.hash FROM entities e JOIN blocks b ON b.bid = e.bid JOIN packs p ON p.pid = b.pid
-                 WHERE p.id = ?1",
-            )
-            .map_err(Error::sql(&self.path))?;
-        let rows = st
-            .query_map(params![&pack.as_bytes()[..]], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(Error::sql(&self.path))?;
-        let mut out = Vec::new();
-        for r in rows {
-            if let Some(h) = EntityHash::from_slice(&r.map_err(Error::sql(&self.path))?) {
-                out.push(h);
-            }
-        }
-        Ok(out)
-    }
-}
-
 /// A Bloom filter over entity hashes (which are uniformly random already,
 /// so four 64-bit slices of the hash serve as the four probe positions).
 struct Bloom {

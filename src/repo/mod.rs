@@ -59,6 +59,8 @@ impl Default for Config {
 pub struct Repository {
     root: PathBuf,
     pub config: Config,
+    /// Decided once, on first use (see [`Repository::scratch_dir`]).
+    scratch: std::sync::OnceLock<PathBuf>,
 }
 
 /// A held repository lock; dropping it releases the lock (so does the
@@ -107,6 +109,7 @@ impl Repository {
         Ok(Repository {
             root: root.to_path_buf(),
             config,
+            scratch: Default::default(),
         })
     }
 
@@ -164,6 +167,7 @@ impl Repository {
         Ok(Repository {
             root: root.to_path_buf(),
             config,
+            scratch: Default::default(),
         })
     }
 
@@ -192,15 +196,19 @@ impl Repository {
     /// when it is writable, else the system temp directory (read-only
     /// repositories stay readable).
     pub fn scratch_dir(&self) -> PathBuf {
-        let _ = fs::create_dir_all(self.tmp_dir());
-        let probe = fsutil::temp_path(&self.tmp_dir(), ".probe");
-        match File::create(&probe) {
-            Ok(_) => {
-                let _ = fs::remove_file(&probe);
-                self.tmp_dir()
-            }
-            Err(_) => std::env::temp_dir(),
-        }
+        self.scratch
+            .get_or_init(|| {
+                let _ = fs::create_dir_all(self.tmp_dir());
+                let probe = fsutil::temp_path(&self.tmp_dir(), ".probe");
+                match File::create(&probe) {
+                    Ok(_) => {
+                        let _ = fs::remove_file(&probe);
+                        self.tmp_dir()
+                    }
+                    Err(_) => std::env::temp_dir(),
+                }
+            })
+            .clone()
     }
 
     pub fn index_path(&self) -> PathBuf {

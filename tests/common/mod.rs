@@ -329,3 +329,11 @@ fn normalize(v: serde_json::Value) -> serde_json::Value {
         other => other,
     }
 }
+
+/// `kindsnap diff --json` output: how many entries have this `change`.
+pub fn count_changes(diff: &serde_json::Value, change: &str) -> usize {
+    diff["entries"]
+        .as_array()
+        .map(|a| a.iter().filter(|e| e["change"] == change).count())
+        .unwrap_or(0)
+}
