@@ -33,7 +33,7 @@ pub fn encode_into(entity: &mut Entity, out: &mut Vec<u8>) {
 /// names in `key.rs` and `value.rs`; maps have definite lengths that count
 /// only the fields serde would write.
 pub(crate) mod fast {
-    use super::super::key::{ElementId, Key, PartitionId, PathElement};
+    use super::super::key::{IdParts, Key};
     use super::super::value::{EmbeddedEntity, Entity, Properties, Value, ValueKind};
 
     pub(crate) fn head(out: &mut Vec<u8>, major: u8, n: u64) {
@@ -77,47 +77,56 @@ pub(crate) mod fast {
         text(out, tag);
     }
 
-    fn partition(out: &mut Vec<u8>, p: &PartitionId) {
-        let n = [&p.project, &p.database, &p.namespace]
-            .iter()
-            .filter(|s| !s.is_empty())
-            .count();
-        head(out, 5, n as u64);
-        for (name, v) in [("p", &p.project), ("d", &p.database), ("n", &p.namespace)] {
+    /// A key from its parts: the model's [`Key`] and the transcoder's
+    /// borrowed keys both write through here.
+    pub(crate) fn key_parts<'a>(
+        out: &mut Vec<u8>,
+        partition: [&str; 3],
+        path: impl ExactSizeIterator<Item = (&'a str, IdParts<'a>)>,
+    ) {
+        head(out, 5, 2);
+        text(out, "t");
+        head(
+            out,
+            5,
+            partition.iter().filter(|s| !s.is_empty()).count() as u64,
+        );
+        for (name, v) in ["p", "d", "n"].into_iter().zip(partition) {
             if !v.is_empty() {
                 text(out, name);
                 text(out, v);
             }
         }
-    }
-
-    fn element(out: &mut Vec<u8>, e: &PathElement) {
-        head(out, 5, 2);
-        text(out, "k");
-        text(out, &e.kind);
-        text(out, "i");
-        match &e.id {
-            ElementId::Incomplete => text(out, "x"),
-            ElementId::Id(i) => {
-                tagged(out, "i");
-                int(out, *i);
-            }
-            ElementId::Name(n) => {
-                tagged(out, "s");
-                text(out, n);
+        text(out, "e");
+        head(out, 4, path.len() as u64);
+        for (kind, id) in path {
+            head(out, 5, 2);
+            text(out, "k");
+            text(out, kind);
+            text(out, "i");
+            match id {
+                IdParts::Incomplete => text(out, "x"),
+                IdParts::Id(i) => {
+                    tagged(out, "i");
+                    int(out, i);
+                }
+                IdParts::Name(n) => {
+                    tagged(out, "s");
+                    text(out, n);
+                }
             }
         }
     }
 
     pub(crate) fn key(out: &mut Vec<u8>, k: &Key) {
-        head(out, 5, 2);
-        text(out, "t");
-        partition(out, &k.partition);
-        text(out, "e");
-        head(out, 4, k.path.len() as u64);
-        for e in &k.path {
-            element(out, e);
-        }
+        let p = &k.partition;
+        key_parts(
+            out,
+            [&p.project, &p.database, &p.namespace],
+            k.path
+                .iter()
+                .map(|e| (e.kind.as_str(), IdParts::from(&e.id))),
+        );
     }
 
     fn properties(out: &mut Vec<u8>, p: &Properties) {

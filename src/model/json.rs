@@ -412,6 +412,7 @@ pub mod transcode {
 
     use super::*;
     use crate::model::codec::fast;
+    use crate::model::key::IdParts;
 
     /// What the caller needs besides the bytes: the entity's key, borrowed
     /// from the input where it can be.
@@ -508,57 +509,31 @@ pub mod transcode {
             self.path.last().map(|(k, _)| &**k).unwrap_or("")
         }
 
+        fn parts(&self) -> impl ExactSizeIterator<Item = (&str, IdParts<'_>)> {
+            self.path.iter().map(|(kind, id)| {
+                let id = match id {
+                    IdRef::Incomplete => IdParts::Incomplete,
+                    IdRef::Id(i) => IdParts::Id(*i),
+                    IdRef::Name(n) => IdParts::Name(n),
+                };
+                (&**kind, id)
+            })
+        }
+
         /// The order-preserving path bytes (as `Key::path_bytes`).
         pub fn write_path_bytes(&self, out: &mut Vec<u8>) {
-            for (kind, id) in &self.path {
-                let id = match id {
-                    IdRef::Incomplete => crate::model::key::IdParts::Incomplete,
-                    IdRef::Id(i) => crate::model::key::IdParts::Id(*i),
-                    IdRef::Name(n) => crate::model::key::IdParts::Name(n),
-                };
+            for (kind, id) in self.parts() {
                 crate::model::key::encode_element(out, kind, id);
             }
         }
 
         /// The canonical encoding (as `fast::key`).
         fn write_cbor(&self, out: &mut Vec<u8>) {
-            fast::head(out, 5, 2);
-            fast::text(out, "t");
-            let parts = [
-                ("p", &self.project),
-                ("d", &self.database),
-                ("n", &self.namespace),
-            ];
-            fast::head(
+            fast::key_parts(
                 out,
-                5,
-                parts.iter().filter(|(_, v)| !v.is_empty()).count() as u64,
+                [&self.project, &self.database, &self.namespace],
+                self.parts(),
             );
-            for (name, v) in parts {
-                if !v.is_empty() {
-                    fast::text(out, name);
-                    fast::text(out, v);
-                }
-            }
-            fast::text(out, "e");
-            fast::head(out, 4, self.path.len() as u64);
-            for (kind, id) in &self.path {
-                fast::head(out, 5, 2);
-                fast::text(out, "k");
-                fast::text(out, kind);
-                fast::text(out, "i");
-                match id {
-                    IdRef::Incomplete => fast::text(out, "x"),
-                    IdRef::Id(i) => {
-                        fast::tagged(out, "i");
-                        fast::int(out, *i);
-                    }
-                    IdRef::Name(n) => {
-                        fast::tagged(out, "s");
-                        fast::text(out, n);
-                    }
-                }
-            }
         }
     }
 

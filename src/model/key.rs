@@ -130,12 +130,7 @@ fn put_escaped(out: &mut Vec<u8>, s: &[u8]) {
 pub fn encode_path(path: &[PathElement]) -> Vec<u8> {
     let mut out = Vec::with_capacity(path.len() * 24);
     for e in path {
-        let id = match &e.id {
-            ElementId::Incomplete => IdParts::Incomplete,
-            ElementId::Id(id) => IdParts::Id(*id),
-            ElementId::Name(n) => IdParts::Name(n),
-        };
-        encode_element(&mut out, &e.kind, id);
+        encode_element(&mut out, &e.kind, IdParts::from(&e.id));
     }
     out
 }
@@ -145,6 +140,16 @@ pub enum IdParts<'a> {
     Incomplete,
     Id(i64),
     Name(&'a str),
+}
+
+impl<'a> From<&'a ElementId> for IdParts<'a> {
+    fn from(id: &'a ElementId) -> Self {
+        match id {
+            ElementId::Incomplete => IdParts::Incomplete,
+            ElementId::Id(i) => IdParts::Id(*i),
+            ElementId::Name(n) => IdParts::Name(n),
+        }
+    }
 }
 
 /// Append one element of [`encode_path`]'s form.
