@@ -9,7 +9,7 @@ pub mod jsonl;
 
 use crate::error::{Error, Result};
 use crate::ids::EntityHash;
-use crate::model::{codec, Entity};
+use crate::model::{codec, Entity, Key};
 
 /// Entities after the CPU work — canonical bytes, hash, sortable key —
 /// packed into one buffer per batch, so a batch built on a worker thread is
@@ -166,6 +166,77 @@ pub trait EntitySource {
             Ok(())
         })
     }
+}
+
+/// One entity the target refused, with the reason in the target's words.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub key: Key,
+    pub reason: String,
+}
+
+/// Per-kind tuning, from `kindsnap.toml` (`[kinds.Image] batch_size = 1`).
+/// `None` leaves the connector's automatic choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindOptions {
+    pub batch_size: Option<usize>,
+    pub concurrency: Option<usize>,
+}
+
+/// Something a snapshot can be restored into. The restore engine
+/// (`ops::restore`) drives it kind by kind, entities in key order:
+///
+/// 1. `begin_kind`, then `put` for every entity. A target may buffer and
+///    write in the background; writes are upserts (writing an entity twice
+///    is harmless), which is what makes a resumed restore correct.
+/// 2. `sync` now and then: when it returns, every entity `put` so far is
+///    durably on the target or was handed back by `take_rejections`. The
+///    engine records its resume checkpoint only after a `sync`.
+/// 3. `end_kind`, then `reserve_ids` with the numeric ids written, so the
+///    target's automatic ids never collide with them.
+///
+/// Keys arrive already rewritten for the target (project, namespace, uuid
+/// names); the target does not rewrite.
+pub trait EntityTarget {
+    /// A stable identity of the place written to (`jsonl:/abs/path`,
+    /// `datastore://host:port/project`); keys the resume journal and the
+    /// uuid key map.
+    fn target_id(&self) -> String;
+    /// The project keys must carry on this target, if it has one.
+    fn project(&self) -> Option<String> {
+        None
+    }
+    /// Whether `kind` can take a key name where the snapshot has a numeric
+    /// id (`--keys uuid`); `Err` says why not.
+    fn check_uuid_names(&mut self, _namespace: &str, _kind: &str) -> Result<()> {
+        Ok(())
+    }
+    /// The order to restore kinds in (SQL targets put referenced tables
+    /// first); the default keeps the snapshot's order.
+    fn order_kinds(&mut self, kinds: Vec<(String, String)>) -> Result<Vec<(String, String)>> {
+        Ok(kinds)
+    }
+    fn begin_kind(&mut self, namespace: &str, kind: &str, options: KindOptions) -> Result<()>;
+    fn put(&mut self, entity: Entity) -> Result<()>;
+    fn sync(&mut self) -> Result<()>;
+    /// Entities refused since the last call.
+    fn take_rejections(&mut self) -> Vec<Rejection>;
+    fn end_kind(&mut self) -> Result<()>;
+    /// Make sure the target never hands out the numeric ids in these keys
+    /// automatically (keys of `kind`, complete, already rewritten).
+    fn reserve_ids(&mut self, namespace: &str, kind: &str, keys: &[Key]) -> Result<()>;
+    /// How this target reserves ids, for the plan and the report.
+    fn reserve_method(&self) -> &'static str;
+    /// Every key of `kind` on the target, in any order (for `--exact`).
+    fn scan_keys(&mut self, namespace: &str, kind: &str, f: &mut dyn FnMut(Key) -> Result<()>)
+        -> Result<()>;
+    /// Delete these entities (missing ones are not an error).
+    fn delete(&mut self, keys: Vec<Key>) -> Result<()>;
+    /// Delete every entity of `kind`; returns how many.
+    fn clear_kind(&mut self, namespace: &str, kind: &str) -> Result<u64>;
+    /// Make everything durable and visible (a file target renames into
+    /// place here).
+    fn finish(&mut self) -> Result<()>;
 }
 
 /// A parsed location string.
