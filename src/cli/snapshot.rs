@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kindsnap::connector::{self, jsonl::JsonlSource, EntitySource};
+use kindsnap::connector;
 use kindsnap::filter::KindFilter;
 use kindsnap::ops::snapshot::{self, SnapshotOptions};
 use kindsnap::progress::NoProgress;
@@ -35,9 +35,7 @@ pub struct Args {
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
-    let mut source: Box<dyn EntitySource> = match connector::parse_location(&args.from)? {
-        connector::Location::Jsonl(path) => Box::new(JsonlSource::open(&path)?),
-    };
+    let mut source = connector::open_source(&args.from)?;
     let ignore_files = vec![
         PathBuf::from(".snapshotignore"),
         repo.root().join(".snapshotignore"),

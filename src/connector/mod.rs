@@ -202,6 +202,12 @@ pub trait EntityTarget {
     /// `datastore://host:port/project`); keys the resume journal and the
     /// uuid key map.
     fn target_id(&self) -> String;
+    /// Called once before anything else. `resuming` says the engine is
+    /// continuing an interrupted restore into this target (a target may keep
+    /// staged state for that); otherwise any leftover state is discarded.
+    fn start(&mut self, _resuming: bool) -> Result<()> {
+        Ok(())
+    }
     /// The project keys must carry on this target, if it has one.
     fn project(&self) -> Option<String> {
         None
@@ -262,4 +268,18 @@ pub fn parse_location(spec: &str) -> Result<Location> {
     Err(bad(
         "expected `jsonl:FILE` (Datastore and SQL connectors are on their way)",
     ))
+}
+
+/// Open a source from its location string.
+pub fn open_source(spec: &str) -> Result<Box<dyn EntitySource>> {
+    match parse_location(spec)? {
+        Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlSource::open(&path)?)),
+    }
+}
+
+/// Open a target from its location string.
+pub fn open_target(spec: &str) -> Result<Box<dyn EntityTarget>> {
+    match parse_location(spec)? {
+        Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlTarget::open(&path)?)),
+    }
 }
