@@ -103,6 +103,24 @@ pub enum Error {
     #[error("invalid ignore file {path}: {why}")]
     BadIgnore { path: PathBuf, why: String },
 
+    /// A command-line value that cannot work (the message says why and
+    /// what to do).
+    #[error("{0}")]
+    BadArgument(String),
+
+    #[error("the target rejected {key}: {reason}; fix the entity or pass --tolerate to skip such entities")]
+    Rejected { key: String, reason: String },
+
+    #[error("the transform `{command}` failed: {why}")]
+    Transform { command: String, why: String },
+
+    #[error("invalid {path}{}: {why}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    BadConfig {
+        path: PathBuf,
+        why: String,
+        line: Option<usize>,
+    },
+
     /// Writing to stdout or another caller-supplied sink failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),

@@ -7,6 +7,7 @@
 //! It never prints, never exits and never reads CLI types; the `kindsnap`
 //! binary is the glue.
 
+pub mod config;
 pub mod connector;
 pub mod error;
 pub mod filter;

@@ -11,8 +11,10 @@ mod check;
 mod diff;
 mod export;
 mod init;
+mod keymap;
 mod log;
 mod output;
+mod restore;
 mod show;
 mod snapshot;
 
@@ -30,6 +32,10 @@ pub struct Cli {
     /// Repository directory [env: KINDSNAP_REPO; default: ./.kindsnap]
     #[arg(long, global = true, value_name = "PATH")]
     repo: Option<PathBuf>,
+
+    /// Settings file [default: ./kindsnap.toml if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
 
     /// Print nothing but errors.
     #[arg(long, short, global = true)]
@@ -65,6 +71,10 @@ enum Command {
     Export(export::Args),
     /// Verify the repository; with --read-data also every stored byte.
     Check(check::Args),
+    /// Write a snapshot into a target (original keys or uuid names).
+    Restore(restore::Args),
+    /// Look up the uuid name a `--keys uuid` restore gave a key, or back.
+    Keymap(keymap::Args),
 }
 
 /// Settings resolved once from flags, environment and defaults.
@@ -72,10 +82,13 @@ enum Command {
 pub struct Settings {
     pub repo: PathBuf,
     pub quiet: bool,
+    pub config: kindsnap::config::Config,
 }
 
 impl Settings {
-    fn resolve(cli: &Cli) -> Settings {
+    /// Flags, then the environment, then kindsnap.toml, then defaults.
+    fn resolve(cli: &Cli) -> anyhow::Result<Settings> {
+        let config = kindsnap::config::Config::load(cli.config.as_deref())?;
         let repo = cli
             .repo
             .clone()
@@ -84,11 +97,13 @@ impl Settings {
                     .filter(|v| !v.is_empty())
                     .map(PathBuf::from)
             })
+            .or_else(|| config.repo.clone())
             .unwrap_or_else(|| PathBuf::from(".kindsnap"));
-        Settings {
+        Ok(Settings {
             repo,
             quiet: cli.quiet,
-        }
+            config,
+        })
     }
 
     pub fn open_repo(&self) -> anyhow::Result<kindsnap::repo::Repository> {
@@ -98,7 +113,13 @@ impl Settings {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = Settings::resolve(&cli);
+    let settings = match Settings::resolve(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kindsnap: error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
     let result = match cli.command {
         Command::Init(a) => init::run(a, &settings),
         Command::Snapshot(a) => snapshot::run(a, &settings),
@@ -108,6 +129,8 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => diff::run(a, &settings),
         Command::Export(a) => export::run(a, &settings),
         Command::Check(a) => check::run(a, &settings),
+        Command::Restore(a) => restore::run(a, &settings),
+        Command::Keymap(a) => keymap::run(a, &settings),
     };
     match result {
         Ok(code) => code,

@@ -437,9 +437,7 @@ impl super::EntityTarget for JsonlTarget {
             .map_err(Error::sql(&fresh))?;
             if self.path.exists() {
                 let mut existing = JsonlSource::open(&self.path)?;
-                existing.for_each(&mut |e, _| {
-                    Self::upsert(&db, &e).map_err(Error::sql(&fresh))
-                })?;
+                existing.for_each(&mut |e, _| Self::upsert(&db, &e).map_err(Error::sql(&fresh)))?;
             }
             db.execute_batch("COMMIT").map_err(Error::sql(&fresh))?;
             drop(db);
@@ -525,9 +523,22 @@ impl super::EntityTarget for JsonlTarget {
     fn clear_kind(&mut self, namespace: &str, kind: &str) -> Result<u64> {
         let n = self
             .db()?
-            .execute("DELETE FROM e WHERE ns = ?1 AND kind = ?2", [namespace, kind])
+            .execute(
+                "DELETE FROM e WHERE ns = ?1 AND kind = ?2",
+                [namespace, kind],
+            )
             .map_err(self.sql())?;
         Ok(n as u64)
+    }
+
+    fn discard(&mut self) -> Result<()> {
+        drop(self.db.take());
+        match std::fs::remove_file(&self.staging) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("removing", &self.staging)(e))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn finish(&mut self) -> Result<()> {

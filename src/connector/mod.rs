@@ -234,12 +234,20 @@ pub trait EntityTarget {
     /// How this target reserves ids, for the plan and the report.
     fn reserve_method(&self) -> &'static str;
     /// Every key of `kind` on the target, in any order (for `--exact`).
-    fn scan_keys(&mut self, namespace: &str, kind: &str, f: &mut dyn FnMut(Key) -> Result<()>)
-        -> Result<()>;
+    fn scan_keys(
+        &mut self,
+        namespace: &str,
+        kind: &str,
+        f: &mut dyn FnMut(Key) -> Result<()>,
+    ) -> Result<()>;
     /// Delete these entities (missing ones are not an error).
     fn delete(&mut self, keys: Vec<Key>) -> Result<()>;
     /// Delete every entity of `kind`; returns how many.
     fn clear_kind(&mut self, namespace: &str, kind: &str) -> Result<u64>;
+    /// Throw away whatever `start` prepared (after a dry run).
+    fn discard(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Make everything durable and visible (a file target renames into
     /// place here).
     fn finish(&mut self) -> Result<()>;

@@ -10,17 +10,21 @@ not.
 """
 
 import argparse
+import bisect
 import http.server
 import json
 import os
+import pickle
 import random
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
 import traceback
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
@@ -33,6 +37,7 @@ gd = googledatastore_shim.install()
 from google.protobuf import json_format  # noqa: E402
 from google.appengine.api import apiproxy_stub_map  # noqa: E402
 from google.appengine.api import datastore_file_stub  # noqa: E402
+from google.appengine.api import datastore_types  # noqa: E402
 from google.appengine.datastore import datastore_pb  # noqa: E402
 from google.appengine.datastore import datastore_pbs  # noqa: E402
 from google.appengine.datastore import datastore_stub_util  # noqa: E402
@@ -100,29 +105,309 @@ def bad(message):
 
 
 # ------------------------------------------------------------ the store ----
+_ID_OFFSET = 1 << 63
+
+
+def _esc(text):
+    """UTF-8 bytes that sort like the string and end unambiguously."""
+    return text.encode('utf-8').replace(b'\x00', b'\x00\xff') + b'\x00\x01'
+
+
+def _order_key(elements):
+    """Bytes that sort like the stub's key order (``ReferenceToKeyValue``
+    compared with ``cmp_compat.cmp``) for a path within one app/namespace:
+    element by element, kind (as text), ids (signed, numeric) before names
+    (as text), a path before its descendants.  ``elements``: the
+    ``path.element`` of a Reference or the ``pathelement`` of a
+    ReferenceValue."""
+    out = []
+    for el in elements:
+        out.append(_esc(el.type))
+        if el.HasField('name'):
+            out.append(b'\x02')
+            out.append(_esc(el.name))
+        else:
+            out.append(b'\x01')
+            out.append((el.id + _ID_OFFSET).to_bytes(8, 'big'))
+    return b''.join(out)
+
+
+class SortedKeys(object):
+    """A sorted set of bytes kept in blocks: add/discard cost O(sqrt n)
+    instead of a flat list's O(n) shifts.  Positions are (block, index),
+    normalized so that index < len(block), or (len(blocks), 0) at the end;
+    they compare as tuples."""
+
+    LOAD = 1000
+
+    def __init__(self):
+        self._blocks = []   # non-empty sorted lists; concatenated: sorted
+        self._maxes = []    # the last key of each block
+
+    def __len__(self):
+        return sum(len(b) for b in self._blocks)
+
+    def add(self, k):
+        """Adds k (the caller knows it is not there)."""
+        if not self._blocks:
+            self._blocks.append([k])
+            self._maxes.append(k)
+            return
+        i = bisect.bisect_left(self._maxes, k)
+        if i == len(self._blocks):
+            i -= 1
+            self._blocks[i].append(k)
+            self._maxes[i] = k
+        else:
+            bisect.insort(self._blocks[i], k)
+        b = self._blocks[i]
+        if len(b) > 2 * self.LOAD:
+            self._blocks[i:i + 1] = [b[:self.LOAD], b[self.LOAD:]]
+            self._maxes[i:i + 1] = [b[self.LOAD - 1], b[-1]]
+
+    def discard(self, k):
+        i = bisect.bisect_left(self._maxes, k)
+        if i == len(self._blocks):
+            return
+        b = self._blocks[i]
+        j = bisect.bisect_left(b, k)
+        if b[j] != k:
+            return
+        del b[j]
+        if not b:
+            del self._blocks[i]
+            del self._maxes[i]
+        elif j == len(b):
+            self._maxes[i] = b[-1]
+
+    def end(self):
+        return (len(self._blocks), 0)
+
+    def position(self, k, right=False):
+        """The position of bisect_left (bisect_right if right) of k."""
+        find = bisect.bisect_right if right else bisect.bisect_left
+        i = find(self._maxes, k)
+        if i == len(self._maxes):
+            return (i, 0)
+        return (i, find(self._blocks[i], k))  # < len: maxes[i] >= / > k
+
+    def forward(self, lo, hi, n):
+        """Up to n keys from position lo up to (not including) hi."""
+        out = []
+        i, j = lo
+        while (i, j) < hi and len(out) < n:
+            b = self._blocks[i]
+            stop = len(b) if i < hi[0] else hi[1]
+            out.extend(b[j:min(stop, j + n - len(out))])
+            i, j = i + 1, 0
+        return out
+
+    def backward(self, lo, hi, n):
+        """Up to n keys before position hi down to lo, last first."""
+        out = []
+        i, j = hi
+        while len(out) < n:
+            if j == 0:
+                i -= 1
+                if i < lo[0]:
+                    break
+                j = len(self._blocks[i])
+            start = lo[1] if i == lo[0] else 0
+            if j <= start:
+                break
+            s = max(start, j - (n - len(out)))
+            out.extend(reversed(self._blocks[i][s:j]))
+            j = s if s > start else 0
+            if s == start and i == lo[0]:
+                break
+        return out
+
+
+class _KindIndex(object):
+    """One kind of one app/namespace: its keys in key order."""
+
+    __slots__ = ('keys', 'stored')
+
+    def __init__(self):
+        self.keys = SortedKeys()
+        self.stored = {}    # order key -> the stub's _StoredEntity
+
+
+# Log record types
+_LOG_PUT, _LOG_DELETE, _LOG_CLEAR, _LOG_META = b'P', b'D', b'C', b'M'
+_LOG_MAGIC = b'kindsnap-devserver-log 1\n'
+_FRAME = struct.Struct('<II')       # payload length, crc32(payload)
+_REC_LEN = struct.Struct('<I')
+_META = struct.Struct('<qqq')       # sequential, scattered id counters; commit ts
+
+
 class _FileStub(datastore_file_stub.DatastoreFileStub):
-    """The App Engine file stub, writing its file once per request instead of
-    once per entity-group commit."""
+    """The App Engine file stub with
+
+    * a key-ordered index per kind, so that a query by key order (the kind
+      scan, optionally with ``__key__`` range filters and cursors) reads only
+      the batch it answers instead of sorting the whole kind (see
+      ``_GetQueryCursor``);
+    * every stored/deleted record kept in ``pending`` for the server's log
+      (see ``Datastore.flush``) instead of rewriting the whole file."""
 
     def __init__(self, storage, auto_id_policy):
-        self._dirty = False
+        self._kinds = {}        # (app_ns, kind) -> _KindIndex
+        self.pending = []       # log records since the last flush
+        self.logging = False    # off while loading
         datastore_file_stub.DatastoreFileStub.__init__(
             self, STUB_APP_ID, storage, trusted=True, use_atexit=False,
             save_changes=bool(storage), require_indexes=False,
-            # strongly consistent, applied (and written) at commit, like
-            # Firestore in Datastore mode
+            # strongly consistent, applied at commit, like Firestore in
+            # Datastore mode
             consistency_policy=datastore_stub_util.MasterSlaveConsistencyPolicy(),
             auto_id_policy=auto_id_policy)
         # the 1 MiB per-call cap of the App Engine runtime does not apply here
         self._APIProxyStub__max_request_size = 1 << 40
 
-    def Write(self):  # called by the stub after every commit
-        self._dirty = True
+    def Write(self):
+        """Called by the stub after every commit: the server's log persists
+        instead (Datastore.flush)."""
 
-    def flush(self):
-        if self._dirty:
-            self._dirty = False
-            datastore_file_stub.DatastoreFileStub.Write(self)
+    # -- hooks: every stored and deleted entity passes here ------------------
+    def _StoreRecord(self, record, insert=False):
+        key = record.entity.key
+        app_kind, _, k = self._GetEntityLocation(key)
+        datastore_file_stub.DatastoreFileStub._StoreRecord(self, record, insert)
+        stored = self._GetAllEntities()[app_kind][k]
+        idx = self._kinds.get(app_kind)
+        if idx is None:
+            idx = self._kinds[app_kind] = _KindIndex()
+        ok = _order_key(key.path.element)
+        if ok not in idx.stored:
+            idx.keys.add(ok)
+        idx.stored[ok] = stored
+        if self.logging:
+            self.pending.append((_LOG_PUT, stored.encoded_protobuf))
+
+    def _Delete(self, key):
+        app_kind, _, k = self._GetEntityLocation(key)
+        kind_dict = self._GetAllEntities().get(app_kind)
+        existed = kind_dict is not None and k in kind_dict
+        datastore_file_stub.DatastoreFileStub._Delete(self, key)
+        if not existed:
+            return
+        idx = self._kinds.get(app_kind)
+        ok = _order_key(key.path.element)
+        if idx is not None and idx.stored.pop(ok, None) is not None:
+            idx.keys.discard(ok)
+            if not idx.stored:
+                del self._kinds[app_kind]
+        if self.logging:
+            self.pending.append((_LOG_DELETE, key.SerializeToString()))
+
+    def Clear(self):
+        datastore_file_stub.DatastoreFileStub.Clear(self)
+        self._kinds = {}
+        if self.logging:
+            self.pending = [(_LOG_CLEAR, b'')]
+
+    # -- queries ---------------------------------------------------------------
+    def _GetQueryCursor(self, query, filters, orders, index_list):
+        window = self._key_order_window(query, filters, orders)
+        if window is None:  # anything else: the stub's full scan and sort
+            return datastore_file_stub.DatastoreFileStub._GetQueryCursor(
+                self, query, filters, orders, index_list)
+        # The stub's own query code on just the part of the kind this batch
+        # can return: it applies the filters, cursors, offset and limit
+        # itself and makes the same cursors.
+        return datastore_stub_util._ExecuteQuery(
+            window, query, filters, orders, index_list)
+
+    _KEY_OPS = frozenset([
+        datastore_pb.Query.Filter.LESS_THAN,
+        datastore_pb.Query.Filter.LESS_THAN_OR_EQUAL,
+        datastore_pb.Query.Filter.GREATER_THAN,
+        datastore_pb.Query.Filter.GREATER_THAN_OR_EQUAL,
+        datastore_pb.Query.Filter.EQUAL])
+
+    def _key_order_window(self, query, filters, orders):
+        """For a query of one kind in key order (ascending or descending),
+        with at most ``__key__`` filters and key cursors: the records this
+        batch can return, in query order, with one spare on each side; else
+        None.  Every bound is found by bisection in the kind's key index."""
+        if (not query.HasField('kind') or query.kind in self._pseudo_kinds or
+                query.HasField('ancestor') or query.property_name or
+                query.group_by_property_name or query.shallow):
+            return None
+        for o in orders:
+            if o.property != '__key__':
+                return None
+        app, ns = query.app, query.name_space
+        bounds = []   # (order key, 'lo' or 'hi', right)
+        F = datastore_pb.Query.Filter
+        for f in filters:
+            if f.op not in self._KEY_OPS or len(f.property) != 1 or \
+                    f.property[0].name != '__key__' or \
+                    not f.property[0].value.HasField('referencevalue'):
+                return None
+            rv = f.property[0].value.referencevalue
+            if rv.app != app or rv.name_space != ns:
+                return None
+            k = _order_key(rv.pathelement)
+            if f.op in (F.GREATER_THAN, F.GREATER_THAN_OR_EQUAL, F.EQUAL):
+                bounds.append((k, 'lo', f.op == F.GREATER_THAN))
+            if f.op in (F.LESS_THAN, F.LESS_THAN_OR_EQUAL, F.EQUAL):
+                bounds.append((k, 'hi', f.op != F.LESS_THAN))
+        direction = datastore_stub_util._GuessOrders(filters, orders)[0].direction
+        descending = direction == datastore_pb.Query.Order.DESCENDING
+        datastore_stub_util.NormalizeCursors(query, direction)  # idempotent
+        for name, is_start in (('compiled_cursor', True),
+                               ('end_compiled_cursor', False)):
+            if not query.HasField(name):
+                continue
+            c = getattr(query, name)
+            if c.HasField('absolute_position'):
+                return None
+            if not c.HasField('postfix_position'):
+                continue
+            pos = c.postfix_position
+            if len(pos.index_value) or not pos.HasField('key') or \
+                    pos.key.app != app or pos.key.name_space != ns:
+                return None  # the stub says what is wrong with it
+            k = _order_key(pos.key.path.element)
+            before = pos.before
+            # (see BaseCursor._IsBeforeCursor and ListCursor)
+            if not descending:
+                bounds.append((k, 'lo' if is_start else 'hi', not before))
+            else:
+                bounds.append((k, 'hi' if is_start else 'lo', before))
+        idx = self._kinds.get((datastore_types.EncodeAppIdNamespace(app, ns),
+                               query.kind))
+        if idx is None:
+            return []
+        keys = idx.keys
+        lo, hi = (0, 0), keys.end()
+        for k, side, right in bounds:
+            p = keys.position(k, right)
+            if side == 'lo':
+                lo = max(lo, p)
+            else:
+                hi = min(hi, p)
+        count = query.count if query.HasField('count') else \
+            query.limit if query.HasField('limit') else \
+            datastore_stub_util.BaseDatastore._BATCH_SIZE
+        n = min(query.offset, datastore_stub_util._MAX_QUERY_OFFSET) + \
+            min(count, datastore_stub_util._MAXIMUM_RESULTS) + 2
+        if lo >= hi:
+            return []
+        # a spare key just outside the range on the side it starts from;
+        # the stub drops it again (it rechecks filters and cursors)
+        if not descending:
+            picked = keys.forward(lo, hi, n)
+            prev = keys.backward((0, 0), lo, 1)
+            picked = prev + picked
+        else:
+            picked = keys.backward(lo, hi, n)
+            nxt = keys.forward(hi, keys.end(), 1)
+            picked = nxt + picked
+        stored = idx.stored
+        return [stored[k].record for k in picked]
 
 
 def _key_text(v1_key):
@@ -149,22 +434,111 @@ def _now_ts(msg):
     msg.nanos = rem * 1000
 
 
+class _Log(object):
+    """``FILE.log``: what was committed since the last snapshot, as frames
+    (length, crc32, records), each appended and fsync'd before the server
+    answers.  A torn last frame (a crash while writing, before any answer)
+    is ignored when the log is read back."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+        self.size = 0
+
+    def read_frames(self):
+        """-> (payloads of the intact frames, whether the file is clean)."""
+        try:
+            with open(self.path, 'rb') as f:
+                data = f.read()
+        except FileNotFoundError:
+            return [], False
+        if not data.startswith(_LOG_MAGIC):
+            if data:
+                raise RuntimeError('%s is not a kindsnap dev server log'
+                                   % self.path)
+            return [], False
+        pos, frames = len(_LOG_MAGIC), []
+        while pos + _FRAME.size <= len(data):
+            n, crc = _FRAME.unpack_from(data, pos)
+            payload = data[pos + _FRAME.size:pos + _FRAME.size + n]
+            if len(payload) != n or zlib.crc32(payload) != crc:
+                break
+            frames.append(payload)
+            pos += _FRAME.size + n
+        return frames, pos == len(data)
+
+    def open(self):
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                          0o644)
+        self.size = os.fstat(self.fd).st_size
+
+    def append(self, payload):
+        frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+        _write_all(self.fd, frame)
+        os.fsync(self.fd)
+        self.size += len(frame)
+
+    def reset(self):
+        os.ftruncate(self.fd, 0)
+        _write_all(self.fd, _LOG_MAGIC)
+        os.fsync(self.fd)
+        self.size = len(_LOG_MAGIC)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_atomically(path, write):
+    """write(file) into path.tmp, fsync, rename over path, fsync the dir."""
+    tmp = path + '.tmp'
+    with open(tmp, 'wb') as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(os.path.dirname(path), os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+COMPACT_BYTES = 32 * 1024 * 1024
+
+
 class Datastore(object):
     """v1 semantics on top of the App Engine v3 stub.  Not thread-safe:
-    callers hold ``self.lock``."""
+    callers hold ``self.lock`` and call ``flush`` before they answer.
+
+    Persistence (``storage``): ``FILE`` is a snapshot in the stub's own
+    format (a pickled list of its encoded entities and the commit
+    timestamp), ``FILE.ids.json`` the id counters at that snapshot, and
+    ``FILE.log`` every change since (see ``flush``).  At start the log is
+    replayed onto the snapshot and compacted into a new one; while running it
+    is compacted when it passes max(``compact_bytes``, 2 x the snapshot)."""
 
     def __init__(self, storage=None, auto_id_policy='scattered',
                  batch_size=MAX_STUB_BATCH, batch_bytes=1024 * 1024,
-                 max_mutations=500):
+                 max_mutations=500, compact_bytes=COMPACT_BYTES):
         self.lock = threading.RLock()
-        self.storage = storage
         self.batch_size = max(1, min(batch_size, MAX_STUB_BATCH))
         self.batch_bytes = batch_bytes
         self.max_mutations = max_mutations
+        self.compact_bytes = compact_bytes
         self.sequential = auto_id_policy == 'sequential'
         if storage:
             storage = os.path.abspath(storage)
             os.makedirs(os.path.dirname(storage), exist_ok=True)
+        self.storage = storage
+        # loads the snapshot FILE, if any
         self.stub = _FileStub(storage, datastore_stub_util.SEQUENTIAL
                               if self.sequential else datastore_stub_util.SCATTERED)
         apiproxy_stub_map.apiproxy = apiproxy_stub_map.APIProxyStubMap()
@@ -174,6 +548,21 @@ class Datastore(object):
         self.sc = datastore_stub_util.get_service_converter(resolver)
         self.ids_file = storage + '.ids.json' if storage else None
         self._load_id_counters()
+        self.log = None
+        self._log_broken = False
+        self._snapshot_bytes = 0
+        if storage:
+            self.log = _Log(storage + '.log')
+            frames, clean = self.log.read_frames()
+            for payload in frames:
+                self._replay(payload)
+            self.log.open()
+            if frames or not clean:
+                self._compact()
+            elif os.path.exists(storage):
+                self._snapshot_bytes = os.path.getsize(storage)
+            self.stub.logging = True
+        self._saved_meta = self._meta()
 
     # -- id counters (the stub only re-derives them from stored entities) --
     def _load_id_counters(self):
@@ -184,26 +573,100 @@ class Datastore(object):
                                     int(saved['sequential']))
             self.stub._SetIdCounter(datastore_stub_util.SCATTERED,
                                     int(saved['scattered']))
-        self._ids_saved = self._id_counters()
 
     def _id_counters(self):
         return (self.stub._IdCounter(datastore_stub_util.SEQUENTIAL),
                 self.stub._IdCounter(datastore_stub_util.SCATTERED))
 
+    def _meta(self):
+        return self._id_counters() + (self.stub._GetReadTimestamp(),)
+
+    # -- persistence --------------------------------------------------------
+    def _replay(self, payload):
+        """Applies one log frame (at start, before serving)."""
+        pos, end = 0, len(payload)
+        while pos < end:
+            kind = payload[pos:pos + 1]
+            (n,) = _REC_LEN.unpack_from(payload, pos + 1)
+            pos += 1 + _REC_LEN.size
+            data = payload[pos:pos + n]
+            pos += n
+            if kind == _LOG_PUT:
+                self.stub._StoreRecord(datastore_stub_util._FromStorageEntity(
+                    entity_pb2.EntityProto.FromString(data)))
+            elif kind == _LOG_DELETE:
+                self.stub._Delete(entity_pb2.Reference.FromString(data))
+            elif kind == _LOG_CLEAR:
+                self.stub.Clear()
+            elif kind == _LOG_META:
+                # counters and the commit timestamp only grow; max() also
+                # covers a log older than the ids file (a crash mid-compaction)
+                seq, scat, ts = _META.unpack(data)
+                for space, value in ((datastore_stub_util.SEQUENTIAL, seq),
+                                     (datastore_stub_util.SCATTERED, scat)):
+                    if value > self.stub._IdCounter(space):
+                        self.stub._SetIdCounter(space, value)
+                self.stub._commit_timestamp = max(self.stub._commit_timestamp, ts)
+            else:
+                raise RuntimeError('%s: unknown log record %r'
+                                   % (self.log.path, kind))
+
     def flush(self):
-        self.stub.flush()
-        now = self._id_counters()
-        if self.ids_file and now != self._ids_saved:
-            tmp = self.ids_file + '.tmp'
-            with open(tmp, 'w') as f:
-                json.dump({'sequential': now[0], 'scattered': now[1]}, f)
-            os.replace(tmp, self.ids_file)
-            self._ids_saved = now
+        """Makes every change applied so far durable before the caller
+        answers: the stored/deleted entities, the id counters and the commit
+        timestamp go to the log as one frame, fsync'd.  Cost: the size of the
+        change (plus, now and then, a compaction)."""
+        if self.log is None:
+            return
+        recs = self.stub.pending
+        meta = self._meta()
+        if not recs and meta == self._saved_meta and not self._log_broken:
+            return
+        self.stub.pending = []
+        if self._log_broken:
+            self._compact()  # raises again while the disk keeps failing
+            return
+        parts = []
+        for kind, data in recs:
+            parts += (kind, _REC_LEN.pack(len(data)), data)
+        m = _META.pack(*meta)
+        parts += (_LOG_META, _REC_LEN.pack(len(m)), m)
+        try:
+            self.log.append(b''.join(parts))
+        except OSError:
+            # the log may end in a partial frame now: a fresh snapshot of
+            # what is in memory replaces it (or this request fails)
+            self._log_broken = True
+            self._compact()
+            return
+        self._saved_meta = meta
+        if self.log.size > max(self.compact_bytes, 2 * self._snapshot_bytes):
+            self._compact()
+
+    def _compact(self):
+        """Snapshot of everything in memory to FILE and FILE.ids.json (each
+        written to a temporary file, fsync'd and renamed), then an empty log.
+        A crash in between leaves a log that replays idempotently onto the
+        new snapshot."""
+        encoded = [stored.encoded_protobuf
+                   for kind in self.stub._GetAllEntities().values()
+                   for stored in kind.values()]
+        encoded.append(self.stub._GetReadTimestamp())
+        _write_atomically(self.storage, lambda f: pickle.dump(
+            encoded, f, protocol=pickle.HIGHEST_PROTOCOL))
+        seq, scat = self._id_counters()
+        _write_atomically(self.ids_file, lambda f: f.write(json.dumps(
+            {'sequential': seq, 'scattered': scat}).encode('utf-8')))
+        self.log.reset()
+        self.stub.pending = []
+        self._log_broken = False
+        self._saved_meta = self._meta()
+        self._snapshot_bytes = os.path.getsize(self.storage)
 
     def reset(self):
         self.stub.Clear()
-        self.stub._dirty = True
-        self.flush()
+        if self.log is not None:
+            self._compact()
 
     # ------------------------------------------------------------ v3 calls --
     def _v3(self, method, req, resp):
@@ -912,8 +1375,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if fail:
                 raise self._injected(status)
         with srv.ds.lock:
-            resp = getattr(srv.ds, attr)(project, req)
-            srv.ds.flush()
+            try:
+                resp = getattr(srv.ds, attr)(project, req)
+            finally:
+                # durable before any answer, also for a call that failed
+                # after applying something
+                srv.ds.flush()
         if verb == 'commit' and opts.fail_after_apply_rate > 0:
             with srv.rng_lock:
                 fail = srv.rng.random() < opts.fail_after_apply_rate
@@ -960,6 +1427,9 @@ def parse_args(argv=None):
                    help='max bytes of results per runQuery batch')
     p.add_argument('--auto-id-policy', choices=('scattered', 'sequential'),
                    default='scattered')
+    p.add_argument('--log-compact-bytes', type=int, default=COMPACT_BYTES,
+                   help='with --storage: compact the log into a new snapshot '
+                   'when it passes max(N, 2 x the snapshot size)')
     p.add_argument('--seed', type=int, default=None)
     p.add_argument('--verbose', action='store_true')
     return p.parse_args(argv)
@@ -968,7 +1438,7 @@ def parse_args(argv=None):
 def main(argv=None):
     opts = parse_args(argv)
     ds = Datastore(opts.storage, opts.auto_id_policy, opts.batch_size,
-                   opts.batch_bytes, opts.max_mutations)
+                   opts.batch_bytes, opts.max_mutations, opts.log_compact_bytes)
     if ':' in opts.host:
         Server.address_family = socket.AF_INET6
     srv = Server((opts.host, opts.port), Handler)

@@ -1,0 +1,234 @@
+//! `kindsnap restore SNAP --to TARGET`
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use kindsnap::connector;
+use kindsnap::ops::{self, restore as r};
+use kindsnap::progress::NoProgress;
+
+use super::output::{kind_label, table};
+use super::{Out, Settings};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap restore latest --to jsonl:dev.jsonl
+  kindsnap restore friday --to datastore://localhost:8081/dev --keys uuid
+  kindsnap restore latest --to datastore://localhost:8081/dev --kinds Post --with-references
+  kindsnap restore latest --to jsonl:dev.jsonl --exact --yes --dry-run
+  kindsnap restore latest --to jsonl:dev.jsonl --transform 'python3 scrub.py'")]
+pub struct Args {
+    /// Snapshot: a name, an id prefix, `latest` or `latest~N`.
+    snapshot: String,
+    /// Where to write: `jsonl:FILE` [default: `target` in kindsnap.toml].
+    #[arg(long, value_name = "TARGET")]
+    to: Option<String>,
+    /// Only these kinds (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    kinds: Option<Vec<String>>,
+    /// Keep the original keys, or give every numeric id a uuid key name.
+    #[arg(long, value_enum, default_value = "keep")]
+    keys: KeysArg,
+    /// Afterwards the kinds on the target hold exactly the snapshot's
+    /// entities (extras deleted).
+    #[arg(long, conflicts_with = "clear")]
+    exact: bool,
+    /// Empty the kinds on the target first.
+    #[arg(long)]
+    clear: bool,
+    /// Print the plan; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Skip (and report) entities the target rejects instead of stopping;
+    /// exit code 3 if any were skipped.
+    #[arg(long)]
+    tolerate: bool,
+    /// Don't ask before deleting (--exact, --clear).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// With --kinds: also every entity they reference, transitively.
+    #[arg(long, requires = "kinds")]
+    with_references: bool,
+    /// Rewrite project A to B in keys and references (repeatable).
+    #[arg(long, value_name = "A=B", value_parser = pair)]
+    map_project: Vec<(String, String)>,
+    /// Rewrite namespace A to B in keys and references (repeatable; `""`
+    /// is the default namespace).
+    #[arg(long, value_name = "A=B", value_parser = pair)]
+    map_namespace: Vec<(String, String)>,
+    /// Pipe every entity through this shell command (JSON Lines in, one
+    /// line out per entity: the entity, or `null` to leave it out).
+    #[arg(long, value_name = "COMMAND")]
+    transform: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KeysArg {
+    Keep,
+    Uuid,
+}
+
+fn pair(s: &str) -> Result<(String, String), String> {
+    let (a, b) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected A=B, got `{s}`"))?;
+    Ok((a.to_string(), b.to_string()))
+}
+
+pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let repo = settings.open_repo()?;
+    let info = ops::find_snapshot(&repo, &args.snapshot)?;
+    let to = args
+        .to
+        .clone()
+        .or_else(|| settings.config.target.clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!("say where to restore with --to TARGET (or `target` in kindsnap.toml)")
+        })?;
+    let mut target = connector::open_target(&to)?;
+    let opts = r::RestoreOptions {
+        kinds: args.kinds.clone(),
+        keys: match args.keys {
+            KeysArg::Keep => r::KeyMode::Keep,
+            KeysArg::Uuid => r::KeyMode::Uuid,
+        },
+        mode: if args.exact {
+            r::WriteMode::Exact
+        } else if args.clear {
+            r::WriteMode::Clear
+        } else {
+            r::WriteMode::Upsert
+        },
+        dry_run: args.dry_run,
+        tolerate: args.tolerate,
+        with_references: args.with_references,
+        map_project: args.map_project.clone(),
+        map_namespace: args.map_namespace.clone(),
+        kind_options: settings.config.kind_options(),
+        transform: args.transform.clone(),
+        checkpoint_every: std::env::var("KINDSNAP_CHECKPOINT_EVERY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    };
+    if (args.exact || args.clear) && !args.dry_run && !args.yes {
+        confirm(&args, &to)?;
+    }
+    let report = r::restore(&repo, &info, target.as_mut(), &opts, &NoProgress)?;
+    let code = if report.rejected() > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    };
+    if settings.quiet && !args.json {
+        if report.rejected() > 0 {
+            eprintln!(
+                "kindsnap: {} entities were rejected and skipped",
+                report.rejected()
+            );
+        }
+        return Ok(code);
+    }
+    let mut out = Out::new();
+    if args.json {
+        out.json(&serde_json::to_value(&report)?)?;
+        out.flush()?;
+        return Ok(code);
+    }
+    print_report(&mut out, &report, &info.name, &to)?;
+    out.flush()?;
+    Ok(code)
+}
+
+fn confirm(args: &Args, to: &str) -> anyhow::Result<()> {
+    let what = if args.exact {
+        "--exact deletes the target's entities that are not in the snapshot"
+    } else {
+        "--clear deletes every entity of the restored kinds on the target first"
+    };
+    let kinds = args
+        .kinds
+        .as_ref()
+        .map(|k| k.join(", "))
+        .unwrap_or_else(|| "all the snapshot's kinds".into());
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "{what} ({to}: {kinds}); pass --yes to confirm (there is no terminal to ask on)"
+        );
+    }
+    eprint!("{what}.\n  target: {to}\n  kinds:  {kinds}\nContinue? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        anyhow::bail!("cancelled; nothing was written")
+    }
+}
+
+fn print_report(out: &mut Out, r: &r::RestoreReport, name: &str, to: &str) -> anyhow::Result<()> {
+    if let Some(from) = &r.resumed {
+        out.line(format!("resumed an interrupted restore at {from}"))?;
+    }
+    let head = if r.dry_run {
+        format!("plan: restore {name} into {to} (dry run: nothing written)")
+    } else {
+        format!("restored {name} into {to}")
+    };
+    out.line(head)?;
+    let uuid = r.keys == r::KeyMode::Uuid;
+    let mut header = vec![
+        "kind".to_string(),
+        if r.dry_run { "to write" } else { "written" }.into(),
+        if r.dry_run { "to delete" } else { "deleted" }.into(),
+    ];
+    if uuid {
+        header.extend(["refs rewritten".into(), "refs outside".into()]);
+    } else {
+        header.push("ids reserved".into());
+    }
+    header.extend(["rejected".into(), "dropped".into()]);
+    let mut rows = vec![header];
+    for k in &r.kinds {
+        let mut row = vec![
+            kind_label(&k.namespace, &k.kind),
+            k.written.to_string(),
+            k.deleted.to_string(),
+        ];
+        if uuid {
+            row.extend([
+                k.references_rewritten.to_string(),
+                k.references_outside.to_string(),
+            ]);
+        } else {
+            row.push(k.ids_reserved.to_string());
+        }
+        row.extend([k.rejected.to_string(), k.dropped.to_string()]);
+        rows.push(row);
+    }
+    for l in table(&rows, 1) {
+        out.line(l)?;
+    }
+    if !uuid && r.kinds.iter().any(|k| k.ids_reserved > 0) {
+        out.line(format!("ids reserved by: {}", r.reserve_method))?;
+    }
+    if uuid && !r.dry_run {
+        out.line(format!(
+            "uuid key names are recorded: `kindsnap keymap {to} KIND:ID` looks one up"
+        ))?;
+    }
+    for j in &r.rejections {
+        out.line(format!("rejected {}: {}", j.key, j.reason))?;
+    }
+    if r.rejected() > r.rejections.len() as u64 {
+        out.line(format!(
+            "… and {} more rejections",
+            r.rejected() - r.rejections.len() as u64
+        ))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! `kindsnap.toml`: project settings, found in the current directory (or
+//! given with `--config`). Unknown settings are an error, so a typo never
+//! goes unnoticed.
+//!
+//! ```toml
+//! repo = ".kindsnap"
+//! source = "sqlite:app.db"
+//! target = "datastore://localhost:8081/dev"
+//! ignore_file = ".snapshotignore"
+//!
+//! [kinds.Image]
+//! batch_size = 1
+//! concurrency = 2
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::connector::KindOptions;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub repo: Option<PathBuf>,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    pub ignore_file: Option<PathBuf>,
+    #[serde(default)]
+    pub kinds: BTreeMap<String, KindSettings>,
+    /// Where it was read from (not a setting).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindSettings {
+    pub batch_size: Option<usize>,
+    pub concurrency: Option<usize>,
+}
+
+impl Config {
+    /// Read `path`, or `./kindsnap.toml` if it exists; defaults otherwise.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from("kindsnap.toml"), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Config::default())
+            }
+            Err(e) => return Err(Error::io("reading", &path)(e)),
+        };
+        let mut config: Config = toml::from_str(&text).map_err(|e| Error::BadConfig {
+            path: path.clone(),
+            why: e.message().to_string(),
+            line: e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+        })?;
+        for (kind, k) in &config.kinds {
+            for (name, v) in [("batch_size", k.batch_size), ("concurrency", k.concurrency)] {
+                if v == Some(0) {
+                    return Err(Error::BadConfig {
+                        path: path.clone(),
+                        why: format!("[kinds.{kind}] {name} must be at least 1"),
+                        line: None,
+                    });
+                }
+            }
+        }
+        // Paths in the file are relative to the file.
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        for p in [&mut config.repo, &mut config.ignore_file]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        config.path = Some(path);
+        Ok(config)
+    }
+
+    pub fn kind_options(&self) -> BTreeMap<String, KindOptions> {
+        self.kinds
+            .iter()
+            .map(|(k, s)| {
+                let o = KindOptions {
+                    batch_size: s.batch_size,
+                    concurrency: s.concurrency,
+                };
+                (k.clone(), o)
+            })
+            .collect()
+    }
+}
