@@ -121,6 +121,11 @@ pub enum Error {
         line: Option<usize>,
     },
 
+    /// A Datastore call failed for good (the message names the server and
+    /// what to do).
+    #[error("{0}")]
+    Datastore(String),
+
     /// Writing to stdout or another caller-supplied sink failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),

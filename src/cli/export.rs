@@ -23,7 +23,12 @@ pub struct Args {
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
     let info = ops::find_snapshot(&repo, &args.snapshot)?;
-    let connector::Location::Jsonl(path) = connector::parse_location(&args.to)?;
+    let connector::Location::Jsonl(path) = connector::parse_location(&args.to)? else {
+        anyhow::bail!(
+            "export writes JSON Lines files (`--to jsonl:FILE`); to write into {}, use `kindsnap restore`",
+            args.to
+        );
+    };
     let mut sink = JsonlSink::create(&path)?;
     let n = ops::export::export(&repo, &info, args.kinds.as_deref(), &NoProgress, &mut |e| {
         sink.write(&e)

@@ -8,6 +8,7 @@
 
 mod cat;
 mod check;
+mod clear;
 mod diff;
 mod export;
 mod init;
@@ -73,6 +74,8 @@ enum Command {
     Check(check::Args),
     /// Write a snapshot into a target (original keys or uuid names).
     Restore(restore::Args),
+    /// Delete entities on a target (all its kinds, or --kinds).
+    Clear(clear::Args),
     /// Look up the uuid name a `--keys uuid` restore gave a key, or back.
     Keymap(keymap::Args),
 }
@@ -131,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(a, &settings),
         Command::Restore(a) => restore::run(a, &settings),
         Command::Keymap(a) => keymap::run(a, &settings),
+        Command::Clear(a) => clear::run(a, &settings),
     };
     match result {
         Ok(code) => code,

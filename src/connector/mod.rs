@@ -5,6 +5,7 @@
 //! Sources stream entities; they need not be in key order (the snapshot
 //! sorts externally when they are not).
 
+pub mod datastore;
 pub mod jsonl;
 
 use crate::error::{Error, Result};
@@ -149,6 +150,9 @@ impl EncodedBatch {
 pub trait EntitySource {
     /// A stable identity: snapshots of the same source form one history.
     fn source_id(&self) -> String;
+    /// Which kinds the snapshot wants; a source that lists its kinds
+    /// skips the others without reading them.
+    fn set_filter(&mut self, _filter: &crate::filter::KindFilter) {}
     /// Call `f` for every entity, with an origin number for messages.
     fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()>;
     /// Where entity `origin` came from, for messages (`file.jsonl:17`).
@@ -212,6 +216,17 @@ pub trait EntityTarget {
     fn project(&self) -> Option<String> {
         None
     }
+    /// The database keys must carry on this target, if it has one.
+    fn database(&self) -> Option<String> {
+        None
+    }
+    /// Every (namespace, kind) on the target, for `kindsnap clear` without
+    /// `--kinds`.
+    fn list_kinds(&mut self) -> Result<Vec<(String, String)>> {
+        Err(Error::BadArgument(
+            "this target cannot list its kinds; name them with --kinds".into(),
+        ))
+    }
     /// Whether `kind` can take a key name where the snapshot has a numeric
     /// id (`--keys uuid`); `Err` says why not.
     fn check_uuid_names(&mut self, _namespace: &str, _kind: &str) -> Result<()> {
@@ -257,6 +272,7 @@ pub trait EntityTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Jsonl(std::path::PathBuf),
+    Datastore(String),
 }
 
 pub fn parse_location(spec: &str) -> Result<Location> {
@@ -270,11 +286,15 @@ pub fn parse_location(spec: &str) -> Result<Location> {
         }
         return Ok(Location::Jsonl(rest.into()));
     }
+    if spec.starts_with("datastore:") {
+        datastore::Endpoint::parse(spec)?;
+        return Ok(Location::Datastore(spec.to_string()));
+    }
     if spec.ends_with(".jsonl") || spec.ends_with(".ndjson") {
         return Ok(Location::Jsonl(spec.into()));
     }
     Err(bad(
-        "expected `jsonl:FILE` (Datastore and SQL connectors are on their way)",
+        "expected `jsonl:FILE`, `datastore://HOST:PORT/PROJECT` or `datastore:PROJECT`",
     ))
 }
 
@@ -282,6 +302,7 @@ pub fn parse_location(spec: &str) -> Result<Location> {
 pub fn open_source(spec: &str) -> Result<Box<dyn EntitySource>> {
     match parse_location(spec)? {
         Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlSource::open(&path)?)),
+        Location::Datastore(spec) => Ok(Box::new(datastore::DatastoreSource::open(&spec)?)),
     }
 }
 
@@ -289,5 +310,6 @@ pub fn open_source(spec: &str) -> Result<Box<dyn EntitySource>> {
 pub fn open_target(spec: &str) -> Result<Box<dyn EntityTarget>> {
     match parse_location(spec)? {
         Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlTarget::open(&path)?)),
+        Location::Datastore(spec) => Ok(Box::new(datastore::DatastoreTarget::open(&spec)?)),
     }
 }

@@ -238,6 +238,7 @@ pub fn restore(
     let rewriter = Rewriter::new(
         opts,
         target.project(),
+        target.database(),
         &target_id,
         Chain::open(repo, &snap.id)?,
     );
@@ -1012,6 +1013,7 @@ struct RewriteStats {
 struct Rewriter {
     uuid_key: Option<[u8; 32]>,
     project: Option<String>,
+    database: Option<String>,
     map_project: Vec<(String, String)>,
     map_namespace: Vec<(String, String)>,
     chain: Chain,
@@ -1023,12 +1025,14 @@ impl Rewriter {
     fn new(
         opts: &RestoreOptions,
         project: Option<String>,
+        database: Option<String>,
         target_id: &str,
         chain: Chain,
     ) -> Rewriter {
         Rewriter {
             uuid_key: (opts.keys == KeyMode::Uuid).then(|| uuid_key(target_id)),
             project,
+            database,
             map_project: opts.map_project.clone(),
             map_namespace: opts.map_namespace.clone(),
             chain,
@@ -1123,6 +1127,9 @@ impl Rewriter {
             k.partition.project = to.clone();
         } else if let Some(p) = &self.project {
             k.partition.project = p.clone();
+        }
+        if let Some(d) = &self.database {
+            k.partition.database = d.clone();
         }
         Ok(replaced)
     }

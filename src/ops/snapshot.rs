@@ -198,6 +198,7 @@ pub fn snapshot(
     let mut cursors: Vec<Slot> = Vec::new();
     let mut open_cursors: Vec<usize> = Vec::new();
     let mut count = 0u64;
+    source.set_filter(&opts.filter);
     source.for_each_encoded(&mut |e| {
         let gid = match sorter.groups.get(e.namespace, e.kind) {
             Some(g) => Some(g),

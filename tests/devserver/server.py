@@ -205,6 +205,8 @@ class SortedKeys(object):
     def backward(self, lo, hi, n):
         """Up to n keys before position hi down to lo, last first."""
         out = []
+        if hi <= lo:
+            return out
         i, j = hi
         while len(out) < n:
             if j == 0:
@@ -241,6 +243,41 @@ _REC_LEN = struct.Struct('<I')
 _META = struct.Struct('<qqq')       # sequential, scattered id counters; commit ts
 
 
+class _LiveTxn(datastore_stub_util.LiveTxn):
+    """The stub's transaction, with its contention check made linear.
+
+    Each time a transaction first reads an entity group, the stub checks that
+    none of the groups it read before has been written since (locking and
+    sorting them all): O(n^2) for a transaction over n groups.  Groups only
+    change when a transaction commits, and every commit moves the commit
+    timestamp, so the check is skipped (it would pass again) while the
+    timestamp is the one of the last check that passed."""
+
+    _checked_at = None
+
+    def _GrabSnapshot(self, reference):
+        tracker = self._GetTracker(reference)
+        check_contention = tracker._snapshot is None
+        snapshot = tracker._GrabSnapshot(self._txn_manager)
+        now = self._txn_manager._commit_timestamp
+        if check_contention and self._checked_at != now:
+            candidates = [other for other in self._entity_groups.values()
+                          if other._snapshot is not None and other != tracker]
+            meta_data_list = [other._meta_data for other in candidates]
+            self._txn_manager._AcquireWriteLocks(meta_data_list)
+            try:
+                for other in candidates:
+                    if other._meta_data._log_pos != other._read_pos:
+                        self._state = self.FAILED
+                        raise apiproxy_errors.ApplicationError(
+                            datastore_pb.Error.CONCURRENT_TRANSACTION,
+                            'Concurrency exception.')
+            finally:
+                self._txn_manager._ReleaseWriteLocks(meta_data_list)
+            self._checked_at = now
+        return snapshot
+
+
 class _FileStub(datastore_file_stub.DatastoreFileStub):
     """The App Engine file stub with
 
@@ -268,6 +305,20 @@ class _FileStub(datastore_file_stub.DatastoreFileStub):
     def Write(self):
         """Called by the stub after every commit: the server's log persists
         instead (Datastore.flush)."""
+
+    # -- transactions: linear in the number of entity groups -----------------
+    def _BeginTransaction(self, app, allow_multiple_eg,
+                          mode=datastore_pb.BeginTransactionRequest.UNKNOWN):
+        return _LiveTxn(self, app, allow_multiple_eg, mode)
+
+    # the stub sorts with EntityGroupMetaData.__lt__ (id order, in Python)
+    def _AcquireWriteLocks(self, meta_data_list):
+        for meta_data in sorted(meta_data_list, key=id):
+            meta_data._write_lock.acquire()
+
+    def _ReleaseWriteLocks(self, meta_data_list):
+        for meta_data in sorted(meta_data_list, key=id):
+            meta_data._write_lock.release()
 
     # -- hooks: every stored and deleted entity passes here ------------------
     def _StoreRecord(self, record, insert=False):
@@ -311,8 +362,17 @@ class _FileStub(datastore_file_stub.DatastoreFileStub):
     def _GetQueryCursor(self, query, filters, orders, index_list):
         window = self._key_order_window(query, filters, orders)
         if window is None:  # anything else: the stub's full scan and sort
-            return datastore_file_stub.DatastoreFileStub._GetQueryCursor(
-                self, query, filters, orders, index_list)
+            try:
+                return datastore_file_stub.DatastoreFileStub._GetQueryCursor(
+                    self, query, filters, orders, index_list)
+            finally:
+                # its defaultdict lookup leaves an empty kind behind, which
+                # __kind__ queries would then list
+                app_kind = (datastore_types.EncodeAppIdNamespace(
+                    query.app, query.name_space), query.kind)
+                entities = self._GetAllEntities()
+                if app_kind in entities and not entities[app_kind]:
+                    del entities[app_kind]
         # The stub's own query code on just the part of the kind this batch
         # can return: it applies the filters, cursors, offset and limit
         # itself and makes the same cursors.

@@ -9,13 +9,16 @@ Every test talks real HTTP to a server.py subprocess started on port 0.
 
 import base64
 import copy
+import functools
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -363,6 +366,12 @@ class MainServerTest(unittest.TestCase):
                 {'key': key('K4', 1, ns='ns2', project=proj)},
                 {'key': key('K5', 1, 'K6', 2, ns='ns2', project=proj)}]
         self.srv.ok('commit', upserts(ents), project=proj)
+        # queries of kinds without entities do not make them appear
+        for ghost in ({'kind': [{'name': 'Ghost1'}]},
+                      {'kind': [{'name': 'Ghost2'}], 'filter': {'propertyFilter': {
+                          'property': {'name': 'x'}, 'op': 'EQUAL',
+                          'value': {'integerValue': '1'}}}}):
+            self.srv.ok('runQuery', {'query': ghost}, project=proj)
         q = self.srv.ok('runQuery', {'query': {'kind': [{'name': '__namespace__'}]}},
                         project=proj)
         keys = [r['entity']['key'] for r in q['batch']['entityResults']]
@@ -630,6 +639,333 @@ class SequentialIdsAndPersistenceTest(unittest.TestCase):
             self.assertEqual(out['mutationResults'][0]['key']['path'][0]['id'], '6')
         finally:
             srv.stop()
+
+
+def kj(k):
+    return json.dumps(k, sort_keys=True)
+
+
+def lookup_all(srv, keys):
+    """lookup in calls of <= 1000 keys, following deferred keys."""
+    found, missing = {}, set()
+    for i in range(0, len(keys), 1000):
+        todo = keys[i:i + 1000]
+        while todo:
+            got = srv.ok('lookup', {'keys': todo})
+            for f in got.get('found', []):
+                found[kj(f['entity']['key'])] = f['entity']
+            for m in got.get('missing', []):
+                missing.add(kj(m['entity']['key']))
+            todo = got.get('deferred', [])
+    return found, missing
+
+
+class LogPersistenceTest(unittest.TestCase):
+    """--storage: a snapshot plus an fsync'd log of every acknowledged change."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix='kindsnap-devserver-')
+        self.storage = os.path.join(self.dir, 'ds.bin')
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def check_kept(self, srv, acked):
+        found, missing = lookup_all(srv, [json.loads(k) for k in acked])
+        for k, e in acked.items():
+            if e is None:
+                self.assertIn(k, missing)
+            else:
+                self.assertEqual(found.get(k), e, k)
+
+    def test_kill9_after_acknowledged_commits_keeps_everything(self):
+        # a small threshold: the log is also compacted while serving
+        args = ('--storage', self.storage, '--auto-id-policy', 'sequential',
+                '--log-compact-bytes', '100000')
+        acked = {}        # kj(key) -> entity, or None once deleted
+        lock = threading.Lock()
+        errors = []
+
+        def client(srv, c, rounds):
+            try:
+                for j in range(rounds):
+                    ents = [{'key': key('Kill', c * 100000 + j * 1000 + i),
+                             'properties': {
+                                 'c': {'integerValue': str(c)},
+                                 'v': {'stringValue': 'é✓' * 3 + str(j)},
+                                 'pad': {'stringValue': 'x' * 300,
+                                         'excludeFromIndexes': True}}}
+                            for i in range(1, 121)]
+                    srv.ok('commit', upserts(ents))
+                    with lock:
+                        acked.update((kj(e['key']), e) for e in ents)
+                    dels = [e['key'] for e in ents[:7]]
+                    srv.ok('commit', {'mode': 'NON_TRANSACTIONAL',
+                                      'mutations': [{'delete': k} for k in dels]})
+                    with lock:
+                        acked.update((kj(k), None) for k in dels)
+            except Exception as e:  # reported by the test thread
+                errors.append(e)
+
+        def run_clients(srv, rounds):
+            threads = [threading.Thread(target=client, args=(srv, c, rounds))
+                       for c in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(errors, [])
+
+        srv = DevServer(*args).start()
+        try:
+            run_clients(srv, 5)
+            out = srv.ok('commit', upserts([{'key': key('Kill')} for _ in range(3)]))
+            auto = [m['key'] for m in out['mutationResults']]
+            self.assertEqual([k['path'][0]['id'] for k in auto], ['1', '2', '3'])
+            acked.update((kj(k), {'key': k}) for k in auto)
+            srv.ok('reserveIds', {'keys': [key('Kill', 500)]})
+            t = srv.ok('beginTransaction', {})['transaction']
+            tk = key('Kill', 'txn')
+            srv.ok('commit', {'mode': 'TRANSACTIONAL', 'transaction': t,
+                              'mutations': [{'insert': {'key': tk}}]})
+            acked[kj(tk)] = {'key': tk}
+            # compacted while serving: the snapshot holds most of it already
+            self.assertGreater(os.path.getsize(self.storage), 100000)
+        finally:
+            srv.stop(signal.SIGKILL)  # right after the last answer
+        srv = DevServer(*args).start()
+        try:
+            self.check_kept(srv, acked)
+            out = srv.ok('allocateIds', {'keys': [key('Kill')]})
+            self.assertEqual(out['keys'][0]['path'][0]['id'], '501')
+            # more after the restart, then another kill -9
+            run_clients(srv, 2)
+        finally:
+            srv.stop(signal.SIGKILL)
+        # a torn last frame (a crash while appending, never acknowledged) is
+        # ignored
+        with open(self.storage + '.log', 'ab') as f:
+            f.write(b'\x40\x00\x00\x00\x01\x02\x03\x04torn')
+        srv = DevServer(*args).start()
+        try:
+            self.check_kept(srv, acked)
+            q = srv.ok('runQuery', {'query': {'kind': [{'name': 'Kill'}],
+                                              'projection': [{'property': {
+                                                  'name': '__key__'}}]}})
+            self.assertEqual(q['batch']['moreResults'], 'NOT_FINISHED')
+            out = srv.ok('allocateIds', {'keys': [key('Kill')]})
+            self.assertEqual(out['keys'][0]['path'][0]['id'], '502')
+            # the startup compaction left an empty log
+            self.assertLess(os.path.getsize(self.storage + '.log'), 100)
+        finally:
+            srv.stop()
+
+    def test_reset_is_persisted(self):
+        args = ('--storage', self.storage)
+        srv = DevServer(*args).start()
+        try:
+            srv.ok('commit', upserts([{'key': key('R', i)} for i in range(1, 11)]))
+            self.assertEqual(srv.raw('/reset', b'')[0], 200)
+            srv.ok('commit', upserts([{'key': key('R', 'after')}]))
+        finally:
+            srv.stop(signal.SIGKILL)
+        srv = DevServer(*args).start()
+        try:
+            q = srv.ok('runQuery', {'query': {'kind': [{'name': 'R'}]}})
+            self.assertEqual([r['entity']['key'] for r in q['batch']['entityResults']],
+                             [key('R', 'after')])
+        finally:
+            srv.stop()
+
+
+class CursorScanTest(unittest.TestCase):
+    """Key-order scans read only the batch they answer; cursors resume
+    strictly after the last returned key, whatever was written meanwhile."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = DevServer('--batch-size', '10').start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_scan_with_writes_between_batches(self):
+        srv = self.srv
+        keys = [key('S', i) for i in range(1, 1001)] + \
+            [key('S', 'n%03d' % i) for i in range(150)] + \
+            [key('S', 'ü%d' % i) for i in range(20)] + \
+            [key('Par', i, 'S', i) for i in range(1, 80)] + \
+            [key('S', 7, 'S', i) for i in range(1, 30)] + \
+            [key('S', 2 ** 62 + i) for i in range(5)] + \
+            [key('Other', i) for i in range(1, 50)]   # another kind
+        for i in range(0, len(keys), 500):
+            srv.ok('commit', upserts([{'key': k} for k in keys[i:i + 500]]))
+        order = functools.cmp_to_key(
+            lambda a, b: (ds_sort_key(a) > ds_sort_key(b)) -
+            (ds_sort_key(a) < ds_sort_key(b)))
+        live = {kj(k): k for k in keys if k['path'][-1]['kind'] == 'S'}
+        query = {'kind': [{'name': 'S'}], 'order': [{'property': {'name': '__key__'}}]}
+        got, last, cursor, step = [], None, None, 0
+        while True:
+            q = dict(query, startCursor=cursor) if cursor else query
+            b = srv.ok('runQuery', {'query': q})['batch']
+            ks = [r['entity']['key'] for r in b.get('entityResults', [])]
+            ahead = sorted((k for k in live.values()
+                            if last is None or ds_sort_key(k) > ds_sort_key(last)),
+                           key=order)
+            self.assertEqual(ks, ahead[:10], 'batch %d' % step)
+            got += ks
+            if ks:
+                last = ks[-1]
+            cursor = b['endCursor']
+            if b['moreResults'] != 'NOT_FINISHED':
+                self.assertEqual(b['moreResults'], 'NO_MORE_RESULTS')
+                self.assertEqual(ahead[10:], [])
+                break
+            # writes between batches: a key right after the last one (a
+            # child: must come next), one behind the cursor (must not), the
+            # next key deleted (must not come), the last key deleted (the
+            # cursor still resumes after it), an update ahead (comes once)
+            step += 1
+            child = dict(last, path=last['path'] + [{'kind': 'S', 'id': str(step)}])
+            behind = key('A', step, 'S', 1)
+            muts = [{'upsert': {'key': child}}, {'upsert': {'key': behind}},
+                    {'delete': last}]
+            rest = [k for k in ahead[10:] if kj(k) != kj(child)]
+            if rest:
+                muts.append({'delete': rest[0]})
+                live.pop(kj(rest[0]))
+            if len(rest) > 5:
+                muts.append({'update': {'key': rest[5], 'properties': {
+                    'step': {'integerValue': str(step)}}}})
+            srv.ok('commit', {'mode': 'NON_TRANSACTIONAL', 'mutations': muts})
+            live[kj(child)] = child
+            live[kj(behind)] = behind
+            live.pop(kj(last))
+        self.assertGreater(len(got), 1000)
+        self.assertGreater(step, 100)
+        self.assertEqual(len({kj(k) for k in got}), len(got))
+        self.assertEqual(got, sorted(got, key=order))
+
+        # descending, keys only, inside a __key__ range, with a limit
+        lo, hi = key('S', 100), key('S', 'n100')
+        rng_q = {'kind': [{'name': 'S'}],
+                 'projection': [{'property': {'name': '__key__'}}],
+                 'order': [{'property': {'name': '__key__'},
+                            'direction': 'DESCENDING'}],
+                 'filter': {'compositeFilter': {'op': 'AND', 'filters': [
+                     {'propertyFilter': {'property': {'name': '__key__'},
+                                         'op': 'GREATER_THAN_OR_EQUAL',
+                                         'value': {'keyValue': lo}}},
+                     {'propertyFilter': {'property': {'name': '__key__'},
+                                         'op': 'LESS_THAN',
+                                         'value': {'keyValue': hi}}}]}},
+                 'limit': 555}
+        want = sorted((k for k in live.values()
+                       if ds_sort_key(lo) <= ds_sort_key(k) < ds_sort_key(hi)),
+                      key=order, reverse=True)[:555]
+        got, cursor = [], None
+        while True:
+            q = dict(rng_q, limit=555 - len(got))
+            if cursor:
+                q['startCursor'] = cursor
+            b = srv.ok('runQuery', {'query': q})['batch']
+            got += [r['entity']['key'] for r in b.get('entityResults', [])]
+            cursor = b['endCursor']
+            if b['moreResults'] != 'NOT_FINISHED':
+                break
+        self.assertEqual(got, want)
+        self.assertEqual(b['moreResults'], 'MORE_RESULTS_AFTER_LIMIT')
+
+    def test_key_order_fast_path_matches_the_stub(self):
+        """In-process: random key-order queries answered from the key index
+        equal the stub's own full scan and sort."""
+        if HERE not in sys.path:
+            sys.path.insert(0, HERE)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            import server
+        from google.protobuf import json_format
+        rng = random.Random(11)
+        ds = server.Datastore(None, batch_size=7)
+        orig = server._FileStub._key_order_window
+        used = []
+
+        def call(verb, body, fast=True):
+            req = server.METHODS[verb][1]()
+            json_format.Parse(json.dumps(body), req)
+            req.project_id = PROJECT
+            server._FileStub._key_order_window = orig if fast else \
+                (lambda *a: None)
+            try:
+                with ds.lock:
+                    out = getattr(ds, server.METHODS[verb][0])(PROJECT, req)
+            except server.ApiError as e:
+                return ('error', e.status, e.message)
+            finally:
+                server._FileStub._key_order_window = orig
+            if verb == 'runQuery':
+                out.batch.ClearField('read_time')
+            return json_format.MessageToDict(out)
+
+        names = ['a', 'B', 'ab', 'é', 'ｚ', '😀', 'a\x00', 'a\x00b', 'zz']
+        kinds = ['K', 'K\x00', 'KK', 'Ké']
+
+        def rand_key(ns):
+            path = []
+            for _ in range(rng.choice([1, 1, 2, 3])):
+                path += [rng.choice(kinds), rng.choice(
+                    [rng.randrange(1, 40), 2 ** 63 - 1, rng.choice(names)])]
+            return key(*path, ns=ns)
+
+        all_keys = []
+        for ns in (None, 'n1'):
+            for _ in range(30):
+                batch = {kj(k): k for k in (rand_key(ns) for _ in range(10))}
+                call('commit', upserts([{'key': k} for k in batch.values()]))
+                all_keys += batch.values()
+        dels = {kj(k): k for k in rng.sample(all_keys, 40)}
+        call('commit', {'mode': 'NON_TRANSACTIONAL',
+                        'mutations': [{'delete': k} for k in dels.values()]})
+        ops = ['LESS_THAN', 'LESS_THAN_OR_EQUAL', 'GREATER_THAN',
+               'GREATER_THAN_OR_EQUAL', 'EQUAL']
+        cursors = {None: [], 'n1': []}
+        for _ in range(600):
+            ns = rng.choice([None, 'n1'])
+            q = {'kind': [{'name': rng.choice(kinds)}]}
+            if rng.random() < .7:
+                q['order'] = [{'property': {'name': '__key__'}, 'direction':
+                               rng.choice(['ASCENDING', 'DESCENDING'])}]
+            fl = []
+            for _ in range(rng.choice([0, 0, 1, 2])):
+                fk = copy.deepcopy(rng.choice(all_keys))
+                fk['partitionId'] = key('K', 1, ns=ns)['partitionId']
+                fl.append({'propertyFilter': {'property': {'name': '__key__'},
+                                              'op': rng.choice(ops),
+                                              'value': {'keyValue': fk}}})
+            if len(fl) == 1:
+                q['filter'] = fl[0]
+            elif fl:
+                q['filter'] = {'compositeFilter': {'op': 'AND', 'filters': fl}}
+            if rng.random() < .3:
+                q['limit'] = rng.randrange(0, 20)
+            if rng.random() < .3:
+                q['offset'] = rng.choice([1, 3, 10, 1005])
+            if rng.random() < .3:
+                q['projection'] = [{'property': {'name': '__key__'}}]
+            if cursors[ns] and rng.random() < .6:
+                q['startCursor'] = rng.choice(cursors[ns])
+            if cursors[ns] and rng.random() < .2:
+                q['endCursor'] = rng.choice(cursors[ns])
+            body = {'query': q, 'partitionId': key('K', 1, ns=ns)['partitionId']}
+            fast = call('runQuery', body)
+            self.assertEqual(fast, call('runQuery', body, fast=False), body)
+            if isinstance(fast, dict):
+                used.append(1)
+                cursors[ns] += [r['cursor'] for r in
+                                fast['batch'].get('entityResults', [])[:2]]
+        self.assertGreater(len(used), 400)
 
 
 class FaultInjectionTest(unittest.TestCase):

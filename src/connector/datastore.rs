@@ -1,0 +1,1323 @@
+//! Cloud Datastore / Firestore in Datastore mode / the emulator, over the
+//! v1 REST API with JSON.
+//!
+//! Locations:
+//! - `datastore://HOST:PORT/PROJECT` — the emulator or a v1-compatible dev
+//!   server, plain HTTP, no credentials;
+//! - `datastore:PROJECT` — production, `https://datastore.googleapis.com`,
+//!   with Application Default Credentials;
+//! - `datastore:` — `DATASTORE_EMULATOR_HOST` and `DATASTORE_PROJECT_ID`
+//!   (or `DATASTORE_DATASET`), the way Google's client libraries read them.
+//!
+//! Query parameters: `database=NAME` (a named database), `namespaces=a,b`
+//! (only these; `-` is the default namespace), `concurrency=N` (kinds read
+//! or commits in flight at once), `read_time=RFC3339` (a consistent
+//! point-in-time snapshot).
+//!
+//! Every call goes through [`Client::call`], the one place that retries:
+//! ABORTED, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED and INTERNAL
+//! (and, once the server has answered before, a refused or dropped
+//! connection) with exponential backoff and jitter, honouring Retry-After.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value as J};
+
+use super::{Encoded, EncodedBatch, EntitySource, EntityTarget, KindOptions, Rejection};
+use crate::error::{Error, Result};
+use crate::filter::KindFilter;
+use crate::model::{
+    json as mjson, ElementId, Entity, Key, PartitionId, PathElement, Value, ValueKind,
+};
+
+const PRODUCTION: &str = "https://datastore.googleapis.com";
+const SCOPES: &[&str] = &["https://www.googleapis.com/auth/datastore"];
+/// Mutations per commit to start with: what emulators and older servers
+/// accept. Halved when a server says a batch is too large.
+const DEFAULT_MUTATIONS: usize = 500;
+/// Stay well under the 10 MiB request limit.
+const MAX_REQUEST_BYTES: usize = 9 * 1024 * 1024;
+/// Datastore's entity size limit (the serialized entity, key included).
+const MAX_ENTITY_BYTES: usize = 1_048_572;
+const MAX_INDEXED_BYTES: usize = 1500;
+const DEFAULT_CONCURRENCY: usize = 4;
+const MAX_ATTEMPTS: u32 = 10;
+
+/// A parsed `datastore:` location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `http://host:port` or the production URL.
+    pub base: String,
+    pub project: String,
+    pub database: String,
+    pub namespaces: Option<Vec<String>>,
+    pub concurrency: Option<usize>,
+    pub read_time: Option<String>,
+    /// Production: use Application Default Credentials.
+    pub auth: bool,
+}
+
+impl Endpoint {
+    pub fn parse(spec: &str) -> Result<Endpoint> {
+        let bad = |why: &str| Error::BadLocation {
+            spec: spec.to_string(),
+            why: why.to_string(),
+        };
+        let (head, query) = match spec.split_once('?') {
+            Some((h, q)) => (h, Some(q)),
+            None => (spec, None),
+        };
+        let mut ep = if let Some(rest) = head.strip_prefix("datastore://") {
+            let (host, project) = rest
+                .split_once('/')
+                .ok_or_else(|| bad("expected datastore://HOST:PORT/PROJECT"))?;
+            if host.is_empty() || project.is_empty() || project.contains('/') {
+                return Err(bad("expected datastore://HOST:PORT/PROJECT"));
+            }
+            Endpoint::new(format!("http://{host}"), project, false)
+        } else if let Some(project) = head.strip_prefix("datastore:") {
+            if project.is_empty() {
+                Self::from_env(spec)?
+            } else {
+                Endpoint::new(PRODUCTION.into(), project, true)
+            }
+        } else {
+            return Err(bad("not a datastore location"));
+        };
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "database" => ep.database = v.to_string(),
+                "namespaces" => {
+                    ep.namespaces = Some(
+                        v.split(',')
+                            .map(|n| {
+                                if n == "-" {
+                                    String::new()
+                                } else {
+                                    n.to_string()
+                                }
+                            })
+                            .collect(),
+                    )
+                }
+                "concurrency" => {
+                    let n: usize = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| bad("concurrency must be a number ≥ 1"))?;
+                    ep.concurrency = Some(n);
+                }
+                "read_time" => {
+                    mjson::parse_timestamp(v).map_err(|e| bad(&e))?;
+                    ep.read_time = Some(v.to_string());
+                }
+                _ => return Err(bad(&format!(
+                    "unknown parameter `{k}` (known: database, namespaces, concurrency, read_time)"
+                ))),
+            }
+        }
+        Ok(ep)
+    }
+
+    fn new(base: String, project: &str, auth: bool) -> Endpoint {
+        Endpoint {
+            base,
+            project: project.to_string(),
+            database: String::new(),
+            namespaces: None,
+            concurrency: None,
+            read_time: None,
+            auth,
+        }
+    }
+
+    fn from_env(spec: &str) -> Result<Endpoint> {
+        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+        let project = var("DATASTORE_PROJECT_ID")
+            .or_else(|| var("DATASTORE_DATASET"))
+            .or_else(|| var("GOOGLE_CLOUD_PROJECT"));
+        match (var("DATASTORE_EMULATOR_HOST"), project) {
+            (Some(host), Some(p)) => {
+                let host = host.trim_start_matches("http://").trim_end_matches('/');
+                Ok(Endpoint::new(format!("http://{host}"), &p, false))
+            }
+            (None, Some(p)) => Ok(Endpoint::new(PRODUCTION.into(), &p, true)),
+            (_, None) => Err(Error::BadLocation {
+                spec: spec.to_string(),
+                why: "`datastore:` alone needs DATASTORE_PROJECT_ID (and DATASTORE_EMULATOR_HOST for the emulator); or write datastore://HOST:PORT/PROJECT or datastore:PROJECT".into(),
+            }),
+        }
+    }
+
+    /// The stable identity (no tuning parameters).
+    pub fn id(&self) -> String {
+        let mut s = if self.auth {
+            format!("datastore:{}", self.project)
+        } else {
+            format!(
+                "datastore://{}/{}",
+                self.base.trim_start_matches("http://"),
+                self.project
+            )
+        };
+        if !self.database.is_empty() {
+            s.push_str("?database=");
+            s.push_str(&self.database);
+        }
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The HTTP client
+
+/// A failed call, classified.
+#[derive(Debug, Clone)]
+struct CallError {
+    /// gRPC status name (`INVALID_ARGUMENT` …) or `HTTP` / `CONNECT`.
+    status: String,
+    http: u16,
+    message: String,
+}
+
+impl CallError {
+    fn transient(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "ABORTED" | "UNAVAILABLE" | "DEADLINE_EXCEEDED" | "RESOURCE_EXHAUSTED" | "INTERNAL"
+        )
+    }
+}
+
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    ep: Arc<Endpoint>,
+    auth: Option<Arc<dyn gcp_auth::TokenProvider>>,
+    /// Once the server has answered, a lost connection is worth retrying
+    /// (it is restarting); before that it means a wrong address.
+    answered: Arc<std::sync::atomic::AtomicBool>,
+    /// Test knob: no sleeping between retries beyond this (ms).
+    max_backoff_ms: u64,
+}
+
+impl Client {
+    async fn new(ep: Endpoint) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| Error::Datastore(format!("cannot set up HTTP: {e}")))?;
+        let auth = if ep.auth {
+            match gcp_auth::provider().await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    return Err(Error::Datastore(format!(
+                        "no Google credentials for project {}: {e}; tried GOOGLE_APPLICATION_CREDENTIALS, gcloud's application default credentials and the metadata server. Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file",
+                        ep.project
+                    )))
+                }
+            }
+        } else {
+            None
+        };
+        let max_backoff_ms = std::env::var("KINDSNAP_MAX_BACKOFF_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
+        Ok(Client {
+            http,
+            ep: Arc::new(ep),
+            auth,
+            answered: Default::default(),
+            max_backoff_ms,
+        })
+    }
+
+    fn url(&self, method: &str) -> String {
+        format!("{}/v1/projects/{}:{method}", self.ep.base, self.ep.project)
+    }
+
+    async fn once(
+        &self,
+        method: &str,
+        body: &[u8],
+    ) -> std::result::Result<(Vec<u8>, u16), (CallError, Option<Duration>)> {
+        let mut req = self
+            .http
+            .post(self.url(method))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(auth) = &self.auth {
+            let token = auth.token(SCOPES).await.map_err(|e| {
+                (
+                    CallError {
+                        status: "UNAUTHENTICATED".into(),
+                        http: 401,
+                        message: format!("cannot get an access token: {e}"),
+                    },
+                    None,
+                )
+            })?;
+            req = req.bearer_auth(token.as_str());
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let mut why = e.to_string();
+                let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    why = s.to_string();
+                    src = s.source();
+                }
+                let status = if e.is_timeout() {
+                    "DEADLINE_EXCEEDED"
+                } else {
+                    "CONNECT"
+                };
+                return Err((
+                    CallError {
+                        status: status.into(),
+                        http: 0,
+                        message: why,
+                    },
+                    None,
+                ));
+            }
+        };
+        let http = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = resp.bytes().await.map_err(|e| {
+            (
+                CallError {
+                    status: "UNAVAILABLE".into(),
+                    http,
+                    message: format!("the answer was cut off: {e}"),
+                },
+                None,
+            )
+        })?;
+        self.answered.store(true, Ordering::Relaxed);
+        if (200..300).contains(&http) {
+            if !looks_like_json(&bytes) {
+                return Err((not_datastore(http, &content_type, &bytes), None));
+            }
+            return Ok((bytes.to_vec(), http));
+        }
+        #[derive(Deserialize)]
+        struct Wrapper {
+            error: ErrorBody,
+        }
+        #[derive(Deserialize)]
+        struct ErrorBody {
+            #[serde(default)]
+            message: String,
+            #[serde(default)]
+            status: String,
+        }
+        let err = match serde_json::from_slice::<Wrapper>(&bytes) {
+            Ok(w) => CallError {
+                status: if w.error.status.is_empty() {
+                    status_of_http(http).into()
+                } else {
+                    w.error.status
+                },
+                http,
+                message: w.error.message,
+            },
+            Err(_) if http == 404 || http == 405 => CallError {
+                status: "NOT_FOUND".into(),
+                http,
+                message: format!("HTTP {http} {}", snippet(&bytes)),
+            },
+            Err(_) if matches!(http, 502..=504 | 429) => CallError {
+                status: status_of_http(http).into(),
+                http,
+                message: format!("HTTP {http}"),
+            },
+            Err(_) => not_datastore(http, &content_type, &bytes),
+        };
+        Err((err, retry_after))
+    }
+
+    /// One API call with retries. Returns the answer body.
+    async fn call(&self, method: &str, body: &J) -> std::result::Result<Vec<u8>, CallError> {
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        self.call_raw(method, &body).await
+    }
+
+    async fn call_raw(&self, method: &str, body: &[u8]) -> std::result::Result<Vec<u8>, CallError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let (err, retry_after) = match self.once(method, body).await {
+                Ok((bytes, _)) => return Ok(bytes),
+                Err(e) => e,
+            };
+            let retry = err.transient()
+                || (err.status == "CONNECT" && self.answered.load(Ordering::Relaxed));
+            if !retry || attempt >= MAX_ATTEMPTS {
+                return Err(err);
+            }
+            let base = 100u64
+                .saturating_mul(1 << attempt.min(10))
+                .min(self.max_backoff_ms);
+            let jitter = rand::random::<u64>() % (base / 2 + 1);
+            let mut wait = Duration::from_millis(base / 2 + jitter);
+            if let Some(ra) = retry_after {
+                wait = wait.max(ra);
+            }
+            tracing_note(&format!(
+                "{method}: {} {}; retrying in {wait:?} (attempt {attempt})",
+                err.status, err.message
+            ));
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Turn a final call error into the user's one line.
+    fn explain(&self, method: &str, e: CallError) -> Error {
+        let ep = &self.ep;
+        let msg = match e.status.as_str() {
+            "CONNECT" => format!(
+                "cannot reach the datastore at {}: {}; is the server running and the address right?",
+                ep.base, e.message
+            ),
+            "UNAUTHENTICATED" => format!(
+                "the datastore at {} refused the credentials (HTTP {}: {}); {}",
+                ep.base,
+                e.http,
+                e.message,
+                credentials_hint(ep)
+            ),
+            "PERMISSION_DENIED" => format!(
+                "no permission on project {} (HTTP {}: {}); {}",
+                ep.project,
+                e.http,
+                e.message,
+                credentials_hint(ep)
+            ),
+            "NOT_FOUND" if method != "commit" => format!(
+                "{} answered NOT_FOUND to {method} ({}); check the project `{}`{} and the URL",
+                ep.base,
+                e.message,
+                ep.project,
+                if ep.database.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and database `{}`", ep.database)
+                }
+            ),
+            "NOT_DATASTORE" => format!("{} {}", ep.base, e.message),
+            _ => format!(
+                "{method} on {} failed: {} {}{}",
+                ep.base,
+                e.status,
+                e.message,
+                if e.transient() {
+                    format!(" (still failing after {MAX_ATTEMPTS} attempts)")
+                } else {
+                    String::new()
+                }
+            ),
+        };
+        Error::Datastore(msg)
+    }
+
+    fn partition(&self, namespace: &str) -> J {
+        let mut p = json!({ "projectId": self.ep.project });
+        if !self.ep.database.is_empty() {
+            p["databaseId"] = json!(self.ep.database);
+        }
+        if !namespace.is_empty() {
+            p["namespaceId"] = json!(namespace);
+        }
+        p
+    }
+
+    fn read_options(&self) -> Option<J> {
+        self.ep.read_time.as_ref().map(|t| json!({ "readTime": t }))
+    }
+
+    /// One batch of a query.
+    async fn run_query(
+        &self,
+        namespace: &str,
+        query: &J,
+        cursor: Option<&str>,
+    ) -> Result<QueryBatch> {
+        let mut q = query.clone();
+        if let Some(c) = cursor {
+            q["startCursor"] = json!(c);
+        }
+        let mut body = json!({ "partitionId": self.partition(namespace), "query": q });
+        if !self.ep.database.is_empty() {
+            body["databaseId"] = json!(self.ep.database);
+        }
+        if let Some(ro) = self.read_options() {
+            body["readOptions"] = ro;
+        }
+        let bytes = self.call("runQuery", &body).await.map_err(|e| {
+            if self.ep.read_time.is_some()
+                && e.status == "INVALID_ARGUMENT"
+                && e.message.contains("readTime")
+            {
+                Error::Datastore(format!(
+                    "{} does not support --read-time / read_time ({}); snapshot without it",
+                    self.ep.base, e.message
+                ))
+            } else {
+                self.explain("runQuery", e)
+            }
+        })?;
+        #[derive(Deserialize)]
+        struct Resp {
+            batch: QueryBatch,
+        }
+        serde_json::from_slice::<Resp>(&bytes)
+            .map(|r| r.batch)
+            .map_err(|e| {
+                Error::Datastore(format!(
+                    "{} answered runQuery with an unexpected shape: {e}",
+                    self.ep.base
+                ))
+            })
+    }
+
+    /// All keys of a keys-only query (names of namespaces or kinds), paged.
+    async fn metadata(&self, namespace: &str, kind: &str) -> Result<Vec<Key>> {
+        let query = json!({
+            "kind": [{ "name": kind }],
+            "projection": [{ "property": { "name": "__key__" } }],
+        });
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let batch = self.run_query(namespace, &query, cursor.as_deref()).await?;
+            for r in batch.entity_results {
+                out.push(parse_key(r.entity.get())?);
+            }
+            if batch.more_results != "NOT_FINISHED" || batch.end_cursor.is_none() {
+                return Ok(out);
+            }
+            cursor = batch.end_cursor;
+        }
+    }
+
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        if let Some(ns) = &self.ep.namespaces {
+            return Ok(ns.clone());
+        }
+        let keys = self.metadata("", "__namespace__").await?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| match k.path.last().map(|e| e.id.clone()) {
+                Some(ElementId::Name(n)) => Some(n),
+                Some(ElementId::Id(_)) => Some(String::new()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn kinds(&self, namespace: &str) -> Result<Vec<String>> {
+        let keys = self.metadata(namespace, "__kind__").await?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| match k.path.last().map(|e| e.id.clone()) {
+                Some(ElementId::Name(n)) if !KindFilter::is_internal(&n) => Some(n),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+fn tracing_note(msg: &str) {
+    if std::env::var_os("KINDSNAP_DEBUG").is_some() {
+        eprintln!("kindsnap: {msg}");
+    }
+}
+
+fn credentials_hint(ep: &Endpoint) -> String {
+    if ep.auth {
+        let which = match std::env::var("GOOGLE_APPLICATION_CREDENTIALS") {
+            Ok(p) if !p.is_empty() => format!("the key file {p} (GOOGLE_APPLICATION_CREDENTIALS)"),
+            _ => "Application Default Credentials (gcloud's, or the metadata server)".into(),
+        };
+        format!(
+            "kindsnap used {which}; grant it the Cloud Datastore User role on the project, or run `gcloud auth application-default login` as someone who has it"
+        )
+    } else {
+        "this is a datastore:// (no credentials) location; for production use datastore:PROJECT"
+            .into()
+    }
+}
+
+fn status_of_http(http: u16) -> &'static str {
+    match http {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        500 => "INTERNAL",
+        501 => "UNIMPLEMENTED",
+        503 | 502 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "UNKNOWN",
+    }
+}
+
+fn looks_like_json(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .map(|b| *b == b'{')
+        .unwrap_or(false)
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(60)]);
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("`{}`", s.trim())
+}
+
+fn not_datastore(http: u16, content_type: &str, bytes: &[u8]) -> CallError {
+    CallError {
+        status: "NOT_DATASTORE".into(),
+        http,
+        message: format!(
+            "is not a Datastore API: it answered HTTP {http} with {} {}; check the host and port",
+            if content_type.is_empty() {
+                "no content type"
+            } else {
+                content_type
+            },
+            snippet(bytes)
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueryBatch {
+    #[serde(default)]
+    entity_results: Vec<EntityResult>,
+    #[serde(default)]
+    end_cursor: Option<String>,
+    #[serde(default)]
+    more_results: String,
+}
+
+#[derive(Deserialize)]
+struct EntityResult {
+    entity: Box<RawValue>,
+}
+
+fn parse_key(entity_json: &str) -> Result<Key> {
+    #[derive(Deserialize)]
+    struct KeyOnly {
+        key: Box<RawValue>,
+    }
+    let k: KeyOnly = serde_json::from_str(entity_json)
+        .map_err(|e| Error::Datastore(format!("a result without a key: {e}")))?;
+    let text = format!("{{\"key\":{},\"properties\":{{}}}}", k.key.get());
+    mjson::entity_from_json(&text)
+        .map(|e| e.key)
+        .map_err(|e| Error::Datastore(format!("a key the server sent does not parse: {e}")))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Datastore(format!("cannot start the I/O runtime: {e}")))
+}
+
+// ---------------------------------------------------------------------------
+// Source
+
+pub struct DatastoreSource {
+    ep: Endpoint,
+    filter: Option<KindFilter>,
+    kinds: Mutex<Vec<String>>,
+}
+
+impl DatastoreSource {
+    pub fn open(spec: &str) -> Result<DatastoreSource> {
+        Ok(DatastoreSource {
+            ep: Endpoint::parse(spec)?,
+            filter: None,
+            kinds: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+/// A page of one kind, encoded on a runtime thread.
+type Page = Result<(u32, EncodedBatch)>;
+
+impl EntitySource for DatastoreSource {
+    fn source_id(&self) -> String {
+        self.ep.id()
+    }
+
+    fn set_filter(&mut self, filter: &KindFilter) {
+        self.filter = Some(filter.clone());
+    }
+
+    fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()> {
+        self.for_each_encoded(&mut |e| {
+            let entity = crate::model::codec::decode(e.body)
+                .map_err(|_| Error::Internal("an encoded entity does not decode"))?;
+            f(entity, e.origin)
+        })
+    }
+
+    fn describe(&self, origin: u64) -> String {
+        let kinds = self.kinds.lock().map(|k| k.clone()).unwrap_or_default();
+        let kind = kinds
+            .get((origin >> 40) as usize)
+            .cloned()
+            .unwrap_or_default();
+        format!(
+            "{} kind {kind} (entity {})",
+            self.ep.id(),
+            origin & ((1 << 40) - 1)
+        )
+    }
+
+    fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded<'_>) -> Result<()>) -> Result<()> {
+        let rt = runtime()?;
+        let concurrency = self.ep.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        let client = rt.block_on(Client::new(self.ep.clone()))?;
+        // Namespaces and kinds first (small), then the scans.
+        let mut work: Vec<(String, String)> = Vec::new();
+        for ns in rt.block_on(client.namespaces())? {
+            for kind in rt.block_on(client.kinds(&ns))? {
+                if self
+                    .filter
+                    .as_ref()
+                    .map(|f| f.allows(&ns, &kind))
+                    .unwrap_or(true)
+                {
+                    work.push((ns.clone(), kind));
+                }
+            }
+        }
+        if let Ok(mut k) = self.kinds.lock() {
+            *k = work
+                .iter()
+                .map(|(ns, k)| {
+                    if ns.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{ns}/{k}")
+                    }
+                })
+                .collect();
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Page>(concurrency * 2);
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let shown = self.ep.id();
+        for (i, (ns, kind)) in work.into_iter().enumerate() {
+            let client = client.clone();
+            let tx = tx.clone();
+            let sem = Arc::clone(&semaphore);
+            let shown = shown.clone();
+            rt.spawn(async move {
+                let Ok(_permit) = sem.acquire_owned().await else {
+                    return;
+                };
+                let result = scan_kind(&client, &ns, &kind, i as u32, &tx, &shown).await;
+                if let Err(e) = result {
+                    let _ = tx.send(Err(e)).await;
+                }
+            });
+        }
+        drop(tx);
+        let mut n: u64 = 0;
+        while let Some(page) = rx.blocking_recv() {
+            let (kind_no, batch) = page?;
+            for e in batch.iter() {
+                let origin = ((kind_no as u64) << 40) | (n & ((1 << 40) - 1));
+                n += 1;
+                f(Encoded { origin, ..e })?;
+            }
+        }
+        rt.shutdown_background();
+        Ok(())
+    }
+}
+
+async fn scan_kind(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    kind_no: u32,
+    tx: &tokio::sync::mpsc::Sender<Page>,
+    shown: &str,
+) -> Result<()> {
+    let query = json!({ "kind": [{ "name": kind }] });
+    let mut cursor: Option<String> = None;
+    loop {
+        let batch = client.run_query(ns, &query, cursor.as_deref()).await?;
+        let more = batch.more_results == "NOT_FINISHED" && batch.end_cursor.is_some();
+        cursor = batch.end_cursor;
+        let results = batch.entity_results;
+        let shown = shown.to_string();
+        let kind_owned = kind.to_string();
+        // Transcoding and hashing is CPU work: off the I/O threads.
+        let page = tokio::task::spawn_blocking(move || -> Result<(u32, EncodedBatch)> {
+            let bytes: usize = results.iter().map(|r| r.entity.get().len()).sum();
+            let mut out = EncodedBatch::with_capacity(bytes + 1024);
+            for r in &results {
+                out.push_json(r.entity.get().as_bytes(), 0).map_err(|e| {
+                    Error::Datastore(format!(
+                        "{shown} sent an entity of kind {kind_owned} kindsnap cannot read: {e}"
+                    ))
+                })?;
+            }
+            Ok((kind_no, out))
+        })
+        .await
+        .map_err(|_| Error::Internal("a transcoding task panicked"))?;
+        if tx.send(page).await.is_err() {
+            return Ok(());
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Target
+
+pub struct DatastoreTarget {
+    ep: Endpoint,
+    rt: Option<tokio::runtime::Runtime>,
+    client: Option<Client>,
+    /// The batch being filled: mutation JSON texts and their keys.
+    batch: Vec<(Key, String)>,
+    batch_bytes: usize,
+    in_flight: VecDeque<tokio::task::JoinHandle<Result<Vec<Rejection>>>>,
+    rejections: Vec<Rejection>,
+    /// Mutations per commit; shared with the tasks, which halve it when a
+    /// server says a batch is too large.
+    max_mutations: Arc<AtomicUsize>,
+    options: KindOptions,
+    reserve: ReserveState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReserveState {
+    Unknown,
+    Works,
+    Unsupported,
+}
+
+impl DatastoreTarget {
+    pub fn open(spec: &str) -> Result<DatastoreTarget> {
+        Ok(DatastoreTarget {
+            ep: Endpoint::parse(spec)?,
+            rt: None,
+            client: None,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            in_flight: VecDeque::new(),
+            rejections: Vec::new(),
+            max_mutations: Arc::new(AtomicUsize::new(DEFAULT_MUTATIONS)),
+            options: KindOptions::default(),
+            reserve: ReserveState::Unknown,
+        })
+    }
+
+    fn parts(&self) -> Result<(&tokio::runtime::Runtime, &Client)> {
+        match (&self.rt, &self.client) {
+            (Some(rt), Some(c)) => Ok((rt, c)),
+            _ => Err(Error::Internal("datastore target used before start")),
+        }
+    }
+
+    fn concurrency(&self) -> usize {
+        self.options
+            .concurrency
+            .or(self.ep.concurrency)
+            .unwrap_or(DEFAULT_CONCURRENCY)
+    }
+
+    fn batch_limit(&self) -> usize {
+        let adaptive = self.max_mutations.load(Ordering::Relaxed);
+        self.options
+            .batch_size
+            .map(|b| b.min(adaptive))
+            .unwrap_or(adaptive)
+    }
+
+    /// Send the current batch as one commit (in the background).
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        while self.in_flight.len() >= self.concurrency() {
+            self.wait_one()?;
+        }
+        let (rt, client) = self.parts()?;
+        let client = client.clone();
+        let max = Arc::clone(&self.max_mutations);
+        let handle = rt.spawn(async move { commit_upserts(&client, batch, &max).await });
+        self.in_flight.push_back(handle);
+        Ok(())
+    }
+
+    fn wait_one(&mut self) -> Result<()> {
+        let Some(h) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let (rt, _) = self.parts()?;
+        let result = rt
+            .block_on(h)
+            .map_err(|_| Error::Internal("a commit task panicked"))?;
+        self.rejections.extend(result?);
+        Ok(())
+    }
+
+    fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> Result<T> {
+        let (rt, _) = self.parts()?;
+        Ok(rt.block_on(f))
+    }
+
+    fn client(&self) -> Result<Client> {
+        Ok(self.parts()?.1.clone())
+    }
+
+    /// Delete keys in commits the server accepts.
+    fn delete_keys(&mut self, keys: Vec<Key>) -> Result<()> {
+        let client = self.client()?;
+        let max = Arc::clone(&self.max_mutations);
+        let ep = self.ep.clone();
+        for chunk in keys.chunks(self.batch_limit().max(1)) {
+            let mutations: Vec<J> = chunk
+                .iter()
+                .map(|k| json!({ "delete": mjson::key_to_json(&with_partition(k, &ep)) }))
+                .collect();
+            self.block_on(commit_json(&client, mutations, &max))??;
+        }
+        Ok(())
+    }
+}
+
+fn with_partition(k: &Key, ep: &Endpoint) -> Key {
+    let mut k = k.clone();
+    k.partition.project = ep.project.clone();
+    k.partition.database = ep.database.clone();
+    k
+}
+
+/// Commit a list of mutations as is, splitting when the server says the
+/// batch is too large. Errors are final.
+async fn commit_json(client: &Client, mutations: Vec<J>, max: &AtomicUsize) -> Result<()> {
+    let mut queue = VecDeque::from([mutations]);
+    while let Some(ms) = queue.pop_front() {
+        let mut body = json!({ "mode": "NON_TRANSACTIONAL", "mutations": ms });
+        if !client.ep.database.is_empty() {
+            body["databaseId"] = json!(client.ep.database);
+        }
+        match client.call("commit", &body).await {
+            Ok(_) => {}
+            Err(e) if too_large(&e) && ms.len() > 1 => {
+                shrink(max, ms.len());
+                let mut ms = ms;
+                let second = ms.split_off(ms.len() / 2);
+                queue.push_front(second);
+                queue.push_front(ms);
+            }
+            Err(e) => return Err(client.explain("commit", e)),
+        }
+    }
+    Ok(())
+}
+
+fn too_large(e: &CallError) -> bool {
+    e.status == "INVALID_ARGUMENT"
+        && (e.message.contains("in a single call")
+            || e.message.contains("payload size exceeds")
+            || e.message.contains("too many mutations")
+            || e.message.contains("Transaction too big"))
+}
+
+fn shrink(max: &AtomicUsize, tried: usize) {
+    let half = (tried / 2).max(1);
+    max.fetch_min(half, Ordering::Relaxed);
+}
+
+/// Commit upserts; a batch the server refuses because of one entity is
+/// split until that entity is found and handed back as a rejection.
+async fn commit_upserts(
+    client: &Client,
+    batch: Vec<(Key, String)>,
+    max: &AtomicUsize,
+) -> Result<Vec<Rejection>> {
+    let mut rejections = Vec::new();
+    let mut queue = VecDeque::from([batch]);
+    while let Some(batch) = queue.pop_front() {
+        let mut body =
+            String::with_capacity(batch.iter().map(|(_, m)| m.len() + 1).sum::<usize>() + 128);
+        body.push_str("{\"mode\":\"NON_TRANSACTIONAL\",");
+        if !client.ep.database.is_empty() {
+            body.push_str(&format!("\"databaseId\":{},", json!(client.ep.database)));
+        }
+        body.push_str("\"mutations\":[");
+        for (i, (_, m)) in batch.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(m);
+        }
+        body.push_str("]}");
+        match client.call_raw("commit", body.as_bytes()).await {
+            Ok(_) => {}
+            Err(e) if too_large(&e) && batch.len() > 1 => {
+                shrink(max, batch.len());
+                let mut first = batch;
+                let second = first.split_off(first.len() / 2);
+                queue.push_front(second);
+                queue.push_front(first);
+            }
+            Err(e) if e.status == "INVALID_ARGUMENT" && batch.len() > 1 => {
+                // Find the entity it is about.
+                let mut first = batch;
+                let second = first.split_off(first.len() / 2);
+                queue.push_front(second);
+                queue.push_front(first);
+            }
+            Err(e) if e.status == "INVALID_ARGUMENT" || e.status == "FAILED_PRECONDITION" => {
+                for (key, _) in batch {
+                    rejections.push(Rejection {
+                        key,
+                        reason: e.message.clone(),
+                    });
+                }
+            }
+            Err(e) => return Err(client.explain("commit", e)),
+        }
+    }
+    Ok(rejections)
+}
+
+/// The limits Datastore enforces per entity, checked before sending so one
+/// entity never sinks its batch: `Some(reason)` if it breaks one.
+fn check_limits(e: &Entity, json_len: usize) -> Option<String> {
+    if json_len > MAX_ENTITY_BYTES + MAX_ENTITY_BYTES / 3 + 4096 {
+        // JSON is bigger than the wire form (base64, names); only the
+        // clear cases are caught here, the server has the last word.
+        return Some(format!(
+            "entity is too big ({json_len} bytes as JSON; Datastore's limit is 1 MiB)"
+        ));
+    }
+    fn walk(name: &str, v: &Value, out: &mut Option<String>) {
+        if out.is_some() {
+            return;
+        }
+        match &v.kind {
+            ValueKind::String(s) if !v.exclude_from_indexes && s.len() > MAX_INDEXED_BYTES => {
+                *out = Some(format!(
+                    "the indexed string property \"{name}\" is {} bytes; Datastore indexes at most 1500 (mark it excludeFromIndexes)",
+                    s.len()
+                ))
+            }
+            ValueKind::Blob(b) if !v.exclude_from_indexes && b.len() > MAX_INDEXED_BYTES => {
+                *out = Some(format!(
+                    "the indexed blob property \"{name}\" is {} bytes; Datastore indexes at most 1500 (mark it excludeFromIndexes)",
+                    b.len()
+                ))
+            }
+            ValueKind::Array(vs) => vs.iter().for_each(|x| walk(name, x, out)),
+            ValueKind::Entity(e) if !v.exclude_from_indexes => {
+                for (k, x) in &e.properties {
+                    walk(&format!("{name}.{k}"), x, out)
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = None;
+    for (name, v) in &e.properties {
+        walk(name, v, &mut out);
+    }
+    out
+}
+
+impl EntityTarget for DatastoreTarget {
+    fn target_id(&self) -> String {
+        self.ep.id()
+    }
+
+    fn start(&mut self, _resuming: bool) -> Result<()> {
+        let rt = runtime()?;
+        let client = rt.block_on(Client::new(self.ep.clone()))?;
+        // One cheap call, so a wrong address or project fails now with a
+        // clear message instead of inside the first commit.
+        rt.block_on(client.metadata("", "__namespace__"))?;
+        self.rt = Some(rt);
+        self.client = Some(client);
+        Ok(())
+    }
+
+    fn project(&self) -> Option<String> {
+        Some(self.ep.project.clone())
+    }
+
+    fn database(&self) -> Option<String> {
+        Some(self.ep.database.clone())
+    }
+
+    fn begin_kind(&mut self, _namespace: &str, _kind: &str, options: KindOptions) -> Result<()> {
+        self.options = options;
+        Ok(())
+    }
+
+    fn put(&mut self, entity: Entity) -> Result<()> {
+        let text = mjson::entity_to_json(&entity);
+        if let Some(reason) = check_limits(&entity, text.len()) {
+            self.rejections.push(Rejection {
+                key: entity.key,
+                reason,
+            });
+            return Ok(());
+        }
+        let mutation = format!("{{\"upsert\":{text}}}");
+        if !self.batch.is_empty()
+            && (self.batch.len() >= self.batch_limit()
+                || self.batch_bytes + mutation.len() > MAX_REQUEST_BYTES)
+        {
+            self.flush()?;
+        }
+        self.batch_bytes += mutation.len() + 1;
+        self.batch.push((entity.key, mutation));
+        if self.batch.len() >= self.batch_limit() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.flush()?;
+        let mut first_err = None;
+        while !self.in_flight.is_empty() {
+            if let Err(e) = self.wait_one() {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn take_rejections(&mut self) -> Vec<Rejection> {
+        std::mem::take(&mut self.rejections)
+    }
+
+    fn end_kind(&mut self) -> Result<()> {
+        self.sync()
+    }
+
+    fn reserve_ids(&mut self, _namespace: &str, _kind: &str, keys: &[Key]) -> Result<()> {
+        if self.reserve == ReserveState::Unsupported {
+            return Ok(());
+        }
+        let client = self.client()?;
+        for chunk in keys.chunks(500) {
+            let keys: Vec<J> = chunk
+                .iter()
+                .map(|k| mjson::key_to_json(&with_partition(k, &self.ep)))
+                .collect();
+            let mut body = json!({ "keys": keys });
+            if !self.ep.database.is_empty() {
+                body["databaseId"] = json!(self.ep.database);
+            }
+            match self.block_on(client.call("reserveIds", &body))? {
+                Ok(_) => self.reserve = ReserveState::Works,
+                Err(e) if matches!(e.status.as_str(), "UNIMPLEMENTED" | "NOT_FOUND") => {
+                    self.reserve = ReserveState::Unsupported;
+                    return Ok(());
+                }
+                Err(e) => return Err(client.explain("reserveIds", e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn reserve_method(&self) -> &'static str {
+        match self.reserve {
+            ReserveState::Unsupported => {
+                "nothing: this server has no reserveIds, so its automatic ids may collide with restored ones (use --keys uuid there)"
+            }
+            _ => "reserveIds (the server's automatic ids skip them)",
+        }
+    }
+
+    fn scan_keys(
+        &mut self,
+        namespace: &str,
+        kind: &str,
+        f: &mut dyn FnMut(Key) -> Result<()>,
+    ) -> Result<()> {
+        let client = self.client()?;
+        let query = json!({
+            "kind": [{ "name": kind }],
+            "projection": [{ "property": { "name": "__key__" } }],
+        });
+        let mut cursor: Option<String> = None;
+        loop {
+            let batch = self.block_on(client.run_query(namespace, &query, cursor.as_deref()))??;
+            for r in &batch.entity_results {
+                f(parse_key(r.entity.get())?)?;
+            }
+            if batch.more_results != "NOT_FINISHED" || batch.end_cursor.is_none() {
+                return Ok(());
+            }
+            cursor = batch.end_cursor;
+        }
+    }
+
+    fn delete(&mut self, keys: Vec<Key>) -> Result<()> {
+        self.delete_keys(keys)
+    }
+
+    fn clear_kind(&mut self, namespace: &str, kind: &str) -> Result<u64> {
+        let mut n = 0u64;
+        let mut pending = Vec::new();
+        // Page through the keys, deleting as we go (a delete does not move
+        // the query's cursor past unseen keys).
+        let client = self.client()?;
+        let query = json!({
+            "kind": [{ "name": kind }],
+            "projection": [{ "property": { "name": "__key__" } }],
+        });
+        let mut cursor: Option<String> = None;
+        loop {
+            let batch = self.block_on(client.run_query(namespace, &query, cursor.as_deref()))??;
+            for r in &batch.entity_results {
+                pending.push(parse_key(r.entity.get())?);
+            }
+            n += pending.len() as u64;
+            self.delete_keys(std::mem::take(&mut pending))?;
+            if batch.more_results != "NOT_FINISHED" || batch.end_cursor.is_none() {
+                return Ok(n);
+            }
+            cursor = batch.end_cursor;
+        }
+    }
+
+    fn list_kinds(&mut self) -> Result<Vec<(String, String)>> {
+        let client = self.client()?;
+        let mut out = Vec::new();
+        for ns in self.block_on(client.namespaces())?? {
+            for kind in self.block_on(client.kinds(&ns))?? {
+                out.push((ns.clone(), kind));
+            }
+        }
+        Ok(out)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.sync()?;
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DatastoreTarget {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A key for messages: `Post:42` or `[ns] Post:42`.
+pub fn key_for(namespace: &str, path: Vec<PathElement>) -> Key {
+    Key::new(
+        PartitionId {
+            namespace: namespace.to_string(),
+            ..Default::default()
+        },
+        path,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse() {
+        let e = Endpoint::parse("datastore://localhost:8081/dev").unwrap();
+        assert_eq!(e.base, "http://localhost:8081");
+        assert_eq!(e.project, "dev");
+        assert!(!e.auth);
+        assert_eq!(e.id(), "datastore://localhost:8081/dev");
+        let e =
+            Endpoint::parse("datastore:acme-prod?database=orders&namespaces=-,t1&concurrency=3")
+                .unwrap();
+        assert_eq!(e.base, PRODUCTION);
+        assert!(e.auth);
+        assert_eq!(e.database, "orders");
+        assert_eq!(e.namespaces, Some(vec![String::new(), "t1".into()]));
+        assert_eq!(e.concurrency, Some(3));
+        assert_eq!(e.id(), "datastore:acme-prod?database=orders");
+        for bad in [
+            "datastore://localhost:8081",
+            "datastore:///p",
+            "datastore:p?bogus=1",
+            "datastore:p?concurrency=0",
+            "datastore:p?read_time=yesterday",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_are_checked_before_sending() {
+        let mut e = Entity {
+            key: key_for("", vec![PathElement::id("K", 1)]),
+            properties: Default::default(),
+        };
+        e.properties
+            .insert("s".into(), Value::new(ValueKind::String("x".repeat(1501))));
+        assert!(check_limits(&e, 100).unwrap().contains("\"s\""));
+        let v = e.properties.get_mut("s").unwrap();
+        v.exclude_from_indexes = true;
+        assert!(check_limits(&e, 100).is_none());
+        assert!(check_limits(&e, 3 << 20).unwrap().contains("too big"));
+    }
+}
