@@ -28,6 +28,17 @@ pub struct Args {
     /// An extra ignore file (gitignore syntax over `namespace/Kind`).
     #[arg(long, value_name = "FILE")]
     ignore_file: Option<PathBuf>,
+    /// Datastore: only these namespaces (comma-separated; `-` is the
+    /// default namespace) [default: all].
+    #[arg(long, value_name = "NS,…")]
+    namespaces: Option<String>,
+    /// Datastore: read every kind as of this RFC 3339 time (a consistent
+    /// point-in-time snapshot, where the server supports it).
+    #[arg(long, value_name = "TIME")]
+    read_time: Option<String>,
+    /// Datastore: kinds read at once [default: 4].
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -35,7 +46,25 @@ pub struct Args {
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
-    let mut source = connector::open_source(&args.from)?;
+    let mut from = args.from.clone();
+    let params = [
+        ("namespaces", args.namespaces.clone()),
+        ("read_time", args.read_time.clone()),
+        ("concurrency", args.concurrency.map(|c| c.to_string())),
+    ];
+    for (name, value) in params {
+        if let Some(v) = value {
+            if !from.starts_with("datastore:") {
+                anyhow::bail!(
+                    "--{} applies to datastore sources only",
+                    name.replace('_', "-")
+                );
+            }
+            from.push(if from.contains('?') { '&' } else { '?' });
+            from.push_str(&format!("{name}={v}"));
+        }
+    }
+    let mut source = connector::open_source(&from)?;
     let ignore_files = vec![
         PathBuf::from(".snapshotignore"),
         repo.root().join(".snapshotignore"),

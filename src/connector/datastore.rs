@@ -118,9 +118,11 @@ impl Endpoint {
                     mjson::parse_timestamp(v).map_err(|e| bad(&e))?;
                     ep.read_time = Some(v.to_string());
                 }
-                _ => return Err(bad(&format!(
+                _ => {
+                    return Err(bad(&format!(
                     "unknown parameter `{k}` (known: database, namespaces, concurrency, read_time)"
-                ))),
+                )))
+                }
             }
         }
         Ok(ep)

@@ -339,10 +339,9 @@ class _FileStub(datastore_file_stub.DatastoreFileStub):
     def _Delete(self, key):
         app_kind, _, k = self._GetEntityLocation(key)
         kind_dict = self._GetAllEntities().get(app_kind)
-        existed = kind_dict is not None and k in kind_dict
+        if kind_dict is None or k not in kind_dict:
+            return  # (the stub would leave an empty kind behind)
         datastore_file_stub.DatastoreFileStub._Delete(self, key)
-        if not existed:
-            return
         idx = self._kinds.get(app_kind)
         ok = _order_key(key.path.element)
         if idx is not None and idx.stored.pop(ok, None) is not None:
@@ -531,6 +530,7 @@ class _Log(object):
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
                           0o644)
         self.size = os.fstat(self.fd).st_size
+        _fsync_dir(self.path)  # the log's directory entry, if just created
 
     def append(self, payload):
         frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
@@ -564,6 +564,10 @@ def _write_atomically(path, write):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path)
+
+
+def _fsync_dir(path):
     dfd = os.open(os.path.dirname(path), os.O_RDONLY)
     try:
         os.fsync(dfd)

@@ -366,7 +366,10 @@ class MainServerTest(unittest.TestCase):
                 {'key': key('K4', 1, ns='ns2', project=proj)},
                 {'key': key('K5', 1, 'K6', 2, ns='ns2', project=proj)}]
         self.srv.ok('commit', upserts(ents), project=proj)
-        # queries of kinds without entities do not make them appear
+        # queries of kinds without entities, deletes of missing entities do
+        # not make them appear
+        self.srv.ok('commit', {'mode': 'NON_TRANSACTIONAL', 'mutations': [
+            {'delete': key('Ghost0', 1, project=proj)}]}, project=proj)
         for ghost in ({'kind': [{'name': 'Ghost1'}]},
                       {'kind': [{'name': 'Ghost2'}], 'filter': {'propertyFilter': {
                           'property': {'name': 'x'}, 'op': 'EQUAL',

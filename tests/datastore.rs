@@ -1,0 +1,514 @@
+//! The Datastore connector against the dev server (Google's App Engine
+//! datastore behind the v1 REST API, over real HTTP): fidelity, scale,
+//! faults, limits, id reservation, bad input.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "common/devserver.rs"]
+mod devserver;
+
+use std::process::Stdio;
+
+use common::{count_changes, Data, Work};
+use devserver::DevServer;
+use serde_json::{json, Value as J};
+
+fn k(ns: &str, project: &str, path: &[(&str, &str)]) -> J {
+    let path: Vec<J> = path
+        .iter()
+        .map(|(kind, id)| match id.strip_prefix('#') {
+            Some(n) => json!({"kind": kind, "id": n}),
+            None => json!({"kind": kind, "name": id}),
+        })
+        .collect();
+    let mut p = json!({"projectId": project});
+    if !ns.is_empty() {
+        p["namespaceId"] = json!(ns);
+    }
+    json!({"partitionId": p, "path": path})
+}
+
+/// Every value type and the awkward corners: meaning, excludeFromIndexes,
+/// ancestors, namespaces, references, embedded entities, arrays, long
+/// unindexed strings, a blob near 1 MiB, non-ASCII names.
+fn every_type(project: &str) -> Vec<J> {
+    let big_blob = base64_of(&vec![7u8; 1_000_000]);
+    vec![
+        json!({"key": k("", project, &[("Thing", "#1")]), "properties": {
+            "null": {"nullValue": null},
+            "bool": {"booleanValue": true},
+            "int": {"integerValue": "-9223372036854775808"},
+            "double": {"doubleValue": 1.5},
+            "nan": {"doubleValue": "NaN"},
+            "inf": {"doubleValue": "-Infinity"},
+            "ts": {"timestampValue": "2026-11-22T10:11:12.123456Z"},
+            "str": {"stringValue": "héllo wörld ✓"},
+            "blob": {"blobValue": "AAEC/w=="},
+            "geo": {"geoPointValue": {"latitude": 51.5, "longitude": -0.12}},
+            "ref": {"keyValue": k("", project, &[("Thing", "#2"), ("Child", "ünï")])},
+            "arr": {"arrayValue": {"values": [{"integerValue": "1"}, {"stringValue": "two"}, {"nullValue": null}]}},
+            "empty": {"arrayValue": {}},
+            "emb": {"entityValue": {"key": k("", project, &[("Inner", "#5")]), "properties": {
+                "x": {"integerValue": "3", "meaning": 9},
+                "deep": {"entityValue": {"properties": {"y": {"booleanValue": false}}}, "excludeFromIndexes": true}
+            }}},
+            "meaning": {"integerValue": "20", "meaning": 14},
+            "unindexed": {"stringValue": "x".repeat(5000), "excludeFromIndexes": true},
+        }}),
+        json!({"key": k("", project, &[("Thing", "#2")]), "properties": {}}),
+        json!({"key": k("", project, &[("Thing", "#2"), ("Child", "ünï")]), "properties": {
+            "big": {"blobValue": big_blob, "excludeFromIndexes": true},
+        }}),
+        json!({"key": k("tenant-a", project, &[("Thing", "name with spaces/and:colons")]), "properties": {
+            "mixed": {"arrayValue": {"values": [{"stringValue": "a", "excludeFromIndexes": true}, {"stringValue": "b"}]}},
+        }}),
+        json!({"key": k("tenant-a", project, &[("Émoji✓", "#9007199254740993")]), "properties": {
+            "n": {"integerValue": "1"},
+        }}),
+    ]
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in bytes.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+fn write_lines(w: &Work, name: &str, lines: &[J]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    w.write(name, &text);
+}
+
+fn diff_json(w: &Work, a: &str, b: &str) -> J {
+    serde_json::from_str(&w.ok(&["diff", a, b, "--keys", "--json"])).unwrap()
+}
+
+fn assert_same(w: &Work, a: &str, b: &str) {
+    let d = diff_json(w, a, b);
+    for c in ["added", "removed", "changed"] {
+        assert_eq!(count_changes(&d, c), 0, "{a} vs {b}: {c}\n{d:#}");
+    }
+}
+
+#[test]
+fn every_value_type_round_trips_with_identical_hashes() {
+    let w = Work::new();
+    w.init();
+    write_lines(&w, "src.jsonl", &every_type("prod"));
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+
+    // Into one server (the project rewritten to its `dev`), then read back.
+    let a = DevServer::start(&[]);
+    w.ok(&["restore", "src", "--to", &a.url("prod")]);
+    w.ok(&["snapshot", "--from", &a.url("prod"), "--name", "a"]);
+    assert_same(&w, "src", "a");
+
+    // Snapshot a datastore, restore into an empty one, snapshot that.
+    let b = DevServer::start(&[]);
+    w.ok(&["restore", "a", "--to", &b.url("prod")]);
+    w.ok(&["snapshot", "--from", &b.url("prod"), "--name", "b"]);
+    assert_same(&w, "a", "b");
+
+    // Another project: every key and reference follows.
+    w.ok(&["restore", "a", "--to", &b.url("dev")]);
+    let (status, got) = b.call(
+        "dev",
+        "lookup",
+        &json!({"keys": [k("", "dev", &[("Thing", "#1")])]}),
+    );
+    assert_eq!(status, 200);
+    let props = &got["found"][0]["entity"]["properties"];
+    assert_eq!(props["ref"]["keyValue"]["partitionId"]["projectId"], "dev");
+    assert_eq!(props["meaning"]["meaning"], 14);
+}
+
+#[test]
+fn fifty_thousand_entities_snapshot_and_restore() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(50_000, 8);
+    data.write_shuffled(&w.path("src.jsonl"), 1);
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+    let server = DevServer::start(&[]);
+    let out = w.ok(&["restore", "src", "--to", &server.url("test")]);
+    assert!(out.contains("restored src"), "{out}");
+    w.ok(&["snapshot", "--from", &server.url("test"), "--name", "back"]);
+    assert_same(&w, "src", "back");
+    // Only some namespaces.
+    let url = server.url("test");
+    let out = w.ok(&[
+        "snapshot",
+        "--from",
+        &url,
+        "--namespaces",
+        "t1",
+        "--name",
+        "t1",
+        "--json",
+    ]);
+    let r: J = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["entities"], 5000, "{r}");
+}
+
+#[test]
+fn injected_faults_lose_and_duplicate_nothing() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(6_000, 2);
+    data.write_shuffled(&w.path("src.jsonl"), 1);
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+    let server = DevServer::start(&[
+        "--fail-rate",
+        "0.1",
+        "--fail-after-apply-rate",
+        "0.05",
+        "--retry-after",
+        "0",
+        "--seed",
+        "7",
+    ]);
+    let mut cmd = w.ks();
+    cmd.env("KINDSNAP_MAX_BACKOFF_MS", "50");
+    let out = cmd
+        .args(["restore", "src", "--to", &server.url("test")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = w.ks();
+    cmd.env("KINDSNAP_MAX_BACKOFF_MS", "50");
+    let out = cmd
+        .args(["snapshot", "--from", &server.url("test"), "--name", "back"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same(&w, "src", "back");
+}
+
+#[test]
+fn a_server_killed_and_restarted_mid_restore_does_not_stop_it() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(20_000, 3);
+    data.write_shuffled(&w.path("src.jsonl"), 1);
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+    let mut server = DevServer::start(&["--latency-ms", "150"]);
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kindsnap"))
+        .current_dir(w.dir.path())
+        .arg("--repo")
+        .arg(w.repo())
+        .env("KINDSNAP_MAX_BACKOFF_MS", "1000")
+        .args(["restore", "src", "--to", &server.url("test")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut child = child;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the restore ended before the server was killed; make it slower"
+    );
+    server.kill();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    server.restart();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "restore across a restart failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.ok(&["snapshot", "--from", &server.url("test"), "--name", "back"]);
+    assert_same(&w, "src", "back");
+}
+
+#[test]
+fn service_limits_are_kept_or_reported_by_key() {
+    let w = Work::new();
+    w.init();
+    // 600 small entities against a server that takes 100 per commit (and a
+    // kindsnap.toml asking for 600 per commit), 55 entities of 200 KB
+    // (11 MB in all), one 2 MiB entity, one 2,000-byte indexed string.
+    let mut lines = Vec::new();
+    for i in 1..=600 {
+        lines.push(json!({"key": k("", "p", &[("Small", &format!("#{i}"))]), "properties": {"i": {"integerValue": i.to_string()}}}));
+    }
+    for i in 1..=55 {
+        lines.push(json!({"key": k("", "p", &[("Wide", &format!("#{i}"))]), "properties": {"s": {"stringValue": "w".repeat(200_000), "excludeFromIndexes": true}}}));
+    }
+    lines.push(json!({"key": k("", "p", &[("Huge", "#1")]), "properties": {"s": {"stringValue": "h".repeat(2 << 20), "excludeFromIndexes": true}}}));
+    lines.push(json!({"key": k("", "p", &[("Huge", "#2")]), "properties": {"s": {"stringValue": "i".repeat(2000)}}}));
+    lines.push(
+        json!({"key": k("", "p", &[("Huge", "#3")]), "properties": {"ok": {"booleanValue": true}}}),
+    );
+    write_lines(&w, "src.jsonl", &lines);
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+    w.write("kindsnap.toml", "[kinds.Small]\nbatch_size = 600\n");
+    let server = DevServer::start(&["--max-mutations", "100"]);
+
+    // Without --tolerate the first rejection stops the restore, naming it.
+    let err = w.fails(&["restore", "src", "--to", &server.url("p")]);
+    assert!(err.contains("Huge:1") || err.contains("Huge:2"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let out = w.run(&[
+        "restore",
+        "src",
+        "--to",
+        &server.url("p"),
+        "--tolerate",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: J = serde_json::from_slice(&out.stdout).unwrap();
+    let rej: Vec<String> = r["rejections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| format!("{} {}", j["key"], j["reason"]))
+        .collect();
+    assert_eq!(rej.len(), 2, "{rej:?}");
+    assert!(
+        rej.iter()
+            .any(|j| j.contains("Huge:1") && j.contains("too big")),
+        "{rej:?}"
+    );
+    assert!(
+        rej.iter()
+            .any(|j| j.contains("Huge:2") && j.contains("1500")),
+        "{rej:?}"
+    );
+    w.ok(&["snapshot", "--from", &server.url("p"), "--name", "back"]);
+    let d = diff_json(&w, "src", "back");
+    assert_eq!(count_changes(&d, "removed"), 2, "{d:#}");
+    assert_eq!(count_changes(&d, "added") + count_changes(&d, "changed"), 0);
+}
+
+#[test]
+fn reserved_ids_never_come_back_as_automatic_ids() {
+    let w = Work::new();
+    w.init();
+    let lines: Vec<J> = (1..=50)
+        .map(|i| json!({"key": k("", "p", &[("Post", &format!("#{i}"))]), "properties": {}}))
+        .collect();
+    write_lines(&w, "src.jsonl", &lines);
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+    let server = DevServer::start(&["--auto-id-policy", "sequential"]);
+    let out = w.ok(&["restore", "src", "--to", &server.url("p")]);
+    assert!(out.contains("reserveIds"), "{out}");
+    // An entity inserted with an incomplete key gets a fresh id.
+    let (status, r) = server.call(
+        "p",
+        "commit",
+        &json!({"mode": "NON_TRANSACTIONAL", "mutations": [
+            {"insert": {"key": {"partitionId": {"projectId": "p"}, "path": [{"kind": "Post"}]}, "properties": {}}}
+        ]}),
+    );
+    assert_eq!(status, 200, "{r}");
+    let id: i64 = r["mutationResults"][0]["key"]["path"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(id > 50, "automatic id {id} collides with a restored one");
+}
+
+#[test]
+fn uuid_keys_on_the_datastore_and_clear() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(900, 4);
+    data.write_shuffled(&w.path("src.jsonl"), 1);
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+    let server = DevServer::start(&[]);
+    w.ok(&[
+        "restore",
+        "src",
+        "--to",
+        &server.url("test"),
+        "--keys",
+        "uuid",
+    ]);
+    w.ok(&["snapshot", "--from", &server.url("test"), "--name", "u"]);
+    w.ok(&["export", "u", "--to", "jsonl:u.jsonl"]);
+    let text = std::fs::read_to_string(w.path("u.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 900);
+    assert!(!text.contains("\"id\":"), "numeric ids remain");
+    // Restoring again updates in place.
+    w.ok(&[
+        "restore",
+        "src",
+        "--to",
+        &server.url("test"),
+        "--keys",
+        "uuid",
+    ]);
+    w.ok(&["snapshot", "--from", &server.url("test"), "--name", "u2"]);
+    assert_same(&w, "u", "u2");
+    // --exact removes an extra; clear empties a kind.
+    let (status, _) = server.call(
+        "test",
+        "commit",
+        &json!({"mode": "NON_TRANSACTIONAL", "mutations": [
+            {"upsert": {"key": k("", "test", &[("User", "intruder")]), "properties": {}}}
+        ]}),
+    );
+    assert_eq!(status, 200);
+    w.ok(&[
+        "restore",
+        "src",
+        "--to",
+        &server.url("test"),
+        "--keys",
+        "uuid",
+        "--exact",
+        "--yes",
+    ]);
+    w.ok(&["snapshot", "--from", &server.url("test"), "--name", "u3"]);
+    assert_same(&w, "u", "u3");
+    let err = w.fails(&["clear", "--to", &server.url("test"), "--kinds", "User"]);
+    assert!(err.contains("--yes"), "{err}");
+    let out = w.ok(&[
+        "clear",
+        "--to",
+        &server.url("test"),
+        "--kinds",
+        "User",
+        "--namespace",
+        "",
+        "--yes",
+    ]);
+    assert!(out.contains("User"), "{out}");
+    let out = w.ok(&["clear", "--to", &server.url("test"), "--yes"]);
+    assert!(out.contains("Post"), "{out}");
+    let out = w.ok(&[
+        "snapshot",
+        "--from",
+        &server.url("test"),
+        "--name",
+        "empty",
+        "--json",
+    ]);
+    let r: J = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["entities"], 0, "{r}");
+}
+
+#[test]
+fn bad_servers_and_addresses_are_one_clear_line() {
+    let w = Work::new();
+    w.init();
+    write_lines(&w, "src.jsonl", &every_type("p")[1..2]);
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+
+    // Nothing listening.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("datastore://127.0.0.1:{port}/p");
+    for args in [
+        vec!["snapshot", "--from", url.as_str()],
+        vec!["restore", "src", "--to", url.as_str()],
+    ] {
+        let err = w.fails(&args);
+        assert!(err.contains("cannot reach the datastore"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+
+    // A web server that is not a Datastore, and one that refuses us.
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "<html>hello</html>").unwrap();
+    let py = std::process::Command::new("python3")
+        .args(["-c", FAKE])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+        }
+    }
+    let mut py = Kill(py);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(py.0.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let err = w.fails(&[
+        "snapshot",
+        "--from",
+        &format!("datastore://127.0.0.1:{port}/html"),
+    ]);
+    assert!(
+        err.contains("is not a Datastore API") && err.contains("text/html"),
+        "{err}"
+    );
+    let err = w.fails(&[
+        "snapshot",
+        "--from",
+        &format!("datastore://127.0.0.1:{port}/denied"),
+    ]);
+    assert!(err.contains("no permission on project denied"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // A server without point-in-time reads says so.
+    let server = DevServer::start(&[]);
+    let err = w.fails(&[
+        "snapshot",
+        "--from",
+        &server.url("p"),
+        "--read-time",
+        "2026-01-01T00:00:00Z",
+    ]);
+    assert!(err.contains("does not support --read-time"), "{err}");
+    // Malformed locations.
+    let err = w.fails(&["snapshot", "--from", "datastore://localhost:8081"]);
+    assert!(err.contains("datastore://HOST:PORT/PROJECT"), "{err}");
+}
+
+/// A web server that answers HTML on /v1/projects/html:… and a Google-shaped
+/// 403 on /v1/projects/denied:….
+const FAKE: &str = r#"
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get('content-length') or 0))
+        if 'denied' in self.path:
+            body = json.dumps({"error": {"code": 403, "message": "Missing or insufficient permissions.", "status": "PERMISSION_DENIED"}}).encode()
+            self.send_response(403); self.send_header('content-type', 'application/json')
+        else:
+            body = b'<html><body>Welcome to nginx!</body></html>'
+            self.send_response(200); self.send_header('content-type', 'text/html')
+        self.send_header('content-length', str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(('127.0.0.1', 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
