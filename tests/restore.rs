@@ -535,3 +535,41 @@ fn bad_input_is_one_clear_line() {
         canonical_set(&w.path("src.jsonl"))
     );
 }
+
+#[test]
+fn the_documented_transform_example_works() {
+    let w = Work::new();
+    w.init();
+    let lines = vec![
+        json!({"key": key("", &[("User", "#1")]), "properties": {
+            "email": {"stringValue": "Contact: ada@lovelace.org"},
+            "fullname": {"stringValue": "Ada"},
+        }}),
+        json!({"key": key("", &[("AuditLog", "#1")]), "properties": {}}),
+        json!({"key": key("", &[("Post", "#1")]), "properties": {"title": {"stringValue": "no address here"}}}),
+    ];
+    write_lines(&w, "src.jsonl", &lines);
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "s"]);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/scrub-emails.py");
+    w.ok(&[
+        "restore",
+        "s",
+        "--to",
+        "jsonl:out.jsonl",
+        "--transform",
+        &format!("python3 {}", script.display()),
+    ]);
+    let out = read_lines(&w, "out.jsonl");
+    assert_eq!(out.len(), 2, "AuditLog left out");
+    let user = out
+        .iter()
+        .find(|l| l["key"]["path"][0]["kind"] == "User")
+        .unwrap();
+    assert_eq!(
+        user["properties"]["email"]["stringValue"],
+        "Contact: user@example.com"
+    );
+    assert_eq!(user["properties"]["name"]["stringValue"], "Ada");
+    assert!(user["properties"].get("fullname").is_none());
+}
