@@ -512,3 +512,89 @@ s = http.server.HTTPServer(('127.0.0.1', 0), H)
 print(s.server_address[1], flush=True)
 s.serve_forever()
 "#;
+
+#[test]
+fn sigkilled_restores_resume_and_the_emulator_env_is_read() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(8_000, 6);
+    data.write_shuffled(&w.path("src.jsonl"), 1);
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+    let server = DevServer::start(&["--latency-ms", "40"]);
+    let mut resumed = 0;
+    for delay in [700u64, 1500, 2500] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kindsnap"))
+            .current_dir(w.dir.path())
+            .arg("--repo")
+            .arg(w.repo())
+            .env("KINDSNAP_CHECKPOINT_EVERY", "500")
+            .args([
+                "restore",
+                "src",
+                "--to",
+                &server.url("test"),
+                "--keys",
+                "uuid",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+        // `datastore:` alone, as Google's client libraries read it.
+        let out = w
+            .ks()
+            .env(
+                "DATASTORE_EMULATOR_HOST",
+                format!("127.0.0.1:{}", server.port),
+            )
+            .env("DATASTORE_PROJECT_ID", "test")
+            .args([
+                "restore",
+                "src",
+                "--to",
+                &server.url("test"),
+                "--keys",
+                "uuid",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if String::from_utf8_lossy(&out.stdout).contains("resumed") {
+            resumed += 1;
+        }
+        let out = w
+            .ks()
+            .env(
+                "DATASTORE_EMULATOR_HOST",
+                format!("127.0.0.1:{}", server.port),
+            )
+            .env("DATASTORE_PROJECT_ID", "test")
+            .args(["snapshot", "--from", "datastore:", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: J = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["entities"], 8_000, "no entity lost or duplicated: {r}");
+        let (status, _) = server.call(
+            "test",
+            "runQuery",
+            &json!({"query": {"kind": [{"name": "Post"}], "limit": 1}}),
+        );
+        assert_eq!(status, 200);
+        // Start the next round from an empty server.
+        let out = w.ok(&["clear", "--to", &server.url("test"), "--yes"]);
+        assert!(out.contains("Post"), "{out}");
+    }
+    assert!(resumed >= 1, "no run was interrupted mid-way");
+}
