@@ -106,6 +106,29 @@ def rate(n, secs):
     return '%10.0f/s  (%d in %.2f s)' % (n / secs if secs else 0, n, secs)
 
 
+class CpuClock(object):
+    """CPU seconds (user + system) used by the server process so far, from
+    /proc (Linux; None elsewhere or for --url): on a shared machine less
+    noisy than wall time."""
+
+    def __init__(self, proc):
+        self.path = '/proc/%d/stat' % proc.pid if proc is not None else None
+
+    def __call__(self):
+        try:
+            with open(self.path) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except (OSError, TypeError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def cpu_note(clock, start):
+    now = clock()
+    return '' if now is None or start is None else \
+        '  [server CPU %.1f s]' % (now - start)
+
+
 def phase_commit(url, n, clients, per_commit):
     ids = list(range(1, n + 1))
     chunks = [ids[i:i + per_commit] for i in range(0, n, per_commit)]
@@ -230,25 +253,35 @@ def main():
         else:
             proc, url, log = start_server(a.python, a.server, args)
         print('server: %s %s' % (url, ' '.join(args)))
+        sys.stdout.flush()
+        clock = CpuClock(proc)
         n = a.entities
+        c0 = clock()
         secs = phase_commit(url, n, a.clients, a.per_commit)
-        print('commit  %s  %d clients, %d per commit' % (rate(n, secs), a.clients,
-                                                        a.per_commit))
+        print('commit  %s  %d clients, %d per commit%s' % (
+            rate(n, secs), a.clients, a.per_commit, cpu_note(clock, c0)))
         if 'scan' not in skip:
+            c0 = clock()
             secs, batches = phase_scan(url, n)
-            print('scan    %s  %d batches' % (rate(n, secs), batches))
+            print('scan    %s  %d batches%s' % (rate(n, secs), batches,
+                                              cpu_note(clock, c0)))
         if 'keys' not in skip:
+            c0 = clock()
             secs, batches = phase_scan(url, n, keys_only=True)
-            print('keys    %s  %d batches (keys-only)' % (rate(n, secs), batches))
+            print('keys    %s  %d batches (keys-only)%s' % (
+                rate(n, secs), batches, cpu_note(clock, c0)))
         if 'lookup' not in skip and a.lookups:
+            c0 = clock()
             secs, found = phase_lookup(url, n, a.lookups)
-            print('lookup  %s  %d x 1000 keys' % (rate(found, secs), a.lookups))
+            print('lookup  %s  %d x 1000 keys%s' % (rate(found, secs), a.lookups,
+                                                    cpu_note(clock, c0)))
         if 'ids' not in skip and a.id_calls:
+            c0 = clock()
             t_alloc, t_res = phase_ids(url, a.id_calls)
             print('alloc   %s  allocateIds, 500 per call' %
                   rate(500 * a.id_calls, t_alloc))
-            print('reserve %s  reserveIds, 500 per call' %
-                  rate(500 * a.id_calls, t_res))
+            print('reserve %s  reserveIds, 500 per call%s' % (
+                rate(500 * a.id_calls, t_res), cpu_note(clock, c0)))
         if storage and proc is not None and 'restart' not in skip:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
