@@ -130,7 +130,7 @@ pub enum Error {
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 
-    #[error("interrupted; the repository is unchanged")]
+    #[error("interrupted; nothing was half-written (a restore continues where it stopped when run again)")]
     Interrupted,
 
     /// A state the code should never reach: a bug, reported instead of a

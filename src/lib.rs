@@ -12,6 +12,7 @@ pub mod connector;
 pub mod error;
 pub mod filter;
 pub mod ids;
+pub mod interrupt;
 pub mod model;
 pub mod ops;
 pub mod progress;

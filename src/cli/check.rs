@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use kindsnap::progress::NoProgress;
-
 use super::output::bytes;
 use super::{Out, Settings};
 
@@ -23,7 +21,8 @@ pub struct Args {
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
     if args.rebuild_index {
-        let (packs, entities, damaged) = kindsnap::ops::check::rebuild_index(&repo, &NoProgress)?;
+        let (packs, entities, damaged) =
+            kindsnap::ops::check::rebuild_index(&repo, &settings.progress())?;
         if !settings.quiet {
             let mut out = Out::new();
             out.line(format!(
@@ -35,7 +34,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
     }
-    let report = kindsnap::ops::check::check(&repo, args.read_data, &NoProgress)?;
+    let report = kindsnap::ops::check::check(&repo, args.read_data, &settings.progress())?;
     let mut out = Out::new();
     if args.json {
         out.json(&serde_json::to_value(&report)?)?;

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use kindsnap::connector::{self, jsonl::JsonlSink};
 use kindsnap::ops;
-use kindsnap::progress::NoProgress;
 
 use super::{Out, Settings};
 
@@ -30,9 +29,13 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         );
     };
     let mut sink = JsonlSink::create(&path)?;
-    let n = ops::export::export(&repo, &info, args.kinds.as_deref(), &NoProgress, &mut |e| {
-        sink.write(&e)
-    })?;
+    let n = ops::export::export(
+        &repo,
+        &info,
+        args.kinds.as_deref(),
+        &settings.progress(),
+        &mut |e| sink.write(&e),
+    )?;
     sink.finish()?;
     if !settings.quiet {
         let mut out = Out::new();

@@ -3,18 +3,21 @@
 //! `run(args, &Settings) -> anyhow::Result<ExitCode>`.
 //!
 //! Exit codes: 0 success; 1 error (one line on stderr); 2 usage error;
-//! 3 finished, but problems were found (`check`) or entities were skipped;
+//! 3 finished, but problems were found (`check`) or entities were skipped
+//! (`restore --tolerate`); 130 stopped by Ctrl-C after a clean stop;
 //! a closed stdout (`kindsnap log | head`) is not an error.
 
 mod cat;
 mod check;
 mod clear;
+mod config;
 mod diff;
 mod export;
 mod init;
 mod keymap;
 mod log;
 mod output;
+mod progress;
 mod restore;
 mod show;
 mod snapshot;
@@ -42,17 +45,27 @@ pub struct Cli {
     #[arg(long, short, global = true)]
     quiet: bool,
 
+    /// More logging on stderr (-v: what is done, -vv: every request).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
     #[command(subcommand)]
     command: Command,
 }
 
 const EXAMPLES: &str = "Examples:
   kindsnap init
-  kindsnap snapshot --from jsonl:entities.jsonl --name day1
+  kindsnap snapshot --from datastore://localhost:8081/dev --name day1
+  kindsnap snapshot --from jsonl:entities.jsonl
   kindsnap log
   kindsnap diff day1 latest --keys
   kindsnap cat latest User:alice/Post:7
-  kindsnap export day1 --to jsonl:day1.jsonl";
+  kindsnap restore day1 --to datastore://localhost:8081/dev --keys uuid
+  kindsnap export day1 --to jsonl:day1.jsonl
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 finished with problems (check) or
+skipped entities (restore --tolerate), 130 stopped by Ctrl-C.
+Docs: README.md and docs/ (user guide, restore, datastore, format).";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -76,6 +89,12 @@ enum Command {
     Restore(restore::Args),
     /// Delete entities on a target (all its kinds, or --kinds).
     Clear(clear::Args),
+    /// Show the effective settings and where each came from.
+    Config(config::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(config::CompletionArgs),
+    /// Print the man page (roff).
+    Man(config::ManArgs),
     /// Look up the uuid name a `--keys uuid` restore gave a key, or back.
     Keymap(keymap::Args),
 }
@@ -84,6 +103,8 @@ enum Command {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub repo: PathBuf,
+    /// Where `repo` came from: `--repo`, `KINDSNAP_REPO`, the file, default.
+    pub repo_from: &'static str,
     pub quiet: bool,
     pub config: kindsnap::config::Config,
 }
@@ -92,18 +113,21 @@ impl Settings {
     /// Flags, then the environment, then kindsnap.toml, then defaults.
     fn resolve(cli: &Cli) -> anyhow::Result<Settings> {
         let config = kindsnap::config::Config::load(cli.config.as_deref())?;
-        let repo = cli
-            .repo
-            .clone()
-            .or_else(|| {
-                std::env::var_os("KINDSNAP_REPO")
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
-            .or_else(|| config.repo.clone())
-            .unwrap_or_else(|| PathBuf::from(".kindsnap"));
+        let env = std::env::var_os("KINDSNAP_REPO")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let (repo, repo_from) = if let Some(r) = &cli.repo {
+            (r.clone(), "--repo")
+        } else if let Some(r) = env {
+            (r, "KINDSNAP_REPO")
+        } else if let Some(r) = &config.repo {
+            (r.clone(), "kindsnap.toml")
+        } else {
+            (PathBuf::from(".kindsnap"), "default")
+        };
         Ok(Settings {
             repo,
+            repo_from,
             quiet: cli.quiet,
             config,
         })
@@ -112,10 +136,45 @@ impl Settings {
     pub fn open_repo(&self) -> anyhow::Result<kindsnap::repo::Repository> {
         Ok(kindsnap::repo::Repository::open(&self.repo)?)
     }
+
+    /// How long operations show their progress.
+    pub fn progress(&self) -> progress::Bars {
+        progress::Bars::new(self.quiet)
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "kindsnap=info",
+        _ => "kindsnap=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KINDSNAP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Ctrl-C: the first asks running operations to stop cleanly (they poll
+/// [`kindsnap::interrupt`]); a second one ends the process at once.
+fn install_ctrl_c() {
+    let _ = ctrlc::set_handler(|| {
+        if kindsnap::interrupt::requested() {
+            std::process::exit(130);
+        }
+        eprintln!("kindsnap: stopping (Ctrl-C again to quit at once)…");
+        kindsnap::interrupt::request();
+    });
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
+    install_ctrl_c();
     let settings = match Settings::resolve(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -135,6 +194,9 @@ pub fn main() -> ExitCode {
         Command::Restore(a) => restore::run(a, &settings),
         Command::Keymap(a) => keymap::run(a, &settings),
         Command::Clear(a) => clear::run(a, &settings),
+        Command::Config(a) => config::run(a, &settings),
+        Command::Completions(a) => config::completions(a),
+        Command::Man(a) => config::man(a),
     };
     match result {
         Ok(code) => code,
@@ -143,6 +205,13 @@ pub fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("kindsnap: error: {e:#}");
+            let interrupted = matches!(
+                e.downcast_ref::<kindsnap::Error>(),
+                Some(kindsnap::Error::Interrupted)
+            );
+            if interrupted || kindsnap::interrupt::requested() {
+                return ExitCode::from(130);
+            }
             ExitCode::from(1)
         }
     }

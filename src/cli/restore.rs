@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use kindsnap::connector;
 use kindsnap::ops::{self, restore as r};
-use kindsnap::progress::NoProgress;
 
 use super::output::{kind_label, table};
 use super::{Out, Settings};
@@ -117,7 +116,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     if (args.exact || args.clear) && !args.dry_run && !args.yes {
         confirm(&args, &to)?;
     }
-    let report = r::restore(&repo, &info, target.as_mut(), &opts, &NoProgress)?;
+    let report = r::restore(&repo, &info, target.as_mut(), &opts, &settings.progress())?;
     let code = if report.rejected() > 0 {
         ExitCode::from(3)
     } else {

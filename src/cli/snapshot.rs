@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use kindsnap::connector;
 use kindsnap::filter::KindFilter;
 use kindsnap::ops::snapshot::{self, SnapshotOptions};
-use kindsnap::progress::NoProgress;
 
 use super::output::{bytes, kind_label, table};
 use super::{Out, Settings};
@@ -84,7 +83,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     {
         opts.sort_budget = b;
     }
-    let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &NoProgress)?;
+    let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
     if settings.quiet {
         return Ok(ExitCode::SUCCESS);
     }

@@ -30,6 +30,7 @@ pub fn export(
             sink(store.get(&e.hash)?)?;
             n += 1;
             progress.advance(1);
+            crate::interrupt::check()?;
         }
         progress.done();
     }

@@ -928,6 +928,7 @@ fn consume(
                 progress.done();
             }
             Event::Entity { key, entity } => {
+                crate::interrupt::check()?;
                 let Some(nk) = current.clone() else {
                     return Err(Error::Internal("restore: an entity outside a kind"));
                 };

@@ -255,6 +255,7 @@ pub fn snapshot(
         count += 1;
         if count.is_multiple_of(4096) {
             progress.advance(4096);
+            crate::interrupt::check()?;
         }
         Ok(())
     })?;

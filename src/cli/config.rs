@@ -1,0 +1,144 @@
+//! `kindsnap config`, `kindsnap completions SHELL`, `kindsnap man`.
+
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+
+use super::{Cli, Out, Settings};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap config
+  kindsnap --config ci/kindsnap.toml config --json")]
+pub struct Args {
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap completions bash > ~/.local/share/bash-completion/completions/kindsnap
+  kindsnap completions zsh > ~/.zfunc/_kindsnap
+  kindsnap completions fish > ~/.config/fish/completions/kindsnap.fish")]
+pub struct CompletionArgs {
+    shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap man | man -l -
+  kindsnap man --out-dir /usr/local/share/man/man1")]
+pub struct ManArgs {
+    /// Write kindsnap.1 and one kindsnap-COMMAND.1 per subcommand here
+    /// instead of printing kindsnap.1.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<std::path::PathBuf>,
+}
+
+pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let c = &settings.config;
+    let file = c
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "kindsnap.toml".into());
+    let from_file = |set: bool| if set { file.clone() } else { "default".into() };
+    let mut rows: Vec<(String, String, String)> = vec![
+        (
+            "repo".into(),
+            settings.repo.display().to_string(),
+            match settings.repo_from {
+                "kindsnap.toml" => file.clone(),
+                other => other.to_string(),
+            },
+        ),
+        (
+            "source".into(),
+            c.source
+                .clone()
+                .unwrap_or_else(|| "(none: give --from)".into()),
+            from_file(c.source.is_some()),
+        ),
+        (
+            "target".into(),
+            c.target
+                .clone()
+                .unwrap_or_else(|| "(none: give --to)".into()),
+            from_file(c.target.is_some()),
+        ),
+        (
+            "ignore_file".into(),
+            c.ignore_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| ".snapshotignore, REPO/.snapshotignore".into()),
+            from_file(c.ignore_file.is_some()),
+        ),
+    ];
+    for (kind, k) in &c.kinds {
+        if let Some(b) = k.batch_size {
+            rows.push((
+                format!("kinds.{kind}.batch_size"),
+                b.to_string(),
+                file.clone(),
+            ));
+        }
+        if let Some(n) = k.concurrency {
+            rows.push((
+                format!("kinds.{kind}.concurrency"),
+                n.to_string(),
+                file.clone(),
+            ));
+        }
+    }
+    let mut out = Out::new();
+    if args.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(k, v, f)| serde_json::json!({"setting": k, "value": v, "from": f}))
+            .collect();
+        out.json(&serde_json::Value::Array(v))?;
+    } else {
+        let mut table = vec![vec!["setting".to_string(), "value".into(), "from".into()]];
+        table.extend(rows.into_iter().map(|(k, v, f)| vec![k, v, f]));
+        for l in super::output::table(&table, 3) {
+            out.line(l)?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn completions(args: CompletionArgs) -> anyhow::Result<ExitCode> {
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(args.shell, &mut cmd, "kindsnap", &mut out);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
+    let cmd = Cli::command();
+    let Some(dir) = args.out_dir else {
+        clap_mangen::Man::new(cmd).render(&mut std::io::stdout().lock())?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let write = |name: &str, page: clap::Command| -> anyhow::Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(page).render(&mut buf)?;
+        std::fs::write(&path, buf)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        Ok(())
+    };
+    write("kindsnap", cmd.clone())?;
+    for sub in cmd.get_subcommands() {
+        // A man page is named after the command it documents; the process
+        // ends right after, so leaking the few names is harmless.
+        let name: &'static str = Box::leak(format!("kindsnap-{}", sub.get_name()).into_boxed_str());
+        write(name, sub.clone().name(name))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
