@@ -10,6 +10,10 @@ use kindsnap::repo::store::Store;
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap cat latest User:alice
+  kindsnap cat friday User:alice/Order:12
+  kindsnap cat latest Item:7 --namespace shop")]
 pub struct Args {
     /// Snapshot: a name, an id prefix, `latest` or `latest~N`.
     snapshot: String,

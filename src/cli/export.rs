@@ -8,6 +8,9 @@ use kindsnap::ops;
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap export latest --to jsonl:all.jsonl
+  kindsnap export friday --to jsonl:orders.jsonl --kinds Order,OrderLine")]
 pub struct Args {
     /// Snapshot: a name, an id prefix, `latest` or `latest~N`.
     snapshot: String,

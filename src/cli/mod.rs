@@ -49,8 +49,20 @@ pub struct Cli {
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
+    /// Colours on stdout: auto (a terminal, unless NO_COLOR is set),
+    /// always, never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    color: ColorChoice,
+
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 const EXAMPLES: &str = "Examples:
@@ -106,6 +118,8 @@ pub struct Settings {
     /// Where `repo` came from: `--repo`, `KINDSNAP_REPO`, the file, default.
     pub repo_from: &'static str,
     pub quiet: bool,
+    /// Whether stdout gets ANSI colours.
+    pub color: bool,
     pub config: kindsnap::config::Config,
 }
 
@@ -129,6 +143,15 @@ impl Settings {
             repo,
             repo_from,
             quiet: cli.quiet,
+            color: match cli.color {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => {
+                    use std::io::IsTerminal;
+                    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                        && std::io::stdout().is_terminal()
+                }
+            },
             config,
         })
     }

@@ -10,7 +10,16 @@ use super::output::{kind_label, table};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
+#[command(after_help = "Targets:
+  datastore://HOST:PORT/PROJECT   the emulator or a dev server (plain HTTP)
+  datastore:PROJECT               Cloud Datastore / Firestore in Datastore mode
+  datastore:                      $DATASTORE_EMULATOR_HOST, $DATASTORE_PROJECT_ID
+  jsonl:FILE                      Datastore v1 JSON, one entity per line
+
+Exit codes: 0 done, 1 error (run again to resume), 3 done but --tolerate
+skipped entities, 130 stopped by Ctrl-C (run again to resume).
+
+Examples:
   kindsnap restore latest --to jsonl:dev.jsonl
   kindsnap restore friday --to datastore://localhost:8081/dev --keys uuid
   kindsnap restore latest --to datastore://localhost:8081/dev --kinds Post --with-references
@@ -19,7 +28,8 @@ use super::{Out, Settings};
 pub struct Args {
     /// Snapshot: a name, an id prefix, `latest` or `latest~N`.
     snapshot: String,
-    /// Where to write: `jsonl:FILE` [default: `target` in kindsnap.toml].
+    /// Where to write (see Targets below) [default: `target` in
+    /// kindsnap.toml].
     #[arg(long, value_name = "TARGET")]
     to: Option<String>,
     /// Only these kinds (comma-separated).

@@ -10,6 +10,9 @@ use super::output::{bytes, table, time};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap show latest
+  kindsnap show latest~1 --json")]
 pub struct Args {
     /// Snapshot: a name, an id prefix, `latest` or `latest~N`.
     snapshot: String,

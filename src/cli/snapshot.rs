@@ -11,10 +11,25 @@ use super::output::{bytes, kind_label, table};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Sources:
+  datastore://HOST:PORT/PROJECT   the emulator or a dev server (plain HTTP)
+  datastore:PROJECT               Cloud Datastore / Firestore in Datastore mode
+                                  (Application Default Credentials)
+  datastore:                      $DATASTORE_EMULATOR_HOST, $DATASTORE_PROJECT_ID
+  jsonl:FILE                      Datastore v1 JSON, one entity per line
+  (append ?database=NAME for a named Datastore database)
+
+Examples:
+  kindsnap snapshot --from datastore:acme-prod --name daily
+  kindsnap snapshot --from datastore://localhost:8081/dev --kinds Order,User
+  kindsnap snapshot --from datastore:acme-prod --read-time 2026-11-20T00:00:00Z
+  kindsnap snapshot --from jsonl:entities.jsonl --json
+  kindsnap snapshot                  the `source` in kindsnap.toml")]
 pub struct Args {
-    /// Where to read entities: `jsonl:FILE`.
+    /// Where to read entities (see Sources below) [default: `source` in
+    /// kindsnap.toml].
     #[arg(long, value_name = "SOURCE")]
-    from: String,
+    from: Option<String>,
     /// Name of the snapshot [default: the UTC time].
     #[arg(long)]
     name: Option<String>,
@@ -45,7 +60,11 @@ pub struct Args {
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
-    let mut from = args.from.clone();
+    let Some(mut from) = args.from.clone().or_else(|| settings.config.source.clone()) else {
+        anyhow::bail!(
+            "no source: give --from (e.g. --from datastore://localhost:8081/dev) or set `source` in kindsnap.toml"
+        );
+    };
     let params = [
         ("namespaces", args.namespaces.clone()),
         ("read_time", args.read_time.clone()),
@@ -93,6 +112,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             "id": report.id.to_hex(),
             "name": report.name,
             "parent": report.parent.as_ref().map(|p| p.0.to_hex()),
+            "source": source.source_id(),
             "keyframe": report.keyframe,
             "entities": report.entities,
             "bytes_added": report.bytes_added,
