@@ -26,7 +26,8 @@ Examples:
   kindsnap restore latest --to jsonl:dev.jsonl --exact --yes --dry-run
   kindsnap restore latest --to jsonl:dev.jsonl --transform 'python3 scrub.py'")]
 pub struct Args {
-    /// Snapshot: a name, an id prefix, `latest` or `latest~N`.
+    /// Snapshot: a name, an id prefix, `latest`, `latest~N`, or `@DATE`
+    /// (the newest taken at or before 2026-11-20 or 2026-11-20T06:00:00Z).
     snapshot: String,
     /// Where to write (see Targets below) [default: `target` in
     /// kindsnap.toml].

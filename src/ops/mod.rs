@@ -33,8 +33,8 @@ pub fn validate_name(name: &str) -> Result<()> {
     if name == "latest" || name.starts_with("latest~") {
         return bad("`latest` and `latest~N` are reserved");
     }
-    if name.starts_with('-') {
-        return bad("a name may not start with `-`");
+    if name.starts_with('-') || name.starts_with('@') {
+        return bad("a name may not start with `-` or `@`");
     }
     if name
         .chars()

@@ -948,6 +948,26 @@ pub fn resolve(infos: &[SnapshotInfo], spec: &str) -> Result<SnapshotInfo> {
         };
         return infos.iter().rev().nth(n).cloned().ok_or_else(unknown);
     }
+    if let Some(when) = spec.strip_prefix('@') {
+        // `@2026-11-20` (the end of that UTC day) or `@2026-11-20T06:00:00Z`:
+        // the newest snapshot taken at or before that time.
+        let limit = if when.len() == 10 {
+            crate::model::json::parse_timestamp(&format!("{when}T23:59:59.999999Z"))
+        } else {
+            crate::model::json::parse_timestamp(when)
+        }
+        .map_err(|_| {
+            Error::BadArgument(format!(
+                "`{spec}`: after `@` give a UTC date (2026-11-20) or an RFC 3339 time (2026-11-20T06:00:00Z)"
+            ))
+        })?;
+        return infos
+            .iter()
+            .rev()
+            .find(|i| i.time_us <= limit)
+            .cloned()
+            .ok_or_else(unknown);
+    }
     if let Some(i) = infos.iter().rev().find(|i| i.name == spec) {
         return Ok(i.clone());
     }
