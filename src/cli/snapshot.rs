@@ -53,6 +53,10 @@ pub struct Args {
     /// Datastore: kinds read at once [default: 4].
     #[arg(long, value_name = "N")]
     concurrency: Option<usize>,
+    /// Record this RFC 3339 time instead of now (importing old dumps in
+    /// date order, so that `@DATE` and `forget` see their real dates).
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -93,6 +97,12 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         name: args.name,
         force: args.force,
         filter,
+        time_us: match &args.time {
+            Some(t) => Some(kindsnap::model::json::parse_timestamp(t).map_err(|_| {
+                anyhow::anyhow!("--time {t}: give an RFC 3339 time such as 2026-10-01T00:00:00Z")
+            })?),
+            None => None,
+        },
         ..Default::default()
     };
     // Memory for the external sort (bytes); mostly for tests and tuning.
