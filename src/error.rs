@@ -126,6 +126,11 @@ pub enum Error {
     #[error("{0}")]
     Datastore(String),
 
+    /// A SQL database (SQLite or PostgreSQL) cannot be used as asked: the
+    /// message names the database or table, what is wrong and what to do.
+    #[error("{0}")]
+    Database(String),
+
     /// Writing to stdout or another caller-supplied sink failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),

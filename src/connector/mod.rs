@@ -1,5 +1,5 @@
 //! Connectors: where entities come from and go to. A location string
-//! (`jsonl:FILE`, later `datastore://…`, `sqlite:…`, `postgres://…`) picks
+//! (`jsonl:FILE`, `datastore://…`, `sqlite:PATH`, `postgres://…`) picks
 //! the implementation.
 //!
 //! Sources stream entities; they need not be in key order (the snapshot
@@ -7,6 +7,7 @@
 
 pub mod datastore;
 pub mod jsonl;
+pub mod sql;
 
 use crate::error::{Error, Result};
 use crate::ids::EntityHash;
@@ -273,6 +274,8 @@ pub trait EntityTarget {
 pub enum Location {
     Jsonl(std::path::PathBuf),
     Datastore(String),
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
 }
 
 pub fn parse_location(spec: &str) -> Result<Location> {
@@ -290,11 +293,28 @@ pub fn parse_location(spec: &str) -> Result<Location> {
         datastore::Endpoint::parse(spec)?;
         return Ok(Location::Datastore(spec.to_string()));
     }
+    if let Some(rest) = spec.strip_prefix("sqlite:") {
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        if rest.is_empty() {
+            return Err(bad("give a database file, as in `sqlite:app.db`"));
+        }
+        return Ok(Location::Sqlite(rest.into()));
+    }
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        return Ok(Location::Postgres(spec.to_string()));
+    }
     if spec.ends_with(".jsonl") || spec.ends_with(".ndjson") {
         return Ok(Location::Jsonl(spec.into()));
     }
+    if [".sqlite3", ".sqlite", ".db"]
+        .iter()
+        .any(|e| spec.ends_with(e))
+        && !spec.contains("://")
+    {
+        return Ok(Location::Sqlite(spec.into()));
+    }
     Err(bad(
-        "expected `jsonl:FILE`, `datastore://HOST:PORT/PROJECT` or `datastore:PROJECT`",
+        "expected `jsonl:FILE`, `sqlite:FILE`, `postgres://USER@HOST:PORT/DB`, `datastore://HOST:PORT/PROJECT` or `datastore:PROJECT`",
     ))
 }
 
@@ -303,6 +323,10 @@ pub fn open_source(spec: &str) -> Result<Box<dyn EntitySource>> {
     match parse_location(spec)? {
         Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlSource::open(&path)?)),
         Location::Datastore(spec) => Ok(Box::new(datastore::DatastoreSource::open(&spec)?)),
+        Location::Sqlite(path) => Ok(Box::new(sql::sqlite::SqliteSource::open(&path)?)),
+        Location::Postgres(_) => Err(Error::BadArgument(
+            "PostgreSQL is not supported by this build yet".into(),
+        )),
     }
 }
 
@@ -311,5 +335,9 @@ pub fn open_target(spec: &str) -> Result<Box<dyn EntityTarget>> {
     match parse_location(spec)? {
         Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlTarget::open(&path)?)),
         Location::Datastore(spec) => Ok(Box::new(datastore::DatastoreTarget::open(&spec)?)),
+        Location::Sqlite(path) => Ok(Box::new(sql::sqlite::SqliteTarget::open(&path)?)),
+        Location::Postgres(_) => Err(Error::BadArgument(
+            "PostgreSQL is not supported by this build yet".into(),
+        )),
     }
 }

@@ -1,0 +1,618 @@
+//! SQL databases as sources and targets: SQLite ([`sqlite`]) and
+//! PostgreSQL ([`postgres`]). What is shared lives here: the recorded table
+//! schema (the `kindsnap.schema` kind), the key encoding of primary keys,
+//! foreign-key ordering, and the text forms values take on their way into
+//! a database. See docs/sql.md for the mapping these implement.
+//!
+//! Nothing here talks to a database.
+
+pub mod sqlite;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::error::{Error, Result};
+use crate::model::{
+    ElementId, EmbeddedEntity, Entity, Key, PartitionId, PathElement, Properties, Value, ValueKind,
+};
+
+/// The kind holding one entity per table: its columns, key, foreign keys
+/// and the DDL that recreates it. Restores read it first.
+pub const SCHEMA_KIND: &str = "kindsnap.schema";
+
+/// Meanings on values whose SQL type the model has no exact type for; a
+/// restore writes the value's text form back into a column of that type.
+pub mod meaning {
+    /// `numeric`/`decimal`: the exact decimal text.
+    pub const NUMERIC: i32 = 1001;
+    /// `date`: a timestamp at midnight UTC.
+    pub const DATE: i32 = 1002;
+    /// `time`: the text `HH:MM:SS[.ffffff]`.
+    pub const TIME: i32 = 1003;
+    /// `timestamp without time zone`: a timestamp read as if UTC.
+    pub const TIMESTAMP: i32 = 1004;
+    /// `json`: the text as stored.
+    pub const JSON: i32 = 1005;
+    /// `jsonb`: PostgreSQL's normalised text.
+    pub const JSONB: i32 = 1006;
+    /// `uuid`: the canonical text.
+    pub const UUID: i32 = 1007;
+    /// Any other type (interval, inet, enums, …): PostgreSQL's text output.
+    pub const TEXT_FORM: i32 = 1008;
+}
+
+/// Strings and blobs longer than this are excluded from indexes (Cloud
+/// Datastore refuses longer indexed values), so a SQL snapshot restores into
+/// Datastore too.
+const INDEXED_LIMIT: usize = 1500;
+
+/// One column as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    /// The declared type (SQLite) or `format_type` (PostgreSQL).
+    pub sql_type: String,
+    pub not_null: bool,
+    pub default: Option<String>,
+}
+
+/// A foreign key as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForeignKey {
+    pub columns: Vec<String>,
+    /// The referenced table's kind.
+    pub kind: String,
+    /// Empty: the referenced table's primary key.
+    pub ref_columns: Vec<String>,
+}
+
+/// A table as recorded in (and read back from) the schema kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub kind: String,
+    /// `sqlite` or `postgres`.
+    pub engine: String,
+    pub columns: Vec<Column>,
+    /// Empty with `rowid`: SQLite's rowid is the key.
+    pub primary_key: Vec<String>,
+    pub rowid: bool,
+    pub foreign_keys: Vec<ForeignKey>,
+    /// Statements that create the table, its sequences and indexes.
+    pub ddl: Vec<String>,
+    /// Statements run after every table is loaded (PostgreSQL's foreign-key
+    /// constraints).
+    pub after: Vec<String>,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Single-column foreign keys to the referenced table's single-column
+    /// primary key: column → referenced kind. Their values become keys.
+    pub fn reference_columns(
+        &self,
+        pk_of: &dyn Fn(&str) -> Option<Vec<String>>,
+    ) -> HashMap<String, String> {
+        let mut out = HashMap::new();
+        for fk in &self.foreign_keys {
+            if fk.columns.len() != 1 {
+                continue;
+            }
+            let Some(pk) = pk_of(&fk.kind) else { continue };
+            let to_pk = fk.ref_columns.is_empty() || fk.ref_columns == pk;
+            if pk.len() == 1 && to_pk {
+                out.insert(fk.columns[0].clone(), fk.kind.clone());
+            }
+        }
+        out
+    }
+
+    pub fn to_entity(&self) -> Entity {
+        let s = |t: &str| Value::new(ValueKind::String(t.to_string()));
+        let long = |t: &str| {
+            let mut v = s(t);
+            v.exclude_from_indexes = true;
+            v
+        };
+        let strings = |v: &[String]| Value::new(ValueKind::Array(v.iter().map(|c| s(c)).collect()));
+        let embedded = |p: Properties| {
+            Value::new(ValueKind::Entity(EmbeddedEntity {
+                key: None,
+                properties: p,
+            }))
+        };
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| {
+                let mut p = Properties::new();
+                p.insert("name".into(), s(&c.name));
+                p.insert("type".into(), s(&c.sql_type));
+                p.insert(
+                    "not_null".into(),
+                    Value::new(ValueKind::Boolean(c.not_null)),
+                );
+                p.insert(
+                    "default".into(),
+                    match &c.default {
+                        Some(d) => s(d),
+                        None => Value::new(ValueKind::Null),
+                    },
+                );
+                embedded(p)
+            })
+            .collect();
+        let fks = self
+            .foreign_keys
+            .iter()
+            .map(|f| {
+                let mut p = Properties::new();
+                p.insert("columns".into(), strings(&f.columns));
+                p.insert("references".into(), s(&f.kind));
+                p.insert("ref_columns".into(), strings(&f.ref_columns));
+                embedded(p)
+            })
+            .collect();
+        let mut p = Properties::new();
+        p.insert("engine".into(), s(&self.engine));
+        p.insert("columns".into(), Value::new(ValueKind::Array(columns)));
+        p.insert("primary_key".into(), strings(&self.primary_key));
+        p.insert("rowid".into(), Value::new(ValueKind::Boolean(self.rowid)));
+        p.insert("foreign_keys".into(), Value::new(ValueKind::Array(fks)));
+        p.insert(
+            "ddl".into(),
+            Value::new(ValueKind::Array(self.ddl.iter().map(|d| long(d)).collect())),
+        );
+        p.insert(
+            "after".into(),
+            Value::new(ValueKind::Array(
+                self.after.iter().map(|d| long(d)).collect(),
+            )),
+        );
+        Entity {
+            key: Key::new(
+                PartitionId::default(),
+                vec![PathElement::name(SCHEMA_KIND, &self.kind)],
+            ),
+            properties: p,
+        }
+    }
+
+    pub fn from_entity(e: &Entity) -> Result<Table> {
+        let kind = match e.key.path.last().map(|p| &p.id) {
+            Some(ElementId::Name(n)) => n.clone(),
+            _ => return Err(bad_schema("?", "its key is not a table name")),
+        };
+        let bad = |why: &str| bad_schema(&kind, why);
+        let props = &e.properties;
+        let text = |p: &Properties, name: &str| -> Result<String> {
+            match p.get(name).map(|v| &v.kind) {
+                Some(ValueKind::String(s)) => Ok(s.clone()),
+                _ => Err(bad(&format!("`{name}` is missing"))),
+            }
+        };
+        let list = |p: &Properties, name: &str| -> Result<Vec<String>> {
+            match p.get(name).map(|v| &v.kind) {
+                Some(ValueKind::Array(vs)) => vs
+                    .iter()
+                    .map(|v| match &v.kind {
+                        ValueKind::String(s) => Ok(s.clone()),
+                        _ => Err(bad(&format!("`{name}` holds a non-string"))),
+                    })
+                    .collect(),
+                None => Ok(Vec::new()),
+                _ => Err(bad(&format!("`{name}` is not a list"))),
+            }
+        };
+        let entities = |name: &str| -> Result<Vec<&Properties>> {
+            match props.get(name).map(|v| &v.kind) {
+                Some(ValueKind::Array(vs)) => vs
+                    .iter()
+                    .map(|v| match &v.kind {
+                        ValueKind::Entity(e) => Ok(&e.properties),
+                        _ => Err(bad(&format!("`{name}` holds a non-entity"))),
+                    })
+                    .collect(),
+                None => Ok(Vec::new()),
+                _ => Err(bad(&format!("`{name}` is not a list"))),
+            }
+        };
+        let columns = entities("columns")?
+            .into_iter()
+            .map(|p| {
+                Ok(Column {
+                    name: text(p, "name")?,
+                    sql_type: text(p, "type")?,
+                    not_null: matches!(
+                        p.get("not_null").map(|v| &v.kind),
+                        Some(ValueKind::Boolean(true))
+                    ),
+                    default: text(p, "default").ok(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let foreign_keys = entities("foreign_keys")?
+            .into_iter()
+            .map(|p| {
+                Ok(ForeignKey {
+                    columns: list(p, "columns")?,
+                    kind: text(p, "references")?,
+                    ref_columns: list(p, "ref_columns")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Table {
+            engine: text(props, "engine")?,
+            columns,
+            primary_key: list(props, "primary_key")?,
+            rowid: matches!(
+                props.get("rowid").map(|v| &v.kind),
+                Some(ValueKind::Boolean(true))
+            ),
+            foreign_keys,
+            ddl: list(props, "ddl")?,
+            after: list(props, "after")?,
+            kind,
+        })
+    }
+}
+
+fn bad_schema(kind: &str, why: &str) -> Error {
+    Error::Database(format!(
+        "the recorded schema of table `{kind}` is damaged ({why}); restore the table into an existing table instead"
+    ))
+}
+
+/// A text value, excluded from indexes when long.
+pub fn text_value(s: String) -> Value {
+    let long = s.len() > INDEXED_LIMIT;
+    let mut v = Value::new(ValueKind::String(s));
+    v.exclude_from_indexes = long;
+    v
+}
+
+pub fn blob_value(b: Vec<u8>) -> Value {
+    let long = b.len() > INDEXED_LIMIT;
+    let mut v = Value::new(ValueKind::Blob(b));
+    v.exclude_from_indexes = long;
+    v
+}
+
+pub fn with_meaning(mut v: Value, m: i32) -> Value {
+    v.meaning = Some(m);
+    v
+}
+
+/// A key of `kind` with one element.
+pub fn key(kind: &str, id: ElementId) -> Key {
+    Key::new(
+        PartitionId::default(),
+        vec![PathElement {
+            kind: kind.to_string(),
+            id,
+        }],
+    )
+}
+
+/// One component of a composite primary key, in its text form.
+pub enum Part<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+    Other(String),
+}
+
+/// The key name of a composite primary key: the components' text forms
+/// joined by `/`, each with `%` and `/` percent-escaped, NULL as `%N`.
+/// Distinct rows give distinct names; the components are also properties.
+pub fn composite_name(parts: &[Part<'_>]) -> String {
+    let mut out = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        match p {
+            Part::Null => out.push_str("%N"),
+            Part::Int(n) => out.push_str(&n.to_string()),
+            Part::Text(t) => escape_into(&mut out, t),
+            Part::Other(t) => escape_into(&mut out, t),
+        }
+    }
+    out
+}
+
+fn escape_into(out: &mut String, t: &str) {
+    for c in t.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Inverse of [`composite_name`]: each component's text (`None` for NULL).
+pub fn split_composite(name: &str) -> Vec<Option<String>> {
+    name.split('/')
+        .map(|p| {
+            if p == "%N" {
+                None
+            } else {
+                Some(p.replace("%2F", "/").replace("%25", "%"))
+            }
+        })
+        .collect()
+}
+
+/// Kinds in foreign-key dependency order (referenced tables first); a
+/// cycle keeps the incoming order among its members. The schema kind goes
+/// first. Kinds with no known table keep their place at the end.
+pub fn order_kinds(
+    kinds: Vec<(String, String)>,
+    deps: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = kinds
+        .iter()
+        .filter(|(_, k)| k == SCHEMA_KIND)
+        .cloned()
+        .collect();
+    let mut rest: Vec<(String, String)> = kinds
+        .into_iter()
+        .filter(|(_, k)| k != SCHEMA_KIND)
+        .collect();
+    let names: BTreeSet<String> = rest.iter().map(|(_, k)| k.clone()).collect();
+    let mut placed: BTreeSet<String> = BTreeSet::new();
+    while !rest.is_empty() {
+        let ready = rest.iter().position(|(_, k)| {
+            deps.get(k).is_none_or(|d| {
+                d.iter()
+                    .all(|r| r == k || placed.contains(r) || !names.contains(r))
+            })
+        });
+        // In a cycle nothing is ready: take the first and go on.
+        let i = ready.unwrap_or(0);
+        let item = rest.remove(i);
+        placed.insert(item.1.clone());
+        out.push(item);
+    }
+    out
+}
+
+/// Plain JSON for values a column has no native form for (arrays and
+/// embedded entities from a Datastore snapshot).
+pub fn plain_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &v.kind {
+        ValueKind::Null => J::Null,
+        ValueKind::Boolean(b) => J::Bool(*b),
+        ValueKind::Integer(i) => J::from(*i),
+        ValueKind::Double(d) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
+        ValueKind::Timestamp(t) => J::String(crate::model::json::format_timestamp(*t)),
+        ValueKind::String(s) => J::String(s.clone()),
+        ValueKind::Blob(b) => J::String(hex::encode(b)),
+        ValueKind::Key(k) => J::String(k.display_path()),
+        ValueKind::GeoPoint(g) => {
+            serde_json::json!({"latitude": g.latitude, "longitude": g.longitude})
+        }
+        ValueKind::Array(vs) => J::Array(vs.iter().map(plain_json).collect()),
+        ValueKind::Entity(e) => J::Object(
+            e.properties
+                .iter()
+                .map(|(k, v)| (k.clone(), plain_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC) of µs since the epoch; with
+/// `date_only`, `YYYY-MM-DD`.
+pub fn format_sql_timestamp(us: i64, date_only: bool) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let micros = us.rem_euclid(1_000_000);
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) else {
+        return crate::model::json::format_timestamp(us);
+    };
+    let date = format!("{:04}-{:02}-{:02}", t.year(), t.month() as u8, t.day());
+    if date_only {
+        return date;
+    }
+    let mut s = format!("{date} {:02}:{:02}:{:02}", t.hour(), t.minute(), t.second());
+    if micros != 0 {
+        s.push_str(&format!(".{micros:06}"));
+    }
+    s
+}
+
+/// Parse `YYYY-MM-DD[ HH:MM:SS[.f…]][+HH[:MM]]` into µs since the epoch.
+/// `None` for anything else (BC dates, infinity), which then stays text.
+pub fn parse_sql_timestamp(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, rest) = match s.split_once(' ').or_else(|| s.split_once('T')) {
+        Some((d, r)) => (d, Some(r)),
+        None => (s, None),
+    };
+    let mut dp = date.splitn(3, '-');
+    let y: i32 = dp.next()?.parse().ok()?;
+    let m: u8 = dp.next()?.parse().ok()?;
+    let d: u8 = dp.next()?.parse().ok()?;
+    if date.len() != 10 {
+        return None;
+    }
+    let day = time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()?;
+    let mut us = (day.to_julian_day() as i64 - 2_440_588) * 86_400_000_000;
+    let Some(rest) = rest else { return Some(us) };
+    let (clock, offset) = match rest.find(['+', '-']) {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    let (hms, frac) = match clock.split_once('.') {
+        Some((a, b)) => (a, Some(b)),
+        None => (clock, None),
+    };
+    let mut tp = hms.split(':');
+    let h: i64 = tp.next()?.parse().ok()?;
+    let mi: i64 = tp.next()?.parse().ok()?;
+    let se: i64 = tp.next()?.parse().ok()?;
+    if tp.next().is_some() || h > 24 || mi > 59 || se > 60 {
+        return None;
+    }
+    us += ((h * 60 + mi) * 60 + se) * 1_000_000;
+    if let Some(f) = frac {
+        if f.is_empty() || f.len() > 6 || !f.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n: i64 = f.parse().ok()?;
+        us += n * 10i64.pow(6 - f.len() as u32);
+    }
+    if let Some(o) = offset {
+        let sign = if o.starts_with('-') { -1 } else { 1 };
+        let o = &o[1..];
+        let (oh, om) = match o.split_once(':') {
+            Some((a, b)) => (a.parse::<i64>().ok()?, b.parse::<i64>().ok()?),
+            None if o.len() == 4 => (o[..2].parse().ok()?, o[2..].parse().ok()?),
+            None => (o.parse().ok()?, 0),
+        };
+        us -= sign * (oh * 60 + om) * 60_000_000;
+    }
+    Some(us)
+}
+
+/// Quote an SQL identifier (both engines use double quotes).
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// One line naming every difference between the recorded table and the
+/// one on the target; `None` when they are compatible.
+pub fn compare_tables(
+    recorded: &Table,
+    target: &Table,
+    normalise: &dyn Fn(&str) -> String,
+) -> Option<String> {
+    let mut problems = Vec::new();
+    for c in &recorded.columns {
+        match target.column(&c.name) {
+            None => problems.push(format!("column `{}` is missing", c.name)),
+            Some(t) if normalise(&t.sql_type) != normalise(&c.sql_type) => problems.push(format!(
+                "column `{}` is {} on the target, {} in the snapshot",
+                c.name, t.sql_type, c.sql_type
+            )),
+            _ => {}
+        }
+    }
+    for t in &target.columns {
+        if recorded.column(&t.name).is_none() && t.not_null && t.default.is_none() {
+            problems.push(format!(
+                "column `{}` is NOT NULL without a default and not in the snapshot",
+                t.name
+            ));
+        }
+    }
+    if recorded.primary_key != target.primary_key || recorded.rowid != target.rowid {
+        problems.push(format!(
+            "the primary key is ({}) on the target, ({}) in the snapshot",
+            target.primary_key.join(", "),
+            if recorded.rowid {
+                "rowid".to_string()
+            } else {
+                recorded.primary_key.join(", ")
+            }
+        ));
+    }
+    if problems.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "table `{}` on the target does not match the snapshot: {}; restore into an empty database or change the table",
+            recorded.kind,
+            problems.join("; ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn composite_names_round_trip() {
+        let parts = [
+            Part::Int(3),
+            Part::Text("a/b%c"),
+            Part::Null,
+            Part::Text(""),
+        ];
+        let name = composite_name(&parts);
+        assert_eq!(name, "3/a%2Fb%25c/%N/");
+        assert_eq!(
+            split_composite(&name),
+            vec![
+                Some("3".into()),
+                Some("a/b%c".into()),
+                None,
+                Some("".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn timestamps_parse_and_format() {
+        let us = parse_sql_timestamp("2024-02-29 13:14:15.123456+00").unwrap();
+        assert_eq!(
+            format_sql_timestamp(us, false),
+            "2024-02-29 13:14:15.123456"
+        );
+        assert_eq!(
+            parse_sql_timestamp("2024-02-29 15:14:15.123456+02:00"),
+            Some(us)
+        );
+        assert_eq!(parse_sql_timestamp("1970-01-01"), Some(0));
+        assert_eq!(parse_sql_timestamp("1969-12-31 23:59:59.5"), Some(-500_000));
+        assert_eq!(parse_sql_timestamp("infinity"), None);
+        assert_eq!(parse_sql_timestamp("0044-03-15 BC"), None);
+    }
+
+    #[test]
+    fn schema_entities_round_trip() {
+        let t = Table {
+            kind: "auth_user".into(),
+            engine: "sqlite".into(),
+            columns: vec![Column {
+                name: "id".into(),
+                sql_type: "integer".into(),
+                not_null: true,
+                default: None,
+            }],
+            primary_key: vec!["id".into()],
+            rowid: false,
+            foreign_keys: vec![ForeignKey {
+                columns: vec!["g".into()],
+                kind: "auth_group".into(),
+                ref_columns: vec![],
+            }],
+            ddl: vec!["CREATE TABLE auth_user (id integer)".into()],
+            after: vec![],
+        };
+        assert_eq!(Table::from_entity(&t.to_entity()).unwrap(), t);
+    }
+
+    #[test]
+    fn order_puts_referenced_tables_first_and_survives_cycles() {
+        let kinds = |v: &[&str]| {
+            v.iter()
+                .map(|k| (String::new(), k.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let mut deps = BTreeMap::new();
+        deps.insert("b".to_string(), BTreeSet::from(["a".to_string()]));
+        deps.insert(
+            "c".to_string(),
+            BTreeSet::from(["d".to_string(), "c".to_string()]),
+        );
+        deps.insert("d".to_string(), BTreeSet::from(["c".to_string()]));
+        let got = order_kinds(kinds(&["c", "b", "kindsnap.schema", "a", "d"]), &deps);
+        let names: Vec<&str> = got.iter().map(|(_, k)| k.as_str()).collect();
+        assert_eq!(names, ["kindsnap.schema", "a", "b", "c", "d"]);
+    }
+}
