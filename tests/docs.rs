@@ -9,7 +9,8 @@
 //! production: `DATASTORE_EMULATOR_HOST` points at it and project
 //! `acme-prod` holds a small shop (User, and Order under User). The command
 //! `ks-doc-day N` (on PATH) turns production into day N of the shop's
-//! history (N = 1, 2, 3), so a guide can let time pass.
+//! history (N = 1, 2, 3), so a guide can let time pass. `KS_ROOT` is the
+//! source tree, for sample files such as docs/examples/shop.sql.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -194,6 +195,7 @@ impl Env {
             .env("HOME", &self.home)
             .env("PATH", path)
             .env("NO_COLOR", "1")
+            .env("KS_ROOT", env!("CARGO_MANIFEST_DIR"))
             .env_remove("KINDSNAP_REPO")
             .env_remove("KINDSNAP_NOW")
             .env_remove("DATASTORE_EMULATOR_HOST")
@@ -241,10 +243,15 @@ fn the_user_guide_runs() {
 }
 
 #[test]
+fn the_readme_tour_runs() {
+    run_doc("README.md");
+}
+
+#[test]
 fn every_document_with_tested_examples_has_a_test_here() {
     // A new document with `tested` blocks must be added to this file, so
     // that no example silently goes unrun.
-    let covered = ["docs/guide.md"];
+    let covered = ["README.md", "docs/guide.md"];
     for f in docs() {
         let text = std::fs::read_to_string(&f).unwrap();
         let rel = f
