@@ -21,6 +21,7 @@ mod progress;
 mod restore;
 mod show;
 mod snapshot;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,6 +86,8 @@ enum Command {
     Export(export::Args),
     /// Verify the repository; with --read-data also every stored byte.
     Check(check::Args),
+    /// Repository size, deduplication ratio, growth per snapshot and kind.
+    Stats(stats::Args),
     /// Write a snapshot into a target (original keys or uuid names).
     Restore(restore::Args),
     /// Delete entities on a target (all its kinds, or --kinds).
@@ -191,6 +194,7 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => diff::run(a, &settings),
         Command::Export(a) => export::run(a, &settings),
         Command::Check(a) => check::run(a, &settings),
+        Command::Stats(a) => stats::run(a, &settings),
         Command::Restore(a) => restore::run(a, &settings),
         Command::Keymap(a) => keymap::run(a, &settings),
         Command::Clear(a) => clear::run(a, &settings),

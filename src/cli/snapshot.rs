@@ -83,6 +83,16 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     {
         opts.sort_budget = b;
     }
+    // The snapshot's time, for tests of time-based retention (hidden:
+    // RFC 3339 or microseconds since the epoch).
+    if let Ok(now) = std::env::var("KINDSNAP_NOW") {
+        let us = match now.parse::<i64>() {
+            Ok(us) => us,
+            Err(_) => kindsnap::model::json::parse_timestamp(&now)
+                .map_err(|e| anyhow::anyhow!("KINDSNAP_NOW: {e}"))?,
+        };
+        opts.time_us = Some(us);
+    }
     let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
     if settings.quiet {
         return Ok(ExitCode::SUCCESS);

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod export;
 pub mod restore;
 pub mod snapshot;
+pub mod stats;
 
 use crate::error::{Error, Result};
 use crate::repo::manifest::{self, SnapshotInfo};
