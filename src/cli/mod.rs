@@ -13,6 +13,7 @@ mod clear;
 mod config;
 mod diff;
 mod export;
+mod forget;
 mod init;
 mod keymap;
 mod log;
@@ -88,6 +89,8 @@ enum Command {
     Check(check::Args),
     /// Repository size, deduplication ratio, growth per snapshot and kind.
     Stats(stats::Args),
+    /// Remove snapshots by keep-policy (restic's --keep-* rules).
+    Forget(forget::Args),
     /// Write a snapshot into a target (original keys or uuid names).
     Restore(restore::Args),
     /// Delete entities on a target (all its kinds, or --kinds).
@@ -195,6 +198,7 @@ pub fn main() -> ExitCode {
         Command::Export(a) => export::run(a, &settings),
         Command::Check(a) => check::run(a, &settings),
         Command::Stats(a) => stats::run(a, &settings),
+        Command::Forget(a) => forget::run(a, &settings),
         Command::Restore(a) => restore::run(a, &settings),
         Command::Keymap(a) => keymap::run(a, &settings),
         Command::Clear(a) => clear::run(a, &settings),

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod diff;
 pub mod export;
+pub mod forget;
 pub mod restore;
 pub mod snapshot;
 pub mod stats;
