@@ -19,6 +19,7 @@ mod keymap;
 mod log;
 mod output;
 mod progress;
+mod prune;
 mod restore;
 mod show;
 mod snapshot;
@@ -91,6 +92,8 @@ enum Command {
     Stats(stats::Args),
     /// Remove snapshots by keep-policy (restic's --keep-* rules).
     Forget(forget::Args),
+    /// Delete data no snapshot needs; repack mostly unused packs.
+    Prune(prune::Args),
     /// Write a snapshot into a target (original keys or uuid names).
     Restore(restore::Args),
     /// Delete entities on a target (all its kinds, or --kinds).
@@ -199,6 +202,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(a, &settings),
         Command::Stats(a) => stats::run(a, &settings),
         Command::Forget(a) => forget::run(a, &settings),
+        Command::Prune(a) => prune::run(a, &settings),
         Command::Restore(a) => restore::run(a, &settings),
         Command::Keymap(a) => keymap::run(a, &settings),
         Command::Clear(a) => clear::run(a, &settings),

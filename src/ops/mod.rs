@@ -7,6 +7,7 @@ pub mod check;
 pub mod diff;
 pub mod export;
 pub mod forget;
+pub mod prune;
 pub mod restore;
 pub mod snapshot;
 pub mod stats;

@@ -108,7 +108,7 @@ pub struct SnapshotKindStats {
     pub bytes_added: u64,
 }
 
-fn dir_bytes(dir: &std::path::Path) -> Result<(u64, u64)> {
+pub(crate) fn dir_bytes(dir: &std::path::Path) -> Result<(u64, u64)> {
     let (mut files, mut bytes) = (0u64, 0u64);
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
