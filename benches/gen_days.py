@@ -3,11 +3,11 @@
 
     python3 benches/gen_days.py DAY1.jsonl N OUT.jsonl
 
-Day N is day 1 with a `rev` property on 1% of the entities: entity i
-(its line number) carries rev = the latest day k <= N with
-k = h(i) mod 100, h a fixed hash, so each day changes exactly the 1% of
-entities whose turn it is and keeps every earlier change. Streams: memory
-stays flat.
+Day N (N >= 2) is day 1 with a `rev` property set to N on a fixed 1% of
+the entities (the "hot" ones: line i with h(i) = 0 mod 100, h a fixed
+hash), so every day rewrites the same 1% and each day's versions of them
+are superseded the next day: forgetting a day leaves its versions with no
+snapshot. Streams: memory stays flat.
 """
 
 import sys
@@ -23,11 +23,10 @@ def main():
     src, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     with open(src, "rb") as f, open(out, "wb") as o:
         for i, line in enumerate(f):
-            k = n - ((n - h(i)) % 100)
-            if k >= 2:
+            if n >= 2 and h(i) == 0:
                 line = line.replace(
                     b'"properties":{',
-                    b'"properties":{"rev":{"integerValue":"%d"},' % k,
+                    b'"properties":{"rev":{"integerValue":"%d"},' % n,
                     1,
                 )
             o.write(line)
