@@ -13,14 +13,17 @@ mod clear;
 mod config;
 mod diff;
 mod export;
+mod forget;
 mod init;
 mod keymap;
 mod log;
 mod output;
 mod progress;
+mod prune;
 mod restore;
 mod show;
 mod snapshot;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -97,6 +100,12 @@ enum Command {
     Export(export::Args),
     /// Verify the repository; with --read-data also every stored byte.
     Check(check::Args),
+    /// Repository size, deduplication ratio, growth per snapshot and kind.
+    Stats(stats::Args),
+    /// Remove snapshots by keep-policy (restic's --keep-* rules).
+    Forget(forget::Args),
+    /// Delete data no snapshot needs; repack mostly unused packs.
+    Prune(prune::Args),
     /// Write a snapshot into a target (original keys or uuid names).
     Restore(restore::Args),
     /// Delete entities on a target (all its kinds, or --kinds).
@@ -214,6 +223,9 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => diff::run(a, &settings),
         Command::Export(a) => export::run(a, &settings),
         Command::Check(a) => check::run(a, &settings),
+        Command::Stats(a) => stats::run(a, &settings),
+        Command::Forget(a) => forget::run(a, &settings),
+        Command::Prune(a) => prune::run(a, &settings),
         Command::Restore(a) => restore::run(a, &settings),
         Command::Keymap(a) => keymap::run(a, &settings),
         Command::Clear(a) => clear::run(a, &settings),

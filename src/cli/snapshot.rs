@@ -112,6 +112,17 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     {
         opts.sort_budget = b;
     }
+    // Without --time, the snapshot's time may come from the hidden
+    // KINDSNAP_NOW (RFC 3339 or microseconds since the epoch), for tests of
+    // time-based retention and of the daily loops in docs/guide.md.
+    if let Some(now) = std::env::var("KINDSNAP_NOW").ok().filter(|_| opts.time_us.is_none()) {
+        let us = match now.parse::<i64>() {
+            Ok(us) => us,
+            Err(_) => kindsnap::model::json::parse_timestamp(&now)
+                .map_err(|e| anyhow::anyhow!("KINDSNAP_NOW: {e}"))?,
+        };
+        opts.time_us = Some(us);
+    }
     let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
     if settings.quiet {
         return Ok(ExitCode::SUCCESS);

@@ -6,8 +6,11 @@
 pub mod check;
 pub mod diff;
 pub mod export;
+pub mod forget;
+pub mod prune;
 pub mod restore;
 pub mod snapshot;
+pub mod stats;
 
 use crate::error::{Error, Result};
 use crate::repo::manifest::{self, SnapshotInfo};

@@ -125,15 +125,7 @@ impl<'a> ParentCursor<'a> {
     }
 }
 
-/// The time a snapshot records: now, or `KINDSNAP_NOW` (RFC 3339), a
-/// hidden setting for tests and for replaying old dumps in date order.
 pub fn now_us() -> i64 {
-    if let Some(t) = std::env::var("KINDSNAP_NOW")
-        .ok()
-        .and_then(|v| crate::model::json::parse_timestamp(&v).ok())
-    {
-        return t;
-    }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
@@ -451,6 +443,7 @@ pub fn snapshot(
         raw_bytes: total_raw,
         bytes_added: total_pack_bytes,
         packs_added: total_packs,
+        replaces: Vec::new(),
     };
     let force = opts.force;
     let (id, manifest_bytes) = writer.publish(repo, &meta, |repo| {
