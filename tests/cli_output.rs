@@ -177,7 +177,7 @@ fn help_carries_examples() {
     assert_out(&w, "help", &w.ok(&["--help"]));
     for cmd in [
         "snapshot", "log", "show", "cat", "diff", "export", "check", "restore", "clear", "keymap",
-        "config",
+        "config", "stats", "forget", "prune",
     ] {
         let help = w.ok(&[cmd, "--help"]);
         assert!(

@@ -462,3 +462,246 @@ fn entities_a_transform_drops_are_counted_in_restore_json() {
     assert_eq!((r.kinds[0].written, r.kinds[0].dropped), (1, 1));
     assert!(r.rejections.is_empty());
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Growth {
+    id: String,
+    name: String,
+    time: String,
+    source: String,
+    entities: u64,
+    raw_bytes: u64,
+    pack_bytes_added: u64,
+    manifest_bytes: u64,
+    bytes_added: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsKind {
+    namespace: String,
+    kind: String,
+    packs: u64,
+    pack_bytes: u64,
+    raw_bytes: u64,
+    bytes_added: u64,
+    latest_entities: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stats {
+    snapshots: u64,
+    packs: u64,
+    pack_bytes: u64,
+    index_bytes: u64,
+    manifests: u64,
+    manifest_bytes: u64,
+    total_bytes: u64,
+    raw_bytes: u64,
+    stored_raw_bytes: u64,
+    dedup_ratio: f64,
+    overall_ratio: f64,
+    growth: Vec<Growth>,
+    kinds: Vec<StatsKind>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapStatsKind {
+    namespace: String,
+    kind: String,
+    entities: u64,
+    raw_bytes: u64,
+    stored_bytes_estimate: u64,
+    added: u64,
+    changed: u64,
+    removed: u64,
+    bytes_added: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapStats {
+    id: String,
+    name: String,
+    time: String,
+    source: String,
+    parent: Option<String>,
+    keyframe: bool,
+    depth: u32,
+    entities: u64,
+    raw_bytes: u64,
+    stored_bytes_estimate: u64,
+    pack_bytes_added: u64,
+    manifest_bytes: u64,
+    kinds: Vec<SnapStatsKind>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    id: String,
+    name: String,
+    time: String,
+    keep: bool,
+    reasons: Vec<String>,
+    #[serde(default)]
+    new_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForgetGroup {
+    source: String,
+    kinds_filter: String,
+    snapshots: Vec<Decision>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Forget {
+    dry_run: bool,
+    groups: Vec<ForgetGroup>,
+    kept: u64,
+    removed: u64,
+    rewritten: u64,
+    leftovers_removed: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Prune {
+    dry_run: bool,
+    snapshots: u64,
+    live_entities: u64,
+    packs_before: u64,
+    packs_deleted: u64,
+    packs_repacked: u64,
+    packs_written: u64,
+    unindexed_deleted: u64,
+    entities_moved: u64,
+    leftover_manifests_removed: u64,
+    bytes_before: u64,
+    bytes_after: u64,
+    bytes_freed: u64,
+    unused_bytes_kept: u64,
+}
+
+#[test]
+fn stats_forget_and_prune_json_parse_strictly() {
+    let w = Work::new();
+    w.init();
+    let line = |id: u32, v: &str| {
+        format!(
+            "{{\"key\":{{\"path\":[{{\"kind\":\"Post\",\"id\":\"{id}\"}}]}},\"properties\":{{\"v\":{{\"stringValue\":\"{v}\"}}}}}}\n"
+        )
+    };
+    for (day, v) in [
+        ("2026-11-01", "a"),
+        ("2026-11-02", "b"),
+        ("2026-11-03", "c"),
+    ] {
+        w.write("p.jsonl", &(line(1, v) + &line(2, "same")));
+        let out = w
+            .ks()
+            .args(["snapshot", "--from", "jsonl:p.jsonl", "--name", day])
+            .env("KINDSNAP_NOW", format!("{day}T00:00:00Z"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let stats: Stats = parse(&w.ok(&["stats", "--json"]), "stats");
+    assert_eq!((stats.snapshots, stats.manifests), (3, 3));
+    assert_eq!(
+        stats.total_bytes,
+        stats.pack_bytes + stats.index_bytes + stats.manifest_bytes
+    );
+    assert!(stats.packs >= 1 && stats.raw_bytes > stats.stored_raw_bytes);
+    assert!(stats.dedup_ratio > 0.0 && stats.overall_ratio > 0.0);
+    assert_eq!(
+        stats
+            .growth
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect::<Vec<_>>(),
+        ["2026-11-01", "2026-11-02", "2026-11-03"]
+    );
+    assert!(stats.growth.iter().all(|g| is_hex_id(&g.id)
+        && g.time.ends_with('Z')
+        && g.source.starts_with("jsonl:")
+        && g.entities == 2
+        && g.raw_bytes > 0
+        && g.bytes_added == g.pack_bytes_added + g.manifest_bytes));
+    let k = &stats.kinds[0];
+    assert_eq!(
+        (k.namespace.as_str(), k.kind.as_str(), k.latest_entities),
+        ("", "Post", 2)
+    );
+    assert!(k.packs >= 1 && k.pack_bytes > 0 && k.raw_bytes > 0 && k.bytes_added > 0);
+
+    let snap: SnapStats = parse(&w.ok(&["stats", "latest", "--json"]), "stats SNAP");
+    assert_eq!((snap.name.as_str(), snap.entities), ("2026-11-03", 2));
+    assert!(is_hex_id(&snap.id) && snap.parent.is_some() && !snap.keyframe && snap.depth >= 1);
+    assert!(snap.time.ends_with('Z') && snap.source.starts_with("jsonl:"));
+    assert!(snap.raw_bytes > 0 && snap.stored_bytes_estimate > 0 && snap.manifest_bytes > 0);
+    assert!(snap.pack_bytes_added > 0);
+    let sk = &snap.kinds[0];
+    assert_eq!(
+        (
+            sk.namespace.as_str(),
+            sk.kind.as_str(),
+            sk.entities,
+            sk.added,
+            sk.changed,
+            sk.removed
+        ),
+        ("", "Post", 2, 0, 1, 0)
+    );
+    assert!(sk.raw_bytes > 0 && sk.stored_bytes_estimate > 0 && sk.bytes_added > 0);
+
+    let forget: Forget = parse(
+        &w.ok(&[
+            "forget",
+            "--keep-last",
+            "1",
+            "--keep-name",
+            "2026-11-01",
+            "--json",
+        ]),
+        "forget",
+    );
+    assert!(!forget.dry_run);
+    assert_eq!(
+        (forget.kept, forget.removed, forget.leftovers_removed),
+        (2, 1, 0)
+    );
+    assert_eq!(forget.rewritten, 1, "11-03 built on the forgotten 11-02");
+    let g = &forget.groups[0];
+    assert!(g.source.starts_with("jsonl:") && g.kinds_filter.is_empty());
+    let by = |n: &str| g.snapshots.iter().find(|d| d.name == n).unwrap();
+    assert!(by("2026-11-03").keep && by("2026-11-03").reasons == ["last"]);
+    assert!(by("2026-11-03").new_id.as_deref().is_some_and(is_hex_id));
+    assert!(by("2026-11-01").keep && by("2026-11-01").reasons[0].starts_with("name"));
+    let gone = by("2026-11-02");
+    assert!(!gone.keep && gone.reasons.is_empty() && gone.new_id.is_none());
+    assert!(is_hex_id(&gone.id) && gone.time.starts_with("2026-11-02"));
+
+    let prune: Prune = parse(&w.ok(&["prune", "--max-unused", "0", "--json"]), "prune");
+    assert!(!prune.dry_run);
+    assert_eq!((prune.snapshots, prune.live_entities), (2, 3));
+    assert!(prune.packs_before >= 1);
+    assert_eq!(prune.bytes_freed, prune.bytes_before - prune.bytes_after);
+    assert!(
+        prune.packs_deleted + prune.packs_repacked >= 1,
+        "the 11-02 body goes"
+    );
+    assert_eq!(prune.unused_bytes_kept, 0);
+    let _ = (
+        prune.packs_written,
+        prune.unindexed_deleted,
+        prune.entities_moved,
+        prune.leftover_manifests_removed,
+    );
+}

@@ -13,7 +13,12 @@ use super::{Out, Settings};
 snapshot kept by any rule is kept. Periods are UTC calendar hours, days, ISO weeks, months and \
 years; each period rule keeps the newest snapshot of each of the newest N periods that have one. \
 Kept snapshots that built on a forgotten one are rewritten (the forgotten changes folded in); \
-`kindsnap prune` then frees the data nothing needs. See docs/retention.md."
+`kindsnap prune` then frees the data nothing needs. See docs/retention.md.
+
+Examples:
+  kindsnap forget --keep-daily 14 --keep-weekly 8 --keep-monthly 24 --dry-run
+  kindsnap forget --keep-last 3 --keep-name 'release-*'
+  kindsnap forget --keep-daily 7 && kindsnap prune"
 )]
 pub struct Args {
     /// Keep the N newest snapshots.

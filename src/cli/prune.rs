@@ -10,7 +10,12 @@ use super::{Out, Settings};
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Prune takes the repository's exclusive lock: it waits for running \
-snapshots, and snapshots started meanwhile wait for it. See docs/retention.md."
+snapshots, and snapshots started meanwhile wait for it. See docs/retention.md.
+
+Examples:
+  kindsnap prune --dry-run              what would be deleted and repacked
+  kindsnap prune                        repack packs more than 5% unused
+  kindsnap prune --max-unused 20%       repack less, finish sooner"
 )]
 pub struct Args {
     /// Show what would be deleted and repacked; change nothing.

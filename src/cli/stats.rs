@@ -8,6 +8,10 @@ use super::output::{bytes, kind_label, table};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap stats                        the repository: size, dedup ratio, growth
+  kindsnap stats latest                 one snapshot, per kind
+  kindsnap stats --json | jq .dedup_ratio")]
 pub struct Args {
     /// Only this snapshot: a name, an id prefix, `latest` or `latest~N`.
     snapshot: Option<String>,
