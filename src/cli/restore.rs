@@ -15,11 +15,14 @@ use super::{Out, Settings};
   kindsnap restore friday --to datastore://localhost:8081/dev --keys uuid
   kindsnap restore latest --to datastore://localhost:8081/dev --kinds Post --with-references
   kindsnap restore latest --to jsonl:dev.jsonl --exact --yes --dry-run
-  kindsnap restore latest --to jsonl:dev.jsonl --transform 'python3 scrub.py'")]
+  kindsnap restore latest --to jsonl:dev.jsonl --transform 'python3 scrub.py'
+  kindsnap restore latest --to sqlite:restored.db
+  kindsnap restore latest --to postgres://me:secret@localhost:5432/dev --exact --yes")]
 pub struct Args {
     /// Snapshot: a name, an id prefix, `latest` or `latest~N`.
     snapshot: String,
-    /// Where to write: `jsonl:FILE` [default: `target` in kindsnap.toml].
+    /// Where to write: `jsonl:FILE`, `sqlite:FILE`, `postgres://USER:PASSWORD@HOST:PORT/DB`,
+    /// `datastore://HOST:PORT/PROJECT` or `datastore:PROJECT` [default: `target` in kindsnap.toml].
     #[arg(long, value_name = "TARGET")]
     to: Option<String>,
     /// Only these kinds (comma-separated).
@@ -137,7 +140,16 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         out.flush()?;
         return Ok(code);
     }
-    print_report(&mut out, &report, &info.name, &to)?;
+    // A PostgreSQL URL may carry a password; its target id does not.
+    let shown = if matches!(
+        connector::parse_location(&to),
+        Ok(connector::Location::Postgres(_))
+    ) {
+        report.target.clone()
+    } else {
+        to.clone()
+    };
+    print_report(&mut out, &report, &info.name, &shown)?;
     out.flush()?;
     Ok(code)
 }

@@ -12,7 +12,9 @@ use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Where to read entities: `jsonl:FILE`.
+    /// Where to read entities: `jsonl:FILE`, `sqlite:FILE` (or a bare
+    /// `*.sqlite3`/`*.db` path), `postgres://USER:PASSWORD@HOST:PORT/DB`,
+    /// `datastore://HOST:PORT/PROJECT` or `datastore:PROJECT`.
     #[arg(long, value_name = "SOURCE")]
     from: String,
     /// Name of the snapshot [default: the UTC time].
