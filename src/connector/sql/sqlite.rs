@@ -447,14 +447,13 @@ impl SqliteTarget {
     /// check the ones that exist.
     fn apply_schema(&mut self) -> Result<()> {
         let mut problems = Vec::new();
-        let recorded: Vec<Table> = self
-            .recorded
-            .values()
-            .filter(|t| self.restoring.contains(&t.kind))
-            .cloned()
-            .collect();
+        // Every recorded table missing on the target is created (tables
+        // that were empty have no kind to restore but belong to the
+        // schema); existing ones are checked when rows go into them.
+        let recorded: Vec<Table> = self.recorded.values().cloned().collect();
         for t in &recorded {
             match self.tables.get(&t.kind) {
+                Some(_) if !self.restoring.contains(&t.kind) => {}
                 Some(existing) => {
                     if let Some(p) = super::compare_tables(t, existing, &normalise_type) {
                         problems.push(p);
