@@ -41,6 +41,7 @@ fi
   -r "$req" >&2
 "$venv/bin/python" - >&2 <<'PY'
 import django  # noqa: F401
+import psycopg  # noqa: F401
 PY
 echo "$want" > "$stamp"
 echo "$venv/bin/python"
