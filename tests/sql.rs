@@ -645,3 +645,36 @@ fn postgres_bad_input_gets_one_clear_line() {
     assert!(err.contains("column `b` is missing"), "{err}");
     one_line(&err);
 }
+
+#[test]
+fn postgres_million_rows_snapshot_with_flat_memory() {
+    let pg = sql_support::server();
+    let db = pg.create_db("big");
+    pg.psql(
+        &db,
+        "CREATE TABLE item (id bigint PRIMARY KEY, sku text NOT NULL, qty int, price double precision, note text);
+         INSERT INTO item SELECT i, 'SKU-' || lpad(i::text, 8, '0'), i % 97, (i % 1000) / 7.0,
+           'item number ' || i || ' with a short note' FROM generate_series(1, 1000000) i;",
+    );
+    let w = Work::new();
+    w.init();
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kindsnap"));
+    cmd.arg("--repo")
+        .arg(w.repo())
+        .args(["snapshot", "--from", &db])
+        .env_remove("KINDSNAP_REPO");
+    let (status, peak) = peak_rss_kib(cmd);
+    assert!(status.success(), "snapshot failed");
+    eprintln!(
+        "1,000,000-row PostgreSQL snapshot: peak RSS {} MiB",
+        peak / 1024
+    );
+    assert!(
+        peak < 150 * 1024,
+        "peak RSS {} MiB for a 1,000,000-row table; memory should stay flat",
+        peak / 1024
+    );
+    let show: serde_json::Value =
+        serde_json::from_str(&w.ok(&["show", "latest", "--json"])).unwrap();
+    assert_eq!(show["entities"], 1_000_001);
+}
