@@ -131,6 +131,8 @@ struct ColType {
 struct PgTable {
     table: Table,
     qualified: String,
+    /// What a snapshot reads rows from.
+    from: String,
     types: Vec<ColType>,
 }
 
@@ -156,7 +158,7 @@ type Query<'a> = dyn FnMut(
 fn reflect(q: &mut Query<'_>, shown: &str) -> Result<Vec<PgTable>> {
     let err = db_error(shown);
     let rows = q(
-        "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_class c \
+        "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text FROM pg_class c \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
@@ -169,6 +171,7 @@ fn reflect(q: &mut Query<'_>, shown: &str) -> Result<Vec<PgTable>> {
         let oid: u32 = r.get(0);
         let schema: String = r.get(1);
         let name: String = r.get(2);
+        let relkind: String = r.get(3);
         let kind = kind_of(&schema, &name);
         let qual = qualified(&schema, &name);
         let cols = q(
@@ -308,6 +311,14 @@ fn reflect(q: &mut Query<'_>, shown: &str) -> Result<Vec<PgTable>> {
                 foreign_keys,
                 ddl,
                 after,
+            },
+            // A partitioned table is read through its parent; an ordinary
+            // one without its inheritance children (they are kinds of
+            // their own).
+            from: if relkind == "p" {
+                qual.clone()
+            } else {
+                format!("ONLY {qual}")
             },
             qualified: qual,
             types,
@@ -481,7 +492,7 @@ impl EntitySource for PostgresSource {
             let q = format!(
                 "SELECT {} FROM {} ORDER BY {}",
                 select.join(", "),
-                t.qualified,
+                t.from,
                 order.join(", ")
             );
             let pk_at: Vec<usize> = t
