@@ -216,6 +216,16 @@ fn sqlite_restore_into_existing_exact_and_uuid() {
     ]);
     assert_eq!(sqlite_one(&dst, "SELECT count(*) FROM log"), "3");
 
+    // kindsnap clear empties a table (and the foreign-key check notices
+    // what that breaks).
+    w.ok(&["clear", "--to", &dst_loc, "--kinds", "log", "--yes"]);
+    assert_eq!(sqlite_one(&dst, "SELECT count(*) FROM log"), "0");
+    let err = w.fails(&["clear", "--to", &dst_loc, "--kinds", "tag", "--yes"]);
+    assert!(
+        err.contains("now breaks 3 foreign keys (first: table `book_tag`"),
+        "{err}"
+    );
+
     // --keys uuid: an INTEGER PRIMARY KEY cannot hold a uuid name.
     let err = w.fails(&[
         "restore",
