@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools benches/compare.sh measures kindsnap against, from the
 # Debian archive: restic, borgbackup, git, GNU time (/usr/bin/time) and
-# hyperfine. Idempotent: prints nothing and touches nothing when everything
+# hyperfine, and the sqlite3 CLI (benches/sql.sh). Idempotent: prints nothing and touches nothing when everything
 # is already installed. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -13,6 +13,7 @@ declare -A pkg_for=(
   [/usr/bin/time]=time
   [hyperfine]=hyperfine
   [python3]=python3
+  [sqlite3]=sqlite3
 )
 
 missing=()

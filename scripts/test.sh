@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what the tests need
-# (the Datastore dev server's virtualenv, from PyPI), then runs every Rust
-# test (unit, property, CLI, crash) and the dev server's own tests.
+# (the Datastore dev server's and the Django project's virtualenvs, from
+# PyPI; PostgreSQL's server binaries, from Debian), then runs every Rust
+# test (unit, property, CLI, crash, SQL, Django) and the dev server's own
+# tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,12 @@ fi
 
 echo "== dev server virtualenv (PyPI)"
 py="$(tests/devserver/setup.sh)"
+
+echo "== PostgreSQL server binaries (Debian's postgresql package)"
+scripts/postgres.sh >/dev/null
+
+echo "== Django test project virtualenv (PyPI)"
+tests/django/setup.sh >/dev/null
 
 echo "== cargo test"
 cargo test --locked --all-targets

@@ -34,6 +34,15 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         .or_else(|| settings.config.target.clone())
         .ok_or_else(|| anyhow::anyhow!("say what to clear with --to TARGET"))?;
     let mut target = connector::open_target(&to)?;
+    // A PostgreSQL URL may carry a password; its target id does not.
+    let to = if matches!(
+        connector::parse_location(&to),
+        Ok(connector::Location::Postgres(_))
+    ) {
+        target.target_id()
+    } else {
+        to
+    };
     target.start(false)?;
     let kinds: Vec<(String, String)> = match &args.kinds {
         Some(ks) => ks

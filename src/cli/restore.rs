@@ -14,6 +14,8 @@ use super::{Out, Settings};
   datastore://HOST:PORT/PROJECT   the emulator or a dev server (plain HTTP)
   datastore:PROJECT               Cloud Datastore / Firestore in Datastore mode
   datastore:                      $DATASTORE_EMULATOR_HOST, $DATASTORE_PROJECT_ID
+  sqlite:FILE                     a SQLite database (created if missing)
+  postgres://USER:PASS@HOST:PORT/DB   a PostgreSQL database
   jsonl:FILE                      Datastore v1 JSON, one entity per line
 
 Exit codes: 0 done, 1 error (run again to resume), 3 done but --tolerate
@@ -24,7 +26,9 @@ Examples:
   kindsnap restore friday --to datastore://localhost:8081/dev --keys uuid
   kindsnap restore latest --to datastore://localhost:8081/dev --kinds Post --with-references
   kindsnap restore latest --to jsonl:dev.jsonl --exact --yes --dry-run
-  kindsnap restore latest --to jsonl:dev.jsonl --transform 'python3 scrub.py'")]
+  kindsnap restore latest --to jsonl:dev.jsonl --transform 'python3 scrub.py'
+  kindsnap restore latest --to sqlite:restored.db
+  kindsnap restore latest --to postgres://me:secret@localhost:5432/dev --exact --yes")]
 pub struct Args {
     /// Snapshot: a name, an id prefix, `latest`, `latest~N`, or `@DATE`
     /// (the newest taken at or before 2026-11-20 or 2026-11-20T06:00:00Z).
@@ -148,7 +152,16 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         out.flush()?;
         return Ok(code);
     }
-    print_report(&mut out, &report, &info.name, &to)?;
+    // A PostgreSQL URL may carry a password; its target id does not.
+    let shown = if matches!(
+        connector::parse_location(&to),
+        Ok(connector::Location::Postgres(_))
+    ) {
+        report.target.clone()
+    } else {
+        to.clone()
+    };
+    print_report(&mut out, &report, &info.name, &shown)?;
     out.flush()?;
     Ok(code)
 }

@@ -16,6 +16,8 @@ use super::{Out, Settings};
   datastore:PROJECT               Cloud Datastore / Firestore in Datastore mode
                                   (Application Default Credentials)
   datastore:                      $DATASTORE_EMULATOR_HOST, $DATASTORE_PROJECT_ID
+  sqlite:FILE                     a SQLite database (or a bare *.sqlite3/*.db path)
+  postgres://USER:PASS@HOST:PORT/DB   a PostgreSQL database (docs/sql.md)
   jsonl:FILE                      Datastore v1 JSON, one entity per line
   (append ?database=NAME for a named Datastore database)
 
@@ -23,6 +25,8 @@ Examples:
   kindsnap snapshot --from datastore:acme-prod --name daily
   kindsnap snapshot --from datastore://localhost:8081/dev --kinds Order,User
   kindsnap snapshot --from datastore:acme-prod --read-time 2026-11-20T00:00:00Z
+  kindsnap snapshot --from sqlite:db.sqlite3 --name before-migration
+  kindsnap snapshot --from postgres://app@localhost/app
   kindsnap snapshot --from jsonl:entities.jsonl --json
   kindsnap snapshot                  the `source` in kindsnap.toml")]
 pub struct Args {

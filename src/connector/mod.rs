@@ -324,9 +324,7 @@ pub fn open_source(spec: &str) -> Result<Box<dyn EntitySource>> {
         Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlSource::open(&path)?)),
         Location::Datastore(spec) => Ok(Box::new(datastore::DatastoreSource::open(&spec)?)),
         Location::Sqlite(path) => Ok(Box::new(sql::sqlite::SqliteSource::open(&path)?)),
-        Location::Postgres(_) => Err(Error::BadArgument(
-            "PostgreSQL is not supported by this build yet".into(),
-        )),
+        Location::Postgres(url) => Ok(Box::new(sql::postgres::PostgresSource::open(&url)?)),
     }
 }
 
@@ -336,8 +334,6 @@ pub fn open_target(spec: &str) -> Result<Box<dyn EntityTarget>> {
         Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlTarget::open(&path)?)),
         Location::Datastore(spec) => Ok(Box::new(datastore::DatastoreTarget::open(&spec)?)),
         Location::Sqlite(path) => Ok(Box::new(sql::sqlite::SqliteTarget::open(&path)?)),
-        Location::Postgres(_) => Err(Error::BadArgument(
-            "PostgreSQL is not supported by this build yet".into(),
-        )),
+        Location::Postgres(url) => Ok(Box::new(sql::postgres::PostgresTarget::open(&url)?)),
     }
 }

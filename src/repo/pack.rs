@@ -55,8 +55,11 @@ impl Toc {
 }
 
 /// Accumulates entity bodies of one kind and writes packs of about
-/// `pack_size` compressed bytes. Each finished pack is made durable, then
+/// `pack_size` compressed bytes (or [`MAX_PACK_ENTITIES`] entities). Each finished pack is made durable, then
 /// recorded in the index, before the writer moves on.
+/// At most this many entities per pack (see `flush_block`).
+pub const MAX_PACK_ENTITIES: usize = 100_000;
+
 pub struct PackWriter<'a> {
     repo: &'a Repository,
     index: &'a Index,
@@ -211,7 +214,13 @@ impl<'a> PackWriter<'a> {
                 .push((hash, off, compressed.len() as u32, raw, o, l));
         }
         self.block.clear();
-        if open.len >= self.repo.config.pack_size as u64 {
+        // Small, similar entities compress so well that a pack of
+        // `pack_size` bytes can hold a million of them; its location list
+        // and the snapshot's set of not-yet-committed hashes would then grow
+        // with the table. A cap on entities per pack keeps both bounded.
+        if open.len >= self.repo.config.pack_size as u64
+            || open.locations.len() >= MAX_PACK_ENTITIES
+        {
             self.finish_pack()?;
         }
         Ok(())

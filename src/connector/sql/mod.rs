@@ -6,6 +6,7 @@
 //!
 //! Nothing here talks to a database.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -447,14 +447,13 @@ impl SqliteTarget {
     /// check the ones that exist.
     fn apply_schema(&mut self) -> Result<()> {
         let mut problems = Vec::new();
-        let recorded: Vec<Table> = self
-            .recorded
-            .values()
-            .filter(|t| self.restoring.contains(&t.kind))
-            .cloned()
-            .collect();
+        // Every recorded table missing on the target is created (tables
+        // that were empty have no kind to restore but belong to the
+        // schema); existing ones are checked when rows go into them.
+        let recorded: Vec<Table> = self.recorded.values().cloned().collect();
         for t in &recorded {
             match self.tables.get(&t.kind) {
+                Some(_) if !self.restoring.contains(&t.kind) => {}
                 Some(existing) => {
                     if let Some(p) = super::compare_tables(t, existing, &normalise_type) {
                         problems.push(p);
@@ -859,9 +858,13 @@ impl EntityTarget for SqliteTarget {
             .map_err(Error::sql(&self.path))?;
         if let Some((table, rowid, parent)) = bad.first() {
             return Err(Error::Database(format!(
-                "the restored data breaks {} foreign key{} in {} (first: table `{table}` row {} points at a missing `{parent}` row); \
-                 restore the referenced kinds too (--with-references) or fix the rows",
-                if bad.len() >= 1000 { "1000 or more".to_string() } else { bad.len().to_string() },
+                "{2} now breaks {0} foreign key{1} (first: table `{table}` row {3} points at a missing `{parent}` row); \
+                 restore the referenced kinds too (--with-references), clear the referencing ones, or fix the rows",
+                if bad.len() >= 1000 {
+                    "1000 or more".to_string()
+                } else {
+                    bad.len().to_string()
+                },
                 if bad.len() == 1 { "" } else { "s" },
                 self.path.display(),
                 rowid.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
