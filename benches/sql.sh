@@ -76,10 +76,10 @@ mb() { python3 -c "import sys; print(f'{int(sys.argv[1]) / 1e6:.1f} MB')" "$1"; 
 
 "$ks" --repo "$work/ks-sqlite" init >/dev/null
 "$ks" --repo "$work/ks-pg" init >/dev/null
-restic() { command restic --repo "$work/restic" --password-file "$work/pg/pw" "$@"; }
+export RESTIC_REPOSITORY="$work/restic" RESTIC_PASSWORD_FILE="$work/pg/pw"
 export BORG_PASSPHRASE="" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 restic init -q
-borg init -q --encryption=none "$work/borg"
+borg init --encryption=none "$work/borg" >/dev/null
 
 : >"$work/times.tsv"
 for day in 1 2; do

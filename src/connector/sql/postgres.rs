@@ -471,9 +471,9 @@ impl EntitySource for PostgresSource {
                 .iter()
                 .map(|(c, ty)| {
                     if ty.category == "A" {
-                        format!("to_jsonb({}::text[])::text", ident(&c.name))
+                        format!("to_jsonb(t.{}::text[])::text", ident(&c.name))
                     } else {
-                        format!("{}::text", ident(&c.name))
+                        format!("t.{}::text", ident(&c.name))
                     }
                 })
                 .collect();
@@ -484,13 +484,15 @@ impl EntitySource for PostgresSource {
                 .map(|p| {
                     let ty = cols.iter().find(|(c, _)| &c.name == p).map(|(_, ty)| ty);
                     match ty {
-                        Some(ty) if ty.category == "S" => format!("{} COLLATE \"C\"", ident(p)),
-                        _ => ident(p),
+                        Some(ty) if ty.category == "S" => format!("t.{} COLLATE \"C\"", ident(p)),
+                        _ => format!("t.{}", ident(p)),
                     }
                 })
                 .collect();
+            // Qualified names: an unqualified ORDER BY "id" would sort by
+            // the output column "id", which is the key's *text*.
             let q = format!(
-                "SELECT {} FROM {} ORDER BY {}",
+                "SELECT {} FROM {} AS t ORDER BY {}",
                 select.join(", "),
                 t.from,
                 order.join(", ")
