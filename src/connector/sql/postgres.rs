@@ -1233,3 +1233,41 @@ impl EntityTarget for PostgresTarget {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_passwords() {
+        assert_eq!(
+            redacted("postgres://me:s3cret@db.internal:6543/shop"),
+            "postgres://me@db.internal:6543/shop"
+        );
+        assert_eq!(redacted("postgresql://db/shop"), "postgres://db:5432/shop");
+    }
+
+    #[test]
+    fn text_forms_parse_by_type_and_write_back() {
+        let v = parse_text("12.5000", "numeric");
+        assert_eq!(v.meaning, Some(meaning::NUMERIC));
+        assert_eq!(to_text(&v).as_deref(), Some("12.5000"));
+        let v = parse_text("2024-01-02 03:04:05.5+00", "timestamptz");
+        assert_eq!(
+            to_text(&v).as_deref(),
+            Some("2024-01-02 03:04:05.500000+00")
+        );
+        let v = parse_text("2024-02-29", "date");
+        assert_eq!(to_text(&v).as_deref(), Some("2024-02-29"));
+        let v = parse_text("\\x00ff", "bytea");
+        assert_eq!(v.kind, ValueKind::Blob(vec![0, 255]));
+        assert_eq!(to_text(&v).as_deref(), Some("\\x00ff"));
+        let v = parse_text("infinity", "timestamptz");
+        assert_eq!(v.meaning, Some(meaning::TEXT_FORM));
+        let arr = parse_array(&serde_json::json!([["a\"b", null], ["c\\d", "e"]]), "text");
+        assert_eq!(
+            to_text(&arr).as_deref(),
+            Some(r#"{{"a\"b",NULL},{"c\\d","e"}}"#)
+        );
+    }
+}
