@@ -484,3 +484,40 @@ fn many_kinds_and_namespaces_beyond_every_open_limit() {
     export_matches(&w, "three", &data);
     w.ok(&["check", "--read-data"]);
 }
+
+#[test]
+fn snapshots_are_found_by_date() {
+    let w = Work::new();
+    w.init();
+    w.write(
+        "a.jsonl",
+        "{\"key\":{\"path\":[{\"kind\":\"Post\",\"id\":\"1\"}]},\"properties\":{}}\n",
+    );
+    for (day, name) in [
+        ("2026-11-19", "thu"),
+        ("2026-11-20", "fri"),
+        ("2026-11-23", "mon"),
+    ] {
+        let out = w
+            .ks()
+            .args(["snapshot", "--from", "jsonl:a.jsonl", "--name", name])
+            .env("KINDSNAP_NOW", format!("{day}T02:00:00Z"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let name_of = |spec: &str| {
+        let v: serde_json::Value = serde_json::from_str(&w.ok(&["show", spec, "--json"])).unwrap();
+        v["name"].as_str().unwrap().to_string()
+    };
+    assert_eq!(name_of("@2026-11-20"), "fri");
+    assert_eq!(name_of("@2026-11-22"), "fri", "the weekend has no snapshot");
+    assert_eq!(name_of("@2026-11-20T01:00:00Z"), "thu");
+    assert_eq!(name_of("@2027-01-01"), "mon");
+    let err = w.fails(&["show", "@2026-11-18"]);
+    assert!(err.contains("`@2026-11-18` not found"), "{err}");
+    let err = w.fails(&["show", "@friday"]);
+    assert!(err.contains("give a UTC date"), "{err}");
+    let err = w.fails(&["snapshot", "--from", "jsonl:a.jsonl", "--name", "@x"]);
+    assert!(err.contains("may not start with"), "{err}");
+}

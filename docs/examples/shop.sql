@@ -1,18 +1,60 @@
--- A small shop as SQLite: the sample scripts/demo.sh snapshots.
-CREATE TABLE customer (id INTEGER PRIMARY KEY AUTOINCREMENT, email TEXT NOT NULL UNIQUE,
-  name TEXT, vip bool NOT NULL DEFAULT 0, joined datetime NOT NULL);
-CREATE TABLE product (sku TEXT PRIMARY KEY, title TEXT NOT NULL, price decimal(10, 2), photo BLOB);
-CREATE TABLE "order" (id INTEGER PRIMARY KEY AUTOINCREMENT,
-  customer_id INTEGER NOT NULL REFERENCES customer(id), placed datetime NOT NULL, note TEXT);
-CREATE TABLE order_line (order_id INTEGER NOT NULL REFERENCES "order"(id),
-  sku TEXT NOT NULL REFERENCES product(sku), qty INTEGER NOT NULL, PRIMARY KEY (order_id, sku));
-CREATE INDEX order_customer ON "order"(customer_id);
-INSERT INTO customer (email, name, vip, joined) VALUES
-  ('ada@example.com', 'Ada', 1, '2026-01-05 09:00:00'),
-  ('bob@example.com', 'Bob', 0, '2026-02-11 17:30:00'),
-  ('cyd@example.com', 'Cyd', 0, '2026-03-02 08:15:00');
-INSERT INTO product VALUES ('mug', 'Mug', 8.5, x'89504e47'), ('tee', 'T-shirt', 19.99, NULL),
-  ('cap', 'Cap', 12, NULL);
-INSERT INTO "order" (customer_id, placed, note) VALUES (1, '2026-11-20 10:00:00', NULL),
-  (2, '2026-11-21 12:00:00', 'gift wrap'), (1, '2026-11-22 15:45:00', NULL);
-INSERT INTO order_line VALUES (1, 'mug', 2), (1, 'tee', 1), (2, 'cap', 1), (3, 'mug', 1);
+-- A small shop, the sample database of `scripts/demo.sh`: customers,
+-- products, orders and order lines, with foreign keys, an autoincrement
+-- id, a text key, a composite key, money as NUMERIC, blobs and NULLs.
+PRAGMA foreign_keys = ON;
+
+CREATE TABLE customer (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  name    TEXT NOT NULL,
+  email   TEXT UNIQUE,
+  joined  TIMESTAMP NOT NULL,
+  referred_by INTEGER REFERENCES customer(id)
+);
+
+CREATE TABLE product (
+  sku    TEXT PRIMARY KEY,
+  title  TEXT NOT NULL,
+  price  NUMERIC(10, 2) NOT NULL,
+  photo  BLOB
+);
+
+CREATE TABLE "order" (
+  id          INTEGER PRIMARY KEY,
+  customer_id INTEGER NOT NULL REFERENCES customer(id),
+  placed_at   TIMESTAMP NOT NULL,
+  state       TEXT NOT NULL DEFAULT 'open',
+  note        TEXT
+);
+
+CREATE TABLE order_line (
+  order_id INTEGER NOT NULL REFERENCES "order"(id),
+  sku      TEXT NOT NULL REFERENCES product(sku),
+  qty      INTEGER NOT NULL,
+  PRIMARY KEY (order_id, sku)
+);
+
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+INSERT INTO customer (name, email, joined, referred_by)
+SELECT 'customer ' || i, 'c' || i || '@example.com',
+       datetime('2026-01-01', '+' || (i * 7) || ' hours'),
+       CASE WHEN i % 5 = 0 THEN i - 3 END
+FROM n;
+
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
+INSERT INTO product (sku, title, price, photo)
+SELECT printf('SKU-%03d', i), 'product ' || i, printf('%.2f', 1.5 + i * 0.75),
+       CASE WHEN i % 4 = 0 THEN CAST(printf('PNG%061d', i) AS BLOB) END
+FROM n;
+
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+INSERT INTO "order" (id, customer_id, placed_at, state, note)
+SELECT i, 1 + (i * 37) % 200, datetime('2026-03-01', '+' || (i * 3) || ' hours'),
+       CASE WHEN i < 900 THEN 'shipped' ELSE 'open' END,
+       CASE WHEN i % 10 = 0 THEN 'gift wrap' END
+FROM n;
+
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+INSERT INTO order_line (order_id, sku, qty)
+SELECT i, printf('SKU-%03d', 1 + (i * 13) % 40), 1 + i % 3 FROM n
+UNION ALL
+SELECT i, printf('SKU-%03d', 1 + (i * 17 + 5) % 40), 1 FROM n WHERE i % 2 = 0 AND (i * 13) % 40 <> (i * 17 + 5) % 40;

@@ -10,8 +10,13 @@ use kindsnap::repo::store::Store;
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap cat latest User:alice
+  kindsnap cat friday User:alice/Order:12
+  kindsnap cat latest Item:7 --namespace shop")]
 pub struct Args {
-    /// Snapshot: a name, an id prefix, `latest` or `latest~N`.
+    /// Snapshot: a name, an id prefix, `latest`, `latest~N`, or `@DATE`
+    /// (the newest taken at or before 2026-11-20 or 2026-11-20T06:00:00Z).
     snapshot: String,
     /// Key path, e.g. `Post:42`, `User:alice/Post:7`, `Post:"42"` (a name).
     key: String,

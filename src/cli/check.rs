@@ -6,6 +6,10 @@ use super::output::bytes;
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap check                        manifests, index and references
+  kindsnap check --read-data            also re-hash every stored entity
+  kindsnap check --rebuild-index        after the index was lost or damaged")]
 pub struct Args {
     /// Also read every pack and re-hash every stored entity.
     #[arg(long)]

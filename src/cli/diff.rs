@@ -6,10 +6,17 @@ use kindsnap::model::{json, key, Value, ValueKind};
 use kindsnap::ops::{self, diff as d};
 use kindsnap::repo::store::Store;
 
-use super::output::{kind_label, table};
+use super::output::{kind_label, painted_table, Paint};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap diff latest~1                 what changed since the snapshot before
+  kindsnap diff monday friday --kind Order --keys
+  kindsnap diff latest~1 latest --props  each changed property, old → new
+  kindsnap diff day1 day2 --json | jq '.kinds[] | select(.changed > 0)'
+
+Colours follow --color (auto: on a terminal, unless NO_COLOR is set).")]
 pub struct Args {
     /// The older snapshot.
     a: String,
@@ -19,8 +26,8 @@ pub struct Args {
     /// Only this kind (repeatable).
     #[arg(long = "kind", value_name = "KIND")]
     kinds: Vec<String>,
-    /// List the keys that differ.
-    #[arg(long)]
+    /// List the keys that differ (+ added, - removed, ~ changed).
+    #[arg(long, visible_alias = "name-only")]
     keys: bool,
     /// Show each changed property, old → new (implies --keys).
     #[arg(long)]
@@ -82,6 +89,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let paint = Paint::new(settings.color);
     let mut out = Out::new();
     let mut json_entries: Vec<serde_json::Value> = Vec::new();
     let mut current: Option<(String, String)> = None;
@@ -111,15 +119,15 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         if show_keys {
             let here = (k.namespace.clone(), k.kind.clone());
             if current.as_ref() != Some(&here) {
-                out.line(format!("{}:", kind_label(&k.namespace, &k.kind)))?;
+                out.line(paint.bold(&format!("{}:", kind_label(&k.namespace, &k.kind))))?;
                 current = Some(here);
             }
-            let sign = match e.change {
-                d::Change::Added => '+',
-                d::Change::Removed => '-',
-                d::Change::Changed => '~',
+            let line = match e.change {
+                d::Change::Added => paint.green(&format!("+ {path}")),
+                d::Change::Removed => paint.red(&format!("- {path}")),
+                d::Change::Changed => paint.yellow(&format!("~ {path}")),
             };
-            out.line(format!("  {sign} {path}"))?;
+            out.line(format!("  {line}"))?;
             for p in props {
                 let o = p
                     .old
@@ -131,7 +139,12 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .map(short)
                     .unwrap_or_else(|| "(absent)".into());
-                out.line(format!("      {}: {o} → {n}", p.name))?;
+                out.line(format!(
+                    "      {}: {} → {}",
+                    p.name,
+                    paint.red(&o),
+                    paint.green(&n)
+                ))?;
             }
         }
         Ok(())
@@ -166,7 +179,17 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 format!("~{}", k.changed),
             ]);
         }
-        for l in table(&rows, 1) {
+        let colour = |row: usize, col: usize, cell: &str| -> String {
+            let zero = cell.trim().len() == 2 && cell.trim().ends_with('0');
+            match (row, col) {
+                (0, _) => paint.bold(cell),
+                (_, 1) if !zero => paint.green(cell),
+                (_, 2) if !zero => paint.red(cell),
+                (_, 3) if !zero => paint.yellow(cell),
+                _ => cell.to_string(),
+            }
+        };
+        for l in painted_table(&rows, 1, colour) {
             out.line(l)?;
         }
         let (ad, re, ch) = kinds.iter().fold((0, 0, 0), |s, k| {

@@ -8,8 +8,12 @@ use kindsnap::ops;
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap export latest --to jsonl:all.jsonl
+  kindsnap export friday --to jsonl:orders.jsonl --kinds Order,OrderLine")]
 pub struct Args {
-    /// Snapshot: a name, an id prefix, `latest` or `latest~N`.
+    /// Snapshot: a name, an id prefix, `latest`, `latest~N`, or `@DATE`
+    /// (the newest taken at or before 2026-11-20 or 2026-11-20T06:00:00Z).
     snapshot: String,
     /// Where to write: `jsonl:FILE`.
     #[arg(long, value_name = "TARGET")]

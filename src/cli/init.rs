@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap init                         ./.kindsnap
+  kindsnap --repo /backups/shop init
+  KINDSNAP_REPO=/backups/shop kindsnap init")]
 pub struct Args {}
 
 pub fn run(_args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {

@@ -8,6 +8,9 @@ use super::output::{bytes, table, time};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap log
+  kindsnap log --json | jq -r '.[0].id'")]
 pub struct Args {
     /// Print as JSON.
     #[arg(long)]

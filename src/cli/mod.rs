@@ -13,14 +13,17 @@ mod clear;
 mod config;
 mod diff;
 mod export;
+mod forget;
 mod init;
 mod keymap;
 mod log;
 mod output;
 mod progress;
+mod prune;
 mod restore;
 mod show;
 mod snapshot;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,8 +52,20 @@ pub struct Cli {
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
+    /// Colours on stdout: auto (a terminal, unless NO_COLOR is set),
+    /// always, never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    color: ColorChoice,
+
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 const EXAMPLES: &str = "Examples:
@@ -85,6 +100,12 @@ enum Command {
     Export(export::Args),
     /// Verify the repository; with --read-data also every stored byte.
     Check(check::Args),
+    /// Repository size, deduplication ratio, growth per snapshot and kind.
+    Stats(stats::Args),
+    /// Remove snapshots by keep-policy (restic's --keep-* rules).
+    Forget(forget::Args),
+    /// Delete data no snapshot needs; repack mostly unused packs.
+    Prune(prune::Args),
     /// Write a snapshot into a target (original keys or uuid names).
     Restore(restore::Args),
     /// Delete entities on a target (all its kinds, or --kinds).
@@ -106,6 +127,8 @@ pub struct Settings {
     /// Where `repo` came from: `--repo`, `KINDSNAP_REPO`, the file, default.
     pub repo_from: &'static str,
     pub quiet: bool,
+    /// Whether stdout gets ANSI colours.
+    pub color: bool,
     pub config: kindsnap::config::Config,
 }
 
@@ -129,6 +152,15 @@ impl Settings {
             repo,
             repo_from,
             quiet: cli.quiet,
+            color: match cli.color {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => {
+                    use std::io::IsTerminal;
+                    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                        && std::io::stdout().is_terminal()
+                }
+            },
             config,
         })
     }
@@ -191,6 +223,9 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => diff::run(a, &settings),
         Command::Export(a) => export::run(a, &settings),
         Command::Check(a) => check::run(a, &settings),
+        Command::Stats(a) => stats::run(a, &settings),
+        Command::Forget(a) => forget::run(a, &settings),
+        Command::Prune(a) => prune::run(a, &settings),
         Command::Restore(a) => restore::run(a, &settings),
         Command::Keymap(a) => keymap::run(a, &settings),
         Command::Clear(a) => clear::run(a, &settings),

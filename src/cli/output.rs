@@ -56,34 +56,7 @@ pub fn time(us: i64) -> String {
 
 /// Left-align the first `left` columns, right-align the rest.
 pub fn table(rows: &[Vec<String>], left: usize) -> Vec<String> {
-    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let mut width = vec![0; cols];
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            width[i] = width[i].max(c.chars().count());
-        }
-    }
-    rows.iter()
-        .map(|r| {
-            let mut line = String::new();
-            for (i, c) in r.iter().enumerate() {
-                if i > 0 {
-                    line.push_str("  ");
-                }
-                let pad = width[i] - c.chars().count();
-                if i < left {
-                    line.push_str(c);
-                    if i + 1 < r.len() {
-                        line.push_str(&" ".repeat(pad));
-                    }
-                } else {
-                    line.push_str(&" ".repeat(pad));
-                    line.push_str(c);
-                }
-            }
-            line
-        })
-        .collect()
+    painted_table(rows, left, |_, _, c| c.to_string())
 }
 
 pub fn kind_label(namespace: &str, kind: &str) -> String {
@@ -92,4 +65,74 @@ pub fn kind_label(namespace: &str, kind: &str) -> String {
     } else {
         format!("{namespace}/{kind}")
     }
+}
+
+/// ANSI colours for one run: all empty when colours are off.
+#[derive(Debug, Clone, Copy)]
+pub struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    pub fn new(on: bool) -> Paint {
+        Paint { on }
+    }
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    pub fn green(&self, s: &str) -> String {
+        self.wrap("32", s)
+    }
+    pub fn red(&self, s: &str) -> String {
+        self.wrap("31", s)
+    }
+    pub fn yellow(&self, s: &str) -> String {
+        self.wrap("33", s)
+    }
+    pub fn bold(&self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+}
+
+/// Like [`table`], then `paint(row, column, padded cell)` colours each cell
+/// (after padding, so escape codes never upset the alignment).
+pub fn painted_table(
+    rows: &[Vec<String>],
+    left: usize,
+    paint: impl Fn(usize, usize, &str) -> String,
+) -> Vec<String> {
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let mut width = vec![0; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    rows.iter()
+        .enumerate()
+        .map(|(ri, r)| {
+            let mut line = String::new();
+            for (i, c) in r.iter().enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                let pad = " ".repeat(width[i] - c.chars().count());
+                let cell = if i < left {
+                    if i + 1 < r.len() {
+                        format!("{c}{pad}")
+                    } else {
+                        c.clone()
+                    }
+                } else {
+                    format!("{pad}{c}")
+                };
+                line.push_str(&paint(ri, i, &cell));
+            }
+            line
+        })
+        .collect()
 }

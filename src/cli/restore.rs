@@ -10,7 +10,18 @@ use super::output::{kind_label, table};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
+#[command(after_help = "Targets:
+  datastore://HOST:PORT/PROJECT   the emulator or a dev server (plain HTTP)
+  datastore:PROJECT               Cloud Datastore / Firestore in Datastore mode
+  datastore:                      $DATASTORE_EMULATOR_HOST, $DATASTORE_PROJECT_ID
+  sqlite:FILE                     a SQLite database (created if missing)
+  postgres://USER:PASS@HOST:PORT/DB   a PostgreSQL database
+  jsonl:FILE                      Datastore v1 JSON, one entity per line
+
+Exit codes: 0 done, 1 error (run again to resume), 3 done but --tolerate
+skipped entities, 130 stopped by Ctrl-C (run again to resume).
+
+Examples:
   kindsnap restore latest --to jsonl:dev.jsonl
   kindsnap restore friday --to datastore://localhost:8081/dev --keys uuid
   kindsnap restore latest --to datastore://localhost:8081/dev --kinds Post --with-references
@@ -19,10 +30,11 @@ use super::{Out, Settings};
   kindsnap restore latest --to sqlite:restored.db
   kindsnap restore latest --to postgres://me:secret@localhost:5432/dev --exact --yes")]
 pub struct Args {
-    /// Snapshot: a name, an id prefix, `latest` or `latest~N`.
+    /// Snapshot: a name, an id prefix, `latest`, `latest~N`, or `@DATE`
+    /// (the newest taken at or before 2026-11-20 or 2026-11-20T06:00:00Z).
     snapshot: String,
-    /// Where to write: `jsonl:FILE`, `sqlite:FILE`, `postgres://USER:PASSWORD@HOST:PORT/DB`,
-    /// `datastore://HOST:PORT/PROJECT` or `datastore:PROJECT` [default: `target` in kindsnap.toml].
+    /// Where to write (see Targets below) [default: `target` in
+    /// kindsnap.toml].
     #[arg(long, value_name = "TARGET")]
     to: Option<String>,
     /// Only these kinds (comma-separated).

@@ -10,8 +10,12 @@ use super::output::{bytes, table, time};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap show latest
+  kindsnap show latest~1 --json")]
 pub struct Args {
-    /// Snapshot: a name, an id prefix, `latest` or `latest~N`.
+    /// Snapshot: a name, an id prefix, `latest`, `latest~N`, or `@DATE`
+    /// (the newest taken at or before 2026-11-20 or 2026-11-20T06:00:00Z).
     snapshot: String,
     /// Print as JSON.
     #[arg(long)]

@@ -11,12 +11,29 @@ use super::output::{bytes, kind_label, table};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Sources:
+  datastore://HOST:PORT/PROJECT   the emulator or a dev server (plain HTTP)
+  datastore:PROJECT               Cloud Datastore / Firestore in Datastore mode
+                                  (Application Default Credentials)
+  datastore:                      $DATASTORE_EMULATOR_HOST, $DATASTORE_PROJECT_ID
+  sqlite:FILE                     a SQLite database (or a bare *.sqlite3/*.db path)
+  postgres://USER:PASS@HOST:PORT/DB   a PostgreSQL database (docs/sql.md)
+  jsonl:FILE                      Datastore v1 JSON, one entity per line
+  (append ?database=NAME for a named Datastore database)
+
+Examples:
+  kindsnap snapshot --from datastore:acme-prod --name daily
+  kindsnap snapshot --from datastore://localhost:8081/dev --kinds Order,User
+  kindsnap snapshot --from datastore:acme-prod --read-time 2026-11-20T00:00:00Z
+  kindsnap snapshot --from sqlite:db.sqlite3 --name before-migration
+  kindsnap snapshot --from postgres://app@localhost/app
+  kindsnap snapshot --from jsonl:entities.jsonl --json
+  kindsnap snapshot                  the `source` in kindsnap.toml")]
 pub struct Args {
-    /// Where to read entities: `jsonl:FILE`, `sqlite:FILE` (or a bare
-    /// `*.sqlite3`/`*.db` path), `postgres://USER:PASSWORD@HOST:PORT/DB`,
-    /// `datastore://HOST:PORT/PROJECT` or `datastore:PROJECT`.
+    /// Where to read entities (see Sources below) [default: `source` in
+    /// kindsnap.toml].
     #[arg(long, value_name = "SOURCE")]
-    from: String,
+    from: Option<String>,
     /// Name of the snapshot [default: the UTC time].
     #[arg(long)]
     name: Option<String>,
@@ -40,6 +57,10 @@ pub struct Args {
     /// Datastore: kinds read at once [default: 4].
     #[arg(long, value_name = "N")]
     concurrency: Option<usize>,
+    /// Record this RFC 3339 time instead of now (importing old dumps in
+    /// date order, so that `@DATE` and `forget` see their real dates).
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -47,7 +68,11 @@ pub struct Args {
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
-    let mut from = args.from.clone();
+    let Some(mut from) = args.from.clone().or_else(|| settings.config.source.clone()) else {
+        anyhow::bail!(
+            "no source: give --from (e.g. --from datastore://localhost:8081/dev) or set `source` in kindsnap.toml"
+        );
+    };
     let params = [
         ("namespaces", args.namespaces.clone()),
         ("read_time", args.read_time.clone()),
@@ -76,6 +101,12 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         name: args.name,
         force: args.force,
         filter,
+        time_us: match &args.time {
+            Some(t) => Some(kindsnap::model::json::parse_timestamp(t).map_err(|_| {
+                anyhow::anyhow!("--time {t}: give an RFC 3339 time such as 2026-10-01T00:00:00Z")
+            })?),
+            None => None,
+        },
         ..Default::default()
     };
     // Memory for the external sort (bytes); mostly for tests and tuning.
@@ -84,6 +115,20 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         .and_then(|v| v.parse().ok())
     {
         opts.sort_budget = b;
+    }
+    // Without --time, the snapshot's time may come from the hidden
+    // KINDSNAP_NOW (RFC 3339 or microseconds since the epoch), for tests of
+    // time-based retention and of the daily loops in docs/guide.md.
+    if let Some(now) = std::env::var("KINDSNAP_NOW")
+        .ok()
+        .filter(|_| opts.time_us.is_none())
+    {
+        let us = match now.parse::<i64>() {
+            Ok(us) => us,
+            Err(_) => kindsnap::model::json::parse_timestamp(&now)
+                .map_err(|e| anyhow::anyhow!("KINDSNAP_NOW: {e}"))?,
+        };
+        opts.time_us = Some(us);
     }
     let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
     if settings.quiet {
@@ -95,6 +140,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             "id": report.id.to_hex(),
             "name": report.name,
             "parent": report.parent.as_ref().map(|p| p.0.to_hex()),
+            "source": source.source_id(),
             "keyframe": report.keyframe,
             "entities": report.entities,
             "bytes_added": report.bytes_added,

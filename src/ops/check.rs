@@ -56,8 +56,20 @@ fn snap_label(i: &SnapshotInfo) -> String {
 
 pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let _lock = repo.lock_shared()?;
+    check_locked(repo, read_data, progress)
+}
+
+/// [`check`] for a caller that holds a repository lock already (prune
+/// holds the exclusive one).
+pub fn check_locked(
+    repo: &Repository,
+    read_data: bool,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    let (infos, bad) = manifest::list(repo)?;
+    // Hidden manifests (replaced by `forget`, not yet deleted) are checked
+    // too: they exist until prune or the next forget removes them.
+    let (infos, bad) = manifest::list_all(repo)?;
     report.snapshots = (infos.len() + bad.len()) as u64;
     // Damaged manifests, with why; their problems are written once we know
     // which snapshots depend on them.
@@ -97,12 +109,29 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let damaged_snaps: HashSet<SnapshotId> = damaged.iter().map(|(id, _)| *id).collect();
     // Chains: a delta needs every manifest back to its keyframe.
     let by_id: HashMap<SnapshotId, &SnapshotInfo> = infos.iter().map(|i| (i.id, i)).collect();
+    // A parent replaced by `forget` is reached through its replacement.
+    let replacements = manifest::replacement_map(&infos);
+    let resolve = |p: SnapshotId| {
+        let mut cur = p;
+        for _ in 0..=replacements.len() {
+            if by_id.contains_key(&cur) {
+                return cur;
+            }
+            match replacements.get(&cur) {
+                Some(r) => cur = *r,
+                None => return p,
+            }
+        }
+        p
+    };
     let mut broken_chain = Vec::new();
     for info in &infos {
         let mut cur = info;
         let mut steps = 0;
         while !cur.keyframe {
-            let Some(p) = cur.parent else { break };
+            let Some(p) = cur.parent.map(resolve) else {
+                break;
+            };
             match by_id.get(&p) {
                 Some(pi) if !damaged_snaps.contains(&p) => cur = pi,
                 _ => {
@@ -135,7 +164,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     for (id, problem) in damaged {
         let mut affects: Vec<String> = infos
             .iter()
-            .filter(|i| depends_on(i, &id, &by_id))
+            .filter(|i| depends_on(i, &id, &by_id, &resolve))
             .map(snap_label)
             .collect();
         if affects.is_empty() {
@@ -265,6 +294,7 @@ fn depends_on(
     info: &SnapshotInfo,
     target: &SnapshotId,
     by_id: &HashMap<SnapshotId, &SnapshotInfo>,
+    resolve: &dyn Fn(SnapshotId) -> SnapshotId,
 ) -> bool {
     let mut cur = info;
     let mut steps = 0;
@@ -275,7 +305,9 @@ fn depends_on(
         if cur.keyframe {
             return false;
         }
-        let Some(p) = cur.parent else { return false };
+        let Some(p) = cur.parent.map(resolve) else {
+            return false;
+        };
         if p == *target {
             return true;
         }

@@ -6,8 +6,11 @@
 pub mod check;
 pub mod diff;
 pub mod export;
+pub mod forget;
+pub mod prune;
 pub mod restore;
 pub mod snapshot;
+pub mod stats;
 
 use crate::error::{Error, Result};
 use crate::repo::manifest::{self, SnapshotInfo};
@@ -33,8 +36,8 @@ pub fn validate_name(name: &str) -> Result<()> {
     if name == "latest" || name.starts_with("latest~") {
         return bad("`latest` and `latest~N` are reserved");
     }
-    if name.starts_with('-') {
-        return bad("a name may not start with `-`");
+    if name.starts_with('-') || name.starts_with('@') {
+        return bad("a name may not start with `-` or `@`");
     }
     if name
         .chars()

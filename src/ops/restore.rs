@@ -250,6 +250,11 @@ pub fn restore(
             namespace: ns.clone(),
             kind: kind.clone(),
             whole: whole.contains(&(ns.clone(), kind.clone())),
+            total: all
+                .iter()
+                .find(|(n, k, _)| n == ns && k == kind)
+                .map(|(_, _, c)| *c)
+                .filter(|_| whole.contains(&(ns.clone(), kind.clone()))),
             done: false,
             after: None,
         })
@@ -726,6 +731,8 @@ struct KindPlan {
     kind: String,
     /// The whole kind, or only its `selected` entities.
     whole: bool,
+    /// Entities in the kind, for progress (whole kinds only).
+    total: Option<u64>,
     done: bool,
     /// Resume after this key.
     after: Option<Vec<u8>>,
@@ -735,6 +742,7 @@ enum Event {
     Kind {
         namespace: String,
         kind: String,
+        total: Option<u64>,
     },
     Entity {
         key: Vec<u8>,
@@ -784,6 +792,8 @@ fn read_snapshot(
         send(Event::Kind {
             namespace: p.namespace.clone(),
             kind: p.kind.clone(),
+            // A resumed kind starts part-way; its count would mislead.
+            total: p.total.filter(|_| p.after.is_none()),
         })?;
         if p.whole {
             let mut state = chain.state(&p.namespace, &p.kind)?;
@@ -899,12 +909,16 @@ fn consume(
     };
     for ev in rx.iter() {
         match ev {
-            Event::Kind { namespace, kind } => {
+            Event::Kind {
+                namespace,
+                kind,
+                total,
+            } => {
                 let options = opts.kind_options.get(&kind).copied().unwrap_or_default();
                 if !opts.dry_run {
                     target.begin_kind(&namespace, &kind, options)?;
                 }
-                progress.phase(&format!("restoring {kind}"), None);
+                progress.phase(&format!("restoring {kind}"), total);
                 current = Some((namespace, kind));
                 last_key = None;
             }

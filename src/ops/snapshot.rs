@@ -443,6 +443,7 @@ pub fn snapshot(
         raw_bytes: total_raw,
         bytes_added: total_pack_bytes,
         packs_added: total_packs,
+        replaces: Vec::new(),
     };
     let force = opts.force;
     let (id, manifest_bytes) = writer.publish(repo, &meta, |repo| {

@@ -61,6 +61,24 @@ pub struct NewPack {
     pub entries: Vec<(EntityHash, Location)>,
 }
 
+/// How much of one pack is still needed (see [`Index::pack_usage`]).
+#[derive(Debug, Clone)]
+pub struct PackUsage {
+    pub pid: i64,
+    pub id: PackId,
+    pub namespace: String,
+    pub kind: String,
+    /// File size.
+    pub size: u64,
+    /// Uncompressed bytes of every body in the pack.
+    pub raw_bytes: u64,
+    /// Bodies the index places in this pack, and how many are live.
+    pub entities: u64,
+    pub live: u64,
+    /// Uncompressed bytes of the live bodies.
+    pub live_raw: u64,
+}
+
 /// Per-kind pack totals (for stored-size estimates).
 #[derive(Debug, Clone, Default)]
 pub struct KindStorage {
@@ -244,6 +262,194 @@ impl Index {
             tx.commit()
         };
         run().map_err(Error::sql(&self.path))
+    }
+
+    /// Attach a scratch database holding `live(hash BLOB PRIMARY KEY)` as
+    /// schema `live`, for [`Self::pack_usage`] and [`Self::live_in_pack`].
+    pub fn attach_live(&self, path: &Path) -> Result<()> {
+        self.conn
+            .execute(
+                "ATTACH DATABASE ?1 AS live",
+                params![path.to_string_lossy()],
+            )
+            .map_err(Error::sql(&self.path))?;
+        Ok(())
+    }
+
+    /// Per pack: how many indexed bodies and bytes it holds, and how many of
+    /// them are live (listed in the attached `live` table).
+    pub fn pack_usage(&self) -> Result<Vec<PackUsage>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT p.pid, p.id, p.namespace, p.kind, p.size, p.raw_bytes,
+                        count(e.hash), count(l.hash),
+                        coalesce(sum(CASE WHEN l.hash IS NOT NULL THEN e.len ELSE 0 END), 0)
+                 FROM packs p
+                 LEFT JOIN blocks b ON b.pid = p.pid
+                 LEFT JOIN entities e ON e.bid = b.bid
+                 LEFT JOIN live.live l ON l.hash = e.hash
+                 GROUP BY p.pid ORDER BY p.namespace, p.kind, p.pid",
+            )
+            .map_err(Error::sql(&self.path))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, u64>(4)?,
+                    r.get::<_, u64>(5)?,
+                    r.get::<_, u64>(6)?,
+                    r.get::<_, u64>(7)?,
+                    r.get::<_, u64>(8)?,
+                ))
+            })
+            .map_err(Error::sql(&self.path))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (pid, id, namespace, kind, size, raw_bytes, entities, live, live_raw) =
+                row.map_err(Error::sql(&self.path))?;
+            let Some(id) = PackId::from_slice(&id) else {
+                continue;
+            };
+            out.push(PackUsage {
+                pid,
+                id,
+                namespace,
+                kind,
+                size,
+                raw_bytes,
+                entities,
+                live,
+                live_raw,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The live bodies of one pack, in file order.
+    pub fn live_in_pack(&self, pid: i64, id: PackId) -> Result<Vec<(EntityHash, Location)>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT e.hash, b.off, b.clen, b.raw, e.off, e.len
+                 FROM blocks b JOIN entities e ON e.bid = b.bid
+                 JOIN live.live l ON l.hash = e.hash
+                 WHERE b.pid = ?1 ORDER BY b.off, e.off",
+            )
+            .map_err(Error::sql(&self.path))?;
+        let rows = st
+            .query_map(params![pid], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .map_err(Error::sql(&self.path))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (h, block_off, block_len, block_raw, off, len) =
+                row.map_err(Error::sql(&self.path))?;
+            let Some(h) = EntityHash::from_slice(&h) else {
+                continue;
+            };
+            out.push((
+                h,
+                Location {
+                    pack: id,
+                    block_off,
+                    block_len,
+                    block_raw,
+                    off,
+                    len,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// In one transaction: record `new` packs (their entries replace the
+    /// bodies' current locations) and forget `removed` packs with whatever
+    /// entries still point into them.
+    pub fn replace_packs(&self, new: &[NewPack], removed: &[PackId]) -> Result<()> {
+        let run = || -> rusqlite::Result<()> {
+            let tx = self.conn.unchecked_transaction()?;
+            for p in new {
+                tx.execute(
+                    "INSERT OR IGNORE INTO packs(id, namespace, kind, size, raw_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![&p.id.as_bytes()[..], p.namespace, p.kind, p.size, p.raw_bytes],
+                )?;
+                let pid: i64 = tx.query_row(
+                    "SELECT pid FROM packs WHERE id = ?1",
+                    params![&p.id.as_bytes()[..]],
+                    |r| r.get(0),
+                )?;
+                let mut bids: std::collections::HashMap<u64, i64> =
+                    std::collections::HashMap::new();
+                for (h, l) in &p.entries {
+                    let bid = match bids.get(&l.block_off) {
+                        Some(b) => *b,
+                        None => {
+                            tx.execute(
+                                "INSERT INTO blocks(pid, off, clen, raw) VALUES (?1, ?2, ?3, ?4)",
+                                params![pid, l.block_off, l.block_len, l.block_raw],
+                            )?;
+                            let b = tx.last_insert_rowid();
+                            bids.insert(l.block_off, b);
+                            b
+                        }
+                    };
+                    tx.execute(
+                        "INSERT OR REPLACE INTO entities(hash, bid, off, len) VALUES (?1, ?2, ?3, ?4)",
+                        params![&h.as_bytes()[..], bid, l.off, l.len],
+                    )?;
+                }
+            }
+            for id in removed {
+                let pid: Option<i64> = tx
+                    .query_row(
+                        "SELECT pid FROM packs WHERE id = ?1",
+                        params![&id.as_bytes()[..]],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(pid) = pid else { continue };
+                tx.execute(
+                    "DELETE FROM entities WHERE bid IN (SELECT bid FROM blocks WHERE pid = ?1)",
+                    params![pid],
+                )?;
+                tx.execute("DELETE FROM blocks WHERE pid = ?1", params![pid])?;
+                tx.execute("DELETE FROM packs WHERE pid = ?1", params![pid])?;
+            }
+            tx.commit()
+        };
+        run().map_err(Error::sql(&self.path))
+    }
+
+    /// Give free pages back to the file system when more than a fifth of
+    /// the file is free (after prune deleted rows). Returns whether it ran.
+    pub fn vacuum_if_sparse(&self) -> Result<bool> {
+        let pages: i64 = self
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .map_err(Error::sql(&self.path))?;
+        let free: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .map_err(Error::sql(&self.path))?;
+        if free * 5 <= pages {
+            return Ok(false);
+        }
+        self.conn
+            .execute_batch("VACUUM main")
+            .map_err(Error::sql(&self.path))?;
+        Ok(true)
     }
 
     /// Every pack the index knows, with its kind.

@@ -29,6 +29,9 @@ use crate::ids::{EntityHash, SnapshotId};
 
 pub const MANIFEST_MAGIC: &[u8; 8] = b"KSSNAP01";
 pub const MANIFEST_VERSION: i64 = 1;
+/// Header format of manifests written by `forget` (they carry `replaces`).
+/// Readers accept both; the database inside is the same (version 1).
+pub const MANIFEST_HEADER_V2: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE changes(
@@ -84,6 +87,11 @@ pub struct SnapshotInfo {
     pub packs_added: u64,
     pub tool: String,
     pub manifest_bytes: u64,
+    /// Ids of earlier manifests of this same snapshot that this one
+    /// replaces (`forget` folded a forgotten parent into it). A manifest
+    /// whose id is listed here is hidden, and a parent pointer naming it
+    /// resolves to this manifest (the two hold the same state).
+    pub replaces: Vec<SnapshotId>,
 }
 
 /// Per-kind totals of a manifest.
@@ -134,6 +142,9 @@ struct Header {
     packs_added: u64,
     tool: String,
     kinds: Vec<KindInfo>,
+    /// Header format 2 only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    replaces: Vec<String>,
 }
 
 /// One live key of a snapshot's state.
@@ -190,11 +201,17 @@ fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInf
     f.read_exact(&mut json)
         .map_err(|_| damaged("truncated header".into()))?;
     let h: Header = serde_json::from_slice(&json).map_err(|e| damaged(format!("header: {e}")))?;
-    if h.format != MANIFEST_VERSION {
+    if h.format != MANIFEST_VERSION && h.format != MANIFEST_HEADER_V2 {
         return Err(damaged(format!(
-            "manifest version {}, expected {MANIFEST_VERSION}",
+            "manifest version {}, expected {MANIFEST_VERSION} or {MANIFEST_HEADER_V2}",
             h.format
         )));
+    }
+    let mut replaces = Vec::with_capacity(h.replaces.len());
+    for r in &h.replaces {
+        replaces.push(
+            SnapshotId::from_hex(r).ok_or_else(|| damaged(format!("bad id `{r}` in replaces")))?,
+        );
     }
     let info = SnapshotInfo {
         id,
@@ -211,6 +228,7 @@ fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInf
         packs_added: h.packs_added,
         tool: h.tool,
         manifest_bytes: len,
+        replaces,
     };
     Ok((info, h.kinds, 12 + hlen))
 }
@@ -535,7 +553,26 @@ impl Chain {
     pub fn open(repo: &Repository, id: &SnapshotId) -> Result<Chain> {
         let mut layers = Vec::new();
         let mut next = Some(*id);
-        while let Some(id) = next {
+        // Built only when a parent is not found under its own id: `forget`
+        // may have replaced it by a manifest holding the same state.
+        let mut replacements: Option<std::collections::HashMap<SnapshotId, SnapshotId>> = None;
+        while let Some(mut id) = next {
+            if !layers.is_empty() && !repo.snapshot_path(&id).exists() {
+                if replacements.is_none() {
+                    replacements = Some(replacement_map(&list_all(repo)?.0));
+                }
+                let map = replacements
+                    .as_ref()
+                    .ok_or(Error::Internal("replacement map"))?;
+                let mut hops = 0;
+                while let Some(r) = map.get(&id) {
+                    id = *r;
+                    hops += 1;
+                    if repo.snapshot_path(&id).exists() || hops > map.len() {
+                        break;
+                    }
+                }
+            }
             let m = Manifest::open(repo, &id).map_err(|e| match e {
                 Error::UnknownSnapshot { .. } if !layers.is_empty() => Error::DamagedSnapshot {
                     id: layers
@@ -696,6 +733,8 @@ pub struct NewSnapshot {
     pub raw_bytes: u64,
     pub bytes_added: u64,
     pub packs_added: u64,
+    /// Earlier manifests of the same snapshot this one replaces (forget).
+    pub replaces: Vec<SnapshotId>,
 }
 
 impl ManifestWriter {
@@ -809,7 +848,11 @@ impl ManifestWriter {
         let mut kinds = std::mem::take(&mut self.kinds);
         kinds.sort_by(|a, b| (&a.namespace, &a.kind).cmp(&(&b.namespace, &b.kind)));
         let header = Header {
-            format: MANIFEST_VERSION,
+            format: if meta.replaces.is_empty() {
+                MANIFEST_VERSION
+            } else {
+                MANIFEST_HEADER_V2
+            },
             name: meta.name.clone(),
             time_us: meta.time_us,
             source: meta.source.clone(),
@@ -823,6 +866,7 @@ impl ManifestWriter {
             packs_added: meta.packs_added,
             tool: format!("kindsnap {}", env!("CARGO_PKG_VERSION")),
             kinds,
+            replaces: meta.replaces.iter().map(|r| r.to_hex()).collect(),
         };
         let json = serde_json::to_vec(&header).map_err(|e| Error::DamagedSnapshot {
             id: "(new)".into(),
@@ -913,9 +957,62 @@ impl Drop for ManifestWriter {
 /// A manifest that could not be read, with why.
 pub type Unreadable = (SnapshotId, Error);
 
-/// List every published snapshot, oldest first. Unreadable manifests are
-/// returned as errors beside the good ones so `check` can report them.
+/// List the snapshots, oldest first: every published manifest except those
+/// replaced by another one (see [`SnapshotInfo::replaces`]). Unreadable
+/// manifests are returned as errors beside the good ones so `check` can
+/// report them.
 pub fn list(repo: &Repository) -> Result<(Vec<SnapshotInfo>, Vec<Unreadable>)> {
+    let (mut infos, bad) = list_all(repo)?;
+    let hidden = replaced_ids(&infos);
+    if !hidden.is_empty() {
+        infos.retain(|i| !hidden.contains(&i.id));
+    }
+    Ok((infos, bad))
+}
+
+/// Ids of manifests that a present manifest replaces: left behind only by
+/// a `forget` that was stopped before it deleted them.
+pub fn replaced_ids(infos: &[SnapshotInfo]) -> std::collections::HashSet<SnapshotId> {
+    let present: std::collections::HashSet<SnapshotId> = infos.iter().map(|i| i.id).collect();
+    infos
+        .iter()
+        .flat_map(|i| i.replaces.iter().copied())
+        .filter(|r| present.contains(r))
+        .collect()
+}
+
+/// Old manifest id → the present manifest that replaces it.
+pub fn replacement_map(
+    infos: &[SnapshotInfo],
+) -> std::collections::HashMap<SnapshotId, SnapshotId> {
+    let mut map = std::collections::HashMap::new();
+    for i in infos {
+        for r in &i.replaces {
+            map.insert(*r, i.id);
+        }
+    }
+    map
+}
+
+/// Resolve a parent pointer to a present manifest: itself, or the manifest
+/// that replaces it (following replacements of replacements).
+pub fn resolve_parent(
+    id: SnapshotId,
+    present: &std::collections::HashMap<SnapshotId, SnapshotInfo>,
+    replacements: &std::collections::HashMap<SnapshotId, SnapshotId>,
+) -> Option<SnapshotId> {
+    let mut cur = id;
+    for _ in 0..=replacements.len() {
+        if present.contains_key(&cur) {
+            return Some(cur);
+        }
+        cur = *replacements.get(&cur)?;
+    }
+    None
+}
+
+/// Every published manifest, hidden (replaced) ones included, oldest first.
+pub fn list_all(repo: &Repository) -> Result<(Vec<SnapshotInfo>, Vec<Unreadable>)> {
     let dir = repo.snapshots_dir();
     let mut infos = Vec::new();
     let mut bad = Vec::new();
@@ -947,6 +1044,26 @@ pub fn resolve(infos: &[SnapshotInfo], spec: &str) -> Result<SnapshotInfo> {
             spec[7..].parse().map_err(|_| unknown())?
         };
         return infos.iter().rev().nth(n).cloned().ok_or_else(unknown);
+    }
+    if let Some(when) = spec.strip_prefix('@') {
+        // `@2026-11-20` (the end of that UTC day) or `@2026-11-20T06:00:00Z`:
+        // the newest snapshot taken at or before that time.
+        let limit = if when.len() == 10 {
+            crate::model::json::parse_timestamp(&format!("{when}T23:59:59.999999Z"))
+        } else {
+            crate::model::json::parse_timestamp(when)
+        }
+        .map_err(|_| {
+            Error::BadArgument(format!(
+                "`{spec}`: after `@` give a UTC date (2026-11-20) or an RFC 3339 time (2026-11-20T06:00:00Z)"
+            ))
+        })?;
+        return infos
+            .iter()
+            .rev()
+            .find(|i| i.time_us <= limit)
+            .cloned()
+            .ok_or_else(unknown);
     }
     if let Some(i) = infos.iter().rev().find(|i| i.name == spec) {
         return Ok(i.clone());

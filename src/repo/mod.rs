@@ -19,8 +19,19 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::ids::{PackId, RepoId, SnapshotId};
 
-/// The repository format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest repository format this build reads and writes.
+/// Version 2 adds manifests that replace earlier ones
+/// (`forget` folds a forgotten parent into its child): a parent pointer may
+/// then name a manifest that exists only through a replacement, which a
+/// version-1 reader would take for a broken chain. Version-1 repositories
+/// are read as they are and upgraded by the first `forget` that rewrites a
+/// manifest (docs/format.md).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The version `init` writes: nothing of version 2 exists in a repository
+/// until `forget` rewrites a manifest, so a new repository stays readable
+/// by version-1 builds until then.
+pub const INIT_FORMAT_VERSION: u32 = 1;
 
 /// `<repo>/config`: set at `init`, never changed afterwards.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,7 +55,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            kindsnap_repository: FORMAT_VERSION,
+            kindsnap_repository: INIT_FORMAT_VERSION,
             id: RepoId::from(rand::random::<[u8; 32]>()).to_hex(),
             block_size: 128 * 1024,
             pack_size: 4 * 1024 * 1024,
@@ -169,6 +180,21 @@ impl Repository {
             config,
             scratch: Default::default(),
         })
+    }
+
+    /// Raise the repository's format version to this build's (rewrites
+    /// `config` atomically; a no-op when it is current). Called before the
+    /// first write that older builds could not read.
+    pub fn upgrade_format(&mut self) -> Result<()> {
+        if self.config.kindsnap_repository >= FORMAT_VERSION {
+            return Ok(());
+        }
+        let mut config = self.config.clone();
+        config.kindsnap_repository = FORMAT_VERSION;
+        let text = serde_json::to_vec_pretty(&config).unwrap_or_default();
+        fsutil::write_atomic(&self.root.join("config"), &text)?;
+        self.config = config;
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {

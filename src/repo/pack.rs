@@ -130,6 +130,19 @@ impl<'a> PackWriter<'a> {
         Ok(true)
     }
 
+    /// Store `body` without asking whether it is stored already: for
+    /// prune, which copies live bodies out of packs it will delete (the
+    /// index still points at the old copy until the new pack replaces it).
+    pub fn add_copy(&mut self, hash: EntityHash, body: &[u8]) -> Result<()> {
+        let off = self.block.len() as u32;
+        self.block.extend_from_slice(body);
+        self.block_entries.push((hash, off, body.len() as u32));
+        if self.block.len() >= self.repo.config.block_size {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
     /// Leave finished packs for the caller to index ([`Self::take_deferred`]).
     pub fn defer_indexing(mut self) -> Self {
         self.deferred = Some(Vec::new());

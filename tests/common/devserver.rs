@@ -78,6 +78,7 @@ impl DevServer {
     }
 
     /// Start it again on the same port with the same storage.
+    #[allow(dead_code)]
     pub fn restart(&mut self) {
         self.kill();
         let port = self.port;
@@ -85,6 +86,7 @@ impl DevServer {
     }
 
     /// POST a v1 API call; returns (HTTP status, JSON body).
+    #[allow(dead_code)]
     pub fn call(
         &self,
         project: &str,

@@ -1,0 +1,142 @@
+//! `kindsnap forget --keep-… [--dry-run] [--json]`
+
+use std::process::ExitCode;
+
+use kindsnap::ops::forget::{self, ForgetOptions, Policy};
+
+use super::output::table;
+use super::{Out, Settings};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Policies apply per group of snapshots (same source, same --kinds); a \
+snapshot kept by any rule is kept. Periods are UTC calendar hours, days, ISO weeks, months and \
+years; each period rule keeps the newest snapshot of each of the newest N periods that have one. \
+Kept snapshots that built on a forgotten one are rewritten (the forgotten changes folded in); \
+`kindsnap prune` then frees the data nothing needs. See docs/retention.md.
+
+Examples:
+  kindsnap forget --keep-daily 14 --keep-weekly 8 --keep-monthly 24 --dry-run
+  kindsnap forget --keep-last 3 --keep-name 'release-*'
+  kindsnap forget --keep-daily 7 && kindsnap prune"
+)]
+pub struct Args {
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N")]
+    keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest hours.
+    #[arg(long, value_name = "N")]
+    keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest days.
+    #[arg(long, value_name = "N")]
+    keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest ISO weeks.
+    #[arg(long, value_name = "N")]
+    keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest months.
+    #[arg(long, value_name = "N")]
+    keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest years.
+    #[arg(long, value_name = "N")]
+    keep_yearly: Option<u32>,
+    /// Keep snapshots whose name matches GLOB (`*`, `?`); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    keep_name: Vec<String>,
+    /// Show what would be kept and removed; change nothing.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Allow the policy to remove every snapshot of a group.
+    #[arg(long)]
+    allow_empty: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut repo = settings.open_repo()?;
+    let policy = Policy {
+        last: args.keep_last,
+        hourly: args.keep_hourly,
+        daily: args.keep_daily,
+        weekly: args.keep_weekly,
+        monthly: args.keep_monthly,
+        yearly: args.keep_yearly,
+        names: args.keep_name,
+    };
+    let opts = ForgetOptions {
+        dry_run: args.dry_run,
+        allow_empty: args.allow_empty,
+    };
+    let report = forget::forget(&mut repo, &policy, &opts, &settings.progress())?;
+    let mut out = Out::new();
+    if args.json {
+        out.json(&serde_json::to_value(&report)?)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if settings.quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for g in &report.groups {
+        out.line(format!(
+            "{}{}:",
+            g.source,
+            if g.kinds_filter.is_empty() {
+                String::new()
+            } else {
+                format!(" (kinds {})", g.kinds_filter)
+            }
+        ))?;
+        let mut rows = vec![vec![
+            "".to_string(),
+            "id".into(),
+            "name".into(),
+            "time (UTC)".into(),
+            "why".into(),
+        ]];
+        for d in &g.snapshots {
+            rows.push(vec![
+                if d.keep { "keep" } else { "remove" }.to_string(),
+                d.id[..8].to_string(),
+                d.name.clone(),
+                d.time.clone(),
+                if d.keep {
+                    let mut why = d.reasons.join(", ");
+                    if let Some(n) = &d.new_id {
+                        why.push_str(&format!(" (rewritten as {})", &n[..8]));
+                    }
+                    why
+                } else {
+                    "no rule keeps it".to_string()
+                },
+            ]);
+        }
+        for l in table(&rows, 5) {
+            out.line(format!("  {}", l.trim_end()))?;
+        }
+    }
+    let verb = if report.dry_run { "would keep" } else { "kept" };
+    out.line(
+        format!(
+            "{verb} {}, {} {}, {} {} rewritten with the removed changes folded in{}",
+            report.kept,
+            if report.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            },
+            report.removed,
+            report.rewritten,
+            if report.dry_run { "to be" } else { "" },
+            if report.dry_run || report.removed == 0 {
+                String::new()
+            } else {
+                "; `kindsnap prune` frees the data they alone used".to_string()
+            }
+        )
+        .replace("  ", " "),
+    )?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,148 @@
+//! `kindsnap stats [SNAP] [--json]`
+
+use std::process::ExitCode;
+
+use kindsnap::ops::stats;
+
+use super::output::{bytes, kind_label, table};
+use super::{Out, Settings};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kindsnap stats                        the repository: size, dedup ratio, growth
+  kindsnap stats latest                 one snapshot, per kind
+  kindsnap stats --json | jq .dedup_ratio")]
+pub struct Args {
+    /// Only this snapshot: a name, an id prefix, `latest` or `latest~N`.
+    snapshot: Option<String>,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let repo = settings.open_repo()?;
+    let mut out = Out::new();
+    if let Some(spec) = &args.snapshot {
+        let s = stats::snapshot_stats(&repo, spec)?;
+        if args.json {
+            out.json(&serde_json::to_value(&s)?)?;
+        } else if !settings.quiet {
+            out.line(format!("snapshot {}  {}", s.name, s.id))?;
+            out.line(format!(
+                "entities {}, raw {}, stored (est.) {}, {}",
+                s.entities,
+                bytes(s.raw_bytes),
+                bytes(s.stored_bytes_estimate),
+                if s.keyframe {
+                    "keyframe".to_string()
+                } else {
+                    format!("delta {} after its keyframe", s.depth)
+                }
+            ))?;
+            out.line(format!(
+                "added packs {}, manifest {}",
+                bytes(s.pack_bytes_added),
+                bytes(s.manifest_bytes)
+            ))?;
+            let mut rows = vec![vec![
+                "kind".to_string(),
+                "entities".into(),
+                "raw".into(),
+                "stored (est.)".into(),
+                "new".into(),
+                "changed".into(),
+                "removed".into(),
+                "added".into(),
+            ]];
+            for k in &s.kinds {
+                rows.push(vec![
+                    kind_label(&k.namespace, &k.kind),
+                    k.entities.to_string(),
+                    bytes(k.raw_bytes),
+                    bytes(k.stored_bytes_estimate),
+                    k.added.to_string(),
+                    k.changed.to_string(),
+                    k.removed.to_string(),
+                    bytes(k.bytes_added),
+                ]);
+            }
+            out.line("")?;
+            for l in table(&rows, 1) {
+                out.line(l)?;
+            }
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = stats::repo_stats(&repo)?;
+    if args.json {
+        out.json(&serde_json::to_value(&s)?)?;
+    } else if !settings.quiet {
+        out.line(format!(
+            "repository {}: {} snapshots, {} total",
+            repo.root().display(),
+            s.snapshots,
+            bytes(s.total_bytes)
+        ))?;
+        out.line(format!(
+            "  packs      {:>10}  ({} files)",
+            bytes(s.pack_bytes),
+            s.packs
+        ))?;
+        out.line(format!("  index      {:>10}", bytes(s.index_bytes)))?;
+        out.line(format!(
+            "  manifests  {:>10}  ({} files)",
+            bytes(s.manifest_bytes),
+            s.manifests
+        ))?;
+        out.line(format!(
+            "raw bytes of all snapshots {}; deduplication ratio {:.2}x (raw / packs), {:.2}x (raw / total)",
+            bytes(s.raw_bytes),
+            s.dedup_ratio,
+            s.overall_ratio
+        ))?;
+        out.line("")?;
+        let mut rows = vec![vec![
+            "snapshot".to_string(),
+            "time (UTC)".into(),
+            "entities".into(),
+            "raw".into(),
+            "added".into(),
+        ]];
+        for g in &s.growth {
+            rows.push(vec![
+                g.name.clone(),
+                g.time.clone(),
+                g.entities.to_string(),
+                bytes(g.raw_bytes),
+                bytes(g.bytes_added),
+            ]);
+        }
+        for l in table(&rows, 2) {
+            out.line(l)?;
+        }
+        out.line("")?;
+        let mut rows = vec![vec![
+            "kind".to_string(),
+            "packs".into(),
+            "pack bytes".into(),
+            "added (all snapshots)".into(),
+            "entities (newest)".into(),
+        ]];
+        for k in &s.kinds {
+            rows.push(vec![
+                kind_label(&k.namespace, &k.kind),
+                k.packs.to_string(),
+                bytes(k.pack_bytes),
+                bytes(k.bytes_added),
+                k.latest_entities.to_string(),
+            ]);
+        }
+        for l in table(&rows, 1) {
+            out.line(l)?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

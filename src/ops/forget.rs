@@ -1,0 +1,661 @@
+//! `forget`: choose snapshots to keep with restic's keep-policies, remove
+//! the others, and keep every remaining snapshot restorable.
+//!
+//! Policies apply per group: snapshots of the same source with the same
+//! `--kinds` selection (the snapshots that form one delta chain). A
+//! snapshot kept by any rule is kept; each kept snapshot lists the rules
+//! that keep it.
+//!
+//! A forgotten snapshot's manifest may hold changes that kept, later
+//! snapshots build on. Such a kept snapshot K is rewritten: its new
+//! manifest K' holds the changes from its nearest kept ancestor A to K
+//! (the forgotten deltas between them folded in), or is a keyframe, and it
+//! lists K's id in `replaces`, so K's children, whose parent pointer names
+//! K, reach K' instead and need no rewrite (their ids stay). The state of
+//! K' is exactly K's: the same per-kind digests.
+//!
+//! Crash safety: every K' is published (temp → fsync → rename) before any
+//! manifest is deleted; a published K' hides K at once (`manifest::list`),
+//! so at every moment each snapshot is visible exactly once and every
+//! visible chain resolves. Deletions go newest first. A forget stopped
+//! half-way is finished by the next forget or prune.
+//!
+//! This module never prints; the CLI renders its report.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::ids::SnapshotId;
+use crate::progress::Progress;
+use crate::repo::manifest::{
+    self, Chain, ChangeEntry, KindInfo, Manifest, ManifestWriter, NewSnapshot, Op, PagedRows,
+    SnapshotInfo,
+};
+use crate::repo::{fsutil, Repository};
+
+/// restic's keep-policy. `None` and `Some(0)` leave a rule out.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub last: Option<u32>,
+    pub hourly: Option<u32>,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+    pub monthly: Option<u32>,
+    pub yearly: Option<u32>,
+    /// Keep snapshots whose name matches one of these globs (`*`, `?`).
+    pub names: Vec<String>,
+}
+
+impl Policy {
+    pub fn is_empty(&self) -> bool {
+        [
+            self.last,
+            self.hourly,
+            self.daily,
+            self.weekly,
+            self.monthly,
+            self.yearly,
+        ]
+        .iter()
+        .all(|n| n.unwrap_or(0) == 0)
+            && self.names.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ForgetOptions {
+    pub dry_run: bool,
+    /// Allow a policy to remove every snapshot of a group.
+    pub allow_empty: bool,
+}
+
+/// One snapshot's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub id: String,
+    pub name: String,
+    pub time: String,
+    pub keep: bool,
+    /// The rules that keep it (`last`, `hourly`, `daily`, `weekly`,
+    /// `monthly`, `yearly`, `name GLOB`); empty when removed.
+    pub reasons: Vec<String>,
+    /// The id of its rewritten manifest, when forget folded a forgotten
+    /// parent into it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub source: String,
+    pub kinds_filter: String,
+    /// Newest first.
+    pub snapshots: Vec<Decision>,
+}
+
+/// `kindsnap forget --json`. Documented in docs/retention.md.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetReport {
+    pub dry_run: bool,
+    pub groups: Vec<Group>,
+    pub kept: u64,
+    pub removed: u64,
+    /// Kept snapshots whose manifest was rewritten (a forgotten parent
+    /// folded in).
+    pub rewritten: u64,
+    /// Manifests left by an interrupted forget, removed now.
+    pub leftovers_removed: u64,
+}
+
+/// Match `*` (any run) and `?` (one character) against a whole name.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// The period a snapshot falls in for each bucket rule (UTC).
+fn period(time_us: i64, rule: &str) -> (i64, i64, i64) {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(time_us as i128 * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let y = t.year() as i64;
+    match rule {
+        "hourly" => (y, t.ordinal() as i64, t.hour() as i64),
+        "daily" => (y, t.ordinal() as i64, 0),
+        "weekly" => {
+            let (iy, w, _) = t.to_iso_week_date();
+            (iy as i64, w as i64, 0)
+        }
+        "monthly" => (y, t.month() as i64, 0),
+        _ => (y, 0, 0),
+    }
+}
+
+/// Apply a policy to one group's snapshots (any order). Returns, newest
+/// first, each snapshot with the rules that keep it (none: removed).
+pub fn apply_policy(snaps: &[SnapshotInfo], policy: &Policy) -> Vec<(SnapshotInfo, Vec<String>)> {
+    let mut sorted: Vec<SnapshotInfo> = snaps.to_vec();
+    sorted.sort_by(|a, b| b.time_us.cmp(&a.time_us).then(b.id.cmp(&a.id)));
+    let mut out: Vec<(SnapshotInfo, Vec<String>)> =
+        sorted.into_iter().map(|s| (s, Vec::new())).collect();
+    if let Some(n) = policy.last {
+        for (_, reasons) in out.iter_mut().take(n as usize) {
+            reasons.push("last".into());
+        }
+    }
+    let rules = [
+        ("hourly", policy.hourly),
+        ("daily", policy.daily),
+        ("weekly", policy.weekly),
+        ("monthly", policy.monthly),
+        ("yearly", policy.yearly),
+    ];
+    for (rule, n) in rules {
+        let Some(n) = n.filter(|n| *n > 0) else {
+            continue;
+        };
+        // restic: walking newest to oldest, the first snapshot seen in each
+        // period is that period's; the newest n periods that have a
+        // snapshot are kept.
+        let mut last = None;
+        let mut count = 0u32;
+        for (s, reasons) in out.iter_mut() {
+            if count >= n {
+                break;
+            }
+            let p = period(s.time_us, rule);
+            if last != Some(p) {
+                last = Some(p);
+                count += 1;
+                reasons.push(rule.to_string());
+            }
+        }
+    }
+    for glob in &policy.names {
+        for (s, reasons) in out.iter_mut() {
+            if glob_match(glob, &s.name) {
+                reasons.push(format!("name {glob}"));
+            }
+        }
+    }
+    out
+}
+
+fn group_key(i: &SnapshotInfo) -> (String, String) {
+    (i.source.clone(), i.kinds_filter.clone())
+}
+
+pub fn forget(
+    repo: &mut Repository,
+    policy: &Policy,
+    opts: &ForgetOptions,
+    progress: &dyn Progress,
+) -> Result<ForgetReport> {
+    if policy.is_empty() {
+        return Err(Error::BadArgument(
+            "no keep-policy given; say what to keep, e.g. `--keep-daily 7 --keep-weekly 4` (see `kindsnap forget --help`)".into(),
+        ));
+    }
+    if !opts.dry_run {
+        repo.check_writable()?;
+    }
+    // Exclusive: no snapshot may pick a manifest as its parent while it is
+    // being replaced, and prune must not run at the same time.
+    let _lock = if opts.dry_run {
+        repo.lock_shared()?
+    } else {
+        repo.lock_exclusive()?
+    };
+    let (all, bad) = manifest::list_all(repo)?;
+    if let Some((id, e)) = bad.into_iter().next() {
+        return Err(Error::DamagedSnapshot {
+            id: id.to_hex(),
+            why: format!("cannot be read ({e}); forget needs every manifest: run `kindsnap check`"),
+        });
+    }
+    let hidden = manifest::replaced_ids(&all);
+    let visible: Vec<SnapshotInfo> = all
+        .iter()
+        .filter(|i| !hidden.contains(&i.id))
+        .cloned()
+        .collect();
+
+    // 1. Decide, per group.
+    let mut groups: BTreeMap<(String, String), Vec<SnapshotInfo>> = BTreeMap::new();
+    for i in &visible {
+        groups.entry(group_key(i)).or_default().push(i.clone());
+    }
+    let mut report_groups = Vec::new();
+    let mut keep: HashSet<SnapshotId> = HashSet::new();
+    let mut forgotten: HashSet<SnapshotId> = HashSet::new();
+    for ((source, kinds_filter), snaps) in &groups {
+        let decided = apply_policy(snaps, policy);
+        if decided.iter().all(|(_, r)| r.is_empty()) && !opts.allow_empty {
+            return Err(Error::BadArgument(format!(
+                "the policy would remove all {} snapshots of {source}{}; nothing was changed (keep at least one, e.g. --keep-last 1, or pass --allow-empty)",
+                decided.len(),
+                if kinds_filter.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (kinds {kinds_filter})")
+                }
+            )));
+        }
+        let mut decisions = Vec::new();
+        for (s, reasons) in decided {
+            let k = !reasons.is_empty();
+            if k {
+                keep.insert(s.id);
+            } else {
+                forgotten.insert(s.id);
+            }
+            decisions.push(Decision {
+                id: s.id.to_hex(),
+                name: s.name.clone(),
+                time: crate::model::json::format_timestamp(s.time_us),
+                keep: k,
+                reasons,
+                new_id: None,
+            });
+        }
+        report_groups.push(Group {
+            source: source.clone(),
+            kinds_filter: kinds_filter.clone(),
+            snapshots: decisions,
+        });
+    }
+    let mut report = ForgetReport {
+        dry_run: opts.dry_run,
+        groups: report_groups,
+        kept: keep.len() as u64,
+        removed: forgotten.len() as u64,
+        rewritten: 0,
+        leftovers_removed: 0,
+    };
+
+    // 2. Which kept snapshots lose a parent: fold the forgotten ones
+    // between them and their nearest kept ancestor.
+    let present: HashMap<SnapshotId, SnapshotInfo> =
+        all.iter().map(|i| (i.id, i.clone())).collect();
+    let replacements = manifest::replacement_map(&all);
+    let resolve = |p: SnapshotId| manifest::resolve_parent(p, &present, &replacements);
+    let mut plans: Vec<(SnapshotInfo, Vec<SnapshotInfo>, Option<SnapshotInfo>)> = Vec::new();
+    let mut kept_sorted: Vec<&SnapshotInfo> =
+        visible.iter().filter(|i| keep.contains(&i.id)).collect();
+    kept_sorted.sort_by(|a, b| a.time_us.cmp(&b.time_us).then(a.id.cmp(&b.id)));
+    for k in kept_sorted {
+        let mut path = Vec::new();
+        let mut ancestor = None;
+        let mut next = k.parent;
+        while let Some(p) = next {
+            let Some(p) = resolve(p) else {
+                return Err(Error::DamagedSnapshot {
+                    id: k.id.to_hex(),
+                    why: format!(
+                        "its chain needs snapshot {} which is missing; run `kindsnap check`",
+                        p.short()
+                    ),
+                });
+            };
+            let info = &present[&p];
+            if keep.contains(&p) {
+                ancestor = Some(info.clone());
+                break;
+            }
+            path.push(info.clone());
+            if path.len() > present.len() {
+                return Err(Error::DamagedSnapshot {
+                    id: k.id.to_hex(),
+                    why: "parent chain loops".into(),
+                });
+            }
+            next = info.parent;
+        }
+        if !path.is_empty() {
+            path.reverse(); // oldest first
+            plans.push((k.clone(), path, ancestor));
+        }
+    }
+    report.rewritten = plans.len() as u64;
+    if opts.dry_run {
+        return Ok(report);
+    }
+    if !plans.is_empty() {
+        repo.upgrade_format()?;
+    }
+
+    // 3. Publish the rewritten manifests, parents before children.
+    progress.phase("rewriting snapshots", Some(plans.len() as u64));
+    let mut new_ids: HashMap<SnapshotId, (SnapshotId, u32)> = HashMap::new();
+    for (k, path, ancestor) in &plans {
+        let (new_parent, parent_depth) = match ancestor {
+            Some(a) => match new_ids.get(&a.id) {
+                Some((id, depth)) => (Some(*id), *depth),
+                None => (Some(a.id), a.depth),
+            },
+            None => (None, 0),
+        };
+        let (id, depth) = fold(repo, k, path, ancestor.as_ref(), new_parent, parent_depth)?;
+        new_ids.insert(k.id, (id, depth));
+        progress.advance(1);
+    }
+    progress.done();
+    for g in &mut report.groups {
+        for d in &mut g.snapshots {
+            if let Some(id) = SnapshotId::from_hex(&d.id) {
+                d.new_id = new_ids.get(&id).map(|(n, _)| n.to_hex());
+            }
+        }
+    }
+
+    // 4. Delete, newest first: forgotten snapshots, replaced manifests.
+    let mut doomed: Vec<&SnapshotInfo> = all
+        .iter()
+        .filter(|i| {
+            forgotten.contains(&i.id) || hidden.contains(&i.id) || new_ids.contains_key(&i.id)
+        })
+        .collect();
+    doomed.sort_by(|a, b| b.time_us.cmp(&a.time_us).then(b.id.cmp(&a.id)));
+    for i in doomed {
+        let path = repo.snapshot_path(&i.id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("removing", &path)(e)),
+        }
+        if hidden.contains(&i.id) {
+            report.leftovers_removed += 1;
+        }
+        crash_point("forget-delete");
+    }
+    fsutil::sync_dir(&repo.snapshots_dir())?;
+    Ok(report)
+}
+
+/// Remove the manifests a stopped forget left behind (replaced ones).
+/// The caller holds the exclusive lock.
+pub fn remove_replaced(repo: &Repository) -> Result<u64> {
+    let (all, _) = manifest::list_all(repo)?;
+    let hidden = manifest::replaced_ids(&all);
+    let mut n = 0;
+    for id in hidden {
+        let path = repo.snapshot_path(&id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("removing", &path)(e)),
+        }
+    }
+    if n > 0 {
+        fsutil::sync_dir(&repo.snapshots_dir())?;
+    }
+    Ok(n)
+}
+
+/// Test hook: `KINDSNAP_CRASH_AT=<point>` aborts the process there, as a
+/// SIGKILL would (no destructor, no cleanup). `<point>:N` aborts the N-th
+/// time the point is reached.
+pub(crate) fn crash_point(point: &str) {
+    let Ok(want) = std::env::var("KINDSNAP_CRASH_AT") else {
+        return;
+    };
+    let (name, nth) = match want.split_once(':') {
+        Some((n, c)) => (n.to_string(), c.parse::<u64>().unwrap_or(1)),
+        None => (want.clone(), 1),
+    };
+    if name != point {
+        return;
+    }
+    static HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let hit = HITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if hit >= nth {
+        std::process::abort();
+    }
+}
+
+/// Write K' (K's state; changes against `ancestor`; the forgotten `path`
+/// folded in) and publish it. Returns its id and depth.
+fn fold(
+    repo: &Repository,
+    k: &SnapshotInfo,
+    path: &[SnapshotInfo],
+    ancestor: Option<&SnapshotInfo>,
+    new_parent: Option<SnapshotId>,
+    parent_depth: u32,
+) -> Result<(SnapshotId, u32)> {
+    // Chains are read from the original manifests, all still present.
+    let k_chain = Chain::open(repo, &k.id)?;
+    let a_chain = ancestor.map(|a| Chain::open(repo, &a.id)).transpose()?;
+    let layers: Vec<Manifest> = path
+        .iter()
+        .map(|p| Manifest::open(repo, &p.id))
+        .collect::<Result<_>>()?;
+    // A keyframe when K was one, when nothing is left to be a delta
+    // against, when the chain would grow past the interval, or when a
+    // forgotten keyframe is folded (so no depth ever grows).
+    let keyframe = k.keyframe
+        || ancestor.is_none()
+        || path.iter().any(|p| p.keyframe)
+        || parent_depth + 1 >= repo.config.keyframe_interval.max(1);
+    let depth = if keyframe { 0 } else { parent_depth + 1 };
+    let mut writer = ManifestWriter::create(repo)?;
+    let head = k_chain.head();
+    for info in head.kinds()? {
+        let kid = writer.add_kind(&info.namespace, &info.kind)?;
+        let (mut added, mut changed, mut removed) = (0u64, 0u64, 0u64);
+        let mut put = |row: &ChangeEntry| -> Result<()> {
+            match row.op {
+                Op::Added => added += 1,
+                Op::Changed => changed += 1,
+                Op::Removed => removed += 1,
+            }
+            writer.put_change(kid, &row.key, row.op, row.hash.as_ref(), row.size)
+        };
+        if let Some(a_chain) = &a_chain {
+            compose_kind(&layers, &k_chain, a_chain, &info, &mut put)?;
+        }
+        if keyframe {
+            let mut st = k_chain.state(&info.namespace, &info.kind)?;
+            while let Some(e) = st.next_entry()? {
+                writer.put_entry(kid, &e.key, &e.hash, e.size)?;
+            }
+        }
+        let bytes_added = info.bytes_added
+            + layers
+                .iter()
+                .filter_map(|m| m.kind(&info.namespace, &info.kind).ok().flatten())
+                .map(|k| k.bytes_added)
+                .sum::<u64>();
+        writer.set_kind_totals(KindInfo {
+            added,
+            changed,
+            removed,
+            bytes_added,
+            ..info.clone()
+        })?;
+    }
+    let mut replaces = vec![k.id];
+    replaces.extend(k.replaces.iter().copied());
+    let meta = NewSnapshot {
+        name: k.name.clone(),
+        time_us: k.time_us,
+        source: k.source.clone(),
+        kinds_filter: k.kinds_filter.clone(),
+        parent: if a_chain.is_some() { new_parent } else { None },
+        depth,
+        keyframe,
+        entities: k.entities,
+        raw_bytes: k.raw_bytes,
+        bytes_added: k.bytes_added + path.iter().map(|p| p.bytes_added).sum::<u64>(),
+        packs_added: k.packs_added + path.iter().map(|p| p.packs_added).sum::<u64>(),
+        replaces,
+    };
+    drop(layers);
+    drop(a_chain);
+    drop(k_chain);
+    let (id, _) = writer.publish(repo, &meta, |_| Ok(()))?;
+    crash_point("forget-publish");
+    Ok((id, depth))
+}
+
+/// The changes of one kind from the ancestor's state to K's. When every
+/// folded manifest and K hold the kind, their change rows are merged (the
+/// common, cheap case: only changed keys are read); otherwise the two
+/// full states are compared.
+fn compose_kind(
+    layers: &[Manifest],
+    k_chain: &Chain,
+    a_chain: &Chain,
+    info: &KindInfo,
+    put: &mut dyn FnMut(&ChangeEntry) -> Result<()>,
+) -> Result<()> {
+    let (ns, kind) = (info.namespace.as_str(), info.kind.as_str());
+    let mut kids = Vec::new();
+    for m in layers.iter().chain(std::iter::once(k_chain.head())) {
+        match m.kind(ns, kind)? {
+            Some(k) => kids.push((m, k.kid)),
+            None => break,
+        }
+    }
+    if kids.len() == layers.len() + 1 {
+        // Oldest first: for each key, the first row says whether the
+        // ancestor had it, the last what K has.
+        let mut rows: Vec<PagedRows> = kids.iter().map(|(m, kid)| m.changes(*kid)).collect();
+        loop {
+            let mut min: Option<Vec<u8>> = None;
+            for r in rows.iter_mut() {
+                if let Some(row) = r.peek()? {
+                    if min.as_ref().map(|m| row.key < *m).unwrap_or(true) {
+                        min = Some(row.key.clone());
+                    }
+                }
+            }
+            let Some(key) = min else { break };
+            let mut first: Option<Op> = None;
+            let mut last: Option<ChangeEntry> = None;
+            for r in rows.iter_mut() {
+                if r.peek()?.map(|row| row.key == key).unwrap_or(false) {
+                    if let Some(row) = r.next_row()? {
+                        first.get_or_insert(row.op);
+                        last = Some(row);
+                    }
+                }
+            }
+            let (Some(first), Some(last)) = (first, last) else {
+                continue;
+            };
+            let in_ancestor = first != Op::Added;
+            let in_k = last.op != Op::Removed;
+            match (in_ancestor, in_k) {
+                (false, false) => {}
+                (false, true) => put(&ChangeEntry {
+                    op: Op::Added,
+                    ..last
+                })?,
+                (true, false) => put(&ChangeEntry {
+                    key: last.key,
+                    op: Op::Removed,
+                    hash: None,
+                    size: 0,
+                })?,
+                (true, true) => {
+                    let before = a_chain.lookup(ns, kind, &key)?.map(|e| e.hash);
+                    if before != last.hash {
+                        put(&ChangeEntry {
+                            op: if before.is_some() {
+                                Op::Changed
+                            } else {
+                                Op::Added
+                            },
+                            ..last
+                        })?;
+                    }
+                }
+            }
+        }
+        return Ok(());
+    }
+    // Full comparison (a folded manifest lacks the kind: its state was
+    // empty there, and the ancestor's keys must be listed as removed).
+    let mut a = a_chain.state(ns, kind)?;
+    let mut b = k_chain.state(ns, kind)?;
+    let (mut x, mut y) = (a.next_entry()?, b.next_entry()?);
+    loop {
+        match (x.take(), y.take()) {
+            (None, None) => break,
+            (Some(old), None) => {
+                put(&removed_row(old.key))?;
+                x = a.next_entry()?;
+            }
+            (None, Some(new)) => {
+                put(&ChangeEntry {
+                    key: new.key,
+                    op: Op::Added,
+                    hash: Some(new.hash),
+                    size: new.size,
+                })?;
+                y = b.next_entry()?;
+            }
+            (Some(old), Some(new)) => {
+                if old.key < new.key {
+                    put(&removed_row(old.key))?;
+                    x = a.next_entry()?;
+                    y = Some(new);
+                } else if new.key < old.key {
+                    put(&ChangeEntry {
+                        key: new.key,
+                        op: Op::Added,
+                        hash: Some(new.hash),
+                        size: new.size,
+                    })?;
+                    x = Some(old);
+                    y = b.next_entry()?;
+                } else {
+                    if old.hash != new.hash {
+                        put(&ChangeEntry {
+                            key: new.key,
+                            op: Op::Changed,
+                            hash: Some(new.hash),
+                            size: new.size,
+                        })?;
+                    }
+                    x = a.next_entry()?;
+                    y = b.next_entry()?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn removed_row(key: Vec<u8>) -> ChangeEntry {
+    ChangeEntry {
+        key,
+        op: Op::Removed,
+        hash: None,
+        size: 0,
+    }
+}

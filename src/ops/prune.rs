@@ -1,0 +1,348 @@
+//! `prune`: delete the pack data no snapshot needs, and repack packs that
+//! are mostly unused.
+//!
+//! 1. Under the exclusive repository lock (no snapshot runs meanwhile; a
+//!    snapshot started during prune waits for it, and prune waits for
+//!    running snapshots), refuse unless the repository passes `check`'s
+//!    manifest and reference checks (or `force`).
+//! 2. Remove manifests an interrupted `forget` left replaced.
+//! 3. The live set: every entity hash any manifest references, streamed
+//!    into a scratch SQLite table in `tmp/` (memory stays at SQLite's page
+//!    cache whatever the repository size).
+//! 4. Per pack, live bytes against all bytes (one SQL join of the index
+//!    with the live table). Packs with nothing live are deleted; packs whose
+//!    unused fraction exceeds `max_unused` are repacked: their live bodies
+//!    (re-hashed as they are read) go into new packs of the same kind.
+//!    Packs on disk that the index does not know (left by a killed
+//!    snapshot or prune) are deleted.
+//! 5. Per kind, in this order: new packs durable (temp → fsync → rename),
+//!    then one index transaction that points the moved bodies at the new
+//!    packs and drops the old packs, then the old pack files deleted. A
+//!    kill at any point leaves a repository that `check --read-data`
+//!    passes: before the index commits, the new packs are merely
+//!    unindexed; after it, the old ones are. The next prune removes either.
+//!
+//! Never prints; returns a report.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::path::PathBuf;
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use super::forget::crash_point;
+use crate::error::{Error, Result};
+use crate::ids::PackId;
+use crate::model::codec;
+use crate::progress::Progress;
+use crate::repo::index::{Index, PackUsage};
+use crate::repo::manifest::{self, Manifest};
+use crate::repo::pack::{read_block, PackWriter};
+use crate::repo::{fsutil, Repository};
+
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    pub dry_run: bool,
+    /// Repack a pack when more than this fraction of its bytes is unused
+    /// (0.0–1.0).
+    pub max_unused: f64,
+    /// Run even when `check` finds problems.
+    pub force: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            dry_run: false,
+            max_unused: 0.05,
+            force: false,
+        }
+    }
+}
+
+/// `kindsnap prune --json`. Documented in docs/retention.md.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    pub snapshots: u64,
+    pub live_entities: u64,
+    pub packs_before: u64,
+    /// Packs with no live body: deleted.
+    pub packs_deleted: u64,
+    /// Packs above the unused limit: their live bodies moved, then deleted.
+    pub packs_repacked: u64,
+    /// New packs written by the repack.
+    pub packs_written: u64,
+    /// Packs on disk the index did not know: deleted.
+    pub unindexed_deleted: u64,
+    /// Bodies copied into new packs.
+    pub entities_moved: u64,
+    /// Manifests a stopped forget left behind, removed.
+    pub leftover_manifests_removed: u64,
+    /// Repository bytes (packs + index + manifests) before and after; in a
+    /// dry run `bytes_after` is an estimate.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub bytes_freed: u64,
+    /// Unused bytes left in packs below the limit.
+    pub unused_bytes_kept: u64,
+}
+
+/// The scratch database of live hashes; removed when dropped.
+struct LiveSet {
+    conn: Option<Connection>,
+    path: PathBuf,
+}
+
+impl Drop for LiveSet {
+    fn drop(&mut self) {
+        self.conn.take();
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl LiveSet {
+    fn build(repo: &Repository, progress: &dyn Progress) -> Result<(LiveSet, u64, u64)> {
+        let path = fsutil::temp_path(&repo.scratch_dir(), "prune-live");
+        let conn = Connection::open(&path).map_err(Error::sql(&path))?;
+        let setup = || -> rusqlite::Result<()> {
+            conn.pragma_update(None, "journal_mode", "OFF")?;
+            conn.pragma_update(None, "synchronous", "OFF")?;
+            conn.pragma_update(None, "cache_size", -16_000)?;
+            conn.execute_batch("CREATE TABLE live(hash BLOB PRIMARY KEY) WITHOUT ROWID; BEGIN;")
+        };
+        setup().map_err(Error::sql(&path))?;
+        let set = LiveSet {
+            conn: Some(conn),
+            path,
+        };
+        let (infos, bad) = manifest::list_all(repo)?;
+        if let Some((id, e)) = bad.into_iter().next() {
+            return Err(Error::DamagedSnapshot {
+                id: id.to_hex(),
+                why: format!("cannot be read ({e}); prune needs every manifest"),
+            });
+        }
+        progress.phase("finding live data", Some(infos.len() as u64));
+        {
+            let conn = set
+                .conn
+                .as_ref()
+                .ok_or(Error::Internal("live set closed"))?;
+            let mut st = conn
+                .prepare("INSERT OR IGNORE INTO live(hash) VALUES (?1)")
+                .map_err(Error::sql(&set.path))?;
+            for info in &infos {
+                let m = Manifest::open(repo, &info.id)?;
+                m.referenced_hashes(&mut |_, _, h| {
+                    st.execute(params![&h.as_bytes()[..]])
+                        .map_err(Error::sql(&set.path))?;
+                    Ok(())
+                })?;
+                progress.advance(1);
+                crate::interrupt::check()?;
+            }
+            conn.execute_batch("COMMIT")
+                .map_err(Error::sql(&set.path))?;
+        }
+        progress.done();
+        let n: u64 = set
+            .conn
+            .as_ref()
+            .ok_or(Error::Internal("live set closed"))?
+            .query_row("SELECT count(*) FROM live", [], |r| r.get(0))
+            .map_err(Error::sql(&set.path))?;
+        Ok((set, n, infos.len() as u64))
+    }
+}
+
+fn repo_bytes(repo: &Repository) -> Result<u64> {
+    let (_, p) = super::stats::dir_bytes(&repo.root().join("packs"))?;
+    let (_, i) = super::stats::dir_bytes(&repo.root().join("index"))?;
+    let (_, m) = super::stats::dir_bytes(&repo.snapshots_dir())?;
+    Ok(p + i + m)
+}
+
+fn remove_pack_file(repo: &Repository, id: &PackId) -> Result<()> {
+    let path = repo.pack_path(id);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("removing", &path)(e)),
+    }
+}
+
+pub fn prune(
+    repo: &Repository,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneReport> {
+    if !opts.dry_run {
+        repo.check_writable()?;
+    }
+    let _lock = if opts.dry_run {
+        repo.lock_shared()?
+    } else {
+        repo.lock_exclusive()?
+    };
+    let mut report = PruneReport {
+        dry_run: opts.dry_run,
+        bytes_before: repo_bytes(repo)?,
+        ..Default::default()
+    };
+    // 1. Only a sound repository may lose data.
+    let checked = super::check::check_locked(repo, false, progress)?;
+    if !checked.problems.is_empty() && !opts.force {
+        return Err(Error::BadArgument(format!(
+            "the repository has {} problem(s) (`kindsnap check` lists them: {}); prune deletes data and refuses to run on a damaged repository; repair it, or pass --force to prune what is known to be unused anyway",
+            checked.problems.len(),
+            checked.problems[0].problem
+        )));
+    }
+    if !opts.dry_run {
+        repo.clean_stale_temps();
+        // 2. What an interrupted forget left behind.
+        report.leftover_manifests_removed = super::forget::remove_replaced(repo)?;
+    }
+    // 3. The live set.
+    let (live, live_n, snaps) = LiveSet::build(repo, progress)?;
+    report.live_entities = live_n;
+    report.snapshots = snaps;
+    let index = Index::open(&repo.index_path(), !opts.dry_run)?;
+    index.attach_live(&live.path)?;
+
+    // 4. Decide.
+    let usage = index.pack_usage()?;
+    let indexed: HashSet<PackId> = usage.iter().map(|u| u.id).collect();
+    let on_disk = super::check::packs_on_disk(repo)?;
+    report.packs_before = on_disk.len() as u64;
+    let unindexed: Vec<PackId> = on_disk
+        .iter()
+        .filter(|p| !indexed.contains(p))
+        .copied()
+        .collect();
+    let mut dead: Vec<&PackUsage> = Vec::new();
+    let mut repack: BTreeMap<(String, String), Vec<&PackUsage>> = BTreeMap::new();
+    let mut freed_estimate = 0u64;
+    for u in &usage {
+        if u.live == 0 {
+            dead.push(u);
+            freed_estimate += u.size;
+            continue;
+        }
+        let unused = 1.0 - u.live_raw as f64 / u.raw_bytes.max(1) as f64;
+        if unused > opts.max_unused {
+            repack
+                .entry((u.namespace.clone(), u.kind.clone()))
+                .or_default()
+                .push(u);
+            // The live part costs about its share of the compressed size.
+            freed_estimate += (u.size as f64 * unused) as u64;
+        } else {
+            report.unused_bytes_kept += (u.size as f64 * unused) as u64;
+        }
+    }
+    for id in &unindexed {
+        freed_estimate += fs::metadata(repo.pack_path(id))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    }
+    report.packs_deleted = dead.len() as u64;
+    report.packs_repacked = repack.values().map(|v| v.len() as u64).sum();
+    report.unindexed_deleted = unindexed.len() as u64;
+    if opts.dry_run {
+        report.bytes_freed = freed_estimate;
+        report.bytes_after = report.bytes_before.saturating_sub(freed_estimate);
+        return Ok(report);
+    }
+
+    // 5a. Packs nobody indexes: no reader can reach them.
+    for id in &unindexed {
+        remove_pack_file(repo, id)?;
+    }
+    // 5b. Repack, kind by kind: new packs, index, old packs.
+    progress.phase("repacking", Some(report.packs_repacked));
+    for ((ns, kind), packs) in &repack {
+        let mut writer = PackWriter::new(repo, &index, ns, kind)?.defer_indexing();
+        for u in packs {
+            let path = repo.pack_path(&u.id);
+            let mut file = File::open(&path).map_err(Error::io("opening", &path))?;
+            let mut block: Option<(u64, Vec<u8>)> = None;
+            for (hash, loc) in index.live_in_pack(u.pid, u.id)? {
+                if block
+                    .as_ref()
+                    .map(|(o, _)| *o != loc.block_off)
+                    .unwrap_or(true)
+                {
+                    let data = read_block(
+                        &mut file,
+                        &path,
+                        loc.block_off,
+                        loc.block_len,
+                        loc.block_raw,
+                    )?;
+                    block = Some((loc.block_off, data));
+                }
+                let Some((_, data)) = &block else {
+                    return Err(Error::Internal("repack lost its block"));
+                };
+                let body = data
+                    .get(loc.off as usize..loc.off as usize + loc.len as usize)
+                    .ok_or_else(|| Error::DamagedPack {
+                        pack: u.id.to_hex(),
+                        why: format!("entity {} lies outside its block", hash.short()),
+                    })?;
+                if codec::hash(body) != hash {
+                    return Err(Error::DamagedPack {
+                        pack: u.id.to_hex(),
+                        why: format!("entity {} does not match its hash", hash.short()),
+                    });
+                }
+                writer.add_copy(hash, body)?;
+                report.entities_moved += 1;
+            }
+            crate::interrupt::check()?;
+            progress.advance(1);
+        }
+        writer.close()?;
+        let new_packs = writer.take_deferred();
+        report.packs_written += new_packs.len() as u64;
+        drop(writer);
+        crash_point("prune-packs-written");
+        let old: Vec<PackId> = packs.iter().map(|u| u.id).collect();
+        index.replace_packs(&new_packs, &old)?;
+        crash_point("prune-index");
+        for id in &old {
+            remove_pack_file(repo, id)?;
+            crash_point("prune-delete");
+        }
+    }
+    progress.done();
+    // 5c. Packs with nothing live: out of the index, then off the disk.
+    let dead_ids: Vec<PackId> = dead.iter().map(|u| u.id).collect();
+    index.replace_packs(&[], &dead_ids)?;
+    crash_point("prune-index");
+    for id in &dead_ids {
+        remove_pack_file(repo, id)?;
+        crash_point("prune-delete");
+    }
+    for sub in fs::read_dir(repo.root().join("packs"))
+        .map_err(Error::io("reading", repo.root().join("packs")))?
+        .flatten()
+    {
+        let p = sub.path();
+        if p.is_dir() {
+            // Empty fan-out directories go; full ones refuse, which is fine.
+            let _ = fs::remove_dir(&p);
+            let _ = fsutil::sync_dir(&p);
+        }
+    }
+    fsutil::sync_dir(&repo.root().join("packs"))?;
+    index.vacuum_if_sparse()?;
+    drop(index);
+    drop(live);
+    report.bytes_after = repo_bytes(repo)?;
+    report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
+    Ok(report)
+}
