@@ -728,9 +728,6 @@ impl PostgresTarget {
         // that were empty have no kind to restore but belong to the
         // schema); existing ones are checked when rows go into them.
         let recorded: Vec<Table> = self.recorded.values().cloned().collect();
-        self.exec(&format!(
-            "CREATE TABLE IF NOT EXISTS {PENDING} (tbl text NOT NULL, name text NOT NULL, def text NOT NULL, PRIMARY KEY (tbl, name))"
-        ))?;
         let mut created = Vec::new();
         for t in &recorded {
             match self.tables.get(&t.kind) {
@@ -778,7 +775,6 @@ impl PostgresTarget {
             }
         }
         self.refresh()?;
-        self.drop_foreign_keys()?;
         for kind in std::mem::take(&mut self.uuid_checks) {
             if let Some(p) = self
                 .tables
@@ -982,6 +978,12 @@ impl EntityTarget for PostgresTarget {
                 )
             })
             .collect();
+        // Before anything is cleared or written: the foreign keys of the
+        // tables restored (and pointing at them) go, until `finish`.
+        self.exec(&format!(
+            "CREATE TABLE IF NOT EXISTS {PENDING} (tbl text NOT NULL, name text NOT NULL, def text NOT NULL, PRIMARY KEY (tbl, name))"
+        ))?;
+        self.drop_foreign_keys()?;
         Ok(super::order_kinds(kinds, &deps))
     }
 
