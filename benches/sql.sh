@@ -55,7 +55,7 @@ table="CREATE TABLE item (id bigint PRIMARY KEY, sku text NOT NULL, qty integer 
 row="i, 'SKU-' || substr('0000000' || i, -8, 8), i % 97, (i % 1000) / 7.0,
   'item number ' || i || ' with a short note', '2026-11-20 00:00:00'"
 db="$work/app.db"
-sqlite3 "$db" "PRAGMA journal_mode = WAL; $table;
+sqlite3 "$db" >/dev/null "PRAGMA journal_mode = WAL; $table;
   WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < $rows)
   INSERT INTO item SELECT $row FROM c;"
 psql -d "$url" -c "$table" -c "INSERT INTO item SELECT i, 'SKU-' || lpad(i::text, 8, '0'), i % 97,
@@ -76,10 +76,10 @@ mb() { python3 -c "import sys; print(f'{int(sys.argv[1]) / 1e6:.1f} MB')" "$1"; 
 
 "$ks" --repo "$work/ks-sqlite" init >/dev/null
 "$ks" --repo "$work/ks-pg" init >/dev/null
-restic() { command restic --repo "$work/restic" --password-file "$work/pg/pw" "$@"; }
+export RESTIC_REPOSITORY="$work/restic" RESTIC_PASSWORD_FILE="$work/pg/pw"
 export BORG_PASSPHRASE="" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 restic init -q
-borg init -q --encryption=none "$work/borg"
+borg init --encryption=none "$work/borg" >/dev/null
 
 : >"$work/times.tsv"
 for day in 1 2; do

@@ -537,6 +537,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sql_locations_parse() {
+        use crate::connector::{parse_location, Location};
+        let sqlite = |p: &str| Location::Sqlite(p.into());
+        assert_eq!(parse_location("sqlite:app.db").unwrap(), sqlite("app.db"));
+        assert_eq!(parse_location("sqlite:///tmp/x").unwrap(), sqlite("/tmp/x"));
+        assert_eq!(
+            parse_location("data/app.sqlite3").unwrap(),
+            sqlite("data/app.sqlite3")
+        );
+        assert_eq!(parse_location("app.db").unwrap(), sqlite("app.db"));
+        assert!(parse_location("sqlite:").is_err());
+        for url in ["postgres://u:p@h:5432/db", "postgresql://h/db"] {
+            assert_eq!(parse_location(url).unwrap(), Location::Postgres(url.into()));
+        }
+        assert!(parse_location("mysql://h/db").is_err());
+    }
+
+    #[test]
     fn composite_names_round_trip() {
         let parts = [
             Part::Int(3),

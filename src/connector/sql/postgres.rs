@@ -471,9 +471,9 @@ impl EntitySource for PostgresSource {
                 .iter()
                 .map(|(c, ty)| {
                     if ty.category == "A" {
-                        format!("to_jsonb({}::text[])::text", ident(&c.name))
+                        format!("to_jsonb(t.{}::text[])::text", ident(&c.name))
                     } else {
-                        format!("{}::text", ident(&c.name))
+                        format!("t.{}::text", ident(&c.name))
                     }
                 })
                 .collect();
@@ -484,13 +484,15 @@ impl EntitySource for PostgresSource {
                 .map(|p| {
                     let ty = cols.iter().find(|(c, _)| &c.name == p).map(|(_, ty)| ty);
                     match ty {
-                        Some(ty) if ty.category == "S" => format!("{} COLLATE \"C\"", ident(p)),
-                        _ => ident(p),
+                        Some(ty) if ty.category == "S" => format!("t.{} COLLATE \"C\"", ident(p)),
+                        _ => format!("t.{}", ident(p)),
                     }
                 })
                 .collect();
+            // Qualified names: an unqualified ORDER BY "id" would sort by
+            // the output column "id", which is the key's *text*.
             let q = format!(
-                "SELECT {} FROM {} ORDER BY {}",
+                "SELECT {} FROM {} AS t ORDER BY {}",
                 select.join(", "),
                 t.from,
                 order.join(", ")
@@ -726,9 +728,6 @@ impl PostgresTarget {
         // that were empty have no kind to restore but belong to the
         // schema); existing ones are checked when rows go into them.
         let recorded: Vec<Table> = self.recorded.values().cloned().collect();
-        self.exec(&format!(
-            "CREATE TABLE IF NOT EXISTS {PENDING} (tbl text NOT NULL, name text NOT NULL, def text NOT NULL, PRIMARY KEY (tbl, name))"
-        ))?;
         let mut created = Vec::new();
         for t in &recorded {
             match self.tables.get(&t.kind) {
@@ -776,7 +775,6 @@ impl PostgresTarget {
             }
         }
         self.refresh()?;
-        self.drop_foreign_keys()?;
         for kind in std::mem::take(&mut self.uuid_checks) {
             if let Some(p) = self
                 .tables
@@ -980,6 +978,12 @@ impl EntityTarget for PostgresTarget {
                 )
             })
             .collect();
+        // Before anything is cleared or written: the foreign keys of the
+        // tables restored (and pointing at them) go, until `finish`.
+        self.exec(&format!(
+            "CREATE TABLE IF NOT EXISTS {PENDING} (tbl text NOT NULL, name text NOT NULL, def text NOT NULL, PRIMARY KEY (tbl, name))"
+        ))?;
+        self.drop_foreign_keys()?;
         Ok(super::order_kinds(kinds, &deps))
     }
 
@@ -1229,5 +1233,43 @@ impl EntityTarget for PostgresTarget {
         self.exec("COMMIT")?;
         self.client = None;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_passwords() {
+        assert_eq!(
+            redacted("postgres://me:s3cret@db.internal:6543/shop"),
+            "postgres://me@db.internal:6543/shop"
+        );
+        assert_eq!(redacted("postgresql://db/shop"), "postgres://db:5432/shop");
+    }
+
+    #[test]
+    fn text_forms_parse_by_type_and_write_back() {
+        let v = parse_text("12.5000", "numeric");
+        assert_eq!(v.meaning, Some(meaning::NUMERIC));
+        assert_eq!(to_text(&v).as_deref(), Some("12.5000"));
+        let v = parse_text("2024-01-02 03:04:05.5+00", "timestamptz");
+        assert_eq!(
+            to_text(&v).as_deref(),
+            Some("2024-01-02 03:04:05.500000+00")
+        );
+        let v = parse_text("2024-02-29", "date");
+        assert_eq!(to_text(&v).as_deref(), Some("2024-02-29"));
+        let v = parse_text("\\x00ff", "bytea");
+        assert_eq!(v.kind, ValueKind::Blob(vec![0, 255]));
+        assert_eq!(to_text(&v).as_deref(), Some("\\x00ff"));
+        let v = parse_text("infinity", "timestamptz");
+        assert_eq!(v.meaning, Some(meaning::TEXT_FORM));
+        let arr = parse_array(&serde_json::json!([["a\"b", null], ["c\\d", "e"]]), "text");
+        assert_eq!(
+            to_text(&arr).as_deref(),
+            Some(r#"{{"a\"b",NULL},{"c\\d","e"}}"#)
+        );
     }
 }
