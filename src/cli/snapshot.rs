@@ -115,7 +115,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     // Without --time, the snapshot's time may come from the hidden
     // KINDSNAP_NOW (RFC 3339 or microseconds since the epoch), for tests of
     // time-based retention and of the daily loops in docs/guide.md.
-    if let Some(now) = std::env::var("KINDSNAP_NOW").ok().filter(|_| opts.time_us.is_none()) {
+    if let Some(now) = std::env::var("KINDSNAP_NOW")
+        .ok()
+        .filter(|_| opts.time_us.is_none())
+    {
         let us = match now.parse::<i64>() {
             Ok(us) => us,
             Err(_) => kindsnap::model::json::parse_timestamp(&now)
