@@ -90,6 +90,28 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+/// A service's error reply on one line: S3's XML `<Code>` and `<Message>`
+/// rather than the whole document.
+fn one_line(why: &str) -> String {
+    let tag = |t: &str| {
+        let open = format!("<{t}>");
+        let start = why.find(&open)? + open.len();
+        let end = why[start..].find(&format!("</{t}>"))? + start;
+        Some(why[start..end].to_string())
+    };
+    let head = why
+        .split("<?xml")
+        .next()
+        .unwrap_or(why)
+        .trim_end_matches([':', ' ']);
+    let short = match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) => format!("{head}: {c}: {m}"),
+        (Some(c), None) => format!("{head}: {c}"),
+        _ => why.to_string(),
+    };
+    short.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 impl Remote {
     /// Connect (lazily: no request is made here) to `url`.
     pub fn new(url: &str) -> Result<Remote> {
@@ -178,7 +200,7 @@ impl Remote {
 
     /// An object-store error as one actionable line.
     fn err(&self, op: &'static str, e: object_store::Error) -> Error {
-        let why = chain(&e);
+        let why = one_line(&chain(&e));
         let lower = why.to_lowercase();
         match &e {
             object_store::Error::PermissionDenied { .. }
