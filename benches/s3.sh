@@ -32,7 +32,7 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" KINDSNAP_CACHE_DIR="$work/cache"
 run() { # label repo args...
   local label=$1 repo=$2; shift 2
-  /usr/bin/time -f '%e %M' -o "$work/time" "$kindsnap" -q --repo "$repo" "$@"
+  /usr/bin/time -f '%e %M' -o "$work/time" "$kindsnap" -q --repo "$repo" "$@" >/dev/null
   read -r secs kb < "$work/time"
   printf '%-28s %7.2f s  %6d MB RSS\n' "$label" "$secs" "$((kb / 1024))"
 }
