@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what the tests need
-# (the Datastore dev server's and the Django project's virtualenvs, from
-# PyPI; PostgreSQL's server binaries, from Debian), then runs every Rust
-# test (unit, property, CLI, crash, SQL, Django) and the dev server's own
-# tests.
+# (the virtualenvs of the Datastore dev server, the Django project and the
+# S3 test server, from PyPI; PostgreSQL's server binaries, from Debian), then
+# runs every Rust test (unit, property, CLI, crash, SQL, Django, S3, docs)
+# and the dev server's own tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,9 @@ scripts/postgres.sh >/dev/null
 
 echo "== Django test project virtualenv (PyPI)"
 tests/django/setup.sh >/dev/null
+
+echo "== S3 test server virtualenv (moto, PyPI)"
+tests/s3/setup.sh >/dev/null
 
 echo "== cargo test"
 cargo test --locked --all-targets

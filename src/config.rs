@@ -80,7 +80,8 @@ impl Config {
             .into_iter()
             .flatten()
         {
-            if p.is_relative() {
+            let url = p.to_str().is_some_and(crate::repo::remote::is_remote_url);
+            if p.is_relative() && !url {
                 *p = base.join(&*p);
             }
         }

@@ -52,6 +52,25 @@ pub enum Error {
         source: rusqlite::Error,
     },
 
+    #[error("bucket `{bucket}` does not exist ({url}); create it first, or fix the URL")]
+    NoBucket { url: String, bucket: String },
+
+    #[error("{url}: access denied ({why}); check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or GOOGLE_APPLICATION_CREDENTIALS) and their rights on the bucket")]
+    RemoteDenied { url: String, why: String },
+
+    #[error("cannot reach the object store of {url} ({why}); check the endpoint (AWS_ENDPOINT_URL, KINDSNAP_S3_ENDPOINT) and the network, then run the command again")]
+    RemoteUnreachable { url: String, why: String },
+
+    #[error("{op} {url}: {why}")]
+    Remote {
+        op: &'static str,
+        url: String,
+        why: String,
+    },
+
+    #[error("repository {url} is locked: {holder}; try again later (the lock of a process that died expires by itself)")]
+    Locked { url: String, holder: String },
+
     #[error("snapshot `{spec}` not found; `kindsnap log` lists snapshots")]
     UnknownSnapshot { spec: String },
 

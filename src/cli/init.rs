@@ -8,11 +8,15 @@ use super::{Out, Settings};
 #[command(after_help = "Examples:
   kindsnap init                         ./.kindsnap
   kindsnap --repo /backups/shop init
+  kindsnap --repo s3://my-bucket/shop init
   KINDSNAP_REPO=/backups/shop kindsnap init")]
 pub struct Args {}
 
 pub fn run(_args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let repo = kindsnap::repo::Repository::init(&settings.repo)?;
+    let repo = match settings.remote_url() {
+        Some(url) => kindsnap::repo::remote::init(url, &settings.cache_dir)?,
+        None => kindsnap::repo::Repository::init(&settings.repo)?,
+    };
     if !settings.quiet {
         let mut out = Out::new();
         out.line(format!(

@@ -36,8 +36,9 @@ pub use output::Out;
 #[derive(Debug, Parser)]
 #[command(name = "kindsnap", version, about, long_about = None, after_help = EXAMPLES, args_override_self = true)]
 pub struct Cli {
-    /// Repository directory [env: KINDSNAP_REPO; default: ./.kindsnap]
-    #[arg(long, global = true, value_name = "PATH")]
+    /// Repository: a directory, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX
+    /// [env: KINDSNAP_REPO; default: ./.kindsnap]
+    #[arg(long, global = true, value_name = "PATH|URL")]
     repo: Option<PathBuf>,
 
     /// Settings file [default: ./kindsnap.toml if present]
@@ -127,6 +128,9 @@ pub struct Settings {
     /// Where `repo` came from: `--repo`, `KINDSNAP_REPO`, the file, default.
     pub repo_from: &'static str,
     pub quiet: bool,
+    /// Where caches of repositories on object storage live
+    /// (KINDSNAP_CACHE_DIR, else $XDG_CACHE_HOME/kindsnap, else ~/.cache/kindsnap).
+    pub cache_dir: PathBuf,
     /// Whether stdout gets ANSI colours.
     pub color: bool,
     pub config: kindsnap::config::Config,
@@ -148,10 +152,20 @@ impl Settings {
         } else {
             (PathBuf::from(".kindsnap"), "default")
         };
+        let env_dir = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let cache_dir = env_dir("KINDSNAP_CACHE_DIR")
+            .or_else(|| env_dir("XDG_CACHE_HOME").map(|d| d.join("kindsnap")))
+            .or_else(|| env_dir("HOME").map(|d| d.join(".cache").join("kindsnap")))
+            .unwrap_or_else(|| std::env::temp_dir().join("kindsnap-cache"));
         Ok(Settings {
             repo,
             repo_from,
             quiet: cli.quiet,
+            cache_dir,
             color: match cli.color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,
@@ -165,8 +179,18 @@ impl Settings {
         })
     }
 
+    /// The repository's URL when it lives on object storage.
+    pub fn remote_url(&self) -> Option<&str> {
+        self.repo
+            .to_str()
+            .filter(|s| kindsnap::repo::remote::is_remote_url(s))
+    }
+
     pub fn open_repo(&self) -> anyhow::Result<kindsnap::repo::Repository> {
-        Ok(kindsnap::repo::Repository::open(&self.repo)?)
+        Ok(match self.remote_url() {
+            Some(url) => kindsnap::repo::remote::open(url, &self.cache_dir)?,
+            None => kindsnap::repo::Repository::open(&self.repo)?,
+        })
     }
 
     /// How long operations show their progress.

@@ -204,7 +204,7 @@ pub fn check_locked(
     if read_data {
         progress.phase("reading packs", Some(on_disk.len() as u64));
         for id in &on_disk {
-            let path = repo.pack_path(id);
+            let path = repo.local_pack(id)?;
             let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
             report.bytes_read += bytes.len() as u64;
             let why = if PackId::of(&bytes) != *id {
@@ -323,6 +323,9 @@ fn depends_on(
 }
 
 pub fn packs_on_disk(repo: &Repository) -> Result<BTreeSet<PackId>> {
+    if let Some(r) = repo.remote() {
+        return r.list_packs();
+    }
     let mut out = BTreeSet::new();
     let root = repo.root().join("packs");
     for sub in fs::read_dir(&root).map_err(Error::io("reading", &root))? {
@@ -358,7 +361,7 @@ pub fn rebuild_index(
         progress.phase("rebuilding index", Some(packs.len() as u64));
         let (mut n_packs, mut n_entities, mut damaged) = (0u64, 0u64, Vec::new());
         for id in packs {
-            let path = repo.pack_path(&id);
+            let path = repo.local_pack(&id)?;
             let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
             let parsed = (PackId::of(&bytes) == id)
                 .then(|| pack::parse_toc(&bytes, &id.to_hex()).ok())

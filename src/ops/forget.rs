@@ -380,12 +380,7 @@ pub fn forget(
         .collect();
     doomed.sort_by(|a, b| b.time_us.cmp(&a.time_us).then(b.id.cmp(&a.id)));
     for i in doomed {
-        let path = repo.snapshot_path(&i.id);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("removing", &path)(e)),
-        }
+        repo.remove_manifest(&i.id)?;
         if hidden.contains(&i.id) {
             report.leftovers_removed += 1;
         }
@@ -402,11 +397,8 @@ pub fn remove_replaced(repo: &Repository) -> Result<u64> {
     let hidden = manifest::replaced_ids(&all);
     let mut n = 0;
     for id in hidden {
-        let path = repo.snapshot_path(&id);
-        match std::fs::remove_file(&path) {
-            Ok(()) => n += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("removing", &path)(e)),
+        if repo.remove_manifest(&id)? {
+            n += 1;
         }
     }
     if n > 0 {

@@ -158,6 +158,9 @@ impl LiveSet {
 }
 
 fn repo_bytes(repo: &Repository) -> Result<u64> {
+    if let Some(r) = repo.remote() {
+        return r.stored_bytes();
+    }
     let (_, p) = super::stats::dir_bytes(&repo.root().join("packs"))?;
     let (_, i) = super::stats::dir_bytes(&repo.root().join("index"))?;
     let (_, m) = super::stats::dir_bytes(&repo.snapshots_dir())?;
@@ -165,12 +168,7 @@ fn repo_bytes(repo: &Repository) -> Result<u64> {
 }
 
 fn remove_pack_file(repo: &Repository, id: &PackId) -> Result<()> {
-    let path = repo.pack_path(id);
-    match fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("removing", &path)(e)),
-    }
+    repo.remove_pack(id)
 }
 
 pub fn prune(
@@ -266,7 +264,7 @@ pub fn prune(
     for ((ns, kind), packs) in &repack {
         let mut writer = PackWriter::new(repo, &index, ns, kind)?.defer_indexing();
         for u in packs {
-            let path = repo.pack_path(&u.id);
+            let path = repo.local_pack(&u.id)?;
             let mut file = File::open(&path).map_err(Error::io("opening", &path))?;
             let mut block: Option<(u64, Vec<u8>)> = None;
             for (hash, loc) in index.live_in_pack(u.pid, u.id)? {
@@ -312,6 +310,7 @@ pub fn prune(
         crash_point("prune-packs-written");
         let old: Vec<PackId> = packs.iter().map(|u| u.id).collect();
         index.replace_packs(&new_packs, &old)?;
+        repo.index_rewritten()?;
         crash_point("prune-index");
         for id in &old {
             remove_pack_file(repo, id)?;
@@ -322,6 +321,9 @@ pub fn prune(
     // 5c. Packs with nothing live: out of the index, then off the disk.
     let dead_ids: Vec<PackId> = dead.iter().map(|u| u.id).collect();
     index.replace_packs(&[], &dead_ids)?;
+    if !unindexed.is_empty() || !dead_ids.is_empty() || !repack.is_empty() {
+        repo.index_rewritten()?;
+    }
     crash_point("prune-index");
     for id in &dead_ids {
         remove_pack_file(repo, id)?;

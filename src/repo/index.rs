@@ -50,6 +50,47 @@ pub struct Location {
     pub len: u32,
 }
 
+fn insert_packs(tx: &rusqlite::Transaction<'_>, packs: &[NewPack]) -> rusqlite::Result<()> {
+    for p in packs {
+        let new_pack = tx.execute(
+            "INSERT OR IGNORE INTO packs(id, namespace, kind, size, raw_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![&p.id.as_bytes()[..], p.namespace, p.kind, p.size, p.raw_bytes],
+        )? == 1;
+        if !new_pack {
+            // The same bytes were written before (packs are content
+            // addressed): everything in it is indexed already.
+            continue;
+        }
+        let pid = tx.last_insert_rowid();
+        let mut block_st =
+            tx.prepare_cached("INSERT INTO blocks(pid, off, clen, raw) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut st = tx.prepare_cached(
+            "INSERT OR IGNORE INTO entities(hash, bid, off, len) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut bids: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
+        for (h, l) in &p.entries {
+            let bid = match bids.get(&l.block_off) {
+                Some(b) => *b,
+                None => {
+                    block_st.execute(params![pid, l.block_off, l.block_len, l.block_raw])?;
+                    let b = tx.last_insert_rowid();
+                    bids.insert(l.block_off, b);
+                    b
+                }
+            };
+            st.execute(params![&h.as_bytes()[..], bid, l.off, l.len])?;
+        }
+    }
+    Ok(())
+}
+
+/// Tables only a remote repository's cache has (src/repo/remote.rs): the
+/// index segments applied to this file, and the packs some segment holds.
+const REMOTE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS remote_segments(name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS remote_published(id BLOB PRIMARY KEY) WITHOUT ROWID;
+";
+
 /// A durable pack waiting to be recorded in the index.
 #[derive(Debug, Clone)]
 pub struct NewPack {
@@ -222,43 +263,7 @@ impl Index {
     pub fn add_packs(&self, packs: &[NewPack]) -> Result<()> {
         let run = || -> rusqlite::Result<()> {
             let tx = self.conn.unchecked_transaction()?;
-            for p in packs {
-                let new_pack = tx.execute(
-                    "INSERT OR IGNORE INTO packs(id, namespace, kind, size, raw_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![&p.id.as_bytes()[..], p.namespace, p.kind, p.size, p.raw_bytes],
-                )? == 1;
-                if !new_pack {
-                    // The same bytes were written before (packs are content
-                    // addressed): everything in it is indexed already.
-                    continue;
-                }
-                let pid = tx.last_insert_rowid();
-                let mut block_st = tx.prepare_cached(
-                    "INSERT INTO blocks(pid, off, clen, raw) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                let mut st = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO entities(hash, bid, off, len) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                let mut bids: std::collections::HashMap<u64, i64> =
-                    std::collections::HashMap::new();
-                for (h, l) in &p.entries {
-                    let bid = match bids.get(&l.block_off) {
-                        Some(b) => *b,
-                        None => {
-                            block_st.execute(params![
-                                pid,
-                                l.block_off,
-                                l.block_len,
-                                l.block_raw
-                            ])?;
-                            let b = tx.last_insert_rowid();
-                            bids.insert(l.block_off, b);
-                            b
-                        }
-                    };
-                    st.execute(params![&h.as_bytes()[..], bid, l.off, l.len])?;
-                }
-            }
+            insert_packs(&tx, packs)?;
             tx.commit()
         };
         run().map_err(Error::sql(&self.path))
@@ -622,6 +627,149 @@ impl Dedup {
         }
         self.bloom = Some(bloom);
         Ok(())
+    }
+}
+
+/// The cache of a remote repository (src/repo/remote.rs).
+impl Index {
+    pub fn ensure_remote_tables(&self) -> Result<()> {
+        self.conn
+            .execute_batch(REMOTE_SCHEMA)
+            .map_err(Error::sql(&self.path))
+    }
+
+    /// Names of the index segments applied to this file.
+    pub fn applied_segments(&self) -> Result<std::collections::HashSet<String>> {
+        let run = || -> rusqlite::Result<std::collections::HashSet<String>> {
+            let mut st = self.conn.prepare("SELECT name FROM remote_segments")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        };
+        run().map_err(Error::sql(&self.path))
+    }
+
+    /// Apply index segments (each: its name, its packs) in one
+    /// transaction; with `reset`, everything else is dropped first.
+    pub fn apply_segments(&self, reset: bool, segments: &[(String, Vec<NewPack>)]) -> Result<()> {
+        let run = || -> rusqlite::Result<()> {
+            let tx = self.conn.unchecked_transaction()?;
+            if reset {
+                tx.execute_batch(
+                    "DELETE FROM entities; DELETE FROM blocks; DELETE FROM packs;
+                     DELETE FROM remote_segments; DELETE FROM remote_published;",
+                )?;
+            }
+            for (name, packs) in segments {
+                insert_packs(&tx, packs)?;
+                for p in packs {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO remote_published(id) VALUES (?1)",
+                        params![&p.id.as_bytes()[..]],
+                    )?;
+                }
+                tx.execute(
+                    "INSERT OR IGNORE INTO remote_segments(name) VALUES (?1)",
+                    params![name],
+                )?;
+            }
+            tx.commit()
+        };
+        run().map_err(Error::sql(&self.path))
+    }
+
+    /// Record that segment `name` holds the packs `ids` (with `only`, it
+    /// is now the only segment).
+    pub fn mark_published(&self, name: &str, ids: &[PackId], only: bool) -> Result<()> {
+        let run = || -> rusqlite::Result<()> {
+            let tx = self.conn.unchecked_transaction()?;
+            if only {
+                tx.execute_batch("DELETE FROM remote_segments; DELETE FROM remote_published;")?;
+            }
+            for id in ids {
+                tx.execute(
+                    "INSERT OR IGNORE INTO remote_published(id) VALUES (?1)",
+                    params![&id.as_bytes()[..]],
+                )?;
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO remote_segments(name) VALUES (?1)",
+                params![name],
+            )?;
+            tx.commit()
+        };
+        run().map_err(Error::sql(&self.path))
+    }
+
+    /// Every indexed pack with its index rows.
+    pub fn all_packs(&self) -> Result<Vec<NewPack>> {
+        self.packs_with_rows(false)
+    }
+
+    /// Indexed packs that no segment holds yet, with their index rows.
+    pub fn unpublished_packs(&self) -> Result<Vec<NewPack>> {
+        self.packs_with_rows(true)
+    }
+
+    fn packs_with_rows(&self, unpublished: bool) -> Result<Vec<NewPack>> {
+        let filter = if unpublished {
+            "WHERE id NOT IN (SELECT id FROM remote_published)"
+        } else {
+            ""
+        };
+        let run = || -> rusqlite::Result<Vec<NewPack>> {
+            let mut out: Vec<NewPack> = Vec::new();
+            let mut by_pid: std::collections::HashMap<i64, usize> = Default::default();
+            let mut st = self.conn.prepare(&format!(
+                "SELECT pid, id, namespace, kind, size, raw_bytes FROM packs {filter} ORDER BY pid"
+            ))?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let id: Vec<u8> = r.get(1)?;
+                let Ok(id) = <[u8; 32]>::try_from(&id[..]) else {
+                    continue;
+                };
+                by_pid.insert(r.get(0)?, out.len());
+                out.push(NewPack {
+                    id: PackId::from(id),
+                    namespace: r.get(2)?,
+                    kind: r.get(3)?,
+                    size: r.get(4)?,
+                    raw_bytes: r.get(5)?,
+                    entries: Vec::new(),
+                });
+            }
+            if out.is_empty() {
+                return Ok(out);
+            }
+            let mut st = self.conn.prepare(
+                "SELECT b.pid, b.off, b.clen, b.raw, e.hash, e.off, e.len
+                 FROM entities e JOIN blocks b ON b.bid = e.bid",
+            )?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let Some(&i) = by_pid.get(&r.get::<_, i64>(0)?) else {
+                    continue;
+                };
+                let h: Vec<u8> = r.get(4)?;
+                let Ok(h) = <[u8; 32]>::try_from(&h[..]) else {
+                    continue;
+                };
+                let p = &mut out[i];
+                p.entries.push((
+                    EntityHash::from(h),
+                    Location {
+                        pack: p.id,
+                        block_off: r.get(1)?,
+                        block_len: r.get(2)?,
+                        block_raw: r.get(3)?,
+                        off: r.get(5)?,
+                        len: r.get(6)?,
+                    },
+                ));
+            }
+            Ok(out)
+        };
+        run().map_err(Error::sql(&self.path))
     }
 }
 

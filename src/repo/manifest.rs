@@ -921,6 +921,10 @@ impl ManifestWriter {
             let _ = fs::remove_file(&out_path);
             return Err(e);
         }
+        if let Err(e) = repo.manifest_written(&out_path, &id) {
+            let _ = fs::remove_file(&out_path);
+            return Err(e);
+        }
         if let Err(e) = fsutil::commit_file(&out_path, &repo.snapshot_path(&id)) {
             let _ = fs::remove_file(&out_path);
             return Err(e);

@@ -9,10 +9,12 @@ pub mod fsutil;
 pub mod index;
 pub mod manifest;
 pub mod pack;
+pub mod remote;
 pub mod store;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +74,9 @@ pub struct Repository {
     pub config: Config,
     /// Decided once, on first use (see [`Repository::scratch_dir`]).
     scratch: std::sync::OnceLock<PathBuf>,
+    /// Set when this directory is the cache of a repository on object
+    /// storage (src/repo/remote.rs); None for a local repository.
+    remote: Option<Arc<remote::Remote>>,
 }
 
 /// A held repository lock; dropping it releases the lock (so does the
@@ -79,6 +84,8 @@ pub struct Repository {
 #[derive(Debug)]
 pub struct LockGuard {
     _file: File,
+    /// Held after the file lock; dropped (released) first.
+    _remote: Option<remote::RemoteLock>,
 }
 
 impl Repository {
@@ -121,6 +128,7 @@ impl Repository {
             root: root.to_path_buf(),
             config,
             scratch: Default::default(),
+            remote: None,
         })
     }
 
@@ -179,6 +187,7 @@ impl Repository {
             root: root.to_path_buf(),
             config,
             scratch: Default::default(),
+            remote: None,
         })
     }
 
@@ -192,6 +201,9 @@ impl Repository {
         let mut config = self.config.clone();
         config.kindsnap_repository = FORMAT_VERSION;
         let text = serde_json::to_vec_pretty(&config).unwrap_or_default();
+        if let Some(r) = &self.remote {
+            r.put_config(text.clone())?;
+        }
         fsutil::write_atomic(&self.root.join("config"), &text)?;
         self.config = config;
         Ok(())
@@ -199,6 +211,88 @@ impl Repository {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The object store this directory caches, if any.
+    pub fn remote(&self) -> Option<&remote::Remote> {
+        self.remote.as_deref()
+    }
+
+    /// Where this repository lives, for messages: its URL or its directory.
+    pub fn location(&self) -> String {
+        match &self.remote {
+            Some(r) => r.url().to_string(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    /// A pack's local file, downloaded into the cache first when the
+    /// repository is remote and it is not cached yet.
+    pub fn local_pack(&self, id: &PackId) -> Result<PathBuf> {
+        let path = self.pack_path(id);
+        if let Some(r) = &self.remote {
+            if !path.exists() && !r.download_pack(id, &path, &self.scratch_dir())? {
+                return Err(Error::DamagedPack {
+                    pack: id.to_hex(),
+                    why: format!("it is missing from {}", r.url()),
+                });
+            }
+        }
+        Ok(path)
+    }
+
+    /// A new pack is durable at `path`: on a remote repository, upload it
+    /// (before its index rows are written, so every indexed pack exists).
+    pub fn pack_written(&self, id: &PackId, path: &Path) -> Result<()> {
+        match &self.remote {
+            Some(r) => r.upload_pack(id, path),
+            None => Ok(()),
+        }
+    }
+
+    /// Delete a pack (remote object first, then the local file).
+    pub fn remove_pack(&self, id: &PackId) -> Result<()> {
+        if let Some(r) = &self.remote {
+            r.delete_pack(id)?;
+        }
+        let path = self.pack_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("removing", &path)(e)),
+        }
+    }
+
+    /// Delete a manifest (remote object first, then the local file).
+    /// Returns whether the local file existed.
+    pub fn remove_manifest(&self, id: &SnapshotId) -> Result<bool> {
+        if let Some(r) = &self.remote {
+            r.delete_manifest(id)?;
+        }
+        let path = self.snapshot_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("removing", &path)(e)),
+        }
+    }
+
+    /// A finished manifest is about to be renamed into `snapshots/`: on a
+    /// remote repository, publish the index rows it needs and then it.
+    pub fn manifest_written(&self, file: &Path, id: &SnapshotId) -> Result<()> {
+        match &self.remote {
+            Some(r) => r.publish_manifest(self, file, id),
+            None => Ok(()),
+        }
+    }
+
+    /// After prune rewrote the index: on a remote repository, replace the
+    /// index segments by one of the whole index (before any pack goes).
+    pub fn index_rewritten(&self) -> Result<()> {
+        match &self.remote {
+            Some(r) => r.compact_index(self),
+            None => Ok(()),
+        }
     }
 
     pub fn pack_path(&self, id: &PackId) -> PathBuf {
@@ -269,7 +363,20 @@ impl Repository {
             file.lock_shared()
         };
         res.map_err(Error::io("locking", &path))?;
-        Ok(LockGuard { _file: file })
+        let remote = match (&self.remote, name) {
+            (Some(r), "repo") => {
+                let lock = r.lock(exclusive)?;
+                // What we saw before holding the lock may be stale (a prune
+                // elsewhere may have run meanwhile): look again.
+                r.sync(self)?;
+                Some(lock)
+            }
+            _ => None,
+        };
+        Ok(LockGuard {
+            _file: file,
+            _remote: remote,
+        })
     }
 
     /// Shared lock: snapshots, restores and reads run side by side.

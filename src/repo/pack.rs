@@ -247,6 +247,7 @@ impl<'a> PackWriter<'a> {
         let dest = self.repo.pack_path(&id);
         drop(open.out);
         fsutil::commit_file(&open.tmp, &dest)?;
+        self.repo.pack_written(&id, &dest)?;
         let raw: u64 = open.toc.blocks.iter().map(|b| b.2 as u64).sum();
         let locations: Vec<(EntityHash, Location)> = open
             .locations

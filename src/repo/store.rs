@@ -83,6 +83,7 @@ impl<'a> Store<'a> {
             .map(|(id, _)| *id != loc.pack)
             .unwrap_or(true)
         {
+            let path = self.repo.local_pack(&loc.pack)?;
             let f = File::open(&path).map_err(|e| Error::DamagedPack {
                 pack: loc.pack.to_hex(),
                 why: format!("cannot open {}: {e}", path.display()),

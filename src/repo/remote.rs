@@ -1,0 +1,1035 @@
+//! Repositories on object storage (`s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX`).
+//!
+//! A remote repository is the local layout as objects (`config`,
+//! `packs/ab/<id>`, `snapshots/<id>`), plus index *segments* (`index/<id>`)
+//! instead of the mutable `index.db`, plus lock objects (`locks/…`). Every
+//! process works on a local **cache** that is itself a repository in the
+//! ordinary format, so every operation runs the same code as on a local
+//! repository; this module only moves objects between the two:
+//!
+//! - **pull** ([`Remote::sync`]): the config, manifests not yet cached, and
+//!   index segments not yet applied to the cache's `index.db`. Packs are
+//!   not pulled: [`super::Repository::local_pack`] downloads one the first
+//!   time a body in it is read.
+//! - **push**: each pack as soon as it is durable in the cache (before its
+//!   index rows); at the manifest's publication first a segment holding
+//!   the index rows of every pack not yet published, then the manifest —
+//!   its arrival is the commit, as locally. Deletions come last.
+//!
+//! docs/storage.md describes the protocol, its locks and consistency
+//! argument; docs/format.md the segment format. This module never prints.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use super::index::{Index, Location, NewPack};
+use super::{fsutil, Repository};
+use crate::error::{Error, Result};
+use crate::ids::{EntityHash, PackId, SnapshotId};
+
+/// Whether a `--repo` value names object storage rather than a directory.
+pub fn is_remote_url(s: &str) -> bool {
+    s.starts_with("s3://") || s.starts_with("gs://")
+}
+
+/// Segment objects start with this; the rest is one zstd frame of CBOR.
+const SEGMENT_MAGIC: &[u8; 8] = b"KSSEG001";
+
+/// An object's path (relative to the repository) and bytes.
+type Named = (String, Vec<u8>);
+
+/// One entity in a segment: hash, offset in its block, length.
+type SegEntity = (serde_bytes::ByteBuf, u32, u32);
+
+/// Concurrent requests when pulling many objects.
+const PARALLEL: usize = 8;
+
+/// A connection to one remote repository.
+pub struct Remote {
+    url: String,
+    bucket: String,
+    prefix: String,
+    store: Arc<dyn ObjectStore>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Remote({})", self.url)
+    }
+}
+
+fn env_secs(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The error's whole source chain on one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// A service's error reply on one line: S3's XML `<Code>` and `<Message>`
+/// rather than the whole document.
+fn one_line(why: &str) -> String {
+    let tag = |t: &str| {
+        let open = format!("<{t}>");
+        let start = why.find(&open)? + open.len();
+        let end = why[start..].find(&format!("</{t}>"))? + start;
+        Some(why[start..end].to_string())
+    };
+    let head = why
+        .split("<?xml")
+        .next()
+        .unwrap_or(why)
+        .trim_end_matches([':', ' ']);
+    let short = match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) => format!("{head}: {c}: {m}"),
+        (Some(c), None) => format!("{head}: {c}"),
+        _ => why.to_string(),
+    };
+    short.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Remote {
+    /// Connect (lazily: no request is made here) to `url`.
+    pub fn new(url: &str) -> Result<Remote> {
+        let bad = |why: &str| Error::BadLocation {
+            spec: url.to_string(),
+            why: why.to_string(),
+        };
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected s3://BUCKET/PREFIX or gs://BUCKET/PREFIX"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad("the bucket name is missing"));
+        }
+        let prefix = prefix.trim_matches('/').to_string();
+        let retry = object_store::RetryConfig {
+            max_retries: 6,
+            retry_timeout: Duration::from_secs(env_secs("KINDSNAP_REMOTE_TIMEOUT", 60)),
+            ..Default::default()
+        };
+        let client = object_store::ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(300));
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "s3" => {
+                let mut b = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .with_client_options(client);
+                if std::env::var_os("AWS_REGION").is_none()
+                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+                {
+                    b = b.with_region("us-east-1");
+                }
+                if let Ok(ep) = std::env::var("KINDSNAP_S3_ENDPOINT") {
+                    if ep.starts_with("http://") {
+                        b = b.with_allow_http(true);
+                    }
+                    b = b.with_endpoint(ep);
+                } else if let Ok(ep) = std::env::var("AWS_ENDPOINT_URL") {
+                    if ep.starts_with("http://") {
+                        b = b.with_allow_http(true);
+                    }
+                }
+                Arc::new(b.build().map_err(|e| bad(&chain(&e)))?)
+            }
+            "gs" => Arc::new(
+                object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .with_client_options(client)
+                    .build()
+                    .map_err(|e| bad(&chain(&e)))?,
+            ),
+            _ => return Err(bad("expected s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")),
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Remote {
+                op: "starting the I/O runtime for",
+                url: url.to_string(),
+                why: e.to_string(),
+            })?;
+        Ok(Remote {
+            url: url.trim_end_matches('/').to_string(),
+            bucket: bucket.to_string(),
+            prefix,
+            store,
+            rt,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn key(&self, rel: &str) -> ObjPath {
+        if self.prefix.is_empty() {
+            ObjPath::from(rel)
+        } else {
+            ObjPath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    /// An object-store error as one actionable line.
+    fn err(&self, op: &'static str, e: object_store::Error) -> Error {
+        let why = one_line(&chain(&e));
+        let lower = why.to_lowercase();
+        match &e {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => Error::RemoteDenied {
+                url: self.url.clone(),
+                why,
+            },
+            _ if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") => {
+                Error::NoBucket {
+                    url: self.url.clone(),
+                    bucket: self.bucket.clone(),
+                }
+            }
+            _ if lower.contains("accessdenied")
+                || lower.contains("invalidaccesskeyid")
+                || lower.contains("signaturedoesnotmatch")
+                || lower.contains("403 forbidden")
+                || lower.contains("401 unauthorized") =>
+            {
+                Error::RemoteDenied {
+                    url: self.url.clone(),
+                    why,
+                }
+            }
+            _ if lower.contains("error sending request")
+                || lower.contains("connect")
+                || lower.contains("dns error")
+                || lower.contains("timed out") =>
+            {
+                Error::RemoteUnreachable {
+                    url: self.url.clone(),
+                    why,
+                }
+            }
+            _ => Error::Remote {
+                op,
+                url: self.url.clone(),
+                why,
+            },
+        }
+    }
+
+    /// The object's bytes, or None when it does not exist.
+    pub fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let key = self.key(rel);
+        self.rt.block_on(async {
+            match self.store.get(&key).await {
+                Ok(r) => match r.bytes().await {
+                    Ok(b) => Ok(Some(b.to_vec())),
+                    Err(e) => Err(self.err("reading", e)),
+                },
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.err("reading", e)),
+            }
+        })
+    }
+
+    pub fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        let key = self.key(rel);
+        self.rt
+            .block_on(self.store.put(&key, PutPayload::from(bytes)))
+            .map(|_| ())
+            .map_err(|e| self.err("writing", e))
+    }
+
+    /// Create the object unless it exists (a conditional write: S3
+    /// `If-None-Match: *`). Returns false when it existed.
+    pub fn put_new(&self, rel: &str, bytes: Vec<u8>) -> Result<bool> {
+        let key = self.key(rel);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .rt
+            .block_on(self.store.put_opts(&key, PutPayload::from(bytes), opts))
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(self.err("writing", e)),
+        }
+    }
+
+    /// Delete an object; one that is gone already is fine.
+    pub fn delete(&self, rel: &str) -> Result<()> {
+        let key = self.key(rel);
+        match self.rt.block_on(self.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("deleting", e)),
+        }
+    }
+
+    /// Every object under `dir` (recursively): (path relative to `dir`, size).
+    pub fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let base = self.key(dir);
+        let strip = format!("{}/", base.as_ref());
+        self.rt.block_on(async {
+            let metas: Vec<object_store::ObjectMeta> = self
+                .store
+                .list(Some(&base))
+                .try_collect()
+                .await
+                .map_err(|e| self.err("listing", e))?;
+            Ok(metas
+                .into_iter()
+                .filter_map(|m| {
+                    let p = m.location.as_ref().strip_prefix(&strip)?.to_string();
+                    Some((p, m.size))
+                })
+                .collect())
+        })
+    }
+
+    /// Whether anything at all lies under the prefix (bucket errors surface).
+    fn prefix_is_empty(&self) -> Result<bool> {
+        let base = (!self.prefix.is_empty()).then(|| ObjPath::from(self.prefix.as_str()));
+        self.rt.block_on(async {
+            let mut s = self.store.list(base.as_ref());
+            match s.next().await {
+                None => Ok(true),
+                Some(Ok(_)) => Ok(false),
+                Some(Err(e)) => Err(self.err("listing", e)),
+            }
+        })
+    }
+
+    /// Download `rel` to `dest` (temp file in `tmp_dir`, then rename).
+    /// Returns false when the object does not exist.
+    pub fn download(&self, rel: &str, dest: &Path, tmp_dir: &Path) -> Result<bool> {
+        let Some(bytes) = self.get(rel)? else {
+            return Ok(false);
+        };
+        write_into(dest, tmp_dir, &bytes)?;
+        Ok(true)
+    }
+
+    /// Many objects at once: (rel, bytes) for those that exist.
+    fn get_many(&self, rels: Vec<String>) -> Result<Vec<(String, Vec<u8>)>> {
+        self.rt.block_on(async {
+            let results: Vec<Result<Option<Named>>> =
+                futures::stream::iter(rels.into_iter().map(|rel| async move {
+                    let key = self.key(&rel);
+                    match self.store.get(&key).await {
+                        Ok(r) => match r.bytes().await {
+                            Ok(b) => Ok(Some((rel, b.to_vec()))),
+                            Err(e) => Err(self.err("reading", e)),
+                        },
+                        Err(object_store::Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(self.err("reading", e)),
+                    }
+                }))
+                .buffer_unordered(PARALLEL)
+                .collect()
+                .await;
+            let mut out = Vec::new();
+            for r in results {
+                if let Some(v) = r? {
+                    out.push(v);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    // ---- the repository protocol ------------------------------------------
+
+    /// Every pack object's id.
+    pub fn list_packs(&self) -> Result<BTreeSet<PackId>> {
+        Ok(self
+            .list("packs")?
+            .into_iter()
+            .filter_map(|(p, _)| PackId::from_hex(p.rsplit('/').next()?))
+            .collect())
+    }
+
+    /// Total bytes of packs, index segments and manifests.
+    pub fn stored_bytes(&self) -> Result<u64> {
+        let mut n = 0;
+        for d in ["packs", "index", "snapshots"] {
+            n += self.list(d)?.iter().map(|(_, s)| s).sum::<u64>();
+        }
+        Ok(n)
+    }
+
+    fn pack_rel(id: &PackId) -> String {
+        let hex = id.to_hex();
+        format!("packs/{}/{hex}", &hex[..2])
+    }
+
+    pub fn upload_pack(&self, id: &PackId, path: &Path) -> Result<()> {
+        let bytes = fs::read(path).map_err(Error::io("reading", path))?;
+        self.put(&Self::pack_rel(id), bytes)
+    }
+
+    pub fn download_pack(&self, id: &PackId, dest: &Path, tmp_dir: &Path) -> Result<bool> {
+        self.download(&Self::pack_rel(id), dest, tmp_dir)
+    }
+
+    pub fn delete_pack(&self, id: &PackId) -> Result<()> {
+        self.delete(&Self::pack_rel(id))
+    }
+
+    pub fn delete_manifest(&self, id: &SnapshotId) -> Result<()> {
+        self.delete(&format!("snapshots/{}", id.to_hex()))
+    }
+
+    pub fn put_config(&self, bytes: Vec<u8>) -> Result<()> {
+        self.put("config", bytes)
+    }
+
+    /// Publish a finished manifest: first a segment with the index rows of
+    /// every pack not yet published, then the manifest (the commit point).
+    pub fn publish_manifest(&self, repo: &Repository, file: &Path, id: &SnapshotId) -> Result<()> {
+        self.publish_segment(repo)?;
+        let bytes = fs::read(file).map_err(Error::io("reading", file))?;
+        self.put(&format!("snapshots/{}", id.to_hex()), bytes)
+    }
+
+    /// Upload the index rows of the cache's packs that no segment holds yet.
+    pub fn publish_segment(&self, repo: &Repository) -> Result<()> {
+        let index = Index::open(&repo.index_path(), true)?;
+        index.ensure_remote_tables()?;
+        let packs = index.unpublished_packs()?;
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let bytes = encode_segment(&packs)?;
+        let name = blake3::hash(&bytes).to_hex().to_string();
+        self.put(&format!("index/{name}"), bytes)?;
+        let ids: Vec<PackId> = packs.iter().map(|p| p.id).collect();
+        index.mark_published(&name, &ids, false)
+    }
+
+    /// Replace every index segment with one holding the whole index (after
+    /// prune moved or dropped packs): new segment first, then the old ones
+    /// go. Other caches notice a segment they applied is gone and rebuild.
+    pub fn compact_index(&self, repo: &Repository) -> Result<()> {
+        let index = Index::open(&repo.index_path(), true)?;
+        index.ensure_remote_tables()?;
+        let packs = index.all_packs()?;
+        let bytes = encode_segment(&packs)?;
+        let name = blake3::hash(&bytes).to_hex().to_string();
+        self.put(&format!("index/{name}"), bytes)?;
+        let ids: Vec<PackId> = packs.iter().map(|p| p.id).collect();
+        index.mark_published(&name, &ids, true)?;
+        for (old, _) in self.list("index")? {
+            if old != name {
+                self.delete(&format!("index/{old}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring the cache up to date: manifests added or deleted elsewhere,
+    /// index segments not yet applied (all of them again when one that was
+    /// applied is gone: a prune elsewhere compacted the index).
+    pub fn sync(&self, repo: &Repository) -> Result<()> {
+        // Manifests. Publishing uploads and then renames under the commit
+        // lock, so under it a cached manifest missing remotely was deleted.
+        {
+            let _commit = repo.lock_commit()?;
+            let remote: BTreeSet<String> = self
+                .list("snapshots")?
+                .into_iter()
+                .map(|(p, _)| p)
+                .filter(|p| SnapshotId::from_hex(p).is_some())
+                .collect();
+            let dir = repo.snapshots_dir();
+            let mut local = BTreeSet::new();
+            for e in fs::read_dir(&dir)
+                .map_err(Error::io("reading", &dir))?
+                .flatten()
+            {
+                let name = e.file_name().to_string_lossy().to_string();
+                if SnapshotId::from_hex(&name).is_some() {
+                    local.insert(name);
+                }
+            }
+            for gone in local.difference(&remote) {
+                let p = dir.join(gone);
+                let _ = fs::remove_file(&p);
+            }
+            let missing: Vec<String> = remote
+                .difference(&local)
+                .map(|n| format!("snapshots/{n}"))
+                .collect();
+            let tmp = repo.tmp_dir();
+            for (rel, bytes) in self.get_many(missing)? {
+                let name = rel.trim_start_matches("snapshots/");
+                write_into(&dir.join(name), &tmp, &bytes)?;
+            }
+        }
+        // Index segments.
+        let remote: BTreeSet<String> = self
+            .list("index")?
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| !p.contains('/'))
+            .collect();
+        let index = Index::open(&repo.index_path(), true)?;
+        index.ensure_remote_tables()?;
+        let applied = index.applied_segments()?;
+        let reset = applied.iter().any(|s| !remote.contains(s));
+        let wanted: Vec<String> = remote
+            .iter()
+            .filter(|s| reset || !applied.contains(*s))
+            .map(|s| format!("index/{s}"))
+            .collect();
+        if wanted.is_empty() && !reset {
+            return Ok(());
+        }
+        let mut segments = Vec::new();
+        for (rel, bytes) in self.get_many(wanted)? {
+            let name = rel.trim_start_matches("index/").to_string();
+            let packs = decode_segment(&bytes).map_err(|why| Error::Remote {
+                op: "reading index segment",
+                url: format!("{}/{rel}", self.url),
+                why,
+            })?;
+            segments.push((name, packs));
+        }
+        index.apply_segments(reset, &segments)
+    }
+
+    // ---- locks -------------------------------------------------------------
+
+    /// Take the repository's lock: shared (snapshot, restore, check…) or
+    /// exclusive (prune, forget). Waits up to `KINDSNAP_LOCK_WAIT` seconds
+    /// (default 300) for a conflicting holder to finish.
+    pub fn lock(self: &Arc<Self>, exclusive: bool) -> Result<RemoteLock> {
+        let ttl = Duration::from_secs(env_secs("KINDSNAP_LOCK_TTL", 120).max(3));
+        let wait = Duration::from_secs(env_secs("KINDSNAP_LOCK_WAIT", 300));
+        let started = std::time::Instant::now();
+        let me = uuid::Uuid::from_bytes(rand::random()).to_string();
+        let own = format!("locks/{me}");
+        let me2 = me.clone();
+        let info = move |mode: &str| LockInfo {
+            host: hostname(),
+            pid: std::process::id(),
+            mode: mode.to_string(),
+            expires_us: now_us() + ttl.as_micros() as u64,
+            id: me2.clone(),
+        };
+        let too_long = |holder: &LockInfo| -> Result<()> {
+            if started.elapsed() >= wait {
+                Err(Error::Locked {
+                    url: self.url.clone(),
+                    holder: holder.describe(),
+                })
+            } else {
+                std::thread::sleep(Duration::from_millis(500));
+                Ok(())
+            }
+        };
+        if !exclusive {
+            loop {
+                self.put(&own, info("shared").to_json())?;
+                match self.read_lock("locks/exclusive")? {
+                    Some(ex) if !ex.expired() => {
+                        self.delete(&own)?;
+                        too_long(&ex)?;
+                    }
+                    _ => break,
+                }
+            }
+            return Ok(RemoteLock::start(
+                self.clone(),
+                vec![own],
+                "shared",
+                info,
+                ttl,
+            ));
+        }
+        loop {
+            if self.put_new("locks/exclusive", info("exclusive").to_json())? {
+                break;
+            }
+            match self.read_lock("locks/exclusive")? {
+                Some(ex) if !ex.expired() => too_long(&ex)?,
+                // Expired (its process died) or unreadable: break it.
+                _ => self.delete("locks/exclusive")?,
+            }
+        }
+        let guard = RemoteLock::start(
+            self.clone(),
+            vec!["locks/exclusive".to_string()],
+            "exclusive",
+            info,
+            ttl,
+        );
+        // Wait for shared holders that came before us to finish; new ones
+        // see our lock and back off.
+        loop {
+            let mut holder = None;
+            for (name, _) in self.list("locks")? {
+                if name == "exclusive" {
+                    continue;
+                }
+                if let Some(l) = self.read_lock(&format!("locks/{name}"))? {
+                    if !l.expired() {
+                        holder = Some(l);
+                        break;
+                    }
+                    // A dead process's lock: tidy it away.
+                    let _ = self.delete(&format!("locks/{name}"));
+                }
+            }
+            match holder {
+                None => return Ok(guard),
+                Some(h) => too_long(&h)?,
+            }
+        }
+    }
+
+    fn read_lock(&self, rel: &str) -> Result<Option<LockInfo>> {
+        Ok(self
+            .get(rel)?
+            .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok()))
+    }
+}
+
+/// A lock object's content.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LockInfo {
+    host: String,
+    pid: u32,
+    /// "shared" or "exclusive".
+    mode: String,
+    /// Microseconds since the Unix epoch after which the lock is void.
+    expires_us: u64,
+    id: String,
+}
+
+impl LockInfo {
+    fn expired(&self) -> bool {
+        self.expires_us < now_us()
+    }
+    fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+    fn describe(&self) -> String {
+        let until = time::OffsetDateTime::from_unix_timestamp((self.expires_us / 1_000_000) as i64)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        format!(
+            "a {} lock of pid {} on {} (valid until {until} unless renewed)",
+            self.mode, self.pid, self.host
+        )
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A held remote lock: renewed in the background until dropped; dropping
+/// deletes the lock objects.
+pub struct RemoteLock {
+    remote: Arc<Remote>,
+    keys: Vec<String>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RemoteLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteLock({:?})", self.keys)
+    }
+}
+
+impl RemoteLock {
+    fn start(
+        remote: Arc<Remote>,
+        keys: Vec<String>,
+        mode: &'static str,
+        info: impl Fn(&str) -> LockInfo + Send + 'static,
+        ttl: Duration,
+    ) -> RemoteLock {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let (r, k, s) = (remote.clone(), keys.clone(), stop.clone());
+        let renewer = std::thread::spawn(move || {
+            let (lock, cv) = &*s;
+            let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                let (g, _) = cv
+                    .wait_timeout(stopped, ttl / 4)
+                    .unwrap_or_else(|e| e.into_inner());
+                stopped = g;
+                if *stopped {
+                    return;
+                }
+                for key in &k {
+                    // A failed renewal is retried at the next tick; the
+                    // lock stays valid until its expiry meanwhile.
+                    if let Err(e) = r.put(key, info(mode).to_json()) {
+                        tracing::warn!("renewing lock {key}: {e}");
+                    }
+                }
+            }
+        });
+        RemoteLock {
+            remote,
+            keys,
+            stop,
+            renewer: Some(renewer),
+        }
+    }
+}
+
+impl Drop for RemoteLock {
+    fn drop(&mut self) {
+        {
+            let (lock, cv) = &*self.stop;
+            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            cv.notify_all();
+        }
+        if let Some(h) = self.renewer.take() {
+            let _ = h.join();
+        }
+        for k in &self.keys {
+            let _ = self.remote.delete(k);
+        }
+    }
+}
+
+// ---- opening ----------------------------------------------------------------
+
+/// The cache directory of `url` under `cache_root`: one per repository URL.
+pub fn cache_dir(cache_root: &Path, url: &str) -> PathBuf {
+    let url = url.trim_end_matches('/');
+    let readable: String = url
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(64)
+        .collect();
+    let h = blake3::hash(url.as_bytes()).to_hex();
+    cache_root.join(format!("{readable}-{}", &h[..12]))
+}
+
+/// Create a repository at `url` (the prefix must hold nothing).
+pub fn init(url: &str, cache_root: &Path) -> Result<Repository> {
+    let remote = Remote::new(url)?;
+    if !remote.prefix_is_empty()? {
+        return Err(Error::NotEmpty {
+            path: PathBuf::from(url),
+        });
+    }
+    let config = super::Config::default();
+    let text = serde_json::to_vec_pretty(&config).unwrap_or_default();
+    if !remote.put_new("config", text)? {
+        return Err(Error::NotEmpty {
+            path: PathBuf::from(url),
+        });
+    }
+    open_with(remote, cache_root)
+}
+
+/// Open the repository at `url` through its cache under `cache_root`,
+/// pulling what changed since the last time.
+pub fn open(url: &str, cache_root: &Path) -> Result<Repository> {
+    open_with(Remote::new(url)?, cache_root)
+}
+
+fn open_with(remote: Remote, cache_root: &Path) -> Result<Repository> {
+    let url = remote.url.clone();
+    let Some(config) = remote.get("config")? else {
+        return Err(if remote.prefix_is_empty()? {
+            Error::NoRepository {
+                path: PathBuf::from(&url),
+            }
+        } else {
+            Error::NotARepository {
+                path: PathBuf::from(&url),
+                why: "it holds objects but no `config`".into(),
+            }
+        });
+    };
+    let dir = cache_dir(cache_root, &url);
+    prepare_cache(&dir, &config)?;
+    let mut repo = Repository::open(&dir).map_err(|e| match e {
+        Error::NotARepository { why, .. } => Error::NotARepository {
+            path: PathBuf::from(&url),
+            why,
+        },
+        Error::NewerFormat {
+            found, supported, ..
+        } => Error::NewerFormat {
+            path: PathBuf::from(&url),
+            found,
+            supported,
+        },
+        e => e,
+    })?;
+    let remote = Arc::new(remote);
+    repo.remote = Some(remote.clone());
+    remote.sync(&repo)?;
+    Ok(repo)
+}
+
+/// Make `dir` a local repository holding `config`: created when missing,
+/// emptied when it caches a different repository (same URL, new id).
+fn prepare_cache(dir: &Path, config: &[u8]) -> Result<()> {
+    let cfg_path = dir.join("config");
+    let id_of = |b: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(b)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
+    };
+    match fs::read(&cfg_path) {
+        Ok(old) if old == config => {}
+        Ok(old) if id_of(&old).is_some() && id_of(&old) == id_of(config) => {
+            fsutil::write_atomic(&cfg_path, config)?;
+        }
+        Ok(_) => {
+            // Another repository lived at this URL once: start afresh.
+            fs::remove_dir_all(dir).map_err(Error::io("removing", dir))?;
+        }
+        Err(_) => {}
+    }
+    for d in ["packs", "index", "snapshots", "locks", "tmp"] {
+        let p = dir.join(d);
+        fs::create_dir_all(&p).map_err(Error::io("creating", &p))?;
+    }
+    for lock in ["repo", "commit"] {
+        let p = dir.join("locks").join(lock);
+        if !p.exists() {
+            fs::File::create(&p).map_err(Error::io("creating", &p))?;
+        }
+    }
+    let index = dir.join("index").join("index.db");
+    if !index.exists() {
+        let tmp = fsutil::temp_path(&dir.join("tmp"), "index");
+        Index::create(&tmp)?;
+        // Another process may have created it meanwhile: keep theirs.
+        if !index.exists() {
+            fsutil::commit_file(&tmp, &index)?;
+        } else {
+            let _ = fs::remove_file(&tmp);
+        }
+    }
+    if !cfg_path.exists() {
+        fsutil::write_atomic(&cfg_path, config)?;
+    }
+    Ok(())
+}
+
+/// Write `bytes` to `dest` through a temp file in `tmp_dir` and a rename.
+fn write_into(dest: &Path, tmp_dir: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = fsutil::temp_path(tmp_dir, "download");
+    let res = (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io("writing", &tmp)(e));
+    }
+    fsutil::commit_file(&tmp, dest).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+// ---- index segments ---------------------------------------------------------
+
+/// An index segment (docs/format.md).
+#[derive(Serialize, Deserialize)]
+struct Segment {
+    nonce: u64,
+    packs: Vec<SegPack>,
+}
+
+/// One pack in a segment.
+#[derive(Serialize, Deserialize)]
+struct SegPack {
+    #[serde(with = "serde_bytes")]
+    id: Vec<u8>,
+    namespace: String,
+    kind: String,
+    size: u64,
+    raw_bytes: u64,
+    /// (file offset, compressed length, uncompressed length,
+    ///  [(entity hash, offset in block, length)])
+    blocks: Vec<(u64, u32, u32, Vec<SegEntity>)>,
+}
+
+fn encode_segment(packs: &[NewPack]) -> Result<Vec<u8>> {
+    let seg: Vec<SegPack> = packs
+        .iter()
+        .map(|p| {
+            let mut blocks: BTreeMap<u64, (u32, u32, Vec<SegEntity>)> = BTreeMap::new();
+            for (h, l) in &p.entries {
+                blocks
+                    .entry(l.block_off)
+                    .or_insert_with(|| (l.block_len, l.block_raw, Vec::new()))
+                    .2
+                    .push((
+                        serde_bytes::ByteBuf::from(h.as_bytes().to_vec()),
+                        l.off,
+                        l.len,
+                    ));
+            }
+            SegPack {
+                id: p.id.as_bytes().to_vec(),
+                namespace: p.namespace.clone(),
+                kind: p.kind.clone(),
+                size: p.size,
+                raw_bytes: p.raw_bytes,
+                blocks: blocks
+                    .into_iter()
+                    .map(|(off, (clen, raw, es))| (off, clen, raw, es))
+                    .collect(),
+            }
+        })
+        .collect();
+    // A random nonce makes every segment's name new, even one with the
+    // same rows as an earlier segment: other caches notice a compaction
+    // only by a name they applied disappearing.
+    let seg = Segment {
+        nonce: rand::random(),
+        packs: seg,
+    };
+    let mut cbor = Vec::new();
+    ciborium::ser::into_writer(&seg, &mut cbor).map_err(|_| Error::Internal("segment encoding"))?;
+    let z = zstd::bulk::compress(&cbor, 3).map_err(|_| Error::Internal("segment compression"))?;
+    let mut out = Vec::with_capacity(z.len() + 8);
+    out.extend_from_slice(SEGMENT_MAGIC);
+    out.extend_from_slice(&z);
+    Ok(out)
+}
+
+fn decode_segment(bytes: &[u8]) -> std::result::Result<Vec<NewPack>, String> {
+    let body = bytes
+        .strip_prefix(SEGMENT_MAGIC)
+        .ok_or("not a kindsnap index segment (bad magic)")?;
+    let cbor = zstd::stream::decode_all(body).map_err(|e| e.to_string())?;
+    let seg: Segment = ciborium::de::from_reader(&cbor[..]).map_err(|e| e.to_string())?;
+    let to32 = |b: &[u8]| -> std::result::Result<[u8; 32], String> {
+        b.try_into()
+            .map_err(|_| "a hash is not 32 bytes".to_string())
+    };
+    let mut out = Vec::with_capacity(seg.packs.len());
+    for p in seg.packs {
+        let id = PackId::from(to32(&p.id)?);
+        let mut entries = Vec::new();
+        for (block_off, block_len, block_raw, es) in p.blocks {
+            for (h, off, len) in es {
+                entries.push((
+                    EntityHash::from(to32(&h)?),
+                    Location {
+                        pack: id,
+                        block_off,
+                        block_len,
+                        block_raw,
+                        off,
+                        len,
+                    },
+                ));
+            }
+        }
+        out.push(NewPack {
+            id,
+            namespace: p.namespace,
+            kind: p.kind,
+            size: p.size,
+            raw_bytes: p.raw_bytes,
+            entries,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_round_trip() {
+        let id = PackId::from([7u8; 32]);
+        let loc = |block_off, off| Location {
+            pack: id,
+            block_off,
+            block_len: 10,
+            block_raw: 20,
+            off,
+            len: 5,
+        };
+        let p = NewPack {
+            id,
+            namespace: "ns".into(),
+            kind: "K".into(),
+            size: 99,
+            raw_bytes: 40,
+            entries: vec![
+                (EntityHash::from([1u8; 32]), loc(8, 0)),
+                (EntityHash::from([2u8; 32]), loc(8, 5)),
+                (EntityHash::from([3u8; 32]), loc(18, 0)),
+            ],
+        };
+        let bytes = encode_segment(std::slice::from_ref(&p)).unwrap();
+        let back = decode_segment(&bytes).unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].entries, p.entries);
+        assert_eq!(back[0].kind, "K");
+        assert!(decode_segment(b"junk").is_err());
+    }
+
+    #[test]
+    fn cache_dirs_differ_per_url() {
+        let a = cache_dir(Path::new("/c"), "s3://b/p");
+        let b = cache_dir(Path::new("/c"), "s3://b/q");
+        assert_ne!(a, b);
+        assert_eq!(a, cache_dir(Path::new("/c"), "s3://b/p/"));
+    }
+}
