@@ -55,7 +55,7 @@ pub enum Error {
     #[error("bucket `{bucket}` does not exist ({url}); create it first, or fix the URL")]
     NoBucket { url: String, bucket: String },
 
-    #[error("{url}: access denied ({why}); check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or GOOGLE_APPLICATION_CREDENTIALS) and their rights on the bucket")]
+    #[error("{url}: access denied ({why}); check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE in ~/.aws/credentials, or GOOGLE_APPLICATION_CREDENTIALS) and their rights on the bucket")]
     RemoteDenied { url: String, why: String },
 
     #[error("cannot reach the object store of {url} ({why}); check the endpoint (AWS_ENDPOINT_URL, KINDSNAP_S3_ENDPOINT) and the network, then run the command again")]

@@ -416,3 +416,48 @@ fn wrong_credentials() {
         "{err}"
     );
 }
+
+#[test]
+fn keys_and_region_come_from_an_aws_profile() {
+    let moto = Moto::start();
+    moto.create_bucket("prof");
+    let r = Remote::new(moto.port, "s3://prof/repo");
+    let home = r.path("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n[backup]\naws_access_key_id = test\naws_secret_access_key = test\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        "[profile backup]\nregion = us-east-1\n",
+    )
+    .unwrap();
+    let with_profile = |args: &[&str]| {
+        r.cmd("c")
+            .args(args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+            .env_remove("AWS_CONFIG_FILE")
+            .env("HOME", &home)
+            .env("AWS_PROFILE", "backup")
+            .output()
+            .unwrap()
+    };
+    let out = with_profile(&["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with_profile(&["log"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!moto.keys("prof", "repo/").is_empty());
+}

@@ -141,10 +141,19 @@ impl Remote {
                     .with_bucket_name(bucket)
                     .with_retry(retry)
                     .with_client_options(client);
+                let profile = aws_profile();
+                if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                    if let Some((key, secret, token)) = profile.credentials {
+                        b = b.with_access_key_id(key).with_secret_access_key(secret);
+                        if let Some(t) = token {
+                            b = b.with_token(t);
+                        }
+                    }
+                }
                 if std::env::var_os("AWS_REGION").is_none()
                     && std::env::var_os("AWS_DEFAULT_REGION").is_none()
                 {
-                    b = b.with_region("us-east-1");
+                    b = b.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
                 }
                 if let Ok(ep) = std::env::var("KINDSNAP_S3_ENDPOINT") {
                     if ep.starts_with("http://") {
@@ -990,8 +999,96 @@ fn decode_segment(bytes: &[u8]) -> std::result::Result<Vec<NewPack>, String> {
     Ok(out)
 }
 
+/// What the AWS shared files say for `AWS_PROFILE` (else `default`):
+/// `~/.aws/credentials` (or `AWS_SHARED_CREDENTIALS_FILE`) for keys,
+/// `~/.aws/config` (or `AWS_CONFIG_FILE`) for the region. `object_store`
+/// reads only the environment, so the CLI's usual profiles are read here.
+#[derive(Debug, Default)]
+struct AwsProfile {
+    credentials: Option<(String, String, Option<String>)>,
+    region: Option<String>,
+}
+
+fn aws_profile() -> AwsProfile {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let file = |var: &str, name: &str| {
+        std::env::var_os(var)
+            .map(std::path::PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".aws").join(name)))
+    };
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    aws_profile_from(
+        file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+        file("AWS_CONFIG_FILE", "config"),
+        &profile,
+    )
+}
+
+fn aws_profile_from(
+    credentials: Option<std::path::PathBuf>,
+    config: Option<std::path::PathBuf>,
+    profile: &str,
+) -> AwsProfile {
+    let mut out = AwsProfile::default();
+    if let Some(ini) = credentials.and_then(|p| ini::Ini::load_from_file(p).ok()) {
+        if let Some(sec) = ini.section(Some(profile)) {
+            if let (Some(k), Some(s)) = (
+                sec.get("aws_access_key_id"),
+                sec.get("aws_secret_access_key"),
+            ) {
+                out.credentials = Some((
+                    k.to_string(),
+                    s.to_string(),
+                    sec.get("aws_session_token").map(str::to_string),
+                ));
+            }
+        }
+    }
+    if let Some(ini) = config.and_then(|p| ini::Ini::load_from_file(p).ok()) {
+        // In `config`, profiles other than the default are `[profile NAME]`.
+        let name = if profile == "default" {
+            profile.to_string()
+        } else {
+            format!("profile {profile}")
+        };
+        out.region = ini
+            .section(Some(name.as_str()))
+            .and_then(|s| s.get("region"))
+            .map(str::to_string);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn aws_profiles_are_read_from_the_shared_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("credentials");
+        let config = dir.path().join("config");
+        std::fs::write(
+            &creds,
+            "[default]\naws_access_key_id = AK0\naws_secret_access_key = S0\n\n[ci]\naws_access_key_id = AK1\naws_secret_access_key = S1\naws_session_token = T1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &config,
+            "[default]\nregion = eu-west-1\n\n[profile ci]\nregion = ap-south-1\n",
+        )
+        .unwrap();
+        let p = super::aws_profile_from(Some(creds.clone()), Some(config.clone()), "ci");
+        assert_eq!(
+            p.credentials,
+            Some(("AK1".into(), "S1".into(), Some("T1".into())))
+        );
+        assert_eq!(p.region.as_deref(), Some("ap-south-1"));
+        let d = super::aws_profile_from(Some(creds), Some(config), "default");
+        assert_eq!(d.credentials, Some(("AK0".into(), "S0".into(), None)));
+        assert_eq!(d.region.as_deref(), Some("eu-west-1"));
+        let none = super::aws_profile_from(None, Some(dir.path().join("missing")), "x");
+        assert!(none.credentials.is_none() && none.region.is_none());
+    }
+
     use super::*;
 
     #[test]
