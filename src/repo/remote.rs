@@ -132,9 +132,18 @@ impl Remote {
             retry_timeout: Duration::from_secs(env_secs("KINDSNAP_REMOTE_TIMEOUT", 60)),
             ..Default::default()
         };
+        // These options replace the ones `from_env` read, so the
+        // environment's http switch is carried over here.
+        let allow_http = |var: &str| {
+            std::env::var(var).is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+        };
         let client = object_store::ClientOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(300));
+            .with_timeout(Duration::from_secs(300))
+            .with_allow_http(match scheme {
+                "s3" => allow_http("AWS_ALLOW_HTTP"),
+                _ => allow_http("GOOGLE_ALLOW_HTTP"),
+            });
         let store: Arc<dyn ObjectStore> = match scheme {
             "s3" => {
                 let mut b = object_store::aws::AmazonS3Builder::from_env()
