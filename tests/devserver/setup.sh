@@ -1,48 +1,17 @@
 #!/usr/bin/env bash
 # Creates (idempotently) the dev server's virtualenv and prints its python.
 #
-#   tests/devserver/setup.sh            -> prints e.g. /work/main/target/devserver-venv/bin/python
+#   tests/devserver/setup.sh            -> prints e.g. <repo>/target/devserver-venv/bin/python
 #
 # Venv: ${KINDSNAP_DEVSERVER_VENV:-<repo>/target/devserver-venv}
 # Python: ${KINDSNAP_DEVSERVER_PYTHON:-python3.11} (falls back to python3 >= 3.9)
-# Installs requirements.txt from PyPI; skipped when the stamp file matches.
-# Log output goes to stderr; stdout carries only the python path.
+# See scripts/venv.sh.
 set -euo pipefail
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-venv="${KINDSNAP_DEVSERVER_VENV:-$repo/target/devserver-venv}"
-req="$here/requirements.txt"
-stamp="$venv/.kindsnap-requirements.sha256"
-
-py="${KINDSNAP_DEVSERVER_PYTHON:-}"
-if [ -z "$py" ]; then
-  if command -v python3.11 >/dev/null 2>&1; then py=python3.11; else py=python3; fi
-fi
-if ! "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' 2>/dev/null; then
-  echo "setup.sh: need Python >= 3.9 (tried '$py')" >&2
-  exit 1
-fi
-
-want="$( (cat "$req"; "$py" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
-if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  echo "$venv/bin/python"
-  exit 0
-fi
-
-echo "setup.sh: creating $venv with $("$py" --version 2>&1)" >&2
-rm -rf "$venv"
-mkdir -p "$(dirname "$venv")"
-if ! "$py" -m venv "$venv" >&2; then
-  echo "setup.sh: '$py -m venv' failed (on Debian: apt-get install python3-venv)" >&2
-  exit 1
-fi
-"$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q \
-  -r "$req" >&2
-"$venv/bin/python" - >&2 <<'PY'
-from google.appengine.api import datastore_file_stub  # noqa: F401
-from google.cloud.datastore_v1 import types  # noqa: F401
-from google.protobuf import json_format  # noqa: F401
-PY
-echo "$want" > "$stamp"
-echo "$venv/bin/python"
+exec "$repo/scripts/venv.sh" "${KINDSNAP_DEVSERVER_VENV:-$repo/target/devserver-venv}" \
+  "$here/requirements.txt" 3.9 \
+  'from google.appengine.api import datastore_file_stub
+from google.cloud.datastore_v1 import types
+from google.protobuf import json_format' \
+  bin/python "${KINDSNAP_DEVSERVER_PYTHON:-}"
