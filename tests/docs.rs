@@ -148,8 +148,9 @@ impl Env {
             }
             let prod = server.url("acme-prod");
             ks(&["restore", "day1", "--to", &prod]);
+            let script = bin.join("ks-doc-day");
             std::fs::write(
-                bin.join("ks-doc-day"),
+                &script,
                 format!(
                     "#!/bin/sh\nexec '{}' --repo '{}' -q restore \"day$1\" --to '{prod}' --exact --yes\n",
                     kindsnap().display(),
@@ -157,13 +158,10 @@ impl Env {
                 ),
             )
             .unwrap();
-            server
-        });
-        let script = bin.join("ks-doc-day");
-        if script.exists() {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+            server
+        });
         Env {
             home,
             bin,

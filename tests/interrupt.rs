@@ -52,7 +52,7 @@ fn interrupt(w: &Work, args: &[&str], after: Duration) -> Option<(i32, String)> 
     ))
 }
 
-/// How long an uninterrupted `kindsnap ARGS` takes in a scratch copy.
+/// How long an uninterrupted `kindsnap ARGS` takes in `w`.
 fn timed(w: &Work, args: &[&str]) -> Duration {
     let t = Instant::now();
     let out = w.run(args);

@@ -179,13 +179,15 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 format!("~{}", k.changed),
             ]);
         }
+        // Row 0 is the header; row r is kinds[r - 1]. Zero counts stay plain.
         let colour = |row: usize, col: usize, cell: &str| -> String {
-            let zero = cell.trim().len() == 2 && cell.trim().ends_with('0');
-            match (row, col) {
-                (0, _) => paint.bold(cell),
-                (_, 1) if !zero => paint.green(cell),
-                (_, 2) if !zero => paint.red(cell),
-                (_, 3) if !zero => paint.yellow(cell),
+            let Some(k) = row.checked_sub(1).and_then(|i| kinds.get(i)) else {
+                return paint.bold(cell);
+            };
+            match col {
+                1 if k.added > 0 => paint.green(cell),
+                2 if k.removed > 0 => paint.red(cell),
+                3 if k.changed > 0 => paint.yellow(cell),
                 _ => cell.to_string(),
             }
         };

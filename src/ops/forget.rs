@@ -219,16 +219,9 @@ pub fn forget(
             "no keep-policy given; say what to keep, e.g. `--keep-daily 7 --keep-weekly 4` (see `kindsnap forget --help`)".into(),
         ));
     }
-    if !opts.dry_run {
-        repo.check_writable()?;
-    }
     // Exclusive: no snapshot may pick a manifest as its parent while it is
     // being replaced, and prune must not run at the same time.
-    let _lock = if opts.dry_run {
-        repo.lock_shared()?
-    } else {
-        repo.lock_exclusive()?
-    };
+    let _lock = repo.lock_to_delete(opts.dry_run)?;
     let (all, bad) = manifest::list_all(repo)?;
     if let Some((id, e)) = bad.into_iter().next() {
         return Err(Error::DamagedSnapshot {
@@ -603,12 +596,7 @@ fn compose_kind(
                 x = a.next_entry()?;
             }
             (None, Some(new)) => {
-                put(&ChangeEntry {
-                    key: new.key,
-                    op: Op::Added,
-                    hash: Some(new.hash),
-                    size: new.size,
-                })?;
+                put(&added_row(new))?;
                 y = b.next_entry()?;
             }
             (Some(old), Some(new)) => {
@@ -617,12 +605,7 @@ fn compose_kind(
                     x = a.next_entry()?;
                     y = Some(new);
                 } else if new.key < old.key {
-                    put(&ChangeEntry {
-                        key: new.key,
-                        op: Op::Added,
-                        hash: Some(new.hash),
-                        size: new.size,
-                    })?;
+                    put(&added_row(new))?;
                     x = Some(old);
                     y = b.next_entry()?;
                 } else {
@@ -641,6 +624,15 @@ fn compose_kind(
         }
     }
     Ok(())
+}
+
+fn added_row(new: manifest::StateEntry) -> ChangeEntry {
+    ChangeEntry {
+        key: new.key,
+        op: Op::Added,
+        hash: Some(new.hash),
+        size: new.size,
+    }
 }
 
 fn removed_row(key: Vec<u8>) -> ChangeEntry {

@@ -176,14 +176,7 @@ pub fn prune(
     opts: &PruneOptions,
     progress: &dyn Progress,
 ) -> Result<PruneReport> {
-    if !opts.dry_run {
-        repo.check_writable()?;
-    }
-    let _lock = if opts.dry_run {
-        repo.lock_shared()?
-    } else {
-        repo.lock_exclusive()?
-    };
+    let _lock = repo.lock_to_delete(opts.dry_run)?;
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         bytes_before: repo_bytes(repo)?,

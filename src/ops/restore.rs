@@ -253,8 +253,7 @@ pub fn restore(
             total: all
                 .iter()
                 .find(|(n, k, _)| n == ns && k == kind)
-                .map(|(_, _, c)| *c)
-                .filter(|_| whole.contains(&(ns.clone(), kind.clone()))),
+                .map(|(_, _, c)| *c),
             done: false,
             after: None,
         })
@@ -731,7 +730,7 @@ struct KindPlan {
     kind: String,
     /// The whole kind, or only its `selected` entities.
     whole: bool,
-    /// Entities in the kind, for progress (whole kinds only).
+    /// Entities in the kind, for progress.
     total: Option<u64>,
     done: bool,
     /// Resume after this key.
@@ -792,8 +791,8 @@ fn read_snapshot(
         send(Event::Kind {
             namespace: p.namespace.clone(),
             kind: p.kind.clone(),
-            // A resumed kind starts part-way; its count would mislead.
-            total: p.total.filter(|_| p.after.is_none()),
+            // Only a whole kind restored from its start has a known count.
+            total: p.total.filter(|_| p.whole && p.after.is_none()),
         })?;
         if p.whole {
             let mut state = chain.state(&p.namespace, &p.kind)?;

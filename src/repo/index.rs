@@ -630,6 +630,25 @@ impl Dedup {
     }
 }
 
+/// Note that segment `name` is applied or published, holding packs `ids`.
+fn record_segment<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+    ids: impl IntoIterator<Item = &'a PackId>,
+) -> rusqlite::Result<()> {
+    for id in ids {
+        tx.execute(
+            "INSERT OR IGNORE INTO remote_published(id) VALUES (?1)",
+            params![&id.as_bytes()[..]],
+        )?;
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO remote_segments(name) VALUES (?1)",
+        params![name],
+    )?;
+    Ok(())
+}
+
 /// The cache of a remote repository (src/repo/remote.rs).
 impl Index {
     pub fn ensure_remote_tables(&self) -> Result<()> {
@@ -661,16 +680,7 @@ impl Index {
             }
             for (name, packs) in segments {
                 insert_packs(&tx, packs)?;
-                for p in packs {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO remote_published(id) VALUES (?1)",
-                        params![&p.id.as_bytes()[..]],
-                    )?;
-                }
-                tx.execute(
-                    "INSERT OR IGNORE INTO remote_segments(name) VALUES (?1)",
-                    params![name],
-                )?;
+                record_segment(&tx, name, packs.iter().map(|p| &p.id))?;
             }
             tx.commit()
         };
@@ -685,16 +695,7 @@ impl Index {
             if only {
                 tx.execute_batch("DELETE FROM remote_segments; DELETE FROM remote_published;")?;
             }
-            for id in ids {
-                tx.execute(
-                    "INSERT OR IGNORE INTO remote_published(id) VALUES (?1)",
-                    params![&id.as_bytes()[..]],
-                )?;
-            }
-            tx.execute(
-                "INSERT OR IGNORE INTO remote_segments(name) VALUES (?1)",
-                params![name],
-            )?;
+            record_segment(&tx, name, ids)?;
             tx.commit()
         };
         run().map_err(Error::sql(&self.path))

@@ -389,6 +389,17 @@ impl Repository {
         self.lock("repo", true)
     }
 
+    /// The lock for an operation that deletes (forget, prune): exclusive
+    /// on a writable repository; for a dry run, which changes nothing,
+    /// shared.
+    pub fn lock_to_delete(&self, dry_run: bool) -> Result<LockGuard> {
+        if dry_run {
+            return self.lock_shared();
+        }
+        self.check_writable()?;
+        self.lock_exclusive()
+    }
+
     /// Short exclusive lock around publishing a snapshot (name checks).
     pub fn lock_commit(&self) -> Result<LockGuard> {
         self.lock("commit", true)
