@@ -113,6 +113,7 @@ fail() { M[$1:failed]=1; }
 run_kindsnap() {
   local R="$work/kindsnap/repo"
   mkdir -p "$work/kindsnap"
+  export KINDSNAP_CACHE_DIR="$work/kindsnap/cache"
   CMDS[kindsnap]="kindsnap --repo R init; per day: cp dayN.jsonl D/current.jsonl && kindsnap --repo R snapshot --from jsonl:D/current.jsonl --name dayN; kindsnap --repo R diff day1 day2"
   measure "$kindsnap" --repo "$R" init || { fail kindsnap; return; }
   M[kindsnap:size0]=$(size_of "$R")
@@ -123,6 +124,7 @@ run_kindsnap() {
       || { fail kindsnap; return; }
     record_day kindsnap $d "$R"
   done
+  M[kindsnap:cache]=$(size_of "$KINDSNAP_CACHE_DIR")
   measure "$kindsnap" --repo "$R" diff day1 day2 && M[kindsnap:diff]=$WALL || true
 }
 
@@ -143,6 +145,7 @@ run_borg() {
     read -r WALL RSS < <(tail -n 1 "$work/time.out")
     record_day borg $d "$R"
   done
+  M[borg:cache]=$(size_of "$work/borg/home")
   measure borg diff "$R::day1" day2 && M[borg:diff]=$WALL || true
 }
 
@@ -163,6 +166,7 @@ run_restic() {
     read -r WALL RSS < <(tail -n 1 "$work/time.out")
     record_day restic $d "$R"
   done
+  M[restic:cache]=$(size_of "$RESTIC_CACHE_DIR")
   local ids
   ids=$(restic -r "$R" snapshots --json | python3 -c \
     'import json,sys; s=sorted(json.load(sys.stdin), key=lambda x: x["time"]); print(s[0]["id"], s[1]["id"])')
@@ -253,6 +257,12 @@ table=$(
     done
     echo "$line"
   done
+  echo
+  line="Caches kept outside the repository after day 3 (not in the sizes above):"
+  for t in "${tool_list[@]}"; do
+    [[ -n "$t" && -n "${M[$t:cache]:-}" ]] && line+=" $t $(fmt %.1f "$(calc a/1e6 "${M[$t:cache]}")") MB;"
+  done
+  echo "${line%;}."
   echo
   echo "Growth = change of \`du -sb\` of the repository (git: \`.git\`); wall s and peak RSS from \`/usr/bin/time -f '%e %M'\`; Diff columns differ in kind: kindsnap diffs entities by kind, git diffs lines (one entity per line), borg/restic only report that the file changed."
 )

@@ -48,6 +48,7 @@ fn sigkill_at_many_moments_leaves_a_consistent_repository() {
         .unwrap();
     Command::new(bin())
         .current_dir(w.dir.path())
+        .env("KINDSNAP_CACHE_DIR", w.path("cache"))
         .arg("--repo")
         .arg(&probe)
         .args(["snapshot", "--from", "jsonl:cur.jsonl"])
@@ -61,6 +62,7 @@ fn sigkill_at_many_moments_leaves_a_consistent_repository() {
         let delay = full.mul_f64(i as f64 / steps as f64 * 1.1);
         let mut child = Command::new(bin())
             .current_dir(w.dir.path())
+            .env("KINDSNAP_CACHE_DIR", w.path("cache"))
             .arg("--repo")
             .arg(w.repo())
             // A small sort budget so spill files exist to be interrupted.
@@ -113,6 +115,7 @@ fn two_snapshots_at_once_are_both_correct() {
     let spawn = |file: &str, name: &str| {
         Command::new(bin())
             .current_dir(w.dir.path())
+            .env("KINDSNAP_CACHE_DIR", w.path("cache"))
             .arg("--repo")
             .arg(w.repo())
             .args([
@@ -181,6 +184,7 @@ fn a_read_only_repository_can_be_read_but_not_written() {
             Command::new(bin())
         };
         c.current_dir(w.dir.path())
+            .env("KINDSNAP_CACHE_DIR", w.path("cache"))
             .arg("--repo")
             .arg(w.repo())
             .args(args)

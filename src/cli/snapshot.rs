@@ -61,6 +61,10 @@ pub struct Args {
     /// date order, so that `@DATE` and `forget` see their real dates).
     #[arg(long, value_name = "TIME")]
     time: Option<String>,
+    /// Read every entity afresh instead of skipping the lines of a JSON
+    /// Lines file that are unchanged since the parent snapshot.
+    #[arg(long)]
+    no_cache: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -107,6 +111,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             })?),
             None => None,
         },
+        cache_dir: (!args.no_cache).then(|| settings.cache_dir.clone()),
         ..Default::default()
     };
     // Memory for the external sort (bytes); mostly for tests and tuning.

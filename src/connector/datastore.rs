@@ -692,7 +692,10 @@ impl EntitySource for DatastoreSource {
 
     fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()> {
         self.for_each_encoded(&mut |e| {
-            let entity = crate::model::codec::decode(e.body)
+            let body = e
+                .body
+                .ok_or(Error::Internal("an encoded entity has no body"))?;
+            let entity = crate::model::codec::decode(body)
                 .map_err(|_| Error::Internal("an encoded entity does not decode"))?;
             f(entity, e.origin)
         })

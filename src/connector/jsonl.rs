@@ -5,13 +5,17 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Encoded, EncodedBatch, EntitySource};
+use super::linecache;
+use super::{CacheSpec, Encoded, EncodedBatch, EntitySource};
 use crate::error::{Error, Result};
 use crate::model::{json, Entity};
 
 pub struct JsonlSource {
     path: PathBuf,
     shown: String,
+    cache: Option<CacheSpec>,
+    /// The cache written by the last read, until its snapshot is published.
+    written: Option<linecache::Writer>,
 }
 
 impl JsonlSource {
@@ -36,6 +40,8 @@ impl JsonlSource {
         Ok(JsonlSource {
             path: path.to_path_buf(),
             shown: path.display().to_string(),
+            cache: None,
+            written: None,
         })
     }
 }
@@ -74,11 +80,7 @@ impl EntitySource for JsonlSource {
                 message: e.to_string(),
             })?;
             if !entity.key.is_complete() {
-                return Err(Error::Source {
-                    file: self.shown.clone(),
-                    line: n,
-                    message: "the entity's key is incomplete; every path element needs an `id` or a `name`".into(),
-                });
+                return Err(incomplete(&self.shown, n));
             }
             f(entity, n)?;
         }
@@ -88,8 +90,68 @@ impl EntitySource for JsonlSource {
         format!("{}:{origin}", self.shown)
     }
 
+    fn use_cache(&mut self, spec: CacheSpec) {
+        self.cache = Some(spec);
+    }
+
+    fn commit_cache(&mut self, id: &crate::ids::SnapshotId) -> Result<()> {
+        match self.written.take() {
+            Some(w) => w.commit(id),
+            None => Ok(()),
+        }
+    }
+
     fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded<'_>) -> Result<()>) -> Result<()> {
-        parallel::run(&self.path, &self.shown, f)
+        self.written = None;
+        let mut cache = parallel::Cache::default();
+        if let Some(spec) = &self.cache {
+            cache.reader = spec
+                .parent
+                .as_ref()
+                .and_then(|p| linecache::Reader::open(&spec.path, p));
+            let seed = cache
+                .reader
+                .as_ref()
+                .map(|r| r.seed())
+                .unwrap_or_else(rand::random);
+            cache.writer = match linecache::Writer::create(&spec.path, seed) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!("the line cache is not kept: {e}");
+                    None
+                }
+            };
+            cache.seed = Some(seed);
+        }
+        let hits = parallel::run(&self.path, &self.shown, &mut cache, f)?;
+        if cache.reader.is_some() {
+            tracing::debug!("line cache: {hits} lines unchanged since the parent");
+        }
+        self.written = cache.writer;
+        Ok(())
+    }
+}
+
+fn incomplete(shown: &str, line: u64) -> Error {
+    Error::Source {
+        file: shown.to_string(),
+        line,
+        message: "the entity's key is incomplete; every path element needs an `id` or a `name`"
+            .into(),
+    }
+}
+
+/// Transcode one line into `out`, with the error a user can act on.
+fn parse_line(shown: &str, out: &mut EncodedBatch, text: &[u8], line: u64) -> Result<()> {
+    let complete = out.push_json(text, line).map_err(|e| Error::Source {
+        file: shown.to_string(),
+        line,
+        message: e.to_string(),
+    })?;
+    if complete {
+        Ok(())
+    } else {
+        Err(incomplete(shown, line))
     }
 }
 
@@ -97,9 +159,17 @@ impl EntitySource for JsonlSource {
 /// in newline-aligned chunks, workers turn chunks into encoded entities,
 /// and the caller's thread receives them in file order. Channels are
 /// bounded, so memory stays at a few chunks whatever the file size.
+///
+/// With a line cache from the parent snapshot, workers only fingerprint
+/// the lines of a chunk, and the caller's thread looks each line up in the
+/// cache: a line seen before is delivered from its record, without a body,
+/// and only new lines are parsed (there, few as they are). While most
+/// lines miss (a block of new entities, a file rewritten), workers parse
+/// whole chunks again.
 mod parallel {
     use std::collections::BTreeMap;
     use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc::{sync_channel, Receiver};
     use std::sync::{Arc, Mutex};
 
@@ -107,8 +177,35 @@ mod parallel {
 
     const CHUNK: usize = 1 << 20;
 
+    /// Lines over which the hit rate decides who parses.
+    const SPAN: u64 = 1024;
+
     type Chunk = (u64, u64, Vec<u8>);
-    type Parsed = (u64, Result<EncodedBatch>);
+
+    /// A non-empty line of a chunk.
+    #[derive(Debug, Clone, Copy)]
+    struct Line {
+        fp: u128,
+        origin: u64,
+        start: u32,
+        end: u32,
+    }
+
+    /// A worker's chunk: its bytes, its lines (fingerprinted when there is
+    /// a cache) and, unless the cache is expected to answer, the parse.
+    struct Done {
+        seq: u64,
+        bytes: Vec<u8>,
+        lines: Vec<Line>,
+        batch: Option<Result<EncodedBatch>>,
+    }
+
+    #[derive(Default)]
+    pub struct Cache {
+        pub reader: Option<linecache::Reader>,
+        pub writer: Option<linecache::Writer>,
+        pub seed: Option<u64>,
+    }
 
     /// Buffers handed back for reuse: allocating a fresh megabyte per chunk
     /// on one thread and freeing it on another fragments the heap until
@@ -127,56 +224,71 @@ mod parallel {
         }
     }
 
-    fn parse_chunk(
+    /// Split a chunk into lines; fingerprint them if `seed`, parse them
+    /// into `out` if `parse`.
+    fn work(
         shown: &str,
         first_line: u64,
         bytes: &[u8],
-        mut out: EncodedBatch,
-    ) -> Result<EncodedBatch> {
-        out.clear();
+        seed: Option<u64>,
+        lines: &mut Vec<Line>,
+        out: Option<&mut EncodedBatch>,
+    ) -> Result<()> {
+        lines.clear();
+        let mut out = out;
+        if let Some(o) = out.as_deref_mut() {
+            o.clear();
+        }
         let mut start = 0;
         let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
         for (i, end) in ends.enumerate() {
             let raw = &bytes[start..end];
+            let offset = start;
             start = end + 1;
             let line = first_line + i as u64;
             let text = raw.trim_ascii();
             if text.is_empty() {
                 continue;
             }
-            let complete = out.push_json(text, line).map_err(|e| Error::Source {
-                file: shown.to_string(),
-                line,
-                message: e.to_string(),
-            })?;
-            if !complete {
-                return Err(Error::Source {
-                    file: shown.to_string(),
-                    line,
-                    message: "the entity's key is incomplete; every path element needs an `id` or a `name`"
-                        .into(),
+            if let Some(seed) = seed {
+                let lead = text.as_ptr() as usize - raw.as_ptr() as usize;
+                let s = offset + lead;
+                lines.push(Line {
+                    fp: linecache::fingerprint(seed, text),
+                    origin: line,
+                    start: s as u32,
+                    end: (s + text.len()) as u32,
                 });
             }
+            if let Some(o) = out.as_deref_mut() {
+                parse_line(shown, o, text, line)?;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
+    /// Returns how many lines the cache answered.
     pub fn run(
         path: &Path,
         shown: &str,
+        cache: &mut Cache,
         f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
             .clamp(1, 8);
         let file = File::open(path).map_err(Error::io("opening", path))?;
         let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(workers);
-        let (parsed_tx, parsed_rx) = sync_channel::<Parsed>(workers);
+        let (done_tx, done_rx) = sync_channel::<Done>(workers);
         let chunk_rx = Arc::new(Mutex::new(chunk_rx));
         let chunk_pool: Pool<Vec<u8>> = Arc::new(Mutex::new(Vec::new()));
         let batch_pool: Pool<EncodedBatch> = Arc::new(Mutex::new(Vec::new()));
-        std::thread::scope(|s| -> Result<()> {
+        let line_pool: Pool<Vec<Line>> = Arc::new(Mutex::new(Vec::new()));
+        // Whether workers parse: always without a cache to read.
+        let parse = Arc::new(AtomicBool::new(cache.reader.is_none()));
+        let seed = cache.seed;
+        std::thread::scope(|s| -> Result<u64> {
             let reader_pool = Arc::clone(&chunk_pool);
             let reader = s.spawn(move || -> Result<()> {
                 let mut file = file;
@@ -225,54 +337,150 @@ mod parallel {
             });
             for _ in 0..workers {
                 let rx = Arc::clone(&chunk_rx);
-                let tx = parsed_tx.clone();
+                let tx = done_tx.clone();
                 let chunk_pool = Arc::clone(&chunk_pool);
                 let batch_pool = Arc::clone(&batch_pool);
+                let line_pool = Arc::clone(&line_pool);
+                let parse = Arc::clone(&parse);
                 s.spawn(move || loop {
                     let next = rx.lock().map(|r| r.recv());
-                    let Ok(Ok((seq, first, bytes))) = next else {
+                    let Ok(Ok((seq, first, mut bytes))) = next else {
                         return;
                     };
-                    let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-                    let batch = take(&batch_pool).unwrap_or_default();
-                    let parsed = parse_chunk(shown, first, text, batch);
-                    give(&chunk_pool, bytes);
-                    if tx.send((seq, parsed)).is_err() {
+                    let mut lines = take(&line_pool).unwrap_or_default();
+                    let batch = if parse.load(Ordering::Relaxed) {
+                        let mut batch = take(&batch_pool).unwrap_or_default();
+                        let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+                        let r = work(shown, first, text, seed, &mut lines, Some(&mut batch));
+                        // Parsed, the text is not needed any more.
+                        give(&chunk_pool, std::mem::take(&mut bytes));
+                        Some(r.map(|()| batch))
+                    } else {
+                        let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+                        // Without a batch to parse into, splitting cannot fail.
+                        work(shown, first, text, seed, &mut lines, None).err().map(Err)
+                    };
+                    let done = Done {
+                        seq,
+                        bytes,
+                        lines,
+                        batch,
+                    };
+                    if tx.send(done).is_err() {
                         return;
                     }
                 });
             }
-            drop(parsed_tx);
+            drop(done_tx);
             drop(chunk_rx);
-            let result = deliver(&parsed_rx, f, &batch_pool);
+            let pools = (&chunk_pool, &batch_pool, &line_pool);
+            let result = deliver(shown, &done_rx, f, cache, &parse, pools);
             // Stop the workers and the reader early on an error.
-            drop(parsed_rx);
+            drop(done_rx);
             let read = reader
                 .join()
                 .unwrap_or(Err(Error::Internal("the file reader thread panicked")));
-            result.and(read)
+            result.and_then(|hits| read.map(|()| hits))
         })
     }
 
     fn deliver(
-        rx: &Receiver<Parsed>,
+        shown: &str,
+        rx: &Receiver<Done>,
         f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
-        pool: &Pool<EncodedBatch>,
-    ) -> Result<()> {
-        let mut pending: BTreeMap<u64, Result<EncodedBatch>> = BTreeMap::new();
+        cache: &mut Cache,
+        parse: &AtomicBool,
+        (chunks, batches, line_vecs): (&Pool<Vec<u8>>, &Pool<EncodedBatch>, &Pool<Vec<Line>>),
+    ) -> Result<u64> {
+        let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
         let mut next = 0u64;
-        for (seq, parsed) in rx.iter() {
-            pending.insert(seq, parsed);
-            while let Some(batch) = pending.remove(&next) {
-                let batch = batch?;
-                for e in batch.iter() {
-                    f(e)?;
-                }
-                give(pool, batch);
+        let mut scratch = EncodedBatch::default();
+        let (mut seen, mut missed, mut hits) = (0u64, 0u64, 0u64);
+        for done in rx.iter() {
+            pending.insert(done.seq, done);
+            while let Some(done) = pending.remove(&next) {
                 next += 1;
+                match done.batch {
+                    Some(batch) => {
+                        let batch = batch?;
+                        if cache.seed.is_some() {
+                            for (e, l) in batch.iter().zip(&done.lines) {
+                                if let Some(r) = &mut cache.reader {
+                                    seen += 1;
+                                    match r.take(l.fp) {
+                                        Some(_) => hits += 1,
+                                        None => missed += 1,
+                                    }
+                                }
+                                if let Some(w) = &mut cache.writer {
+                                    w.record(l.fp, &e);
+                                }
+                                f(e)?;
+                            }
+                        } else {
+                            for e in batch.iter() {
+                                f(e)?;
+                            }
+                        }
+                        give(batches, batch);
+                    }
+                    None => {
+                        let reader = cache
+                            .reader
+                            .as_mut()
+                            .ok_or(Error::Internal("a chunk was left unparsed without a cache"))?;
+                        for l in &done.lines {
+                            let json = &done.bytes[l.start as usize..l.end as usize];
+                            seen += 1;
+                            match reader.take(l.fp) {
+                                Some(hit) => {
+                                    hits += 1;
+                                    if let Some(w) = &mut cache.writer {
+                                        w.copy(&hit);
+                                    }
+                                    f(Encoded {
+                                        namespace: hit.namespace,
+                                        kind: hit.kind,
+                                        key: hit.key,
+                                        hash: hit.hash,
+                                        body: None,
+                                        size: hit.size,
+                                        json,
+                                        origin: l.origin,
+                                    })?;
+                                }
+                                None => {
+                                    missed += 1;
+                                    scratch.clear();
+                                    parse_line(shown, &mut scratch, json, l.origin)?;
+                                    for e in scratch.iter() {
+                                        if let Some(w) = &mut cache.writer {
+                                            w.record(l.fp, &e);
+                                        }
+                                        f(e)?;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                if done.bytes.capacity() > 0 {
+                    give(chunks, done.bytes);
+                }
+                give(line_vecs, done.lines);
+                if seen >= SPAN {
+                    // Mostly new lines: parsing them here, on one thread,
+                    // would be slower than the workers parsing everything.
+                    if missed * 4 > seen {
+                        parse.store(true, Ordering::Relaxed);
+                    } else if missed * 16 < seen {
+                        parse.store(false, Ordering::Relaxed);
+                    }
+                    (seen, missed) = (0, 0);
+                }
             }
         }
-        Ok(())
+        Ok(hits)
     }
 
     fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {

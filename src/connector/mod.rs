@@ -7,6 +7,7 @@
 
 pub mod datastore;
 pub mod jsonl;
+pub mod linecache;
 pub mod sql;
 
 use crate::error::{Error, Result};
@@ -41,7 +42,14 @@ pub struct Encoded<'a> {
     /// The path in its order-preserving byte form.
     pub key: &'a [u8],
     pub hash: EntityHash,
-    pub body: &'a [u8],
+    /// The canonical body; `None` when the source's cache vouches that
+    /// the parent snapshot holds this exact entity (so it is stored
+    /// already). `json` then holds the source text, to parse if the body
+    /// is wanted after all.
+    pub body: Option<&'a [u8]>,
+    /// Bytes of the canonical body.
+    pub size: u32,
+    pub json: &'a [u8],
     pub origin: u64,
 }
 
@@ -141,10 +149,19 @@ impl EncodedBatch {
             kind: self.text(it.kind),
             key: self.slice(it.key),
             hash: it.hash,
-            body: self.slice(it.body),
+            body: Some(self.slice(it.body)),
+            size: it.body.1,
+            json: &[],
             origin: it.origin,
         })
     }
+}
+
+/// Where a source keeps its cache, and the snapshot the new one builds on.
+#[derive(Debug, Clone)]
+pub struct CacheSpec {
+    pub path: std::path::PathBuf,
+    pub parent: Option<crate::ids::SnapshotId>,
 }
 
 /// Something entities can be read from.
@@ -158,6 +175,14 @@ pub trait EntitySource {
     fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()>;
     /// Where entity `origin` came from, for messages (`file.jsonl:17`).
     fn describe(&self, origin: u64) -> String;
+    /// Offer the source a cache of what it read for the parent snapshot,
+    /// to skip what has not changed since; sources without one ignore it.
+    fn use_cache(&mut self, _spec: CacheSpec) {}
+    /// The snapshot read by the last `for_each_encoded` is published as
+    /// `id`: keep what the cache learned, for the next snapshot.
+    fn commit_cache(&mut self, _id: &crate::ids::SnapshotId) -> Result<()> {
+        Ok(())
+    }
     /// Call `f` for every entity, encoded and hashed. Sources that can do
     /// the parsing and encoding on several threads override this; `f` is
     /// always called on the caller's thread, in source order.

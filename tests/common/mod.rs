@@ -36,7 +36,8 @@ impl Work {
         c.current_dir(self.dir.path())
             .arg("--repo")
             .arg(self.repo())
-            .env_remove("KINDSNAP_REPO");
+            .env_remove("KINDSNAP_REPO")
+            .env("KINDSNAP_CACHE_DIR", self.path("cache"));
         c
     }
 
