@@ -296,7 +296,7 @@ mod parallel {
                 let mut carry: Vec<u8> = Vec::new();
                 loop {
                     let mut buf =
-                        take(&reader_pool).unwrap_or_else(|| Vec::with_capacity(2 * CHUNK));
+                        take(&reader_pool).unwrap_or_else(|| Vec::with_capacity(CHUNK + (64 << 10)));
                     buf.clear();
                     buf.extend_from_slice(&carry);
                     carry.clear();

@@ -48,7 +48,7 @@ const HEAD: usize = 8 + 16 + 32 + 4 + 2 + 2 + 4;
 
 /// Records looked ahead of the current position: a block of up to this
 /// many deleted or moved lines still finds its successors.
-pub const WINDOW: usize = 32 * 1024;
+pub const WINDOW: usize = 16 * 1024;
 
 /// Where the cache of one source lives: `<cache>/lines/<repository id>/`,
 /// one file per source and kind filter.
@@ -286,7 +286,7 @@ impl Writer {
         Ok(Writer {
             path: path.to_path_buf(),
             tmp,
-            out: Some(BufWriter::with_capacity(1 << 20, f)),
+            out: Some(BufWriter::with_capacity(256 << 10, f)),
             seed,
             records: 0,
             failed: false,
