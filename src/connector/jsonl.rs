@@ -295,8 +295,8 @@ mod parallel {
                 let (mut seq, mut line) = (0u64, 1u64);
                 let mut carry: Vec<u8> = Vec::new();
                 loop {
-                    let mut buf =
-                        take(&reader_pool).unwrap_or_else(|| Vec::with_capacity(CHUNK + (64 << 10)));
+                    let mut buf = take(&reader_pool)
+                        .unwrap_or_else(|| Vec::with_capacity(CHUNK + (64 << 10)));
                     buf.clear();
                     buf.extend_from_slice(&carry);
                     carry.clear();
@@ -358,7 +358,9 @@ mod parallel {
                     } else {
                         let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
                         // Without a batch to parse into, splitting cannot fail.
-                        work(shown, first, text, seed, &mut lines, None).err().map(Err)
+                        work(shown, first, text, seed, &mut lines, None)
+                            .err()
+                            .map(Err)
                     };
                     let done = Done {
                         seq,

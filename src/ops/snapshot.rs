@@ -292,19 +292,11 @@ pub fn snapshot(
     })?;
     drop(cursors);
     tracing::debug!("snapshot: source read in {:?}", started.elapsed());
-    let mut finished: HashMap<u32, u64> = HashMap::new();
-    let mut total_packs = 0u64;
-    for (g, (bytes, packs)) in packer.finish()? {
-        finished.insert(g, bytes);
-        total_packs += packs;
-    }
+    // The last packs are compressed and written while the kinds merge.
+    packer.close()?;
     drop(dedup);
     progress.advance(count % 4096);
     progress.done();
-    tracing::debug!(
-        "snapshot: packs and index written at {:?}",
-        started.elapsed()
-    );
     let mut sorted = sorter.finish()?;
     tracing::debug!("snapshot: keys sorted at {:?}", started.elapsed());
     let groups = sorted.groups.clone();
@@ -332,7 +324,7 @@ pub fn snapshot(
     let mut writer = ManifestWriter::create(repo)?;
     let mut reports = Vec::new();
     let (mut total_entities, mut total_raw) = (0u64, 0u64);
-    let total_pack_bytes: u64 = finished.values().sum();
+    let mut totals: Vec<(Option<u32>, KindInfo)> = Vec::new();
     for (ns, kind) in &names {
         progress.phase(
             &format!(
@@ -358,7 +350,6 @@ pub fn snapshot(
         let mut rep = KindReport {
             namespace: ns.clone(),
             kind: kind.clone(),
-            bytes_added: gid.and_then(|g| finished.get(&g).copied()).unwrap_or(0),
             ..Default::default()
         };
         let mut digest = blake3::Hasher::new();
@@ -449,24 +440,44 @@ pub fn snapshot(
         }
         progress.advance(rep.entities % 4096);
         progress.done();
-        writer.set_kind_totals(KindInfo {
-            kid,
-            namespace: ns.clone(),
-            kind: kind.clone(),
-            entities: rep.entities,
-            raw_bytes: rep.raw_bytes,
-            digest: *digest.finalize().as_bytes(),
-            added: rep.added,
-            changed: rep.changed,
-            removed: rep.removed,
-            bytes_added: rep.bytes_added,
-        })?;
+        totals.push((
+            gid,
+            KindInfo {
+                kid,
+                namespace: ns.clone(),
+                kind: kind.clone(),
+                entities: rep.entities,
+                raw_bytes: rep.raw_bytes,
+                digest: *digest.finalize().as_bytes(),
+                added: rep.added,
+                changed: rep.changed,
+                removed: rep.removed,
+                bytes_added: 0,
+            },
+        ));
         total_entities += rep.entities;
         total_raw += rep.raw_bytes;
         reports.push(rep);
     }
     drop(chain);
     tracing::debug!("snapshot: kinds merged at {:?}", started.elapsed());
+    let mut finished: HashMap<u32, u64> = HashMap::new();
+    let mut total_packs = 0u64;
+    for (g, (bytes, packs)) in packer.finish()? {
+        finished.insert(g, bytes);
+        total_packs += packs;
+    }
+    tracing::debug!(
+        "snapshot: packs and index written at {:?}",
+        started.elapsed()
+    );
+    let total_pack_bytes: u64 = finished.values().sum();
+    for ((gid, mut info), rep) in totals.into_iter().zip(reports.iter_mut()) {
+        let bytes = gid.and_then(|g| finished.get(&g).copied()).unwrap_or(0);
+        info.bytes_added = bytes;
+        rep.bytes_added = bytes;
+        writer.set_kind_totals(info)?;
+    }
 
     // 3. Publish: the manifest's rename is the commit.
     let meta = NewSnapshot {

@@ -572,11 +572,23 @@ const BLOOM_AFTER: u64 = 20_000;
 
 impl Dedup {
     pub fn open(path: &Path) -> Result<Dedup> {
-        Ok(Dedup {
+        let mut d = Dedup {
             index: Index::open(path, false)?,
             bloom: None,
             lookups: 0,
-        })
+        };
+        // An empty index (a new repository's first snapshot): the filter
+        // costs nothing to build and answers every lookup.
+        let empty: Option<i64> = d
+            .index
+            .conn
+            .query_row("SELECT 1 FROM entities LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(Error::sql(&d.index.path))?;
+        if empty.is_none() {
+            d.build(&std::collections::HashSet::new())?;
+        }
+        Ok(d)
     }
 
     /// Whether a body with this hash is committed in the index. `pending`

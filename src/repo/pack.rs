@@ -599,14 +599,26 @@ pub mod background {
             }
         }
 
-        /// Write out what is buffered, close every pack, and wait.
-        pub fn finish(mut self) -> Result<Stats> {
+        /// Write out what is buffered and tell the writer to close every
+        /// pack, without waiting: the caller may do other work meanwhile.
+        /// Nothing can be added afterwards.
+        pub fn close(&mut self) -> Result<()> {
+            if self.tx.is_none() {
+                return Ok(());
+            }
             let gids: Vec<u32> = self.bufs.keys().copied().collect();
             for gid in gids {
                 self.flush(gid)?;
             }
             self.send(Msg::Finish)?;
             self.tx = None;
+            Ok(())
+        }
+
+        /// Close (see [`Packer::close`]) and wait for every pack to be
+        /// written and indexed.
+        pub fn finish(mut self) -> Result<Stats> {
+            self.close()?;
             match self.handle.take().map(|h| h.join()) {
                 Some(Ok(r)) => r,
                 _ => Err(Error::Internal("the pack writer thread panicked")),
