@@ -576,6 +576,14 @@ pub mod transcode {
         text: &'a [u8],
         out: &mut Vec<u8>,
     ) -> Result<Transcoded<'a>, serde_json::Error> {
+        // Checked once here, strings need no check each as they are read.
+        if let Ok(text) = std::str::from_utf8(text) {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let key = EntitySeed { out }.deserialize(&mut de)?;
+            de.end()?;
+            return Ok(Transcoded { key });
+        }
+        // Not UTF-8: the slice reader says where.
         let mut de = serde_json::Deserializer::from_slice(text);
         let key = EntitySeed { out }.deserialize(&mut de)?;
         de.end()?;

@@ -256,8 +256,12 @@ pub fn snapshot(
             }
             None => false,
         };
-        if !known {
+        if count.is_multiple_of(256) {
+            // Bodies the packer has committed leave `pending` (which only
+            // bounds memory: a stale entry still means "stored").
             packer.drain_acks();
+        }
+        if !known {
             if !packer.pending.contains(&e.hash) && !dedup.is_stored(&e.hash, &packer.pending)? {
                 let body = match e.body {
                     Some(b) => b,

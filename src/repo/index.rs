@@ -64,10 +64,8 @@ fn insert_packs(tx: &rusqlite::Transaction<'_>, packs: &[NewPack]) -> rusqlite::
         let pid = tx.last_insert_rowid();
         let mut block_st =
             tx.prepare_cached("INSERT INTO blocks(pid, off, clen, raw) VALUES (?1, ?2, ?3, ?4)")?;
-        let mut st = tx.prepare_cached(
-            "INSERT OR IGNORE INTO entities(hash, bid, off, len) VALUES (?1, ?2, ?3, ?4)",
-        )?;
         let mut bids: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
+        let mut rows: Vec<(&EntityHash, i64, u32, u32)> = Vec::with_capacity(ENTITY_BATCH);
         for (h, l) in &p.entries {
             let bid = match bids.get(&l.block_off) {
                 Some(b) => *b,
@@ -78,9 +76,40 @@ fn insert_packs(tx: &rusqlite::Transaction<'_>, packs: &[NewPack]) -> rusqlite::
                     b
                 }
             };
-            st.execute(params![&h.as_bytes()[..], bid, l.off, l.len])?;
+            rows.push((h, bid, l.off, l.len));
+            if rows.len() == ENTITY_BATCH {
+                insert_entities(tx, &rows)?;
+                rows.clear();
+            }
+        }
+        for row in &rows {
+            insert_entities(tx, std::slice::from_ref(row))?;
         }
     }
+    Ok(())
+}
+
+/// Rows per INSERT statement: many rows to a statement cost SQLite a good
+/// deal less than one each.
+const ENTITY_BATCH: usize = 64;
+
+fn insert_entities(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[(&EntityHash, i64, u32, u32)],
+) -> rusqlite::Result<()> {
+    let sql = format!(
+        "INSERT OR IGNORE INTO entities(hash, bid, off, len) VALUES {}",
+        vec!["(?, ?, ?, ?)"; rows.len()].join(", ")
+    );
+    let mut st = tx.prepare_cached(&sql)?;
+    for (i, (h, bid, off, len)) in rows.iter().enumerate() {
+        let at = i * 4 + 1;
+        st.raw_bind_parameter(at, &h.as_bytes()[..])?;
+        st.raw_bind_parameter(at + 1, bid)?;
+        st.raw_bind_parameter(at + 2, off)?;
+        st.raw_bind_parameter(at + 3, len)?;
+    }
+    st.raw_execute()?;
     Ok(())
 }
 
