@@ -261,9 +261,12 @@ pub fn snapshot(
             // bounds memory: a stale entry still means "stored").
             packer.drain_acks();
         }
-        if !known {
-            if !packer.pending.contains(&e.hash) && !dedup.is_stored(&e.hash, &packer.pending)? {
-                let body = match e.body {
+        if !known
+            && !packer.pending.contains(&e.hash)
+            && !dedup.is_stored(&e.hash, &packer.pending)?
+        {
+            let body =
+                match e.body {
                     Some(b) => b,
                     None => {
                         // The source's cache vouched for a body the
@@ -282,9 +285,8 @@ pub fn snapshot(
                         }
                     }
                 };
-                dedup.note_added(&e.hash);
-                packer.add(gid, e.namespace, e.kind, e.hash, body)?;
-            }
+            dedup.note_added(&e.hash);
+            packer.add(gid, e.namespace, e.kind, e.hash, body)?;
         }
         sorter.push(gid, e.origin, e.hash, e.key, e.size)?;
         count += 1;
