@@ -48,7 +48,7 @@ fn sigkill_at_many_moments_leaves_a_consistent_repository() {
         .unwrap();
     Command::new(bin())
         .current_dir(w.dir.path())
-        .env("KINDSNAP_CACHE_DIR", w.path("cache"))
+        .env("KINDSNAP_CACHE_DIR", w.cache_dir())
         .arg("--repo")
         .arg(&probe)
         .args(["snapshot", "--from", "jsonl:cur.jsonl"])
@@ -62,7 +62,7 @@ fn sigkill_at_many_moments_leaves_a_consistent_repository() {
         let delay = full.mul_f64(i as f64 / steps as f64 * 1.1);
         let mut child = Command::new(bin())
             .current_dir(w.dir.path())
-            .env("KINDSNAP_CACHE_DIR", w.path("cache"))
+            .env("KINDSNAP_CACHE_DIR", w.cache_dir())
             .arg("--repo")
             .arg(w.repo())
             // A small sort budget so spill files exist to be interrupted.
@@ -115,7 +115,7 @@ fn two_snapshots_at_once_are_both_correct() {
     let spawn = |file: &str, name: &str| {
         Command::new(bin())
             .current_dir(w.dir.path())
-            .env("KINDSNAP_CACHE_DIR", w.path("cache"))
+            .env("KINDSNAP_CACHE_DIR", w.cache_dir())
             .arg("--repo")
             .arg(w.repo())
             .args([
@@ -184,7 +184,7 @@ fn a_read_only_repository_can_be_read_but_not_written() {
             Command::new(bin())
         };
         c.current_dir(w.dir.path())
-            .env("KINDSNAP_CACHE_DIR", w.path("cache"))
+            .env("KINDSNAP_CACHE_DIR", w.cache_dir())
             .arg("--repo")
             .arg(w.repo())
             .args(args)

@@ -559,7 +559,7 @@ fn a_snapshot_running_during_prune_loses_nothing() {
         let spawn = |args: &[&str]| {
             Command::new(bin())
                 .current_dir(w.dir.path())
-                .env("KINDSNAP_CACHE_DIR", w.path("cache"))
+                .env("KINDSNAP_CACHE_DIR", w.cache_dir())
                 .arg("--repo")
                 .arg(w.repo())
                 .args(args)

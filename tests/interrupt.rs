@@ -29,7 +29,7 @@ fn sigint(child: &Child) {
 fn interrupt(w: &Work, args: &[&str], after: Duration) -> Option<(i32, String)> {
     let mut child = Command::new(bin())
         .current_dir(w.dir.path())
-        .env("KINDSNAP_CACHE_DIR", w.path("cache"))
+        .env("KINDSNAP_CACHE_DIR", w.cache_dir())
         .arg("--repo")
         .arg(w.repo())
         .args(args)

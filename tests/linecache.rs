@@ -90,7 +90,7 @@ impl Pair {
     }
 
     fn cache_file(&self) -> std::path::PathBuf {
-        let lines = self.cached.path("cache").join("lines");
+        let lines = self.cached.cache_dir().join("lines");
         let repo = std::fs::read_dir(&lines)
             .unwrap()
             .next()

@@ -13,17 +13,24 @@ use assert_cmd::Command;
 
 pub struct Work {
     pub dir: tempfile::TempDir,
+    /// KINDSNAP_CACHE_DIR of every command, outside `dir`.
+    cache: tempfile::TempDir,
 }
 
 impl Work {
     pub fn new() -> Work {
         Work {
             dir: tempfile::tempdir().expect("temp dir"),
+            cache: tempfile::tempdir().expect("temp dir"),
         }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache.path().to_path_buf()
     }
 
     pub fn repo(&self) -> PathBuf {
@@ -37,7 +44,7 @@ impl Work {
             .arg("--repo")
             .arg(self.repo())
             .env_remove("KINDSNAP_REPO")
-            .env("KINDSNAP_CACHE_DIR", self.path("cache"));
+            .env("KINDSNAP_CACHE_DIR", self.cache.path());
         c
     }
 
