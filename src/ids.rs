@@ -69,3 +69,39 @@ id_type!(
     /// Random identity of a repository.
     RepoId
 );
+
+/// A set of entity hashes. They are uniformly random already, so their
+/// first eight bytes serve as the table's hash: SipHash over 32 bytes cost
+/// more than the rest of a lookup.
+pub type EntityHashSet = std::collections::HashSet<EntityHash, BuildPrefixHasher>;
+
+pub type BuildPrefixHasher = std::hash::BuildHasherDefault<PrefixHasher>;
+
+/// Hashes a random byte string by its first eight bytes (see
+/// [`EntityHashSet`]), mixed with a per-process random key so that
+/// entities crafted to share table buckets cannot slow a snapshot down.
+#[derive(Default)]
+pub struct PrefixHasher(u64);
+
+impl std::hash::Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let key = *KEY.get_or_init(rand::random);
+        let m = ((self.0 ^ key) as u128) * 0x9e37_79b9_7f4a_7c15_u128;
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        match bytes.first_chunk::<8>() {
+            Some(b) => self.0 ^= u64::from_le_bytes(*b),
+            None => {
+                for &b in bytes {
+                    self.0 = self.0.rotate_left(8) ^ b as u64;
+                }
+            }
+        }
+    }
+
+    // The length prefix of a slice says nothing here.
+    fn write_usize(&mut self, _: usize) {}
+}

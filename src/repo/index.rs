@@ -615,7 +615,7 @@ impl Dedup {
             .optional()
             .map_err(Error::sql(&d.index.path))?;
         if empty.is_none() {
-            d.build(&std::collections::HashSet::new())?;
+            d.build(&crate::ids::EntityHashSet::default())?;
         }
         Ok(d)
     }
@@ -626,7 +626,7 @@ impl Dedup {
     pub fn is_stored(
         &mut self,
         hash: &EntityHash,
-        pending: &std::collections::HashSet<EntityHash>,
+        pending: &crate::ids::EntityHashSet,
     ) -> Result<bool> {
         if let Some(b) = &self.bloom {
             if !b.maybe(hash) {
@@ -648,7 +648,7 @@ impl Dedup {
         }
     }
 
-    fn build(&mut self, pending: &std::collections::HashSet<EntityHash>) -> Result<()> {
+    fn build(&mut self, pending: &crate::ids::EntityHashSet) -> Result<()> {
         let n = self.index.entity_count()?;
         let mut bloom = Bloom::with_capacity(n + 1_000_000);
         let mut st = self

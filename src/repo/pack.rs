@@ -12,7 +12,6 @@
 //! ```
 //! The pack id is blake3 of the whole file.
 
-use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -67,7 +66,7 @@ pub struct PackWriter<'a> {
     kind: String,
     block: Vec<u8>,
     block_entries: Vec<(EntityHash, u32, u32)>,
-    pending: HashSet<EntityHash>,
+    pending: crate::ids::EntityHashSet,
     open: Option<OpenPack>,
     compressor: zstd::bulk::Compressor<'static>,
     /// Compressed bytes of the packs finished so far.
@@ -104,7 +103,7 @@ impl<'a> PackWriter<'a> {
             kind: kind.to_string(),
             block: Vec::with_capacity(repo.config.block_size + 64 * 1024),
             block_entries: Vec::new(),
-            pending: HashSet::new(),
+            pending: crate::ids::EntityHashSet::default(),
             open: None,
             compressor,
             bytes_written: 0,
@@ -377,7 +376,7 @@ pub fn parse_toc(bytes: &[u8], name: &str) -> Result<Toc> {
 /// channel; when a pack's index entries are committed, their hashes come
 /// back so the sender can stop treating them as pending.
 pub mod background {
-    use std::collections::{BTreeMap, HashSet};
+    use std::collections::BTreeMap;
     use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
     use std::thread::JoinHandle;
 
@@ -448,7 +447,7 @@ pub mod background {
         buffered: usize,
         /// Bodies handed to the packer whose index entries are not yet
         /// committed: a second copy of one of them must not be stored.
-        pub pending: HashSet<EntityHash>,
+        pub pending: crate::ids::EntityHashSet,
     }
 
     impl Packer {
@@ -515,7 +514,7 @@ pub mod background {
                 bufs: BTreeMap::new(),
                 block_size,
                 buffered: 0,
-                pending: HashSet::new(),
+                pending: crate::ids::EntityHashSet::default(),
             }
         }
 
