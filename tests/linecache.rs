@@ -196,24 +196,17 @@ fn a_stale_or_damaged_cache_is_not_trusted() {
     // new parent, so the next snapshot must not use it.
     data.mutate(1, 100, 10, 10);
     let day2 = text(&data, &scratch, None);
-    std::fs::write(p.cached.path("cur.jsonl"), &day2).unwrap();
-    p.cached.ok(&[
-        "snapshot",
-        "--no-cache",
-        "--from",
-        "jsonl:cur.jsonl",
-        "--name",
-        "d2",
-    ]);
-    std::fs::write(p.full.path("cur.jsonl"), &day2).unwrap();
-    p.full.ok(&[
-        "snapshot",
-        "--no-cache",
-        "--from",
-        "jsonl:cur.jsonl",
-        "--name",
-        "d2",
-    ]);
+    for w in [&p.cached, &p.full] {
+        std::fs::write(w.path("cur.jsonl"), &day2).unwrap();
+        w.ok(&[
+            "snapshot",
+            "--no-cache",
+            "--from",
+            "jsonl:cur.jsonl",
+            "--name",
+            "d2",
+        ]);
+    }
     p.same("d2");
     data.mutate(2, 100, 10, 10);
     let day3 = text(&data, &scratch, None);
