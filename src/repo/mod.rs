@@ -61,7 +61,7 @@ impl Default for Config {
             id: RepoId::from(rand::random::<[u8; 32]>()).to_hex(),
             block_size: 128 * 1024,
             pack_size: 4 * 1024 * 1024,
-            zstd_level: 2,
+            zstd_level: 1,
             keyframe_interval: 32,
         }
     }
