@@ -40,23 +40,9 @@ impl Pair {
             "--name",
             name,
         ]);
-        let out = self
-            .cached
-            .ks()
-            .args([
-                "-vv",
-                "snapshot",
-                "--from",
-                "jsonl:cur.jsonl",
-                "--name",
-                name,
-            ])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "snapshot {name}: {stderr}");
+        let hits = cached_snapshot(&self.cached, name);
         self.same(name);
-        hits(&stderr)
+        hits
     }
 
     /// Both repositories hold the same snapshot `name`, byte for byte.
@@ -105,6 +91,26 @@ impl Pair {
         assert_eq!(files.len(), 1, "one cache file per source: {files:?}");
         files[0].clone()
     }
+}
+
+/// `snapshot --from jsonl:cur.jsonl --name NAME` with the cache; returns
+/// the lines it took from the cache (its `-vv` report).
+fn cached_snapshot(w: &Work, name: &str) -> u64 {
+    let out = w
+        .ks()
+        .args([
+            "-vv",
+            "snapshot",
+            "--from",
+            "jsonl:cur.jsonl",
+            "--name",
+            name,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "snapshot {name}: {stderr}");
+    hits(&stderr)
 }
 
 fn hits(stderr: &str) -> u64 {
@@ -270,21 +276,7 @@ fn a_cached_line_whose_body_the_repository_lost_is_stored_again() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("rebuilt the index: 0 entities"), "{stdout}");
     assert_eq!(out.status.code(), Some(3), "the damage is reported");
-    let out = w
-        .ks()
-        .args([
-            "-vv",
-            "snapshot",
-            "--from",
-            "jsonl:cur.jsonl",
-            "--name",
-            "d2",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(hits(&stderr), 3000, "{stderr}");
+    assert_eq!(cached_snapshot(&w, "d2"), 3000);
     assert_eq!(w.ok(&["cat", "d2", "User:user500"]), want);
     assert_eq!(w.ok(&["cat", "d1", "User:user500"]), want);
 }
