@@ -334,6 +334,30 @@ fn sqlite_bad_input_gets_one_clear_line() {
     one_line(&err);
 }
 
+/// Snapshot a 1,000,000-row table from `from` (1,000,001 entities with
+/// the schema) and require memory to stay flat.
+fn snapshot_in_flat_memory(w: &Work, from: &str, engine: &str) {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kindsnap"));
+    cmd.arg("--repo")
+        .arg(w.repo())
+        .args(["snapshot", "--from", from])
+        .env_remove("KINDSNAP_REPO");
+    let (status, peak) = peak_rss_kib(cmd);
+    assert!(status.success(), "snapshot failed");
+    eprintln!(
+        "1,000,000-row {engine} snapshot: peak RSS {} MiB",
+        peak / 1024
+    );
+    assert!(
+        peak < 150 * 1024,
+        "peak RSS {} MiB for a 1,000,000-row table; memory should stay flat",
+        peak / 1024
+    );
+    let show: serde_json::Value =
+        serde_json::from_str(&w.ok(&["show", "latest", "--json"])).unwrap();
+    assert_eq!(show["entities"], 1_000_001);
+}
+
 /// Peak resident memory of a child, from /proc (VmHWM), sampled until it
 /// exits.
 fn peak_rss_kib(mut cmd: std::process::Command) -> (std::process::ExitStatus, u64) {
@@ -392,25 +416,7 @@ fn sqlite_million_rows_snapshot_with_flat_memory() {
         }
         tx.commit().unwrap();
     }
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kindsnap"));
-    cmd.arg("--repo")
-        .arg(w.repo())
-        .args(["snapshot", "--from", &format!("sqlite:{}", src.display())])
-        .env_remove("KINDSNAP_REPO");
-    let (status, peak) = peak_rss_kib(cmd);
-    assert!(status.success(), "snapshot failed");
-    eprintln!(
-        "1,000,000-row SQLite snapshot: peak RSS {} MiB",
-        peak / 1024
-    );
-    assert!(
-        peak < 150 * 1024,
-        "peak RSS {} MiB for a 1,000,000-row table; memory should stay flat",
-        peak / 1024
-    );
-    let show: serde_json::Value =
-        serde_json::from_str(&w.ok(&["show", "latest", "--json"])).unwrap();
-    assert_eq!(show["entities"], 1_000_001);
+    snapshot_in_flat_memory(&w, &format!("sqlite:{}", src.display()), "SQLite");
 }
 
 // ---------------------------------------------------------------- PostgreSQL
@@ -684,25 +690,7 @@ fn postgres_million_rows_snapshot_with_flat_memory() {
     );
     let w = Work::new();
     w.init();
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kindsnap"));
-    cmd.arg("--repo")
-        .arg(w.repo())
-        .args(["snapshot", "--from", &db])
-        .env_remove("KINDSNAP_REPO");
-    let (status, peak) = peak_rss_kib(cmd);
-    assert!(status.success(), "snapshot failed");
-    eprintln!(
-        "1,000,000-row PostgreSQL snapshot: peak RSS {} MiB",
-        peak / 1024
-    );
-    assert!(
-        peak < 150 * 1024,
-        "peak RSS {} MiB for a 1,000,000-row table; memory should stay flat",
-        peak / 1024
-    );
-    let show: serde_json::Value =
-        serde_json::from_str(&w.ok(&["show", "latest", "--json"])).unwrap();
-    assert_eq!(show["entities"], 1_000_001);
+    snapshot_in_flat_memory(&w, &db, "PostgreSQL");
 }
 
 /// Restore, SIGKILL it at several points, restore again: the result is the

@@ -382,14 +382,11 @@ pub fn rebuild_index(
                 };
                 let mut at = 0u32;
                 for b in bodies {
-                    let loc = crate::repo::index::Location {
-                        pack: id,
-                        block_off: *off,
-                        block_len: *clen,
-                        block_raw: *raw,
-                        off: at,
-                        len: b.len() as u32,
-                    };
+                    let loc = crate::repo::index::Location::new(
+                        id,
+                        (*off, *clen, *raw),
+                        (at, b.len() as u32),
+                    );
                     locations.push((crate::model::codec::hash(b), loc));
                     at += b.len() as u32;
                 }

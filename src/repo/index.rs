@@ -50,6 +50,22 @@ pub struct Location {
     pub len: u32,
 }
 
+impl Location {
+    /// Body `(off, len)` of block `(offset, compressed length, raw length)`
+    /// of `pack`.
+    pub fn new(pack: PackId, block: (u64, u32, u32), (off, len): (u32, u32)) -> Location {
+        let (block_off, block_len, block_raw) = block;
+        Location {
+            pack,
+            block_off,
+            block_len,
+            block_raw,
+            off,
+            len,
+        }
+    }
+}
+
 fn insert_packs(tx: &rusqlite::Transaction<'_>, packs: &[NewPack]) -> rusqlite::Result<()> {
     for p in packs {
         let new_pack = tx.execute(
@@ -395,14 +411,7 @@ impl Index {
             };
             out.push((
                 h,
-                Location {
-                    pack: id,
-                    block_off,
-                    block_len,
-                    block_raw,
-                    off,
-                    len,
-                },
+                Location::new(id, (block_off, block_len, block_raw), (off, len)),
             ));
         }
         Ok(out)

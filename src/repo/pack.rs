@@ -254,14 +254,7 @@ impl<'a> PackWriter<'a> {
             .map(|(h, block_off, block_len, block_raw, off, len)| {
                 (
                     h,
-                    Location {
-                        pack: id,
-                        block_off,
-                        block_len,
-                        block_raw,
-                        off,
-                        len,
-                    },
+                    Location::new(id, (block_off, block_len, block_raw), (off, len)),
                 )
             })
             .collect();

@@ -985,14 +985,7 @@ fn decode_segment(bytes: &[u8]) -> std::result::Result<Vec<NewPack>, String> {
             for (h, off, len) in es {
                 entries.push((
                     EntityHash::from(to32(&h)?),
-                    Location {
-                        pack: id,
-                        block_off,
-                        block_len,
-                        block_raw,
-                        off,
-                        len,
-                    },
+                    Location::new(id, (block_off, block_len, block_raw), (off, len)),
                 ));
             }
         }

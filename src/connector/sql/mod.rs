@@ -346,6 +346,30 @@ pub fn split_composite(name: &str) -> Vec<Option<String>> {
         .collect()
 }
 
+/// Each table's kind → the kinds its foreign keys reference, for
+/// [`order_kinds`].
+pub fn fk_deps<'a>(
+    tables: impl IntoIterator<Item = &'a Table>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    tables
+        .into_iter()
+        .map(|t| {
+            (
+                t.kind.clone(),
+                t.foreign_keys.iter().map(|f| f.kind.clone()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// A restore into a table the target lacks and no recorded schema creates.
+pub fn missing_table(kind: &str, target: &str) -> Error {
+    Error::Database(format!(
+        "table `{kind}` does not exist in {target} and the restore has no recorded schema for it; \
+         include the `{SCHEMA_KIND}` kind in --kinds or create the table first"
+    ))
+}
+
 /// Kinds in foreign-key dependency order (referenced tables first); a
 /// cycle keeps the incoming order among its members. The schema kind goes
 /// first. Kinds with no known table keep their place at the end.

@@ -104,15 +104,17 @@ fn connect_error(shown: &str, e: postgres::Error) -> Error {
 }
 
 fn db_error(shown: &str) -> impl Fn(postgres::Error) -> Error + '_ {
-    move |e| {
-        let why = match e.as_db_error() {
-            Some(d) => match d.detail() {
-                Some(detail) => format!("{} ({detail})", d.message()),
-                None => d.message().to_string(),
-            },
-            None => e.to_string(),
-        };
-        Error::Database(format!("{shown}: {why}"))
+    move |e| Error::Database(format!("{shown}: {}", why(&e)))
+}
+
+/// The server's message, with its detail when it gives one.
+fn why(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => match d.detail() {
+            Some(detail) => format!("{} ({detail})", d.message()),
+            None => d.message().to_string(),
+        },
+        None => e.to_string(),
     }
 }
 
@@ -694,13 +696,9 @@ impl PostgresTarget {
     }
 
     fn table(&self, kind: &str) -> Result<&PgTable> {
-        self.tables.get(kind).ok_or_else(|| {
-            Error::Database(format!(
-                "table `{kind}` does not exist in {} and the restore has no recorded schema for it; \
-                 include the `{SCHEMA_KIND}` kind in --kinds or create the table first",
-                self.shown
-            ))
-        })
+        self.tables
+            .get(kind)
+            .ok_or_else(|| super::missing_table(kind, &self.shown))
     }
 
     fn uuid_problem(&self, t: &Table) -> Option<String> {
@@ -901,14 +899,7 @@ impl PostgresTarget {
                 }
             };
             self.client()?.execute(&stmt, &params).map_err(|e| {
-                let why = e
-                    .as_db_error()
-                    .map(|d| match d.detail() {
-                        Some(x) => format!("{} ({x})", d.message()),
-                        None => d.message().to_string(),
-                    })
-                    .unwrap_or_else(|| e.to_string());
-                Error::Database(format!("writing table `{kind}` in {shown}: {why}"))
+                Error::Database(format!("writing table `{kind}` in {shown}: {}", why(&e)))
             })?;
         }
         Ok(())
@@ -964,20 +955,7 @@ impl EntityTarget for PostgresTarget {
 
     fn order_kinds(&mut self, kinds: Vec<(String, String)>) -> Result<Vec<(String, String)>> {
         self.restoring = kinds.iter().map(|(_, k)| k.clone()).collect();
-        let deps = self
-            .tables
-            .values()
-            .map(|t| {
-                (
-                    t.table.kind.clone(),
-                    t.table
-                        .foreign_keys
-                        .iter()
-                        .map(|f| f.kind.clone())
-                        .collect(),
-                )
-            })
-            .collect();
+        let deps = super::fk_deps(self.tables.values().map(|t| &t.table));
         // Before anything is cleared or written: the foreign keys of the
         // tables restored (and pointing at them) go, until `finish`.
         self.exec(&format!(
@@ -1215,16 +1193,10 @@ impl EntityTarget for PostgresTarget {
             for r in rows {
                 let (tbl, def): (String, String) = (r.get(0), r.get(2));
                 self.client()?.batch_execute(&def).map_err(|e| {
-                    let why = e
-                        .as_db_error()
-                        .map(|d| match d.detail() {
-                            Some(x) => format!("{} ({x})", d.message()),
-                            None => d.message().to_string(),
-                        })
-                        .unwrap_or_else(|| e.to_string());
                     Error::Database(format!(
-                        "the restored data breaks a foreign key of table `{tbl}` in {shown}: {why}; \
-                         restore the referenced kinds too (--with-references) or fix the rows, then run the restore again"
+                        "the restored data breaks a foreign key of table `{tbl}` in {shown}: {}; \
+                         restore the referenced kinds too (--with-references) or fix the rows, then run the restore again",
+                        why(&e)
                     ))
                 })?;
             }

@@ -407,13 +407,9 @@ impl SqliteTarget {
     }
 
     fn table(&self, kind: &str) -> Result<&Table> {
-        self.tables.get(kind).ok_or_else(|| {
-            Error::Database(format!(
-                "table `{kind}` does not exist in {} and the restore has no recorded schema for it; \
-                 include the `{SCHEMA_KIND}` kind in --kinds or create the table first",
-                self.path.display()
-            ))
-        })
+        self.tables
+            .get(kind)
+            .ok_or_else(|| super::missing_table(kind, &self.path.display().to_string()))
     }
 
     fn uuid_problem(&self, t: &Table) -> Option<String> {
@@ -691,17 +687,10 @@ impl EntityTarget for SqliteTarget {
 
     fn order_kinds(&mut self, kinds: Vec<(String, String)>) -> Result<Vec<(String, String)>> {
         self.restoring = kinds.iter().map(|(_, k)| k.clone()).collect();
-        let deps = self
-            .tables
-            .values()
-            .map(|t| {
-                (
-                    t.kind.clone(),
-                    t.foreign_keys.iter().map(|f| f.kind.clone()).collect(),
-                )
-            })
-            .collect();
-        Ok(super::order_kinds(kinds, &deps))
+        Ok(super::order_kinds(
+            kinds,
+            &super::fk_deps(self.tables.values()),
+        ))
     }
 
     fn begin_kind(&mut self, _ns: &str, kind: &str, _o: KindOptions) -> Result<()> {
