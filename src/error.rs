@@ -119,6 +119,16 @@ pub enum Error {
     #[error("invalid key `{text}`: {why}")]
     BadKey { text: String, why: String },
 
+    /// A recorded schema statement that a restore will not run: it does
+    /// something other than recreate its table, or it is code the user
+    /// has not trusted.
+    #[error("snapshot `{snapshot}`: refusing the recorded schema of table `{table}`: {why}; nothing was written (docs/sql.md, \"Recorded schema\")")]
+    UnsafeSchema {
+        snapshot: String,
+        table: String,
+        why: String,
+    },
+
     #[error("invalid ignore file {path}: {why}")]
     BadIgnore { path: PathBuf, why: String },
 

@@ -182,6 +182,7 @@ struct Restore {
     resumed: Option<String>,
     kinds: Vec<RestoreKind>,
     rejections: Vec<Rejection>,
+    warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -373,6 +374,7 @@ fn every_json_output_parses_strictly_and_holds_the_right_numbers() {
     );
     assert!(restore.target.starts_with("jsonl:") && restore.target.ends_with("out.jsonl"));
     assert!(!restore.dry_run && restore.resumed.is_none() && restore.rejections.is_empty());
+    assert!(restore.warnings.is_empty(), "{:?}", restore.warnings);
     assert!(!restore.reserve_method.is_empty());
     let post = restore
         .kinds

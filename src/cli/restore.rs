@@ -74,6 +74,13 @@ pub struct Args {
     /// line out per entity: the entity, or `null` to leave it out).
     #[arg(long, value_name = "COMMAND")]
     transform: Option<String>,
+    /// Recreate the snapshot's recorded triggers and any function calls
+    /// in its table definitions as recorded. Without it a restore runs
+    /// only statements that recreate the snapshot's own tables. Use it
+    /// only for repositories whose writers you trust: they choose that
+    /// code.
+    #[arg(long)]
+    trust_schema: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -127,6 +134,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
+        trust_schema: args.trust_schema,
     };
     if (args.exact || args.clear) && !args.dry_run && !args.yes {
         confirm(&args, &to)?;
@@ -243,6 +251,9 @@ fn print_report(out: &mut Out, r: &r::RestoreReport, name: &str, to: &str) -> an
         out.line(format!(
             "uuid key names are recorded: `kindsnap keymap {to} KIND:ID` looks one up"
         ))?;
+    }
+    for w in &r.warnings {
+        out.line(format!("warning: {w}"))?;
     }
     for j in &r.rejections {
         out.line(format!("rejected {}: {}", j.key, j.reason))?;

@@ -258,6 +258,14 @@ pub trait EntityTarget {
     fn check_uuid_names(&mut self, _namespace: &str, _kind: &str) -> Result<()> {
         Ok(())
     }
+    /// How to treat a recorded schema (SQL targets): the snapshot it
+    /// comes from and whether its code is trusted. Called before `start`.
+    fn set_schema_policy(&mut self, _policy: sql::ddl::SchemaPolicy) {}
+    /// Recorded objects the target left out since the last call, with the
+    /// reason (for the report).
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// The order to restore kinds in (SQL targets put referenced tables
     /// first); the default keeps the snapshot's order.
     fn order_kinds(&mut self, kinds: Vec<(String, String)>) -> Result<Vec<(String, String)>> {

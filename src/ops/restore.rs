@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use crate::connector::sql::ddl::SchemaPolicy;
 use crate::connector::{EntityTarget, KindOptions, Rejection};
 use crate::error::{Error, Result};
 use crate::model::key::{decode_path, display_path, encode_path};
@@ -73,6 +74,9 @@ pub struct RestoreOptions {
     pub transform: Option<String>,
     /// Entities between checkpoints.
     pub checkpoint_every: u64,
+    /// `--trust-schema`: recreate the recorded schema's code (triggers,
+    /// calls to functions outside the built-in list) as recorded.
+    pub trust_schema: bool,
 }
 
 /// Per-kind results.
@@ -108,6 +112,9 @@ pub struct RestoreReport {
     pub kinds: Vec<KindReport>,
     /// The first rejections (all are counted in `kinds`).
     pub rejections: Vec<RejectionReport>,
+    /// Recorded objects the target did not recreate, each with the reason
+    /// (triggers of an untrusted snapshot).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -194,6 +201,10 @@ pub fn restore(
         .map(|(n, k, _)| (n.clone(), k.clone()))
         .collect();
 
+    target.set_schema_policy(SchemaPolicy {
+        snapshot: snap.name.clone(),
+        trust: opts.trust_schema,
+    });
     target.start(resumed)?;
     let kinds = target.order_kinds(kinds)?;
     if opts.keys == KeyMode::Uuid {
@@ -353,6 +364,7 @@ pub fn restore(
     }
     report.kinds = reports.into_values().collect();
     report.rejections = rejections;
+    report.warnings = target.take_warnings();
     Ok(report)
 }
 

@@ -516,6 +516,28 @@ impl Index {
         Ok(out)
     }
 
+    /// How many entities the index places in each pack (one scan).
+    pub fn entities_per_pack(&self) -> Result<std::collections::HashMap<PackId, u64>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT p.id, count(*) FROM entities e JOIN blocks b ON b.bid = e.bid \
+                 JOIN packs p ON p.pid = b.pid GROUP BY p.pid",
+            )
+            .map_err(Error::sql(&self.path))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(Error::sql(&self.path))?;
+        let mut out = std::collections::HashMap::new();
+        for row in rows {
+            let (id, n) = row.map_err(Error::sql(&self.path))?;
+            if let Some(id) = PackId::from_slice(&id) {
+                out.insert(id, n as u64);
+            }
+        }
+        Ok(out)
+    }
+
     /// Pack totals per (namespace, kind).
     pub fn kind_storage(&self, namespace: &str, kind: &str) -> Result<KindStorage> {
         let mut st = self

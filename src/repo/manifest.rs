@@ -14,7 +14,7 @@
 //! A manifest is written to a temp file, fsynced, hashed and renamed into
 //! `snapshots/`: its arrival there is the snapshot's commit point.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -252,6 +252,8 @@ pub struct Manifest {
     db_offset: u64,
     tmp_dir: PathBuf,
     db: OnceCell<Db>,
+    /// The file's bytes hashed to its id (see [`Manifest::verify`]).
+    verified: Cell<bool>,
 }
 
 impl Manifest {
@@ -268,7 +270,40 @@ impl Manifest {
             db_offset,
             tmp_dir: tmp_dir.to_path_buf(),
             db: OnceCell::new(),
+            verified: Cell::new(false),
         })
+    }
+
+    /// Check that the file's bytes hash to the snapshot's id, once. Every
+    /// read of a manifest's rows, and every chain, goes through this
+    /// before it trusts the header or a row: a damaged manifest fails the
+    /// command instead of giving silently incomplete data. (`log` and
+    /// `show` read headers without it, for speed.)
+    pub fn verify(&self) -> Result<()> {
+        if self.verified.get() {
+            return Ok(());
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut f = File::open(&self.path).map_err(Error::io("reading", &self.path))?;
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("reading", &self.path)(e)),
+            };
+            hasher.update(&buf[..n]);
+        }
+        if hasher.finalize().as_bytes() != self.info.id.as_bytes() {
+            return Err(self.damaged(
+                "its bytes do not hash to its id: the manifest was changed or damaged; \
+                 `kindsnap check` reports what depends on it"
+                    .into(),
+            ));
+        }
+        self.verified.set(true);
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -298,6 +333,7 @@ impl Manifest {
     }
 
     fn unpack(&self, file: &Path) -> Result<Db> {
+        self.verify()?;
         let mut src = File::open(&self.path).map_err(Error::io("reading", &self.path))?;
         std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(self.db_offset))
             .map_err(Error::io("reading", &self.path))?;
@@ -583,6 +619,7 @@ impl Chain {
                 },
                 e => e,
             })?;
+            m.verify()?;
             next = if m.info.keyframe { None } else { m.info.parent };
             if !m.info.keyframe && m.info.parent.is_none() {
                 return Err(Error::DamagedSnapshot {
@@ -634,10 +671,21 @@ impl Chain {
         Ok(out)
     }
 
-    /// Stream the live (key, hash) pairs of one kind in key order.
+    /// Stream the live (key, hash) pairs of one kind in key order. The
+    /// stream is checked against the head's per-kind digest and count as
+    /// it ends: a chain that does not add up fails instead of ending early.
     pub fn state(&self, namespace: &str, kind: &str) -> Result<StateReader<'_>> {
+        let expected = self.head().kind(namespace, kind)?.map(|k| Expected {
+            snapshot: self.head().info.id,
+            kind: kind.to_string(),
+            digest: k.digest,
+            entities: k.entities,
+        });
         Ok(StateReader {
             layers: self.kind_layers(namespace, kind)?,
+            digest: blake3::Hasher::new(),
+            seen: 0,
+            expected,
         })
     }
 
@@ -674,10 +722,50 @@ impl Chain {
 /// and a removal hides the key.
 pub struct StateReader<'a> {
     layers: Vec<PagedRows<'a>>,
+    /// Of the entries streamed so far, as the snapshot computed it.
+    digest: blake3::Hasher,
+    seen: u64,
+    /// What the head's header says the whole stream adds up to; taken
+    /// when checked.
+    expected: Option<Expected>,
+}
+
+struct Expected {
+    snapshot: SnapshotId,
+    kind: String,
+    digest: [u8; 32],
+    entities: u64,
 }
 
 impl StateReader<'_> {
     pub fn next_entry(&mut self) -> Result<Option<StateEntry>> {
+        let next = self.merge_next()?;
+        match &next {
+            Some(e) => {
+                self.digest.update(&(e.key.len() as u32).to_le_bytes());
+                self.digest.update(&e.key);
+                self.digest.update(e.hash.as_bytes());
+                self.seen += 1;
+            }
+            None => {
+                if let Some(x) = self.expected.take() {
+                    if self.seen != x.entities || *self.digest.finalize().as_bytes() != x.digest {
+                        return Err(Error::DamagedSnapshot {
+                            id: x.snapshot.to_hex(),
+                            why: format!(
+                                "kind `{}` reads as {} entities that do not match its recorded digest ({} entities); \
+                                 `kindsnap check` reports what is damaged",
+                                x.kind, self.seen, x.entities
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    fn merge_next(&mut self) -> Result<Option<StateEntry>> {
         loop {
             let mut min: Option<(usize, Vec<u8>)> = None;
             for (i, layer) in self.layers.iter_mut().enumerate() {

@@ -6,6 +6,7 @@
 //!
 //! Nothing here talks to a database.
 
+pub mod ddl;
 pub mod postgres;
 pub mod sqlite;
 

@@ -21,7 +21,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 
 use super::{
-    composite_name, ident, key, meaning, split_composite, text_value, with_meaning, Column,
+    composite_name, ddl, ident, key, meaning, split_composite, text_value, with_meaning, Column,
     ForeignKey, Part, Table, SCHEMA_KIND,
 };
 use crate::connector::{EntitySource, EntityTarget, KindOptions, Rejection};
@@ -649,6 +649,9 @@ pub struct PostgresTarget {
     current: Option<String>,
     pending: Pending,
     statements: HashMap<String, postgres::Statement>,
+    policy: ddl::SchemaPolicy,
+    /// Recorded objects left out, for the report.
+    warnings: Vec<String>,
 }
 
 impl PostgresTarget {
@@ -668,6 +671,8 @@ impl PostgresTarget {
             restoring: BTreeSet::new(),
             uuid_checks: BTreeSet::new(),
             current: None,
+            policy: ddl::SchemaPolicy::default(),
+            warnings: Vec::new(),
             pending: Pending::default(),
             statements: HashMap::new(),
         })
@@ -726,7 +731,8 @@ impl PostgresTarget {
         // that were empty have no kind to restore but belong to the
         // schema); existing ones are checked when rows go into them.
         let recorded: Vec<Table> = self.recorded.values().cloned().collect();
-        let mut created = Vec::new();
+        // Every statement is vetted before any runs.
+        let mut create = Vec::new();
         for t in &recorded {
             match self.tables.get(&t.kind) {
                 Some(_) if !self.restoring.contains(&t.kind) => {}
@@ -741,33 +747,36 @@ impl PostgresTarget {
                     t.kind, t.engine
                 )),
                 None => {
-                    for stmt in &t.ddl {
-                        let shown = self.shown.clone();
-                        self.client()?.batch_execute(stmt).map_err(|e| {
-                            Error::Database(format!(
-                                "creating table `{}` in {shown} failed: {}",
-                                t.kind,
-                                e.as_db_error()
-                                    .map(|d| d.message().to_string())
-                                    .unwrap_or(e.to_string())
-                            ))
-                        })?;
-                    }
-                    created.push(t.clone());
+                    let vetted = ddl::vet_table(ddl::Engine::Postgres, t, &self.policy)?;
+                    self.warnings.extend(vetted.skipped.iter().cloned());
+                    create.push((t.kind.clone(), vetted));
                 }
             }
         }
         if !problems.is_empty() {
             return Err(Error::Database(problems.join("\n")));
         }
+        for (kind, vetted) in &create {
+            for stmt in &vetted.ddl {
+                let shown = self.shown.clone();
+                self.client()?.batch_execute(stmt).map_err(|e| {
+                    Error::Database(format!(
+                        "creating table `{kind}` in {shown} failed: {}",
+                        e.as_db_error()
+                            .map(|d| d.message().to_string())
+                            .unwrap_or(e.to_string())
+                    ))
+                })?;
+            }
+        }
         // Foreign keys of created tables are added after the load.
-        for t in &created {
-            for (i, def) in t.after.iter().enumerate() {
+        for (kind, vetted) in &create {
+            for (i, def) in vetted.after.iter().enumerate() {
                 let shown = self.shown.clone();
                 self.client()?
                     .execute(
                         &format!("INSERT INTO {PENDING} (tbl, name, def) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"),
-                        &[&t.kind, &format!("recorded-{i}"), def],
+                        &[kind, &format!("recorded-{i}"), def],
                     )
                     .map_err(db_error(&shown))?;
             }
@@ -922,6 +931,14 @@ impl EntityTarget for PostgresTarget {
         self.client = Some(connect(&self.url)?);
         self.refresh()?;
         self.exec("BEGIN")
+    }
+
+    fn set_schema_policy(&mut self, policy: ddl::SchemaPolicy) {
+        self.policy = policy;
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     fn list_kinds(&mut self) -> Result<Vec<(String, String)>> {

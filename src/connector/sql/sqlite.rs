@@ -17,7 +17,7 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
 use super::{
-    composite_name, ident, key, split_composite, text_value, Column, ForeignKey, Part, Table,
+    composite_name, ddl, ident, key, split_composite, text_value, Column, ForeignKey, Part, Table,
     SCHEMA_KIND,
 };
 use crate::connector::{Encoded, EncodedBatch, EntitySource, EntityTarget, KindOptions, Rejection};
@@ -369,6 +369,9 @@ pub struct SqliteTarget {
     restoring: BTreeSet<String>,
     uuid_checks: BTreeSet<String>,
     current: Option<String>,
+    policy: ddl::SchemaPolicy,
+    /// Recorded objects left out, for the report.
+    warnings: Vec<String>,
 }
 
 impl SqliteTarget {
@@ -387,6 +390,8 @@ impl SqliteTarget {
             restoring: BTreeSet::new(),
             uuid_checks: BTreeSet::new(),
             current: None,
+            policy: ddl::SchemaPolicy::default(),
+            warnings: Vec::new(),
         })
     }
 
@@ -447,6 +452,8 @@ impl SqliteTarget {
         // that were empty have no kind to restore but belong to the
         // schema); existing ones are checked when rows go into them.
         let recorded: Vec<Table> = self.recorded.values().cloned().collect();
+        // Every statement is vetted before any runs.
+        let mut create = Vec::new();
         for t in &recorded {
             match self.tables.get(&t.kind) {
                 Some(_) if !self.restoring.contains(&t.kind) => {}
@@ -461,21 +468,25 @@ impl SqliteTarget {
                     t.kind, t.engine
                 )),
                 None => {
-                    let conn = self.conn()?;
-                    for stmt in &t.ddl {
-                        conn.execute_batch(stmt).map_err(|e| {
-                            Error::Database(format!(
-                                "creating table `{}` in {} failed: {e}",
-                                t.kind,
-                                self.path.display()
-                            ))
-                        })?;
-                    }
+                    let vetted = ddl::vet_table(ddl::Engine::Sqlite, t, &self.policy)?;
+                    self.warnings.extend(vetted.skipped);
+                    create.push((t.kind.clone(), vetted.ddl));
                 }
             }
         }
         if !problems.is_empty() {
             return Err(Error::Database(problems.join("\n")));
+        }
+        for (kind, statements) in &create {
+            let conn = self.conn()?;
+            for stmt in statements {
+                conn.execute_batch(stmt).map_err(|e| {
+                    Error::Database(format!(
+                        "creating table `{kind}` in {} failed: {e}",
+                        self.path.display()
+                    ))
+                })?;
+            }
         }
         self.refresh()?;
         for kind in std::mem::take(&mut self.uuid_checks) {
@@ -605,6 +616,41 @@ impl SqliteTarget {
 }
 
 /// SQLite type names compare by what they say, not their spelling.
+/// Defence in depth for a restore, whatever the recorded schema says:
+/// SQLite's defensive mode (no writes to the schema table, no corrupting
+/// pragmas), and an authorizer that denies ATTACH and DETACH, writes to any
+/// database but the target, and the functions that reach files.
+fn guard(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.authorizer(Some(|ctx: AuthContext<'_>| {
+        let elsewhere = !matches!(ctx.database_name, None | Some("main" | "temp"));
+        match ctx.action {
+            AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+            AuthAction::Function { function_name }
+                if [
+                    "load_extension",
+                    "readfile",
+                    "writefile",
+                    "edit",
+                    "fts3_tokenizer",
+                ]
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(function_name)) =>
+            {
+                Authorization::Deny
+            }
+            AuthAction::Read { .. } | AuthAction::Select | AuthAction::Transaction { .. } => {
+                Authorization::Allow
+            }
+            AuthAction::Pragma { .. } | AuthAction::Function { .. } => Authorization::Allow,
+            _ if elsewhere => Authorization::Deny,
+            _ => Authorization::Allow,
+        }
+    }));
+    Ok(())
+}
+
 fn normalise_type(t: &str) -> String {
     t.split_whitespace()
         .collect::<Vec<_>>()
@@ -646,6 +692,7 @@ impl EntityTarget for SqliteTarget {
         let conn = Connection::open(&self.path).map_err(|e| open_error(&self.path, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(self.sql())?;
+        guard(&conn).map_err(self.sql())?;
         // Off during the load (any table order, cycles); checked in finish.
         conn.execute_batch("PRAGMA foreign_keys = OFF")
             .map_err(self.sql())?;
@@ -653,6 +700,14 @@ impl EntityTarget for SqliteTarget {
         self.refresh()?;
         self.conn()?.execute_batch("BEGIN").map_err(self.sql())?;
         Ok(())
+    }
+
+    fn set_schema_policy(&mut self, policy: ddl::SchemaPolicy) {
+        self.policy = policy;
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     fn list_kinds(&mut self) -> Result<Vec<(String, String)>> {

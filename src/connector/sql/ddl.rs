@@ -1,0 +1,768 @@
+//! Recorded DDL, vetted before a restore runs it.
+//!
+//! A snapshot records the statements that recreate each table (the
+//! `kindsnap.schema` kind). Whoever can write a repository — or hand
+//! kindsnap a JSON Lines file — chooses that text, so a restore never runs
+//! it as it stands: each entry is parsed ([`sqlparser`]) and accepted only
+//! when it is one statement that recreates the recorded table itself or one
+//! of its parts (the table, its indexes, its sequences and schema, its
+//! foreign keys). Triggers are code by nature: they are recreated only when
+//! the user trusts the repository (`--trust-schema`); without it they are
+//! skipped and reported. Expressions (defaults, checks, index expressions)
+//! may call only a list of built-in functions that read nothing outside
+//! the row; any other call needs `--trust-schema` too.
+//!
+//! Nothing here talks to a database; the SQLite target adds an authorizer
+//! on top (no ATTACH, no writes outside the target) as defence in depth.
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    visit_expressions, AlterTableOperation, Expr, InTarget, ObjectName, SchemaName, Statement,
+};
+use sqlparser::dialect::{Dialect as ParserDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use super::Table;
+use crate::error::Error;
+
+/// The engine a statement was recorded from (and will run on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    fn parser_dialect(self) -> Box<dyn ParserDialect> {
+        match self {
+            Engine::Sqlite => Box::new(SQLiteDialect {}),
+            Engine::Postgres => Box::new(PostgreSqlDialect {}),
+        }
+    }
+
+    /// Names compare as the engine compares them: SQLite ignores ASCII
+    /// case everywhere; PostgreSQL folds unquoted names to lower case.
+    fn ident_value(self, ident: &sqlparser::ast::Ident) -> String {
+        match (self, ident.quote_style) {
+            (Engine::Sqlite, _) | (Engine::Postgres, None) => ident.value.to_ascii_lowercase(),
+            (Engine::Postgres, Some(_)) => ident.value.clone(),
+        }
+    }
+}
+
+/// What a restore may do with one recorded statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It recreates the table or one of its parts: run it.
+    Run,
+    /// It is code (a trigger, a call to a function outside the built-in
+    /// list): run it only when the repository is trusted. `skippable`: the
+    /// restored table is still the table without it (a trigger, an index),
+    /// so an untrusted restore leaves it out rather than stopping.
+    Code { what: String, skippable: bool },
+}
+
+/// How a restore treats the schema a snapshot recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaPolicy {
+    /// The snapshot's name, for messages.
+    pub snapshot: String,
+    /// `--trust-schema`: recreate triggers and run calls to any function,
+    /// and statements kindsnap cannot parse, as recorded.
+    pub trust: bool,
+}
+
+/// The statements of one recorded table that a restore runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Vetted {
+    /// Run before the rows are loaded, in order.
+    pub ddl: Vec<String>,
+    /// Run after every table is loaded (foreign keys).
+    pub after: Vec<String>,
+    /// Recorded objects not recreated, each with the reason (for the
+    /// report).
+    pub skipped: Vec<String>,
+}
+
+/// Vet every statement recorded for `table` before any of them runs.
+/// A statement that is not for the table refuses the whole restore; code
+/// (triggers, unknown functions) is skipped and reported unless trusted,
+/// except in the table's own definition, which cannot be skipped.
+pub fn vet_table(engine: Engine, table: &Table, policy: &SchemaPolicy) -> Result<Vetted, Error> {
+    let refuse = |why: String| Error::UnsafeSchema {
+        snapshot: policy.snapshot.clone(),
+        table: table.kind.clone(),
+        why,
+    };
+    let mut out = Vetted::default();
+    let statements = table
+        .ddl
+        .iter()
+        .map(|s| (s, false))
+        .chain(table.after.iter().map(|s| (s, true)));
+    for (stmt, after) in statements {
+        let verdict = match vet(engine, table, stmt) {
+            Ok(v) => v,
+            Err(Refusal::Unreadable(_)) if policy.trust => Verdict::Run,
+            Err(Refusal::Unreadable(why)) => {
+                return Err(refuse(format!(
+                    "{why}; pass --trust-schema to run it as recorded if you trust whoever wrote this repository"
+                )))
+            }
+            Err(Refusal::Refused(why)) => return Err(refuse(why)),
+        };
+        match verdict {
+            Verdict::Code { .. } if policy.trust => {}
+            Verdict::Code {
+                what,
+                skippable: false,
+            } => {
+                return Err(refuse(format!(
+                    "its definition contains {what}, which is code; pass --trust-schema if you trust whoever wrote this repository"
+                )))
+            }
+            Verdict::Code { what, .. } => {
+                out.skipped.push(format!(
+                    "{what} of table `{}` was not recreated: it is code from the snapshot (--trust-schema recreates it)",
+                    table.kind
+                ));
+                continue;
+            }
+            Verdict::Run => {}
+        }
+        if after {
+            out.after.push(stmt.clone());
+        } else {
+            out.ddl.push(stmt.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Why a statement is not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The parser cannot read it: it may be harmless, but nothing can tell.
+    Unreadable(String),
+    /// It does something other than recreate the table.
+    Refused(String),
+}
+
+/// Whether a restore into `engine` may run `stmt`, recorded for `table`.
+pub fn vet(engine: Engine, table: &Table, stmt: &str) -> Result<Verdict, Refusal> {
+    if engine == Engine::Postgres {
+        if let Some(v) = vet_alter_sequence(table, stmt).map_err(Refusal::Refused)? {
+            return Ok(v);
+        }
+    }
+    let dialect = engine.parser_dialect();
+    let parsed = Parser::parse_sql(dialect.as_ref(), stmt).map_err(|e| {
+        Refusal::Unreadable(format!(
+            "a statement kindsnap cannot parse ({e}): {}",
+            excerpt(stmt)
+        ))
+    })?;
+    let [statement] = parsed.as_slice() else {
+        return Err(Refusal::Refused(format!(
+            "{} statements in one entry (one is allowed): {}",
+            parsed.len(),
+            excerpt(stmt)
+        )));
+    };
+    let vetter = Vetter { engine, table };
+    let part = vetter.statement(statement).map_err(Refusal::Refused)?;
+    if let Part::Trigger(name) = part {
+        return Ok(Verdict::Code {
+            what: format!("trigger `{name}`"),
+            skippable: true,
+        });
+    }
+    Ok(
+        match vetter.expressions(statement).map_err(Refusal::Refused)? {
+            None => Verdict::Run,
+            Some(what) => Verdict::Code {
+                what,
+                skippable: part == Part::Index,
+            },
+        },
+    )
+}
+
+/// Shortened text of a statement, for messages.
+fn excerpt(stmt: &str) -> String {
+    let flat: String = stmt
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if flat.chars().count() > 80 {
+        format!("`{}…`", flat.chars().take(80).collect::<String>())
+    } else {
+        format!("`{flat}`")
+    }
+}
+
+/// What a statement recreates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    /// The table, its schema, sequences or constraints.
+    Table,
+    Index,
+    Trigger(String),
+}
+
+struct Vetter<'a> {
+    engine: Engine,
+    table: &'a Table,
+}
+
+impl Vetter<'_> {
+    fn statement(&self, s: &Statement) -> Result<Part, String> {
+        let t = &self.table.kind;
+        match s {
+            Statement::CreateTable(ct) => {
+                self.expect_table(&ct.name, "CREATE TABLE")?;
+                if ct.query.is_some() || ct.like.is_some() || ct.clone.is_some() {
+                    return Err(format!(
+                        "CREATE TABLE `{t}` copies from another table or query; only column definitions are allowed"
+                    ));
+                }
+                if ct.temporary {
+                    return Err(format!(
+                        "CREATE TEMPORARY TABLE `{t}` would not survive the restore"
+                    ));
+                }
+                Ok(Part::Table)
+            }
+            Statement::CreateIndex(ci) => {
+                self.expect_table(&ci.table_name, "CREATE INDEX")?;
+                Ok(Part::Index)
+            }
+            Statement::CreateTrigger(tr) => {
+                self.expect_table(&tr.table_name, "CREATE TRIGGER")?;
+                Ok(Part::Trigger(tr.name.to_string()))
+            }
+            Statement::AlterTable(at) if self.engine == Engine::Postgres => {
+                self.expect_table(&at.name, "ALTER TABLE")?;
+                for op in &at.operations {
+                    if !matches!(op, AlterTableOperation::AddConstraint { .. }) {
+                        return Err(format!(
+                            "ALTER TABLE `{t}` does more than add a constraint: {op}"
+                        ));
+                    }
+                }
+                Ok(Part::Table)
+            }
+            Statement::CreateSchema {
+                schema_name: SchemaName::Simple(name),
+                ..
+            } if self.engine == Engine::Postgres => {
+                let schema = self.names(name);
+                if schema.len() == 1 && Some(schema[0].as_str()) == self.schema().as_deref() {
+                    Ok(Part::Table)
+                } else {
+                    Err(format!(
+                        "CREATE SCHEMA {name} is not the schema of table `{t}`"
+                    ))
+                }
+            }
+            Statement::CreateSequence { name, .. } if self.engine == Engine::Postgres => {
+                if self.sequences().contains(&self.names(name)) {
+                    Ok(Part::Table)
+                } else {
+                    Err(format!(
+                        "CREATE SEQUENCE {name} is not a sequence that a column of table `{t}` takes its default from"
+                    ))
+                }
+            }
+            other => Err(format!(
+                "`{}` does not recreate table `{t}`",
+                excerpt(&other.to_string()).trim_matches('`')
+            )),
+        }
+    }
+
+    /// Every function an expression of the statement calls must be on the
+    /// built-in list (`Some` names the first that is not); no subqueries.
+    fn expressions(&self, s: &Statement) -> Result<Option<String>, String> {
+        let mut code = None;
+        let flow = visit_expressions(s, |e: &Expr| {
+            match e {
+                Expr::Function(f) => {
+                    let parts = self.names(&f.name);
+                    let (schema, name) = match parts.as_slice() {
+                        [name] => (None, name.as_str()),
+                        [schema, name] => (Some(schema.as_str()), name.as_str()),
+                        _ => (Some("?"), ""),
+                    };
+                    let builtin = matches!(schema, None | Some("pg_catalog" | "main"))
+                        && BUILTIN_FUNCTIONS.contains(&name);
+                    if !builtin && code.is_none() {
+                        code = Some(format!("a call to function `{}`", f.name));
+                    }
+                }
+                Expr::Subquery(_)
+                | Expr::Exists { .. }
+                | Expr::In {
+                    target: InTarget::Subquery(_),
+                    ..
+                } => {
+                    return ControlFlow::Break(format!(
+                        "a subquery in the definition of table `{}`",
+                        self.table.kind
+                    ));
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        });
+        match flow {
+            ControlFlow::Break(why) => Err(why),
+            ControlFlow::Continue(()) => Ok(code),
+        }
+    }
+
+    fn names(&self, name: &ObjectName) -> Vec<String> {
+        name.0
+            .iter()
+            .map(|p| match p.as_ident() {
+                Some(i) => self.engine.ident_value(i),
+                None => p.to_string(),
+            })
+            .collect()
+    }
+
+    /// The recorded table's schema (PostgreSQL): `public` unless the kind
+    /// names one.
+    fn schema(&self) -> Option<String> {
+        match self.engine {
+            Engine::Sqlite => None,
+            Engine::Postgres => Some(
+                self.table
+                    .kind
+                    .split_once('.')
+                    .map(|(s, _)| s.to_string())
+                    .unwrap_or_else(|| "public".into()),
+            ),
+        }
+    }
+
+    /// Whether `name` is the recorded table.
+    fn is_table(&self, name: &ObjectName) -> bool {
+        let parts = self.names(name);
+        let kind = &self.table.kind;
+        match (self.engine, parts.as_slice()) {
+            (Engine::Sqlite, [t]) => t.eq_ignore_ascii_case(kind),
+            (Engine::Sqlite, [schema, t]) => schema == "main" && t.eq_ignore_ascii_case(kind),
+            (Engine::Postgres, [t]) => t == kind,
+            (Engine::Postgres, [schema, t]) => {
+                let as_kind = if schema == "public" {
+                    t.clone()
+                } else {
+                    format!("{schema}.{t}")
+                };
+                &as_kind == kind
+            }
+            _ => false,
+        }
+    }
+
+    fn expect_table(&self, name: &ObjectName, what: &str) -> Result<(), String> {
+        if self.is_table(name) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} {name} is not for table `{}`",
+                self.table.kind
+            ))
+        }
+    }
+
+    /// The sequences the table's column defaults take values from
+    /// (`nextval('schema.seq'::regclass)`), as name parts.
+    fn sequences(&self) -> BTreeSet<Vec<String>> {
+        let mut out = BTreeSet::new();
+        for c in &self.table.columns {
+            let Some(d) = &c.default else { continue };
+            let Some(inner) = d
+                .strip_prefix("nextval('")
+                .and_then(|s| s.split_once("'::regclass)"))
+                .map(|(s, _)| s.replace("''", "'"))
+            else {
+                continue;
+            };
+            if let Ok(name) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&inner)
+                .and_then(|mut p| p.parse_object_name(false))
+            {
+                let mut parts = self.names(&name);
+                if parts.len() == 1 {
+                    parts.insert(0, self.schema().unwrap_or_default());
+                }
+                out.insert(parts.clone());
+                // Unqualified in the statement when on the search path.
+                if parts[0] == "public" {
+                    out.insert(vec![parts[1].clone()]);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `ALTER SEQUENCE seq OWNED BY table.column` (which the parser does not
+/// know): allowed for the table's own sequences and columns. `None` when
+/// the statement is something else.
+fn vet_alter_sequence(table: &Table, stmt: &str) -> Result<Option<Verdict>, String> {
+    let dialect = PostgreSqlDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, stmt).tokenize() else {
+        return Ok(None);
+    };
+    let tokens: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let word = |t: &Token, k: &str| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(k));
+    if !(tokens.len() >= 2 && word(tokens[0], "ALTER") && word(tokens[1], "SEQUENCE")) {
+        return Ok(None);
+    }
+    let refused = || {
+        format!(
+            "{} is not the OWNED BY of a sequence of table `{}`",
+            excerpt(stmt),
+            table.kind
+        )
+    };
+    // ALTER SEQUENCE name OWNED BY owner [;]
+    let rest = &tokens[2..];
+    let owned = rest
+        .windows(2)
+        .position(|w| word(w[0], "OWNED") && word(w[1], "BY"))
+        .ok_or_else(refused)?;
+    let mut end = rest.len();
+    if matches!(rest.last(), Some(Token::SemiColon)) {
+        end -= 1;
+    }
+    let text = |ts: &[&Token]| ts.iter().map(|t| t.to_string()).collect::<String>();
+    let seq_text = text(&rest[..owned]);
+    let owner_text = text(&rest[owned + 2..end]);
+    let parse = |s: &str| {
+        Parser::new(&dialect)
+            .try_with_sql(s)
+            .and_then(|mut p| {
+                let name = p.parse_object_name(false)?;
+                p.expect_token(&Token::EOF)?;
+                Ok(name)
+            })
+            .map_err(|_| refused())
+    };
+    let seq = parse(&seq_text)?;
+    let owner = parse(&owner_text)?;
+    let vetter = Vetter {
+        engine: Engine::Postgres,
+        table,
+    };
+    if !vetter.sequences().contains(&vetter.names(&seq)) {
+        return Err(refused());
+    }
+    let mut owner_parts = owner.0.clone();
+    let Some(column) = owner_parts.pop() else {
+        return Err(refused());
+    };
+    let column = column
+        .as_ident()
+        .map(|i| Engine::Postgres.ident_value(i))
+        .unwrap_or_default();
+    if !vetter.is_table(&ObjectName(owner_parts)) || table.column(&column).is_none() {
+        return Err(refused());
+    }
+    Ok(Some(Verdict::Run))
+}
+
+/// Functions an expression in a recorded table may call without
+/// `--trust-schema`: SQLite's and PostgreSQL's built-ins that compute from
+/// their arguments (and the clock) alone; none reads or writes files,
+/// other tables or settings.
+const BUILTIN_FUNCTIONS: &[&str] = &[
+    // both
+    "abs",
+    "coalesce",
+    "concat",
+    "concat_ws",
+    "format",
+    "length",
+    "lower",
+    "upper",
+    "ltrim",
+    "rtrim",
+    "trim",
+    "btrim",
+    "max",
+    "min",
+    "nullif",
+    "replace",
+    "round",
+    "substr",
+    "substring",
+    "octet_length",
+    "char_length",
+    "character_length",
+    "random",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtimestamp",
+    "localtime",
+    "sign",
+    "greatest",
+    "least",
+    "mod",
+    "floor",
+    "ceil",
+    "ceiling",
+    "trunc",
+    "power",
+    "sqrt",
+    // SQLite
+    "char",
+    "glob",
+    "hex",
+    "ifnull",
+    "iif",
+    "instr",
+    "like",
+    "likelihood",
+    "likely",
+    "printf",
+    "quote",
+    "randomblob",
+    "soundex",
+    "typeof",
+    "unhex",
+    "unicode",
+    "unlikely",
+    "zeroblob",
+    "date",
+    "time",
+    "datetime",
+    "julianday",
+    "unixepoch",
+    "strftime",
+    "timediff",
+    "json",
+    "jsonb",
+    "json_array",
+    "json_object",
+    "json_valid",
+    "json_extract",
+    "json_type",
+    "json_quote",
+    "json_array_length",
+    "regexp",
+    // PostgreSQL
+    "nextval",
+    "now",
+    "gen_random_uuid",
+    "uuid_generate_v1",
+    "uuid_generate_v4",
+    "clock_timestamp",
+    "statement_timestamp",
+    "transaction_timestamp",
+    "timezone",
+    "date_trunc",
+    "date_part",
+    "extract",
+    "age",
+    "make_date",
+    "make_time",
+    "make_timestamp",
+    "make_timestamptz",
+    "make_interval",
+    "to_char",
+    "to_date",
+    "to_timestamp",
+    "to_number",
+    "to_tsvector",
+    "to_tsquery",
+    "setweight",
+    "left",
+    "right",
+    "position",
+    "strpos",
+    "split_part",
+    "lpad",
+    "rpad",
+    "initcap",
+    "md5",
+    "regexp_replace",
+    "regexp_match",
+    "regexp_like",
+    "starts_with",
+    "array_length",
+    "array_position",
+    "array_to_string",
+    "string_to_array",
+    "cardinality",
+    "jsonb_typeof",
+    "json_typeof",
+    "jsonb_array_length",
+    "jsonb_build_object",
+    "jsonb_build_array",
+    "json_build_object",
+    "json_build_array",
+    "isfinite",
+    "int4range",
+    "int8range",
+    "numrange",
+    "tsrange",
+    "tstzrange",
+    "daterange",
+    "lower_inc",
+    "upper_inc",
+    "isempty",
+    "num_nonnulls",
+    "num_nulls",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::sql::Column;
+
+    fn table(kind: &str, defaults: &[(&str, Option<&str>)]) -> Table {
+        Table {
+            kind: kind.into(),
+            engine: "x".into(),
+            columns: defaults
+                .iter()
+                .map(|(n, d)| Column {
+                    name: n.to_string(),
+                    sql_type: "integer".into(),
+                    not_null: false,
+                    default: d.map(str::to_string),
+                })
+                .collect(),
+            primary_key: vec![],
+            rowid: false,
+            foreign_keys: vec![],
+            ddl: vec![],
+            after: vec![],
+        }
+    }
+
+    #[test]
+    fn sqlite_accepts_its_own_table_and_indexes() {
+        let t = table("product", &[]);
+        for s in [
+            "CREATE TABLE product (id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT (lower('X')), price REAL CHECK (price > 0))",
+            "CREATE TABLE \"product\" (sku TEXT PRIMARY KEY, n INT) WITHOUT ROWID",
+            "CREATE TABLE [Product] (id INTEGER PRIMARY KEY AUTOINCREMENT)",
+            "CREATE UNIQUE INDEX product_name ON product (lower(name))",
+            "CREATE INDEX IF NOT EXISTS i2 ON \"product\"(name) WHERE price > 10",
+        ] {
+            assert_eq!(vet(Engine::Sqlite, &t, s), Ok(Verdict::Run), "{s}");
+        }
+    }
+
+    #[test]
+    fn sqlite_refuses_attacks() {
+        let t = table("product", &[]);
+        for s in [
+            "CREATE TABLE product (id INTEGER); ATTACH DATABASE '/tmp/x.db' AS p",
+            "CREATE TABLE product (id INTEGER); COMMIT; ATTACH '/other_app.db' AS q; DELETE FROM q.users; BEGIN",
+            "ATTACH DATABASE '/tmp/x.db' AS p",
+            "DELETE FROM users",
+            "CREATE TABLE users (id INTEGER)",
+            "CREATE TABLE other.product (id INTEGER)",
+            "CREATE TABLE product AS SELECT * FROM users",
+            "CREATE INDEX i ON users (id)",
+            "CREATE TEMP TABLE product (id INTEGER)",
+            "VACUUM INTO '/tmp/copy.db'",
+            "PRAGMA writable_schema = 1",
+            "CREATE TABLE product (id INTEGER CHECK (id IN (SELECT id FROM users)))",
+        ] {
+            assert!(vet(Engine::Sqlite, &t, s).is_err(), "accepted: {s}");
+        }
+    }
+
+    #[test]
+    fn triggers_and_unknown_functions_are_code() {
+        let t = table("product", &[]);
+        let trigger = "CREATE TRIGGER audit AFTER INSERT ON product BEGIN INSERT INTO log VALUES (new.id); END";
+        assert!(matches!(
+            vet(Engine::Sqlite, &t, trigger),
+            Ok(Verdict::Code {
+                skippable: true,
+                ..
+            })
+        ));
+        let f = "CREATE TABLE product (id INTEGER DEFAULT (load_extension('/tmp/evil.so')))";
+        assert!(
+            matches!(vet(Engine::Sqlite, &t, f), Ok(Verdict::Code { what, skippable: false }) if what.contains("load_extension"))
+        );
+        let other = "CREATE TRIGGER audit AFTER INSERT ON users BEGIN SELECT 1; END";
+        assert!(vet(Engine::Sqlite, &t, other).is_err());
+    }
+
+    #[test]
+    fn postgres_accepts_what_reflection_writes() {
+        let t = table(
+            "shop.order",
+            &[
+                ("id", Some("nextval('shop.order_id_seq'::regclass)")),
+                ("n", None),
+            ],
+        );
+        for s in [
+            "CREATE SCHEMA IF NOT EXISTS \"shop\"",
+            "CREATE SEQUENCE IF NOT EXISTS shop.order_id_seq",
+            "CREATE TABLE \"shop\".\"order\" (\n  \"id\" integer DEFAULT nextval('shop.order_id_seq'::regclass) NOT NULL,\n  \"n\" numeric(10,2),\n  CONSTRAINT \"order_pkey\" PRIMARY KEY (id),\n  CONSTRAINT \"n_pos\" CHECK ((n > (0)::numeric))\n)",
+            "ALTER SEQUENCE shop.order_id_seq OWNED BY \"shop\".\"order\".\"id\"",
+            "CREATE INDEX order_n ON shop.\"order\" USING btree (n)",
+            "ALTER TABLE \"shop\".\"order\" ADD CONSTRAINT \"fk\" FOREIGN KEY (n) REFERENCES shop.other(id) ON DELETE CASCADE",
+        ] {
+            assert_eq!(vet(Engine::Postgres, &t, s), Ok(Verdict::Run), "{s}");
+        }
+        let public = table("item", &[("id", Some("nextval('item_id_seq'::regclass)"))]);
+        for s in [
+            "CREATE SEQUENCE IF NOT EXISTS item_id_seq",
+            "CREATE TABLE \"public\".\"item\" (\"id\" integer DEFAULT nextval('item_id_seq'::regclass) NOT NULL, \"at\" timestamp with time zone DEFAULT now(), \"tags\" text[])",
+            "ALTER SEQUENCE item_id_seq OWNED BY \"public\".\"item\".\"id\"",
+        ] {
+            assert_eq!(vet(Engine::Postgres, &public, s), Ok(Verdict::Run), "{s}");
+        }
+    }
+
+    #[test]
+    fn postgres_refuses_attacks() {
+        let t = table("item", &[("id", Some("nextval('item_id_seq'::regclass)"))]);
+        for s in [
+            "CREATE TABLE item (id integer); COPY (SELECT 1) TO '/tmp/x'",
+            "COPY (SELECT 1) TO '/tmp/x'",
+            "CREATE SCHEMA evil",
+            "CREATE SEQUENCE other_seq",
+            "ALTER SEQUENCE item_id_seq OWNED BY users.id",
+            "ALTER SEQUENCE item_id_seq OWNED BY item.id; DROP TABLE users",
+            "ALTER TABLE item DROP COLUMN id",
+            "ALTER TABLE users ADD CONSTRAINT c CHECK (true)",
+            "DROP TABLE users",
+            "CREATE TABLE item (id integer DEFAULT nextval('x'::regclass)) ; SELECT pg_sleep(100)",
+        ] {
+            assert!(vet(Engine::Postgres, &t, s).is_err(), "accepted: {s}");
+        }
+        let code = "CREATE TABLE item (id integer CHECK (lo_export(1, '/tmp/x') > 0))";
+        assert!(
+            matches!(vet(Engine::Postgres, &t, code), Ok(Verdict::Code { what, .. }) if what.contains("lo_export"))
+        );
+        let qualified = "CREATE TABLE item (id integer DEFAULT evil.now())";
+        assert!(matches!(
+            vet(Engine::Postgres, &t, qualified),
+            Ok(Verdict::Code { .. })
+        ));
+    }
+}
