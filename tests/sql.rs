@@ -207,7 +207,8 @@ fn sqlite_restore_into_existing_exact_and_uuid() {
     // back exactly.
     let dst = w.path("dst.db");
     let dst_loc = format!("sqlite:{}", dst.display());
-    w.ok(&["restore", "s", "--to", &dst_loc]);
+    // Trusted, so the trigger comes back and the schema matches exactly.
+    w.ok(&["restore", "s", "--to", &dst_loc, "--trust-schema"]);
     sqlite(
         &dst,
         "INSERT INTO log VALUES ('extra'); UPDATE tag SET label = 'changed' WHERE slug = 'x%y';

@@ -589,11 +589,13 @@ impl Chain {
     pub fn open(repo: &Repository, id: &SnapshotId) -> Result<Chain> {
         let mut layers = Vec::new();
         let mut next = Some(*id);
-        // Built only when a parent is not found under its own id: `forget`
-        // may have replaced it by a manifest holding the same state.
+        // Built only when a manifest is not found under its own id: `forget`
+        // may have replaced it by a manifest holding the same state — also
+        // the head, when a reader resolved its name before a concurrent
+        // `forget` rewrote it.
         let mut replacements: Option<std::collections::HashMap<SnapshotId, SnapshotId>> = None;
         while let Some(mut id) = next {
-            if !layers.is_empty() && !repo.snapshot_path(&id).exists() {
+            if !repo.snapshot_path(&id).exists() {
                 if replacements.is_none() {
                     replacements = Some(replacement_map(&list_all(repo)?.0));
                 }
@@ -683,7 +685,7 @@ impl Chain {
         });
         Ok(StateReader {
             layers: self.kind_layers(namespace, kind)?,
-            digest: blake3::Hasher::new(),
+            digest: Box::default(),
             seen: 0,
             expected,
         })
@@ -722,8 +724,9 @@ impl Chain {
 /// and a removal hides the key.
 pub struct StateReader<'a> {
     layers: Vec<PagedRows<'a>>,
-    /// Of the entries streamed so far, as the snapshot computed it.
-    digest: blake3::Hasher,
+    /// Of the entries streamed so far, as the snapshot computed it (boxed:
+    /// the hasher is 2 KB, and readers live in enums).
+    digest: Box<blake3::Hasher>,
     seen: u64,
     /// What the head's header says the whole stream adds up to; taken
     /// when checked.
