@@ -677,11 +677,13 @@ impl Chain {
     /// stream is checked against the head's per-kind digest and count as
     /// it ends: a chain that does not add up fails instead of ending early.
     pub fn state(&self, namespace: &str, kind: &str) -> Result<StateReader<'_>> {
-        let expected = self.head().kind(namespace, kind)?.map(|k| Expected {
-            snapshot: self.head().info.id,
-            kind: kind.to_string(),
-            digest: k.digest,
-            entities: k.entities,
+        let expected = self.head().kind(namespace, kind)?.map(|k| {
+            Box::new(Expected {
+                snapshot: self.head().info.id,
+                kind: kind.to_string(),
+                digest: k.digest,
+                entities: k.entities,
+            })
         });
         Ok(StateReader {
             layers: self.kind_layers(namespace, kind)?,
@@ -730,7 +732,7 @@ pub struct StateReader<'a> {
     seen: u64,
     /// What the head's header says the whole stream adds up to; taken
     /// when checked.
-    expected: Option<Expected>,
+    expected: Option<Box<Expected>>,
 }
 
 struct Expected {
