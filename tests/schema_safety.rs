@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use common::Work;
 use rusqlite::Connection;
 
+/// Changes a table's recorded `ddl` and `after` lists.
+type Edit = Box<dyn Fn(&mut Vec<String>, &mut Vec<String>)>;
+
 fn sqlite(path: &Path, sql: &str) {
     Connection::open(path).unwrap().execute_batch(sql).unwrap();
 }
@@ -115,7 +118,7 @@ fn sqlite_restore_refuses_statements_that_do_not_recreate_the_table() {
         "CREATE TABLE users (id INTEGER PRIMARY KEY); INSERT INTO users VALUES (1), (2), (3);",
     );
     let (e, o) = (elsewhere.display().to_string(), other.display().to_string());
-    let attacks: Vec<(&str, Box<dyn Fn(&mut Vec<String>, &mut Vec<String>)>)> = vec![
+    let attacks: Vec<(&str, Edit)> = vec![
         (
             "statements in one entry",
             Box::new({
@@ -299,7 +302,7 @@ fn postgres_restore_refuses_statements_that_do_not_recreate_the_table() {
     .unwrap();
     let written = open_dir.join("written-by-server.txt");
     let f = written.display().to_string();
-    let attacks: Vec<(&str, &str, Box<dyn Fn(&mut Vec<String>, &mut Vec<String>)>)> = vec![
+    let attacks: Vec<(&str, &str, Edit)> = vec![
         (
             "item",
             "statements in one entry",
