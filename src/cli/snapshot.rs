@@ -152,7 +152,17 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             "manifest_bytes": report.manifest_bytes,
             "kinds": report.kinds,
             "skipped_kinds": report.skipped_kinds,
+            "existed": report.existed,
         }))?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.existed {
+        out.line(format!(
+            "snapshot `{}` ({}) already exists with identical content; nothing to do",
+            report.name,
+            report.id.short()
+        ))?;
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
