@@ -94,7 +94,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             from.push_str(&format!("{name}={v}"));
         }
     }
-    let mut source = connector::open_source(&from)?;
+    let mut source = connector::open_source(&from, &settings.timeouts)?;
     let ignore_files = vec![
         PathBuf::from(".snapshotignore"),
         repo.root().join(".snapshotignore"),
