@@ -45,8 +45,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Seconds to wait for a server (Datastore, PostgreSQL, object
-    /// storage) to answer before giving up [env: KINDSNAP_TIMEOUT; default: 60]
+    /// Seconds to wait for a server's answer (Datastore, PostgreSQL,
+    /// object storage) [env: KINDSNAP_TIMEOUT; default: 60]
     #[arg(long, global = true, value_name = "SECONDS")]
     timeout: Option<String>,
 
