@@ -7,6 +7,7 @@
 //! source = "sqlite:app.db"
 //! target = "datastore://localhost:8081/dev"
 //! ignore_file = ".snapshotignore"
+//! timeout = 60        # seconds to wait for a server's answer
 //!
 //! [kinds.Image]
 //! batch_size = 1
@@ -28,6 +29,9 @@ pub struct Config {
     pub source: Option<String>,
     pub target: Option<String>,
     pub ignore_file: Option<PathBuf>,
+    /// Seconds to wait for a server (Datastore, PostgreSQL, object
+    /// storage) to answer before giving up (src/net.rs).
+    pub timeout: Option<u64>,
     #[serde(default)]
     pub kinds: BTreeMap<String, KindSettings>,
     /// Where it was read from (not a setting).
@@ -73,6 +77,13 @@ impl Config {
                     });
                 }
             }
+        }
+        if config.timeout == Some(0) {
+            return Err(Error::BadConfig {
+                path: path.clone(),
+                why: "timeout must be at least 1 (seconds)".into(),
+                line: None,
+            });
         }
         // Paths in the file are relative to the file.
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();

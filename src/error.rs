@@ -68,6 +68,24 @@ pub enum Error {
         why: String,
     },
 
+    /// A server accepted the connection (or never completed it) and did
+    /// not answer in time; retries, where they apply, are used up.
+    #[error(
+        "{service} {endpoint} did not answer within {} ({waiting}); check that it is up and answering, or raise {knob}",
+        crate::net::seconds(*timeout)
+    )]
+    Timeout {
+        /// `datastore`, `PostgreSQL server`, `object store`.
+        service: &'static str,
+        /// Where: host and port, or URL (without password).
+        endpoint: String,
+        timeout: std::time::Duration,
+        /// What was awaited, and how many tries.
+        waiting: String,
+        /// How to raise it (the flag, or the URL parameter that set it).
+        knob: String,
+    },
+
     #[error("repository {url} is locked: {holder}; try again later (the lock of a process that died expires by itself)")]
     Locked { url: String, holder: String },
 

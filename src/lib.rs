@@ -14,6 +14,7 @@ pub mod filter;
 pub mod ids;
 pub mod interrupt;
 pub mod model;
+pub mod net;
 pub mod ops;
 pub mod progress;
 pub mod repo;

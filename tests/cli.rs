@@ -261,8 +261,9 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     assert!(err.contains("no such file"), "{err}");
     let err = w.fails(&["snapshot", "--from", "mysql://x"]);
     assert!(err.contains("invalid source"), "{err}");
-    // Name taken unless --force.
-    let err = w.fails(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "one"]);
+    // Name taken (by a snapshot of another source) unless --force.
+    std::fs::copy(w.path("cur.jsonl"), w.path("other.jsonl")).unwrap();
+    let err = w.fails(&["snapshot", "--from", "jsonl:other.jsonl", "--name", "one"]);
     assert!(
         err.contains("already exists") && err.contains("--force"),
         "{err}"
@@ -317,6 +318,62 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
         .unwrap();
     let err = String::from_utf8_lossy(&err.stderr);
     assert!(err.contains("not a kindsnap repository"), "{err}");
+}
+
+#[test]
+fn rerunning_a_named_snapshot_of_unchanged_data_is_a_no_op() {
+    let w = Work::new();
+    w.init();
+    let mut data = Data::generate(300, 8);
+    data.write_shuffled(&w.path("cur.jsonl"), 1);
+    snapshot(&w, "cur.jsonl", "day1");
+    let files = walk(&w.repo());
+    // The cron job runs again (the same file, in another order, and without
+    // the line cache): nothing to do, and nothing is written.
+    data.write_shuffled(&w.path("cur.jsonl"), 2);
+    for extra in [&[][..], &["--no-cache"]] {
+        let mut args = vec!["snapshot", "--from", "jsonl:cur.jsonl", "--name", "day1"];
+        args.extend_from_slice(extra);
+        let out = w.ok(&args);
+        assert!(
+            out.contains("snapshot `day1`")
+                && out.contains("already exists with identical content; nothing to do"),
+            "{out}"
+        );
+    }
+    let log = w.ok(&["log"]);
+    assert_eq!(log.matches("day1").count(), 1, "{log}");
+    let mut after = walk(&w.repo());
+    let mut before = files.clone();
+    after.retain(|p| !p.starts_with(w.repo().join("index")));
+    before.retain(|p| !p.starts_with(w.repo().join("index")));
+    after.sort();
+    before.sort();
+    assert_eq!(after, before, "no manifest, pack or temp file added");
+
+    // Other content under the same name is refused, before anything is
+    // stored: one entity removed, and (separately) one changed.
+    let mut fewer = data.clone();
+    fewer.mutate(1, 0, 1, 0);
+    fewer.write_sorted(&w.path("cur.jsonl"));
+    let err = w.fails(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "day1"]);
+    assert!(
+        err.contains("a snapshot named `day1` already exists"),
+        "{err}"
+    );
+    data.mutate(2, 1, 0, 0);
+    data.write_sorted(&w.path("cur.jsonl"));
+    let err = w.fails(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "day1"]);
+    assert!(
+        err.contains("a snapshot named `day1` already exists"),
+        "{err}"
+    );
+    let mut after = walk(&w.repo());
+    after.retain(|p| !p.starts_with(w.repo().join("index")));
+    after.sort();
+    assert_eq!(after, before, "nothing stored for a refused name");
+    assert_eq!(w.ok(&["log"]).matches("day1").count(), 1);
+    w.ok(&["check", "--read-data"]);
 }
 
 #[test]

@@ -100,7 +100,80 @@ fn sigkill_at_many_moments_leaves_a_consistent_repository() {
         .flatten()
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    // The line cache files the killed runs were writing are gone too.
+    let cache_temps: Vec<_> = walk_all(&w.cache_dir())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(cache_temps.is_empty(), "{cache_temps:?}");
     w.ok(&["check", "--read-data"]);
+}
+
+/// A pid no process has: a child that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn temp_files_of_dead_processes_are_removed_and_live_ones_kept() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(500, 41);
+    data.write_sorted(&w.path("cur.jsonl"));
+    w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "one"]);
+    let lines = walk_all(&w.cache_dir().join("lines"))
+        .into_iter()
+        .find(|p| p.is_file())
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .expect("a line cache");
+    std::fs::create_dir_all(w.path("out")).unwrap();
+
+    // What killed runs leave: each writer's pid is in the name. This test
+    // process is alive, so files named with its pid must stay.
+    let (dead, live) = (dead_pid(), std::process::id());
+    let plant = |dir: &std::path::Path, prefix: &str, suffix: &str| {
+        let mut paths = Vec::new();
+        for pid in [dead, live] {
+            let p = dir.join(format!("{prefix}-{pid}-00c0ffee00c0ffee.tmp{suffix}"));
+            std::fs::write(&p, b"half written").unwrap();
+            paths.push(p);
+        }
+        paths
+    };
+    let repo = w.repo();
+    let planted = [
+        plant(&repo, ".write", ""),
+        plant(&repo.join("tmp"), "pack", ""),
+        plant(&repo.join("tmp"), "sortrun", ""),
+        plant(&repo.join("tmp"), "snapshot", ""),
+        plant(&repo.join("tmp"), "prune-live", "-journal"),
+        plant(&lines, ".lines", ""),
+        plant(&w.path("out"), ".export", ""),
+    ];
+    // Not a temp file of ours, though it looks close: never touched.
+    let mine = w.path("out/.export-notes.tmp");
+    std::fs::write(&mine, b"keep").unwrap();
+
+    w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "two"]);
+    w.ok(&["export", "two", "--to", "jsonl:out/two.jsonl"]);
+    for pair in &planted {
+        assert!(
+            !pair[0].exists(),
+            "{} (dead writer) is left",
+            pair[0].display()
+        );
+        assert!(
+            pair[1].exists(),
+            "{} (live writer) was removed",
+            pair[1].display()
+        );
+    }
+    assert!(mine.exists());
+    assert_eq!(canonical_set(&w.path("out/two.jsonl")).len(), 500);
+    w.ok(&["check"]);
 }
 
 #[test]

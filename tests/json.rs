@@ -56,6 +56,7 @@ struct SnapshotSummary {
     manifest_bytes: u64,
     kinds: Vec<SnapshotKind>,
     skipped_kinds: Vec<String>,
+    existed: bool,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +256,20 @@ fn every_json_output_parses_strictly_and_holds_the_right_numbers() {
     assert_eq!(s2.parent.as_deref(), Some(s1.id.as_str()));
     let post = s2.kinds.iter().find(|k| k.kind == "Post").expect("Post");
     assert_eq!((post.added, post.changed, post.removed), (1, 1, 1));
+    assert!(!s1.existed && !s2.existed);
+    // A rerun of the same job finds its snapshot there already.
+    let again: SnapshotSummary = parse(
+        &w.ok(&[
+            "snapshot",
+            "--from",
+            "jsonl:a.jsonl",
+            "--name",
+            "d2",
+            "--json",
+        ]),
+        "snapshot",
+    );
+    assert!(again.existed && again.id == s2.id && again.manifest_bytes == 0);
 
     let log: Vec<LogEntry> = parse(&w.ok(&["log", "--json"]), "log");
     assert_eq!(

@@ -75,6 +75,14 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| ".snapshotignore, REPO/.snapshotignore".into()),
             from_file(c.ignore_file.is_some()),
         ),
+        (
+            "timeout".into(),
+            kindsnap::net::seconds(settings.timeouts.answer),
+            match settings.timeout_from {
+                "kindsnap.toml" => file.clone(),
+                other => other.to_string(),
+            },
+        ),
     ];
     for (kind, k) in &c.kinds {
         if let Some(b) = k.batch_size {

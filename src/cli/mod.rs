@@ -45,6 +45,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// Seconds to wait for a server's answer (Datastore, PostgreSQL,
+    /// object storage) [env: KINDSNAP_TIMEOUT; default: 60]
+    #[arg(long, global = true, value_name = "SECONDS")]
+    timeout: Option<String>,
+
     /// Print nothing but errors.
     #[arg(long, short, global = true)]
     quiet: bool,
@@ -133,6 +138,11 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     /// Whether stdout gets ANSI colours.
     pub color: bool,
+    /// How long to wait for servers.
+    pub timeouts: kindsnap::net::Timeouts,
+    /// Where the timeout came from: `--timeout`, `KINDSNAP_TIMEOUT`, the
+    /// file, default.
+    pub timeout_from: &'static str,
     pub config: kindsnap::config::Config,
 }
 
@@ -152,6 +162,7 @@ impl Settings {
         } else {
             (PathBuf::from(".kindsnap"), "default")
         };
+        let (timeout, timeout_from) = Self::timeout(cli, &config)?;
         let env_dir = |k: &str| {
             std::env::var_os(k)
                 .filter(|v| !v.is_empty())
@@ -166,6 +177,8 @@ impl Settings {
             repo_from,
             quiet: cli.quiet,
             cache_dir,
+            timeouts: kindsnap::net::Timeouts::new(timeout),
+            timeout_from,
             color: match cli.color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,
@@ -179,6 +192,35 @@ impl Settings {
         })
     }
 
+    /// `--timeout`, then `KINDSNAP_TIMEOUT`, then `timeout` in the file,
+    /// then the default.
+    fn timeout(
+        cli: &Cli,
+        config: &kindsnap::config::Config,
+    ) -> anyhow::Result<(std::time::Duration, &'static str)> {
+        let parse = |text: &str, from: &str| {
+            kindsnap::net::parse_seconds(text).ok_or_else(|| {
+                anyhow::anyhow!("{from}{text}: give a number of seconds, such as 30")
+            })
+        };
+        if let Some(t) = &cli.timeout {
+            return Ok((parse(t, "--timeout ")?, "--timeout"));
+        }
+        if let Some(t) = std::env::var("KINDSNAP_TIMEOUT")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            return Ok((parse(&t, "KINDSNAP_TIMEOUT=")?, "KINDSNAP_TIMEOUT"));
+        }
+        if let Some(t) = config.timeout {
+            return Ok((std::time::Duration::from_secs(t), "kindsnap.toml"));
+        }
+        Ok((
+            std::time::Duration::from_secs(kindsnap::net::DEFAULT_TIMEOUT_SECS),
+            "default",
+        ))
+    }
+
     /// The repository's URL when it lives on object storage.
     pub fn remote_url(&self) -> Option<&str> {
         self.repo
@@ -188,7 +230,7 @@ impl Settings {
 
     pub fn open_repo(&self) -> anyhow::Result<kindsnap::repo::Repository> {
         Ok(match self.remote_url() {
-            Some(url) => kindsnap::repo::remote::open(url, &self.cache_dir)?,
+            Some(url) => kindsnap::repo::remote::open(url, &self.cache_dir, &self.timeouts)?,
             None => kindsnap::repo::Repository::open(&self.repo)?,
         })
     }

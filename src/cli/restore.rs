@@ -109,7 +109,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| {
             anyhow::anyhow!("say where to restore with --to TARGET (or `target` in kindsnap.toml)")
         })?;
-    let mut target = connector::open_target(&to)?;
+    let mut target = connector::open_target(&to, &settings.timeouts)?;
     let opts = r::RestoreOptions {
         kinds: args.kinds.clone(),
         keys: match args.keys {

@@ -94,7 +94,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             from.push_str(&format!("{name}={v}"));
         }
     }
-    let mut source = connector::open_source(&from)?;
+    let mut source = connector::open_source(&from, &settings.timeouts)?;
     let ignore_files = vec![
         PathBuf::from(".snapshotignore"),
         repo.root().join(".snapshotignore"),
@@ -152,7 +152,17 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             "manifest_bytes": report.manifest_bytes,
             "kinds": report.kinds,
             "skipped_kinds": report.skipped_kinds,
+            "existed": report.existed,
         }))?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.existed {
+        out.line(format!(
+            "snapshot `{}` ({}) already exists with identical content; nothing to do",
+            report.name,
+            report.id.short()
+        ))?;
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -12,12 +12,16 @@
 //! Query parameters: `database=NAME` (a named database), `namespaces=a,b`
 //! (only these; `-` is the default namespace), `concurrency=N` (kinds read
 //! or commits in flight at once), `read_time=RFC3339` (a consistent
-//! point-in-time snapshot).
+//! point-in-time snapshot), `timeout=SECONDS` (how long to wait for an
+//! answer; else the caller's [`Timeouts`]).
 //!
 //! Every call goes through [`Client::call`], the one place that retries:
 //! ABORTED, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED and INTERNAL
 //! (and, once the server has answered before, a refused or dropped
 //! connection) with exponential backoff and jitter, honouring Retry-After.
+//! A request the server does not answer within the timeout is abandoned
+//! and tried again at most twice more, then the call fails with
+//! [`Error::Timeout`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +38,7 @@ use crate::filter::KindFilter;
 use crate::model::{
     json as mjson, ElementId, Entity, Key, PartitionId, PathElement, Value, ValueKind,
 };
+use crate::net::{self, Timeouts};
 
 const PRODUCTION: &str = "https://datastore.googleapis.com";
 const SCOPES: &[&str] = &["https://www.googleapis.com/auth/datastore"];
@@ -47,6 +52,9 @@ const MAX_ENTITY_BYTES: usize = 1_048_572;
 const MAX_INDEXED_BYTES: usize = 1500;
 const DEFAULT_CONCURRENCY: usize = 4;
 const MAX_ATTEMPTS: u32 = 10;
+/// Tries of a request that the server does not answer in time: each has
+/// waited the whole timeout already.
+const TIMEOUT_ATTEMPTS: u32 = 3;
 
 /// A parsed `datastore:` location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +66,8 @@ pub struct Endpoint {
     pub namespaces: Option<Vec<String>>,
     pub concurrency: Option<usize>,
     pub read_time: Option<String>,
+    /// `timeout=SECONDS`: overrides the caller's answer timeout.
+    pub timeout: Option<Duration>,
     /// Production: use Application Default Credentials.
     pub auth: bool,
 }
@@ -118,9 +128,15 @@ impl Endpoint {
                     mjson::parse_timestamp(v).map_err(|e| bad(&e))?;
                     ep.read_time = Some(v.to_string());
                 }
+                "timeout" => {
+                    ep.timeout = Some(
+                        net::parse_seconds(v)
+                            .ok_or_else(|| bad("timeout must be a number of seconds > 0"))?,
+                    );
+                }
                 _ => {
                     return Err(bad(&format!(
-                    "unknown parameter `{k}` (known: database, namespaces, concurrency, read_time)"
+                    "unknown parameter `{k}` (known: database, namespaces, concurrency, read_time, timeout)"
                 )))
                 }
             }
@@ -136,6 +152,7 @@ impl Endpoint {
             namespaces: None,
             concurrency: None,
             read_time: None,
+            timeout: None,
             auth,
         }
     }
@@ -208,18 +225,41 @@ struct Client {
     answered: Arc<std::sync::atomic::AtomicBool>,
     /// Test knob: no sleeping between retries beyond this (ms).
     max_backoff_ms: u64,
+    /// How long to wait for an answer, and where that was set.
+    timeouts: Timeouts,
+    knob: &'static str,
 }
 
 impl Client {
-    async fn new(ep: Endpoint) -> Result<Client> {
+    async fn new(ep: Endpoint, timeouts: Timeouts) -> Result<Client> {
+        let (timeouts, knob) = match ep.timeout {
+            Some(t) => (Timeouts::new(t), "`timeout=` in the datastore location"),
+            None => (timeouts, net::TIMEOUT_KNOBS),
+        };
+        // The read timeout bounds each wait for the server's next bytes,
+        // the response's first ones included; the total one a whole
+        // request (a 9 MiB commit going up a slow line takes a while).
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120).max(timeouts.answer * 4))
+            .read_timeout(timeouts.answer)
+            .connect_timeout(timeouts.connect)
+            .tcp_keepalive(net::KEEPALIVE)
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| Error::Datastore(format!("cannot set up HTTP: {e}")))?;
         let auth = if ep.auth {
-            match gcp_auth::provider().await {
+            // Finding credentials may ask the metadata server, which can
+            // be as silent as any other.
+            let found = tokio::time::timeout(timeouts.answer, gcp_auth::provider())
+                .await
+                .map_err(|_| Error::Timeout {
+                    service: "credentials provider",
+                    endpoint: "(Application Default Credentials)".into(),
+                    timeout: timeouts.answer,
+                    waiting: format!("looking for credentials for project {}", ep.project),
+                    knob: knob.into(),
+                })?;
+            match found {
                 Ok(p) => Some(p),
                 Err(e) => {
                     return Err(Error::Datastore(format!(
@@ -241,6 +281,8 @@ impl Client {
             auth,
             answered: Default::default(),
             max_backoff_ms,
+            timeouts,
+            knob,
         })
     }
 
@@ -259,16 +301,28 @@ impl Client {
             .header("content-type", "application/json")
             .body(body.to_vec());
         if let Some(auth) = &self.auth {
-            let token = auth.token(SCOPES).await.map_err(|e| {
-                (
-                    CallError {
-                        status: "UNAUTHENTICATED".into(),
-                        http: 401,
-                        message: format!("cannot get an access token: {e}"),
-                    },
-                    None,
-                )
-            })?;
+            let token = tokio::time::timeout(self.timeouts.answer, auth.token(SCOPES))
+                .await
+                .map_err(|_| {
+                    (
+                        CallError {
+                            status: "TIMEOUT".into(),
+                            http: 0,
+                            message: "an access token".into(),
+                        },
+                        None,
+                    )
+                })?
+                .map_err(|e| {
+                    (
+                        CallError {
+                            status: "UNAUTHENTICATED".into(),
+                            http: 401,
+                            message: format!("cannot get an access token: {e}"),
+                        },
+                        None,
+                    )
+                })?;
             req = req.bearer_auth(token.as_str());
         }
         let resp = match req.send().await {
@@ -280,16 +334,20 @@ impl Client {
                     why = s.to_string();
                     src = s.source();
                 }
-                let status = if e.is_timeout() {
-                    "DEADLINE_EXCEEDED"
+                // Our own deadline ran out: connecting, or waiting for the
+                // answer (the server's own DEADLINE_EXCEEDED is an answer).
+                let (status, message) = if e.is_timeout() && e.is_connect() {
+                    ("TIMEOUT", "a connection".to_string())
+                } else if e.is_timeout() {
+                    ("TIMEOUT", format!("the answer to {method}"))
                 } else {
-                    "CONNECT"
+                    ("CONNECT", why)
                 };
                 return Err((
                     CallError {
                         status: status.into(),
                         http: 0,
-                        message: why,
+                        message,
                     },
                     None,
                 ));
@@ -309,14 +367,20 @@ impl Client {
             .unwrap_or("")
             .to_string();
         let bytes = resp.bytes().await.map_err(|e| {
-            (
+            let err = if e.is_timeout() {
+                CallError {
+                    status: "TIMEOUT".into(),
+                    http,
+                    message: format!("the rest of the answer to {method}"),
+                }
+            } else {
                 CallError {
                     status: "UNAVAILABLE".into(),
                     http,
                     message: format!("the answer was cut off: {e}"),
-                },
-                None,
-            )
+                }
+            };
+            (err, None)
         })?;
         self.answered.store(true, Ordering::Relaxed);
         if (200..300).contains(&http) {
@@ -368,15 +432,24 @@ impl Client {
     }
 
     async fn call_raw(&self, method: &str, body: &[u8]) -> std::result::Result<Vec<u8>, CallError> {
-        let mut attempt = 0u32;
+        let (mut attempt, mut timeouts) = (0u32, 0u32);
         loop {
             attempt += 1;
-            let (err, retry_after) = match self.once(method, body).await {
+            let (mut err, retry_after) = match self.once(method, body).await {
                 Ok((bytes, _)) => return Ok(bytes),
                 Err(e) => e,
             };
-            let retry = err.transient()
-                || (err.status == "CONNECT" && self.answered.load(Ordering::Relaxed));
+            let retry = if err.status == "TIMEOUT" {
+                timeouts += 1;
+                if timeouts >= TIMEOUT_ATTEMPTS {
+                    err.message = format!("{}; {timeouts} tries", err.message);
+                    return Err(err);
+                }
+                true
+            } else {
+                err.transient()
+                    || (err.status == "CONNECT" && self.answered.load(Ordering::Relaxed))
+            };
             if !retry || attempt >= MAX_ATTEMPTS {
                 return Err(err);
             }
@@ -399,6 +472,23 @@ impl Client {
     /// Turn a final call error into the user's one line.
     fn explain(&self, method: &str, e: CallError) -> Error {
         let ep = &self.ep;
+        if e.status == "TIMEOUT" {
+            return Error::Timeout {
+                service: "datastore",
+                endpoint: ep
+                    .base
+                    .trim_start_matches("http://")
+                    .trim_start_matches("https://")
+                    .to_string(),
+                timeout: if e.message.starts_with("a connection") {
+                    self.timeouts.connect
+                } else {
+                    self.timeouts.answer
+                },
+                waiting: format!("waiting for {}", e.message),
+                knob: self.knob.into(),
+            };
+        }
         let msg = match e.status.as_str() {
             "CONNECT" => format!(
                 "cannot reach the datastore at {}: {}; is the server running and the address right?",
@@ -664,14 +754,16 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 pub struct DatastoreSource {
     ep: Endpoint,
+    timeouts: Timeouts,
     filter: Option<KindFilter>,
     kinds: Mutex<Vec<String>>,
 }
 
 impl DatastoreSource {
-    pub fn open(spec: &str) -> Result<DatastoreSource> {
+    pub fn open(spec: &str, timeouts: &Timeouts) -> Result<DatastoreSource> {
         Ok(DatastoreSource {
             ep: Endpoint::parse(spec)?,
+            timeouts: *timeouts,
             filter: None,
             kinds: Mutex::new(Vec::new()),
         })
@@ -717,7 +809,7 @@ impl EntitySource for DatastoreSource {
     fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded<'_>) -> Result<()>) -> Result<()> {
         let rt = runtime()?;
         let concurrency = self.ep.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
-        let client = rt.block_on(Client::new(self.ep.clone()))?;
+        let client = rt.block_on(Client::new(self.ep.clone(), self.timeouts))?;
         // Namespaces and kinds first (small), then the scans.
         let mut work: Vec<(String, String)> = Vec::new();
         for ns in rt.block_on(client.namespaces())? {
@@ -823,6 +915,7 @@ async fn scan_kind(
 
 pub struct DatastoreTarget {
     ep: Endpoint,
+    timeouts: Timeouts,
     rt: Option<tokio::runtime::Runtime>,
     client: Option<Client>,
     /// The batch being filled: mutation JSON texts and their keys.
@@ -845,9 +938,10 @@ enum ReserveState {
 }
 
 impl DatastoreTarget {
-    pub fn open(spec: &str) -> Result<DatastoreTarget> {
+    pub fn open(spec: &str, timeouts: &Timeouts) -> Result<DatastoreTarget> {
         Ok(DatastoreTarget {
             ep: Endpoint::parse(spec)?,
+            timeouts: *timeouts,
             rt: None,
             client: None,
             batch: Vec::new(),
@@ -1085,7 +1179,7 @@ impl EntityTarget for DatastoreTarget {
 
     fn start(&mut self, _resuming: bool) -> Result<()> {
         let rt = runtime()?;
-        let client = rt.block_on(Client::new(self.ep.clone()))?;
+        let client = rt.block_on(Client::new(self.ep.clone(), self.timeouts))?;
         // One cheap call, so a wrong address or project fails now with a
         // clear message instead of inside the first commit.
         rt.block_on(client.metadata("", "__namespace__"))?;

@@ -518,6 +518,8 @@ impl JsonlSink {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        // Left by exports that were killed (their writer's pid is gone).
+        crate::repo::fsutil::remove_dead_temps(dir, Some(".export"));
         let tmp = crate::repo::fsutil::temp_path(dir, ".export");
         let f = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
         Ok(JsonlSink {
@@ -762,6 +764,7 @@ impl super::EntityTarget for JsonlTarget {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
+            crate::repo::fsutil::remove_dead_temps(dir, Some(".restore"));
             let tmp = crate::repo::fsutil::temp_path(dir, ".restore");
             let file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
             let mut out = BufWriter::with_capacity(1 << 20, file);

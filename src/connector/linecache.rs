@@ -358,15 +358,25 @@ impl Writer {
     }
 }
 
-/// Temporary files of runs that were killed: an hour without a write.
+/// Temporary files of runs that were killed: those whose writer's pid is
+/// gone. Where the system cannot tell (no `/proc`), an hour without a
+/// write stands in (a live run rewrites its file as it reads).
 fn remove_stale_temps(dir: &Path) {
+    use crate::repo::fsutil;
+    if fsutil::pids_visible() {
+        fsutil::remove_dead_temps(dir, Some(".lines"));
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with(".lines-") && name.ends_with(".tmp")) {
+        let ours = name
+            .to_str()
+            .and_then(fsutil::temp_owner)
+            .is_some_and(|(prefix, _)| prefix == ".lines");
+        if !ours {
             continue;
         }
         let old = e

@@ -13,6 +13,7 @@ pub mod sql;
 use crate::error::{Error, Result};
 use crate::ids::EntityHash;
 use crate::model::{codec, Entity, Key};
+use crate::net::Timeouts;
 
 /// Entities after the CPU work — canonical bytes, hash, sortable key —
 /// packed into one buffer per batch, so a batch built on a worker thread is
@@ -351,22 +352,31 @@ pub fn parse_location(spec: &str) -> Result<Location> {
     ))
 }
 
-/// Open a source from its location string.
-pub fn open_source(spec: &str) -> Result<Box<dyn EntitySource>> {
+/// Open a source from its location string; network sources wait for
+/// their servers as `timeouts` says.
+pub fn open_source(spec: &str, timeouts: &Timeouts) -> Result<Box<dyn EntitySource>> {
     match parse_location(spec)? {
         Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlSource::open(&path)?)),
-        Location::Datastore(spec) => Ok(Box::new(datastore::DatastoreSource::open(&spec)?)),
+        Location::Datastore(spec) => {
+            Ok(Box::new(datastore::DatastoreSource::open(&spec, timeouts)?))
+        }
         Location::Sqlite(path) => Ok(Box::new(sql::sqlite::SqliteSource::open(&path)?)),
-        Location::Postgres(url) => Ok(Box::new(sql::postgres::PostgresSource::open(&url)?)),
+        Location::Postgres(url) => Ok(Box::new(sql::postgres::PostgresSource::open(
+            &url, timeouts,
+        )?)),
     }
 }
 
 /// Open a target from its location string.
-pub fn open_target(spec: &str) -> Result<Box<dyn EntityTarget>> {
+pub fn open_target(spec: &str, timeouts: &Timeouts) -> Result<Box<dyn EntityTarget>> {
     match parse_location(spec)? {
         Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlTarget::open(&path)?)),
-        Location::Datastore(spec) => Ok(Box::new(datastore::DatastoreTarget::open(&spec)?)),
+        Location::Datastore(spec) => {
+            Ok(Box::new(datastore::DatastoreTarget::open(&spec, timeouts)?))
+        }
         Location::Sqlite(path) => Ok(Box::new(sql::sqlite::SqliteTarget::open(&path)?)),
-        Location::Postgres(url) => Ok(Box::new(sql::postgres::PostgresTarget::open(&url)?)),
+        Location::Postgres(url) => Ok(Box::new(sql::postgres::PostgresTarget::open(
+            &url, timeouts,
+        )?)),
     }
 }

@@ -32,7 +32,7 @@ use crate::ids::SnapshotId;
 use crate::progress::Progress;
 use crate::repo::manifest::{
     self, Chain, ChangeEntry, KindInfo, Manifest, ManifestWriter, NewSnapshot, Op, PagedRows,
-    SnapshotInfo,
+    Published, SnapshotInfo,
 };
 use crate::repo::{fsutil, Repository};
 
@@ -501,7 +501,9 @@ fn fold(
     drop(layers);
     drop(a_chain);
     drop(k_chain);
-    let (id, _) = writer.publish(repo, &meta, |_| Ok(()))?;
+    let id = match writer.publish(repo, &meta, |_| Ok(None))? {
+        Published::New { id, .. } | Published::Existing(id) => id,
+    };
     crash_point("forget-publish");
     Ok((id, depth))
 }

@@ -15,7 +15,8 @@ use crate::model::key;
 use crate::progress::Progress;
 use crate::repo::index::Dedup;
 use crate::repo::manifest::{
-    self, Chain, KindInfo, ManifestWriter, NewSnapshot, Op, StateEntry, StateReader,
+    self, Chain, KindInfo, Manifest, ManifestWriter, NewSnapshot, Op, Published, StateEntry,
+    StateReader,
 };
 use crate::repo::pack::background::Packer;
 use crate::repo::Repository;
@@ -72,6 +73,9 @@ pub struct SnapshotReport {
     pub bytes_added: u64,
     pub manifest_bytes: u64,
     pub skipped_kinds: Vec<String>,
+    /// A snapshot of this name, source and content existed already (a
+    /// rerun): `id` is that snapshot's and nothing was published.
+    pub existed: bool,
 }
 
 /// Kinds with a parent cursor open at once.
@@ -153,16 +157,26 @@ pub fn snapshot(
     let started = std::time::Instant::now();
 
     let (infos, _) = manifest::list(repo)?;
+    let source_id = source.source_id();
+    let kinds_key = opts.filter.kinds_key();
     let explicit_name = opts.name.is_some();
+    // A snapshot of the same source and kinds under the name asked for may
+    // be a rerun of the same job (cron): the run goes on, and is a no-op if
+    // it finds the same content. Any body not stored yet already proves the
+    // content new, and ends the run before it is stored.
+    let mut rerun_of: Option<String> = None;
     let name = match &opts.name {
         Some(n) => {
             super::validate_name(n)?;
             if !opts.force {
-                if let Some(i) = infos.iter().find(|i| &i.name == n) {
-                    return Err(Error::NameTaken {
-                        name: n.clone(),
-                        id: i.id.short(),
-                    });
+                if let Some(i) = infos.iter().rev().find(|i| &i.name == n) {
+                    if i.source != source_id || i.kinds_filter != kinds_key {
+                        return Err(Error::NameTaken {
+                            name: n.clone(),
+                            id: i.id.short(),
+                        });
+                    }
+                    rerun_of = Some(i.id.short());
                 }
             }
             n.clone()
@@ -178,8 +192,6 @@ pub fn snapshot(
             name
         }
     };
-    let source_id = source.source_id();
-    let kinds_key = opts.filter.kinds_key();
     let parent = infos
         .iter()
         .rev()
@@ -285,6 +297,12 @@ pub fn snapshot(
                         }
                     }
                 };
+            if let Some(id) = &rerun_of {
+                return Err(Error::NameTaken {
+                    name: name.clone(),
+                    id: id.clone(),
+                });
+            }
             dedup.note_added(&e.hash);
             packer.add(gid, e.namespace, e.kind, e.hash, body)?;
         }
@@ -478,6 +496,7 @@ pub fn snapshot(
         started.elapsed()
     );
     let total_pack_bytes: u64 = finished.values().sum();
+    let content = content_of(totals.iter().map(|(_, k)| k));
     for ((gid, mut info), rep) in totals.into_iter().zip(reports.iter_mut()) {
         let bytes = gid.and_then(|g| finished.get(&g).copied()).unwrap_or(0);
         info.bytes_added = bytes;
@@ -501,18 +520,29 @@ pub fn snapshot(
         replaces: Vec::new(),
     };
     let force = opts.force;
-    let (id, manifest_bytes) = writer.publish(repo, &meta, |repo| {
-        if explicit_name && !force {
-            let (infos, _) = manifest::list(repo)?;
-            if let Some(i) = infos.iter().find(|i| i.name == name) {
-                return Err(Error::NameTaken {
-                    name: name.clone(),
-                    id: i.id.short(),
-                });
-            }
+    let published = writer.publish(repo, &meta, |repo| {
+        if !explicit_name || force {
+            return Ok(None);
         }
-        Ok(())
+        let (infos, _) = manifest::list(repo)?;
+        let Some(i) = infos.iter().rev().find(|i| i.name == name) else {
+            return Ok(None);
+        };
+        if i.source == meta.source
+            && i.kinds_filter == meta.kinds_filter
+            && content_of(&Manifest::open(repo, &i.id)?.kinds()?) == content
+        {
+            return Ok(Some(i.id));
+        }
+        Err(Error::NameTaken {
+            name: name.clone(),
+            id: i.id.short(),
+        })
     })?;
+    let (id, manifest_bytes, existed) = match published {
+        Published::New { id, bytes } => (id, bytes, false),
+        Published::Existing(id) => (id, 0, true),
+    };
     tracing::debug!("snapshot: manifest published at {:?}", started.elapsed());
     if let Err(e) = source.commit_cache(&id) {
         tracing::warn!("the source's cache is not kept: {e}");
@@ -527,5 +557,20 @@ pub fn snapshot(
         bytes_added: total_pack_bytes + manifest_bytes,
         manifest_bytes,
         skipped_kinds: skipped.into_iter().collect(),
+        existed,
     })
+}
+
+/// A snapshot's content for comparing reruns: each kind that has
+/// entities, with its count and the digest of its (key, hash) stream.
+type Content = Vec<(String, String, u64, [u8; 32])>;
+
+fn content_of<'a>(kinds: impl IntoIterator<Item = &'a KindInfo>) -> Content {
+    let mut c: Content = kinds
+        .into_iter()
+        .filter(|k| k.entities > 0)
+        .map(|k| (k.namespace.clone(), k.kind.clone(), k.entities, k.digest))
+        .collect();
+    c.sort();
+    c
 }

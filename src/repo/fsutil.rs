@@ -14,10 +14,78 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(Error::io("syncing directory", dir))
 }
 
-/// A unique temp path in `dir` (same file system as the final place).
+/// A unique temp path in `dir` (same file system as the final place):
+/// `PREFIX-PID-RANDOM.tmp`. The writer's pid in the name is what lets a
+/// later run remove the files of a process that died ([`remove_dead_temps`]).
 pub fn temp_path(dir: &Path, prefix: &str) -> PathBuf {
     let r: u64 = rand::random();
     dir.join(format!("{prefix}-{}-{r:016x}.tmp", std::process::id()))
+}
+
+/// The prefix and writer's pid of a name [`temp_path`] made (or of the
+/// `-journal`, `-wal` and `-shm` files SQLite keeps beside such a file);
+/// `None` for any other name.
+pub fn temp_owner(name: &str) -> Option<(&str, u32)> {
+    let stem = ["", "-journal", "-wal", "-shm"]
+        .iter()
+        .find_map(|s| name.strip_suffix(&format!(".tmp{s}")[..]))?;
+    let (rest, random) = stem.rsplit_once('-')?;
+    if random.len() != 16 || !random.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let (prefix, pid) = rest.rsplit_once('-')?;
+    if prefix.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((prefix, pid.parse().ok()?))
+}
+
+/// Whether process `pid` has ended, when this system can tell: read from
+/// `/proc`, the way [`super::Repository::clean_stale_temps`] always has.
+/// `None` where there is no `/proc` (macOS, BSD): callers then leave the
+/// file alone rather than guess. This process is never gone; a zombie
+/// still has its `/proc` entry and counts as alive.
+pub fn process_gone(pid: u32) -> Option<bool> {
+    if !pids_visible() {
+        return None;
+    }
+    if pid == std::process::id() {
+        return Some(false);
+    }
+    Some(!Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Whether [`process_gone`] can tell on this system.
+pub fn pids_visible() -> bool {
+    Path::new("/proc/self").exists()
+}
+
+/// Remove the temp files in `dir` (not below it) whose writer has died,
+/// restricted to names starting with `prefix` when one is given (in a
+/// directory that is not kindsnap's own). A live process's file is never
+/// touched; where liveness cannot be told, nothing is. Returns how many
+/// files were removed. Best effort: a file that cannot be removed stays.
+pub fn remove_dead_temps(dir: &Path, prefix: Option<&str>) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some((p, pid)) = name.to_str().and_then(temp_owner) else {
+            continue;
+        };
+        if prefix.is_some_and(|want| want != p) {
+            continue;
+        }
+        if process_gone(pid) == Some(true)
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && fs::remove_file(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Write `bytes` to `path` atomically.
@@ -58,5 +126,64 @@ pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn temp_names_give_their_writer() {
+        let p = temp_path(Path::new("/x"), "prune-live");
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(temp_owner(name), Some(("prune-live", std::process::id())));
+        assert_eq!(
+            temp_owner(".write-42-00112233aabbccdd.tmp"),
+            Some((".write", 42))
+        );
+        assert_eq!(
+            temp_owner("manifestdb-7-00112233aabbccdd.tmp-journal"),
+            Some(("manifestdb", 7))
+        );
+        for other in [
+            "notes.tmp",
+            "-42-00112233aabbccdd.tmp",
+            "a-42-0011.tmp",
+            "a-x2-00112233aabbccdd.tmp",
+            "a-42-00112233aabbccdd.tmpx",
+            "a-42-00112233aabbccdd",
+        ] {
+            assert_eq!(temp_owner(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn only_dead_writers_files_go() {
+        if !pids_visible() {
+            return; // no /proc: nothing is ever removed
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let me = std::process::id();
+        let names = [
+            format!(".lines-{dead}-00112233aabbccdd.tmp"),
+            format!("pack-{dead}-00112233aabbccdd.tmp"),
+            format!(".lines-{me}-00112233aabbccdd.tmp"),
+            format!("keep-{dead}.tmp"),
+        ];
+        for n in &names {
+            fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        assert_eq!(remove_dead_temps(dir.path(), Some(".lines")), 1);
+        assert!(!dir.path().join(&names[0]).exists());
+        assert!(dir.path().join(&names[1]).exists());
+        assert_eq!(remove_dead_temps(dir.path(), None), 1);
+        assert!(!dir.path().join(&names[1]).exists());
+        assert!(dir.path().join(&names[2]).exists());
+        assert!(dir.path().join(&names[3]).exists());
     }
 }

@@ -970,13 +970,16 @@ impl ManifestWriter {
     }
 
     /// Close the database, write the manifest file and publish it.
-    /// `check_name` runs under the commit lock, just before the rename.
+    /// `check_name` runs under the commit lock, just before the rename; it
+    /// may refuse (an error), or answer with a snapshot already published
+    /// that this one would only repeat, and then nothing is published and
+    /// the new manifest is removed.
     pub fn publish(
         mut self,
         repo: &Repository,
         meta: &NewSnapshot,
-        check_name: impl FnOnce(&Repository) -> Result<()>,
-    ) -> Result<(SnapshotId, u64)> {
+        check_name: impl FnOnce(&Repository) -> Result<Option<SnapshotId>>,
+    ) -> Result<Published> {
         self.flush_entries()?;
         let conn = self
             .conn
@@ -1063,9 +1066,16 @@ impl ManifestWriter {
             }
         };
         let _commit = repo.lock_commit()?;
-        if let Err(e) = check_name(repo) {
-            let _ = fs::remove_file(&out_path);
-            return Err(e);
+        match check_name(repo) {
+            Ok(None) => {}
+            Ok(Some(existing)) => {
+                let _ = fs::remove_file(&out_path);
+                return Ok(Published::Existing(existing));
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&out_path);
+                return Err(e);
+            }
         }
         if let Err(e) = repo.manifest_written(&out_path, &id) {
             let _ = fs::remove_file(&out_path);
@@ -1075,8 +1085,18 @@ impl ManifestWriter {
             let _ = fs::remove_file(&out_path);
             return Err(e);
         }
-        Ok((id, len))
+        Ok(Published::New { id, bytes: len })
     }
+}
+
+/// What [`ManifestWriter::publish`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// The manifest is published: the snapshot exists, `bytes` long.
+    New { id: SnapshotId, bytes: u64 },
+    /// The name check found this snapshot already published with the same
+    /// content; nothing was written.
+    Existing(SnapshotId),
 }
 
 struct HashingWriter<W: Write> {

@@ -406,31 +406,19 @@ impl Repository {
     }
 
     /// Remove temp files left by processes that died. Only files whose
-    /// writer is gone are removed: names carry the writer's pid.
+    /// writer is gone are removed: names carry the writer's pid
+    /// ([`fsutil::remove_dead_temps`]).
     pub fn clean_stale_temps(&self) {
-        // Whether a writer is alive is read from /proc; where there is no
-        // /proc (macOS, BSD), leave temp files alone rather than guess.
-        if !Path::new("/proc/self").exists() {
-            return;
-        }
+        // The root holds `.write-*` temps of `config`; `tmp/` everything
+        // else (packs, manifests, sort runs, scratch databases).
         for dir in [
+            self.root.clone(),
             self.tmp_dir(),
             self.snapshots_dir(),
             self.root.join("packs"),
+            self.root.join("index"),
         ] {
-            let Ok(rd) = fs::read_dir(&dir) else { continue };
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if !name.ends_with(".tmp") {
-                    continue;
-                }
-                let pid = name.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
-                if let Some(pid) = pid {
-                    if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                        let _ = fs::remove_file(e.path());
-                    }
-                }
-            }
+            fsutil::remove_dead_temps(&dir, None);
         }
     }
 }

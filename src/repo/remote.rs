@@ -35,6 +35,7 @@ use super::index::{Index, Location, NewPack};
 use super::{fsutil, Repository};
 use crate::error::{Error, Result};
 use crate::ids::{EntityHash, PackId, SnapshotId};
+use crate::net::Timeouts;
 
 /// Whether a `--repo` value names object storage rather than a directory.
 pub fn is_remote_url(s: &str) -> bool {
@@ -60,6 +61,11 @@ pub struct Remote {
     prefix: String,
     store: Arc<dyn ObjectStore>,
     rt: tokio::runtime::Runtime,
+    /// The endpoint requests go to, for messages.
+    endpoint: String,
+    timeouts: Timeouts,
+    /// How long one operation's retries may go on.
+    retry_window: Duration,
 }
 
 impl std::fmt::Debug for Remote {
@@ -90,6 +96,25 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+/// Whether the client gave up waiting (connecting, or for an answer).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<object_store::client::HttpError>() {
+            if h.kind() == object_store::client::HttpErrorKind::Timeout {
+                return true;
+            }
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        cur = c.source();
+    }
+    false
+}
+
 /// A service's error reply on one line: S3's XML `<Code>` and `<Message>`
 /// rather than the whole document.
 fn one_line(why: &str) -> String {
@@ -113,8 +138,9 @@ fn one_line(why: &str) -> String {
 }
 
 impl Remote {
-    /// Connect (lazily: no request is made here) to `url`.
-    pub fn new(url: &str) -> Result<Remote> {
+    /// Connect (lazily: no request is made here) to `url`, waiting for
+    /// answers as `timeouts` says.
+    pub fn new(url: &str, timeouts: &Timeouts) -> Result<Remote> {
         let bad = |why: &str| Error::BadLocation {
             spec: url.to_string(),
             why: why.to_string(),
@@ -127,9 +153,17 @@ impl Remote {
             return Err(bad("the bucket name is missing"));
         }
         let prefix = prefix.trim_matches('/').to_string();
+        // A request that times out is retried (reads; writes when they
+        // are idempotent) within this window: three answer timeouts' worth.
+        // Failures that come fast (a refused connection) run out of their
+        // six retries first. KINDSNAP_REMOTE_TIMEOUT sets it outright.
+        let retry_window = match std::env::var("KINDSNAP_REMOTE_TIMEOUT") {
+            Ok(v) => Duration::from_secs(v.parse().unwrap_or(60)),
+            Err(_) => timeouts.answer * 3,
+        };
         let retry = object_store::RetryConfig {
             max_retries: 6,
-            retry_timeout: Duration::from_secs(env_secs("KINDSNAP_REMOTE_TIMEOUT", 60)),
+            retry_timeout: retry_window,
             ..Default::default()
         };
         // These options replace the ones `from_env` read, so the
@@ -137,13 +171,19 @@ impl Remote {
         let allow_http = |var: &str| {
             std::env::var(var).is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
         };
+        // The answer timeout bounds each wait for bytes (a server that
+        // accepted and went silent); a whole request, a 4 MiB pack going
+        // up a slow line included, may take longer. TCP keepalive is on in
+        // the HTTP client (reqwest's default, every 15 s).
         let client = object_store::ClientOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(300))
+            .with_connect_timeout(timeouts.connect)
+            .with_read_timeout(timeouts.answer)
+            .with_timeout(Duration::from_secs(300).max(timeouts.answer * 5))
             .with_allow_http(match scheme {
                 "s3" => allow_http("AWS_ALLOW_HTTP"),
                 _ => allow_http("GOOGLE_ALLOW_HTTP"),
             });
+        let mut endpoints = Vec::new();
         let store: Arc<dyn ObjectStore> = match scheme {
             "s3" => {
                 let mut b = object_store::aws::AmazonS3Builder::from_env()
@@ -164,6 +204,10 @@ impl Remote {
                 {
                     b = b.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
                 }
+                let endpoint = std::env::var("KINDSNAP_S3_ENDPOINT")
+                    .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                    .unwrap_or_else(|_| format!("https://{bucket}.s3.amazonaws.com"));
+                endpoints.push(endpoint);
                 if let Ok(ep) = std::env::var("KINDSNAP_S3_ENDPOINT") {
                     if ep.starts_with("http://") {
                         b = b.with_allow_http(true);
@@ -201,6 +245,11 @@ impl Remote {
             prefix,
             store,
             rt,
+            endpoint: endpoints
+                .pop()
+                .unwrap_or_else(|| "https://storage.googleapis.com".into()),
+            timeouts: *timeouts,
+            retry_window,
         })
     }
 
@@ -220,6 +269,19 @@ impl Remote {
     fn err(&self, op: &'static str, e: object_store::Error) -> Error {
         let why = one_line(&chain(&e));
         let lower = why.to_lowercase();
+        if timed_out(&e) {
+            return Error::Timeout {
+                service: "object store",
+                endpoint: self.endpoint.clone(),
+                timeout: self.timeouts.answer,
+                waiting: format!(
+                    "{op} {}, retried for {}",
+                    self.url,
+                    crate::net::seconds(self.retry_window)
+                ),
+                knob: crate::net::TIMEOUT_KNOBS.into(),
+            };
+        }
         match &e {
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. } => Error::RemoteDenied {
@@ -775,8 +837,8 @@ pub fn cache_dir(cache_root: &Path, url: &str) -> PathBuf {
 }
 
 /// Create a repository at `url` (the prefix must hold nothing).
-pub fn init(url: &str, cache_root: &Path) -> Result<Repository> {
-    let remote = Remote::new(url)?;
+pub fn init(url: &str, cache_root: &Path, timeouts: &Timeouts) -> Result<Repository> {
+    let remote = Remote::new(url, timeouts)?;
     if !remote.prefix_is_empty()? {
         return Err(Error::NotEmpty {
             path: PathBuf::from(url),
@@ -794,8 +856,8 @@ pub fn init(url: &str, cache_root: &Path) -> Result<Repository> {
 
 /// Open the repository at `url` through its cache under `cache_root`,
 /// pulling what changed since the last time.
-pub fn open(url: &str, cache_root: &Path) -> Result<Repository> {
-    open_with(Remote::new(url)?, cache_root)
+pub fn open(url: &str, cache_root: &Path, timeouts: &Timeouts) -> Result<Repository> {
+    open_with(Remote::new(url, timeouts)?, cache_root)
 }
 
 fn open_with(remote: Remote, cache_root: &Path) -> Result<Repository> {

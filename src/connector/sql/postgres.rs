@@ -3,7 +3,14 @@
 //!
 //! A snapshot reads every table inside one `REPEATABLE READ READ ONLY`
 //! transaction, through a portal fetched a few thousand rows at a time, in
-//! primary-key order (text keys in byte order, `COLLATE "C"`). Values are
+//! primary-key order (text keys in byte order, `COLLATE "C"`). The
+//! synchronous client has no read timeout, so the reading runs on a thread
+//! of its own and the caller waits for each batch of rows at most the
+//! answer timeout; connecting (start-up and authentication included) runs
+//! on a thread too, bounded by `connect_timeout` from the URL or the
+//! caller's [`Timeouts`]. A server that stops answering then ends the
+//! command with [`Error::Timeout`]; the abandoned thread stays blocked on
+//! its socket until the process exits. Values are
 //! read in their text form and parsed by column type (see docs/sql.md); a
 //! restore writes text back with a cast to the column's type, so every
 //! type PostgreSQL can print round-trips. Tables without a primary key are
@@ -28,6 +35,7 @@ use crate::connector::{EntitySource, EntityTarget, KindOptions, Rejection};
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
 use crate::model::{ElementId, Entity, Key, Properties, Value, ValueKind};
+use crate::net::{self, Timeouts};
 
 const PENDING: &str = "kindsnap_pending_constraints";
 const FETCH_ROWS: i32 = 2000;
@@ -51,24 +59,70 @@ fn redacted(url: &str) -> String {
     format!("postgres://{user}{host}:{port}/{db}")
 }
 
-fn connect(url: &str) -> Result<Client> {
+/// What every session sets first, so values print the same everywhere.
+const SESSION_SETUP: &str = "SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'; \
+     SET IntervalStyle TO 'postgres'; SET extra_float_digits TO 3";
+
+/// Open a session. The `postgres` crate's `connect_timeout` bounds only
+/// the TCP connect; a server that accepts and then says nothing would hold
+/// the start-up exchange forever. So the whole of it — connect, start-up,
+/// authentication, the session setup — runs on a thread, and the caller
+/// waits `connect_timeout` (from the URL, else `timeouts.connect`).
+fn connect(url: &str, timeouts: &Timeouts) -> Result<Client> {
     let shown = redacted(url);
-    let cfg: postgres::Config = url.parse().map_err(|e| Error::BadLocation {
+    let mut cfg: postgres::Config = url.parse().map_err(|e| Error::BadLocation {
         spec: shown.clone(),
         why: format!("{e}"),
     })?;
-    let mut cfg = cfg;
-    if cfg.get_connect_timeout().is_none() {
-        cfg.connect_timeout(std::time::Duration::from_secs(10));
+    let (deadline, knob) = match cfg.get_connect_timeout() {
+        Some(t) => (*t, "`connect_timeout` in the URL"),
+        None => {
+            cfg.connect_timeout(timeouts.connect);
+            (timeouts.connect, net::TIMEOUT_KNOBS)
+        }
+    };
+    // Keepalive probes after 30 s of silence instead of the system's two
+    // hours, and unacknowledged data gives up after the answer timeout,
+    // unless the URL says otherwise (`keepalives_idle`, `tcp_user_timeout`):
+    // a vanished peer is noticed by the kernel.
+    if cfg.get_keepalives_idle() == std::time::Duration::from_secs(2 * 60 * 60) {
+        cfg.keepalives_idle(net::KEEPALIVE);
     }
-    let mut client = cfg.connect(NoTls).map_err(|e| connect_error(&shown, e))?;
-    client
-        .batch_execute(
-            "SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'; SET IntervalStyle TO 'postgres'; \
-             SET extra_float_digits TO 3",
-        )
-        .map_err(db_error(&shown))?;
-    Ok(client)
+    if cfg.get_tcp_user_timeout().is_none() {
+        cfg.tcp_user_timeout(timeouts.answer);
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let who = shown.clone();
+    std::thread::Builder::new()
+        .name("kindsnap-pg-connect".into())
+        .spawn(move || {
+            let opened = cfg
+                .connect(NoTls)
+                .map_err(|e| connect_error(&who, e))
+                .and_then(|mut client| {
+                    client
+                        .batch_execute(SESSION_SETUP)
+                        .map_err(db_error(&who))?;
+                    Ok(client)
+                });
+            let _ = tx.send(opened);
+        })
+        .map_err(|e| {
+            Error::Database(format!("cannot start a thread to connect to {shown}: {e}"))
+        })?;
+    match rx.recv_timeout(deadline) {
+        Ok(opened) => opened,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout {
+            service: "PostgreSQL server",
+            endpoint: shown,
+            timeout: deadline,
+            waiting: "connecting: start-up and authentication".into(),
+            knob: knob.into(),
+        }),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Error::Internal(
+            "the PostgreSQL connecting thread ended without a word",
+        )),
+    }
 }
 
 fn connect_error(shown: &str, e: postgres::Error) -> Error {
@@ -393,19 +447,30 @@ fn parse_array(json: &serde_json::Value, elem: &str) -> Value {
 pub struct PostgresSource {
     url: String,
     shown: String,
-    client: Client,
+    /// Lent to the reading thread during `for_each`; gone after a reading
+    /// that was abandoned.
+    client: Option<Client>,
     filter: Option<KindFilter>,
+    timeouts: Timeouts,
 }
 
 impl PostgresSource {
-    pub fn open(url: &str) -> Result<PostgresSource> {
+    pub fn open(url: &str, timeouts: &Timeouts) -> Result<PostgresSource> {
         Ok(PostgresSource {
-            client: connect(url)?,
+            client: Some(connect(url, timeouts)?),
             url: url.to_string(),
             shown: redacted(url),
             filter: None,
+            timeouts: *timeouts,
         })
     }
+}
+
+/// What the reading thread sends: rows, then the connection back with
+/// how the reading ended.
+enum Batch {
+    Rows(Vec<(Entity, u64)>),
+    Done(Box<Client>, Result<()>),
 }
 
 impl EntitySource for PostgresSource {
@@ -423,22 +488,86 @@ impl EntitySource for PostgresSource {
 
     fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()> {
         let shown = self.shown.clone();
-        let err = db_error(&shown);
-        let mut tx = self
-            .client
+        let mut client = self.client.take().ok_or_else(|| {
+            Error::Database(format!(
+                "{shown}: the connection was given up after an earlier error; run the command again"
+            ))
+        })?;
+        let filter = self.filter.clone();
+        let (sender, batches) = std::sync::mpsc::sync_channel::<Batch>(2);
+        let reader_shown = shown.clone();
+        std::thread::Builder::new()
+            .name("kindsnap-pg-read".into())
+            .spawn(move || {
+                let mut rows = Vec::new();
+                let read =
+                    Self::read_tables(&mut client, filter.as_ref(), &reader_shown, &mut |e, o| {
+                        rows.push((e, o));
+                        if rows.len() >= FETCH_ROWS as usize {
+                            sender
+                                .send(Batch::Rows(std::mem::take(&mut rows)))
+                                .map_err(|_| Error::Interrupted)?;
+                        }
+                        Ok(())
+                    });
+                let read = read.and_then(|()| {
+                    sender
+                        .send(Batch::Rows(rows))
+                        .map_err(|_| Error::Interrupted)
+                });
+                let _ = sender.send(Batch::Done(Box::new(client), read));
+            })
+            .map_err(|e| Error::Database(format!("cannot start a thread to read {shown}: {e}")))?;
+        // The wait for each batch is what the answer timeout bounds; the
+        // time `f` takes is not counted.
+        loop {
+            match batches.recv_timeout(self.timeouts.answer) {
+                Ok(Batch::Rows(rows)) => {
+                    for (e, origin) in rows {
+                        f(e, origin)?;
+                    }
+                }
+                Ok(Batch::Done(client, read)) => {
+                    self.client = Some(*client);
+                    return read;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(Error::Timeout {
+                        service: "PostgreSQL server",
+                        endpoint: shown,
+                        timeout: self.timeouts.answer,
+                        waiting: "waiting for rows".into(),
+                        knob: net::TIMEOUT_KNOBS.into(),
+                    })
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Internal("the PostgreSQL reading thread stopped"))
+                }
+            }
+        }
+    }
+}
+
+impl PostgresSource {
+    /// Read every table `filter` allows, in key order, inside one
+    /// repeatable-read transaction; `f` gets the schema entities, then the rows.
+    fn read_tables(
+        client: &mut Client,
+        filter: Option<&KindFilter>,
+        shown: &str,
+        f: &mut dyn FnMut(Entity, u64) -> Result<()>,
+    ) -> Result<()> {
+        let err = db_error(shown);
+        let mut tx = client
             .build_transaction()
             .isolation_level(postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()
             .map_err(&err)?;
-        let all = reflect(&mut |s, p| tx.query(s, p), &shown)?;
+        let all = reflect(&mut |s, p| tx.query(s, p), shown)?;
         let mut tables = Vec::new();
         for t in &all {
-            if !self
-                .filter
-                .as_ref()
-                .is_none_or(|f| f.allows("", &t.table.kind))
-            {
+            if !filter.is_none_or(|f| f.allows("", &t.table.kind)) {
                 continue;
             }
             if t.table.primary_key.is_empty() {
@@ -652,10 +781,11 @@ pub struct PostgresTarget {
     policy: ddl::SchemaPolicy,
     /// Recorded objects left out, for the report.
     warnings: Vec<String>,
+    timeouts: Timeouts,
 }
 
 impl PostgresTarget {
-    pub fn open(url: &str) -> Result<PostgresTarget> {
+    pub fn open(url: &str, timeouts: &Timeouts) -> Result<PostgresTarget> {
         // Fails early on a bad URL; the connection opens in `start`.
         url.parse::<postgres::Config>()
             .map_err(|e| Error::BadLocation {
@@ -675,6 +805,7 @@ impl PostgresTarget {
             warnings: Vec::new(),
             pending: Pending::default(),
             statements: HashMap::new(),
+            timeouts: *timeouts,
         })
     }
 
@@ -928,7 +1059,7 @@ impl EntityTarget for PostgresTarget {
     }
 
     fn start(&mut self, _resuming: bool) -> Result<()> {
-        self.client = Some(connect(&self.url)?);
+        self.client = Some(connect(&self.url, &self.timeouts)?);
         self.refresh()?;
         self.exec("BEGIN")
     }
