@@ -578,3 +578,24 @@ fn snapshots_are_found_by_date() {
     let err = w.fails(&["snapshot", "--from", "jsonl:a.jsonl", "--name", "@x"]);
     assert!(err.contains("may not start with"), "{err}");
 }
+
+/// `kindsnap config` never prints a password from kindsnap.toml.
+#[test]
+fn config_redacts_passwords() {
+    let w = Work::new();
+    w.init();
+    w.write(
+        "kindsnap.toml",
+        "source = \"postgres://app:hunter2@db.example:5432/shop\"\n\
+         target = \"postgresql://me@localhost/dev?sslmode=require&password=hunter3\"\n",
+    );
+    for args in [&["config"][..], &["config", "--json"][..]] {
+        let out = w.ok(args);
+        assert!(!out.contains("hunter"), "{out}");
+        assert!(
+            out.contains("postgres://app:***@db.example:5432/shop")
+                && out.contains("sslmode=require&password=***"),
+            "{out}"
+        );
+    }
+}

@@ -10,24 +10,13 @@
 mod common;
 mod sql_support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::Work;
-use rusqlite::Connection;
+use sql_support::{sqlite, sqlite_one};
 
 /// Changes a table's recorded `ddl` and `after` lists.
 type Edit = Box<dyn Fn(&mut Vec<String>, &mut Vec<String>)>;
-
-fn sqlite(path: &Path, sql: &str) {
-    Connection::open(path).unwrap().execute_batch(sql).unwrap();
-}
-
-fn count(path: &Path, sql: &str) -> i64 {
-    Connection::open(path)
-        .unwrap()
-        .query_row(sql, [], |r| r.get(0))
-        .unwrap()
-}
 
 /// Export `snap`, let `edit` change the recorded `ddl` and `after` lists of
 /// `table`'s schema entity, and snapshot the result as `name`.
@@ -178,11 +167,15 @@ fn sqlite_restore_refuses_statements_that_do_not_recreate_the_table() {
             "attack {i}: {err}"
         );
         assert!(!elsewhere.exists(), "attack {i} created {e}");
-        assert_eq!(count(&other, "SELECT count(*) FROM users"), 3, "attack {i}");
+        assert_eq!(
+            sqlite_one(&other, "SELECT count(*) FROM users"),
+            "3",
+            "attack {i}"
+        );
         if target.exists() {
             assert_eq!(
-                count(&target, "SELECT count(*) FROM sqlite_master"),
-                0,
+                sqlite_one(&target, "SELECT count(*) FROM sqlite_master"),
+                "0",
                 "attack {i} left tables in the target"
             );
         }
@@ -244,16 +237,16 @@ fn sqlite_triggers_come_back_only_when_trusted() {
         "{out}"
     );
     let has_trigger = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'";
-    assert_eq!(count(&plain, has_trigger), 0);
+    assert_eq!(sqlite_one(&plain, has_trigger), "0");
     // The data is exactly the snapshot's, the index is there.
-    assert_eq!(count(&plain, "SELECT count(*) FROM item"), 3);
-    assert_eq!(count(&plain, "SELECT count(*) FROM audit"), 3);
+    assert_eq!(sqlite_one(&plain, "SELECT count(*) FROM item"), "3");
+    assert_eq!(sqlite_one(&plain, "SELECT count(*) FROM audit"), "3");
     assert_eq!(
-        count(
+        sqlite_one(
             &plain,
             "SELECT count(*) FROM sqlite_master WHERE name = 'item_name'"
         ),
-        1
+        "1"
     );
     let json = w.ok(&[
         "restore",
@@ -274,7 +267,7 @@ fn sqlite_triggers_come_back_only_when_trusted() {
         "--trust-schema",
     ]);
     assert!(!out.contains("warning"), "{out}");
-    assert_eq!(count(&trusted, has_trigger), 1);
+    assert_eq!(sqlite_one(&trusted, has_trigger), "1");
 }
 
 #[test]

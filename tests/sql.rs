@@ -16,25 +16,7 @@ use std::time::Duration;
 
 use common::{count_changes, Work};
 use rusqlite::Connection;
-
-fn sqlite(path: &Path, sql: &str) {
-    let c = Connection::open(path).unwrap();
-    c.execute_batch(sql).unwrap();
-}
-
-fn sqlite_one(path: &Path, sql: &str) -> String {
-    let c = Connection::open(path).unwrap();
-    c.query_row(sql, [], |r| {
-        Ok(match r.get_ref(0)? {
-            rusqlite::types::ValueRef::Null => "NULL".to_string(),
-            rusqlite::types::ValueRef::Integer(i) => i.to_string(),
-            rusqlite::types::ValueRef::Real(f) => f.to_string(),
-            rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-            rusqlite::types::ValueRef::Blob(b) => hex::encode(b),
-        })
-    })
-    .unwrap()
-}
+use sql_support::{sqlite, sqlite_one};
 
 /// Every storage class and the declared types apps use, a composite key,
 /// a text key, a table without a primary key, a self reference and a

@@ -56,14 +56,16 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         (
             "source".into(),
             c.source
-                .clone()
+                .as_deref()
+                .map(kindsnap::connector::redact_location)
                 .unwrap_or_else(|| "(none: give --from)".into()),
             from_file(c.source.is_some()),
         ),
         (
             "target".into(),
             c.target
-                .clone()
+                .as_deref()
+                .map(kindsnap::connector::redact_location)
                 .unwrap_or_else(|| "(none: give --to)".into()),
             from_file(c.target.is_some()),
         ),

@@ -352,6 +352,46 @@ pub fn parse_location(spec: &str) -> Result<Location> {
     ))
 }
 
+/// A location string fit to print: the password of a URL
+/// (`scheme://user:PASSWORD@host…`) and any `password=` / `sslpassword=`
+/// query parameter replaced by `***`. Everything else is kept, so the user
+/// still recognises the location.
+pub fn redact_location(spec: &str) -> String {
+    let mut out = spec.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let auth_start = scheme_end + 3;
+        let auth_end = out[auth_start..]
+            .find(['/', '?', '#'])
+            .map(|i| auth_start + i)
+            .unwrap_or(out.len());
+        if let Some(at) = out[auth_start..auth_end].rfind('@') {
+            let userinfo = &out[auth_start..auth_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                let (from, to) = (auth_start + colon + 1, auth_start + at);
+                out.replace_range(from..to, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("password")
+                        || k.eq_ignore_ascii_case("sslpassword") =>
+                {
+                    format!("{k}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        out = format!("{head}{query}");
+    }
+    out
+}
+
 /// Open a source from its location string; network sources wait for
 /// their servers as `timeouts` says.
 pub fn open_source(spec: &str, timeouts: &Timeouts) -> Result<Box<dyn EntitySource>> {
@@ -378,5 +418,36 @@ pub fn open_target(spec: &str, timeouts: &Timeouts) -> Result<Box<dyn EntityTarg
         Location::Postgres(url) => Ok(Box::new(sql::postgres::PostgresTarget::open(
             &url, timeouts,
         )?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_location;
+
+    #[test]
+    fn redact_location_hides_passwords_only() {
+        for (given, shown) in [
+            (
+                "postgres://me:s3cr%3At@db:5432/app",
+                "postgres://me:***@db:5432/app",
+            ),
+            (
+                "postgresql://me@db/app?sslmode=require&password=x&a=b",
+                "postgresql://me@db/app?sslmode=require&password=***&a=b",
+            ),
+            (
+                "postgres://u:p@h/d?sslpassword=k",
+                "postgres://u:***@h/d?sslpassword=***",
+            ),
+            ("sqlite:shop.db", "sqlite:shop.db"),
+            (
+                "datastore://localhost:8081/dev",
+                "datastore://localhost:8081/dev",
+            ),
+            ("s3://bucket/a:b@c", "s3://bucket/a:b@c"),
+        ] {
+            assert_eq!(redact_location(given), shown, "{given}");
+        }
     }
 }

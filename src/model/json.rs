@@ -347,6 +347,21 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn a_repeated_key_or_properties_member_is_refused() {
+        let k = r#"{"partitionId":{"projectId":"p"},"path":[{"kind":"A","id":"1"}]}"#;
+        let k2 = r#"{"partitionId":{"projectId":"p"},"path":[{"kind":"A","id":"2"}]}"#;
+        for line in [
+            format!(r#"{{"key":{k},"key":{k2},"properties":{{}}}}"#),
+            format!(r#"{{"key":{k},"properties":{{}},"properties":{{}}}}"#),
+        ] {
+            let err = entity_from_json(&line).unwrap_err().to_string();
+            assert!(err.contains("duplicate field"), "{line}: {err}");
+        }
+        let one = format!(r#"{{"key":{k},"properties":{{}}}}"#);
+        assert!(entity_from_json(&one).is_ok());
+    }
+
+    #[test]
     fn parses_the_rest_shape() {
         let line = r#"{"key":{"partitionId":{"projectId":"p","namespaceId":"ns"},"path":[{"kind":"User","name":"alice"},{"kind":"Post","id":"42"}]},"properties":{"title":{"stringValue":"hé"},"n":{"integerValue":"-7","meaning":9},"d":{"doubleValue":"NaN"},"t":{"timestampValue":"2026-01-02T03:04:05.123456789+01:00"},"b":{"blobValue":"aGk="},"g":{"geoPointValue":{"latitude":1.5,"longitude":-2}},"z":{"nullValue":null},"a":{"arrayValue":{}},"e":{"entityValue":{"properties":{"x":{"booleanValue":true,"excludeFromIndexes":true}}}}}}"#;
         let e = entity_from_json(line).unwrap();
@@ -625,11 +640,21 @@ pub mod transcode {
     ) -> Result<(Option<KeyRef<'de>>, Vec<u8>), A::Error> {
         let mut key = None;
         let mut props = take_buf();
+        let (mut seen_key, mut seen_props) = (false, false);
         let result = (|| {
             while let Some(field) = map.next_key::<Cow<'de, str>>()? {
                 match &*field {
-                    "key" => key = map.next_value::<Option<KeyRef<'de>>>()?,
+                    // A repeated member would silently win over the first.
+                    "key" if seen_key => return Err(de::Error::duplicate_field("key")),
+                    "properties" if seen_props => {
+                        return Err(de::Error::duplicate_field("properties"))
+                    }
+                    "key" => {
+                        seen_key = true;
+                        key = map.next_value::<Option<KeyRef<'de>>>()?
+                    }
                     "properties" => {
+                        seen_props = true;
                         props.clear();
                         if !map.next_value_seed(PropsSeed { out: &mut props })? {
                             props.clear();

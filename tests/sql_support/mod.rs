@@ -190,3 +190,24 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
     }
 }
+
+/// Run SQL on a SQLite file.
+pub fn sqlite(path: &Path, sql: &str) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(sql).unwrap();
+}
+
+/// The first column of the first row, as text (`NULL`, blobs in hex).
+pub fn sqlite_one(path: &Path, sql: &str) -> String {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row(sql, [], |r| {
+        Ok(match r.get_ref(0)? {
+            rusqlite::types::ValueRef::Null => "NULL".to_string(),
+            rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+            rusqlite::types::ValueRef::Real(f) => f.to_string(),
+            rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+            rusqlite::types::ValueRef::Blob(b) => hex::encode(b),
+        })
+    })
+    .unwrap()
+}
