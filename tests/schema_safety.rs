@@ -270,6 +270,13 @@ fn sqlite_triggers_come_back_only_when_trusted() {
     assert_eq!(sqlite_one(&trusted, has_trigger), "1");
 }
 
+/// The `CREATE TABLE` among a table's recorded statements.
+fn create_table(ddl: &mut [String]) -> &mut String {
+    ddl.iter_mut()
+        .find(|s| s.starts_with("CREATE TABLE"))
+        .expect("a CREATE TABLE")
+}
+
 #[test]
 fn postgres_restore_refuses_statements_that_do_not_recreate_the_table() {
     let pg = sql_support::server();
@@ -302,11 +309,7 @@ fn postgres_restore_refuses_statements_that_do_not_recreate_the_table() {
             Box::new({
                 let f = f.clone();
                 move |ddl, _| {
-                    let i = ddl
-                        .iter()
-                        .position(|s| s.starts_with("CREATE TABLE"))
-                        .unwrap();
-                    ddl[i].push_str(&format!("; COPY (SELECT 'pwned') TO '{f}'"))
+                    create_table(ddl).push_str(&format!("; COPY (SELECT 'pwned') TO '{f}'"))
                 }
             }),
         ),
@@ -329,11 +332,7 @@ fn postgres_restore_refuses_statements_that_do_not_recreate_the_table() {
             Box::new({
                 let f = f.clone();
                 move |ddl, _| {
-                    let i = ddl
-                        .iter()
-                        .position(|s| s.starts_with("CREATE TABLE"))
-                        .unwrap();
-                    ddl[i] = format!(
+                    *create_table(ddl) = format!(
                         "CREATE TABLE public.item (id integer CHECK (lo_export(1, '{f}') > 0), name text)"
                     )
                 }
