@@ -46,6 +46,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The file system is full (ENOSPC, EDQUOT, SQLITE_FULL): named as
+    /// such, never as damage.
+    #[error("no space left on the device holding {path} ({op}); free space there (`kindsnap prune` deletes data no snapshot needs, and works on a full disk) and run the command again; what was already stored is intact")]
+    NoSpace { op: &'static str, path: PathBuf },
+
     #[error("database {path}")]
     Sqlite {
         path: PathBuf,
@@ -208,11 +213,40 @@ impl Error {
         path: impl Into<PathBuf>,
     ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { op, path, source }
+        move |source| {
+            if is_no_space(&source) {
+                Error::NoSpace { op, path }
+            } else {
+                Error::Io { op, path, source }
+            }
+        }
     }
 
     pub(crate) fn sql(path: impl Into<PathBuf>) -> impl FnOnce(rusqlite::Error) -> Error {
         let path = path.into();
-        move |source| Error::Sqlite { path, source }
+        move |source| {
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+                Error::NoSpace {
+                    op: "writing",
+                    path,
+                }
+            } else {
+                Error::Sqlite { path, source }
+            }
+        }
     }
+
+    /// The disk is full: worth retrying elsewhere (scratch files) or after
+    /// freeing space.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::NoSpace { .. })
+    }
+}
+
+/// ENOSPC or EDQUOT (`StorageFull` / `QuotaExceeded` in std's terms).
+pub(crate) fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(28 | 122))
 }

@@ -103,8 +103,23 @@ impl Drop for LiveSet {
 }
 
 impl LiveSet {
+    /// In the repository's scratch directory, or, when its disk is full,
+    /// in the system's temp directory: prune must run on a full disk.
     fn build(repo: &Repository, progress: &dyn Progress) -> Result<(LiveSet, u64, u64)> {
-        let path = fsutil::temp_path(&repo.scratch_dir(), "prune-live");
+        match Self::build_in(&repo.scratch_dir(), repo, progress) {
+            Err(e) if e.is_no_space() && std::env::temp_dir() != repo.scratch_dir() => {
+                Self::build_in(&std::env::temp_dir(), repo, progress)
+            }
+            other => other,
+        }
+    }
+
+    fn build_in(
+        dir: &std::path::Path,
+        repo: &Repository,
+        progress: &dyn Progress,
+    ) -> Result<(LiveSet, u64, u64)> {
+        let path = fsutil::temp_path(dir, "prune-live");
         let conn = Connection::open(&path).map_err(Error::sql(&path))?;
         let setup = || -> rusqlite::Result<()> {
             conn.pragma_update(None, "journal_mode", "OFF")?;

@@ -100,11 +100,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(e) = res {
         let _ = fs::remove_file(&tmp);
-        return Err(Error::Io {
-            op: "writing",
-            path: path.to_path_buf(),
-            source: e,
-        });
+        return Err(Error::io("writing", path)(e));
     }
     sync_dir(dir)
 }

@@ -311,7 +311,22 @@ impl Index {
             insert_packs(&tx, packs)?;
             tx.commit()
         };
-        run().map_err(Error::sql(&self.path))
+        match run().map_err(Error::sql(&self.path)) {
+            // A full disk has no room for the rollback journal. Prune must
+            // still be able to drop packs there, so the journal goes to
+            // memory for this one transaction: a crash in it can leave an
+            // index that `check --rebuild-index` rebuilds from the packs,
+            // which are deleted only after the commit.
+            Err(e) if e.is_no_space() => {
+                self.conn
+                    .pragma_update(None, "journal_mode", "MEMORY")
+                    .map_err(Error::sql(&self.path))?;
+                let res = run().map_err(Error::sql(&self.path));
+                let _ = self.conn.pragma_update(None, "journal_mode", "DELETE");
+                res
+            }
+            other => other,
+        }
     }
 
     /// Attach a scratch database holding `live(hash BLOB PRIMARY KEY)` as
@@ -489,10 +504,16 @@ impl Index {
         if free * 5 <= pages {
             return Ok(false);
         }
-        self.conn
+        // VACUUM needs room for a copy; on a full disk, later.
+        match self
+            .conn
             .execute_batch("VACUUM main")
-            .map_err(Error::sql(&self.path))?;
-        Ok(true)
+            .map_err(Error::sql(&self.path))
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_no_space() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every pack the index knows, with its kind.

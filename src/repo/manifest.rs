@@ -320,11 +320,35 @@ impl Manifest {
     /// The database, decompressed on first use.
     fn conn(&self) -> Result<&Connection> {
         if self.db.get().is_none() {
-            let file = fsutil::temp_path(&self.tmp_dir, "manifestdb");
-            let db = self.unpack(&file).inspect_err(|_| {
-                let _ = fs::remove_file(&file);
-            })?;
-            let _ = self.db.set(db);
+            // In the repository's scratch directory; when its disk is full,
+            // in the system's temp directory instead (so `check`, `export`
+            // and `prune` work on a full repository disk).
+            let mut dirs = vec![self.tmp_dir.clone()];
+            if std::env::temp_dir() != self.tmp_dir {
+                dirs.push(std::env::temp_dir());
+            }
+            let mut failure = None;
+            for dir in dirs {
+                let file = fsutil::temp_path(&dir, "manifestdb");
+                match self.unpack(&file) {
+                    Ok(db) => {
+                        let _ = self.db.set(db);
+                        failure = None;
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = fs::remove_file(&file);
+                        let again = e.is_no_space();
+                        failure = Some(e);
+                        if !again {
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
         }
         self.db
             .get()
@@ -337,13 +361,25 @@ impl Manifest {
         let mut src = File::open(&self.path).map_err(Error::io("reading", &self.path))?;
         std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(self.db_offset))
             .map_err(Error::io("reading", &self.path))?;
-        let out = File::create(file).map_err(Error::io("creating", file))?;
+        // Reading a manifest needs a decompressed copy on disk: a failure
+        // to write it is the disk's, never the manifest's.
+        const SCRATCH: &str =
+            "writing the temporary copy of a snapshot manifest that reading it needs";
+        let out = File::create(file).map_err(Error::io(SCRATCH, file))?;
         let mut out = BufWriter::new(out);
         let mut dec = zstd::stream::read::Decoder::new(BufReader::new(src))
             .map_err(|e| self.damaged(e.to_string()))?;
-        std::io::copy(&mut dec, &mut out)
-            .map_err(|e| self.damaged(format!("database does not decompress: {e}")))?;
-        out.flush().map_err(Error::io("writing", file))?;
+        let mut buf = vec![0u8; 128 << 10];
+        loop {
+            let n = match dec.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.damaged(format!("database does not decompress: {e}"))),
+            };
+            out.write_all(&buf[..n]).map_err(Error::io(SCRATCH, file))?;
+        }
+        out.flush().map_err(Error::io(SCRATCH, file))?;
         let uri = format!("file:{}?immutable=1", file.display());
         let conn = Connection::open_with_flags(
             &uri,
@@ -1058,11 +1094,7 @@ impl ManifestWriter {
             Ok(v) => v,
             Err(e) => {
                 let _ = fs::remove_file(&out_path);
-                return Err(Error::Io {
-                    op: "writing",
-                    path: out_path,
-                    source: e,
-                });
+                return Err(Error::io("writing", out_path)(e));
             }
         };
         let _commit = repo.lock_commit()?;
