@@ -599,3 +599,54 @@ fn config_redacts_passwords() {
         );
     }
 }
+
+/// Two snapshots without `--name` started in the same second get two
+/// names: the default name is checked again under the commit lock. The
+/// second one's source is a FIFO, so it chooses its name, then waits for
+/// data while the first publishes.
+#[test]
+fn default_names_taken_meanwhile_move_on() {
+    let w = Work::new();
+    w.init();
+    let fifo = w.path("slow.jsonl");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    w.write(
+        "a.jsonl",
+        r#"{"key":{"partitionId":{"projectId":"p"},"path":[{"kind":"A","id":"1"}]},"properties":{}}"#,
+    );
+    let now = "2026-05-01T00:00:00Z";
+    let mut slow = std::process::Command::new(assert_cmd::cargo::cargo_bin("kindsnap"))
+        .current_dir(w.dir.path())
+        .env("KINDSNAP_NOW", now)
+        .env("KINDSNAP_CACHE_DIR", w.cache_dir())
+        .args(["--repo", w.repo().to_str().unwrap()])
+        .args(["snapshot", "--from", "jsonl:slow.jsonl", "-q"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = w
+        .ks()
+        .env("KINDSNAP_NOW", now)
+        .args(["snapshot", "--from", "jsonl:a.jsonl", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        &fifo,
+        r#"{"key":{"partitionId":{"projectId":"p"},"path":[{"kind":"B","id":"1"}]},"properties":{}}"#,
+    )
+    .unwrap();
+    assert!(slow.wait().unwrap().success());
+    let log: Vec<serde_json::Value> = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
+    let mut names: Vec<&str> = log.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["2026-05-01T00:00:00Z", "2026-05-01T00:00:00Z-2"]);
+}

@@ -31,8 +31,8 @@ use crate::error::{Error, Result};
 use crate::ids::SnapshotId;
 use crate::progress::Progress;
 use crate::repo::manifest::{
-    self, Chain, ChangeEntry, KindInfo, Manifest, ManifestWriter, NewSnapshot, Op, PagedRows,
-    Published, SnapshotInfo,
+    self, Chain, ChangeEntry, KindInfo, Manifest, ManifestWriter, NameVerdict, NewSnapshot, Op,
+    PagedRows, Published, SnapshotInfo,
 };
 use crate::repo::{fsutil, Repository};
 
@@ -501,7 +501,7 @@ fn fold(
     drop(layers);
     drop(a_chain);
     drop(k_chain);
-    let id = match writer.publish(repo, &meta, |_| Ok(None))? {
+    let id = match writer.publish(repo, &meta, |_, _| Ok(NameVerdict::Publish))? {
         Published::New { id, .. } | Published::Existing(id) => id,
     };
     crash_point("forget-publish");

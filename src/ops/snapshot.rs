@@ -15,8 +15,8 @@ use crate::model::key;
 use crate::progress::Progress;
 use crate::repo::index::Dedup;
 use crate::repo::manifest::{
-    self, Chain, KindInfo, Manifest, ManifestWriter, NewSnapshot, Op, Published, StateEntry,
-    StateReader,
+    self, Chain, KindInfo, Manifest, ManifestWriter, NameVerdict, NewSnapshot, Op, Published,
+    StateEntry, StateReader,
 };
 use crate::repo::pack::background::Packer;
 use crate::repo::Repository;
@@ -144,6 +144,17 @@ fn default_name(time_us: i64) -> String {
     crate::model::json::format_timestamp(time_us - time_us.rem_euclid(1_000_000))
 }
 
+/// `base`, or `base-2`, `base-3`… : the first no snapshot has.
+fn free_default_name(infos: &[manifest::SnapshotInfo], base: &str) -> String {
+    let mut name = base.to_string();
+    let mut n = 2;
+    while infos.iter().any(|i| i.name == name) {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    name
+}
+
 pub fn snapshot(
     repo: &Repository,
     source: &mut dyn EntitySource,
@@ -181,16 +192,7 @@ pub fn snapshot(
             }
             n.clone()
         }
-        None => {
-            let base = default_name(time_us);
-            let mut name = base.clone();
-            let mut n = 2;
-            while infos.iter().any(|i| i.name == name) {
-                name = format!("{base}-{n}");
-                n += 1;
-            }
-            name
-        }
+        None => free_default_name(&infos, &default_name(time_us)),
     };
     let parent = infos
         .iter()
@@ -520,28 +522,38 @@ pub fn snapshot(
         replaces: Vec::new(),
     };
     let force = opts.force;
-    let published = writer.publish(repo, &meta, |repo| {
-        if !explicit_name || force {
-            return Ok(None);
+    // Under the commit lock: an explicit name taken meanwhile refuses (or
+    // is this very snapshot, rerun); a default name taken meanwhile (two
+    // snapshots started in the same second) moves on to `NAME-2`, `-3`….
+    let published = writer.publish(repo, &meta, |repo, candidate| {
+        if force {
+            return Ok(NameVerdict::Publish);
         }
         let (infos, _) = manifest::list(repo)?;
-        let Some(i) = infos.iter().rev().find(|i| i.name == name) else {
-            return Ok(None);
+        if !explicit_name {
+            return Ok(if infos.iter().any(|i| i.name == candidate) {
+                NameVerdict::Rename(free_default_name(&infos, &default_name(time_us)))
+            } else {
+                NameVerdict::Publish
+            });
+        }
+        let Some(i) = infos.iter().rev().find(|i| i.name == candidate) else {
+            return Ok(NameVerdict::Publish);
         };
         if i.source == meta.source
             && i.kinds_filter == meta.kinds_filter
             && content_of(&Manifest::open(repo, &i.id)?.kinds()?) == content
         {
-            return Ok(Some(i.id));
+            return Ok(NameVerdict::Existing(i.id));
         }
         Err(Error::NameTaken {
-            name: name.clone(),
+            name: candidate.to_string(),
             id: i.id.short(),
         })
     })?;
-    let (id, manifest_bytes, existed) = match published {
-        Published::New { id, bytes } => (id, bytes, false),
-        Published::Existing(id) => (id, 0, true),
+    let (id, manifest_bytes, existed, name) = match published {
+        Published::New { id, bytes, name } => (id, bytes, false, name),
+        Published::Existing(id) => (id, 0, true, name),
     };
     tracing::debug!("snapshot: manifest published at {:?}", started.elapsed());
     if let Err(e) = source.commit_cache(&id) {

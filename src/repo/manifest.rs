@@ -1006,15 +1006,17 @@ impl ManifestWriter {
     }
 
     /// Close the database, write the manifest file and publish it.
-    /// `check_name` runs under the commit lock, just before the rename; it
-    /// may refuse (an error), or answer with a snapshot already published
-    /// that this one would only repeat, and then nothing is published and
-    /// the new manifest is removed.
+    /// `check_name` runs under the commit lock, just before the rename,
+    /// with the name the manifest carries. It may refuse (an error), answer
+    /// with a snapshot already published that this one would only repeat
+    /// (then nothing is published and the new manifest is removed), or
+    /// give another name (a default name another snapshot took meanwhile:
+    /// the manifest is written again under it, and checked again).
     pub fn publish(
         mut self,
         repo: &Repository,
         meta: &NewSnapshot,
-        check_name: impl FnOnce(&Repository) -> Result<Option<SnapshotId>>,
+        mut check_name: impl FnMut(&Repository, &str) -> Result<NameVerdict>,
     ) -> Result<Published> {
         self.flush_entries()?;
         let conn = self
@@ -1029,13 +1031,62 @@ impl ManifestWriter {
         })?;
         let mut kinds = std::mem::take(&mut self.kinds);
         kinds.sort_by(|a, b| (&a.namespace, &a.kind).cmp(&(&b.namespace, &b.kind)));
+        let mut name = meta.name.clone();
+        for _ in 0..1000 {
+            let (id, len, out_path) = self.write_file(repo, meta, &name, &kinds)?;
+            let _commit = repo.lock_commit()?;
+            let verdict = match check_name(repo, &name) {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = fs::remove_file(&out_path);
+                    return Err(e);
+                }
+            };
+            match verdict {
+                NameVerdict::Publish => {}
+                NameVerdict::Existing(existing) => {
+                    let _ = fs::remove_file(&out_path);
+                    return Ok(Published::Existing(existing));
+                }
+                NameVerdict::Rename(other) => {
+                    let _ = fs::remove_file(&out_path);
+                    name = other;
+                    continue;
+                }
+            }
+            if let Err(e) = repo.manifest_written(&out_path, &id) {
+                let _ = fs::remove_file(&out_path);
+                return Err(e);
+            }
+            if let Err(e) = fsutil::commit_file(&out_path, &repo.snapshot_path(&id)) {
+                let _ = fs::remove_file(&out_path);
+                return Err(e);
+            }
+            return Ok(Published::New {
+                id,
+                bytes: len,
+                name,
+            });
+        }
+        Err(Error::Internal("no free snapshot name after 1000 tries"))
+    }
+
+    /// Write the manifest file (header naming `name`, then the compressed
+    /// database) to a temp file; returns its id, length and path.
+    fn write_file(
+        &self,
+        repo: &Repository,
+        meta: &NewSnapshot,
+        name: &str,
+        kinds: &[KindInfo],
+    ) -> Result<(SnapshotId, u64, PathBuf)> {
         let header = Header {
             format: if meta.replaces.is_empty() {
                 MANIFEST_VERSION
             } else {
                 MANIFEST_HEADER_V2
             },
-            name: meta.name.clone(),
+            name: name.to_string(),
             time_us: meta.time_us,
             source: meta.source.clone(),
             kinds_filter: meta.kinds_filter.clone(),
@@ -1047,7 +1098,7 @@ impl ManifestWriter {
             bytes_added: meta.bytes_added,
             packs_added: meta.packs_added,
             tool: format!("kindsnap {}", env!("CARGO_PKG_VERSION")),
-            kinds,
+            kinds: kinds.to_vec(),
             replaces: meta.replaces.iter().map(|r| r.to_hex()).collect(),
         };
         let json = serde_json::to_vec(&header).map_err(|e| Error::DamagedSnapshot {
@@ -1097,35 +1148,30 @@ impl ManifestWriter {
                 return Err(Error::io("writing", out_path)(e));
             }
         };
-        let _commit = repo.lock_commit()?;
-        match check_name(repo) {
-            Ok(None) => {}
-            Ok(Some(existing)) => {
-                let _ = fs::remove_file(&out_path);
-                return Ok(Published::Existing(existing));
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&out_path);
-                return Err(e);
-            }
-        }
-        if let Err(e) = repo.manifest_written(&out_path, &id) {
-            let _ = fs::remove_file(&out_path);
-            return Err(e);
-        }
-        if let Err(e) = fsutil::commit_file(&out_path, &repo.snapshot_path(&id)) {
-            let _ = fs::remove_file(&out_path);
-            return Err(e);
-        }
-        Ok(Published::New { id, bytes: len })
+        Ok((id, len, out_path))
     }
 }
 
+/// What the name check under the commit lock decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameVerdict {
+    Publish,
+    /// This snapshot exists already, with the same content.
+    Existing(SnapshotId),
+    /// Publish under this name instead.
+    Rename(String),
+}
+
 /// What [`ManifestWriter::publish`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
-    /// The manifest is published: the snapshot exists, `bytes` long.
-    New { id: SnapshotId, bytes: u64 },
+    /// The manifest is published under `name`: the snapshot exists,
+    /// `bytes` long.
+    New {
+        id: SnapshotId,
+        bytes: u64,
+        name: String,
+    },
     /// The name check found this snapshot already published with the same
     /// content; nothing was written.
     Existing(SnapshotId),
