@@ -650,3 +650,51 @@ fn default_names_taken_meanwhile_move_on() {
     names.sort();
     assert_eq!(names, ["2026-05-01T00:00:00Z", "2026-05-01T00:00:00Z-2"]);
 }
+
+/// `cat`, `show`, `diff` and `export` hold the shared repository lock
+/// while they read, so a prune (which holds it exclusive) cannot delete
+/// what they read: while the test holds the lock exclusive, each waits,
+/// and finishes once it is released.
+#[test]
+fn reads_wait_for_an_exclusive_lock() {
+    let w = Work::new();
+    w.init();
+    w.write(
+        "a.jsonl",
+        r#"{"key":{"partitionId":{"projectId":"p"},"path":[{"kind":"A","id":"1"}]},"properties":{}}"#,
+    );
+    w.ok(&["snapshot", "--from", "jsonl:a.jsonl", "--name", "s", "-q"]);
+    w.ok(&[
+        "snapshot",
+        "--from",
+        "jsonl:a.jsonl",
+        "--name",
+        "t",
+        "--force",
+        "-q",
+    ]);
+    let lock = std::fs::File::open(w.repo().join("locks").join("repo")).unwrap();
+    for args in [
+        &["cat", "s", "A:1"][..],
+        &["show", "s"][..],
+        &["diff", "s", "t"][..],
+        &["export", "s", "--to", "jsonl:out.jsonl"][..],
+    ] {
+        lock.lock().unwrap();
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kindsnap"))
+            .current_dir(w.dir.path())
+            .env("KINDSNAP_CACHE_DIR", w.cache_dir())
+            .args(["--repo", w.repo().to_str().unwrap()])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{args:?} ran while the repository was locked exclusively"
+        );
+        lock.unlock().unwrap();
+        assert!(child.wait().unwrap().success(), "{args:?}");
+    }
+}

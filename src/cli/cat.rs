@@ -2,10 +2,8 @@
 
 use std::process::ExitCode;
 
-use kindsnap::model::{json, key};
+use kindsnap::model::json;
 use kindsnap::ops;
-use kindsnap::repo::manifest::Chain;
-use kindsnap::repo::store::Store;
 
 use super::{Out, Settings};
 
@@ -27,21 +25,7 @@ pub struct Args {
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
-    let path = key::parse_path(&args.key).map_err(|why| kindsnap::Error::BadKey {
-        text: args.key.clone(),
-        why,
-    })?;
-    let info = ops::find_snapshot(&repo, &args.snapshot)?;
-    let chain = Chain::open(&repo, &info.id)?;
-    let kind = path.last().map(|e| e.kind.clone()).unwrap_or_default();
-    let entry = chain
-        .lookup(&args.namespace, &kind, &key::encode_path(&path))?
-        .ok_or_else(|| kindsnap::Error::NotFound {
-            what: format!("key {}", key::display_path(&path)),
-            snapshot: info.name.clone(),
-        })?;
-    let store = Store::open(&repo)?;
-    let entity = store.get(&entry.hash)?;
+    let (_, entity) = ops::read::cat(&repo, &args.snapshot, &args.namespace, &args.key)?;
     let mut out = Out::new();
     out.line(json::entity_to_json_pretty(&entity))?;
     out.flush()?;

@@ -61,6 +61,8 @@ pub fn diff(
     opts: &DiffOptions,
     on_entry: &mut dyn FnMut(&KindDiff, DiffEntry) -> Result<()>,
 ) -> Result<(Vec<KindDiff>, Method)> {
+    // Shared: a prune or forget waits until the diff has read what it needs.
+    let _lock = repo.lock_shared()?;
     let chain_a = Chain::open(repo, &a.id)?;
     let chain_b = Chain::open(repo, &b.id)?;
     let kinds_a = chain_a.head().kinds()?;

@@ -1,5 +1,7 @@
 //! The operations, as plain functions over a [`Repository`]: snapshot,
-//! diff, export, check. They return reports; they never print.
+//! diff, export, restore, check (and rebuild-index), forget, prune, stats,
+//! and the reads for people (`read`: cat, show). They take the repository
+//! lock they need, return reports, and never print.
 //!
 //! [`Repository`]: crate::repo::Repository
 
@@ -8,6 +10,7 @@ pub mod diff;
 pub mod export;
 pub mod forget;
 pub mod prune;
+pub mod read;
 pub mod restore;
 pub mod snapshot;
 pub mod stats;

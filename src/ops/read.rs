@@ -1,0 +1,103 @@
+//! Reads of one snapshot for people: one entity (`cat`) and a snapshot's
+//! summary (`show`). Each holds the shared repository lock while it reads,
+//! so a `prune` or `forget` cannot delete what it is reading; each returns
+//! a value the CLI prints.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::model::{key, Entity};
+use crate::repo::index::Index;
+use crate::repo::manifest::{Chain, Manifest, SnapshotInfo};
+use crate::repo::store::Store;
+use crate::repo::Repository;
+
+/// One entity of a snapshot, by namespace and key path text
+/// (`User:alice/Post:7`).
+pub fn cat(
+    repo: &Repository,
+    spec: &str,
+    namespace: &str,
+    key_text: &str,
+) -> Result<(SnapshotInfo, Entity)> {
+    let path = key::parse_path(key_text).map_err(|why| Error::BadKey {
+        text: key_text.to_string(),
+        why,
+    })?;
+    let _lock = repo.lock_shared()?;
+    let info = super::find_snapshot(repo, spec)?;
+    let chain = Chain::open(repo, &info.id)?;
+    let kind = path.last().map(|e| e.kind.clone()).unwrap_or_default();
+    let entry = chain
+        .lookup(namespace, &kind, &key::encode_path(&path))?
+        .ok_or_else(|| Error::NotFound {
+            what: format!("key {}", key::display_path(&path)),
+            snapshot: info.name.clone(),
+        })?;
+    let entity = Store::open(repo)?.get(&entry.hash)?;
+    Ok((info, entity))
+}
+
+/// What `kindsnap show` reports (and prints with `--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ShowReport {
+    pub id: String,
+    pub name: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub source: String,
+    pub parent: Option<String>,
+    pub keyframe: bool,
+    pub entities: u64,
+    pub kinds: Vec<ShowKind>,
+    #[serde(skip)]
+    pub time_us: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShowKind {
+    pub namespace: String,
+    pub kind: String,
+    pub entities: u64,
+    pub raw_bytes: u64,
+    /// Estimated from the kind's compression ratio in the repository.
+    pub stored_bytes: u64,
+}
+
+/// A snapshot's metadata and its kinds with sizes (header reads only).
+pub fn show(repo: &Repository, spec: &str) -> Result<ShowReport> {
+    let _lock = repo.lock_shared()?;
+    let info = super::find_snapshot(repo, spec)?;
+    let m = Manifest::open(repo, &info.id)?;
+    let index = Index::open(&repo.index_path(), false)?;
+    let mut kinds = Vec::new();
+    for k in m.kinds()? {
+        if k.entities == 0 {
+            continue;
+        }
+        let st = index.kind_storage(&k.namespace, &k.kind)?;
+        let stored_bytes = if st.raw_bytes > 0 {
+            (k.raw_bytes as f64 * st.size as f64 / st.raw_bytes as f64) as u64
+        } else {
+            0
+        };
+        kinds.push(ShowKind {
+            namespace: k.namespace,
+            kind: k.kind,
+            entities: k.entities,
+            raw_bytes: k.raw_bytes,
+            stored_bytes,
+        });
+    }
+    Ok(ShowReport {
+        id: info.id.to_hex(),
+        name: info.name,
+        time: crate::model::json::format_timestamp(info.time_us),
+        source: info.source,
+        parent: info.parent.map(|p| p.to_hex()),
+        keyframe: info.keyframe,
+        entities: info.entities,
+        kinds,
+        time_us: info.time_us,
+    })
+}
