@@ -664,15 +664,7 @@ fn reads_wait_for_an_exclusive_lock() {
         r#"{"key":{"partitionId":{"projectId":"p"},"path":[{"kind":"A","id":"1"}]},"properties":{}}"#,
     );
     w.ok(&["snapshot", "--from", "jsonl:a.jsonl", "--name", "s", "-q"]);
-    w.ok(&[
-        "snapshot",
-        "--from",
-        "jsonl:a.jsonl",
-        "--name",
-        "t",
-        "--force",
-        "-q",
-    ]);
+    w.ok(&["snapshot", "--from", "jsonl:a.jsonl", "--name", "t", "-q"]);
     let lock = std::fs::File::open(w.repo().join("locks").join("repo")).unwrap();
     for args in [
         &["cat", "s", "A:1"][..],
