@@ -160,6 +160,18 @@ fn fifty_thousand_entities_snapshot_and_restore() {
     ]);
     let r: J = serde_json::from_str(&out).unwrap();
     assert_eq!(r["entities"], 5000, "{r}");
+    // A snapshot of one namespace is a history of its own: it does not
+    // take the whole datastore's snapshot as its parent, so it records no
+    // other namespace as removed.
+    assert!(r["parent"].is_null(), "{r}");
+    assert!(
+        r["source"].as_str().unwrap().ends_with("namespaces=t1"),
+        "{r}"
+    );
+    for k in r["kinds"].as_array().unwrap() {
+        assert_eq!(k["removed"], 0, "{k}");
+        assert_eq!(k["namespace"], "t1", "{k}");
+    }
 }
 
 #[test]

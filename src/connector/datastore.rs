@@ -770,12 +770,49 @@ impl DatastoreSource {
     }
 }
 
+/// Origins of scanned entities: the kind's number in the high bits, the
+/// entity's 1-based position within its kind (in key order) in the low 40.
+#[derive(Debug, Default)]
+struct Positions {
+    per_kind: Vec<u64>,
+}
+
+impl Positions {
+    fn next(&mut self, kind_no: u32) -> u64 {
+        let k = kind_no as usize;
+        if self.per_kind.len() <= k {
+            self.per_kind.resize(k + 1, 0);
+        }
+        self.per_kind[k] += 1;
+        ((kind_no as u64) << 40) | (self.per_kind[k] & ((1 << 40) - 1))
+    }
+
+    fn decode(origin: u64) -> (u32, u64) {
+        ((origin >> 40) as u32, origin & ((1 << 40) - 1))
+    }
+}
+
 /// A page of one kind, encoded on a runtime thread.
 type Page = Result<(u32, EncodedBatch)>;
 
 impl EntitySource for DatastoreSource {
+    /// The endpoint, and the namespaces when `namespaces=` chooses some: a
+    /// snapshot of a few namespaces is another history than one of all
+    /// (it must not take the whole datastore's snapshot as its parent).
     fn source_id(&self) -> String {
-        self.ep.id()
+        let mut id = self.ep.id();
+        if let Some(ns) = &self.ep.namespaces {
+            let mut names: Vec<&str> = ns
+                .iter()
+                .map(|n| if n.is_empty() { "-" } else { n.as_str() })
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            id.push(if id.contains('?') { '&' } else { '?' });
+            id.push_str("namespaces=");
+            id.push_str(&names.join(","));
+        }
+        id
     }
 
     fn set_filter(&mut self, filter: &KindFilter) {
@@ -795,15 +832,9 @@ impl EntitySource for DatastoreSource {
 
     fn describe(&self, origin: u64) -> String {
         let kinds = self.kinds.lock().map(|k| k.clone()).unwrap_or_default();
-        let kind = kinds
-            .get((origin >> 40) as usize)
-            .cloned()
-            .unwrap_or_default();
-        format!(
-            "{} kind {kind} (entity {})",
-            self.ep.id(),
-            origin & ((1 << 40) - 1)
-        )
+        let (kind_no, n) = Positions::decode(origin);
+        let kind = kinds.get(kind_no as usize).cloned().unwrap_or_default();
+        format!("{} kind {kind} (entity {n} of the kind)", self.ep.id())
     }
 
     fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded<'_>) -> Result<()>) -> Result<()> {
@@ -855,12 +886,11 @@ impl EntitySource for DatastoreSource {
             });
         }
         drop(tx);
-        let mut n: u64 = 0;
+        let mut positions = Positions::default();
         while let Some(page) = rx.blocking_recv() {
             let (kind_no, batch) = page?;
             for e in batch.iter() {
-                let origin = ((kind_no as u64) << 40) | (n & ((1 << 40) - 1));
-                n += 1;
+                let origin = positions.next(kind_no);
                 f(Encoded { origin, ..e })?;
             }
         }
@@ -1377,6 +1407,33 @@ pub fn key_for(namespace: &str, path: Vec<PathElement>) -> Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_count_within_each_kind() {
+        let mut p = Positions::default();
+        // Pages of two kinds interleave as their scans finish.
+        let got: Vec<(u32, u64)> = [0, 0, 1, 0, 1, 1, 2]
+            .into_iter()
+            .map(|k| Positions::decode(p.next(k)))
+            .collect();
+        assert_eq!(
+            got,
+            [(0, 1), (0, 2), (1, 1), (0, 3), (1, 2), (1, 3), (2, 1)]
+        );
+    }
+
+    #[test]
+    fn namespaces_are_part_of_the_source_identity() {
+        let open = |spec: &str| DatastoreSource::open(spec, &Timeouts::default()).unwrap();
+        let all = open("datastore://localhost:8081/dev").source_id();
+        let some = open("datastore://localhost:8081/dev?namespaces=t1,-").source_id();
+        let same = open("datastore://localhost:8081/dev?namespaces=-,t1,t1").source_id();
+        assert_eq!(all, "datastore://localhost:8081/dev");
+        assert_eq!(some, "datastore://localhost:8081/dev?namespaces=-,t1");
+        assert_eq!(some, same);
+        let db = open("datastore:acme?database=orders&namespaces=a").source_id();
+        assert_eq!(db, "datastore:acme?database=orders&namespaces=a");
+    }
 
     #[test]
     fn locations_parse() {
