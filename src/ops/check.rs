@@ -402,74 +402,142 @@ pub fn packs_on_disk(repo: &Repository) -> Result<BTreeSet<PackId>> {
     Ok(out)
 }
 
+/// A pack that failed its checks while the index was rebuilt, and what
+/// was recovered from it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DamagedPack {
+    pub pack: String,
+    /// Why the pack is damaged, one line.
+    pub why: String,
+    /// Whether its table of contents could be read (without it the blocks
+    /// were found by walking the zstd frames).
+    pub had_toc: bool,
+    /// Blocks and bodies recovered and indexed.
+    pub blocks_salvaged: u64,
+    pub entities_salvaged: u64,
+}
+
+/// What [`rebuild_index`] did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RebuildReport {
+    /// Packs indexed (sound ones and damaged ones something was salvaged from).
+    pub packs: u64,
+    pub entities: u64,
+    /// Bodies indexed from damaged packs (included in `entities`).
+    pub entities_salvaged: u64,
+    pub damaged: Vec<DamagedPack>,
+}
+
+/// Why a pack fails its checks, or its sound blocks' locations.
+fn read_sound_pack(
+    bytes: &[u8],
+    id: &PackId,
+) -> std::result::Result<(pack::Toc, Vec<(crate::ids::EntityHash, Location)>), String> {
+    if PackId::of(bytes) != *id {
+        return Err("content does not match its id".into());
+    }
+    let toc = pack::parse_toc(bytes, &id.to_hex()).map_err(|e| e.to_string())?;
+    let mut locations = Vec::new();
+    for (off, clen, raw, lens) in &toc.blocks {
+        let data = bytes.get(*off as usize..(*off as usize).saturating_add(*clen as usize));
+        let block = data.and_then(|d| zstd::bulk::decompress(d, *raw as usize).ok());
+        let Some(bodies) = block.as_deref().and_then(|b| pack::Toc::bodies(lens, b)) else {
+            return Err(format!("block at {off} is damaged"));
+        };
+        let mut at = 0u32;
+        for b in bodies {
+            let loc = Location::new(*id, (*off, *clen, *raw), (at, b.len() as u32));
+            locations.push((crate::model::codec::hash(b), loc));
+            at += b.len() as u32;
+        }
+    }
+    Ok((toc, locations))
+}
+
 /// Rebuild the index from the packs alone: every pack's table of contents
-/// delimits its bodies, and each body is re-hashed. Takes the exclusive
-/// lock; the new index replaces the old one atomically. Damaged packs are
-/// skipped and returned.
-pub fn rebuild_index(
-    repo: &Repository,
-    progress: &dyn Progress,
-) -> Result<(u64, u64, Vec<PackId>)> {
+/// delimits its bodies, and each body is re-hashed. A damaged pack is not
+/// skipped: every body that can still be recovered from it is indexed
+/// where it lies ([`pack::salvage`]), after the sound packs, so a body
+/// stored twice is found in its sound copy. The rebuilt index therefore
+/// holds every body that reads back, whatever the old one held. Takes the
+/// exclusive lock; the new index replaces the old one atomically.
+pub fn rebuild_index(repo: &Repository, progress: &dyn Progress) -> Result<RebuildReport> {
     repo.check_writable()?;
     let _lock = repo.lock_exclusive()?;
     let tmp = crate::repo::fsutil::temp_path(&repo.tmp_dir(), "index");
-    let result = (|| -> Result<(u64, u64, Vec<PackId>)> {
+    let result = (|| -> Result<RebuildReport> {
         Index::create(&tmp)?;
         let index = Index::open(&tmp, true)?;
         let packs = packs_on_disk(repo)?;
         progress.phase("rebuilding index", Some(packs.len() as u64));
-        let (mut n_packs, mut n_entities, mut damaged) = (0u64, 0u64, Vec::new());
+        let mut report = RebuildReport::default();
+        let mut damaged: Vec<(PackId, String)> = Vec::new();
         for id in packs {
             let path = repo.local_pack(&id)?;
             let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
-            let parsed = (PackId::of(&bytes) == id)
-                .then(|| pack::parse_toc(&bytes, &id.to_hex()).ok())
-                .flatten();
-            let Some(toc) = parsed else {
-                damaged.push(id);
-                continue;
-            };
-            let mut locations = Vec::new();
-            let mut ok = true;
-            for (off, clen, raw, lens) in &toc.blocks {
-                let data = bytes.get(*off as usize..(*off as usize).saturating_add(*clen as usize));
-                let block = data.and_then(|d| zstd::bulk::decompress(d, *raw as usize).ok());
-                let bodies = block.as_deref().and_then(|b| pack::Toc::bodies(lens, b));
-                let Some(bodies) = bodies else {
-                    ok = false;
-                    break;
-                };
-                let mut at = 0u32;
-                for b in bodies {
-                    let loc = crate::repo::index::Location::new(
-                        id,
-                        (*off, *clen, *raw),
-                        (at, b.len() as u32),
-                    );
-                    locations.push((crate::model::codec::hash(b), loc));
-                    at += b.len() as u32;
+            match read_sound_pack(&bytes, &id) {
+                Ok((toc, mut locations)) => {
+                    locations.sort_unstable_by_key(|a| a.0);
+                    let raw_bytes: u64 = toc.blocks.iter().map(|b| b.2 as u64).sum();
+                    index.add_pack(
+                        &id,
+                        &toc.namespace,
+                        &toc.kind,
+                        bytes.len() as u64,
+                        raw_bytes,
+                        &locations,
+                    )?;
+                    report.packs += 1;
+                    report.entities += locations.len() as u64;
                 }
+                Err(why) => damaged.push((id, why)),
             }
-            if !ok {
-                damaged.push(id);
-                continue;
-            }
-            locations.sort_unstable_by_key(|a| a.0);
-            let raw_bytes: u64 = toc.blocks.iter().map(|b| b.2 as u64).sum();
-            index.add_pack(
-                &id,
-                &toc.namespace,
-                &toc.kind,
-                bytes.len() as u64,
-                raw_bytes,
-                &locations,
-            )?;
-            n_packs += 1;
-            n_entities += locations.len() as u64;
             progress.advance(1);
         }
+        for (id, why) in damaged {
+            let path = repo.local_pack(&id)?;
+            let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
+            let s = pack::salvage(&bytes, &id.to_hex());
+            let mut locations = Vec::new();
+            for (off, clen, raw, bodies) in &s.blocks {
+                let Some(block) = bytes
+                    .get(*off as usize..(*off as usize).saturating_add(*clen as usize))
+                    .and_then(|d| zstd::bulk::decompress(d, *raw as usize).ok())
+                else {
+                    continue;
+                };
+                for (at, len) in bodies {
+                    let Some(body) = block.get(*at as usize..(*at + *len) as usize) else {
+                        continue;
+                    };
+                    let loc = Location::new(id, (*off, *clen, *raw), (*at, *len));
+                    locations.push((crate::model::codec::hash(body), loc));
+                }
+            }
+            if !locations.is_empty() {
+                locations.sort_unstable_by_key(|a| a.0);
+                index.add_pack(
+                    &id,
+                    &s.namespace,
+                    &s.kind,
+                    bytes.len() as u64,
+                    s.raw_bytes,
+                    &locations,
+                )?;
+                report.packs += 1;
+                report.entities += locations.len() as u64;
+                report.entities_salvaged += locations.len() as u64;
+            }
+            report.damaged.push(DamagedPack {
+                pack: id.to_hex(),
+                why,
+                had_toc: s.had_toc,
+                blocks_salvaged: s.blocks.len() as u64,
+                entities_salvaged: locations.len() as u64,
+            });
+        }
         progress.done();
-        Ok((n_packs, n_entities, damaged))
+        Ok(report)
     })();
     match result {
         Ok(r) => {
