@@ -9,10 +9,10 @@ use std::fs;
 use std::io::Read;
 
 use crate::error::{Error, Result};
-use crate::ids::{PackId, SnapshotId};
+use crate::ids::{EntityHash, PackId, SnapshotId};
 use crate::progress::Progress;
 use crate::repo::index::{Index, Location};
-use crate::repo::manifest::{self, Manifest, SnapshotInfo};
+use crate::repo::manifest::{self, Chain, Manifest, SnapshotInfo};
 use crate::repo::pack;
 use crate::repo::store::Store;
 use crate::repo::Repository;
@@ -34,6 +34,45 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// Harmless findings (e.g. packs left by an interrupted snapshot).
     pub notes: Vec<String>,
+    /// Every referenced entity whose body cannot be read, with why (for
+    /// `repair snapshots`; the problems above say it in words).
+    #[serde(skip)]
+    pub lost: HashMap<EntityHash, Cause>,
+    /// Snapshots that cannot be read at all (a damaged manifest, or one in
+    /// their chain): dropping entities cannot repair them.
+    #[serde(skip)]
+    pub unreadable: BTreeMap<SnapshotId, String>,
+}
+
+/// Why a referenced entity's body is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cause {
+    /// The index does not know it (its pack is gone, or it was in the
+    /// damaged part of a pack when the index was rebuilt).
+    NotIndexed,
+    PackMissing(PackId),
+    /// It is in the damaged part of this pack.
+    DamagedPack(PackId),
+}
+
+impl Cause {
+    fn describe(&self, n: usize) -> String {
+        match self {
+            Cause::NotIndexed => format!(
+                "{n} entities are not in the index (their bodies are lost with a damaged or missing pack); \
+                 `kindsnap repair snapshots` rewrites the snapshots without them"
+            ),
+            Cause::PackMissing(p) => format!(
+                "pack {} is missing: {n} entities lost; `kindsnap repair snapshots` rewrites the snapshots without them",
+                p.short()
+            ),
+            Cause::DamagedPack(p) => format!(
+                "pack {}: {n} entities in its damaged part are lost; \
+                 `kindsnap repair index` salvages the rest, then `kindsnap repair snapshots`",
+                p.short()
+            ),
+        }
+    }
 }
 
 fn hash_file(path: &std::path::Path) -> Result<[u8; 32]> {
@@ -151,6 +190,10 @@ pub fn check_locked(
         } else {
             "is missing"
         };
+        report.unreadable.insert(
+            info.id,
+            format!("depends on snapshot {} which {why}", missing.short()),
+        );
         report.problems.push(Problem {
             problem: format!(
                 "{}: depends on snapshot {} which {why}",
@@ -162,6 +205,7 @@ pub fn check_locked(
     }
     // A damaged manifest takes every snapshot whose chain runs through it.
     for (id, problem) in damaged {
+        report.unreadable.insert(id, problem.clone());
         let mut affects: Vec<String> = infos
             .iter()
             .filter(|i| depends_on(i, &id, &by_id, &resolve))
@@ -201,6 +245,7 @@ pub fn check_locked(
     // With read_data: every pack must hash to its id, and every block must
     // decompress and split into its bodies.
     let mut damaged_packs: HashMap<PackId, String> = HashMap::new();
+    let store = Store::open(repo)?;
     if read_data {
         progress.phase("reading packs", Some(on_disk.len() as u64));
         let listed = index.entities_per_pack()?;
@@ -226,11 +271,34 @@ pub fn check_locked(
             };
             report.entities_read += bodies;
             if let Some(why) = why {
-                report.problems.push(Problem {
-                    problem: format!("pack {} ({}): {why}", id.short(), path.display()),
-                    affects: vec![],
-                });
-                damaged_packs.insert(*id, why);
+                // Every body the index places in a damaged pack is read
+                // back (each read re-hashes it): the damage matters only
+                // where it takes indexed bodies with it.
+                let placed = index.entities_in_pack(id)?;
+                let unreadable = placed
+                    .iter()
+                    .filter(|(h, _)| store.get_bytes(h).is_err())
+                    .count();
+                report.entities_read += (placed.len() - unreadable) as u64;
+                if unreadable > 0 {
+                    report.problems.push(Problem {
+                        problem: format!(
+                            "pack {} ({}): {why}; {unreadable} of the {} entities the index places in it do not read back",
+                            id.short(),
+                            path.display(),
+                            placed.len()
+                        ),
+                        affects: vec![],
+                    });
+                    damaged_packs.insert(*id, why);
+                } else {
+                    report.notes.push(format!(
+                        "pack {} is damaged ({why}), but all {} entities the index places in it read back intact \
+                         (`kindsnap repair index` salvaged them); `kindsnap prune` drops the pack once nothing needs it",
+                        id.short(),
+                        placed.len()
+                    ));
+                }
             } else if let Some(n) = listed.get(id).filter(|n| **n > found) {
                 report.problems.push(Problem {
                     problem: format!(
@@ -255,58 +323,141 @@ pub fn check_locked(
         }
         progress.done();
     }
-    let store = Store::open(repo)?;
 
     // Every hash referenced by a sound manifest must be indexed, in a pack
-    // that exists and (with read_data) reads back.
+    // that exists and (with read_data) reads back. First each manifest's
+    // own rows, which find every lost body once.
     progress.phase("checking references", Some(good.len() as u64));
-    let mut affected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut lost: HashMap<EntityHash, Cause> = HashMap::new();
+    // Per snapshot: cause → kind → entities, from its own rows; replaced
+    // below by what its whole state holds.
+    let mut attributed: BTreeMap<SnapshotId, Attribution> = BTreeMap::new();
     for info in &good {
         let m = Manifest::open(repo, &info.id)?;
-        let label = snap_label(info);
+        let mut mine = Attribution::new();
         m.referenced_hashes(&mut |ns, kind, h| {
-            let why = match index.lookup(&h)? {
-                None => Some(format!("entity {} is not in the index", h.short())),
-                Some(loc) if missing_packs.contains(&loc.pack) || !on_disk.contains(&loc.pack) => {
-                    Some(format!("pack {} is missing", loc.pack.short()))
-                }
-                // In a damaged pack an entity may still read back intact
-                // (the damage can be in another block): try it.
-                Some(loc) if damaged_packs.contains_key(&loc.pack) => match store.get_bytes(&h) {
-                    Ok(_) => None,
-                    Err(_) => Some(format!(
-                        "pack {}: entities in its damaged part are lost",
-                        loc.pack.short()
-                    )),
+            let cause = match lost.get(&h) {
+                Some(c) => Some(*c),
+                None => match index.lookup(&h)? {
+                    None => Some(Cause::NotIndexed),
+                    Some(loc)
+                        if missing_packs.contains(&loc.pack) || !on_disk.contains(&loc.pack) =>
+                    {
+                        Some(Cause::PackMissing(loc.pack))
+                    }
+                    // In a damaged pack an entity may still read back
+                    // intact (the damage can be in another block): try it.
+                    Some(loc) if damaged_packs.contains_key(&loc.pack) => {
+                        store.get_bytes(&h).err().map(|_| Cause::DamagedPack(loc.pack))
+                    }
+                    Some(_) => None,
                 },
-                Some(_) => None,
             };
-            if let Some(why) = why {
-                let k = if ns.is_empty() {
-                    kind.to_string()
-                } else {
-                    format!("{ns}/{kind}")
-                };
-                affected
-                    .entry(why)
+            if let Some(cause) = cause {
+                lost.insert(h, cause);
+                *mine
+                    .entry(cause)
                     .or_default()
-                    .insert(format!("{label} kind {k}"));
+                    .entry(kind_label(ns, kind))
+                    .or_default() += 1;
             }
             Ok(())
         })?;
+        if !mine.is_empty() {
+            attributed.insert(info.id, mine);
+        }
         progress.advance(1);
     }
     progress.done();
-    // Snapshots whose chain contains an affected manifest are affected too;
-    // keep the report short by naming the snapshots that reference the
-    // damaged data directly.
-    for (why, affects) in affected {
+    // Then every snapshot whose state holds a lost body, whichever
+    // manifest of its chain references it: a body shared by four
+    // snapshots is reported against all four.
+    if !lost.is_empty() {
+        progress.phase("attributing damage", Some(good.len() as u64));
+        for info in &good {
+            if report.unreadable.contains_key(&info.id) {
+                progress.advance(1);
+                continue;
+            }
+            match state_losses(repo, &info.id, &lost) {
+                Ok(a) if a.is_empty() => {
+                    attributed.remove(&info.id);
+                }
+                Ok(a) => {
+                    attributed.insert(info.id, a);
+                }
+                // Its chain does not read: its own rows stand (the chain's
+                // problem is reported above).
+                Err(_) => {}
+            }
+            progress.advance(1);
+        }
+        progress.done();
+    }
+    // One problem per cause, naming each snapshot and kind it takes
+    // entities from (grouped: thousands of lost bodies are a few lines).
+    let labels: HashMap<SnapshotId, String> =
+        good.iter().map(|i| (i.id, snap_label(i))).collect();
+    let mut by_cause: BTreeMap<Cause, (usize, Vec<String>)> = BTreeMap::new();
+    for c in lost.values() {
+        by_cause.entry(*c).or_default().0 += 1;
+    }
+    for (id, a) in &attributed {
+        let label = labels.get(id).cloned().unwrap_or_else(|| id.short());
+        for (cause, kinds) in a {
+            let list = kinds
+                .iter()
+                .map(|(k, n)| format!("{k} ({n})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            by_cause
+                .entry(*cause)
+                .or_default()
+                .1
+                .push(format!("{label}: kind {list}"));
+        }
+    }
+    for (cause, (n, affects)) in by_cause {
         report.problems.push(Problem {
-            problem: why,
-            affects: affects.into_iter().collect(),
+            problem: cause.describe(n),
+            affects,
         });
     }
+    report.lost = lost;
     Ok(report)
+}
+
+/// cause → kind label → lost entities.
+type Attribution = BTreeMap<Cause, BTreeMap<String, u64>>;
+
+fn kind_label(ns: &str, kind: &str) -> String {
+    if ns.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{ns}/{kind}")
+    }
+}
+
+/// How many entities of each kind of a snapshot's state are lost, by cause.
+fn state_losses(
+    repo: &Repository,
+    id: &SnapshotId,
+    lost: &HashMap<EntityHash, Cause>,
+) -> Result<Attribution> {
+    let chain = Chain::open(repo, id)?;
+    let mut out = Attribution::new();
+    for k in chain.head().kinds()? {
+        let mut st = chain.state(&k.namespace, &k.kind)?;
+        while let Some(e) = st.next_entry()? {
+            if let Some(c) = lost.get(&e.hash) {
+                *out.entry(*c)
+                    .or_default()
+                    .entry(kind_label(&k.namespace, &k.kind))
+                    .or_default() += 1;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Decompress every block of a sound pack, split it into bodies, and
