@@ -428,7 +428,7 @@ pub fn check_locked(
 }
 
 /// cause → kind label → lost entities.
-type Attribution = BTreeMap<Cause, BTreeMap<String, u64>>;
+pub(crate) type Attribution = BTreeMap<Cause, BTreeMap<String, u64>>;
 
 fn kind_label(ns: &str, kind: &str) -> String {
     if ns.is_empty() {
@@ -439,7 +439,7 @@ fn kind_label(ns: &str, kind: &str) -> String {
 }
 
 /// How many entities of each kind of a snapshot's state are lost, by cause.
-fn state_losses(
+pub(crate) fn state_losses(
     repo: &Repository,
     id: &SnapshotId,
     lost: &HashMap<EntityHash, Cause>,

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod export;
 pub mod forget;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod snapshot;
 pub mod stats;
