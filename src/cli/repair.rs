@@ -7,7 +7,8 @@ use kindsnap::ops::repair::{self, RepairOptions};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "A damaged repository is repaired in two steps, as with restic:
+#[command(
+    after_help = "A damaged repository is repaired in two steps, as with restic:
 first the index (every body that still reads back is found again, damaged
 packs included), then the snapshots (each snapshot that needs a lost body is
 rewritten without those entities). See docs/retention.md, \"Repairing a
@@ -19,7 +20,8 @@ Examples:
   kindsnap repair snapshots --dry-run         which snapshots lose which entities
   kindsnap repair snapshots                   write repaired snapshots beside the originals
   kindsnap repair snapshots --forget          replace the damaged snapshots by their repairs
-  kindsnap check --read-data                  passes once every damaged snapshot is replaced")]
+  kindsnap check --read-data                  passes once every damaged snapshot is replaced"
+)]
 pub struct Args {
     #[command(subcommand)]
     what: What,

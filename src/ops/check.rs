@@ -347,9 +347,10 @@ pub fn check_locked(
                     }
                     // In a damaged pack an entity may still read back
                     // intact (the damage can be in another block): try it.
-                    Some(loc) if damaged_packs.contains_key(&loc.pack) => {
-                        store.get_bytes(&h).err().map(|_| Cause::DamagedPack(loc.pack))
-                    }
+                    Some(loc) if damaged_packs.contains_key(&loc.pack) => store
+                        .get_bytes(&h)
+                        .err()
+                        .map(|_| Cause::DamagedPack(loc.pack)),
                     Some(_) => None,
                 },
             };
@@ -396,8 +397,7 @@ pub fn check_locked(
     }
     // One problem per cause, naming each snapshot and kind it takes
     // entities from (grouped: thousands of lost bodies are a few lines).
-    let labels: HashMap<SnapshotId, String> =
-        good.iter().map(|i| (i.id, snap_label(i))).collect();
+    let labels: HashMap<SnapshotId, String> = good.iter().map(|i| (i.id, snap_label(i))).collect();
     let mut by_cause: BTreeMap<Cause, (usize, Vec<String>)> = BTreeMap::new();
     for c in lost.values() {
         by_cause.entry(*c).or_default().0 += 1;

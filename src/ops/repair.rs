@@ -110,7 +110,11 @@ pub fn repair_snapshots(
 }
 
 /// Decide which snapshots lose which entities. The caller holds a lock.
-pub fn plan(repo: &Repository, opts: &RepairOptions, progress: &dyn Progress) -> Result<RepairPlan> {
+pub fn plan(
+    repo: &Repository,
+    opts: &RepairOptions,
+    progress: &dyn Progress,
+) -> Result<RepairPlan> {
     let checked = check::check_locked(repo, opts.read_data, progress)?;
     let (infos, _) = manifest::list(repo)?;
     let mut report = RepairReport {

@@ -1208,9 +1208,7 @@ pub fn list_all(repo: &Repository) -> Result<(Vec<SnapshotInfo>, Vec<Unreadable>
 /// puts it after the original, so its name, `latest` and the next
 /// snapshot's choice of parent resolve to the repair. Other snapshots
 /// never share a parent's time, and get 0.
-pub fn same_time_generation(
-    infos: &[SnapshotInfo],
-) -> std::collections::HashMap<SnapshotId, u32> {
+pub fn same_time_generation(infos: &[SnapshotInfo]) -> std::collections::HashMap<SnapshotId, u32> {
     let by_id: std::collections::HashMap<SnapshotId, &SnapshotInfo> =
         infos.iter().map(|i| (i.id, i)).collect();
     infos
