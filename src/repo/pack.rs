@@ -367,6 +367,14 @@ pub fn parse_toc(bytes: &[u8], name: &str) -> Result<Toc> {
 /// What could be recovered from a damaged pack: the blocks that still
 /// decompress, each with the bodies in it that decode as entities, at
 /// exactly the places the store reads them from.
+/// A block recovered from a damaged pack: (offset in file, compressed
+/// length, uncompressed length, its bodies as (offset in block, length)).
+pub type SalvagedBlock = (u64, u32, u32, Vec<(u32, u32)>);
+
+/// A decompressed block found in a damaged pack, with the body lengths
+/// its table of contents lists, when it could be read.
+type FoundBlock = (u64, u32, Vec<u8>, Option<Vec<u32>>);
+
 #[derive(Debug, Default)]
 pub struct Salvaged {
     /// From the table of contents, or else from the first body recovered.
@@ -374,7 +382,7 @@ pub struct Salvaged {
     pub kind: String,
     /// (offset in file, compressed length, uncompressed length, the bodies
     /// as (offset in the block, length)).
-    pub blocks: Vec<(u64, u32, u32, Vec<(u32, u32)>)>,
+    pub blocks: Vec<SalvagedBlock>,
     /// Uncompressed bytes of every block recovered.
     pub raw_bytes: u64,
     /// Whether the table of contents could be read.
@@ -398,7 +406,7 @@ impl Salvaged {
 pub fn salvage(bytes: &[u8], name: &str) -> Salvaged {
     let mut out = Salvaged::default();
     let toc = parse_toc(bytes, name).ok();
-    let blocks: Vec<(u64, u32, Vec<u8>, Option<Vec<u32>>)> = match &toc {
+    let blocks: Vec<FoundBlock> = match &toc {
         Some(toc) => {
             out.had_toc = true;
             out.namespace = toc.namespace.clone();
