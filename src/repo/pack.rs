@@ -780,6 +780,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cbor_items_cut_a_block_into_its_bodies() {
+        let bodies: Vec<Vec<u8>> = ["a", "bb"]
+            .iter()
+            .map(|n| {
+                let mut e = crate::model::Entity {
+                    key: crate::model::key::Key::new(
+                        Default::default(),
+                        vec![crate::model::key::PathElement::name("K", *n)],
+                    ),
+                    properties: Default::default(),
+                };
+                let mut out = Vec::new();
+                crate::model::codec::encode(&mut e, &mut out);
+                out
+            })
+            .collect();
+        let block = bodies.concat();
+        let lens: Vec<u32> = bodies.iter().map(|b| b.len() as u32).collect();
+        assert_eq!(cbor_items(&block), lens);
+        // A cut-off last item is left out.
+        assert_eq!(cbor_items(&block[..block.len() - 1]), lens[..1].to_vec());
+    }
+
+    #[test]
     fn committed_packs_leave_the_pending_set() {
         let dir = tempfile::tempdir().unwrap();
         let mut repo = Repository::init(&dir.path().join("r")).unwrap();
