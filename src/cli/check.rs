@@ -25,18 +25,7 @@ pub struct Args {
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
     if args.rebuild_index {
-        let (packs, entities, damaged) =
-            kindsnap::ops::check::rebuild_index(&repo, &settings.progress())?;
-        if !settings.quiet {
-            let mut out = Out::new();
-            out.line(format!(
-                "rebuilt the index: {entities} entities in {packs} packs"
-            ))?;
-            for d in &damaged {
-                out.line(format!("skipped damaged pack {}", d.short()))?;
-            }
-            out.flush()?;
-        }
+        rebuild(&repo, settings)?;
     }
     let report = kindsnap::ops::check::check(&repo, args.read_data, &settings.progress())?;
     let mut out = Out::new();
@@ -77,4 +66,40 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         eprintln!("kindsnap: check found {} problem(s)", report.problems.len());
         Ok(ExitCode::from(3))
     }
+}
+
+/// `check --rebuild-index` and `repair index`: rebuild, and say what was
+/// salvaged from damaged packs.
+pub fn rebuild(repo: &kindsnap::repo::Repository, settings: &Settings) -> anyhow::Result<()> {
+    let r = kindsnap::ops::check::rebuild_index(repo, &settings.progress())?;
+    if !settings.quiet {
+        let mut out = Out::new();
+        out.line(format!(
+            "rebuilt the index: {} entities in {} packs",
+            r.entities, r.packs
+        ))?;
+        for d in &r.damaged {
+            out.line(format!(
+                "damaged pack {} ({}): salvaged {} entities from {} blocks{}",
+                &d.pack[..8],
+                d.why,
+                d.entities_salvaged,
+                d.blocks_salvaged,
+                if d.had_toc {
+                    ""
+                } else {
+                    " (no table of contents: blocks found by walking the pack)"
+                }
+            ))?;
+        }
+        if !r.damaged.is_empty() {
+            out.line(format!(
+                "salvaged {} entities from {} damaged pack(s); `kindsnap check` lists what is lost",
+                r.entities_salvaged,
+                r.damaged.len()
+            ))?;
+        }
+        out.flush()?;
+    }
+    Ok(())
 }

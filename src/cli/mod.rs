@@ -20,6 +20,7 @@ mod log;
 mod output;
 mod progress;
 mod prune;
+mod repair;
 mod restore;
 mod show;
 mod snapshot;
@@ -114,6 +115,9 @@ enum Command {
     Prune(prune::Args),
     /// Write a snapshot into a target (original keys or uuid names).
     Restore(restore::Args),
+    /// Repair a damaged repository: rebuild the index, rewrite snapshots
+    /// without the entities whose bodies are lost.
+    Repair(repair::Args),
     /// Delete entities on a target (all its kinds, or --kinds).
     Clear(clear::Args),
     /// Show the effective settings and where each came from.
@@ -293,6 +297,7 @@ pub fn main() -> ExitCode {
         Command::Forget(a) => forget::run(a, &settings),
         Command::Prune(a) => prune::run(a, &settings),
         Command::Restore(a) => restore::run(a, &settings),
+        Command::Repair(a) => repair::run(a, &settings),
         Command::Keymap(a) => keymap::run(a, &settings),
         Command::Clear(a) => clear::run(a, &settings),
         Command::Config(a) => config::run(a, &settings),

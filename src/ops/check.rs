@@ -9,10 +9,10 @@ use std::fs;
 use std::io::Read;
 
 use crate::error::{Error, Result};
-use crate::ids::{PackId, SnapshotId};
+use crate::ids::{EntityHash, PackId, SnapshotId};
 use crate::progress::Progress;
 use crate::repo::index::{Index, Location};
-use crate::repo::manifest::{self, Manifest, SnapshotInfo};
+use crate::repo::manifest::{self, Chain, Manifest, SnapshotInfo};
 use crate::repo::pack;
 use crate::repo::store::Store;
 use crate::repo::Repository;
@@ -34,6 +34,45 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// Harmless findings (e.g. packs left by an interrupted snapshot).
     pub notes: Vec<String>,
+    /// Every referenced entity whose body cannot be read, with why (for
+    /// `repair snapshots`; the problems above say it in words).
+    #[serde(skip)]
+    pub lost: HashMap<EntityHash, Cause>,
+    /// Snapshots that cannot be read at all (a damaged manifest, or one in
+    /// their chain): dropping entities cannot repair them.
+    #[serde(skip)]
+    pub unreadable: BTreeMap<SnapshotId, String>,
+}
+
+/// Why a referenced entity's body is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cause {
+    /// The index does not know it (its pack is gone, or it was in the
+    /// damaged part of a pack when the index was rebuilt).
+    NotIndexed,
+    PackMissing(PackId),
+    /// It is in the damaged part of this pack.
+    DamagedPack(PackId),
+}
+
+impl Cause {
+    fn describe(&self, n: usize) -> String {
+        match self {
+            Cause::NotIndexed => format!(
+                "{n} entities are not in the index (their bodies are lost with a damaged or missing pack); \
+                 `kindsnap repair snapshots` rewrites the snapshots without them"
+            ),
+            Cause::PackMissing(p) => format!(
+                "pack {} is missing: {n} entities lost; `kindsnap repair snapshots` rewrites the snapshots without them",
+                p.short()
+            ),
+            Cause::DamagedPack(p) => format!(
+                "pack {}: {n} entities in its damaged part are lost; \
+                 `kindsnap repair index` salvages the rest, then `kindsnap repair snapshots`",
+                p.short()
+            ),
+        }
+    }
 }
 
 fn hash_file(path: &std::path::Path) -> Result<[u8; 32]> {
@@ -151,6 +190,10 @@ pub fn check_locked(
         } else {
             "is missing"
         };
+        report.unreadable.insert(
+            info.id,
+            format!("depends on snapshot {} which {why}", missing.short()),
+        );
         report.problems.push(Problem {
             problem: format!(
                 "{}: depends on snapshot {} which {why}",
@@ -162,6 +205,7 @@ pub fn check_locked(
     }
     // A damaged manifest takes every snapshot whose chain runs through it.
     for (id, problem) in damaged {
+        report.unreadable.insert(id, problem.clone());
         let mut affects: Vec<String> = infos
             .iter()
             .filter(|i| depends_on(i, &id, &by_id, &resolve))
@@ -201,6 +245,7 @@ pub fn check_locked(
     // With read_data: every pack must hash to its id, and every block must
     // decompress and split into its bodies.
     let mut damaged_packs: HashMap<PackId, String> = HashMap::new();
+    let store = Store::open(repo)?;
     if read_data {
         progress.phase("reading packs", Some(on_disk.len() as u64));
         let listed = index.entities_per_pack()?;
@@ -226,11 +271,34 @@ pub fn check_locked(
             };
             report.entities_read += bodies;
             if let Some(why) = why {
-                report.problems.push(Problem {
-                    problem: format!("pack {} ({}): {why}", id.short(), path.display()),
-                    affects: vec![],
-                });
-                damaged_packs.insert(*id, why);
+                // Every body the index places in a damaged pack is read
+                // back (each read re-hashes it): the damage matters only
+                // where it takes indexed bodies with it.
+                let placed = index.entities_in_pack(id)?;
+                let unreadable = placed
+                    .iter()
+                    .filter(|(h, _)| store.get_bytes(h).is_err())
+                    .count();
+                report.entities_read += (placed.len() - unreadable) as u64;
+                if unreadable > 0 {
+                    report.problems.push(Problem {
+                        problem: format!(
+                            "pack {} ({}): {why}; {unreadable} of the {} entities the index places in it do not read back",
+                            id.short(),
+                            path.display(),
+                            placed.len()
+                        ),
+                        affects: vec![],
+                    });
+                    damaged_packs.insert(*id, why);
+                } else {
+                    report.notes.push(format!(
+                        "pack {} is damaged ({why}), but all {} entities the index places in it read back intact \
+                         (`kindsnap repair index` salvaged them); `kindsnap prune` drops the pack once nothing needs it",
+                        id.short(),
+                        placed.len()
+                    ));
+                }
             } else if let Some(n) = listed.get(id).filter(|n| **n > found) {
                 report.problems.push(Problem {
                     problem: format!(
@@ -255,58 +323,141 @@ pub fn check_locked(
         }
         progress.done();
     }
-    let store = Store::open(repo)?;
 
     // Every hash referenced by a sound manifest must be indexed, in a pack
-    // that exists and (with read_data) reads back.
+    // that exists and (with read_data) reads back. First each manifest's
+    // own rows, which find every lost body once.
     progress.phase("checking references", Some(good.len() as u64));
-    let mut affected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut lost: HashMap<EntityHash, Cause> = HashMap::new();
+    // Per snapshot: cause → kind → entities, from its own rows; replaced
+    // below by what its whole state holds.
+    let mut attributed: BTreeMap<SnapshotId, Attribution> = BTreeMap::new();
     for info in &good {
         let m = Manifest::open(repo, &info.id)?;
-        let label = snap_label(info);
+        let mut mine = Attribution::new();
         m.referenced_hashes(&mut |ns, kind, h| {
-            let why = match index.lookup(&h)? {
-                None => Some(format!("entity {} is not in the index", h.short())),
-                Some(loc) if missing_packs.contains(&loc.pack) || !on_disk.contains(&loc.pack) => {
-                    Some(format!("pack {} is missing", loc.pack.short()))
-                }
-                // In a damaged pack an entity may still read back intact
-                // (the damage can be in another block): try it.
-                Some(loc) if damaged_packs.contains_key(&loc.pack) => match store.get_bytes(&h) {
-                    Ok(_) => None,
-                    Err(_) => Some(format!(
-                        "pack {}: entities in its damaged part are lost",
-                        loc.pack.short()
-                    )),
+            let cause = match lost.get(&h) {
+                Some(c) => Some(*c),
+                None => match index.lookup(&h)? {
+                    None => Some(Cause::NotIndexed),
+                    Some(loc)
+                        if missing_packs.contains(&loc.pack) || !on_disk.contains(&loc.pack) =>
+                    {
+                        Some(Cause::PackMissing(loc.pack))
+                    }
+                    // In a damaged pack an entity may still read back
+                    // intact (the damage can be in another block): try it.
+                    Some(loc) if damaged_packs.contains_key(&loc.pack) => store
+                        .get_bytes(&h)
+                        .err()
+                        .map(|_| Cause::DamagedPack(loc.pack)),
+                    Some(_) => None,
                 },
-                Some(_) => None,
             };
-            if let Some(why) = why {
-                let k = if ns.is_empty() {
-                    kind.to_string()
-                } else {
-                    format!("{ns}/{kind}")
-                };
-                affected
-                    .entry(why)
+            if let Some(cause) = cause {
+                lost.insert(h, cause);
+                *mine
+                    .entry(cause)
                     .or_default()
-                    .insert(format!("{label} kind {k}"));
+                    .entry(kind_label(ns, kind))
+                    .or_default() += 1;
             }
             Ok(())
         })?;
+        if !mine.is_empty() {
+            attributed.insert(info.id, mine);
+        }
         progress.advance(1);
     }
     progress.done();
-    // Snapshots whose chain contains an affected manifest are affected too;
-    // keep the report short by naming the snapshots that reference the
-    // damaged data directly.
-    for (why, affects) in affected {
+    // Then every snapshot whose state holds a lost body, whichever
+    // manifest of its chain references it: a body shared by four
+    // snapshots is reported against all four.
+    if !lost.is_empty() {
+        progress.phase("attributing damage", Some(good.len() as u64));
+        for info in &good {
+            if report.unreadable.contains_key(&info.id) {
+                progress.advance(1);
+                continue;
+            }
+            match state_losses(repo, &info.id, &lost) {
+                Ok(a) if a.is_empty() => {
+                    attributed.remove(&info.id);
+                }
+                Ok(a) => {
+                    attributed.insert(info.id, a);
+                }
+                // Its chain does not read: its own rows stand (the chain's
+                // problem is reported above).
+                Err(_) => {}
+            }
+            progress.advance(1);
+        }
+        progress.done();
+    }
+    // One problem per cause, naming each snapshot and kind it takes
+    // entities from (grouped: thousands of lost bodies are a few lines).
+    let labels: HashMap<SnapshotId, String> = good.iter().map(|i| (i.id, snap_label(i))).collect();
+    let mut by_cause: BTreeMap<Cause, (usize, Vec<String>)> = BTreeMap::new();
+    for c in lost.values() {
+        by_cause.entry(*c).or_default().0 += 1;
+    }
+    for (id, a) in &attributed {
+        let label = labels.get(id).cloned().unwrap_or_else(|| id.short());
+        for (cause, kinds) in a {
+            let list = kinds
+                .iter()
+                .map(|(k, n)| format!("{k} ({n})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            by_cause
+                .entry(*cause)
+                .or_default()
+                .1
+                .push(format!("{label}: kind {list}"));
+        }
+    }
+    for (cause, (n, affects)) in by_cause {
         report.problems.push(Problem {
-            problem: why,
-            affects: affects.into_iter().collect(),
+            problem: cause.describe(n),
+            affects,
         });
     }
+    report.lost = lost;
     Ok(report)
+}
+
+/// cause → kind label → lost entities.
+pub(crate) type Attribution = BTreeMap<Cause, BTreeMap<String, u64>>;
+
+fn kind_label(ns: &str, kind: &str) -> String {
+    if ns.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{ns}/{kind}")
+    }
+}
+
+/// How many entities of each kind of a snapshot's state are lost, by cause.
+pub(crate) fn state_losses(
+    repo: &Repository,
+    id: &SnapshotId,
+    lost: &HashMap<EntityHash, Cause>,
+) -> Result<Attribution> {
+    let chain = Chain::open(repo, id)?;
+    let mut out = Attribution::new();
+    for k in chain.head().kinds()? {
+        let mut st = chain.state(&k.namespace, &k.kind)?;
+        while let Some(e) = st.next_entry()? {
+            if let Some(c) = lost.get(&e.hash) {
+                *out.entry(*c)
+                    .or_default()
+                    .entry(kind_label(&k.namespace, &k.kind))
+                    .or_default() += 1;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Decompress every block of a sound pack, split it into bodies, and
@@ -402,74 +553,142 @@ pub fn packs_on_disk(repo: &Repository) -> Result<BTreeSet<PackId>> {
     Ok(out)
 }
 
+/// A pack that failed its checks while the index was rebuilt, and what
+/// was recovered from it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DamagedPack {
+    pub pack: String,
+    /// Why the pack is damaged, one line.
+    pub why: String,
+    /// Whether its table of contents could be read (without it the blocks
+    /// were found by walking the zstd frames).
+    pub had_toc: bool,
+    /// Blocks and bodies recovered and indexed.
+    pub blocks_salvaged: u64,
+    pub entities_salvaged: u64,
+}
+
+/// What [`rebuild_index`] did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RebuildReport {
+    /// Packs indexed (sound ones and damaged ones something was salvaged from).
+    pub packs: u64,
+    pub entities: u64,
+    /// Bodies indexed from damaged packs (included in `entities`).
+    pub entities_salvaged: u64,
+    pub damaged: Vec<DamagedPack>,
+}
+
+/// Why a pack fails its checks, or its sound blocks' locations.
+fn read_sound_pack(
+    bytes: &[u8],
+    id: &PackId,
+) -> std::result::Result<(pack::Toc, Vec<(crate::ids::EntityHash, Location)>), String> {
+    if PackId::of(bytes) != *id {
+        return Err("content does not match its id".into());
+    }
+    let toc = pack::parse_toc(bytes, &id.to_hex()).map_err(|e| e.to_string())?;
+    let mut locations = Vec::new();
+    for (off, clen, raw, lens) in &toc.blocks {
+        let data = bytes.get(*off as usize..(*off as usize).saturating_add(*clen as usize));
+        let block = data.and_then(|d| zstd::bulk::decompress(d, *raw as usize).ok());
+        let Some(bodies) = block.as_deref().and_then(|b| pack::Toc::bodies(lens, b)) else {
+            return Err(format!("block at {off} is damaged"));
+        };
+        let mut at = 0u32;
+        for b in bodies {
+            let loc = Location::new(*id, (*off, *clen, *raw), (at, b.len() as u32));
+            locations.push((crate::model::codec::hash(b), loc));
+            at += b.len() as u32;
+        }
+    }
+    Ok((toc, locations))
+}
+
 /// Rebuild the index from the packs alone: every pack's table of contents
-/// delimits its bodies, and each body is re-hashed. Takes the exclusive
-/// lock; the new index replaces the old one atomically. Damaged packs are
-/// skipped and returned.
-pub fn rebuild_index(
-    repo: &Repository,
-    progress: &dyn Progress,
-) -> Result<(u64, u64, Vec<PackId>)> {
+/// delimits its bodies, and each body is re-hashed. A damaged pack is not
+/// skipped: every body that can still be recovered from it is indexed
+/// where it lies ([`pack::salvage`]), after the sound packs, so a body
+/// stored twice is found in its sound copy. The rebuilt index therefore
+/// holds every body that reads back, whatever the old one held. Takes the
+/// exclusive lock; the new index replaces the old one atomically.
+pub fn rebuild_index(repo: &Repository, progress: &dyn Progress) -> Result<RebuildReport> {
     repo.check_writable()?;
     let _lock = repo.lock_exclusive()?;
     let tmp = crate::repo::fsutil::temp_path(&repo.tmp_dir(), "index");
-    let result = (|| -> Result<(u64, u64, Vec<PackId>)> {
+    let result = (|| -> Result<RebuildReport> {
         Index::create(&tmp)?;
         let index = Index::open(&tmp, true)?;
         let packs = packs_on_disk(repo)?;
         progress.phase("rebuilding index", Some(packs.len() as u64));
-        let (mut n_packs, mut n_entities, mut damaged) = (0u64, 0u64, Vec::new());
+        let mut report = RebuildReport::default();
+        let mut damaged: Vec<(PackId, String)> = Vec::new();
         for id in packs {
             let path = repo.local_pack(&id)?;
             let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
-            let parsed = (PackId::of(&bytes) == id)
-                .then(|| pack::parse_toc(&bytes, &id.to_hex()).ok())
-                .flatten();
-            let Some(toc) = parsed else {
-                damaged.push(id);
-                continue;
-            };
-            let mut locations = Vec::new();
-            let mut ok = true;
-            for (off, clen, raw, lens) in &toc.blocks {
-                let data = bytes.get(*off as usize..(*off as usize).saturating_add(*clen as usize));
-                let block = data.and_then(|d| zstd::bulk::decompress(d, *raw as usize).ok());
-                let bodies = block.as_deref().and_then(|b| pack::Toc::bodies(lens, b));
-                let Some(bodies) = bodies else {
-                    ok = false;
-                    break;
-                };
-                let mut at = 0u32;
-                for b in bodies {
-                    let loc = crate::repo::index::Location::new(
-                        id,
-                        (*off, *clen, *raw),
-                        (at, b.len() as u32),
-                    );
-                    locations.push((crate::model::codec::hash(b), loc));
-                    at += b.len() as u32;
+            match read_sound_pack(&bytes, &id) {
+                Ok((toc, mut locations)) => {
+                    locations.sort_unstable_by_key(|a| a.0);
+                    let raw_bytes: u64 = toc.blocks.iter().map(|b| b.2 as u64).sum();
+                    index.add_pack(
+                        &id,
+                        &toc.namespace,
+                        &toc.kind,
+                        bytes.len() as u64,
+                        raw_bytes,
+                        &locations,
+                    )?;
+                    report.packs += 1;
+                    report.entities += locations.len() as u64;
                 }
+                Err(why) => damaged.push((id, why)),
             }
-            if !ok {
-                damaged.push(id);
-                continue;
-            }
-            locations.sort_unstable_by_key(|a| a.0);
-            let raw_bytes: u64 = toc.blocks.iter().map(|b| b.2 as u64).sum();
-            index.add_pack(
-                &id,
-                &toc.namespace,
-                &toc.kind,
-                bytes.len() as u64,
-                raw_bytes,
-                &locations,
-            )?;
-            n_packs += 1;
-            n_entities += locations.len() as u64;
             progress.advance(1);
         }
+        for (id, why) in damaged {
+            let path = repo.local_pack(&id)?;
+            let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
+            let s = pack::salvage(&bytes, &id.to_hex());
+            let mut locations = Vec::new();
+            for (off, clen, raw, bodies) in &s.blocks {
+                let Some(block) = bytes
+                    .get(*off as usize..(*off as usize).saturating_add(*clen as usize))
+                    .and_then(|d| zstd::bulk::decompress(d, *raw as usize).ok())
+                else {
+                    continue;
+                };
+                for (at, len) in bodies {
+                    let Some(body) = block.get(*at as usize..(*at + *len) as usize) else {
+                        continue;
+                    };
+                    let loc = Location::new(id, (*off, *clen, *raw), (*at, *len));
+                    locations.push((crate::model::codec::hash(body), loc));
+                }
+            }
+            if !locations.is_empty() {
+                locations.sort_unstable_by_key(|a| a.0);
+                index.add_pack(
+                    &id,
+                    &s.namespace,
+                    &s.kind,
+                    bytes.len() as u64,
+                    s.raw_bytes,
+                    &locations,
+                )?;
+                report.packs += 1;
+                report.entities += locations.len() as u64;
+                report.entities_salvaged += locations.len() as u64;
+            }
+            report.damaged.push(DamagedPack {
+                pack: id.to_hex(),
+                why,
+                had_toc: s.had_toc,
+                blocks_salvaged: s.blocks.len() as u64,
+                entities_salvaged: locations.len() as u64,
+            });
+        }
         progress.done();
-        Ok((n_packs, n_entities, damaged))
+        Ok(report)
     })();
     match result {
         Ok(r) => {

@@ -158,7 +158,11 @@ fn period(time_us: i64, rule: &str) -> (i64, i64, i64) {
 /// first, each snapshot with the rules that keep it (none: removed).
 pub fn apply_policy(snaps: &[SnapshotInfo], policy: &Policy) -> Vec<(SnapshotInfo, Vec<String>)> {
     let mut sorted: Vec<SnapshotInfo> = snaps.to_vec();
-    sorted.sort_by(|a, b| b.time_us.cmp(&a.time_us).then(b.id.cmp(&a.id)));
+    // Newest first; a repaired snapshot (same time as its original) first.
+    let gen = manifest::same_time_generation(&sorted);
+    sorted.sort_by_key(|i| {
+        std::cmp::Reverse((i.time_us, gen.get(&i.id).copied().unwrap_or(0), i.id))
+    });
     let mut out: Vec<(SnapshotInfo, Vec<String>)> =
         sorted.into_iter().map(|s| (s, Vec::new())).collect();
     if let Some(n) = policy.last {

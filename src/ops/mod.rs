@@ -11,6 +11,7 @@ pub mod export;
 pub mod forget;
 pub mod prune;
 pub mod read;
+pub mod repair;
 pub mod restore;
 pub mod snapshot;
 pub mod stats;

@@ -537,6 +537,42 @@ impl Index {
         Ok(out)
     }
 
+    /// Every body the index places in one pack, in file order.
+    pub fn entities_in_pack(&self, id: &PackId) -> Result<Vec<(EntityHash, Location)>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT e.hash, b.off, b.clen, b.raw, e.off, e.len
+                 FROM packs p JOIN blocks b ON b.pid = p.pid JOIN entities e ON e.bid = b.bid
+                 WHERE p.id = ?1 ORDER BY b.off, e.off",
+            )
+            .map_err(Error::sql(&self.path))?;
+        let rows = st
+            .query_map(params![&id.as_bytes()[..]], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .map_err(Error::sql(&self.path))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (h, block_off, block_len, block_raw, off, len) =
+                row.map_err(Error::sql(&self.path))?;
+            if let Some(h) = EntityHash::from_slice(&h) {
+                out.push((
+                    h,
+                    Location::new(*id, (block_off, block_len, block_raw), (off, len)),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// How many entities the index places in each pack (one scan).
     pub fn entities_per_pack(&self) -> Result<std::collections::HashMap<PackId, u64>> {
         let mut st = self

@@ -1275,8 +1275,35 @@ pub fn list_all(repo: &Repository) -> Result<(Vec<SnapshotInfo>, Vec<Unreadable>
             Err(err) => bad.push((id, err)),
         }
     }
-    infos.sort_by(|a, b| a.time_us.cmp(&b.time_us).then(a.id.cmp(&b.id)));
+    let gen = same_time_generation(&infos);
+    infos.sort_by_key(|i| (i.time_us, gen.get(&i.id).copied().unwrap_or(0), i.id));
     Ok((infos, bad))
+}
+
+/// For each snapshot, how many of its ancestors in a row carry its very
+/// time. `repair snapshots` writes a repaired snapshot with its original's
+/// name and time and the original as parent; ordering by (time, this, id)
+/// puts it after the original, so its name, `latest` and the next
+/// snapshot's choice of parent resolve to the repair. Other snapshots
+/// never share a parent's time, and get 0.
+pub fn same_time_generation(infos: &[SnapshotInfo]) -> std::collections::HashMap<SnapshotId, u32> {
+    let by_id: std::collections::HashMap<SnapshotId, &SnapshotInfo> =
+        infos.iter().map(|i| (i.id, i)).collect();
+    infos
+        .iter()
+        .map(|i| {
+            let mut n = 0u32;
+            let mut cur = i;
+            while let Some(p) = cur.parent.and_then(|p| by_id.get(&p)) {
+                if p.time_us != i.time_us || n as usize >= infos.len() {
+                    break;
+                }
+                n += 1;
+                cur = p;
+            }
+            (i.id, n)
+        })
+        .collect()
 }
 
 /// Resolve a user's snapshot reference: `latest`, `latest~N`, a name (the

@@ -364,6 +364,150 @@ pub fn parse_toc(bytes: &[u8], name: &str) -> Result<Toc> {
         .map_err(|e| damaged(format!("table of contents: {e}")))
 }
 
+/// What could be recovered from a damaged pack: the blocks that still
+/// decompress, each with the bodies in it that decode as entities, at
+/// exactly the places the store reads them from.
+/// A block recovered from a damaged pack: (offset in file, compressed
+/// length, uncompressed length, its bodies as (offset in block, length)).
+pub type SalvagedBlock = (u64, u32, u32, Vec<(u32, u32)>);
+
+/// A decompressed block found in a damaged pack, with the body lengths
+/// its table of contents lists, when it could be read.
+type FoundBlock = (u64, u32, Vec<u8>, Option<Vec<u32>>);
+
+#[derive(Debug, Default)]
+pub struct Salvaged {
+    /// From the table of contents, or else from the first body recovered.
+    pub namespace: String,
+    pub kind: String,
+    /// (offset in file, compressed length, uncompressed length, the bodies
+    /// as (offset in the block, length)).
+    pub blocks: Vec<SalvagedBlock>,
+    /// Uncompressed bytes of every block recovered.
+    pub raw_bytes: u64,
+    /// Whether the table of contents could be read.
+    pub had_toc: bool,
+}
+
+impl Salvaged {
+    pub fn bodies(&self) -> u64 {
+        self.blocks.iter().map(|b| b.3.len() as u64).sum()
+    }
+}
+
+/// Recover what can be recovered from a pack that failed its checks (its
+/// id does not match, or its table of contents or a block is unreadable).
+/// With a readable table of contents each listed block that decompresses
+/// and splits is kept; without one (a truncated pack) the zstd frames are
+/// walked from the magic on, and each block is cut into bodies by reading
+/// one CBOR item after another. Only bodies that decode as an entity are
+/// kept: the caller indexes each under the hash of its bytes, so a body
+/// damaged in place simply never matches a reference.
+pub fn salvage(bytes: &[u8], name: &str) -> Salvaged {
+    let mut out = Salvaged::default();
+    let toc = parse_toc(bytes, name).ok();
+    let blocks: Vec<FoundBlock> = match &toc {
+        Some(toc) => {
+            out.had_toc = true;
+            out.namespace = toc.namespace.clone();
+            out.kind = toc.kind.clone();
+            toc.blocks
+                .iter()
+                .filter_map(|(off, clen, raw, lens)| {
+                    let data =
+                        bytes.get(*off as usize..(*off as usize).saturating_add(*clen as usize))?;
+                    let block = zstd::bulk::decompress(data, *raw as usize).ok()?;
+                    Some((*off, *clen, block, Some(lens.clone())))
+                })
+                .collect()
+        }
+        None => walk_frames(bytes)
+            .into_iter()
+            .map(|(off, clen, block)| (off, clen, block, None))
+            .collect(),
+    };
+    for (off, clen, block, lens) in blocks {
+        let cuts = match lens {
+            Some(lens) => Toc::bodies(&lens, &block)
+                .map(|b| b.iter().map(|x| x.len() as u32).collect::<Vec<u32>>())
+                // The lengths do not add up: read the items themselves.
+                .unwrap_or_else(|| cbor_items(&block)),
+            None => cbor_items(&block),
+        };
+        let mut bodies = Vec::new();
+        let mut at = 0u32;
+        for len in cuts {
+            let Some(body) = block.get(at as usize..(at as usize).saturating_add(len as usize))
+            else {
+                break;
+            };
+            if let Ok(entity) = crate::model::codec::decode(body) {
+                if out.kind.is_empty() {
+                    out.kind = entity.key.kind().to_string();
+                    out.namespace = entity.key.partition.namespace.clone();
+                }
+                bodies.push((at, len));
+            }
+            at = at.saturating_add(len);
+        }
+        if !bodies.is_empty() {
+            out.raw_bytes += block.len() as u64;
+            out.blocks.push((off, clen, block.len() as u32, bodies));
+        }
+    }
+    out
+}
+
+/// The blocks of a pack without a table of contents: one zstd frame after
+/// another from the end of the magic, until one does not decode (the
+/// damage, or the table of contents, which is not a block of entities and
+/// is dropped by the caller).
+fn walk_frames(bytes: &[u8]) -> Vec<(u64, u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = MAGIC.len();
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let Ok(clen) = zstd::zstd_safe::find_frame_compressed_size(rest) else {
+            break;
+        };
+        let Some(frame) = rest.get(..clen) else {
+            break;
+        };
+        let raw = match zstd::zstd_safe::get_frame_content_size(frame) {
+            Ok(Some(n)) if n <= u32::MAX as u64 => zstd::bulk::decompress(frame, n as usize).ok(),
+            _ => zstd::stream::decode_all(frame).ok(),
+        };
+        let Some(raw) = raw else { break };
+        if raw.len() > u32::MAX as usize || clen > u32::MAX as usize {
+            break;
+        }
+        out.push((at as u64, clen as u32, raw));
+        at += clen;
+    }
+    out
+}
+
+/// The lengths of the CBOR items that follow each other in `block`, up to
+/// the first that does not read as one.
+fn cbor_items(block: &[u8]) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut rest = block;
+    while !rest.is_empty() {
+        let before = rest.len();
+        let mut reader = rest;
+        if ciborium::de::from_reader::<ciborium::Value, _>(&mut reader).is_err() {
+            break;
+        }
+        let used = before - reader.len();
+        if used == 0 {
+            break;
+        }
+        out.push(used as u32);
+        rest = reader;
+    }
+    out
+}
+
 /// Compression and pack writing on a background thread, so the thread that
 /// reads the source only assembles blocks. Blocks travel over a bounded
 /// channel; when a pack's index entries are committed, their hashes come
@@ -634,6 +778,30 @@ pub mod background {
 mod tests {
     use super::background::Packer;
     use super::*;
+
+    #[test]
+    fn cbor_items_cut_a_block_into_its_bodies() {
+        let bodies: Vec<Vec<u8>> = ["a", "bb"]
+            .iter()
+            .map(|n| {
+                let mut e = crate::model::Entity {
+                    key: crate::model::key::Key::new(
+                        Default::default(),
+                        vec![crate::model::key::PathElement::name("K", *n)],
+                    ),
+                    properties: Default::default(),
+                };
+                let mut out = Vec::new();
+                crate::model::codec::encode(&mut e, &mut out);
+                out
+            })
+            .collect();
+        let block = bodies.concat();
+        let lens: Vec<u32> = bodies.iter().map(|b| b.len() as u32).collect();
+        assert_eq!(cbor_items(&block), lens);
+        // A cut-off last item is left out.
+        assert_eq!(cbor_items(&block[..block.len() - 1]), lens[..1].to_vec());
+    }
 
     #[test]
     fn committed_packs_leave_the_pending_set() {
