@@ -43,7 +43,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let store = Store::open(&repo)?;
     let entity = store.get(&entry.hash)?;
     let mut out = Out::new();
-    out.line(json::entity_to_json_pretty(&entity))?;
+    out.raw(&json::entity_to_json_pretty(&entity))?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
