@@ -113,6 +113,8 @@ fn impossible_config_values_fail_in_one_line() {
     for (key, value) in [
         ("block_size", huge.clone()),
         ("block_size", serde_json::json!(0)),
+        ("block_size", serde_json::json!(1e15)),
+        ("block_size", serde_json::json!(-1)),
         ("pack_size", huge.clone()),
         ("pack_size", serde_json::json!(0)),
         ("zstd_level", serde_json::json!(100)),

@@ -54,6 +54,40 @@ pub struct Config {
     pub keyframe_interval: u32,
 }
 
+/// The allowed range of each number in `config` (docs/format.md): what
+/// the code can work with, well beyond what anyone would choose.
+/// `block_size`: a block is held in memory whole, and its raw length is a
+/// u32 in the pack's table of contents. `pack_size`: a pack is written and
+/// uploaded as one file. `zstd_level`: zstd's levels. `keyframe_interval`:
+/// reading a state merges up to this many manifests.
+pub const CONFIG_BOUNDS: [(&str, i64, i64); 5] = [
+    ("kindsnap_repository", 1, FORMAT_VERSION as i64),
+    ("block_size", 4096, 64 * 1024 * 1024),
+    ("pack_size", 16 * 1024, 1024 * 1024 * 1024),
+    ("zstd_level", 1, 22),
+    ("keyframe_interval", 1, 1024),
+];
+
+/// Every number of a parsed `config` within [`CONFIG_BOUNDS`]; else the
+/// first that is not (a float or an integer too large for its field
+/// included), named with the file it came from.
+fn check_config_numbers(value: &serde_json::Value, path: &Path) -> Result<()> {
+    for (key, lo, hi) in CONFIG_BOUNDS {
+        let Some(v) = value.get(key).filter(|v| v.is_number()) else {
+            continue;
+        };
+        if !v.as_i64().is_some_and(|n| (lo..=hi).contains(&n)) {
+            return Err(Error::BadRepoConfig {
+                path: path.to_path_buf(),
+                key,
+                value: v.to_string(),
+                range: format!("{lo} to {hi}"),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -179,6 +213,7 @@ impl Repository {
                 supported: FORMAT_VERSION,
             });
         }
+        check_config_numbers(&value, &config_path)?;
         let config: Config = serde_json::from_value(value).map_err(|e| Error::NotARepository {
             path: root.to_path_buf(),
             why: format!("its config is invalid: {e}"),
