@@ -133,7 +133,7 @@ impl Repository {
                 });
             }
         }
-        fs::create_dir_all(root).map_err(|e| match e.kind() {
+        fsutil::private_dir(root).map_err(|e| match e.kind() {
             std::io::ErrorKind::PermissionDenied => Error::ReadOnly {
                 path: root.to_path_buf(),
                 source: e,
@@ -146,13 +146,16 @@ impl Repository {
         })?;
         for dir in ["packs", "index", "snapshots", "locks", "tmp"] {
             let p = root.join(dir);
-            fs::create_dir_all(&p).map_err(Error::io("creating", &p))?;
+            fsutil::private_dir(&p).map_err(Error::io("creating", &p))?;
         }
         for lock in ["repo", "commit"] {
             let p = root.join("locks").join(lock);
-            File::create(&p).map_err(Error::io("creating", &p))?;
+            fsutil::private_file(&p, true).map_err(Error::io("creating", &p))?;
         }
-        index::Index::create(&root.join("index").join("index.db"))?;
+        // Created private first: SQLite keeps an existing file's mode.
+        let index_db = root.join("index").join("index.db");
+        fsutil::private_file(&index_db, true).map_err(Error::io("creating", &index_db))?;
+        index::Index::create(&index_db)?;
         let config = Config::default();
         let text = serde_json::to_vec_pretty(&config).unwrap_or_default();
         // The config arrives last: its presence means the repository exists.
@@ -353,7 +356,7 @@ impl Repository {
     pub fn scratch_dir(&self) -> PathBuf {
         self.scratch
             .get_or_init(|| {
-                let _ = fs::create_dir_all(self.tmp_dir());
+                let _ = fsutil::private_dir(&self.tmp_dir());
                 let probe = fsutil::temp_path(&self.tmp_dir(), ".probe");
                 match File::create(&probe) {
                     Ok(_) => {
@@ -375,7 +378,7 @@ impl Repository {
     pub fn check_writable(&self) -> Result<()> {
         // tmp/ is scratch: recreate it if a copy of the repository lost it
         // (git, for one, keeps no empty directories).
-        let _ = fs::create_dir_all(self.tmp_dir());
+        let _ = fsutil::private_dir(&self.tmp_dir());
         let probe = fsutil::temp_path(&self.tmp_dir(), ".probe");
         match File::create(&probe) {
             Ok(_) => {
