@@ -282,8 +282,8 @@ impl Writer {
         crate::repo::fsutil::private_dir(dir).map_err(Error::io("creating", dir))?;
         remove_stale_temps(dir);
         let tmp = crate::repo::fsutil::temp_path(dir, ".lines");
-        let f = crate::repo::fsutil::private_file(&tmp, true)
-            .map_err(Error::io("creating", &tmp))?;
+        let f =
+            crate::repo::fsutil::private_file(&tmp, true).map_err(Error::io("creating", &tmp))?;
         Ok(Writer {
             path: path.to_path_buf(),
             tmp,
