@@ -180,3 +180,18 @@ pub fn painted_table(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_writes_controls_and_keeps_unicode() {
+        assert!(matches!(escape("Ünïcödé/日本"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape("a\u{1b}[31m\r\n\t\u{7}\u{0}\u{9b}\u{202e}é"),
+            "a\\u{1b}[31m\\r\\n\\t\\u{7}\\u{0}\\u{9b}\\u{202e}é"
+        );
+        assert_eq!(escape(&escape("x\u{1b}")), escape("x\u{1b}"));
+    }
+}

@@ -888,6 +888,15 @@ fn open_with(remote: Remote, cache_root: &Path) -> Result<Repository> {
             found,
             supported,
         },
+        // The numbers came from the bucket's `config`: name that.
+        Error::BadRepoConfig {
+            key, value, range, ..
+        } => Error::BadRepoConfig {
+            path: PathBuf::from(format!("{}/config", url.trim_end_matches('/'))),
+            key,
+            value,
+            range,
+        },
         e => e,
     })?;
     let remote = Arc::new(remote);
