@@ -152,6 +152,16 @@ pub enum Error {
         why: String,
     },
 
+    /// A number in a repository's `config` that kindsnap cannot work with
+    /// (a huge block size would ask for that much memory at once).
+    #[error("{path}: `{key}` is {value}, outside the allowed range {range}; put back the value `kindsnap init` wrote (docs/format.md, \"config\")")]
+    BadRepoConfig {
+        path: PathBuf,
+        key: &'static str,
+        value: String,
+        range: String,
+    },
+
     #[error("invalid ignore file {path}: {why}")]
     BadIgnore { path: PathBuf, why: String },
 

@@ -156,7 +156,8 @@ impl Sorter {
         let path = fsutil::temp_path(&self.tmp_dir, "sortrun");
         // Registered before writing so Drop removes a half-written run.
         self.runs.push(path.clone());
-        let file = File::create(&path).map_err(Error::io("creating", &path))?;
+        // Private: a run holds keys, and may live in the system temp dir.
+        let file = fsutil::private_file(&path, true).map_err(Error::io("creating", &path))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let write = |out: &mut BufWriter<File>| -> std::io::Result<()> {
             for m in &self.metas {

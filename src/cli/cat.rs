@@ -27,7 +27,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
     let (_, entity) = ops::read::cat(&repo, &args.snapshot, &args.namespace, &args.key)?;
     let mut out = Out::new();
-    out.line(json::entity_to_json_pretty(&entity))?;
+    out.raw(&json::entity_to_json_pretty(&entity))?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

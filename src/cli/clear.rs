@@ -53,7 +53,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     };
     if kinds.is_empty() {
         if !settings.quiet {
-            println!("{to} has no entities; nothing to clear");
+            println!(
+                "{} has no entities; nothing to clear",
+                super::output::escape(&to)
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -66,8 +69,11 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             );
         }
         eprint!(
-            "Delete every entity of {} on {to}? [y/N] ",
-            shown.join(", ")
+            "{}",
+            super::output::escape(&format!(
+                "Delete every entity of {} on {to}? [y/N] ",
+                shown.join(", ")
+            ))
         );
         std::io::stderr().flush()?;
         let mut answer = String::new();

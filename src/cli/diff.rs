@@ -6,7 +6,7 @@ use kindsnap::model::{json, key, Value, ValueKind};
 use kindsnap::ops::{self, diff as d};
 use kindsnap::repo::store::Store;
 
-use super::output::{kind_label, painted_table, Paint};
+use super::output::{escape, kind_label, painted_table, Paint};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -119,7 +119,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         if show_keys {
             let here = (k.namespace.clone(), k.kind.clone());
             if current.as_ref() != Some(&here) {
-                out.line(paint.bold(&format!("{}:", kind_label(&k.namespace, &k.kind))))?;
+                out.raw(&paint.bold(&format!("{}:", kind_label(&k.namespace, &k.kind))))?;
                 current = Some(here);
             }
             let line = match e.change {
@@ -127,7 +127,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 d::Change::Removed => paint.red(&format!("- {path}")),
                 d::Change::Changed => paint.yellow(&format!("~ {path}")),
             };
-            out.line(format!("  {line}"))?;
+            out.raw(&format!("  {line}"))?;
             for p in props {
                 let o = p
                     .old
@@ -139,9 +139,9 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .map(short)
                     .unwrap_or_else(|| "(absent)".into());
-                out.line(format!(
+                out.raw(&format!(
                     "      {}: {} → {}",
-                    p.name,
+                    escape(&p.name),
                     paint.red(&o),
                     paint.green(&n)
                 ))?;
@@ -192,7 +192,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             }
         };
         for l in painted_table(&rows, 1, colour) {
-            out.line(l)?;
+            out.raw(&l)?;
         }
         let (ad, re, ch) = kinds.iter().fold((0, 0, 0), |s, k| {
             (s.0 + k.added, s.1 + k.removed, s.2 + k.changed)

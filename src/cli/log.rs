@@ -68,8 +68,9 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     out.flush()?;
     for (id, e) in bad {
         eprintln!(
-            "kindsnap: warning: snapshot {} cannot be read: {e}",
-            id.short()
+            "kindsnap: warning: snapshot {} cannot be read: {}",
+            id.short(),
+            super::output::escape(&e.to_string())
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -280,7 +280,7 @@ pub fn main() -> ExitCode {
     let settings = match Settings::resolve(&cli) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("kindsnap: error: {e:#}");
+            eprintln!("kindsnap: error: {}", output::escape(&format!("{e:#}")));
             return ExitCode::from(1);
         }
     };
@@ -310,7 +310,7 @@ pub fn main() -> ExitCode {
             if output::is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("kindsnap: error: {e:#}");
+            eprintln!("kindsnap: error: {}", output::escape(&format!("{e:#}")));
             let interrupted = matches!(
                 e.downcast_ref::<kindsnap::Error>(),
                 Some(kindsnap::Error::Interrupted)

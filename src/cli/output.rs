@@ -1,7 +1,35 @@
 //! Output helpers: a stdout writer whose broken-pipe errors end the program
-//! quietly, human-readable sizes, aligned tables.
+//! quietly, human-readable sizes, aligned tables, and [`escape`], which
+//! every line of human-readable text passes through so that names from a
+//! crafted manifest or source (kinds, namespaces, keys, snapshot names)
+//! cannot move the cursor, recolour or rewrite the terminal.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
+
+/// `s` with its control characters (C0, DEL, C1) and Unicode bidi
+/// overrides written as escapes: `\t`, `\n`, `\r`, else `\u{1b}`.
+/// Ordinary Unicode is kept as it is; a string without such characters is
+/// returned unchanged (borrowed).
+pub fn escape(s: &str) -> Cow<'_, str> {
+    fn needs(c: char) -> bool {
+        c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(needs) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if needs(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
 
 pub struct Out {
     inner: io::BufWriter<io::StdoutLock<'static>>,
@@ -13,13 +41,20 @@ impl Out {
             inner: io::BufWriter::new(io::stdout().lock()),
         }
     }
+    /// One line of human-readable text, its control characters escaped.
     pub fn line(&mut self, s: impl AsRef<str>) -> io::Result<()> {
-        self.inner.write_all(s.as_ref().as_bytes())?;
+        self.raw(&escape(s.as_ref()))
+    }
+    /// A line written as it is: JSON (whose strings serde has escaped
+    /// already) or a line [`Paint`] coloured, whose pieces were escaped
+    /// before the colour codes went in.
+    pub fn raw(&mut self, s: &str) -> io::Result<()> {
+        self.inner.write_all(s.as_bytes())?;
         self.inner.write_all(b"\n")
     }
     pub fn json(&mut self, v: &serde_json::Value) -> io::Result<()> {
         let s = serde_json::to_string_pretty(v).unwrap_or_default();
-        self.line(s)
+        self.raw(&s)
     }
     pub fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
@@ -77,11 +112,14 @@ impl Paint {
     pub fn new(on: bool) -> Paint {
         Paint { on }
     }
+    /// `s` escaped, then coloured: the only escape codes in a painted
+    /// line are the ones added here.
     fn wrap(&self, code: &str, s: &str) -> String {
+        let s = escape(s);
         if self.on {
             format!("\x1b[{code}m{s}\x1b[0m")
         } else {
-            s.to_string()
+            s.into_owned()
         }
     }
     pub fn green(&self, s: &str) -> String {
@@ -99,15 +137,21 @@ impl Paint {
 }
 
 /// Like [`table`], then `paint(row, column, padded cell)` colours each cell
-/// (after padding, so escape codes never upset the alignment).
+/// (after padding, so escape codes never upset the alignment). Cells are
+/// [`escape`]d first, so widths are those of what is printed; write the
+/// lines with [`Out::raw`] when `paint` colours them.
 pub fn painted_table(
     rows: &[Vec<String>],
     left: usize,
     paint: impl Fn(usize, usize, &str) -> String,
 ) -> Vec<String> {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| escape(c).into_owned()).collect())
+        .collect();
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
     let mut width = vec![0; cols];
-    for r in rows {
+    for r in &rows {
         for (i, c) in r.iter().enumerate() {
             width[i] = width[i].max(c.chars().count());
         }
@@ -135,4 +179,19 @@ pub fn painted_table(
             line
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_writes_controls_and_keeps_unicode() {
+        assert!(matches!(escape("Ünïcödé/日本"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape("a\u{1b}[31m\r\n\t\u{7}\u{0}\u{9b}\u{202e}é"),
+            "a\\u{1b}[31m\\r\\n\\t\\u{7}\\u{0}\\u{9b}\\u{202e}é"
+        );
+        assert_eq!(escape(&escape("x\u{1b}")), escape("x\u{1b}"));
+    }
 }

@@ -72,7 +72,7 @@ impl Progress for Bars {
                     ),
                 };
                 pb.set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
-                pb.set_message(name.to_string());
+                pb.set_message(super::output::escape(name).into_owned());
                 pb.enable_steady_tick(Duration::from_millis(125));
                 if let Ok(mut b) = bar.lock() {
                     if let Some(old) = b.replace(pb) {
@@ -84,7 +84,7 @@ impl Progress for Bars {
                 if let Ok(mut l) = l.lock() {
                     let now = Instant::now();
                     *l = Lines {
-                        name: name.to_string(),
+                        name: super::output::escape(name).into_owned(),
                         total,
                         pos: 0,
                         started: now,

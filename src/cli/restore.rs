@@ -190,6 +190,7 @@ fn confirm(args: &Args, to: &str) -> anyhow::Result<()> {
             "{what} ({to}: {kinds}); pass --yes to confirm (there is no terminal to ask on)"
         );
     }
+    let (to, kinds) = (super::output::escape(to), super::output::escape(&kinds));
     eprint!("{what}.\n  target: {to}\n  kinds:  {kinds}\nContinue? [y/N] ");
     std::io::stderr().flush()?;
     let mut answer = String::new();

@@ -547,7 +547,7 @@ impl JsonlSink {
         if let Some(mut out) = self.out.take() {
             out.flush().map_err(Error::io("writing", &self.tmp))?;
         }
-        crate::repo::fsutil::commit_file(&self.tmp, &self.path)
+        crate::repo::fsutil::commit_output(&self.tmp, &self.path)
     }
 }
 
@@ -788,7 +788,7 @@ impl super::EntityTarget for JsonlTarget {
                 return Err(e);
             }
             drop(out);
-            crate::repo::fsutil::commit_file(&tmp, &self.path)?;
+            crate::repo::fsutil::commit_output(&tmp, &self.path)?;
         }
         drop(db);
         std::fs::remove_file(&self.staging).map_err(Error::io("removing", &self.staging))?;

@@ -279,10 +279,11 @@ pub struct Writer {
 impl Writer {
     pub fn create(path: &Path, seed: u64) -> Result<Writer> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+        crate::repo::fsutil::private_dir(dir).map_err(Error::io("creating", dir))?;
         remove_stale_temps(dir);
         let tmp = crate::repo::fsutil::temp_path(dir, ".lines");
-        let f = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
+        let f =
+            crate::repo::fsutil::private_file(&tmp, true).map_err(Error::io("creating", &tmp))?;
         Ok(Writer {
             path: path.to_path_buf(),
             tmp,

@@ -172,7 +172,7 @@ pub fn restore(
     } else {
         repo.check_writable()?;
         let dir = repo.root().join("restores");
-        std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+        crate::repo::fsutil::private_dir(&dir).map_err(Error::io("creating", &dir))?;
         Journal::open(&dir.join(format!("{tid}.db")), &fingerprint, &target_id)?
     };
     let keymap = match (opts.keys, opts.dry_run) {
@@ -431,11 +431,7 @@ impl Journal {
     /// the same arguments, else start afresh. Returns whether it resumes.
     fn open(path: &Path, fingerprint: &str, target: &str) -> Result<(Journal, bool)> {
         let lock_path = path.with_extension("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
+        let lock = crate::repo::fsutil::private_file(&lock_path, false)
             .map_err(Error::io("opening", &lock_path))?;
         if lock.try_lock().is_err() {
             return Err(Error::BadArgument(format!(
@@ -472,6 +468,8 @@ impl Journal {
 
     fn create(path: &Path, fingerprint: &str, target: &str) -> Result<Journal> {
         let _ = std::fs::remove_file(path);
+        // Created private first: SQLite keeps an existing file's mode.
+        crate::repo::fsutil::private_file(path, true).map_err(Error::io("creating", path))?;
         let db = Connection::open(path).map_err(Error::sql(path))?;
         db.execute_batch(
             "PRAGMA synchronous = NORMAL;
@@ -1202,8 +1200,9 @@ impl KeyMap {
     fn open(repo: &Repository, target_id: &str) -> Result<KeyMap> {
         let path = Self::path_for(repo, target_id);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+            crate::repo::fsutil::private_dir(dir).map_err(Error::io("creating", dir))?;
         }
+        crate::repo::fsutil::private_file(&path, false).map_err(Error::io("creating", &path))?;
         let db = Connection::open(&path).map_err(Error::sql(&path))?;
         db.execute_batch(
             "PRAGMA synchronous = NORMAL;

@@ -1,5 +1,11 @@
 //! Durable file writes: temp file → fsync → rename → fsync directory.
 //! Everything the repository commits goes through here.
+//!
+//! Modes: what kindsnap keeps in a repository or a cache is private —
+//! files 0600, directories 0700, whatever the umask ([`private_dir`],
+//! [`private_file`], [`commit_file`]). Outputs written for the user
+//! ([`commit_output`]) keep the mode of the file they replace, and new
+//! ones get the umask's.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -88,12 +94,52 @@ pub fn remove_dead_temps(dir: &Path, prefix: Option<&str>) -> usize {
     removed
 }
 
-/// Write `bytes` to `path` atomically.
+/// Mode bits of repository files and directories.
+const FILE_MODE: u32 = 0o600;
+const DIR_MODE: u32 = 0o700;
+
+/// `create_dir_all`, every directory it makes 0700 whatever the umask
+/// (one that exists already is left as it is).
+pub fn private_dir(path: &Path) -> std::io::Result<()> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, DIR_MODE);
+    // The umask can only take bits away from DIR_MODE.
+    b.create(path)
+}
+
+/// Open `path` for writing, created 0600 when missing (the umask can only
+/// take bits away from that); an existing file keeps its mode and, unless
+/// `truncate`, its contents. For SQLite databases, create the file
+/// through this before opening it: SQLite gives its journals and WAL the
+/// database file's mode.
+pub fn private_file(path: &Path, truncate: bool) -> std::io::Result<File> {
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create(true).truncate(truncate);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, FILE_MODE);
+    o.open(path)
+}
+
+/// Make a file private (0600), whatever mode its writer gave it.
+pub fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(FILE_MODE))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Write `bytes` to `path` atomically (a repository file: 0600).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_dir(path);
     let tmp = temp_path(dir, ".write");
     let res = (|| -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
+        let mut f = private_file(&tmp, true)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
@@ -105,14 +151,35 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
-/// fsync a finished file, then move it into place and fsync its directory.
+/// A finished repository file: made private (0600, whoever created it
+/// and however), fsynced, moved into place (its directory created 0700
+/// when missing) and its directory fsynced.
 pub fn commit_file(tmp: &Path, dest: &Path) -> Result<()> {
+    make_private(tmp).map_err(Error::io("setting the mode of", tmp))?;
     File::open(tmp)
         .and_then(|f| f.sync_all())
         .map_err(Error::io("syncing", tmp))?;
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(Error::io("creating directory", parent))?;
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        private_dir(parent).map_err(Error::io("creating directory", parent))?;
     }
+    fs::rename(tmp, dest).map_err(Error::io("renaming into", dest))?;
+    sync_dir(parent_dir(dest))
+}
+
+/// A finished output file for the user (an export, a JSON Lines restore):
+/// it takes the mode of the file it replaces, so a 0600 file stays 0600
+/// (a new one keeps the umask's mode it was created with); then fsync,
+/// rename, fsync the directory.
+pub fn commit_output(tmp: &Path, dest: &Path) -> Result<()> {
+    if let Ok(old) = fs::metadata(dest) {
+        if old.is_file() {
+            fs::set_permissions(tmp, old.permissions())
+                .map_err(Error::io("setting the mode of", tmp))?;
+        }
+    }
+    File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(Error::io("syncing", tmp))?;
     fs::rename(tmp, dest).map_err(Error::io("renaming into", dest))?;
     sync_dir(parent_dir(dest))
 }

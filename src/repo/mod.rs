@@ -54,6 +54,40 @@ pub struct Config {
     pub keyframe_interval: u32,
 }
 
+/// The allowed range of each number in `config` (docs/format.md): what
+/// the code can work with, well beyond what anyone would choose.
+/// `block_size`: a block is held in memory whole, and its raw length is a
+/// u32 in the pack's table of contents. `pack_size`: a pack is written and
+/// uploaded as one file. `zstd_level`: zstd's levels. `keyframe_interval`:
+/// reading a state merges up to this many manifests.
+pub const CONFIG_BOUNDS: [(&str, i64, i64); 5] = [
+    ("kindsnap_repository", 1, FORMAT_VERSION as i64),
+    ("block_size", 4096, 64 * 1024 * 1024),
+    ("pack_size", 16 * 1024, 1024 * 1024 * 1024),
+    ("zstd_level", 1, 22),
+    ("keyframe_interval", 1, 1024),
+];
+
+/// Every number of a parsed `config` within [`CONFIG_BOUNDS`]; else the
+/// first that is not (a float or an integer too large for its field
+/// included), named with the file it came from.
+fn check_config_numbers(value: &serde_json::Value, path: &Path) -> Result<()> {
+    for (key, lo, hi) in CONFIG_BOUNDS {
+        let Some(v) = value.get(key).filter(|v| v.is_number()) else {
+            continue;
+        };
+        if !v.as_i64().is_some_and(|n| (lo..=hi).contains(&n)) {
+            return Err(Error::BadRepoConfig {
+                path: path.to_path_buf(),
+                key,
+                value: v.to_string(),
+                range: format!("{lo} to {hi}"),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -99,7 +133,7 @@ impl Repository {
                 });
             }
         }
-        fs::create_dir_all(root).map_err(|e| match e.kind() {
+        fsutil::private_dir(root).map_err(|e| match e.kind() {
             std::io::ErrorKind::PermissionDenied => Error::ReadOnly {
                 path: root.to_path_buf(),
                 source: e,
@@ -112,13 +146,16 @@ impl Repository {
         })?;
         for dir in ["packs", "index", "snapshots", "locks", "tmp"] {
             let p = root.join(dir);
-            fs::create_dir_all(&p).map_err(Error::io("creating", &p))?;
+            fsutil::private_dir(&p).map_err(Error::io("creating", &p))?;
         }
         for lock in ["repo", "commit"] {
             let p = root.join("locks").join(lock);
-            File::create(&p).map_err(Error::io("creating", &p))?;
+            fsutil::private_file(&p, true).map_err(Error::io("creating", &p))?;
         }
-        index::Index::create(&root.join("index").join("index.db"))?;
+        // Created private first: SQLite keeps an existing file's mode.
+        let index_db = root.join("index").join("index.db");
+        fsutil::private_file(&index_db, true).map_err(Error::io("creating", &index_db))?;
+        index::Index::create(&index_db)?;
         let config = Config::default();
         let text = serde_json::to_vec_pretty(&config).unwrap_or_default();
         // The config arrives last: its presence means the repository exists.
@@ -179,6 +216,7 @@ impl Repository {
                 supported: FORMAT_VERSION,
             });
         }
+        check_config_numbers(&value, &config_path)?;
         let config: Config = serde_json::from_value(value).map_err(|e| Error::NotARepository {
             path: root.to_path_buf(),
             why: format!("its config is invalid: {e}"),
@@ -318,7 +356,7 @@ impl Repository {
     pub fn scratch_dir(&self) -> PathBuf {
         self.scratch
             .get_or_init(|| {
-                let _ = fs::create_dir_all(self.tmp_dir());
+                let _ = fsutil::private_dir(&self.tmp_dir());
                 let probe = fsutil::temp_path(&self.tmp_dir(), ".probe");
                 match File::create(&probe) {
                     Ok(_) => {
@@ -340,7 +378,7 @@ impl Repository {
     pub fn check_writable(&self) -> Result<()> {
         // tmp/ is scratch: recreate it if a copy of the repository lost it
         // (git, for one, keeps no empty directories).
-        let _ = fs::create_dir_all(self.tmp_dir());
+        let _ = fsutil::private_dir(&self.tmp_dir());
         let probe = fsutil::temp_path(&self.tmp_dir(), ".probe");
         match File::create(&probe) {
             Ok(_) => {

@@ -180,7 +180,7 @@ impl<'a> PackWriter<'a> {
         }
         if self.open.is_none() {
             let tmp = fsutil::temp_path(&self.repo.tmp_dir(), "pack");
-            let file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
+            let file = fsutil::private_file(&tmp, true).map_err(Error::io("creating", &tmp))?;
             let mut open = OpenPack {
                 tmp,
                 out: BufWriter::with_capacity(256 * 1024, file),

@@ -888,6 +888,15 @@ fn open_with(remote: Remote, cache_root: &Path) -> Result<Repository> {
             found,
             supported,
         },
+        // The numbers came from the bucket's `config`: name that.
+        Error::BadRepoConfig {
+            key, value, range, ..
+        } => Error::BadRepoConfig {
+            path: PathBuf::from(format!("{}/config", url.trim_end_matches('/'))),
+            key,
+            value,
+            range,
+        },
         e => e,
     })?;
     let remote = Arc::new(remote);
@@ -918,17 +927,16 @@ fn prepare_cache(dir: &Path, config: &[u8]) -> Result<()> {
     }
     for d in ["packs", "index", "snapshots", "locks", "tmp"] {
         let p = dir.join(d);
-        fs::create_dir_all(&p).map_err(Error::io("creating", &p))?;
+        fsutil::private_dir(&p).map_err(Error::io("creating", &p))?;
     }
     for lock in ["repo", "commit"] {
         let p = dir.join("locks").join(lock);
-        if !p.exists() {
-            fs::File::create(&p).map_err(Error::io("creating", &p))?;
-        }
+        fsutil::private_file(&p, false).map_err(Error::io("creating", &p))?;
     }
     let index = dir.join("index").join("index.db");
     if !index.exists() {
         let tmp = fsutil::temp_path(&dir.join("tmp"), "index");
+        fsutil::private_file(&tmp, true).map_err(Error::io("creating", &tmp))?;
         Index::create(&tmp)?;
         // Another process may have created it meanwhile: keep theirs.
         if !index.exists() {
@@ -947,7 +955,7 @@ fn prepare_cache(dir: &Path, config: &[u8]) -> Result<()> {
 fn write_into(dest: &Path, tmp_dir: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = fsutil::temp_path(tmp_dir, "download");
     let res = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = fsutil::private_file(&tmp, true)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         Ok(())
