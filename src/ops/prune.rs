@@ -120,6 +120,8 @@ impl LiveSet {
         progress: &dyn Progress,
     ) -> Result<(LiveSet, u64, u64)> {
         let path = fsutil::temp_path(dir, "prune-live");
+        // Private: it may be in the system's temp directory.
+        fsutil::private_file(&path, true).map_err(Error::io("creating", &path))?;
         let conn = Connection::open(&path).map_err(Error::sql(&path))?;
         let setup = || -> rusqlite::Result<()> {
             conn.pragma_update(None, "journal_mode", "OFF")?;

@@ -365,7 +365,8 @@ impl Manifest {
         // to write it is the disk's, never the manifest's.
         const SCRATCH: &str =
             "writing the temporary copy of a snapshot manifest that reading it needs";
-        let out = File::create(file).map_err(Error::io(SCRATCH, file))?;
+        // Private: it holds the snapshot's keys, and may be in /tmp.
+        let out = fsutil::private_file(file, true).map_err(Error::io(SCRATCH, file))?;
         let mut out = BufWriter::new(out);
         let mut dec = zstd::stream::read::Decoder::new(BufReader::new(src))
             .map_err(|e| self.damaged(e.to_string()))?;
