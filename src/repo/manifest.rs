@@ -1059,7 +1059,7 @@ impl ManifestWriter {
                 let _ = fs::remove_file(&out_path);
                 return Err(e);
             }
-            if let Err(e) = fsutil::commit_file(&out_path, &repo.snapshot_path(&id)) {
+            if let Err(e) = repo.commit_file(&out_path, &repo.snapshot_path(&id)) {
                 let _ = fs::remove_file(&out_path);
                 return Err(e);
             }
@@ -1116,7 +1116,10 @@ impl ManifestWriter {
             // ran 1.6 times as fast.
             let level = if db_len < 8 << 20 { 9 } else { 1 };
             let mut hashing = HashingWriter {
-                inner: BufWriter::new(File::create(&out_path)?),
+                inner: BufWriter::new(super::storage::StorageFile::create(
+                    std::sync::Arc::clone(repo.storage()),
+                    &out_path,
+                )?),
                 hasher: blake3::Hasher::new(),
                 len: 0,
             };

@@ -10,6 +10,7 @@ pub mod index;
 pub mod manifest;
 pub mod pack;
 pub mod remote;
+pub mod storage;
 pub mod store;
 
 use std::fs::{self, File};
@@ -111,6 +112,8 @@ pub struct Repository {
     /// Set when this directory is the cache of a repository on object
     /// storage (src/repo/remote.rs); None for a local repository.
     remote: Option<Arc<remote::Remote>>,
+    /// How packs, manifests and the config are made durable.
+    storage: Arc<dyn storage::Storage>,
 }
 
 /// A held repository lock; dropping it releases the lock (so does the
@@ -166,7 +169,65 @@ impl Repository {
             config,
             scratch: Default::default(),
             remote: None,
+            storage: Arc::new(storage::LocalDisk),
         })
+    }
+
+    /// The same repository, writing its durable files through `storage`
+    /// (tests inject faults this way).
+    pub fn with_storage(mut self, storage: Arc<dyn storage::Storage>) -> Repository {
+        self.storage = storage;
+        self
+    }
+
+    pub fn storage(&self) -> &Arc<dyn storage::Storage> {
+        &self.storage
+    }
+
+    /// A new repository file (a pack or manifest being written), through
+    /// the storage.
+    pub(crate) fn create_file(&self, path: &Path) -> Result<storage::StorageFile> {
+        storage::StorageFile::create(Arc::clone(&self.storage), path)
+            .map_err(Error::io("creating", path))
+    }
+
+    /// A finished repository file into place, through the storage: made
+    /// private, fsynced, renamed (its directory created 0700 when
+    /// missing), its directory fsynced.
+    pub(crate) fn commit_file(&self, tmp: &Path, dest: &Path) -> Result<()> {
+        fsutil::make_private(tmp).map_err(Error::io("setting the mode of", tmp))?;
+        let f = File::open(tmp).map_err(Error::io("syncing", tmp))?;
+        self.storage
+            .sync(&f, tmp)
+            .map_err(Error::io("syncing", tmp))?;
+        drop(f);
+        let parent = fsutil::parent_dir(dest);
+        fsutil::private_dir(parent).map_err(Error::io("creating directory", parent))?;
+        self.storage
+            .rename(tmp, dest)
+            .map_err(Error::io("renaming into", dest))?;
+        self.storage
+            .sync_dir(parent)
+            .map_err(Error::io("syncing directory", parent))
+    }
+
+    /// Replace `path` atomically with `bytes`, through the storage.
+    pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = fsutil::temp_path(fsutil::parent_dir(path), ".write");
+        let res = (|| -> std::io::Result<()> {
+            let mut f = storage::StorageFile::create(Arc::clone(&self.storage), &tmp)?;
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync()?;
+            self.storage.rename(&tmp, path)
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io("writing", path)(e));
+        }
+        let dir = fsutil::parent_dir(path);
+        self.storage
+            .sync_dir(dir)
+            .map_err(Error::io("syncing directory", dir))
     }
 
     /// Open an existing repository.
@@ -226,6 +287,7 @@ impl Repository {
             config,
             scratch: Default::default(),
             remote: None,
+            storage: Arc::new(storage::LocalDisk),
         })
     }
 
@@ -242,7 +304,7 @@ impl Repository {
         if let Some(r) = &self.remote {
             r.put_config(text.clone())?;
         }
-        fsutil::write_atomic(&self.root.join("config"), &text)?;
+        self.write_atomic(&self.root.join("config"), &text)?;
         self.config = config;
         Ok(())
     }

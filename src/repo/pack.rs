@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fsutil;
 use super::index::{Index, Location, NewPack};
+use super::storage::StorageFile;
 use super::Repository;
 use crate::error::{Error, Result};
 use crate::ids::{EntityHash, PackId};
@@ -80,7 +81,7 @@ pub struct PackWriter<'a> {
 
 struct OpenPack {
     tmp: PathBuf,
-    out: BufWriter<File>,
+    out: BufWriter<StorageFile>,
     hasher: blake3::Hasher,
     len: u64,
     toc: Toc,
@@ -180,7 +181,7 @@ impl<'a> PackWriter<'a> {
         }
         if self.open.is_none() {
             let tmp = fsutil::temp_path(&self.repo.tmp_dir(), "pack");
-            let file = fsutil::private_file(&tmp, true).map_err(Error::io("creating", &tmp))?;
+            let file = self.repo.create_file(&tmp)?;
             let mut open = OpenPack {
                 tmp,
                 out: BufWriter::with_capacity(256 * 1024, file),
@@ -245,7 +246,7 @@ impl<'a> PackWriter<'a> {
         let id = PackId::from(*open.hasher.finalize().as_bytes());
         let dest = self.repo.pack_path(&id);
         drop(open.out);
-        fsutil::commit_file(&open.tmp, &dest)?;
+        self.repo.commit_file(&open.tmp, &dest)?;
         self.repo.pack_written(&id, &dest)?;
         let raw: u64 = open.toc.blocks.iter().map(|b| b.2 as u64).sum();
         let locations: Vec<(EntityHash, Location)> = open
