@@ -320,6 +320,62 @@ fn service_limits_are_kept_or_reported_by_key() {
     assert_eq!(count_changes(&d, "added") + count_changes(&d, "changed"), 0);
 }
 
+/// With `--map-namespace`, a rejected entity is counted against its own
+/// kind and namespace as the snapshot has them.
+#[test]
+fn rejections_under_a_namespace_map_count_against_their_kind() {
+    let w = Work::new();
+    w.init();
+    let mut lines = vec![
+        json!({"key": k("a", "p", &[("Huge", "#1")]), "properties": {"s": {"stringValue": "h".repeat(2 << 20), "excludeFromIndexes": true}}}),
+        json!({"key": k("a", "p", &[("Huge", "#2")]), "properties": {"ok": {"booleanValue": true}}}),
+    ];
+    for i in 1..=300 {
+        lines.push(json!({"key": k("a", "p", &[("Small", &format!("#{i}"))]), "properties": {"i": {"integerValue": i.to_string()}}}));
+    }
+    write_lines(&w, "src.jsonl", &lines);
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+    let server = DevServer::start(&[]);
+    let out = w.run(&[
+        "restore",
+        "src",
+        "--to",
+        &server.url("p"),
+        "--map-namespace",
+        "a=b",
+        "--tolerate",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: J = serde_json::from_slice(&out.stdout).unwrap();
+    let kind = |name: &str| {
+        r["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kind"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let (huge, small) = (kind("Huge"), kind("Small"));
+    assert_eq!(huge["namespace"], "a", "{r}");
+    assert_eq!(
+        (&huge["written"], &huge["rejected"]),
+        (&json!(1), &json!(1)),
+        "{r}"
+    );
+    assert_eq!(
+        (&small["written"], &small["rejected"]),
+        (&json!(300), &json!(0)),
+        "{r}"
+    );
+}
+
 #[test]
 fn reserved_ids_never_come_back_as_automatic_ids() {
     let w = Work::new();

@@ -813,3 +813,51 @@ fn postgres_restore_killed_and_resumed_gives_the_same_database() {
     });
     eprintln!("{resumed} of 3 PostgreSQL restores resumed");
 }
+
+/// A restore into a table another session keeps locked gives up after the
+/// timeout with one line, instead of waiting for the lock.
+#[test]
+fn postgres_restore_gives_up_on_a_held_lock() {
+    let pg = sql_support::server();
+    let src = pg.create_db("lock_src");
+    pg.psql(
+        &src,
+        "CREATE TABLE item (id int PRIMARY KEY, n int); INSERT INTO item VALUES (1, 1), (2, 2);",
+    );
+    let w = Work::new();
+    w.init();
+    w.ok(&["snapshot", "--from", &src, "--name", "s"]);
+    let dst = pg.create_db("lock_dst");
+    pg.psql(&dst, "CREATE TABLE item (id int PRIMARY KEY, n int)");
+    // Another session holds the table for 30 s.
+    let mut holder = std::process::Command::new(sql_support::bin_dir().join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &dst])
+        .args([
+            "-c",
+            "BEGIN; LOCK TABLE item IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30); COMMIT;",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the lock is held.
+    for _ in 0..100 {
+        let held = pg.psql(
+            &dst,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'item' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        );
+        if held == "1" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = w.run(&["--timeout", "2", "restore", "s", "--to", &dst]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines().count() == 1 && err.contains("lock timeout") && err.contains("--timeout"),
+        "{err}"
+    );
+}

@@ -368,6 +368,20 @@ pub fn restore(
     Ok(report)
 }
 
+/// The snapshot namespaces that `--map-namespace` writes as `written`:
+/// those mapped to it, then itself unless it was mapped away.
+fn source_namespaces(map: &[(String, String)], written: &str) -> Vec<String> {
+    let mut out: Vec<String> = map
+        .iter()
+        .filter(|(_, to)| to == written)
+        .map(|(from, _)| from.clone())
+        .collect();
+    if !map.iter().any(|(from, _)| from == written) {
+        out.push(written.to_string());
+    }
+    out
+}
+
 fn choose_kinds(
     all: &[(String, String, u64)],
     wanted: Option<&[String]>,
@@ -876,13 +890,20 @@ fn consume(
                     reason,
                 });
             }
-            if let Some(r) =
-                reports.get_mut(&(key.partition.namespace.clone(), key.kind().to_string()))
-            {
+            // Rejections carry the key as written (namespace mapped);
+            // the reports are by the snapshot's namespace.
+            let kind = key.kind().to_string();
+            let found = source_namespaces(&opts.map_namespace, &key.partition.namespace)
+                .into_iter()
+                .map(|ns| (ns, kind.clone()))
+                .find(|nk| reports.contains_key(nk));
+            let report = match found {
+                Some(nk) => reports.get_mut(&nk),
+                None => current_report(reports),
+            };
+            if let Some(r) = report {
                 r.rejected += 1;
                 r.written = r.written.saturating_sub(1);
-            } else if let Some(r) = current_report(reports) {
-                r.rejected += 1;
             }
             if rejections.len() < MAX_REPORTED_REJECTIONS {
                 rejections.push(RejectionReport {
@@ -1404,5 +1425,23 @@ impl Drop for Transform {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_namespaces;
+
+    #[test]
+    fn rejections_find_their_snapshot_namespace() {
+        let map = vec![("a".to_string(), "b".to_string()), ("".into(), "c".into())];
+        assert_eq!(source_namespaces(&map, "b"), ["a", "b"]);
+        assert_eq!(source_namespaces(&map, "c"), ["", "c"]);
+        // Not mapped: itself.
+        assert_eq!(source_namespaces(&map, "x"), ["x"]);
+        // Mapped away, so not itself.
+        assert!(source_namespaces(&map, "a").is_empty());
+        let swap = vec![("a".to_string(), "b".to_string()), ("b".into(), "a".into())];
+        assert_eq!(source_namespaces(&swap, "a"), ["b"]);
     }
 }

@@ -164,6 +164,11 @@ fn db_error(shown: &str) -> impl Fn(postgres::Error) -> Error + '_ {
 /// The server's message, with its detail when it gives one.
 fn why(e: &postgres::Error) -> String {
     match e.as_db_error() {
+        Some(d) if d.code() == &postgres::error::SqlState::LOCK_NOT_AVAILABLE => format!(
+            "{}: another session holds a lock on the table; let it finish, or raise --timeout \
+             (or KINDSNAP_TIMEOUT, or `timeout` in kindsnap.toml), and run the restore again",
+            d.message()
+        ),
         Some(d) => match d.detail() {
             Some(detail) => format!("{} ({detail})", d.message()),
             None => d.message().to_string(),
@@ -1060,6 +1065,12 @@ impl EntityTarget for PostgresTarget {
 
     fn start(&mut self, _resuming: bool) -> Result<()> {
         self.client = Some(connect(&self.url, &self.timeouts)?);
+        // A restore that waits for a lock an application holds gives up
+        // after the timeout instead of hanging the nightly job; long
+        // statements (a foreign key validated over millions of rows) are
+        // not limited.
+        let ms = self.timeouts.answer.as_millis().max(1);
+        self.exec(&format!("SET lock_timeout = {ms}"))?;
         self.refresh()?;
         self.exec("BEGIN")
     }
