@@ -680,10 +680,8 @@ fn a_renewer_whose_lock_was_taken_stops() {
     wait_for_file(&dir.join("locked"), &mut children);
     // What a process that broke the lock (it saw it expired) leaves.
     let thief = r#"{"host":"thief","pid":777,"mode":"exclusive","expires_us":4000000000000000,"id":"thief"}"#;
-    assert_eq!(
-        moto.request("PUT", "/bkt/r/locks/exclusive", thief.as_bytes()),
-        200
-    );
+    let planted = s3::http_signed(moto.port, "PUT", "/bkt/r/locks/exclusive", thief.as_bytes());
+    assert_eq!(planted.0, 200, "{}", planted.1);
     publish(&dir.join("planted"), "");
     wait_for_file(&dir.join("result"), &mut children);
     let out = children.pop().unwrap().wait_with_output().unwrap();
@@ -701,6 +699,6 @@ fn a_renewer_whose_lock_was_taken_stops() {
         "{result}"
     );
     // Neither renewed over nor deleted.
-    let (status, body) = s3::http(moto.port, "GET", "/bkt/r/locks/exclusive", b"");
+    let (status, body) = s3::http_signed(moto.port, "GET", "/bkt/r/locks/exclusive", b"");
     assert_eq!((status, body.as_str()), (200, thief));
 }
