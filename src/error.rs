@@ -94,6 +94,12 @@ pub enum Error {
     #[error("repository {url} is locked: {holder}; try again later (the lock of a process that died expires by itself)")]
     Locked { url: String, holder: String },
 
+    /// A holder's lock on object storage was broken by another process
+    /// (its renewals stopped for a whole TTL, e.g. the process was
+    /// suspended), or may have been: writing on would race that process.
+    #[error("lost the repository lock of {url} {why}; run the command again")]
+    LockLost { url: String, why: String },
+
     #[error("snapshot `{spec}` not found; `kindsnap log` lists snapshots")]
     UnknownSnapshot { spec: String },
 

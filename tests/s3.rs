@@ -461,3 +461,244 @@ fn keys_and_region_come_from_an_aws_profile() {
     );
     assert!(!moto.keys("prof", "repo/").is_empty());
 }
+
+// ---- lock races, between real processes --------------------------------
+//
+// The lock code reads its TTL and wait from the environment of the
+// process, so each contender is this test binary run again as a child
+// running one `child_*` test below (which does nothing unless
+// KINDSNAP_TEST_CHILD_DIR is set). Parent and children meet through files
+// in a shared directory, never through timing.
+
+/// This test binary, run again to execute only the test `name`.
+fn spawn_child(
+    name: &str,
+    moto: &Moto,
+    url: &str,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env_remove("KINDSNAP_REPO")
+        .env_remove("AWS_PROFILE")
+        .env_remove("KINDSNAP_S3_ENDPOINT")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", moto.port),
+        )
+        .env("KINDSNAP_REMOTE_TIMEOUT", "5")
+        .env("KINDSNAP_TEST_CHILD_DIR", dir)
+        .env("KINDSNAP_TEST_REPO", url)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait (polling) for `path` to exist; a child that exits first, or a
+/// generous deadline, fails the test with the children's output.
+fn wait_for_file(path: &std::path::Path, children: &mut [std::process::Child]) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        for c in children.iter_mut() {
+            if let Some(status) = c.try_wait().unwrap() {
+                if !status.success() {
+                    let mut err = String::new();
+                    use std::io::Read;
+                    c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                    c.stdout.take().unwrap().read_to_string(&mut err).unwrap();
+                    panic!("a child failed before {}: {err}", path.display());
+                }
+            }
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Write a file whole (temp, then rename), so its appearance is its content.
+fn publish(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn child_env() -> Option<(PathBuf, String, String)> {
+    let dir = PathBuf::from(std::env::var_os("KINDSNAP_TEST_CHILD_DIR")?);
+    let url = std::env::var("KINDSNAP_TEST_REPO").unwrap();
+    let name = std::env::var("KINDSNAP_TEST_CHILD_NAME").unwrap_or_else(|_| "holder".into());
+    Some((dir, url, name))
+}
+
+fn child_open(dir: &std::path::Path, url: &str, name: &str) -> kindsnap::repo::Repository {
+    kindsnap::repo::remote::open(
+        url,
+        &dir.join(format!("cache-{name}")),
+        &kindsnap::net::Timeouts::new(std::time::Duration::from_secs(5)),
+    )
+    .unwrap()
+}
+
+/// A contender for the exclusive lock (see `racing_to_break_an_expired_lock`).
+#[test]
+fn child_lock_contender() {
+    let Some((dir, url, name)) = child_env() else {
+        return;
+    };
+    let repo = child_open(&dir, &url, &name);
+    publish(&dir.join(format!("ready-{name}")), "");
+    while !dir.join("go").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    match repo.lock_exclusive() {
+        Ok(guard) => {
+            publish(&dir.join(format!("result-{name}")), "won");
+            while !dir.join("release").exists() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            drop(guard);
+        }
+        Err(e) => publish(&dir.join(format!("result-{name}")), &format!("lost: {e}")),
+    }
+}
+
+/// Four processes meet one expired exclusive lock at the same moment and
+/// all try to break it: exactly one may end up holding the lock.
+#[test]
+fn racing_to_break_an_expired_lock() {
+    let moto = Moto::start();
+    moto.create_bucket("bkt");
+    let r = Remote::new(moto.port, "s3://bkt/r");
+    r.ok("c", &["init"]);
+    let expired =
+        r#"{"host":"elsewhere","pid":4242,"mode":"exclusive","expires_us":1,"id":"dead"}"#;
+    for round in 0..4 {
+        let dir = r.path(&format!("race{round}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(
+            moto.request("PUT", "/bkt/r/locks/exclusive", expired.as_bytes()),
+            200
+        );
+        let names = ["a", "b", "c", "d"];
+        let mut children: Vec<_> = names
+            .iter()
+            .map(|n| {
+                spawn_child(
+                    "child_lock_contender",
+                    &moto,
+                    &r.url,
+                    &dir,
+                    &[("KINDSNAP_TEST_CHILD_NAME", n), ("KINDSNAP_LOCK_WAIT", "0")],
+                )
+            })
+            .collect();
+        for n in names {
+            wait_for_file(&dir.join(format!("ready-{n}")), &mut children);
+        }
+        publish(&dir.join("go"), "");
+        for n in names {
+            wait_for_file(&dir.join(format!("result-{n}")), &mut children);
+        }
+        let results: Vec<String> = names
+            .iter()
+            .map(|n| std::fs::read_to_string(dir.join(format!("result-{n}"))).unwrap())
+            .collect();
+        publish(&dir.join("release"), "");
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let winners = results.iter().filter(|r| *r == "won").count();
+        assert_eq!(winners, 1, "round {round}: {results:?}");
+        for res in results.iter().filter(|r| *r != "won") {
+            assert!(res.contains("is locked"), "round {round}: {res}");
+        }
+        assert!(moto.keys("bkt", "r/locks/").is_empty(), "round {round}");
+    }
+}
+
+/// Holds the exclusive lock until the parent plants another holder's lock
+/// over it, then writes to the repository until a write fails.
+#[test]
+fn child_lock_holder() {
+    let Some((dir, url, name)) = child_env() else {
+        return;
+    };
+    let repo = child_open(&dir, &url, &name);
+    let guard = repo.lock_exclusive().unwrap();
+    publish(&dir.join("locked"), "");
+    while !dir.join("planted").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // A write of the repository: deleting a manifest that is not there.
+    let none = kindsnap::ids::SnapshotId::from([7u8; 32]);
+    let start = std::time::Instant::now();
+    let outcome = loop {
+        match repo.remove_manifest(&none) {
+            Err(e) => break format!("{e}"),
+            Ok(_) if start.elapsed() > std::time::Duration::from_secs(30) => {
+                break "every write succeeded".to_string()
+            }
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    };
+    drop(guard);
+    publish(&dir.join("result"), &outcome);
+}
+
+/// A holder that stalled while its lock expired and was taken by another
+/// process must not overwrite (renew) or delete the new holder's lock, and
+/// its next write must fail with one line saying it lost the lock.
+#[test]
+fn a_renewer_whose_lock_was_taken_stops() {
+    let moto = Moto::start();
+    moto.create_bucket("bkt");
+    let r = Remote::new(moto.port, "s3://bkt/r");
+    r.ok("c", &["init"]);
+    let dir = r.path("holder");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut children = vec![spawn_child(
+        "child_lock_holder",
+        &moto,
+        &r.url,
+        &dir,
+        &[("KINDSNAP_LOCK_TTL", "3")],
+    )];
+    wait_for_file(&dir.join("locked"), &mut children);
+    // What a process that broke the lock (it saw it expired) leaves.
+    let thief = r#"{"host":"thief","pid":777,"mode":"exclusive","expires_us":4000000000000000,"id":"thief"}"#;
+    let planted = s3::http_signed(moto.port, "PUT", "/bkt/r/locks/exclusive", thief.as_bytes());
+    assert_eq!(planted.0, 200, "{}", planted.1);
+    publish(&dir.join("planted"), "");
+    wait_for_file(&dir.join("result"), &mut children);
+    let out = children.pop().unwrap().wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = std::fs::read_to_string(dir.join("result")).unwrap();
+    assert!(
+        result.starts_with("lost the repository lock of s3://bkt/r to another process")
+            && result.contains("pid 777 on thief")
+            && result.ends_with("; run the command again")
+            && !result.contains('\n'),
+        "{result}"
+    );
+    // Neither renewed over nor deleted.
+    let (status, body) = s3::http_signed(moto.port, "GET", "/bkt/r/locks/exclusive", b"");
+    assert_eq!((status, body.as_str()), (200, thief));
+}

@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
 use super::index::{Index, Location, NewPack};
@@ -66,6 +66,8 @@ pub struct Remote {
     timeouts: Timeouts,
     /// How long one operation's retries may go on.
     retry_window: Duration,
+    /// The locks held through this connection, by lock id.
+    held: Mutex<BTreeMap<String, Held>>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -249,6 +251,7 @@ impl Remote {
                 .pop()
                 .unwrap_or_else(|| "https://storage.googleapis.com".into()),
             timeouts: *timeouts,
+            held: Mutex::new(BTreeMap::new()),
             retry_window,
         })
     }
@@ -338,7 +341,10 @@ impl Remote {
         })
     }
 
+    /// Write an object of the repository (refused once a lock held
+    /// through this connection is lost).
     pub fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        self.check_locks()?;
         let key = self.key(rel);
         self.rt
             .block_on(self.store.put(&key, PutPayload::from(bytes)))
@@ -365,8 +371,15 @@ impl Remote {
         }
     }
 
-    /// Delete an object; one that is gone already is fine.
+    /// Delete an object of the repository; one that is gone already is
+    /// fine (refused once a lock held through this connection is lost).
     pub fn delete(&self, rel: &str) -> Result<()> {
+        self.check_locks()?;
+        self.delete_raw(rel)
+    }
+
+    /// Delete an object whatever the locks (for the lock objects).
+    fn delete_raw(&self, rel: &str) -> Result<()> {
         let key = self.key(rel);
         match self.rt.block_on(self.store.delete(&key)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -608,22 +621,91 @@ impl Remote {
 
     // ---- locks -------------------------------------------------------------
 
+    /// A lock object's content (None when it is not a lock we can read)
+    /// and the version to condition a replacement on; None when absent.
+    fn read_lock(&self, rel: &str) -> Result<Option<(Option<LockInfo>, UpdateVersion)>> {
+        let key = self.key(rel);
+        self.rt.block_on(async {
+            match self.store.get(&key).await {
+                Ok(r) => {
+                    let version = UpdateVersion {
+                        e_tag: r.meta.e_tag.clone(),
+                        version: r.meta.version.clone(),
+                    };
+                    match r.bytes().await {
+                        Ok(b) => Ok(Some((serde_json::from_slice::<LockInfo>(&b).ok(), version))),
+                        Err(e) => Err(self.err("reading", e)),
+                    }
+                }
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.err("reading", e)),
+            }
+        })
+    }
+
+    /// Write a lock object only if it is absent (`None`: S3
+    /// `If-None-Match: *`, GCS `ifGenerationMatch=0`) or still at `version`
+    /// (S3 `If-Match: <etag>`, GCS `ifGenerationMatch=<generation>`).
+    /// Returns the new version, or None when the condition failed.
+    ///
+    /// The store retries a request whose answer was lost; when the lost
+    /// attempt had landed, the retry's condition fails on our own write.
+    /// So a failed condition is checked against the object's `id`: if the
+    /// object holds `lock.id`, it is ours and its version is returned.
+    fn put_lock(
+        &self,
+        rel: &str,
+        lock: &LockInfo,
+        version: Option<UpdateVersion>,
+    ) -> Result<Option<UpdateVersion>> {
+        let key = self.key(rel);
+        let opts = PutOptions {
+            mode: match version {
+                None => PutMode::Create,
+                Some(v) => PutMode::Update(v),
+            },
+            ..Default::default()
+        };
+        let put = self.rt.block_on(self.store.put_opts(
+            &key,
+            PutPayload::from(lock.to_json()),
+            opts,
+        ));
+        match put {
+            Ok(r) if r.e_tag.is_some() || r.version.is_some() => Ok(Some(UpdateVersion {
+                e_tag: r.e_tag,
+                version: r.version,
+            })),
+            // No version in the answer: read it back.
+            Ok(_)
+            | Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(match self.read_lock(rel)? {
+                Some((Some(l), v)) if l.id == lock.id => Some(v),
+                _ => None,
+            }),
+            Err(e) => Err(self.err("writing", e)),
+        }
+    }
+
     /// Take the repository's lock: shared (snapshot, restore, check…) or
     /// exclusive (prune, forget). Waits up to `KINDSNAP_LOCK_WAIT` seconds
-    /// (default 300) for a conflicting holder to finish.
+    /// (default 300) for a conflicting holder to finish. Every write of a
+    /// lock object is conditional (docs/storage.md, "Locks").
     pub fn lock(self: &Arc<Self>, exclusive: bool) -> Result<RemoteLock> {
         let ttl = Duration::from_secs(env_secs("KINDSNAP_LOCK_TTL", 120).max(3));
         let wait = Duration::from_secs(env_secs("KINDSNAP_LOCK_WAIT", 300));
         let started = std::time::Instant::now();
         let me = uuid::Uuid::from_bytes(rand::random()).to_string();
-        let own = format!("locks/{me}");
-        let me2 = me.clone();
-        let info = move |mode: &str| LockInfo {
-            host: hostname(),
-            pid: std::process::id(),
-            mode: mode.to_string(),
-            expires_us: now_us() + ttl.as_micros() as u64,
-            id: me2.clone(),
+        let mode = if exclusive { "exclusive" } else { "shared" };
+        let info = {
+            let me = me.clone();
+            move || LockInfo {
+                host: hostname(),
+                pid: std::process::id(),
+                mode: mode.to_string(),
+                expires_us: now_us() + ttl.as_micros() as u64,
+                id: me.clone(),
+            }
         };
         let too_long = |holder: &LockInfo| -> Result<()> {
             if started.elapsed() >= wait {
@@ -637,38 +719,61 @@ impl Remote {
             }
         };
         if !exclusive {
+            // Our own object, named by our id: nobody else creates it.
+            let own = format!("locks/{me}");
             loop {
-                self.put(&own, info("shared").to_json())?;
-                match self.read_lock("locks/exclusive")? {
-                    Some(ex) if !ex.expired() => {
-                        self.delete(&own)?;
+                let mine = info();
+                let version = self
+                    .put_lock(&own, &mine, None)?
+                    .ok_or_else(|| Error::Remote {
+                        op: "creating a lock object in",
+                        url: self.url.clone(),
+                        why: format!("`{own}` exists already and is not ours"),
+                    })?;
+                match self.read_lock(EXCLUSIVE)? {
+                    Some((Some(ex), _)) if !ex.expired() => {
+                        self.delete_raw(&own)?;
                         too_long(&ex)?;
                     }
-                    _ => break,
+                    _ => {
+                        return Ok(RemoteLock::start(
+                            self.clone(),
+                            own,
+                            version,
+                            mine.expires_us,
+                            info,
+                            ttl,
+                        ))
+                    }
                 }
             }
-            return Ok(RemoteLock::start(
-                self.clone(),
-                vec![own],
-                "shared",
-                info,
-                ttl,
-            ));
         }
-        loop {
-            if self.put_new("locks/exclusive", info("exclusive").to_json())? {
-                break;
+        let (version, expires_us) = loop {
+            let mine = info();
+            if let Some(v) = self.put_lock(EXCLUSIVE, &mine, None)? {
+                break (v, mine.expires_us);
             }
-            match self.read_lock("locks/exclusive")? {
-                Some(ex) if !ex.expired() => too_long(&ex)?,
-                // Expired (its process died) or unreadable: break it.
-                _ => self.delete("locks/exclusive")?,
+            match self.read_lock(EXCLUSIVE)? {
+                // Gone meanwhile (released): try creating it again.
+                None => continue,
+                Some((Some(ex), _)) if !ex.expired() => too_long(&ex)?,
+                // Expired (its process died) or unreadable: replace it, but
+                // only if it is still the object we found expired. Of
+                // several processes breaking it at once, one wins; the
+                // others find the winner's lock at their next look.
+                Some((_, seen)) => {
+                    let mine = info();
+                    if let Some(v) = self.put_lock(EXCLUSIVE, &mine, Some(seen))? {
+                        break (v, mine.expires_us);
+                    }
+                }
             }
-        }
+        };
         let guard = RemoteLock::start(
             self.clone(),
-            vec!["locks/exclusive".to_string()],
-            "exclusive",
+            EXCLUSIVE.to_string(),
+            version,
+            expires_us,
             info,
             ttl,
         );
@@ -680,13 +785,15 @@ impl Remote {
                 if name == "exclusive" {
                     continue;
                 }
-                if let Some(l) = self.read_lock(&format!("locks/{name}"))? {
-                    if !l.expired() {
+                let rel = format!("locks/{name}");
+                match self.read_lock(&rel)? {
+                    Some((Some(l), _)) if !l.expired() => {
                         holder = Some(l);
                         break;
                     }
-                    // A dead process's lock: tidy it away.
-                    let _ = self.delete(&format!("locks/{name}"));
+                    // A dead process's lock: tidy it away (see tidy_lock).
+                    Some((l, seen)) => self.tidy_lock(&rel, l, seen)?,
+                    None => {}
                 }
             }
             match holder {
@@ -696,11 +803,64 @@ impl Remote {
         }
     }
 
-    fn read_lock(&self, rel: &str) -> Result<Option<LockInfo>> {
-        Ok(self
-            .get(rel)?
-            .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok()))
+    /// Remove an expired shared lock. Only its holder writes it, and only
+    /// on the condition that it is at the version the holder wrote; so it
+    /// is first overwritten on the condition that it is still the expired
+    /// object we read (a holder that revived meanwhile keeps its lock), and
+    /// then, its holder being unable to write it again, deleted.
+    fn tidy_lock(&self, rel: &str, seen: Option<LockInfo>, version: UpdateVersion) -> Result<()> {
+        let tomb = LockInfo {
+            host: hostname(),
+            pid: std::process::id(),
+            mode: "broken".into(),
+            expires_us: 0,
+            id: format!("broken:{}", seen.map(|l| l.id).unwrap_or_default()),
+        };
+        if self.put_lock(rel, &tomb, Some(version))?.is_some() {
+            self.delete_raw(rel)?;
+        }
+        Ok(())
     }
+
+    /// Refuse a repository write when a lock held through this connection
+    /// was lost or may have expired: another process may hold it now.
+    fn check_locks(&self) -> Result<()> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for h in held.values() {
+            if let Some(why) = &h.lost {
+                return Err(Error::LockLost {
+                    url: self.url.clone(),
+                    why: why.clone(),
+                });
+            }
+            if h.valid_until_us < now_us() {
+                return Err(Error::LockLost {
+                    url: self.url.clone(),
+                    why: "(it expired: it could not be renewed in time)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn update_held(&self, id: &str, f: impl FnOnce(&mut Held)) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = held.get_mut(id) {
+            f(h);
+        }
+    }
+}
+
+/// The exclusive lock's object.
+const EXCLUSIVE: &str = "locks/exclusive";
+
+/// What a connection knows of a lock it holds.
+#[derive(Debug, Default)]
+struct Held {
+    /// Our lock object's expiry as last written.
+    valid_until_us: u64,
+    /// Set when another process broke the lock: why, for the message.
+    lost: Option<String>,
 }
 
 /// A lock object's content.
@@ -753,30 +913,49 @@ fn hostname() -> String {
 }
 
 /// A held remote lock: renewed in the background until dropped; dropping
-/// deletes the lock objects.
+/// deletes the lock object if it is still ours.
 pub struct RemoteLock {
     remote: Arc<Remote>,
-    keys: Vec<String>,
+    key: String,
+    id: String,
+    ttl: Duration,
+    /// The version of our lock object as we last wrote it; None once the
+    /// lock is lost.
+    version: Arc<Mutex<Option<UpdateVersion>>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     renewer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for RemoteLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RemoteLock({:?})", self.keys)
+        write!(f, "RemoteLock({})", self.key)
     }
 }
 
 impl RemoteLock {
     fn start(
         remote: Arc<Remote>,
-        keys: Vec<String>,
-        mode: &'static str,
-        info: impl Fn(&str) -> LockInfo + Send + 'static,
+        key: String,
+        version: UpdateVersion,
+        expires_us: u64,
+        info: impl Fn() -> LockInfo + Send + 'static,
         ttl: Duration,
     ) -> RemoteLock {
+        let id = info().id;
+        remote
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id.clone(),
+                Held {
+                    valid_until_us: expires_us,
+                    lost: None,
+                },
+            );
+        let version = Arc::new(Mutex::new(Some(version)));
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let (r, k, s) = (remote.clone(), keys.clone(), stop.clone());
+        let (r, k, v, s) = (remote.clone(), key.clone(), version.clone(), stop.clone());
         let renewer = std::thread::spawn(move || {
             let (lock, cv) = &*s;
             let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -788,20 +967,59 @@ impl RemoteLock {
                 if *stopped {
                     return;
                 }
-                for key in &k {
-                    // A failed renewal is retried at the next tick; the
-                    // lock stays valid until its expiry meanwhile.
-                    if let Err(e) = r.put(key, info(mode).to_json()) {
-                        tracing::warn!("renewing lock {key}: {e}");
-                    }
+                if !renew(&r, &k, &v, &info) {
+                    return;
                 }
             }
         });
         RemoteLock {
             remote,
-            keys,
+            key,
+            id,
+            ttl,
+            version,
             stop,
             renewer: Some(renewer),
+        }
+    }
+}
+
+/// Rewrite our lock object with a later expiry, on the condition that it
+/// is still the version we wrote last. Returns false when the lock is
+/// lost (another process broke it): the renewer then stops, and the
+/// holder's next repository write fails ([`Remote::check_locks`]).
+fn renew(
+    remote: &Remote,
+    key: &str,
+    version: &Mutex<Option<UpdateVersion>>,
+    info: &impl Fn() -> LockInfo,
+) -> bool {
+    let mut version = version.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(current) = version.clone() else {
+        return false;
+    };
+    let mine = info();
+    match remote.put_lock(key, &mine, Some(current)) {
+        Ok(Some(v)) => {
+            *version = Some(v);
+            remote.update_held(&mine.id, |h| h.valid_until_us = mine.expires_us);
+            true
+        }
+        Ok(None) => {
+            let why = match remote.read_lock(key) {
+                Ok(Some((Some(other), _))) => format!("to another process ({})", other.describe()),
+                Ok(_) => "to another process (it deleted our lock object)".to_string(),
+                Err(e) => format!("to another process ({e})"),
+            };
+            *version = None;
+            remote.update_held(&mine.id, |h| h.lost = Some(why));
+            false
+        }
+        // A failed renewal is retried at the next tick; the lock stays
+        // valid until its expiry meanwhile (and writes check that).
+        Err(e) => {
+            tracing::warn!("renewing lock {key}: {e}");
+            true
         }
     }
 }
@@ -816,8 +1034,31 @@ impl Drop for RemoteLock {
         if let Some(h) = self.renewer.take() {
             let _ = h.join();
         }
-        for k in &self.keys {
-            let _ = self.remote.delete(k);
+        let held = self
+            .remote
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+        let ours = self
+            .version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        // Delete only our own lock, and only while it has at least half
+        // its TTL left: nobody breaks it before it expires, so the object
+        // that was ours when read is still ours when the delete arrives.
+        // A lock left behind expires by itself.
+        let (Some(ours), Some(held)) = (ours, held) else {
+            return;
+        };
+        if held.valid_until_us < now_us() + (self.ttl / 2).as_micros() as u64 {
+            return;
+        }
+        if let Ok(Some((_, now))) = self.remote.read_lock(&self.key) {
+            if now.e_tag == ours.e_tag && now.version == ours.version {
+                let _ = self.remote.delete_raw(&self.key);
+            }
         }
     }
 }

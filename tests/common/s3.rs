@@ -103,10 +103,27 @@ impl Drop for Moto {
 }
 
 pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    http_with(port, method, path, body, "")
+}
+
+/// As an S3 client would send it: moto (without INITIAL_NO_AUTH_ACTION_COUNT)
+/// does not check signatures, but answers 403 to a request without any
+/// `Authorization` that reads or overwrites an existing object.
+pub fn http_signed(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    http_with(
+        port,
+        method,
+        path,
+        body,
+        "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\n",
+    )
+}
+
+fn http_with(port: u16, method: &str, path: &str, body: &[u8], extra: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/octet-stream\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
