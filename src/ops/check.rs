@@ -106,50 +106,90 @@ pub fn check_locked(
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    // Hidden manifests (replaced by `forget`, not yet deleted) are checked
-    // too: they exist until prune or the next forget removes them.
+    let good = check_manifests(repo, progress, &mut report)?;
+    let packs = check_index(repo, &mut report)?;
+    let store = Store::open(repo)?;
+    let damaged_packs = if read_data {
+        read_packs(repo, &packs, &store, progress, &mut report)?
+    } else {
+        HashMap::new()
+    };
+    let (lost, mut attributed) = find_lost(repo, &good, &packs, &damaged_packs, &store, progress)?;
+    if !lost.is_empty() {
+        attribute_to_states(repo, &good, &lost, &report, &mut attributed, progress);
+    }
+    report_lost(&good, &lost, &attributed, &mut report);
+    report.lost = lost;
+    Ok(report)
+}
+
+/// Phase 1: every manifest's bytes hash to its id and its database is
+/// sound; every delta's chain reaches its keyframe through sound
+/// manifests. Damage is reported against every snapshot whose chain runs
+/// through it. Returns the sound manifests. Hidden manifests (replaced by
+/// `forget`, not yet deleted) are checked too: they exist until prune or
+/// the next forget removes them.
+fn check_manifests(
+    repo: &Repository,
+    progress: &dyn Progress,
+    report: &mut CheckReport,
+) -> Result<Vec<SnapshotInfo>> {
     let (infos, bad) = manifest::list_all(repo)?;
     report.snapshots = (infos.len() + bad.len()) as u64;
     // Damaged manifests, with why; their problems are written once we know
     // which snapshots depend on them.
-    let mut damaged: Vec<(SnapshotId, String)> = Vec::new();
-    for (id, err) in bad {
-        damaged.push((
-            id,
-            format!("snapshot {}: unreadable manifest: {err}", id.short()),
-        ));
-    }
-
-    // Manifests: id = hash of bytes, SQLite sound.
+    let mut damaged: Vec<(SnapshotId, String)> = bad
+        .into_iter()
+        .map(|(id, err)| {
+            (
+                id,
+                format!("snapshot {}: unreadable manifest: {err}", id.short()),
+            )
+        })
+        .collect();
     progress.phase("checking snapshots", Some(infos.len() as u64));
     let mut good: Vec<SnapshotInfo> = Vec::new();
     for info in &infos {
-        let path = repo.snapshot_path(&info.id);
-        let actual = hash_file(&path)?;
-        let why = if actual != *info.id.as_bytes() {
-            Some(format!(
-                "manifest content does not match its id (damaged file {})",
-                path.display()
-            ))
-        } else {
-            match Manifest::open(repo, &info.id).and_then(|m| m.quick_check()) {
-                Ok(None) => None,
-                Ok(Some(msg)) => Some(format!("manifest database damaged: {msg}")),
-                Err(e) => Some(e.to_string()),
-            }
-        };
-        match why {
+        match manifest_problem(repo, info)? {
             None => good.push(info.clone()),
             Some(why) => damaged.push((info.id, format!("{}: {why}", snap_label(info)))),
         }
         progress.advance(1);
     }
     progress.done();
+    check_chains(&infos, damaged, report);
+    Ok(good)
+}
+
+/// Why one manifest is damaged, if it is.
+fn manifest_problem(repo: &Repository, info: &SnapshotInfo) -> Result<Option<String>> {
+    let path = repo.snapshot_path(&info.id);
+    if hash_file(&path)? != *info.id.as_bytes() {
+        return Ok(Some(format!(
+            "manifest content does not match its id (damaged file {})",
+            path.display()
+        )));
+    }
+    Ok(
+        match Manifest::open(repo, &info.id).and_then(|m| m.quick_check()) {
+            Ok(None) => None,
+            Ok(Some(msg)) => Some(format!("manifest database damaged: {msg}")),
+            Err(e) => Some(e.to_string()),
+        },
+    )
+}
+
+/// Chains: a delta needs every manifest back to its keyframe (a parent
+/// replaced by `forget` is reached through its replacement); a damaged
+/// manifest takes every snapshot whose chain runs through it.
+fn check_chains(
+    infos: &[SnapshotInfo],
+    damaged: Vec<(SnapshotId, String)>,
+    report: &mut CheckReport,
+) {
     let damaged_snaps: HashSet<SnapshotId> = damaged.iter().map(|(id, _)| *id).collect();
-    // Chains: a delta needs every manifest back to its keyframe.
     let by_id: HashMap<SnapshotId, &SnapshotInfo> = infos.iter().map(|i| (i.id, i)).collect();
-    // A parent replaced by `forget` is reached through its replacement.
-    let replacements = manifest::replacement_map(&infos);
+    let replacements = manifest::replacement_map(infos);
     let resolve = |p: SnapshotId| {
         let mut cur = p;
         for _ in 0..=replacements.len() {
@@ -163,28 +203,10 @@ pub fn check_locked(
         }
         p
     };
-    let mut broken_chain = Vec::new();
-    for info in &infos {
-        let mut cur = info;
-        let mut steps = 0;
-        while !cur.keyframe {
-            let Some(p) = cur.parent.map(resolve) else {
-                break;
-            };
-            match by_id.get(&p) {
-                Some(pi) if !damaged_snaps.contains(&p) => cur = pi,
-                _ => {
-                    broken_chain.push((info.clone(), p));
-                    break;
-                }
-            }
-            steps += 1;
-            if steps > infos.len() {
-                break;
-            }
-        }
-    }
-    for (info, missing) in broken_chain {
+    for info in infos {
+        let Some(missing) = broken_link(info, infos.len(), &by_id, &damaged_snaps, &resolve) else {
+            continue;
+        };
         let why = if by_id.contains_key(&missing) {
             "is damaged"
         } else {
@@ -197,13 +219,12 @@ pub fn check_locked(
         report.problems.push(Problem {
             problem: format!(
                 "{}: depends on snapshot {} which {why}",
-                snap_label(&info),
+                snap_label(info),
                 missing.short()
             ),
-            affects: vec![snap_label(&info)],
+            affects: vec![snap_label(info)],
         });
     }
-    // A damaged manifest takes every snapshot whose chain runs through it.
     for (id, problem) in damaged {
         report.unreadable.insert(id, problem.clone());
         let mut affects: Vec<String> = infos
@@ -216,8 +237,42 @@ pub fn check_locked(
         }
         report.problems.push(Problem { problem, affects });
     }
+}
 
-    // Index and packs.
+/// The first manifest of `info`'s chain (back to its keyframe) that is
+/// missing or damaged.
+fn broken_link(
+    info: &SnapshotInfo,
+    limit: usize,
+    by_id: &HashMap<SnapshotId, &SnapshotInfo>,
+    damaged: &HashSet<SnapshotId>,
+    resolve: &dyn Fn(SnapshotId) -> SnapshotId,
+) -> Option<SnapshotId> {
+    let mut cur = info;
+    for _ in 0..=limit {
+        if cur.keyframe {
+            return None;
+        }
+        let p = resolve(cur.parent?);
+        match by_id.get(&p) {
+            Some(pi) if !damaged.contains(&p) => cur = pi,
+            _ => return Some(p),
+        }
+    }
+    None
+}
+
+/// What the index and the packs directory hold.
+struct Packs {
+    index: Index,
+    on_disk: HashSet<PackId>,
+    /// Indexed, but not on disk.
+    missing: HashSet<PackId>,
+}
+
+/// Phase 2: the index is a sound database; packs it lists that are gone,
+/// and packs it does not list (a note).
+fn check_index(repo: &Repository, report: &mut CheckReport) -> Result<Packs> {
     let index = Index::open(&repo.index_path(), false)?;
     if let Some(msg) = index.quick_check()? {
         report.problems.push(Problem {
@@ -227,132 +282,152 @@ pub fn check_locked(
             affects: vec![],
         });
     }
-    let indexed: Vec<(PackId, String, String, u64)> = index.packs()?;
-    let on_disk = packs_on_disk(repo)?;
+    let indexed: HashSet<PackId> = index.packs()?.into_iter().map(|p| p.0).collect();
+    let on_disk: HashSet<PackId> = packs_on_disk(repo)?.into_iter().collect();
     report.packs = on_disk.len() as u64;
-    let mut missing_packs = HashSet::new();
-    for (id, _, _, _) in &indexed {
-        if !on_disk.contains(id) {
-            missing_packs.insert(*id);
-        }
-    }
-    let indexed_set: HashSet<PackId> = indexed.iter().map(|p| p.0).collect();
-    let unindexed = on_disk.iter().filter(|p| !indexed_set.contains(p)).count();
+    let missing = indexed.difference(&on_disk).copied().collect();
+    let unindexed = on_disk.difference(&indexed).count();
     if unindexed > 0 {
         report.notes.push(format!("{unindexed} pack(s) not in the index (left by an interrupted snapshot; `kindsnap prune` removes them)"));
     }
+    Ok(Packs {
+        index,
+        on_disk,
+        missing,
+    })
+}
 
-    // With read_data: every pack must hash to its id, and every block must
-    // decompress and split into its bodies.
-    let mut damaged_packs: HashMap<PackId, String> = HashMap::new();
-    let store = Store::open(repo)?;
-    if read_data {
-        progress.phase("reading packs", Some(on_disk.len() as u64));
-        let listed = index.entities_per_pack()?;
-        let mut misplaced = 0u64;
-        for id in &on_disk {
-            let path = repo.local_pack(id)?;
-            let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
-            report.bytes_read += bytes.len() as u64;
-            let (mut found, mut bodies) = (0u64, 0u64);
-            let why = if PackId::of(&bytes) != *id {
-                Some("content does not match its id".to_string())
-            } else {
-                match pack::parse_toc(&bytes, &id.to_hex()) {
-                    Err(e) => Some(e.to_string()),
-                    Ok(toc) => read_pack_blocks(
-                        &bytes,
-                        id,
-                        &toc,
-                        &index,
-                        [&mut bodies, &mut found, &mut misplaced],
-                    )?,
-                }
-            };
-            report.entities_read += bodies;
-            if let Some(why) = why {
-                // Every body the index places in a damaged pack is read
-                // back (each read re-hashes it): the damage matters only
-                // where it takes indexed bodies with it.
-                let placed = index.entities_in_pack(id)?;
-                let unreadable = placed
-                    .iter()
-                    .filter(|(h, _)| store.get_bytes(h).is_err())
-                    .count();
-                report.entities_read += (placed.len() - unreadable) as u64;
-                if unreadable > 0 {
-                    report.problems.push(Problem {
-                        problem: format!(
-                            "pack {} ({}): {why}; {unreadable} of the {} entities the index places in it do not read back",
-                            id.short(),
-                            path.display(),
-                            placed.len()
-                        ),
-                        affects: vec![],
-                    });
-                    damaged_packs.insert(*id, why);
-                } else {
-                    report.notes.push(format!(
-                        "pack {} is damaged ({why}), but all {} entities the index places in it read back intact \
-                         (`kindsnap repair index` salvaged them); `kindsnap prune` drops the pack once nothing needs it",
-                        id.short(),
-                        placed.len()
-                    ));
-                }
-            } else if let Some(n) = listed.get(id).filter(|n| **n > found) {
-                report.problems.push(Problem {
-                    problem: format!(
-                        "the index places {} entities in pack {} that are not there; \
-                         `kindsnap check --rebuild-index` rebuilds it from the packs",
-                        n - found,
-                        id.short()
-                    ),
-                    affects: vec![],
-                });
+/// Phase 3 (`--read-data`): every pack hashes to its id, every block
+/// decompresses and splits into its bodies, and the index places each
+/// body exactly where it is. Returns the damaged packs that lose indexed
+/// bodies, with why.
+fn read_packs(
+    repo: &Repository,
+    packs: &Packs,
+    store: &Store,
+    progress: &dyn Progress,
+    report: &mut CheckReport,
+) -> Result<HashMap<PackId, String>> {
+    let mut damaged_packs = HashMap::new();
+    let index = &packs.index;
+    let mut on_disk: Vec<PackId> = packs.on_disk.iter().copied().collect();
+    on_disk.sort();
+    progress.phase("reading packs", Some(on_disk.len() as u64));
+    let listed = index.entities_per_pack()?;
+    let mut misplaced = 0u64;
+    for id in &on_disk {
+        let path = repo.local_pack(id)?;
+        let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
+        report.bytes_read += bytes.len() as u64;
+        let (mut found, mut bodies) = (0u64, 0u64);
+        let why = if PackId::of(&bytes) != *id {
+            Some("content does not match its id".to_string())
+        } else {
+            match pack::parse_toc(&bytes, &id.to_hex()) {
+                Err(e) => Some(e.to_string()),
+                Ok(toc) => read_pack_blocks(
+                    &bytes,
+                    id,
+                    &toc,
+                    index,
+                    [&mut bodies, &mut found, &mut misplaced],
+                )?,
             }
-            progress.advance(1);
-        }
-        if misplaced > 0 {
+        };
+        report.entities_read += bodies;
+        if let Some(why) = why {
+            if damaged_pack(index, store, id, &path, &why, report)? {
+                damaged_packs.insert(*id, why);
+            }
+        } else if let Some(n) = listed.get(id).filter(|n| **n > found) {
             report.problems.push(Problem {
                 problem: format!(
-                    "the index gives the wrong block or offset for {misplaced} entities; \
-                     `kindsnap check --rebuild-index` rebuilds it from the packs"
+                    "the index places {} entities in pack {} that are not there; \
+                     `kindsnap check --rebuild-index` rebuilds it from the packs",
+                    n - found,
+                    id.short()
                 ),
                 affects: vec![],
             });
         }
-        progress.done();
+        progress.advance(1);
     }
+    if misplaced > 0 {
+        report.problems.push(Problem {
+            problem: format!(
+                "the index gives the wrong block or offset for {misplaced} entities; \
+                 `kindsnap check --rebuild-index` rebuilds it from the packs"
+            ),
+            affects: vec![],
+        });
+    }
+    progress.done();
+    Ok(damaged_packs)
+}
 
-    // Every hash referenced by a sound manifest must be indexed, in a pack
-    // that exists and (with read_data) reads back. First each manifest's
-    // own rows, which find every lost body once.
+/// A damaged pack: every body the index places in it is read back (each
+/// read re-hashes it), since the damage matters only where it takes
+/// indexed bodies with it. Reports it; returns whether it loses any.
+fn damaged_pack(
+    index: &Index,
+    store: &Store,
+    id: &PackId,
+    path: &std::path::Path,
+    why: &str,
+    report: &mut CheckReport,
+) -> Result<bool> {
+    let placed = index.entities_in_pack(id)?;
+    let unreadable = placed
+        .iter()
+        .filter(|(h, _)| store.get_bytes(h).is_err())
+        .count();
+    report.entities_read += (placed.len() - unreadable) as u64;
+    if unreadable > 0 {
+        report.problems.push(Problem {
+            problem: format!(
+                "pack {} ({}): {why}; {unreadable} of the {} entities the index places in it do not read back",
+                id.short(),
+                path.display(),
+                placed.len()
+            ),
+            affects: vec![],
+        });
+        return Ok(true);
+    }
+    report.notes.push(format!(
+        "pack {} is damaged ({why}), but all {} entities the index places in it read back intact \
+         (`kindsnap repair index` salvaged them); `kindsnap prune` drops the pack once nothing needs it",
+        id.short(),
+        placed.len()
+    ));
+    Ok(false)
+}
+
+/// Phase 4: every hash a sound manifest references is indexed, in a pack
+/// that exists and (with `--read-data`) reads back. Each manifest's own
+/// rows, which find every lost body once; returns the lost bodies and, per
+/// snapshot, what its own rows lose.
+fn find_lost(
+    repo: &Repository,
+    good: &[SnapshotInfo],
+    packs: &Packs,
+    damaged_packs: &HashMap<PackId, String>,
+    store: &Store,
+    progress: &dyn Progress,
+) -> Result<(
+    HashMap<EntityHash, Cause>,
+    BTreeMap<SnapshotId, Attribution>,
+)> {
     progress.phase("checking references", Some(good.len() as u64));
     let mut lost: HashMap<EntityHash, Cause> = HashMap::new();
-    // Per snapshot: cause → kind → entities, from its own rows; replaced
-    // below by what its whole state holds.
     let mut attributed: BTreeMap<SnapshotId, Attribution> = BTreeMap::new();
-    for info in &good {
+    for info in good {
         let m = Manifest::open(repo, &info.id)?;
         let mut mine = Attribution::new();
         m.referenced_hashes(&mut |ns, kind, h| {
             let cause = match lost.get(&h) {
                 Some(c) => Some(*c),
-                None => match index.lookup(&h)? {
-                    None => Some(Cause::NotIndexed),
-                    Some(loc)
-                        if missing_packs.contains(&loc.pack) || !on_disk.contains(&loc.pack) =>
-                    {
-                        Some(Cause::PackMissing(loc.pack))
-                    }
-                    // In a damaged pack an entity may still read back
-                    // intact (the damage can be in another block): try it.
-                    Some(loc) if damaged_packs.contains_key(&loc.pack) => store
-                        .get_bytes(&h)
-                        .err()
-                        .map(|_| Cause::DamagedPack(loc.pack)),
-                    Some(_) => None,
-                },
+                None => body_loss(&h, packs, damaged_packs, store)?,
             };
             if let Some(cause) = cause {
                 lost.insert(h, cause);
@@ -370,17 +445,46 @@ pub fn check_locked(
         progress.advance(1);
     }
     progress.done();
-    // Then every snapshot whose state holds a lost body, whichever
-    // manifest of its chain references it: a body shared by four
-    // snapshots is reported against all four.
-    if !lost.is_empty() {
-        progress.phase("attributing damage", Some(good.len() as u64));
-        for info in &good {
-            if report.unreadable.contains_key(&info.id) {
-                progress.advance(1);
-                continue;
-            }
-            match state_losses(repo, &info.id, &lost) {
+    Ok((lost, attributed))
+}
+
+/// Why the body `h` cannot be read, if it cannot.
+fn body_loss(
+    h: &EntityHash,
+    packs: &Packs,
+    damaged_packs: &HashMap<PackId, String>,
+    store: &Store,
+) -> Result<Option<Cause>> {
+    Ok(match packs.index.lookup(h)? {
+        None => Some(Cause::NotIndexed),
+        Some(loc) if packs.missing.contains(&loc.pack) || !packs.on_disk.contains(&loc.pack) => {
+            Some(Cause::PackMissing(loc.pack))
+        }
+        // In a damaged pack an entity may still read back intact (the
+        // damage can be in another block): try it.
+        Some(loc) if damaged_packs.contains_key(&loc.pack) => store
+            .get_bytes(h)
+            .err()
+            .map(|_| Cause::DamagedPack(loc.pack)),
+        Some(_) => None,
+    })
+}
+
+/// Phase 5: every snapshot whose state holds a lost body, whichever
+/// manifest of its chain references it: a body shared by four snapshots
+/// is reported against all four.
+fn attribute_to_states(
+    repo: &Repository,
+    good: &[SnapshotInfo],
+    lost: &HashMap<EntityHash, Cause>,
+    report: &CheckReport,
+    attributed: &mut BTreeMap<SnapshotId, Attribution>,
+    progress: &dyn Progress,
+) {
+    progress.phase("attributing damage", Some(good.len() as u64));
+    for info in good {
+        if !report.unreadable.contains_key(&info.id) {
+            match state_losses(repo, &info.id, lost) {
                 Ok(a) if a.is_empty() => {
                     attributed.remove(&info.id);
                 }
@@ -391,18 +495,26 @@ pub fn check_locked(
                 // problem is reported above).
                 Err(_) => {}
             }
-            progress.advance(1);
         }
-        progress.done();
+        progress.advance(1);
     }
-    // One problem per cause, naming each snapshot and kind it takes
-    // entities from (grouped: thousands of lost bodies are a few lines).
+    progress.done();
+}
+
+/// Phase 6: one problem per cause, naming each snapshot and kind it takes
+/// entities from (grouped: thousands of lost bodies are a few lines).
+fn report_lost(
+    good: &[SnapshotInfo],
+    lost: &HashMap<EntityHash, Cause>,
+    attributed: &BTreeMap<SnapshotId, Attribution>,
+    report: &mut CheckReport,
+) {
     let labels: HashMap<SnapshotId, String> = good.iter().map(|i| (i.id, snap_label(i))).collect();
     let mut by_cause: BTreeMap<Cause, (usize, Vec<String>)> = BTreeMap::new();
     for c in lost.values() {
         by_cause.entry(*c).or_default().0 += 1;
     }
-    for (id, a) in &attributed {
+    for (id, a) in attributed {
         let label = labels.get(id).cloned().unwrap_or_else(|| id.short());
         for (cause, kinds) in a {
             let list = kinds
@@ -423,8 +535,6 @@ pub fn check_locked(
             affects,
         });
     }
-    report.lost = lost;
-    Ok(report)
 }
 
 /// cause → kind label → lost entities.
@@ -699,5 +809,71 @@ pub fn rebuild_index(repo: &Repository, progress: &dyn Progress) -> Result<Rebui
             let _ = fs::remove_file(&tmp);
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(n: u8, parent: Option<u8>, keyframe: bool) -> SnapshotInfo {
+        SnapshotInfo {
+            id: SnapshotId::from([n; 32]),
+            name: format!("s{n}"),
+            time_us: n as i64,
+            source: "jsonl:x".into(),
+            kinds_filter: String::new(),
+            parent: parent.map(|p| SnapshotId::from([p; 32])),
+            depth: 0,
+            keyframe,
+            entities: 0,
+            raw_bytes: 0,
+            bytes_added: 0,
+            packs_added: 0,
+            tool: String::new(),
+            manifest_bytes: 0,
+            replaces: vec![],
+        }
+    }
+
+    #[test]
+    fn chains_break_at_the_first_missing_or_damaged_manifest() {
+        // 1 (keyframe) ← 2 ← 3 ← 4; 6 names a parent 5 that is missing.
+        let infos = vec![
+            snap(1, None, true),
+            snap(2, Some(1), false),
+            snap(3, Some(2), false),
+            snap(4, Some(3), false),
+            snap(6, Some(5), false),
+        ];
+        let by_id: HashMap<SnapshotId, &SnapshotInfo> = infos.iter().map(|i| (i.id, i)).collect();
+        let id = |n: u8| SnapshotId::from([n; 32]);
+        let same = |p: SnapshotId| p;
+        let none = HashSet::new();
+        let link = |i: usize, damaged: &HashSet<SnapshotId>| {
+            broken_link(&infos[i], infos.len(), &by_id, damaged, &same)
+        };
+        assert_eq!(link(3, &none), None);
+        assert_eq!(link(0, &none), None);
+        assert_eq!(link(4, &none), Some(id(5)));
+        let two: HashSet<SnapshotId> = [id(2)].into();
+        assert_eq!(link(3, &two), Some(id(2)));
+        assert_eq!(
+            link(1, &two),
+            None,
+            "a damaged manifest is not its own broken link"
+        );
+        // check_chains reports the damaged manifest against everything
+        // built on it, and the broken chain against its snapshot.
+        let mut report = CheckReport::default();
+        check_chains(&infos, vec![(id(2), "s2: damaged".into())], &mut report);
+        let damaged = report
+            .problems
+            .iter()
+            .find(|p| p.problem == "s2: damaged")
+            .unwrap();
+        assert_eq!(damaged.affects.len(), 3, "{:?}", damaged.affects);
+        assert!(report.unreadable.contains_key(&id(6)));
+        assert!(report.unreadable.contains_key(&id(4)));
     }
 }
