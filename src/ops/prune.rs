@@ -200,14 +200,7 @@ pub fn prune(
         ..Default::default()
     };
     // 1. Only a sound repository may lose data.
-    let checked = super::check::check_locked(repo, false, progress)?;
-    if !checked.problems.is_empty() && !opts.force {
-        return Err(Error::BadArgument(format!(
-            "the repository has {} problem(s) (`kindsnap check` lists them: {}); prune deletes data and refuses to run on a damaged repository; repair it, or pass --force to prune what is known to be unused anyway",
-            checked.problems.len(),
-            checked.problems[0].problem
-        )));
-    }
+    refuse_if_damaged(repo, opts, progress)?;
     if !opts.dry_run {
         repo.clean_stale_temps();
         // 2. What an interrupted forget left behind.
@@ -219,142 +212,261 @@ pub fn prune(
     report.snapshots = snaps;
     let index = Index::open(&repo.index_path(), !opts.dry_run)?;
     index.attach_live(&live.path)?;
-
-    // 4. Decide.
+    // 4. Decide; a dry run stops here.
     let usage = index.pack_usage()?;
-    let indexed: HashSet<PackId> = usage.iter().map(|u| u.id).collect();
-    let on_disk = super::check::packs_on_disk(repo)?;
-    report.packs_before = on_disk.len() as u64;
-    let unindexed: Vec<PackId> = on_disk
-        .iter()
-        .filter(|p| !indexed.contains(p))
-        .copied()
-        .collect();
-    let mut dead: Vec<&PackUsage> = Vec::new();
-    let mut repack: BTreeMap<(String, String), Vec<&PackUsage>> = BTreeMap::new();
-    let mut freed_estimate = 0u64;
-    for u in &usage {
-        if u.live == 0 {
-            dead.push(u);
-            freed_estimate += u.size;
-            continue;
-        }
-        let unused = 1.0 - u.live_raw as f64 / u.raw_bytes.max(1) as f64;
-        if unused > opts.max_unused {
-            repack
-                .entry((u.namespace.clone(), u.kind.clone()))
-                .or_default()
-                .push(u);
-            // The live part costs about its share of the compressed size.
-            freed_estimate += (u.size as f64 * unused) as u64;
-        } else {
-            report.unused_bytes_kept += (u.size as f64 * unused) as u64;
-        }
-    }
-    for id in &unindexed {
-        freed_estimate += fs::metadata(repo.pack_path(id))
-            .map(|m| m.len())
-            .unwrap_or(0);
-    }
-    report.packs_deleted = dead.len() as u64;
-    report.packs_repacked = repack.values().map(|v| v.len() as u64).sum();
-    report.unindexed_deleted = unindexed.len() as u64;
+    let plan = PrunePlan::decide(repo, &usage, opts.max_unused, &mut report)?;
     if opts.dry_run {
-        report.bytes_freed = freed_estimate;
-        report.bytes_after = report.bytes_before.saturating_sub(freed_estimate);
+        report.bytes_freed = plan.freed_estimate;
+        report.bytes_after = report.bytes_before.saturating_sub(plan.freed_estimate);
         return Ok(report);
     }
-
-    // 5a. Packs nobody indexes: no reader can reach them.
-    for id in &unindexed {
-        remove_pack_file(repo, id)?;
-    }
-    // 5b. Repack, kind by kind: new packs, index, old packs.
-    progress.phase("repacking", Some(report.packs_repacked));
-    for ((ns, kind), packs) in &repack {
-        let mut writer = PackWriter::new(repo, &index, ns, kind)?.defer_indexing();
-        for u in packs {
-            let path = repo.local_pack(&u.id)?;
-            let mut file = File::open(&path).map_err(Error::io("opening", &path))?;
-            let mut block: Option<(u64, Vec<u8>)> = None;
-            for (hash, loc) in index.live_in_pack(u.pid, u.id)? {
-                if block
-                    .as_ref()
-                    .map(|(o, _)| *o != loc.block_off)
-                    .unwrap_or(true)
-                {
-                    let data = read_block(
-                        &mut file,
-                        &path,
-                        loc.block_off,
-                        loc.block_len,
-                        loc.block_raw,
-                    )?;
-                    block = Some((loc.block_off, data));
-                }
-                let Some((_, data)) = &block else {
-                    return Err(Error::Internal("repack lost its block"));
-                };
-                let body = data
-                    .get(loc.off as usize..loc.off as usize + loc.len as usize)
-                    .ok_or_else(|| Error::DamagedPack {
-                        pack: u.id.to_hex(),
-                        why: format!("entity {} lies outside its block", hash.short()),
-                    })?;
-                if codec::hash(body) != hash {
-                    return Err(Error::DamagedPack {
-                        pack: u.id.to_hex(),
-                        why: format!("entity {} does not match its hash", hash.short()),
-                    });
-                }
-                writer.add_copy(hash, body)?;
-                report.entities_moved += 1;
-            }
-            crate::interrupt::check()?;
-            progress.advance(1);
-        }
-        writer.close()?;
-        let new_packs = writer.take_deferred();
-        report.packs_written += new_packs.len() as u64;
-        drop(writer);
-        crash_point("prune-packs-written");
-        let old: Vec<PackId> = packs.iter().map(|u| u.id).collect();
-        index.replace_packs(&new_packs, &old)?;
-        repo.index_rewritten()?;
-        crash_point("prune-index");
-        for id in &old {
-            remove_pack_file(repo, id)?;
-            crash_point("prune-delete");
-        }
-    }
-    progress.done();
-    // 5c. Packs with nothing live: out of the index, then off the disk.
-    let dead_ids: Vec<PackId> = dead.iter().map(|u| u.id).collect();
-    index.replace_packs(&[], &dead_ids)?;
-    if !unindexed.is_empty() || !dead_ids.is_empty() || !repack.is_empty() {
-        repo.index_rewritten()?;
-    }
-    crash_point("prune-index");
-    for id in &dead_ids {
-        remove_pack_file(repo, id)?;
-        crash_point("prune-delete");
-    }
-    for sub in fs::read_dir(repo.root().join("packs"))
-        .map_err(Error::io("reading", repo.root().join("packs")))?
-        .flatten()
-    {
-        let p = sub.path();
-        if p.is_dir() {
-            // Empty fan-out directories go; full ones refuse, which is fine.
-            let _ = fs::remove_dir(&p);
-            let _ = fsutil::sync_dir(&p);
-        }
-    }
-    fsutil::sync_dir(&repo.root().join("packs"))?;
-    index.vacuum_if_sparse()?;
+    // 5. Act.
+    plan.execute(repo, &index, &mut report, progress)?;
     drop(index);
     drop(live);
     report.bytes_after = repo_bytes(repo)?;
     report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
     Ok(report)
+}
+
+/// Prune deletes data: it refuses a repository `check` finds problems in,
+/// unless forced.
+fn refuse_if_damaged(
+    repo: &Repository,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let checked = super::check::check_locked(repo, false, progress)?;
+    if !checked.problems.is_empty() && !opts.force {
+        return Err(Error::BadArgument(format!(
+            "the repository has {} problem(s) (`kindsnap check` lists them: {}); prune deletes data and refuses to run on a damaged repository; repair it, or pass --force to prune what is known to be unused anyway",
+            checked.problems.len(),
+            checked.problems[0].problem
+        )));
+    }
+    Ok(())
+}
+
+/// What prune will do: a value the dry run reports and the tests inspect.
+#[derive(Debug, Default)]
+struct PrunePlan<'u> {
+    /// Packs on disk the index does not know.
+    unindexed: Vec<PackId>,
+    /// Indexed packs with nothing live.
+    dead: Vec<&'u PackUsage>,
+    /// Packs mostly unused, by (namespace, kind).
+    repack: BTreeMap<(String, String), Vec<&'u PackUsage>>,
+    freed_estimate: u64,
+}
+
+impl<'u> PrunePlan<'u> {
+    /// Packs with nothing live are deleted; packs whose unused fraction
+    /// exceeds `max_unused` are repacked; packs nobody indexes go. Fills
+    /// the report's counts.
+    fn decide(
+        repo: &Repository,
+        usage: &'u [PackUsage],
+        max_unused: f64,
+        report: &mut PruneReport,
+    ) -> Result<PrunePlan<'u>> {
+        let mut plan = PrunePlan::default();
+        let indexed: HashSet<PackId> = usage.iter().map(|u| u.id).collect();
+        let on_disk = super::check::packs_on_disk(repo)?;
+        report.packs_before = on_disk.len() as u64;
+        plan.unindexed = on_disk
+            .iter()
+            .filter(|p| !indexed.contains(p))
+            .copied()
+            .collect();
+        for u in usage {
+            if u.live == 0 {
+                plan.dead.push(u);
+                plan.freed_estimate += u.size;
+                continue;
+            }
+            let unused = 1.0 - u.live_raw as f64 / u.raw_bytes.max(1) as f64;
+            if unused > max_unused {
+                plan.repack
+                    .entry((u.namespace.clone(), u.kind.clone()))
+                    .or_default()
+                    .push(u);
+                // The live part costs about its share of the compressed size.
+                plan.freed_estimate += (u.size as f64 * unused) as u64;
+            } else {
+                report.unused_bytes_kept += (u.size as f64 * unused) as u64;
+            }
+        }
+        for id in &plan.unindexed {
+            plan.freed_estimate += fs::metadata(repo.pack_path(id))
+                .map(|m| m.len())
+                .unwrap_or(0);
+        }
+        report.packs_deleted = plan.dead.len() as u64;
+        report.packs_repacked = plan.repack.values().map(|v| v.len() as u64).sum();
+        report.unindexed_deleted = plan.unindexed.len() as u64;
+        Ok(plan)
+    }
+
+    /// Unindexed packs first (no reader can reach them), then each kind's
+    /// repack (new packs, index, old packs), then the dead packs (index,
+    /// then files).
+    fn execute(
+        &self,
+        repo: &Repository,
+        index: &Index,
+        report: &mut PruneReport,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        for id in &self.unindexed {
+            remove_pack_file(repo, id)?;
+        }
+        progress.phase("repacking", Some(report.packs_repacked));
+        for ((ns, kind), packs) in &self.repack {
+            repack_kind(repo, index, ns, kind, packs, report, progress)?;
+        }
+        progress.done();
+        self.delete_dead(repo, index)
+    }
+
+    fn delete_dead(&self, repo: &Repository, index: &Index) -> Result<()> {
+        let (unindexed, repack) = (&self.unindexed, &self.repack);
+        let dead = &self.dead;
+        // Packs with nothing live: out of the index, then off the disk.
+        let dead_ids: Vec<PackId> = dead.iter().map(|u| u.id).collect();
+        index.replace_packs(&[], &dead_ids)?;
+        if !unindexed.is_empty() || !dead_ids.is_empty() || !repack.is_empty() {
+            repo.index_rewritten()?;
+        }
+        crash_point("prune-index");
+        for id in &dead_ids {
+            remove_pack_file(repo, id)?;
+            crash_point("prune-delete");
+        }
+        for sub in fs::read_dir(repo.root().join("packs"))
+            .map_err(Error::io("reading", repo.root().join("packs")))?
+            .flatten()
+        {
+            let p = sub.path();
+            if p.is_dir() {
+                // Empty fan-out directories go; full ones refuse, which is fine.
+                let _ = fs::remove_dir(&p);
+                let _ = fsutil::sync_dir(&p);
+            }
+        }
+        fsutil::sync_dir(&repo.root().join("packs"))?;
+        index.vacuum_if_sparse()?;
+        Ok(())
+    }
+}
+
+/// Repack one kind's mostly unused packs: their live bodies (re-hashed as
+/// they are read) into new packs, one index transaction that points the
+/// moved bodies at them and drops the old packs, then the old files.
+fn repack_kind(
+    repo: &Repository,
+    index: &Index,
+    ns: &str,
+    kind: &str,
+    packs: &[&PackUsage],
+    report: &mut PruneReport,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut writer = PackWriter::new(repo, index, ns, kind)?.defer_indexing();
+    for u in packs {
+        let path = repo.local_pack(&u.id)?;
+        let mut file = File::open(&path).map_err(Error::io("opening", &path))?;
+        let mut block: Option<(u64, Vec<u8>)> = None;
+        for (hash, loc) in index.live_in_pack(u.pid, u.id)? {
+            if block
+                .as_ref()
+                .map(|(o, _)| *o != loc.block_off)
+                .unwrap_or(true)
+            {
+                let data = read_block(
+                    &mut file,
+                    &path,
+                    loc.block_off,
+                    loc.block_len,
+                    loc.block_raw,
+                )?;
+                block = Some((loc.block_off, data));
+            }
+            let Some((_, data)) = &block else {
+                return Err(Error::Internal("repack lost its block"));
+            };
+            let body = data
+                .get(loc.off as usize..loc.off as usize + loc.len as usize)
+                .ok_or_else(|| Error::DamagedPack {
+                    pack: u.id.to_hex(),
+                    why: format!("entity {} lies outside its block", hash.short()),
+                })?;
+            if codec::hash(body) != hash {
+                return Err(Error::DamagedPack {
+                    pack: u.id.to_hex(),
+                    why: format!("entity {} does not match its hash", hash.short()),
+                });
+            }
+            writer.add_copy(hash, body)?;
+            report.entities_moved += 1;
+        }
+        crate::interrupt::check()?;
+        progress.advance(1);
+    }
+    writer.close()?;
+    let new_packs = writer.take_deferred();
+    report.packs_written += new_packs.len() as u64;
+    drop(writer);
+    crash_point("prune-packs-written");
+    let old: Vec<PackId> = packs.iter().map(|u| u.id).collect();
+    index.replace_packs(&new_packs, &old)?;
+    repo.index_rewritten()?;
+    crash_point("prune-index");
+    for id in &old {
+        remove_pack_file(repo, id)?;
+        crash_point("prune-delete");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn usage(n: u8, kind: &str, raw: u64, live_raw: u64) -> PackUsage {
+        PackUsage {
+            pid: n as i64,
+            id: PackId::from([n; 32]),
+            namespace: String::new(),
+            kind: kind.into(),
+            size: 1000,
+            raw_bytes: raw,
+            entities: 10,
+            live: if live_raw == 0 { 0 } else { 5 },
+            live_raw,
+        }
+    }
+
+    #[test]
+    fn the_plan_deletes_dead_packs_and_repacks_mostly_unused_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(&dir.path().join("r")).unwrap();
+        let usage = vec![
+            usage(1, "A", 4000, 0),    // dead
+            usage(2, "A", 4000, 1000), // 75 % unused: repacked
+            usage(3, "B", 4000, 3900), // 2.5 % unused: kept
+            usage(4, "B", 4000, 100),  // repacked
+        ];
+        let mut report = PruneReport::default();
+        let plan = PrunePlan::decide(&repo, &usage, 0.05, &mut report).unwrap();
+        let ids = |v: &[&PackUsage]| v.iter().map(|u| u.pid).collect::<Vec<_>>();
+        assert_eq!(ids(&plan.dead), [1]);
+        assert_eq!(ids(&plan.repack[&(String::new(), "A".into())]), [2]);
+        assert_eq!(ids(&plan.repack[&(String::new(), "B".into())]), [4]);
+        assert!(plan.unindexed.is_empty());
+        assert_eq!((report.packs_deleted, report.packs_repacked), (1, 2));
+        // 1000 (dead) + 750 + 975 (the unused shares); pack 3's 25 kept.
+        assert_eq!(plan.freed_estimate, 1000 + 750 + 975);
+        assert_eq!(report.unused_bytes_kept, 25);
+    }
 }
