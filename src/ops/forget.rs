@@ -239,18 +239,77 @@ pub fn forget(
         .filter(|i| !hidden.contains(&i.id))
         .cloned()
         .collect();
-
     // 1. Decide, per group.
-    let mut groups: BTreeMap<(String, String), Vec<SnapshotInfo>> = BTreeMap::new();
-    for i in &visible {
-        groups.entry(group_key(i)).or_default().push(i.clone());
+    let decided = decide(&visible, policy, opts.allow_empty)?;
+    let mut report = ForgetReport {
+        dry_run: opts.dry_run,
+        kept: decided.keep.len() as u64,
+        removed: decided.forgotten.len() as u64,
+        groups: decided.groups,
+        rewritten: 0,
+        leftovers_removed: 0,
+    };
+    // 2. Which kept snapshots lose a parent.
+    let plans = fold_plans(&all, &visible, &decided.keep)?;
+    report.rewritten = plans.len() as u64;
+    if opts.dry_run {
+        return Ok(report);
     }
-    let mut report_groups = Vec::new();
-    let mut keep: HashSet<SnapshotId> = HashSet::new();
-    let mut forgotten: HashSet<SnapshotId> = HashSet::new();
-    for ((source, kinds_filter), snaps) in &groups {
+    if !plans.is_empty() {
+        repo.upgrade_format()?;
+    }
+    // 3. Publish the rewritten manifests, parents before children.
+    let new_ids = publish_folds(repo, &plans, progress)?;
+    for g in &mut report.groups {
+        for d in &mut g.snapshots {
+            if let Some(id) = SnapshotId::from_hex(&d.id) {
+                d.new_id = new_ids.get(&id).map(|(n, _)| n.to_hex());
+            }
+        }
+    }
+    // 4. Delete, newest first: forgotten snapshots, replaced manifests.
+    let mut doomed: Vec<&SnapshotInfo> = all
+        .iter()
+        .filter(|i| {
+            decided.forgotten.contains(&i.id)
+                || hidden.contains(&i.id)
+                || new_ids.contains_key(&i.id)
+        })
+        .collect();
+    doomed.sort_by(|a, b| b.time_us.cmp(&a.time_us).then(b.id.cmp(&a.id)));
+    for i in doomed {
+        repo.remove_manifest(&i.id)?;
+        if hidden.contains(&i.id) {
+            report.leftovers_removed += 1;
+        }
+        crash_point("forget-delete");
+    }
+    fsutil::sync_dir(&repo.snapshots_dir())?;
+    Ok(report)
+}
+
+/// What the policy decided, over every group.
+struct Decided {
+    groups: Vec<Group>,
+    keep: HashSet<SnapshotId>,
+    forgotten: HashSet<SnapshotId>,
+}
+
+/// Apply the policy to each group of snapshots (same source and kinds);
+/// refuses to empty a group unless `allow_empty`.
+fn decide(visible: &[SnapshotInfo], policy: &Policy, allow_empty: bool) -> Result<Decided> {
+    let mut by_group: BTreeMap<(String, String), Vec<SnapshotInfo>> = BTreeMap::new();
+    for i in visible {
+        by_group.entry(group_key(i)).or_default().push(i.clone());
+    }
+    let mut out = Decided {
+        groups: Vec::new(),
+        keep: HashSet::new(),
+        forgotten: HashSet::new(),
+    };
+    for ((source, kinds_filter), snaps) in &by_group {
         let decided = apply_policy(snaps, policy);
-        if decided.iter().all(|(_, r)| r.is_empty()) && !opts.allow_empty {
+        if decided.iter().all(|(_, r)| r.is_empty()) && !allow_empty {
             return Err(Error::BadArgument(format!(
                 "the policy would remove all {} snapshots of {source}{}; nothing was changed (keep at least one, e.g. --keep-last 1, or pass --allow-empty)",
                 decided.len(),
@@ -265,9 +324,9 @@ pub fn forget(
         for (s, reasons) in decided {
             let k = !reasons.is_empty();
             if k {
-                keep.insert(s.id);
+                out.keep.insert(s.id);
             } else {
-                forgotten.insert(s.id);
+                out.forgotten.insert(s.id);
             }
             decisions.push(Decision {
                 id: s.id.to_hex(),
@@ -278,28 +337,31 @@ pub fn forget(
                 new_id: None,
             });
         }
-        report_groups.push(Group {
+        out.groups.push(Group {
             source: source.clone(),
             kinds_filter: kinds_filter.clone(),
             snapshots: decisions,
         });
     }
-    let mut report = ForgetReport {
-        dry_run: opts.dry_run,
-        groups: report_groups,
-        kept: keep.len() as u64,
-        removed: forgotten.len() as u64,
-        rewritten: 0,
-        leftovers_removed: 0,
-    };
+    Ok(out)
+}
 
-    // 2. Which kept snapshots lose a parent: fold the forgotten ones
-    // between them and their nearest kept ancestor.
+/// A kept snapshot whose chain runs through forgotten ones: those (oldest
+/// first) fold into it, onto its nearest kept ancestor.
+type FoldPlan = (SnapshotInfo, Vec<SnapshotInfo>, Option<SnapshotInfo>);
+
+/// The kept snapshots that lose a parent, oldest first, each with the
+/// forgotten snapshots between it and its nearest kept ancestor.
+fn fold_plans(
+    all: &[SnapshotInfo],
+    visible: &[SnapshotInfo],
+    keep: &HashSet<SnapshotId>,
+) -> Result<Vec<FoldPlan>> {
     let present: HashMap<SnapshotId, SnapshotInfo> =
         all.iter().map(|i| (i.id, i.clone())).collect();
-    let replacements = manifest::replacement_map(&all);
+    let replacements = manifest::replacement_map(all);
     let resolve = |p: SnapshotId| manifest::resolve_parent(p, &present, &replacements);
-    let mut plans: Vec<(SnapshotInfo, Vec<SnapshotInfo>, Option<SnapshotInfo>)> = Vec::new();
+    let mut plans = Vec::new();
     let mut kept_sorted: Vec<&SnapshotInfo> =
         visible.iter().filter(|i| keep.contains(&i.id)).collect();
     kept_sorted.sort_by(|a, b| a.time_us.cmp(&b.time_us).then(a.id.cmp(&b.id)));
@@ -336,18 +398,19 @@ pub fn forget(
             plans.push((k.clone(), path, ancestor));
         }
     }
-    report.rewritten = plans.len() as u64;
-    if opts.dry_run {
-        return Ok(report);
-    }
-    if !plans.is_empty() {
-        repo.upgrade_format()?;
-    }
+    Ok(plans)
+}
 
-    // 3. Publish the rewritten manifests, parents before children.
+/// Publish each fold, parents before children (a child's new parent is
+/// its ancestor's new manifest). Returns old id → (new id, depth).
+fn publish_folds(
+    repo: &Repository,
+    plans: &[FoldPlan],
+    progress: &dyn Progress,
+) -> Result<HashMap<SnapshotId, (SnapshotId, u32)>> {
     progress.phase("rewriting snapshots", Some(plans.len() as u64));
     let mut new_ids: HashMap<SnapshotId, (SnapshotId, u32)> = HashMap::new();
-    for (k, path, ancestor) in &plans {
+    for (k, path, ancestor) in plans {
         let (new_parent, parent_depth) = match ancestor {
             Some(a) => match new_ids.get(&a.id) {
                 Some((id, depth)) => (Some(*id), *depth),
@@ -360,31 +423,7 @@ pub fn forget(
         progress.advance(1);
     }
     progress.done();
-    for g in &mut report.groups {
-        for d in &mut g.snapshots {
-            if let Some(id) = SnapshotId::from_hex(&d.id) {
-                d.new_id = new_ids.get(&id).map(|(n, _)| n.to_hex());
-            }
-        }
-    }
-
-    // 4. Delete, newest first: forgotten snapshots, replaced manifests.
-    let mut doomed: Vec<&SnapshotInfo> = all
-        .iter()
-        .filter(|i| {
-            forgotten.contains(&i.id) || hidden.contains(&i.id) || new_ids.contains_key(&i.id)
-        })
-        .collect();
-    doomed.sort_by(|a, b| b.time_us.cmp(&a.time_us).then(b.id.cmp(&a.id)));
-    for i in doomed {
-        repo.remove_manifest(&i.id)?;
-        if hidden.contains(&i.id) {
-            report.leftovers_removed += 1;
-        }
-        crash_point("forget-delete");
-    }
-    fsutil::sync_dir(&repo.snapshots_dir())?;
-    Ok(report)
+    Ok(new_ids)
 }
 
 /// Remove the manifests a stopped forget left behind (replaced ones).
