@@ -321,3 +321,20 @@ fn the_demo_finds_the_binary_where_cargo_puts_it() {
     );
     assert!(stdout.contains("no problems found"), "{stdout}");
 }
+
+#[test]
+fn installs_are_stripped_and_profiling_keeps_symbols() {
+    // README.md promises a small installed binary and docs/benchmarks.md a
+    // `profiling` profile with line tables.
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .unwrap();
+    let cargo: toml::Value = toml::from_str(&text).unwrap();
+    let release = &cargo["profile"]["release"];
+    assert_eq!(release["strip"].as_bool(), Some(true));
+    assert_eq!(release["debug"].as_bool(), Some(false));
+    let profiling = &cargo["profile"]["profiling"];
+    assert_eq!(profiling["inherits"].as_str(), Some("release"));
+    assert_eq!(profiling["debug"].as_integer(), Some(1));
+    assert_eq!(profiling["strip"].as_str(), Some("none"));
+}
