@@ -690,3 +690,85 @@ fn reads_wait_for_an_exclusive_lock() {
         assert!(child.wait().unwrap().success(), "{args:?}");
     }
 }
+
+#[test]
+fn mistyped_names_get_a_suggestion_on_one_line() {
+    let w = Work::new();
+    w.init();
+    w.write(
+        "a.jsonl",
+        concat!(
+            "{\"key\":{\"path\":[{\"kind\":\"product\",\"name\":\"SKU-007\"}]},\"properties\":{}}\n",
+            "{\"key\":{\"path\":[{\"kind\":\"customer\",\"id\":\"1\"}]},\"properties\":{}}\n",
+        ),
+    );
+    for (day, name) in [("2026-12-04", "monday"), ("2026-12-05", "tuesday")] {
+        let out = w
+            .ks()
+            .args(["snapshot", "--from", "jsonl:a.jsonl", "--name", name])
+            .env("KINDSNAP_NOW", format!("{day}T18:31:03Z"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let one_line = |args: &[&str], want: &[&str]| {
+        let err = w.fails(args);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        for s in want {
+            assert!(err.contains(s), "{args:?}: want {s:?} in {err}");
+        }
+    };
+    // Snapshot names: the closest names, and what to run.
+    one_line(
+        &["show", "mondya"],
+        &["did you mean `monday`?", "`kindsnap log` lists snapshots"],
+    );
+    // How far back latest~N goes, and where @DATE starts.
+    one_line(
+        &["show", "latest~2"],
+        &["has 2 snapshots, `latest` to `latest~1`"],
+    );
+    one_line(
+        &["show", "@2026-12-01"],
+        &["the oldest snapshot, `monday`, was taken 2026-12-04T18:31:03Z"],
+    );
+    // A prefix too short to read as an id.
+    one_line(
+        &["show", "ab"],
+        &["an id prefix needs at least 4 hex digits"],
+    );
+    one_line(
+        &["show", "ffffff"],
+        &["no snapshot id starts with `ffffff`"],
+    );
+    // Kinds: case-insensitive, then by edit distance.
+    one_line(
+        &["cat", "tuesday", "Product:SKU-007"],
+        &[
+            "kind `Product` is not in snapshot `tuesday`",
+            "did you mean `product`?",
+            "`kindsnap show tuesday` lists its kinds",
+        ],
+    );
+    one_line(
+        &["diff", "monday", "tuesday", "--kind", "custmer"],
+        &["kind `custmer`", "did you mean `customer`?"],
+    );
+    one_line(
+        &[
+            "restore",
+            "monday",
+            "--to",
+            "jsonl:out.jsonl",
+            "--kinds",
+            "prodct",
+        ],
+        &["did you mean `product`?"],
+    );
+    one_line(
+        &["diff", "monday", "tuesday", "--kind", "zebra"],
+        &["(it has: customer, product)"],
+    );
+    // A missing key of a present kind is still "not found".
+    one_line(&["cat", "tuesday", "product:SKU-999"], &["not found"]);
+}
