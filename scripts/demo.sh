@@ -26,7 +26,7 @@ sql "$work/shop.db" docs/examples/shop-day2.sql
 run snapshot --from "sqlite:$work/shop.db" --name tuesday
 run log
 run diff monday tuesday
-run diff monday tuesday --props --kind product --kind customer
+run diff monday tuesday --props --kinds product,customer
 run cat tuesday product:SKU-007
 run restore monday --to "sqlite:$work/monday.db"
 run snapshot --from "sqlite:$work/monday.db" --name restored

@@ -772,3 +772,53 @@ fn mistyped_names_get_a_suggestion_on_one_line() {
     // A missing key of a present kind is still "not found".
     one_line(&["cat", "tuesday", "product:SKU-999"], &["not found"]);
 }
+
+#[test]
+fn log_has_aliases_and_kinds_has_one_spelling() {
+    let w = Work::new();
+    w.init();
+    w.write(
+        "a.jsonl",
+        concat!(
+            "{\"key\":{\"path\":[{\"kind\":\"product\",\"name\":\"p1\"}]},\"properties\":{}}\n",
+            "{\"key\":{\"path\":[{\"kind\":\"customer\",\"id\":\"1\"}]},\"properties\":{}}\n",
+        ),
+    );
+    snapshot(&w, "a.jsonl", "one");
+    w.write(
+        "a.jsonl",
+        "{\"key\":{\"path\":[{\"kind\":\"order\",\"id\":\"1\"}]},\"properties\":{}}\n",
+    );
+    snapshot(&w, "a.jsonl", "two");
+    let log = w.ok(&["log"]);
+    assert_eq!(w.ok(&["ls"]), log);
+    assert_eq!(w.ok(&["snapshots"]), log);
+    // `--kinds` on every command; the old singular still works, and
+    // comma-separated equals repeated.
+    let diff = |args: &[&str]| {
+        let mut all = vec!["diff", "one", "two", "--json"];
+        all.extend_from_slice(args);
+        w.ok(&all)
+    };
+    let two = diff(&["--kinds", "product,customer"]);
+    assert!(two.contains("product") && two.contains("customer") && !two.contains("order"));
+    assert_eq!(diff(&["--kind", "product", "--kind", "customer"]), two);
+    assert_eq!(diff(&["--kinds", "product", "--kinds", "customer"]), two);
+    w.ok(&[
+        "export",
+        "one",
+        "--to",
+        "jsonl:e.jsonl",
+        "--kind",
+        "product",
+    ]);
+    w.ok(&[
+        "restore",
+        "one",
+        "--to",
+        "jsonl:r.jsonl",
+        "--kind",
+        "product",
+        "-n",
+    ]);
+}

@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long, value_name = "TARGET")]
     to: String,
     /// Only these kinds (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Option<Vec<String>>,
 }
 

@@ -96,6 +96,7 @@ enum Command {
     /// Store a snapshot of a source; only what changed is stored again.
     Snapshot(snapshot::Args),
     /// List snapshots, newest first.
+    #[command(visible_aliases = ["snapshots", "ls"])]
     Log(log::Args),
     /// Show a snapshot's kinds with their sizes.
     Show(show::Args),
