@@ -822,3 +822,61 @@ fn log_has_aliases_and_kinds_has_one_spelling() {
         "-n",
     ]);
 }
+
+#[test]
+fn source_errors_are_one_clean_line() {
+    let w = Work::new();
+    w.init();
+    let clean = |err: &str| {
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(
+            !err.contains('\u{1b}'),
+            "no colour when not a terminal: {err}"
+        );
+        assert!(!err.contains("WARN"), "no library log lines: {err}");
+    };
+    // Production Datastore without any credentials: gcp_auth's retry
+    // warnings stay out of the way of the one error.
+    let home = w.path("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = w
+        .ks()
+        .args([
+            "snapshot",
+            "--from",
+            "datastore:acme-prod",
+            "--timeout",
+            "10",
+        ])
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("CLOUDSDK_CONFIG", home.join("gcloud"))
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GOOGLE_SERVICE_ACCOUNT")
+        .env_remove("DATASTORE_EMULATOR_HOST")
+        .env_remove("KINDSNAP_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    clean(&err);
+    assert!(err.contains("credentials"), "{err}");
+    // `file:` is not a scheme kindsnap knows; it says what to write.
+    let err = w.fails(&["snapshot", "--from", "file:shop.db"]);
+    clean(&err);
+    assert!(!err.contains("sqlite:file:"), "{err}");
+    assert!(
+        err.contains("`file:`") && err.contains("write `sqlite:shop.db`"),
+        "{err}"
+    );
+    // A line in the wrong shape points at the entity format.
+    w.write("ids.jsonl", "{\"id\": 1}\n");
+    let err = w.fails(&["snapshot", "--from", "jsonl:ids.jsonl"]);
+    clean(&err);
+    assert!(
+        err.contains("ids.jsonl:1")
+            && err.contains("Datastore v1 entity")
+            && err.contains("docs/format.md"),
+        "{err}"
+    );
+}
