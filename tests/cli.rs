@@ -880,3 +880,43 @@ fn source_errors_are_one_clean_line() {
         "{err}"
     );
 }
+
+#[test]
+fn counts_and_times_read_the_same_everywhere() {
+    let w = Work::new();
+    w.init();
+    w.write(
+        "a.jsonl",
+        "{\"key\":{\"path\":[{\"kind\":\"Post\",\"id\":\"1\"}]},\"properties\":{}}\n",
+    );
+    let out = w
+        .ks()
+        .args(["snapshot", "--from", "jsonl:a.jsonl", "--name", "only"])
+        .env("KINDSNAP_NOW", "2026-12-05T18:31:03.123456Z")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // One snapshot, one entity: no "1 snapshots".
+    let stats = w.ok(&["stats"]);
+    assert!(stats.contains(": 1 snapshot,"), "{stats}");
+    let check = w.ok(&["check", "--read-data"]);
+    assert!(check.contains("checked 1 snapshot, "), "{check}");
+    assert!(check.contains("read 1 entity "), "{check}");
+    let prune = w.ok(&["prune", "--dry-run"]);
+    assert!(prune.contains("1 snapshot references 1 entity;"), "{prune}");
+    let export = w.ok(&["export", "only", "--to", "jsonl:e.jsonl"]);
+    assert!(export.contains("exported 1 entity "), "{export}");
+    for text in [&stats, &check, &prune, &export] {
+        for wrong in ["1 snapshots", "1 packs", "1 entities", "(s)"] {
+            assert!(!text.contains(wrong), "{wrong:?} in {text}");
+        }
+    }
+    // The same time, the same way: RFC 3339 in UTC to the second.
+    let forget = w.ok(&["forget", "--keep-last", "1", "--dry-run"]);
+    let show = w.ok(&["show", "only"]);
+    for text in [w.ok(&["log"]), stats, forget, show] {
+        assert!(text.contains("2026-12-05T18:31:03Z"), "{text}");
+        assert!(!text.contains("18:31:03.123"), "{text}");
+        assert!(!text.contains("2026-12-05 18:31"), "{text}");
+    }
+}

@@ -52,7 +52,7 @@ fn short(v: &Value) -> String {
             }
             q
         }
-        ValueKind::Blob(b) => format!("<blob {} bytes>", b.len()),
+        ValueKind::Blob(b) => format!("<blob {}>", super::output::count(b.len(), "byte")),
         ValueKind::Key(k) => format!("Key({})", k),
         ValueKind::GeoPoint(g) => format!("({}, {})", g.latitude, g.longitude),
         ValueKind::Array(vs) => {

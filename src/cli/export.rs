@@ -44,7 +44,8 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     if !settings.quiet {
         let mut out = Out::new();
         out.line(format!(
-            "exported {n} entities of snapshot {} to {}",
+            "exported {} of snapshot {} to {}",
+            super::output::count(n, "entity"),
             info.name,
             path.display()
         ))?;

@@ -148,8 +148,8 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     if settings.quiet && !args.json {
         if report.rejected() > 0 {
             eprintln!(
-                "kindsnap: {} entities were rejected and skipped",
-                report.rejected()
+                "kindsnap: {} rejected and skipped",
+                super::output::count(report.rejected(), "entity")
             );
         }
         return Ok(code);
@@ -261,8 +261,8 @@ fn print_report(out: &mut Out, r: &r::RestoreReport, name: &str, to: &str) -> an
     }
     if r.rejected() > r.rejections.len() as u64 {
         out.line(format!(
-            "… and {} more rejections",
-            r.rejected() - r.rejections.len() as u64
+            "… and {} more",
+            super::output::count(r.rejected() - r.rejections.len() as u64, "rejection")
         ))?;
     }
     Ok(())
