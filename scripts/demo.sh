@@ -5,7 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-ks="$PWD/target/release/kindsnap"
+# Ask cargo where it put the binary: CARGO_TARGET_DIR, build.target-dir in
+# a .cargo/config.toml, or a workspace may move it away from ./target.
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+ks="$target_dir/release/kindsnap"
+[[ -x "$ks" ]] || { echo "demo.sh: no binary at $ks after cargo build" >&2; exit 1; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export KINDSNAP_REPO="$work/repo"
@@ -21,7 +26,7 @@ sql "$work/shop.db" docs/examples/shop-day2.sql
 run snapshot --from "sqlite:$work/shop.db" --name tuesday
 run log
 run diff monday tuesday
-run diff monday tuesday --props --kind product --kind customer
+run diff monday tuesday --props --kinds product,customer
 run cat tuesday product:SKU-007
 run restore monday --to "sqlite:$work/monday.db"
 run snapshot --from "sqlite:$work/monday.db" --name restored

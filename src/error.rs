@@ -100,8 +100,20 @@ pub enum Error {
     #[error("lost the repository lock of {url} {why}; run the command again")]
     LockLost { url: String, why: String },
 
-    #[error("snapshot `{spec}` not found; `kindsnap log` lists snapshots")]
-    UnknownSnapshot { spec: String },
+    /// `hint` is empty, " (did you mean …?)", or starts with "; " or ": "
+    /// (the valid range of `latest~N` or `@DATE`, the shortest id prefix).
+    #[error("snapshot `{spec}` not found{hint}; `kindsnap log` lists snapshots")]
+    UnknownSnapshot { spec: String, hint: String },
+
+    /// `within` names the snapshot(s) ("snapshot `monday`"); `hint` is
+    /// empty or " (did you mean …?)"; `show` is a snapshot to list.
+    #[error("kind `{kind}` is not in {within}{hint}; `kindsnap show {show}` lists its kinds")]
+    UnknownKind {
+        kind: String,
+        within: String,
+        hint: String,
+        show: String,
+    },
 
     #[error("snapshot `{spec}` is ambiguous: it matches {matches}; use more digits of the id")]
     AmbiguousSnapshot { spec: String, matches: String },

@@ -690,3 +690,233 @@ fn reads_wait_for_an_exclusive_lock() {
         assert!(child.wait().unwrap().success(), "{args:?}");
     }
 }
+
+#[test]
+fn mistyped_names_get_a_suggestion_on_one_line() {
+    let w = Work::new();
+    w.init();
+    w.write(
+        "a.jsonl",
+        concat!(
+            "{\"key\":{\"path\":[{\"kind\":\"product\",\"name\":\"SKU-007\"}]},\"properties\":{}}\n",
+            "{\"key\":{\"path\":[{\"kind\":\"customer\",\"id\":\"1\"}]},\"properties\":{}}\n",
+        ),
+    );
+    for (day, name) in [("2026-12-04", "monday"), ("2026-12-05", "tuesday")] {
+        let out = w
+            .ks()
+            .args(["snapshot", "--from", "jsonl:a.jsonl", "--name", name])
+            .env("KINDSNAP_NOW", format!("{day}T18:31:03Z"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let one_line = |args: &[&str], want: &[&str]| {
+        let err = w.fails(args);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        for s in want {
+            assert!(err.contains(s), "{args:?}: want {s:?} in {err}");
+        }
+    };
+    // Snapshot names: the closest names, and what to run.
+    one_line(
+        &["show", "mondya"],
+        &["did you mean `monday`?", "`kindsnap log` lists snapshots"],
+    );
+    // How far back latest~N goes, and where @DATE starts.
+    one_line(
+        &["show", "latest~2"],
+        &["has 2 snapshots, `latest` to `latest~1`"],
+    );
+    one_line(
+        &["show", "@2026-12-01"],
+        &["the oldest snapshot, `monday`, was taken 2026-12-04T18:31:03Z"],
+    );
+    // A prefix too short to read as an id.
+    one_line(
+        &["show", "ab"],
+        &["an id prefix needs at least 4 hex digits"],
+    );
+    one_line(
+        &["show", "ffffff"],
+        &["no snapshot id starts with `ffffff`"],
+    );
+    // Kinds: case-insensitive, then by edit distance.
+    one_line(
+        &["cat", "tuesday", "Product:SKU-007"],
+        &[
+            "kind `Product` is not in snapshot `tuesday`",
+            "did you mean `product`?",
+            "`kindsnap show tuesday` lists its kinds",
+        ],
+    );
+    one_line(
+        &["diff", "monday", "tuesday", "--kind", "custmer"],
+        &["kind `custmer`", "did you mean `customer`?"],
+    );
+    one_line(
+        &[
+            "restore",
+            "monday",
+            "--to",
+            "jsonl:out.jsonl",
+            "--kinds",
+            "prodct",
+        ],
+        &["did you mean `product`?"],
+    );
+    one_line(
+        &["diff", "monday", "tuesday", "--kind", "zebra"],
+        &["(it has: customer, product)"],
+    );
+    // A missing key of a present kind is still "not found".
+    one_line(&["cat", "tuesday", "product:SKU-999"], &["not found"]);
+}
+
+#[test]
+fn log_has_aliases_and_kinds_has_one_spelling() {
+    let w = Work::new();
+    w.init();
+    w.write(
+        "a.jsonl",
+        concat!(
+            "{\"key\":{\"path\":[{\"kind\":\"product\",\"name\":\"p1\"}]},\"properties\":{}}\n",
+            "{\"key\":{\"path\":[{\"kind\":\"customer\",\"id\":\"1\"}]},\"properties\":{}}\n",
+        ),
+    );
+    snapshot(&w, "a.jsonl", "one");
+    w.write(
+        "a.jsonl",
+        "{\"key\":{\"path\":[{\"kind\":\"order\",\"id\":\"1\"}]},\"properties\":{}}\n",
+    );
+    snapshot(&w, "a.jsonl", "two");
+    let log = w.ok(&["log"]);
+    assert_eq!(w.ok(&["ls"]), log);
+    assert_eq!(w.ok(&["snapshots"]), log);
+    // `--kinds` on every command; the old singular still works, and
+    // comma-separated equals repeated.
+    let diff = |args: &[&str]| {
+        let mut all = vec!["diff", "one", "two", "--json"];
+        all.extend_from_slice(args);
+        w.ok(&all)
+    };
+    let two = diff(&["--kinds", "product,customer"]);
+    assert!(two.contains("product") && two.contains("customer") && !two.contains("order"));
+    assert_eq!(diff(&["--kind", "product", "--kind", "customer"]), two);
+    assert_eq!(diff(&["--kinds", "product", "--kinds", "customer"]), two);
+    w.ok(&[
+        "export",
+        "one",
+        "--to",
+        "jsonl:e.jsonl",
+        "--kind",
+        "product",
+    ]);
+    w.ok(&[
+        "restore",
+        "one",
+        "--to",
+        "jsonl:r.jsonl",
+        "--kind",
+        "product",
+        "-n",
+    ]);
+}
+
+#[test]
+fn source_errors_are_one_clean_line() {
+    let w = Work::new();
+    w.init();
+    let clean = |err: &str| {
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(
+            !err.contains('\u{1b}'),
+            "no colour when not a terminal: {err}"
+        );
+        assert!(!err.contains("WARN"), "no library log lines: {err}");
+    };
+    // Production Datastore without any credentials: gcp_auth's retry
+    // warnings stay out of the way of the one error.
+    let home = w.path("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = w
+        .ks()
+        .args([
+            "snapshot",
+            "--from",
+            "datastore:acme-prod",
+            "--timeout",
+            "10",
+        ])
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("CLOUDSDK_CONFIG", home.join("gcloud"))
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GOOGLE_SERVICE_ACCOUNT")
+        .env_remove("DATASTORE_EMULATOR_HOST")
+        .env_remove("KINDSNAP_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    clean(&err);
+    assert!(err.contains("credentials"), "{err}");
+    // `file:` is not a scheme kindsnap knows; it says what to write.
+    let err = w.fails(&["snapshot", "--from", "file:shop.db"]);
+    clean(&err);
+    assert!(!err.contains("sqlite:file:"), "{err}");
+    assert!(
+        err.contains("`file:`") && err.contains("write `sqlite:shop.db`"),
+        "{err}"
+    );
+    // A line in the wrong shape points at the entity format.
+    w.write("ids.jsonl", "{\"id\": 1}\n");
+    let err = w.fails(&["snapshot", "--from", "jsonl:ids.jsonl"]);
+    clean(&err);
+    assert!(
+        err.contains("ids.jsonl:1")
+            && err.contains("Datastore v1 entity")
+            && err.contains("docs/format.md"),
+        "{err}"
+    );
+}
+
+#[test]
+fn counts_and_times_read_the_same_everywhere() {
+    let w = Work::new();
+    w.init();
+    w.write(
+        "a.jsonl",
+        "{\"key\":{\"path\":[{\"kind\":\"Post\",\"id\":\"1\"}]},\"properties\":{}}\n",
+    );
+    let out = w
+        .ks()
+        .args(["snapshot", "--from", "jsonl:a.jsonl", "--name", "only"])
+        .env("KINDSNAP_NOW", "2026-12-05T18:31:03.123456Z")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // One snapshot, one entity: no "1 snapshots".
+    let stats = w.ok(&["stats"]);
+    assert!(stats.contains(": 1 snapshot,"), "{stats}");
+    let check = w.ok(&["check", "--read-data"]);
+    assert!(check.contains("checked 1 snapshot, "), "{check}");
+    assert!(check.contains("read 1 entity "), "{check}");
+    let prune = w.ok(&["prune", "--dry-run"]);
+    assert!(prune.contains("1 snapshot references 1 entity;"), "{prune}");
+    let export = w.ok(&["export", "only", "--to", "jsonl:e.jsonl"]);
+    assert!(export.contains("exported 1 entity "), "{export}");
+    for text in [&stats, &check, &prune, &export] {
+        for wrong in ["1 snapshots", "1 packs", "1 entities", "(s)"] {
+            assert!(!text.contains(wrong), "{wrong:?} in {text}");
+        }
+    }
+    // The same time, the same way: RFC 3339 in UTC to the second.
+    let forget = w.ok(&["forget", "--keep-last", "1", "--dry-run"]);
+    let show = w.ok(&["show", "only"]);
+    for text in [w.ok(&["log"]), stats, forget, show] {
+        assert!(text.contains("2026-12-05T18:31:03Z"), "{text}");
+        assert!(!text.contains("18:31:03.123"), "{text}");
+        assert!(!text.contains("2026-12-05 18:31"), "{text}");
+    }
+}

@@ -279,3 +279,62 @@ fn the_runner_finds_blocks_and_comments() {
     assert_eq!((ps[0].line, ps[0].code.as_str()), (2, "echo 1\n"));
     assert_eq!((ps[1].line, ps[1].code.as_str()), (8, "echo 2\n"));
 }
+
+#[test]
+fn the_demo_finds_the_binary_where_cargo_puts_it() {
+    // scripts/demo.sh asks cargo for the target directory instead of
+    // assuming ./target. A `cargo` shim skips the release build (too slow
+    // for a test) and passes `cargo metadata` through; CARGO_TARGET_DIR
+    // points at a directory whose release/kindsnap is the test binary.
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("elsewhere");
+    std::fs::create_dir_all(target.join("release")).unwrap();
+    std::os::unix::fs::symlink(kindsnap(), target.join("release/kindsnap")).unwrap();
+    let shims = dir.path().join("bin");
+    std::fs::create_dir_all(&shims).unwrap();
+    let real = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let shim = shims.join("cargo");
+    std::fs::write(
+        &shim,
+        format!("#!/bin/sh\n[ \"$1\" = build ] && exit 0\nexec '{real}' \"$@\"\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        shims.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/demo.sh"))
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("KINDSNAP_REPO")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("no problems found"), "{stdout}");
+}
+
+#[test]
+fn installs_are_stripped_and_profiling_keeps_symbols() {
+    // README.md promises a small installed binary and docs/benchmarks.md a
+    // `profiling` profile with line tables.
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .unwrap();
+    let cargo: toml::Value = toml::from_str(&text).unwrap();
+    let release = &cargo["profile"]["release"];
+    assert_eq!(release["strip"].as_bool(), Some(true));
+    assert_eq!(release["debug"].as_bool(), Some(false));
+    let profiling = &cargo["profile"]["profiling"];
+    assert_eq!(profiling["inherits"].as_str(), Some("release"));
+    assert_eq!(profiling["debug"].as_integer(), Some(1));
+    assert_eq!(profiling["strip"].as_str(), Some("none"));
+}

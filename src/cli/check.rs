@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::output::bytes;
+use super::output::{bytes, count};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -33,13 +33,13 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         out.json(&serde_json::to_value(&report)?)?;
     } else if !settings.quiet {
         out.line(format!(
-            "checked {} snapshots, {} packs{}",
-            report.snapshots,
-            report.packs,
+            "checked {}, {}{}",
+            count(report.snapshots, "snapshot"),
+            count(report.packs, "pack"),
             if args.read_data {
                 format!(
-                    ", read {} entities ({})",
-                    report.entities_read,
+                    ", read {} ({})",
+                    count(report.entities_read, "entity"),
                     bytes(report.bytes_read)
                 )
             } else {
@@ -63,7 +63,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     if report.problems.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("kindsnap: check found {} problem(s)", report.problems.len());
+        eprintln!(
+            "kindsnap: check found {}",
+            count(report.problems.len(), "problem")
+        );
         Ok(ExitCode::from(3))
     }
 }
@@ -75,16 +78,17 @@ pub fn rebuild(repo: &kindsnap::repo::Repository, settings: &Settings) -> anyhow
     if !settings.quiet {
         let mut out = Out::new();
         out.line(format!(
-            "rebuilt the index: {} entities in {} packs",
-            r.entities, r.packs
+            "rebuilt the index: {} in {}",
+            count(r.entities, "entity"),
+            count(r.packs, "pack")
         ))?;
         for d in &r.damaged {
             out.line(format!(
-                "damaged pack {} ({}): salvaged {} entities from {} blocks{}",
+                "damaged pack {} ({}): salvaged {} from {}{}",
                 &d.pack[..8],
                 d.why,
-                d.entities_salvaged,
-                d.blocks_salvaged,
+                count(d.entities_salvaged, "entity"),
+                count(d.blocks_salvaged, "block"),
                 if d.had_toc {
                     ""
                 } else {
@@ -94,9 +98,9 @@ pub fn rebuild(repo: &kindsnap::repo::Repository, settings: &Settings) -> anyhow
         }
         if !r.damaged.is_empty() {
             out.line(format!(
-                "salvaged {} entities from {} damaged pack(s); `kindsnap check` lists what is lost",
-                r.entities_salvaged,
-                r.damaged.len()
+                "salvaged {} from {}; `kindsnap check` lists what is lost",
+                count(r.entities_salvaged, "entity"),
+                count(r.damaged.len(), "damaged pack")
             ))?;
         }
         out.flush()?;

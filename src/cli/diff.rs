@@ -12,7 +12,7 @@ use super::{Out, Settings};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   kindsnap diff latest~1                 what changed since the snapshot before
-  kindsnap diff monday friday --kind Order --keys
+  kindsnap diff monday friday --kinds Order --keys
   kindsnap diff latest~1 latest --props  each changed property, old → new
   kindsnap diff day1 day2 --json | jq '.kinds[] | select(.changed > 0)'
 
@@ -23,8 +23,8 @@ pub struct Args {
     /// The newer snapshot.
     #[arg(default_value = "latest")]
     b: String,
-    /// Only this kind (repeatable).
-    #[arg(long = "kind", value_name = "KIND")]
+    /// Only these kinds (comma-separated or repeated; `--kind` also works).
+    #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Vec<String>,
     /// List the keys that differ (+ added, - removed, ~ changed).
     #[arg(long, visible_alias = "name-only")]
@@ -52,7 +52,7 @@ fn short(v: &Value) -> String {
             }
             q
         }
-        ValueKind::Blob(b) => format!("<blob {} bytes>", b.len()),
+        ValueKind::Blob(b) => format!("<blob {}>", super::output::count(b.len(), "byte")),
         ValueKind::Key(k) => format!("Key({})", k),
         ValueKind::GeoPoint(g) => format!("({}, {})", g.latitude, g.longitude),
         ValueKind::Array(vs) => {

@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long, value_name = "TARGET")]
     to: String,
     /// Only these kinds (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Option<Vec<String>>,
 }
 
@@ -44,7 +44,8 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     if !settings.quiet {
         let mut out = Out::new();
         out.line(format!(
-            "exported {n} entities of snapshot {} to {}",
+            "exported {} of snapshot {} to {}",
+            super::output::count(n, "entity"),
             info.name,
             path.display()
         ))?;

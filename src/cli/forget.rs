@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use kindsnap::ops::forget::{self, ForgetOptions, Policy};
 
-use super::output::table;
+use super::output::{table, time_text};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -92,7 +92,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             "".to_string(),
             "id".into(),
             "name".into(),
-            "time (UTC)".into(),
+            "time".into(),
             "why".into(),
         ]];
         for d in &g.snapshots {
@@ -100,7 +100,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 if d.keep { "keep" } else { "remove" }.to_string(),
                 d.id[..8].to_string(),
                 d.name.clone(),
-                d.time.clone(),
+                time_text(&d.time),
                 if d.keep {
                     let mut why = d.reasons.join(", ");
                     if let Some(n) = &d.new_id {

@@ -42,7 +42,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         let mut rows = vec![vec![
             "id".to_string(),
             "name".into(),
-            "time (UTC)".into(),
+            "time".into(),
             "source".into(),
             "entities".into(),
             "added".into(),

@@ -96,6 +96,7 @@ enum Command {
     /// Store a snapshot of a source; only what changed is stored again.
     Snapshot(snapshot::Args),
     /// List snapshots, newest first.
+    #[command(visible_aliases = ["snapshots", "ls"])]
     Log(log::Args),
     /// Show a snapshot's kinds with their sizes.
     Show(show::Args),
@@ -245,17 +246,28 @@ impl Settings {
     }
 }
 
+/// Log lines go to stderr. By default only kindsnap's own warnings show:
+/// libraries' retries (gcp_auth trying the metadata server five times
+/// when there are no credentials) would bury the one-line error that
+/// follows; `-vv` or `KINDSNAP_LOG` (an env-filter, such as
+/// `gcp_auth=debug`) shows them. Colours only on a terminal, and never
+/// with NO_COLOR.
 fn init_logging(verbose: u8) {
+    use std::io::IsTerminal;
     let default = match verbose {
-        0 => "warn",
+        0 => "kindsnap=warn",
         1 => "kindsnap=info",
-        _ => "kindsnap=debug",
+        2 => "kindsnap=debug,warn",
+        _ => "kindsnap=debug,info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KINDSNAP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .without_time()
         .try_init();

@@ -84,9 +84,47 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A snapshot's time as every command prints it: RFC 3339 in UTC, to the
+/// second (`2026-12-05T18:31:03Z`). `--json` keeps the microseconds.
 pub fn time(us: i64) -> String {
-    let s = kindsnap::model::json::format_timestamp(us - us.rem_euclid(1_000_000));
-    s.replace('T', " ").trim_end_matches('Z').to_string()
+    kindsnap::model::json::format_timestamp(us - us.rem_euclid(1_000_000))
+}
+
+/// [`time`] for a time a report carries as RFC 3339 text.
+pub fn time_text(rfc3339: &str) -> String {
+    kindsnap::model::json::parse_timestamp(rfc3339)
+        .map(time)
+        .unwrap_or_else(|_| rfc3339.to_string())
+}
+
+/// `1 snapshot`, `2 snapshots`, `0 entities`: a count with its noun, in
+/// the singular only for one. `noun` is the singular; a final consonant
+/// + `y` becomes `ies` (entity, body).
+pub fn count<N>(n: N, noun: &str) -> String
+where
+    N: TryInto<u64> + Copy + std::fmt::Display,
+{
+    if n.try_into().is_ok_and(|v| v == 1) {
+        return format!("{n} {noun}");
+    }
+    let plural = match noun.strip_suffix('y') {
+        Some(stem) if !stem.ends_with(['a', 'e', 'i', 'o', 'u']) => format!("{stem}ies"),
+        _ => format!("{noun}s"),
+    };
+    format!("{n} {plural}")
+}
+
+#[cfg(test)]
+mod count_tests {
+    #[test]
+    fn singular_only_for_one() {
+        assert_eq!(super::count(1u64, "snapshot"), "1 snapshot");
+        assert_eq!(super::count(0usize, "pack"), "0 packs");
+        assert_eq!(super::count(2u32, "entity"), "2 entities");
+        assert_eq!(super::count(1usize, "entity"), "1 entity");
+        assert_eq!(super::count(3u64, "key"), "3 keys");
+        assert_eq!(super::time(1_796_495_463_123_456), "2026-12-05T18:31:03Z");
+    }
 }
 
 /// Left-align the first `left` columns, right-align the rest.

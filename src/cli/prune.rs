@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use kindsnap::ops::prune::{self, PruneOptions};
 
-use super::output::bytes;
+use super::output::{bytes, count};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -58,21 +58,28 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     } else if !settings.quiet {
         let would = if r.dry_run { "would " } else { "" };
         out.line(format!(
-            "{} snapshots reference {} entities; {} packs",
-            r.snapshots, r.live_entities, r.packs_before
+            "{} {} {}; {}",
+            count(r.snapshots, "snapshot"),
+            if r.snapshots == 1 {
+                "references"
+            } else {
+                "reference"
+            },
+            count(r.live_entities, "entity"),
+            count(r.packs_before, "pack")
         ))?;
         out.line(format!(
-            "{would}delete {} unused packs and {} packs no index knows; {would}repack {} packs ({} entities into {} new packs)",
-            r.packs_deleted,
-            r.unindexed_deleted,
-            r.packs_repacked,
-            r.entities_moved,
-            r.packs_written
+            "{would}delete {} and {} no index knows; {would}repack {} ({} into {})",
+            count(r.packs_deleted, "unused pack"),
+            count(r.unindexed_deleted, "pack"),
+            count(r.packs_repacked, "pack"),
+            count(r.entities_moved, "entity"),
+            count(r.packs_written, "new pack")
         ))?;
         if r.leftover_manifests_removed > 0 {
             out.line(format!(
-                "removed {} manifests left by an interrupted forget",
-                r.leftover_manifests_removed
+                "removed {} left by an interrupted forget",
+                count(r.leftover_manifests_removed, "manifest")
             ))?;
         }
         out.line(format!(

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use kindsnap::ops::repair::{self, RepairOptions};
 
+use super::output::count;
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -92,10 +93,10 @@ fn snapshots(args: SnapshotsArgs, settings: &Settings) -> anyhow::Result<ExitCod
                 .map(|n| format!(" -> {}", &n[..8]))
                 .unwrap_or_default();
             out.line(format!(
-                "snapshot {} ({}{new}): {would}drop {} entities ({kinds})",
+                "snapshot {} ({}{new}): {would}drop {} ({kinds})",
                 s.name,
                 &s.id[..8],
-                s.dropped
+                count(s.dropped, "entity")
             ))?;
         }
         for c in &r.cannot {
@@ -111,17 +112,24 @@ fn snapshots(args: SnapshotsArgs, settings: &Settings) -> anyhow::Result<ExitCod
                 "nothing to repair: every snapshot's entities read back".to_string()
             } else {
                 format!(
-                    "nothing to repair: no snapshot needs the {} lost entities",
-                    r.lost_entities
+                    "nothing to repair: no snapshot needs the {} lost",
+                    count(r.lost_entities, "entity")
                 )
             })?;
         } else if !r.repaired.is_empty() {
             out.line(format!(
-                "{would}repair {} snapshot(s); {} entity bodies are lost{}",
-                r.repaired.len(),
-                r.lost_entities,
+                "{would}repair {}; {} lost{}",
+                count(r.repaired.len(), "snapshot"),
+                count(r.lost_entities, "entity body"),
                 if r.forget {
-                    format!("; {would}remove the {} original(s)", r.repaired.len())
+                    format!(
+                        "; {would}remove the {}",
+                        if r.repaired.len() == 1 {
+                            "original"
+                        } else {
+                            "originals"
+                        }
+                    )
                 } else {
                     "; the originals stay (`--forget` replaces them)".to_string()
                 }
@@ -131,9 +139,9 @@ fn snapshots(args: SnapshotsArgs, settings: &Settings) -> anyhow::Result<ExitCod
     out.flush()?;
     if let Some(first) = r.cannot.first() {
         anyhow::bail!(
-            "{} snapshot(s) cannot be repaired by dropping entities (first: {} {}: {}); \
+            "{} cannot be repaired by dropping entities (first: {} {}: {}); \
              `kindsnap forget` can remove them",
-            r.cannot.len(),
+            count(r.cannot.len(), "snapshot"),
             first.name,
             &first.id[..8.min(first.id.len())],
             first.why

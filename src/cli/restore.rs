@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long, value_name = "TARGET")]
     to: Option<String>,
     /// Only these kinds (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Option<Vec<String>>,
     /// Keep the original keys, or give every numeric id a uuid key name.
     #[arg(long, value_enum, default_value = "keep")]
@@ -51,7 +51,7 @@ pub struct Args {
     #[arg(long)]
     clear: bool,
     /// Print the plan; write nothing.
-    #[arg(long)]
+    #[arg(long, short = 'n')]
     dry_run: bool,
     /// Skip (and report) entities the target rejects instead of stopping;
     /// exit code 3 if any were skipped.
@@ -148,8 +148,8 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     if settings.quiet && !args.json {
         if report.rejected() > 0 {
             eprintln!(
-                "kindsnap: {} entities were rejected and skipped",
-                report.rejected()
+                "kindsnap: {} rejected and skipped",
+                super::output::count(report.rejected(), "entity")
             );
         }
         return Ok(code);
@@ -261,8 +261,8 @@ fn print_report(out: &mut Out, r: &r::RestoreReport, name: &str, to: &str) -> an
     }
     if r.rejected() > r.rejections.len() as u64 {
         out.line(format!(
-            "… and {} more rejections",
-            r.rejected() - r.rejections.len() as u64
+            "… and {} more",
+            super::output::count(r.rejected() - r.rejections.len() as u64, "rejection")
         ))?;
     }
     Ok(())

@@ -28,7 +28,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         out.json(&serde_json::to_value(&r)?)?;
     } else {
         out.line(format!("snapshot {}  {}", r.name, r.id))?;
-        out.line(format!("time     {} UTC", time(r.time_us)))?;
+        out.line(format!("time     {}", time(r.time_us)))?;
         out.line(format!("source   {}", r.source))?;
         match &r.parent {
             Some(p) => out.line(format!(

@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long)]
     force: bool,
     /// Only these kinds (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Option<Vec<String>>,
     /// An extra ignore file (gitignore syntax over `namespace/Kind`).
     #[arg(long, value_name = "FILE")]

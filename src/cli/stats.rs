@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use kindsnap::ops::stats;
 
-use super::output::{bytes, kind_label, table};
+use super::output::{bytes, count, kind_label, table, time_text};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -80,21 +80,21 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         out.json(&serde_json::to_value(&s)?)?;
     } else if !settings.quiet {
         out.line(format!(
-            "repository {}: {} snapshots, {} total",
+            "repository {}: {}, {} total",
             repo.root().display(),
-            s.snapshots,
+            count(s.snapshots, "snapshot"),
             bytes(s.total_bytes)
         ))?;
         out.line(format!(
-            "  packs      {:>10}  ({} files)",
+            "  packs      {:>10}  ({})",
             bytes(s.pack_bytes),
-            s.packs
+            count(s.packs, "file")
         ))?;
         out.line(format!("  index      {:>10}", bytes(s.index_bytes)))?;
         out.line(format!(
-            "  manifests  {:>10}  ({} files)",
+            "  manifests  {:>10}  ({})",
             bytes(s.manifest_bytes),
-            s.manifests
+            count(s.manifests, "file")
         ))?;
         out.line(format!(
             "raw bytes of all snapshots {}; deduplication ratio {:.2}x (raw / packs), {:.2}x (raw / total)",
@@ -105,7 +105,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         out.line("")?;
         let mut rows = vec![vec![
             "snapshot".to_string(),
-            "time (UTC)".into(),
+            "time".into(),
             "entities".into(),
             "raw".into(),
             "added".into(),
@@ -113,7 +113,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         for g in &s.growth {
             rows.push(vec![
                 g.name.clone(),
-                g.time.clone(),
+                time_text(&g.time),
                 g.entities.to_string(),
                 bytes(g.raw_bytes),
                 bytes(g.bytes_added),

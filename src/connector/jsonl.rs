@@ -74,11 +74,8 @@ impl EntitySource for JsonlSource {
             if text.is_empty() {
                 continue;
             }
-            let entity = json::entity_from_json(text).map_err(|e| Error::Source {
-                file: self.shown.clone(),
-                line: n,
-                message: e.to_string(),
-            })?;
+            let entity = json::entity_from_json(text)
+                .map_err(|e| not_an_entity(&self.shown, n, &e.to_string()))?;
             if !entity.key.is_complete() {
                 return Err(incomplete(&self.shown, n));
             }
@@ -132,6 +129,20 @@ impl EntitySource for JsonlSource {
     }
 }
 
+/// A line that does not parse as an entity: serde's words, and the shape
+/// that was expected, so that `{"id": 1}` leads to the format.
+fn not_an_entity(shown: &str, line: u64, why: &str) -> Error {
+    Error::Source {
+        file: shown.to_string(),
+        line,
+        message: format!(
+            "{why}; each line must be a Datastore v1 entity, such as \
+             {{\"key\":{{\"path\":[{{\"kind\":\"User\",\"name\":\"alice\"}}]}},\"properties\":{{\"age\":{{\"integerValue\":\"42\"}}}}}} \
+             (docs/format.md, \"Entity JSON\")"
+        ),
+    }
+}
+
 fn incomplete(shown: &str, line: u64) -> Error {
     Error::Source {
         file: shown.to_string(),
@@ -143,11 +154,9 @@ fn incomplete(shown: &str, line: u64) -> Error {
 
 /// Transcode one line into `out`, with the error a user can act on.
 fn parse_line(shown: &str, out: &mut EncodedBatch, text: &[u8], line: u64) -> Result<()> {
-    let complete = out.push_json(text, line).map_err(|e| Error::Source {
-        file: shown.to_string(),
-        line,
-        message: e.to_string(),
-    })?;
+    let complete = out
+        .push_json(text, line)
+        .map_err(|e| not_an_entity(shown, line, &e.to_string()))?;
     if complete {
         Ok(())
     } else {

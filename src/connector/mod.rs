@@ -337,6 +337,32 @@ pub fn parse_location(spec: &str) -> Result<Location> {
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         return Ok(Location::Postgres(spec.to_string()));
     }
+    // `file:shop.db`, `mysql:…`: a scheme kindsnap does not know. Refuse it
+    // rather than read the whole string as a file name (which would then be
+    // reported as `sqlite:file:shop.db`).
+    // A file that really is called `x:y.db` is still read as a path.
+    if let Some((scheme, rest)) = spec.split_once(':') {
+        let schemeish = scheme.len() >= 2
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric());
+        if schemeish && !std::path::Path::new(spec).exists() {
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let file = if rest.is_empty() { "FILE" } else { rest };
+            let instead = if rest.ends_with(".jsonl") || rest.ends_with(".ndjson") {
+                format!("`jsonl:{file}`")
+            } else if [".sqlite3", ".sqlite", ".db"]
+                .iter()
+                .any(|e| rest.ends_with(e))
+            {
+                format!("`sqlite:{file}`")
+            } else {
+                format!("`sqlite:{file}` for a SQLite file or `jsonl:{file}` for JSON Lines")
+            };
+            return Err(bad(&format!(
+                "kindsnap does not know the scheme `{scheme}:`; write {instead} (`kindsnap snapshot --help` lists the sources)"
+            )));
+        }
+    }
     if spec.ends_with(".jsonl") || spec.ends_with(".ndjson") {
         return Ok(Location::Jsonl(spec.into()));
     }

@@ -288,7 +288,12 @@ fn check_index(repo: &Repository, report: &mut CheckReport) -> Result<Packs> {
     let missing = indexed.difference(&on_disk).copied().collect();
     let unindexed = on_disk.difference(&indexed).count();
     if unindexed > 0 {
-        report.notes.push(format!("{unindexed} pack(s) not in the index (left by an interrupted snapshot; `kindsnap prune` removes them)"));
+        let packs = if unindexed == 1 {
+            "pack is"
+        } else {
+            "packs are"
+        };
+        report.notes.push(format!("{unindexed} {packs} not in the index (left by an interrupted snapshot; `kindsnap prune` removes them)"));
     }
     Ok(Packs {
         index,

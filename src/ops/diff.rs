@@ -67,6 +67,25 @@ pub fn diff(
     let chain_b = Chain::open(repo, &b.id)?;
     let kinds_a = chain_a.head().kinds()?;
     let kinds_b = chain_b.head().kinds()?;
+    if let Some(ks) = &opts.kinds {
+        let present = |k: &KindInfo| k.entities > 0 || k.removed > 0;
+        for w in ks {
+            if !kinds_a.iter().chain(&kinds_b).any(|k| &k.kind == w) {
+                let within = if a.id == b.id {
+                    format!("snapshot `{}`", a.name)
+                } else {
+                    format!("either snapshot, `{}` or `{}`", a.name, b.name)
+                };
+                let names = kinds_a.iter().chain(&kinds_b).filter(|k| present(k));
+                return Err(super::unknown_kind(
+                    w,
+                    within,
+                    &b.name,
+                    names.map(|k| k.kind.as_str()),
+                ));
+            }
+        }
+    }
     let wanted = |k: &str| {
         opts.kinds
             .as_ref()

@@ -26,6 +26,34 @@ pub fn find_snapshot(repo: &Repository, spec: &str) -> Result<SnapshotInfo> {
     manifest::resolve(&infos, spec)
 }
 
+/// The error for a kind named on the command line that `within` (one or
+/// two snapshots) lacks, with the closest of the kinds it has as a hint
+/// (`product` for `Product`).
+pub(crate) fn unknown_kind<'a>(
+    kind: &str,
+    within: String,
+    show: &str,
+    kinds: impl IntoIterator<Item = &'a str>,
+) -> Error {
+    let mut all: Vec<&str> = kinds.into_iter().collect();
+    all.sort_unstable();
+    all.dedup();
+    let close = crate::suggest::closest(kind, all.iter().copied());
+    // Nothing close: name the kinds there are, when they fit on a line.
+    let hint = match crate::suggest::did_you_mean(&close) {
+        Some(h) => format!(" ({h})"),
+        None if all.is_empty() => " (it has no kinds)".to_string(),
+        None if all.len() <= 8 => format!(" (it has: {})", all.join(", ")),
+        None => String::new(),
+    };
+    Error::UnknownKind {
+        kind: kind.to_string(),
+        within,
+        hint,
+        show: show.to_string(),
+    }
+}
+
 /// Validate a user-chosen snapshot name.
 pub fn validate_name(name: &str) -> Result<()> {
     let bad = |why: &str| {

@@ -239,8 +239,12 @@ fn refuse_if_damaged(
     let checked = super::check::check_locked(repo, false, progress)?;
     if !checked.problems.is_empty() && !opts.force {
         return Err(Error::BadArgument(format!(
-            "the repository has {} problem(s) (`kindsnap check` lists them: {}); prune deletes data and refuses to run on a damaged repository; repair it, or pass --force to prune what is known to be unused anyway",
-            checked.problems.len(),
+            "the repository has {} (`kindsnap check` lists them: {}); prune deletes data and refuses to run on a damaged repository; repair it, or pass --force to prune what is known to be unused anyway",
+            if checked.problems.len() == 1 {
+                "1 problem".to_string()
+            } else {
+                format!("{} problems", checked.problems.len())
+            },
             checked.problems[0].problem
         )));
     }

@@ -28,12 +28,28 @@ pub fn cat(
     let info = super::find_snapshot(repo, spec)?;
     let chain = Chain::open(repo, &info.id)?;
     let kind = path.last().map(|e| e.kind.clone()).unwrap_or_default();
-    let entry = chain
-        .lookup(namespace, &kind, &key::encode_path(&path))?
-        .ok_or_else(|| Error::NotFound {
+    let Some(entry) = chain.lookup(namespace, &kind, &key::encode_path(&path))? else {
+        // A missing kind is more likely a typo (`Product` for `product`)
+        // than a missing key: say which kinds are close.
+        let kinds = chain.head().kinds()?;
+        let here: Vec<&str> = kinds
+            .iter()
+            .filter(|k| k.namespace == namespace && k.entities > 0)
+            .map(|k| k.kind.as_str())
+            .collect();
+        if !here.contains(&kind.as_str()) {
+            return Err(super::unknown_kind(
+                &kind,
+                format!("snapshot `{}`", info.name),
+                &info.name,
+                here,
+            ));
+        }
+        return Err(Error::NotFound {
             what: format!("key {}", key::display_path(&path)),
             snapshot: info.name.clone(),
-        })?;
+        });
+    };
     let entity = Store::open(repo)?.get(&entry.hash)?;
     Ok((info, entity))
 }

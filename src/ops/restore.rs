@@ -392,12 +392,12 @@ fn choose_kinds(
     };
     for w in wanted {
         if !all.iter().any(|(_, k, _)| k == w) {
-            let mut names: Vec<&str> = all.iter().map(|(_, k, _)| k.as_str()).collect();
-            names.dedup();
-            return Err(Error::BadArgument(format!(
-                "kind `{w}` is not in snapshot `{snapshot}` (it has: {})",
-                names.join(", ")
-            )));
+            return Err(super::unknown_kind(
+                w,
+                format!("snapshot `{snapshot}`"),
+                snapshot,
+                all.iter().map(|(_, k, _)| k.as_str()),
+            ));
         }
     }
     Ok(all

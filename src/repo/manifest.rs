@@ -179,7 +179,10 @@ fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInf
         why,
     };
     let mut f = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::UnknownSnapshot { spec: id.to_hex() },
+        std::io::ErrorKind::NotFound => Error::UnknownSnapshot {
+            spec: id.to_hex(),
+            hint: String::new(),
+        },
         _ => Error::Io {
             op: "reading",
             path: path.to_path_buf(),
@@ -1312,17 +1315,39 @@ pub fn same_time_generation(infos: &[SnapshotInfo]) -> std::collections::HashMap
 
 /// Resolve a user's snapshot reference: `latest`, `latest~N`, a name (the
 /// newest snapshot of that name), or a unique id prefix (4+ hex digits).
+/// A reference that matches nothing gets a hint: the closest names, how
+/// far back `latest~N` goes, the oldest snapshot's time for `@DATE`, or the
+/// shortest id prefix.
 pub fn resolve(infos: &[SnapshotInfo], spec: &str) -> Result<SnapshotInfo> {
-    let unknown = || Error::UnknownSnapshot {
+    let unknown = |hint: String| Error::UnknownSnapshot {
         spec: spec.to_string(),
+        hint,
+    };
+    let count = || match infos.len() {
+        0 => "the repository has no snapshots yet".to_string(),
+        1 => "the repository has 1 snapshot, `latest`".to_string(),
+        n => format!(
+            "the repository has {n} snapshots, `latest` to `latest~{}`",
+            n - 1
+        ),
     };
     if spec == "latest" || spec.starts_with("latest~") {
         let n: usize = if spec == "latest" {
             0
         } else {
-            spec[7..].parse().map_err(|_| unknown())?
+            spec[7..].parse().map_err(|_| {
+                unknown(format!(
+                    ": after `latest~` give a number of snapshots back, such as `latest~1`; {}",
+                    count()
+                ))
+            })?
         };
-        return infos.iter().rev().nth(n).cloned().ok_or_else(unknown);
+        return infos
+            .iter()
+            .rev()
+            .nth(n)
+            .cloned()
+            .ok_or_else(|| unknown(format!(": {}", count())));
     }
     if let Some(when) = spec.strip_prefix('@') {
         // `@2026-11-20` (the end of that UTC day) or `@2026-11-20T06:00:00Z`:
@@ -1342,29 +1367,64 @@ pub fn resolve(infos: &[SnapshotInfo], spec: &str) -> Result<SnapshotInfo> {
             .rev()
             .find(|i| i.time_us <= limit)
             .cloned()
-            .ok_or_else(unknown);
+            .ok_or_else(|| {
+                unknown(match infos.first() {
+                    Some(oldest) => format!(
+                        ": the oldest snapshot, `{}`, was taken {}; give that time or later",
+                        oldest.name,
+                        crate::model::json::format_timestamp(
+                            oldest.time_us - oldest.time_us.rem_euclid(1_000_000)
+                        )
+                    ),
+                    None => format!(": {}", count()),
+                })
+            });
     }
     if let Some(i) = infos.iter().rev().find(|i| i.name == spec) {
         return Ok(i.clone());
     }
     let lower = spec.to_ascii_lowercase();
-    if lower.len() >= 4 && lower.chars().all(|c| c.is_ascii_hexdigit()) {
+    let hex = !lower.is_empty() && lower.chars().all(|c| c.is_ascii_hexdigit());
+    if hex && lower.len() >= MIN_ID_PREFIX {
         let matches: Vec<&SnapshotInfo> = infos
             .iter()
             .filter(|i| i.id.to_hex().starts_with(&lower))
             .collect();
-        return match matches.len() {
-            0 => Err(unknown()),
-            1 => Ok(matches[0].clone()),
-            _ => Err(Error::AmbiguousSnapshot {
-                spec: spec.to_string(),
-                matches: matches
-                    .iter()
-                    .map(|m| m.id.short())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-        };
+        match matches.len() {
+            0 => {
+                let close = crate::suggest::closest(spec, infos.iter().map(|i| i.name.as_str()));
+                return Err(unknown(match crate::suggest::did_you_mean(&close) {
+                    Some(h) => format!(" ({h})"),
+                    None => format!(": no snapshot id starts with `{lower}`"),
+                }));
+            }
+            1 => return Ok(matches[0].clone()),
+            _ => {
+                return Err(Error::AmbiguousSnapshot {
+                    spec: spec.to_string(),
+                    matches: matches
+                        .iter()
+                        .map(|m| m.id.short())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            }
+        }
     }
-    Err(unknown())
+    let close = crate::suggest::closest(spec, infos.iter().map(|i| i.name.as_str()));
+    if let Some(hint) = crate::suggest::did_you_mean(&close) {
+        return Err(unknown(format!(" ({hint})")));
+    }
+    if hex && lower.len() < MIN_ID_PREFIX {
+        return Err(unknown(format!(
+            ": an id prefix needs at least {MIN_ID_PREFIX} hex digits"
+        )));
+    }
+    if infos.is_empty() {
+        return Err(unknown(format!(": {}", count())));
+    }
+    Err(unknown(String::new()))
 }
+
+/// The fewest hex digits of a snapshot id that `resolve` reads as an id.
+pub const MIN_ID_PREFIX: usize = 4;
