@@ -1902,6 +1902,49 @@ mod tests {
     }
 
     #[test]
+    fn ranges_follow_the_scatter_sample() {
+        let key = |i: i64| key_for("", vec![PathElement::id("K", i)]);
+        // A sample of every 10th id up to 10,000, scrambled; the first page
+        // ended at id 100: 10 of 1,000 sampled keys at or before it, so
+        // about 99 pages follow, in ranges of about RANGE_PAGES_AHEAD pages.
+        let mut sample: Vec<Key> = (1..=1000).map(|i| key(i * 10)).collect();
+        sample.reverse();
+        let ranges = plan_ranges(&sample, &key(100), 8);
+        assert_eq!(ranges.len(), 25);
+        assert_eq!(ranges[0].start, Some((key(100), false)));
+        assert_eq!(ranges.last().map(|r| r.end.clone()), Some(None));
+        for pair in ranges.windows(2) {
+            // Contiguous, in key order: each ends where the next starts.
+            let end = pair[0].end.clone().unwrap();
+            assert_eq!(pair[1].start, Some((end, true)));
+        }
+        let q = ranges[1].query("K");
+        assert_eq!(
+            q["filter"]["compositeFilter"]["filters"][0]["propertyFilter"]["op"],
+            "GREATER_THAN_OR_EQUAL"
+        );
+        assert_eq!(q["order"][0]["property"]["name"], "__key__");
+        // A kind of a few pages: at least one range per page up to `at_once`.
+        let few: Vec<Key> = (1..=30).map(|i| key(i * 10)).collect();
+        assert_eq!(plan_ranges(&few, &key(100), 8).len(), 2);
+        // Nothing sampled after the first page: one range, the rest.
+        assert_eq!(plan_ranges(&few, &key(1000), 8).len(), 1);
+        // Nothing at or before it: as many ranges as the sample allows.
+        // (evenly spaced points of 30 keys for 31 ranges: two coincide)
+        assert_eq!(plan_ranges(&few, &key(1), 8).len(), 30);
+    }
+
+    #[test]
+    fn max_rps_parses() {
+        let e = Endpoint::parse("datastore:acme?max_rps=2.5").unwrap();
+        assert_eq!(e.max_rps, Some(2.5));
+        assert_eq!(e.id(), "datastore:acme");
+        for bad in ["0", "-1", "x", "inf"] {
+            assert!(Endpoint::parse(&format!("datastore:p?max_rps={bad}")).is_err());
+        }
+    }
+
+    #[test]
     fn limits_are_checked_before_sending() {
         let mut e = Entity {
             key: key_for("", vec![PathElement::id("K", 1)]),
