@@ -8,6 +8,8 @@
 //! target = "datastore://localhost:8081/dev"
 //! ignore_file = ".snapshotignore"
 //! timeout = 60        # seconds to wait for a server's answer
+//! max_rps = 50        # Datastore: requests per second at most
+//! datastore_read_price = 0.06   # US$ per 100,000 entity reads (estimates)
 //!
 //! [kinds.Image]
 //! batch_size = 1
@@ -32,6 +34,12 @@ pub struct Config {
     /// Seconds to wait for a server (Datastore, PostgreSQL, object
     /// storage) to answer before giving up (src/net.rs).
     pub timeout: Option<u64>,
+    /// Datastore: requests per second at most (`max_rps=` in the location
+    /// and `--max-rps` win).
+    pub max_rps: Option<f64>,
+    /// US dollars per 100,000 Datastore entity reads, for the snapshot's
+    /// cost estimate.
+    pub datastore_read_price: Option<f64>,
     #[serde(default)]
     pub kinds: BTreeMap<String, KindSettings>,
     /// Where it was read from (not a setting).
@@ -77,6 +85,23 @@ impl Config {
                     });
                 }
             }
+        }
+        if config.max_rps.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err(Error::BadConfig {
+                path: path.clone(),
+                why: "max_rps must be a number of requests per second > 0".into(),
+                line: None,
+            });
+        }
+        if config
+            .datastore_read_price
+            .is_some_and(|p| !(p.is_finite() && p >= 0.0))
+        {
+            return Err(Error::BadConfig {
+                path: path.clone(),
+                why: "datastore_read_price must be a number of US dollars ≥ 0".into(),
+                line: None,
+            });
         }
         if config.timeout == Some(0) {
             return Err(Error::BadConfig {

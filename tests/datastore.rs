@@ -666,3 +666,164 @@ fn sigkilled_restores_resume_and_the_emulator_env_is_read() {
     }
     assert!(resumed >= 1, "no run was interrupted mid-way");
 }
+
+/// `(namespace/kind → reads)` from a snapshot's `--json`.
+fn reported_reads(r: &J) -> std::collections::BTreeMap<String, J> {
+    r["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let ns = k["namespace"].as_str().unwrap();
+            let kind = k["kind"].as_str().unwrap();
+            let label = if ns.is_empty() {
+                kind.to_string()
+            } else {
+                format!("{ns}/{kind}")
+            };
+            let reads = &k["reads"];
+            (
+                label,
+                json!({
+                    "entity_reads": reads["entity_reads"],
+                    "small_ops": reads["small_ops"],
+                    "lookups": reads["lookups"],
+                }),
+            )
+        })
+        .collect()
+}
+
+/// The reads the server billed, per user kind (metadata queries aside).
+fn server_reads(stats: &J) -> std::collections::BTreeMap<String, J> {
+    stats["kinds"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !k.contains("__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn entity_counts(w: &Work, name: &str) -> Vec<(String, u64)> {
+    let show: J = serde_json::from_str(&w.ok(&["show", name, "--json"])).unwrap();
+    show["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                format!("{}/{}", k["namespace"], k["kind"]),
+                k["entities"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn split_reads_give_the_same_snapshot_as_one_cursor_and_count_reads() {
+    let w = Work::new();
+    w.init();
+    // 6,000 entities (1,800 a kind; comments are children of posts, so the
+    // key ranges cut through ancestor paths) in pages of 50: 36 pages a
+    // kind, enough to be split.
+    Data::generate(6_000, 14).write_shuffled(&w.path("src.jsonl"), 2);
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+    let server = DevServer::start(&["--batch-size", "50"]);
+    let url = server.url("test");
+    w.ok(&["restore", "src", "--to", &url]);
+
+    let snap = |name: &str, extra: &[&str]| -> J {
+        server.stats(true);
+        let mut args = vec!["snapshot", "--from", &url, "--name", name, "--json"];
+        args.extend_from_slice(extra);
+        let r: J = serde_json::from_str(&w.ok(&args)).unwrap();
+        let stats = server.stats(false);
+        // The reads reported are the reads the server billed.
+        assert_eq!(
+            reported_reads(&r),
+            server_reads(&stats),
+            "{name}: {r:#}\n{stats:#}"
+        );
+        let total = r["reads"]["entity_reads"].as_u64().unwrap();
+        let usd = r["reads"]["estimated_usd"].as_f64().unwrap();
+        assert!((usd - total as f64 * 0.06 / 100_000.0).abs() < 1e-12, "{r}");
+        r
+    };
+
+    // One cursor per kind.
+    let one = snap("one", &["--concurrency", "1"]);
+    for (kind, reads) in reported_reads(&one) {
+        assert_eq!(reads["small_ops"], 0, "{kind}: no sample with one cursor");
+    }
+    // Split: a `__scatter__` sample per big kind, then key ranges.
+    let split = snap("split", &[]);
+    let user = &reported_reads(&split)["User"];
+    assert!(user["small_ops"].as_u64().unwrap() > 0, "{split:#}");
+    let three = snap("three", &["--concurrency", "3"]);
+    for other in ["split", "three"] {
+        assert_same(&w, "one", other);
+        assert_eq!(entity_counts(&w, "one"), entity_counts(&w, other));
+    }
+    assert_same(&w, "src", "split");
+    for r in [&one, &split, &three] {
+        assert_eq!(r["entities"], 6000, "{r}");
+    }
+    // Full-entity reads are the same whichever way the kind is cut, give or
+    // take one query per range that ends on a short page.
+    let reads = |r: &J, k: &str| reported_reads(r)[k]["entity_reads"].as_u64().unwrap();
+    assert!(reads(&split, "User") >= reads(&one, "User"));
+
+    // kindsnap.toml can keep a kind to one cursor.
+    w.write("kindsnap.toml", "[kinds.User]\nconcurrency = 1\n");
+    let toml = snap("toml", &[]);
+    assert_eq!(reported_reads(&toml)["User"]["small_ops"], 0, "{toml:#}");
+    assert!(reported_reads(&toml)["Post"]["small_ops"].as_u64().unwrap() > 0);
+    assert_same(&w, "one", "toml");
+    std::fs::remove_file(w.path("kindsnap.toml")).unwrap();
+
+    // A server without `__scatter__` (the emulator) is read with one
+    // cursor per kind, and gives the same snapshot.
+    let plain = DevServer::start(&["--batch-size", "50", "--no-scatter"]);
+    w.ok(&["restore", "src", "--to", &plain.url("test")]);
+    let r: J = serde_json::from_str(&w.ok(&[
+        "snapshot",
+        "--from",
+        &plain.url("test"),
+        "--name",
+        "noscatter",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(r["entities"], 6000);
+    assert_same(&w, "src", "noscatter");
+}
+
+#[test]
+fn max_rps_bounds_the_requests_in_any_second() {
+    let w = Work::new();
+    w.init();
+    Data::generate(300, 3).write_sorted(&w.path("src.jsonl"));
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+    let server = DevServer::start(&["--batch-size", "20"]);
+    let url = server.url("test");
+    w.ok(&["restore", "src", "--to", &url]);
+    server.stats(true);
+    w.ok(&[
+        "snapshot",
+        "--from",
+        &url,
+        "--max-rps",
+        "8",
+        "--name",
+        "paced",
+    ]);
+    let stats = server.stats(false);
+    // Counted by the server as requests arrive: enough requests that an
+    // unpaced run sends far more than 8 in a second, and never more than
+    // the pace (one token in the bucket: 8 a second, plus one at a
+    // window's edge and one for requests bunched on their way).
+    assert!(stats["total_requests"].as_u64().unwrap() > 16, "{stats}");
+    assert!(stats["max_per_second"].as_u64().unwrap() <= 10, "{stats}");
+    assert_same(&w, "src", "paced");
+}

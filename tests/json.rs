@@ -41,6 +41,19 @@ struct SnapshotKind {
     removed: u64,
     raw_bytes: u64,
     bytes_added: u64,
+    /// `null` for sources that do not bill reads (all but Datastore; the
+    /// Datastore shape is checked in tests/datastore.rs).
+    reads: Option<ReadCost>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ReadCost {
+    entity_reads: u64,
+    small_ops: u64,
+    lookups: u64,
+    estimated_usd: f64,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +69,7 @@ struct SnapshotSummary {
     manifest_bytes: u64,
     kinds: Vec<SnapshotKind>,
     skipped_kinds: Vec<String>,
+    reads: Option<ReadCost>,
     existed: bool,
 }
 
@@ -257,6 +271,8 @@ fn every_json_output_parses_strictly_and_holds_the_right_numbers() {
     let post = s2.kinds.iter().find(|k| k.kind == "Post").expect("Post");
     assert_eq!((post.added, post.changed, post.removed), (1, 1, 1));
     assert!(!s1.existed && !s2.existed);
+    // A JSON Lines source bills no reads.
+    assert!(s1.reads.is_none() && s1.kinds.iter().all(|k| k.reads.is_none()));
     // A rerun of the same job finds its snapshot there already.
     let again: SnapshotSummary = parse(
         &w.ok(&[

@@ -85,6 +85,22 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 other => other.to_string(),
             },
         ),
+        (
+            "max_rps".into(),
+            c.max_rps
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "(no limit)".into()),
+            from_file(c.max_rps.is_some()),
+        ),
+        (
+            "datastore_read_price".into(),
+            format!(
+                "${} per 100,000 entity reads",
+                c.datastore_read_price
+                    .unwrap_or(kindsnap::ops::snapshot::DEFAULT_READ_PRICE_PER_100K)
+            ),
+            from_file(c.datastore_read_price.is_some()),
+        ),
     ];
     for (kind, k) in &c.kinds {
         if let Some(b) = k.batch_size {

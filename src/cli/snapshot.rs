@@ -54,9 +54,14 @@ pub struct Args {
     /// point-in-time snapshot, where the server supports it).
     #[arg(long, value_name = "TIME")]
     read_time: Option<String>,
-    /// Datastore: kinds read at once [default: 4].
+    /// Datastore: queries in flight at once, over kinds and the key ranges
+    /// big kinds are split into [default: 8].
     #[arg(long, value_name = "N")]
     concurrency: Option<usize>,
+    /// Datastore: send at most N requests per second (all together) [default:
+    /// `max_rps` in kindsnap.toml, else no limit].
+    #[arg(long, value_name = "N")]
+    max_rps: Option<f64>,
     /// Record this RFC 3339 time instead of now (importing old dumps in
     /// date order, so that `@DATE` and `forget` see their real dates).
     #[arg(long, value_name = "TIME")]
@@ -81,6 +86,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         ("namespaces", args.namespaces.clone()),
         ("read_time", args.read_time.clone()),
         ("concurrency", args.concurrency.map(|c| c.to_string())),
+        ("max_rps", args.max_rps.map(|c| c.to_string())),
     ];
     for (name, value) in params {
         if let Some(v) = value {
@@ -94,7 +100,14 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             from.push_str(&format!("{name}={v}"));
         }
     }
+    if let Some(rps) = settings.config.max_rps {
+        if from.starts_with("datastore:") && !from.contains("max_rps=") {
+            from.push(if from.contains('?') { '&' } else { '?' });
+            from.push_str(&format!("max_rps={rps}"));
+        }
+    }
     let mut source = connector::open_source(&from, &settings.timeouts)?;
+    source.set_kind_options(&settings.config.kind_options());
     let ignore_files = vec![
         PathBuf::from(".snapshotignore"),
         repo.root().join(".snapshotignore"),
@@ -112,6 +125,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             None => None,
         },
         cache_dir: (!args.no_cache).then(|| settings.cache_dir.clone()),
+        read_price_per_100k: settings
+            .config
+            .datastore_read_price
+            .unwrap_or(snapshot::DEFAULT_READ_PRICE_PER_100K),
         ..Default::default()
     };
     // Memory for the external sort (bytes); mostly for tests and tuning.
@@ -152,6 +169,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             "manifest_bytes": report.manifest_bytes,
             "kinds": report.kinds,
             "skipped_kinds": report.skipped_kinds,
+            "reads": report.reads,
             "existed": report.existed,
         }))?;
         out.flush()?;
@@ -202,6 +220,28 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         sum(|k| k.removed).to_string(),
         bytes(sum(|k| k.bytes_added)),
     ]);
+    if report.reads.is_some() {
+        rows[0].extend([
+            "entity reads".into(),
+            "small ops".into(),
+            "est. cost".into(),
+        ]);
+        for (row, k) in rows[1..].iter_mut().zip(&report.kinds) {
+            let r = k.reads.unwrap_or_default();
+            row.extend([
+                r.entity_reads.to_string(),
+                r.small_ops.to_string(),
+                usd(r.estimated_usd),
+            ]);
+        }
+        if let (Some(total), Some(row)) = (report.reads, rows.last_mut()) {
+            row.extend([
+                total.entity_reads.to_string(),
+                total.small_ops.to_string(),
+                usd(total.estimated_usd),
+            ]);
+        }
+    }
     for l in table(&rows, 1) {
         out.line(l)?;
     }
@@ -218,4 +258,15 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A cost estimate: cents are too coarse for a few hundred reads.
+fn usd(v: f64) -> String {
+    if v == 0.0 {
+        "$0".into()
+    } else if v < 0.01 {
+        format!("${v:.6}")
+    } else {
+        format!("${v:.2}")
+    }
 }

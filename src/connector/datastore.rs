@@ -13,7 +13,16 @@
 //! (only these; `-` is the default namespace), `concurrency=N` (kinds read
 //! or commits in flight at once), `read_time=RFC3339` (a consistent
 //! point-in-time snapshot), `timeout=SECONDS` (how long to wait for an
-//! answer; else the caller's [`Timeouts`]).
+//! answer; else the caller's [`Timeouts`]), `max_rps=N` (requests per
+//! second at most, shared by every request in flight).
+//!
+//! A snapshot reads each kind in key order. A kind bigger than one page is
+//! split into key ranges read in parallel (`__key__` filters, ordered by
+//! `__key__`), with split points sampled the way Google's query splitters
+//! do (a keys-only query ordered by `__scatter__`); the ranges are passed
+//! on in order, each fetching at most a few pages ahead, so a kind's
+//! entities still arrive in key order and memory stays bounded. A server
+//! without `__scatter__` (the emulator) is read with one cursor per kind.
 //!
 //! Every call goes through [`Client::call`], the one place that retries:
 //! ABORTED, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED and INTERNAL
@@ -24,7 +33,7 @@
 //! [`Error::Timeout`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +41,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value as J};
 
-use super::{Encoded, EncodedBatch, EntitySource, EntityTarget, KindOptions, Rejection};
+use super::{
+    Encoded, EncodedBatch, EntitySource, EntityTarget, KindOptions, ReadCounts, Rejection,
+};
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
 use crate::model::{
@@ -51,13 +62,26 @@ const MAX_REQUEST_BYTES: usize = 9 * 1024 * 1024;
 const MAX_ENTITY_BYTES: usize = 1_048_572;
 const MAX_INDEXED_BYTES: usize = 1500;
 const DEFAULT_CONCURRENCY: usize = 4;
+/// Queries in flight at once in a snapshot (kinds and key ranges of
+/// kinds): reading is waiting for round trips, not CPU, so more than the
+/// commits of a restore.
+const DEFAULT_READ_CONCURRENCY: usize = 8;
+/// Pages a key range may fetch ahead of the one being passed on: with
+/// ranges of about this many pages, every range in progress runs at full
+/// speed and memory stays at (ranges at once) × (this + 1) pages.
+const RANGE_PAGES_AHEAD: usize = 4;
+/// Key ranges per kind at most.
+const MAX_RANGES: usize = 512;
+/// Scatter keys sampled per range read at once (Apache Beam's and
+/// google-cloud-java's QuerySplitter use 32 per split).
+const SAMPLES_PER_SPLIT: usize = 32;
 const MAX_ATTEMPTS: u32 = 10;
 /// Tries of a request that the server does not answer in time: each has
 /// waited the whole timeout already.
 const TIMEOUT_ATTEMPTS: u32 = 3;
 
 /// A parsed `datastore:` location.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
     /// `http://host:port` or the production URL.
     pub base: String,
@@ -68,6 +92,8 @@ pub struct Endpoint {
     pub read_time: Option<String>,
     /// `timeout=SECONDS`: overrides the caller's answer timeout.
     pub timeout: Option<Duration>,
+    /// `max_rps=N`: requests per second at most (all requests together).
+    pub max_rps: Option<f64>,
     /// Production: use Application Default Credentials.
     pub auth: bool,
 }
@@ -128,6 +154,14 @@ impl Endpoint {
                     mjson::parse_timestamp(v).map_err(|e| bad(&e))?;
                     ep.read_time = Some(v.to_string());
                 }
+                "max_rps" => {
+                    let n: f64 = v
+                        .parse()
+                        .ok()
+                        .filter(|n: &f64| n.is_finite() && *n > 0.0)
+                        .ok_or_else(|| bad("max_rps must be a number of requests per second > 0"))?;
+                    ep.max_rps = Some(n);
+                }
                 "timeout" => {
                     ep.timeout = Some(
                         net::parse_seconds(v)
@@ -136,7 +170,7 @@ impl Endpoint {
                 }
                 _ => {
                     return Err(bad(&format!(
-                    "unknown parameter `{k}` (known: database, namespaces, concurrency, read_time, timeout)"
+                    "unknown parameter `{k}` (known: database, namespaces, concurrency, read_time, timeout, max_rps)"
                 )))
                 }
             }
@@ -153,6 +187,7 @@ impl Endpoint {
             concurrency: None,
             read_time: None,
             timeout: None,
+            max_rps: None,
             auth,
         }
     }
@@ -228,6 +263,37 @@ struct Client {
     /// How long to wait for an answer, and where that was set.
     timeouts: Timeouts,
     knob: &'static str,
+    /// `max_rps`: one pacer for every request of this client.
+    pacer: Option<Arc<Pacer>>,
+}
+
+/// A token bucket holding one token, refilled at `max_rps`: requests
+/// start at least 1/`max_rps` apart, however many tasks send them, so any
+/// one second sees at most `max_rps` + 1 of them.
+struct Pacer {
+    interval: Duration,
+    next: Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(rps: f64) -> Pacer {
+        Pacer {
+            interval: Duration::from_secs_f64(1.0 / rps),
+            next: Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let at = {
+            let Ok(mut next) = self.next.lock() else {
+                return;
+            };
+            let at = (*next).max(tokio::time::Instant::now());
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
 }
 
 impl Client {
@@ -271,6 +337,7 @@ impl Client {
         } else {
             None
         };
+        let ep_pacer = ep.max_rps.map(|r| Arc::new(Pacer::new(r)));
         let max_backoff_ms = std::env::var("KINDSNAP_MAX_BACKOFF_MS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -283,6 +350,7 @@ impl Client {
             max_backoff_ms,
             timeouts,
             knob,
+            pacer: ep_pacer,
         })
     }
 
@@ -295,6 +363,9 @@ impl Client {
         method: &str,
         body: &[u8],
     ) -> std::result::Result<(Vec<u8>, u16), (CallError, Option<Duration>)> {
+        if let Some(p) = &self.pacer {
+            p.wait().await;
+        }
         let mut req = self
             .http
             .post(self.url(method))
@@ -557,6 +628,19 @@ impl Client {
         query: &J,
         cursor: Option<&str>,
     ) -> Result<QueryBatch> {
+        self.try_query(namespace, query, cursor)
+            .await
+            .map_err(|e| self.explain_query(e))
+    }
+
+    /// One batch of a query; the error as the server gave it, for callers
+    /// that can do without (sampling `__scatter__`).
+    async fn try_query(
+        &self,
+        namespace: &str,
+        query: &J,
+        cursor: Option<&str>,
+    ) -> std::result::Result<QueryBatch, CallError> {
         let mut q = query.clone();
         if let Some(c) = cursor {
             q["startCursor"] = json!(c);
@@ -568,31 +652,34 @@ impl Client {
         if let Some(ro) = self.read_options() {
             body["readOptions"] = ro;
         }
-        let bytes = self.call("runQuery", &body).await.map_err(|e| {
-            if self.ep.read_time.is_some()
-                && e.status == "INVALID_ARGUMENT"
-                && e.message.contains("readTime")
-            {
-                Error::Datastore(format!(
-                    "{} does not support --read-time / read_time ({}); snapshot without it",
-                    self.ep.base, e.message
-                ))
-            } else {
-                self.explain("runQuery", e)
-            }
-        })?;
+        let bytes = self.call("runQuery", &body).await?;
         #[derive(Deserialize)]
         struct Resp {
             batch: QueryBatch,
         }
         serde_json::from_slice::<Resp>(&bytes)
             .map(|r| r.batch)
-            .map_err(|e| {
-                Error::Datastore(format!(
-                    "{} answered runQuery with an unexpected shape: {e}",
-                    self.ep.base
-                ))
+            .map_err(|e| CallError {
+                status: "SHAPE".into(),
+                http: 200,
+                message: format!("answered runQuery with an unexpected shape: {e}"),
             })
+    }
+
+    fn explain_query(&self, e: CallError) -> Error {
+        if e.status == "SHAPE" {
+            Error::Datastore(format!("{} {}", self.ep.base, e.message))
+        } else if self.ep.read_time.is_some()
+            && e.status == "INVALID_ARGUMENT"
+            && e.message.contains("readTime")
+        {
+            Error::Datastore(format!(
+                "{} does not support --read-time / read_time ({}); snapshot without it",
+                self.ep.base, e.message
+            ))
+        } else {
+            self.explain("runQuery", e)
+        }
     }
 
     /// All keys of a keys-only query (names of namespaces or kinds), paged.
@@ -757,6 +844,9 @@ pub struct DatastoreSource {
     timeouts: Timeouts,
     filter: Option<KindFilter>,
     kinds: Mutex<Vec<String>>,
+    kind_options: std::collections::BTreeMap<String, KindOptions>,
+    /// Reads of the last scan per kind (same order as `kinds`).
+    reads: Vec<(String, String, ReadCounts)>,
 }
 
 impl DatastoreSource {
@@ -766,6 +856,8 @@ impl DatastoreSource {
             timeouts: *timeouts,
             filter: None,
             kinds: Mutex::new(Vec::new()),
+            kind_options: Default::default(),
+            reads: Vec::new(),
         })
     }
 }
@@ -837,9 +929,17 @@ impl EntitySource for DatastoreSource {
         format!("{} kind {kind} (entity {n} of the kind)", self.ep.id())
     }
 
+    fn set_kind_options(&mut self, options: &std::collections::BTreeMap<String, KindOptions>) {
+        self.kind_options = options.clone();
+    }
+
+    fn read_counts(&self) -> Vec<(String, String, ReadCounts)> {
+        self.reads.clone()
+    }
+
     fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded<'_>) -> Result<()>) -> Result<()> {
         let rt = runtime()?;
-        let concurrency = self.ep.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        let concurrency = self.ep.concurrency.unwrap_or(DEFAULT_READ_CONCURRENCY);
         let client = rt.block_on(Client::new(self.ep.clone(), self.timeouts))?;
         // Namespaces and kinds first (small), then the scans.
         let mut work: Vec<(String, String)> = Vec::new();
@@ -868,56 +968,144 @@ impl EntitySource for DatastoreSource {
                 .collect();
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Page>(concurrency * 2);
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
-        let shown = self.ep.id();
-        for (i, (ns, kind)) in work.into_iter().enumerate() {
-            let client = client.clone();
-            let tx = tx.clone();
-            let sem = Arc::clone(&semaphore);
-            let shown = shown.clone();
+        let counters: Arc<Vec<ReadCounter>> =
+            Arc::new(work.iter().map(|_| ReadCounter::default()).collect());
+        let ctx = Arc::new(ScanCtx {
+            client,
+            tx,
+            slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+            counters: Arc::clone(&counters),
+            shown: self.ep.id(),
+        });
+        for (i, (ns, kind)) in work.iter().enumerate() {
+            let ctx = Arc::clone(&ctx);
+            let (ns, kind) = (ns.clone(), kind.clone());
+            let at_once = self
+                .kind_options
+                .get(&kind)
+                .and_then(|o| o.concurrency)
+                .unwrap_or(concurrency)
+                .clamp(1, concurrency);
             rt.spawn(async move {
-                let Ok(_permit) = sem.acquire_owned().await else {
-                    return;
-                };
-                let result = scan_kind(&client, &ns, &kind, i as u32, &tx, &shown).await;
-                if let Err(e) = result {
-                    let _ = tx.send(Err(e)).await;
+                if let Err(e) = scan_kind(&ctx, &ns, &kind, i as u32, at_once).await {
+                    let _ = ctx.tx.send(Err(e)).await;
                 }
             });
         }
-        drop(tx);
+        // The tasks hold the only senders now: the loop ends when they do.
+        drop(ctx);
         let mut positions = Positions::default();
+        let mut result = Ok(());
         while let Some(page) = rx.blocking_recv() {
-            let (kind_no, batch) = page?;
+            let (kind_no, batch) = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
             for e in batch.iter() {
                 let origin = positions.next(kind_no);
-                f(Encoded { origin, ..e })?;
+                if let Err(e) = f(Encoded { origin, ..e }) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if result.is_err() {
+                break;
             }
         }
+        self.reads = work
+            .into_iter()
+            .zip(counters.iter())
+            .map(|((ns, kind), c)| (ns, kind, c.get()))
+            .collect();
+        drop(rx);
         rt.shutdown_background();
-        Ok(())
+        result
     }
 }
 
-async fn scan_kind(
-    client: &Client,
-    ns: &str,
-    kind: &str,
-    kind_no: u32,
-    tx: &tokio::sync::mpsc::Sender<Page>,
-    shown: &str,
-) -> Result<()> {
-    let query = json!({ "kind": [{ "name": kind }] });
-    let mut cursor: Option<String> = None;
-    loop {
-        let batch = client.run_query(ns, &query, cursor.as_deref()).await?;
-        let more = batch.more_results == "NOT_FINISHED" && batch.end_cursor.is_some();
-        cursor = batch.end_cursor;
+/// Reads billed for one kind, counted as the answers come.
+#[derive(Debug, Default)]
+struct ReadCounter {
+    entity_reads: AtomicU64,
+    small_ops: AtomicU64,
+}
+
+impl ReadCounter {
+    /// A full-entity query answered with `n` results: one read each, at
+    /// least one per query.
+    fn entities(&self, n: usize) {
+        self.entity_reads
+            .fetch_add((n as u64).max(1), Ordering::Relaxed);
+    }
+
+    /// A keys-only query: one read, a small operation per key.
+    fn keys(&self, n: usize) {
+        self.entity_reads.fetch_add(1, Ordering::Relaxed);
+        self.small_ops.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> ReadCounts {
+        ReadCounts {
+            entity_reads: self.entity_reads.load(Ordering::Relaxed),
+            small_ops: self.small_ops.load(Ordering::Relaxed),
+            lookups: 0,
+        }
+    }
+}
+
+/// What every scan task of one snapshot shares.
+struct ScanCtx {
+    client: Client,
+    /// Pages to the caller's thread.
+    tx: tokio::sync::mpsc::Sender<Page>,
+    /// Queries (cursors of kinds or key ranges) in progress at once. A
+    /// range holds its slot until it is done, also while its pages wait
+    /// to be passed on.
+    slots: Arc<tokio::sync::Semaphore>,
+    counters: Arc<Vec<ReadCounter>>,
+    shown: String,
+}
+
+/// One page of a scan, transcoded and hashed.
+struct Fetched {
+    page: EncodedBatch,
+    /// The next page's cursor, if there is more.
+    more: Option<String>,
+    /// The page's last key.
+    last: Option<Key>,
+}
+
+impl ScanCtx {
+    /// Fetch and transcode one page of full entities.
+    async fn fetch(
+        &self,
+        ns: &str,
+        kind: &str,
+        kind_no: u32,
+        query: &J,
+        cursor: Option<&str>,
+    ) -> Result<Fetched> {
+        let batch = self.client.run_query(ns, query, cursor).await?;
+        if let Some(c) = self.counters.get(kind_no as usize) {
+            c.entities(batch.entity_results.len());
+        }
+        let more = if batch.more_results == "NOT_FINISHED" {
+            batch.end_cursor
+        } else {
+            None
+        };
+        let last = match batch.entity_results.last() {
+            Some(r) => Some(parse_key(r.entity.get())?),
+            None => None,
+        };
         let results = batch.entity_results;
-        let shown = shown.to_string();
+        let shown = self.shown.clone();
         let kind_owned = kind.to_string();
         // Transcoding and hashing is CPU work: off the I/O threads.
-        let page = tokio::task::spawn_blocking(move || -> Result<(u32, EncodedBatch)> {
+        let page = tokio::task::spawn_blocking(move || -> Result<EncodedBatch> {
             let bytes: usize = results.iter().map(|r| r.entity.get().len()).sum();
             let mut out = EncodedBatch::with_capacity(bytes + 1024);
             for r in &results {
@@ -927,17 +1115,268 @@ async fn scan_kind(
                     ))
                 })?;
             }
-            Ok((kind_no, out))
+            Ok(out)
         })
         .await
-        .map_err(|_| Error::Internal("a transcoding task panicked"))?;
-        if tx.send(page).await.is_err() {
-            return Ok(());
+        .map_err(|_| Error::Internal("a transcoding task panicked"))??;
+        Ok(Fetched { page, more, last })
+    }
+
+    /// Up to `limit` keys of `kind` in `__scatter__` order (a stable,
+    /// pseudo-random sample); `None` when the server has no `__scatter__`.
+    async fn scatter_sample(
+        &self,
+        ns: &str,
+        kind: &str,
+        kind_no: u32,
+        limit: usize,
+    ) -> Result<Option<Vec<Key>>> {
+        let mut keys = Vec::new();
+        let mut cursor: Option<String> = None;
+        while keys.len() < limit {
+            let query = json!({
+                "kind": [{ "name": kind }],
+                "projection": [{ "property": { "name": "__key__" } }],
+                "order": [{ "property": { "name": "__scatter__" }, "direction": "ASCENDING" }],
+                "limit": limit - keys.len(),
+            });
+            let batch = match self.client.try_query(ns, &query, cursor.as_deref()).await {
+                Ok(b) => b,
+                // The emulator and other servers without the property.
+                Err(e)
+                    if matches!(
+                        e.status.as_str(),
+                        "INVALID_ARGUMENT" | "UNIMPLEMENTED" | "FAILED_PRECONDITION" | "NOT_FOUND"
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(self.client.explain_query(e)),
+            };
+            if let Some(c) = self.counters.get(kind_no as usize) {
+                c.keys(batch.entity_results.len());
+            }
+            for r in &batch.entity_results {
+                keys.push(parse_key(r.entity.get())?);
+            }
+            match batch.end_cursor {
+                Some(c)
+                    if batch.more_results == "NOT_FINISHED" && !batch.entity_results.is_empty() =>
+                {
+                    cursor = Some(c)
+                }
+                _ => break,
+            }
         }
-        if !more {
-            return Ok(());
+        Ok((!keys.is_empty()).then_some(keys))
+    }
+}
+
+/// Where one key range of a kind starts and ends.
+#[derive(Debug, Clone, PartialEq)]
+struct Range {
+    /// Keys after this one (the first page's last key), or from this one.
+    start: Option<(Key, bool)>,
+    /// Keys before this one.
+    end: Option<Key>,
+}
+
+impl Range {
+    fn query(&self, kind: &str) -> J {
+        let key_filter = |op: &str, k: &Key| {
+            json!({ "propertyFilter": {
+                "property": { "name": "__key__" },
+                "op": op,
+                "value": { "keyValue": mjson::key_to_json(k) },
+            }})
+        };
+        let mut filters = Vec::new();
+        if let Some((k, inclusive)) = &self.start {
+            let op = if *inclusive {
+                "GREATER_THAN_OR_EQUAL"
+            } else {
+                "GREATER_THAN"
+            };
+            filters.push(key_filter(op, k));
+        }
+        if let Some(k) = &self.end {
+            filters.push(key_filter("LESS_THAN", k));
+        }
+        let mut q = json!({
+            "kind": [{ "name": kind }],
+            "order": [{ "property": { "name": "__key__" }, "direction": "ASCENDING" }],
+        });
+        match filters.len() {
+            0 => {}
+            1 => q["filter"] = filters.remove(0),
+            _ => q["filter"] = json!({ "compositeFilter": { "op": "AND", "filters": filters } }),
+        }
+        q
+    }
+}
+
+/// How many ranges to read the rest of a kind in, after its first page
+/// (`first_len` entities ending at `last`), from a `__scatter__` sample:
+/// the share of the sample at or before `last` estimates the kind's size in
+/// pages (whatever share of entities the server gives a scatter value).
+/// Ranges of about [`RANGE_PAGES_AHEAD`] pages keep every range in progress
+/// busy; at least `at_once` when there are that many pages.
+fn plan_ranges(sample: &[Key], last: &Key, at_once: usize) -> Vec<Range> {
+    let last_bytes = last.path_bytes();
+    let mut after: Vec<(Vec<u8>, &Key)> = sample
+        .iter()
+        .map(|k| (k.path_bytes(), k))
+        .filter(|(b, _)| *b > last_bytes)
+        .collect();
+    after.sort_by(|a, b| a.0.cmp(&b.0));
+    after.dedup_by(|a, b| a.0 == b.0);
+    let before = sample.len() - after.len();
+    // Pages after the first one.
+    let rest = if before == 0 {
+        f64::INFINITY
+    } else {
+        sample.len() as f64 / before as f64 - 1.0
+    };
+    let by_size = (rest / RANGE_PAGES_AHEAD as f64).ceil();
+    let wanted = by_size.max(rest.ceil().min(at_once as f64));
+    let n = if wanted.is_finite() {
+        wanted as usize
+    } else {
+        MAX_RANGES
+    }
+    .clamp(1, MAX_RANGES.min(after.len() + 1));
+    let whole = Range {
+        start: Some((last.clone(), false)),
+        end: None,
+    };
+    if n <= 1 {
+        return vec![whole];
+    }
+    // Evenly spaced sample keys, as Beam's getSplitsFromSampledKeys.
+    let per = after.len() as f64 / n as f64;
+    let mut points: Vec<&Key> = Vec::new();
+    for i in 1..n {
+        let idx = ((i as f64 * per).round() as usize).saturating_sub(1);
+        if let Some((_, k)) = after.get(idx) {
+            if points.last().map(|p| p.path_bytes()) != Some(k.path_bytes()) {
+                points.push(k);
+            }
         }
     }
+    let mut ranges = Vec::with_capacity(points.len() + 1);
+    let mut start = Some((last.clone(), false));
+    for p in points {
+        ranges.push(Range {
+            start: start.take(),
+            end: Some(p.clone()),
+        });
+        start = Some((p.clone(), true));
+    }
+    ranges.push(Range { start, end: None });
+    ranges
+}
+
+/// Read one kind: its first page with a plain cursor (a small kind ends
+/// there), then the rest in key ranges, `at_once` of them in progress.
+async fn scan_kind(
+    ctx: &Arc<ScanCtx>,
+    ns: &str,
+    kind: &str,
+    kind_no: u32,
+    at_once: usize,
+) -> Result<()> {
+    let Ok(permit) = Arc::clone(&ctx.slots).acquire_owned().await else {
+        return Ok(());
+    };
+    let plain = json!({ "kind": [{ "name": kind }] });
+    let first = ctx.fetch(ns, kind, kind_no, &plain, None).await?;
+    let (mut cursor, last) = (first.more, first.last);
+    if ctx.tx.send(Ok((kind_no, first.page))).await.is_err() {
+        return Ok(());
+    }
+    let (Some(_), Some(last)) = (&cursor, last) else {
+        return Ok(());
+    };
+    let sample = if at_once > 1 {
+        ctx.scatter_sample(ns, kind, kind_no, at_once * SAMPLES_PER_SPLIT)
+            .await?
+    } else {
+        None
+    };
+    let ranges = match &sample {
+        Some(sample) => plan_ranges(sample, &last, at_once),
+        None => Vec::new(),
+    };
+    if ranges.len() <= 1 {
+        // One cursor: no sample, or a kind of few pages.
+        while let Some(c) = cursor {
+            let page = ctx.fetch(ns, kind, kind_no, &plain, Some(&c)).await?;
+            cursor = page.more;
+            if ctx.tx.send(Ok((kind_no, page.page))).await.is_err() {
+                return Ok(());
+            }
+        }
+        return Ok(());
+    }
+    // Each range sends into its own small channel; the forwarder passes
+    // the ranges on in order.
+    type Pages = tokio::sync::mpsc::Receiver<Page>;
+    let (rtx, mut rrx) = tokio::sync::mpsc::unbounded_channel::<Pages>();
+    let out = ctx.tx.clone();
+    let forwarder = tokio::spawn(async move {
+        while let Some(mut range) = rrx.recv().await {
+            while let Some(page) = range.recv().await {
+                let failed = page.is_err();
+                if out.send(page).await.is_err() || failed {
+                    return;
+                }
+            }
+        }
+    });
+    let mine = Arc::new(tokio::sync::Semaphore::new(at_once));
+    let mut permit = Some(permit);
+    for range in ranges {
+        let Ok(own) = Arc::clone(&mine).acquire_owned().await else {
+            break;
+        };
+        let slot = match permit.take() {
+            Some(p) => p,
+            None => match Arc::clone(&ctx.slots).acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (ptx, prx) = tokio::sync::mpsc::channel::<Page>(RANGE_PAGES_AHEAD);
+        if rtx.send(prx).is_err() {
+            break;
+        }
+        let (ctx, ns, kind) = (Arc::clone(ctx), ns.to_string(), kind.to_string());
+        tokio::spawn(async move {
+            let _held = (own, slot);
+            let query = range.query(&kind);
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = match ctx
+                    .fetch(&ns, &kind, kind_no, &query, cursor.as_deref())
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = ptx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                cursor = page.more;
+                if ptx.send(Ok((kind_no, page.page))).await.is_err() || cursor.is_none() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(rtx);
+    forwarder
+        .await
+        .map_err(|_| Error::Internal("a forwarding task panicked"))
 }
 
 // ---------------------------------------------------------------------------
@@ -1459,6 +1898,49 @@ mod tests {
             "datastore:p?read_time=yesterday",
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges_follow_the_scatter_sample() {
+        let key = |i: i64| key_for("", vec![PathElement::id("K", i)]);
+        // A sample of every 10th id up to 10,000, scrambled; the first page
+        // ended at id 100: 10 of 1,000 sampled keys at or before it, so
+        // about 99 pages follow, in ranges of about RANGE_PAGES_AHEAD pages.
+        let mut sample: Vec<Key> = (1..=1000).map(|i| key(i * 10)).collect();
+        sample.reverse();
+        let ranges = plan_ranges(&sample, &key(100), 8);
+        assert_eq!(ranges.len(), 25);
+        assert_eq!(ranges[0].start, Some((key(100), false)));
+        assert_eq!(ranges.last().map(|r| r.end.clone()), Some(None));
+        for pair in ranges.windows(2) {
+            // Contiguous, in key order: each ends where the next starts.
+            let end = pair[0].end.clone().unwrap();
+            assert_eq!(pair[1].start, Some((end, true)));
+        }
+        let q = ranges[1].query("K");
+        assert_eq!(
+            q["filter"]["compositeFilter"]["filters"][0]["propertyFilter"]["op"],
+            "GREATER_THAN_OR_EQUAL"
+        );
+        assert_eq!(q["order"][0]["property"]["name"], "__key__");
+        // A kind of a few pages: at least one range per page up to `at_once`.
+        let few: Vec<Key> = (1..=30).map(|i| key(i * 10)).collect();
+        assert_eq!(plan_ranges(&few, &key(100), 8).len(), 2);
+        // Nothing sampled after the first page: one range, the rest.
+        assert_eq!(plan_ranges(&few, &key(1000), 8).len(), 1);
+        // Nothing at or before it: as many ranges as the sample allows.
+        // (evenly spaced points of 30 keys for 31 ranges: two coincide)
+        assert_eq!(plan_ranges(&few, &key(1), 8).len(), 30);
+    }
+
+    #[test]
+    fn max_rps_parses() {
+        let e = Endpoint::parse("datastore:acme?max_rps=2.5").unwrap();
+        assert_eq!(e.max_rps, Some(2.5));
+        assert_eq!(e.id(), "datastore:acme");
+        for bad in ["0", "-1", "x", "inf"] {
+            assert!(Endpoint::parse(&format!("datastore:p?max_rps={bad}")).is_err());
         }
     }
 

@@ -165,6 +165,17 @@ pub struct CacheSpec {
     pub parent: Option<crate::ids::SnapshotId>,
 }
 
+/// What reading one kind cost, in the units Datastore bills: entity reads
+/// (one per entity a query returns, at least one per query; one per key
+/// of a lookup), small operations (the keys of keys-only queries: free)
+/// and lookups (keys looked up; also counted as entity reads).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReadCounts {
+    pub entity_reads: u64,
+    pub small_ops: u64,
+    pub lookups: u64,
+}
+
 /// Something entities can be read from.
 pub trait EntitySource {
     /// A stable identity: snapshots of the same source form one history.
@@ -172,6 +183,15 @@ pub trait EntitySource {
     /// Which kinds the snapshot wants; a source that lists its kinds
     /// skips the others without reading them.
     fn set_filter(&mut self, _filter: &crate::filter::KindFilter) {}
+    /// Per-kind tuning from `kindsnap.toml` (`[kinds.Order] concurrency
+    /// = 2`), keyed by kind name; sources that read kinds in parallel
+    /// pieces use it, others ignore it.
+    fn set_kind_options(&mut self, _options: &std::collections::BTreeMap<String, KindOptions>) {}
+    /// What the last `for_each_encoded` cost per (namespace, kind), for
+    /// sources that bill reads (Datastore); empty for the others.
+    fn read_counts(&self) -> Vec<(String, String, ReadCounts)> {
+        Vec::new()
+    }
     /// Call `f` for every entity, with an origin number for messages.
     fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()>;
     /// Where entity `origin` came from, for messages (`file.jsonl:17`).

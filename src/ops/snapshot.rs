@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::connector::{linecache, CacheSpec, EncodedBatch, EntitySource};
+use crate::connector::{linecache, CacheSpec, EncodedBatch, EntitySource, ReadCounts};
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
 use crate::ids::EntityHash;
@@ -34,7 +34,14 @@ pub struct SnapshotOptions {
     /// Where sources may keep a cache of what they read (the JSON Lines
     /// line cache); `None` reads everything afresh.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// US dollars per 100,000 entity reads, for the cost estimate.
+    pub read_price_per_100k: f64,
 }
+
+/// Cloud Datastore's list price for entity reads (US dollars per 100,000,
+/// Firestore in Datastore mode, 2026); small operations are free.
+/// `datastore_read_price` in kindsnap.toml overrides it.
+pub const DEFAULT_READ_PRICE_PER_100K: f64 = 0.06;
 
 impl Default for SnapshotOptions {
     fn default() -> Self {
@@ -45,6 +52,7 @@ impl Default for SnapshotOptions {
             sort_budget: 24 << 20,
             time_us: None,
             cache_dir: None,
+            read_price_per_100k: DEFAULT_READ_PRICE_PER_100K,
         }
     }
 }
@@ -59,6 +67,30 @@ pub struct KindReport {
     pub removed: u64,
     pub raw_bytes: u64,
     pub bytes_added: u64,
+    /// What reading the kind cost, for sources that bill reads
+    /// (Datastore); `None` for the others.
+    pub reads: Option<ReadCost>,
+}
+
+/// Reads billed by the source and their estimated price.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct ReadCost {
+    pub entity_reads: u64,
+    pub small_ops: u64,
+    pub lookups: u64,
+    /// US dollars at the configured price per 100,000 entity reads.
+    pub estimated_usd: f64,
+}
+
+impl ReadCost {
+    fn new(c: ReadCounts, price_per_100k: f64) -> ReadCost {
+        ReadCost {
+            entity_reads: c.entity_reads,
+            small_ops: c.small_ops,
+            lookups: c.lookups,
+            estimated_usd: c.entity_reads as f64 * price_per_100k / 100_000.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +105,9 @@ pub struct SnapshotReport {
     pub bytes_added: u64,
     pub manifest_bytes: u64,
     pub skipped_kinds: Vec<String>,
+    /// Every read the source billed (also of kinds that came out empty);
+    /// `None` for sources that do not bill reads.
+    pub reads: Option<ReadCost>,
     /// A snapshot of this name, source and content existed already (a
     /// rerun): `id` is that snapshot's and nothing was published.
     pub existed: bool,
@@ -347,6 +382,21 @@ pub fn snapshot(
     };
     let write_changes = parent.is_some();
 
+    let price = opts.read_price_per_100k;
+    let read_counts: HashMap<(String, String), ReadCounts> = source
+        .read_counts()
+        .into_iter()
+        .map(|(ns, kind, c)| ((ns, kind), c))
+        .collect();
+    let all_reads = (!read_counts.is_empty()).then(|| {
+        let mut sum = ReadCounts::default();
+        for c in read_counts.values() {
+            sum.entity_reads += c.entity_reads;
+            sum.small_ops += c.small_ops;
+            sum.lookups += c.lookups;
+        }
+        ReadCost::new(sum, price)
+    });
     let mut writer = ManifestWriter::create(repo)?;
     let mut reports = Vec::new();
     let (mut total_entities, mut total_raw) = (0u64, 0u64);
@@ -376,6 +426,9 @@ pub fn snapshot(
         let mut rep = KindReport {
             namespace: ns.clone(),
             kind: kind.clone(),
+            reads: read_counts
+                .get(&(ns.clone(), kind.clone()))
+                .map(|c| ReadCost::new(*c, price)),
             ..Default::default()
         };
         let mut digest = blake3::Hasher::new();
@@ -569,6 +622,7 @@ pub fn snapshot(
         bytes_added: total_pack_bytes + manifest_bytes,
         manifest_bytes,
         skipped_kinds: skipped.into_iter().collect(),
+        reads: all_reads,
         existed,
     })
 }

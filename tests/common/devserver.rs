@@ -85,6 +85,24 @@ impl DevServer {
         self.spawn(port);
     }
 
+    /// `POST /stats` (or `/stats/reset`, which zeroes the counters after
+    /// answering): requests per method, the most in any second, and the
+    /// reads billed per kind.
+    #[allow(dead_code)]
+    pub fn stats(&self, reset: bool) -> serde_json::Value {
+        let path = if reset { "/stats/reset" } else { "/stats" };
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let (_, body) = resp.split_once("\r\n\r\n").unwrap();
+        serde_json::from_str(body).unwrap()
+    }
+
     /// POST a v1 API call; returns (HTTP status, JSON body).
     #[allow(dead_code)]
     pub fn call(

@@ -11,6 +11,8 @@ not.
 
 import argparse
 import bisect
+import collections
+import copy
 import http.server
 import json
 import os
@@ -1407,6 +1409,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 srv.ds.reset()
             self._send(200, '{}\n')
             return
+        if path in ('/stats', '/stats/reset'):
+            with srv.stats.lock:
+                payload = srv.stats.report()
+                if path == '/stats/reset':
+                    srv.stats.clear()
+            self._send(200, json.dumps(payload, sort_keys=True) + '\n')
+            return
         m = _PATH_RE.match(path)
         if not m or m.group(2) not in METHODS:
             raise ApiError('NOT_FOUND', 'The requested URL %s was not found on '
@@ -1430,6 +1439,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise bad('mismatched project id within request: "%s" (body) vs '
                       '"%s" (URL).' % (req.project_id, project))
         req.project_id = project
+        with srv.stats.lock:
+            srv.stats.arrived(verb)
+        if verb == 'runQuery' and not opts.scatter and \
+                any(o.property.name == '__scatter__' for o in req.query.order):
+            # the emulator has no __scatter__: an empty answer
+            raise bad('__scatter__ is not supported (--no-scatter).')
         if opts.latency_ms:
             time.sleep(opts.latency_ms / 1000.0)
         if faulty and opts.fail_rate > 0:
@@ -1445,6 +1460,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 # durable before any answer, also for a call that failed
                 # after applying something
                 srv.ds.flush()
+        with srv.stats.lock:
+            srv.stats.answered(verb, req, resp)
         if verb == 'commit' and opts.fail_after_apply_rate > 0:
             with srv.rng_lock:
                 fail = srv.rng.random() < opts.fail_after_apply_rate
@@ -1466,6 +1483,66 @@ class Handler(http.server.BaseHTTPRequestHandler):
                              'on this server.' % self.path.split('?', 1)[0]))
 
     do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_post
+
+
+class Stats(object):
+    """What a client cost: API requests as they arrive (and the most in any
+    one second), and per kind the reads Datastore bills for answered calls:
+    a runQuery of full entities is one entity read per result (at least
+    one); a keys-only (or projection) runQuery is one entity read plus one
+    small operation per result; a lookup is one entity read per key, found
+    or missing (counted under ``lookups`` too).  Kinds are ``Kind`` or
+    ``namespace/Kind``.  ``POST /stats`` shows them, ``POST /stats/reset``
+    shows and zeroes them."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.clear()
+
+    def clear(self):
+        self.requests = {}
+        self.window = collections.deque()   # arrival times in the last second
+        self.max_per_second = 0
+        self.kinds = {}
+
+    def arrived(self, verb):
+        self.requests[verb] = self.requests.get(verb, 0) + 1
+        now = time.monotonic()
+        w = self.window
+        w.append(now)
+        while w and w[0] <= now - 1.0:
+            w.popleft()
+        self.max_per_second = max(self.max_per_second, len(w))
+
+    def _kind(self, namespace, kind):
+        label = '%s/%s' % (namespace, kind) if namespace else kind
+        return self.kinds.setdefault(
+            label, {'entity_reads': 0, 'small_ops': 0, 'lookups': 0})
+
+    def answered(self, verb, req, resp):
+        if verb == 'runQuery' and req.HasField('query'):
+            q = req.query
+            kind = q.kind[0].name if len(q.kind) else ''
+            c = self._kind(req.partition_id.namespace_id, kind)
+            n = len(resp.batch.entity_results)
+            if len(q.projection):
+                c['entity_reads'] += 1
+                c['small_ops'] += n
+            else:
+                c['entity_reads'] += max(1, n)
+        elif verb == 'lookup':
+            for r in list(resp.found) + list(resp.missing):
+                k = r.entity.key
+                c = self._kind(k.partition_id.namespace_id,
+                               k.path[-1].kind if len(k.path) else '')
+                c['entity_reads'] += 1
+                c['lookups'] += 1
+
+    def report(self):
+        return {'requests': dict(self.requests),
+                'total_requests': sum(self.requests.values()),
+                'max_per_second': self.max_per_second,
+                'kinds': copy.deepcopy(self.kinds)}
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -1494,6 +1571,9 @@ def parse_args(argv=None):
     p.add_argument('--log-compact-bytes', type=int, default=COMPACT_BYTES,
                    help='with --storage: compact the log into a new snapshot '
                    'when it passes max(N, 2 x the snapshot size)')
+    p.add_argument('--no-scatter', dest='scatter', action='store_false',
+                   help='refuse queries ordered by __scatter__, as the '
+                   'emulator does not have it')
     p.add_argument('--seed', type=int, default=None)
     p.add_argument('--verbose', action='store_true')
     return p.parse_args(argv)
@@ -1510,6 +1590,7 @@ def main(argv=None):
     srv.ds = ds
     srv.rng = random.Random(opts.seed)
     srv.rng_lock = threading.Lock()
+    srv.stats = Stats()
     host = opts.host if ':' not in opts.host else '[%s]' % opts.host
     sys.stdout.write('LISTENING http://%s:%d\n' % (host, srv.server_address[1]))
     sys.stdout.flush()

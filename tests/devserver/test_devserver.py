@@ -1017,3 +1017,47 @@ class FaultInjectionTest(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+class ScatterAndStatsTest(unittest.TestCase):
+    """``__scatter__`` ordering (the stub's: a stable pseudo-random order
+    of about half the entities), ``--no-scatter`` (the emulator refuses
+    it), and the read counters of ``POST /stats``."""
+
+    def test_scatter_order_is_stable_and_counted(self):
+        srv = DevServer().start()
+        try:
+            srv.ok('commit', upserts([{'key': key('S', i)} for i in range(1, 401)]))
+            srv.raw('/stats/reset', b'')
+            q = {'query': {'kind': [{'name': 'S'}],
+                           'projection': [{'property': {'name': '__key__'}}],
+                           'order': [{'property': {'name': '__scatter__'}}],
+                           'limit': 50}}
+            a = [r['entity']['key'] for r in srv.ok('runQuery', q)['batch']['entityResults']]
+            b = [r['entity']['key'] for r in srv.ok('runQuery', q)['batch']['entityResults']]
+            self.assertEqual(len(a), 50)
+            self.assertEqual(a, b)
+            self.assertNotEqual(a, sorted(a, key=ds_sort_key))
+            srv.ok('runQuery', {'query': {'kind': [{'name': 'S'}], 'limit': 30}})
+            srv.ok('lookup', {'keys': [key('S', 1), key('S', 9999)]})
+            code, stats, _ = srv.raw('/stats', b'')
+            self.assertEqual(code, 200)
+            self.assertEqual(stats['kinds']['S'],
+                             {'entity_reads': 2 + 30 + 2, 'small_ops': 100,
+                              'lookups': 2})
+            self.assertEqual(stats['requests'], {'runQuery': 3, 'lookup': 1})
+            self.assertEqual(stats['total_requests'], 4)
+            self.assertGreaterEqual(stats['max_per_second'], 1)
+        finally:
+            srv.stop()
+
+    def test_no_scatter_refuses(self):
+        srv = DevServer('--no-scatter').start()
+        try:
+            code, out = srv.call('runQuery', {'query': {
+                'kind': [{'name': 'S'}],
+                'order': [{'property': {'name': '__scatter__'}}]}})
+            self.assertEqual(code, 400)
+            self.assertIn('__scatter__', out['error']['message'])
+        finally:
+            srv.stop()
