@@ -107,6 +107,12 @@ pub fn vet_table(engine: Engine, table: &Table, policy: &SchemaPolicy) -> Result
         let verdict = match vet(engine, table, stmt) {
             Ok(v) => v,
             Err(Refusal::Unreadable(_)) if policy.trust => Verdict::Run,
+            // An index or trigger the parser cannot read is left out (the
+            // table is still the table); anything else is refused.
+            Err(Refusal::Unreadable(_)) if !after && index_or_trigger(stmt) => Verdict::Code {
+                what: format!("{} (which kindsnap cannot parse)", excerpt(stmt)),
+                skippable: true,
+            },
             Err(Refusal::Unreadable(why)) => {
                 return Err(refuse(format!(
                     "{why}; pass --trust-schema to run it as recorded if you trust whoever wrote this repository"
@@ -140,6 +146,26 @@ pub fn vet_table(engine: Engine, table: &Table, policy: &SchemaPolicy) -> Result
         }
     }
     Ok(out)
+}
+
+/// Whether a statement starts `CREATE [UNIQUE] INDEX` or `CREATE [TEMP]
+/// TRIGGER` (read from its first words only).
+fn index_or_trigger(stmt: &str) -> bool {
+    let words: Vec<String> = stmt
+        .split_whitespace()
+        .take(3)
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["CREATE", "INDEX", ..] | ["CREATE", "TRIGGER", ..] => true,
+        ["CREATE", "UNIQUE" | "TEMP" | "TEMPORARY", "INDEX" | "TRIGGER"] => true,
+        _ => false,
+    }
 }
 
 /// Why a statement is not run.
@@ -707,6 +733,25 @@ mod tests {
         );
         let other = "CREATE TRIGGER audit AFTER INSERT ON users BEGIN SELECT 1; END";
         assert!(vet(Engine::Sqlite, &t, other).is_err());
+    }
+
+    #[test]
+    fn unreadable_indexes_are_left_out_other_statements_refused() {
+        let mut t = table("t", &[]);
+        t.ddl = vec![
+            "CREATE TABLE t (a TEXT)".into(),
+            "CREATE INDEX i ON t (a) %%% not sql".into(),
+        ];
+        let policy = SchemaPolicy::default();
+        let v = vet_table(Engine::Sqlite, &t, &policy).unwrap();
+        assert_eq!(v.ddl, ["CREATE TABLE t (a TEXT)"]);
+        assert_eq!(v.skipped.len(), 1, "{:?}", v.skipped);
+        t.ddl[1] = "ATTACH 'x' AS y %%% not sql".into();
+        assert!(vet_table(Engine::Sqlite, &t, &policy).is_err());
+        t.ddl[1] = "CREATE INDEX i ON t (a); ATTACH 'x' AS y".into();
+        assert!(vet_table(Engine::Sqlite, &t, &policy).is_err());
+        assert!(index_or_trigger("  create unique index x on t(a)"));
+        assert!(!index_or_trigger("CREATE TABLE x (a)"));
     }
 
     #[test]
