@@ -156,16 +156,16 @@ fn index_or_trigger(stmt: &str) -> bool {
         .take(3)
         .map(|w| w.to_ascii_uppercase())
         .collect();
-    match words
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["CREATE", "INDEX", ..] | ["CREATE", "TRIGGER", ..] => true,
-        ["CREATE", "UNIQUE" | "TEMP" | "TEMPORARY", "INDEX" | "TRIGGER"] => true,
-        _ => false,
-    }
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        words.as_slice(),
+        ["CREATE", "INDEX" | "TRIGGER", ..]
+            | [
+                "CREATE",
+                "UNIQUE" | "TEMP" | "TEMPORARY",
+                "INDEX" | "TRIGGER"
+            ]
+    )
 }
 
 /// Why a statement is not run.
