@@ -396,17 +396,30 @@ impl Index {
 
     /// The live bodies of one pack, in file order.
     pub fn live_in_pack(&self, pid: i64, id: PackId) -> Result<Vec<(EntityHash, Location)>> {
+        self.bodies_in_pack(
+            "SELECT e.hash, b.off, b.clen, b.raw, e.off, e.len
+             FROM blocks b JOIN entities e ON e.bid = b.bid
+             JOIN live.live l ON l.hash = e.hash
+             WHERE b.pid = ?1 ORDER BY b.off, e.off",
+            rusqlite::types::Value::Integer(pid),
+            id,
+        )
+    }
+
+    /// The (hash, location) rows a query selects for pack `id`, in order:
+    /// `hash, block off, clen, raw, body off, len`, with one parameter.
+    fn bodies_in_pack(
+        &self,
+        sql: &str,
+        param: rusqlite::types::Value,
+        id: PackId,
+    ) -> Result<Vec<(EntityHash, Location)>> {
         let mut st = self
             .conn
-            .prepare_cached(
-                "SELECT e.hash, b.off, b.clen, b.raw, e.off, e.len
-                 FROM blocks b JOIN entities e ON e.bid = b.bid
-                 JOIN live.live l ON l.hash = e.hash
-                 WHERE b.pid = ?1 ORDER BY b.off, e.off",
-            )
+            .prepare_cached(sql)
             .map_err(Error::sql(&self.path))?;
         let rows = st
-            .query_map(params![pid], |r| {
+            .query_map(params![param], |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
                     r.get(1)?,
@@ -421,13 +434,12 @@ impl Index {
         for row in rows {
             let (h, block_off, block_len, block_raw, off, len) =
                 row.map_err(Error::sql(&self.path))?;
-            let Some(h) = EntityHash::from_slice(&h) else {
-                continue;
-            };
-            out.push((
-                h,
-                Location::new(id, (block_off, block_len, block_raw), (off, len)),
-            ));
+            if let Some(h) = EntityHash::from_slice(&h) {
+                out.push((
+                    h,
+                    Location::new(id, (block_off, block_len, block_raw), (off, len)),
+                ));
+            }
         }
         Ok(out)
     }
@@ -539,38 +551,13 @@ impl Index {
 
     /// Every body the index places in one pack, in file order.
     pub fn entities_in_pack(&self, id: &PackId) -> Result<Vec<(EntityHash, Location)>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT e.hash, b.off, b.clen, b.raw, e.off, e.len
-                 FROM packs p JOIN blocks b ON b.pid = p.pid JOIN entities e ON e.bid = b.bid
-                 WHERE p.id = ?1 ORDER BY b.off, e.off",
-            )
-            .map_err(Error::sql(&self.path))?;
-        let rows = st
-            .query_map(params![&id.as_bytes()[..]], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .map_err(Error::sql(&self.path))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (h, block_off, block_len, block_raw, off, len) =
-                row.map_err(Error::sql(&self.path))?;
-            if let Some(h) = EntityHash::from_slice(&h) {
-                out.push((
-                    h,
-                    Location::new(*id, (block_off, block_len, block_raw), (off, len)),
-                ));
-            }
-        }
-        Ok(out)
+        self.bodies_in_pack(
+            "SELECT e.hash, b.off, b.clen, b.raw, e.off, e.len
+             FROM packs p JOIN blocks b ON b.pid = p.pid JOIN entities e ON e.bid = b.bid
+             WHERE p.id = ?1 ORDER BY b.off, e.off",
+            rusqlite::types::Value::Blob(id.as_bytes().to_vec()),
+            *id,
+        )
     }
 
     /// How many entities the index places in each pack (one scan).
