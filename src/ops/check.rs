@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
-use std::io::Read;
 
 use crate::error::{Error, Result};
 use crate::ids::{EntityHash, PackId, SnapshotId};
@@ -73,20 +72,6 @@ impl Cause {
             ),
         }
     }
-}
-
-fn hash_file(path: &std::path::Path) -> Result<[u8; 32]> {
-    let mut f = fs::File::open(path).map_err(Error::io("opening", path))?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(Error::io("reading", path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(*h.finalize().as_bytes())
 }
 
 fn snap_label(i: &SnapshotInfo) -> String {
@@ -161,22 +146,29 @@ fn check_manifests(
     Ok(good)
 }
 
-/// Why one manifest is damaged, if it is.
+/// Why one manifest is damaged, if it is. The file is read once: the
+/// manifest's own verification hashes it, and the database check after it
+/// does not hash it again.
 fn manifest_problem(repo: &Repository, info: &SnapshotInfo) -> Result<Option<String>> {
-    let path = repo.snapshot_path(&info.id);
-    if hash_file(&path)? != *info.id.as_bytes() {
-        return Ok(Some(format!(
-            "manifest content does not match its id (damaged file {})",
-            path.display()
-        )));
+    let m = match Manifest::open(repo, &info.id) {
+        Ok(m) => m,
+        Err(e) => return Ok(Some(e.to_string())),
+    };
+    match m.verify() {
+        Ok(()) => {}
+        Err(Error::DamagedSnapshot { .. }) => {
+            return Ok(Some(format!(
+                "manifest content does not match its id (damaged file {})",
+                m.path().display()
+            )))
+        }
+        Err(e) => return Err(e),
     }
-    Ok(
-        match Manifest::open(repo, &info.id).and_then(|m| m.quick_check()) {
-            Ok(None) => None,
-            Ok(Some(msg)) => Some(format!("manifest database damaged: {msg}")),
-            Err(e) => Some(e.to_string()),
-        },
-    )
+    Ok(match m.quick_check() {
+        Ok(None) => None,
+        Ok(Some(msg)) => Some(format!("manifest database damaged: {msg}")),
+        Err(e) => Some(e.to_string()),
+    })
 }
 
 /// Chains: a delta needs every manifest back to its keyframe (a parent
