@@ -4,8 +4,10 @@
 //!
 //! Exit codes: 0 success; 1 error (one line on stderr); 2 usage error;
 //! 3 finished, but problems were found (`check`) or entities were skipped
-//! (`restore --tolerate`); 130 stopped by Ctrl-C after a clean stop;
-//! a closed stdout (`kindsnap log | head`) is not an error.
+//! (`restore --tolerate`); 75 (EX_TEMPFAIL) a transient error — a server
+//! that did not answer, a lock held elsewhere — worth running again as is
+//! ([`kindsnap::error::ErrorClass`]); 130 stopped by Ctrl-C after a clean
+//! stop; a closed stdout (`kindsnap log | head`) is not an error.
 
 mod cat;
 mod check;
@@ -148,6 +150,9 @@ pub struct Settings {
     /// Where the timeout came from: `--timeout`, `KINDSNAP_TIMEOUT`, the
     /// file, default.
     pub timeout_from: &'static str,
+    /// Object storage: the timeouts, and `KINDSNAP_S3_ENDPOINT`,
+    /// `KINDSNAP_REMOTE_TIMEOUT` (seconds).
+    pub remote: kindsnap::repo::remote::RemoteOptions,
     pub config: kindsnap::config::Config,
 }
 
@@ -177,13 +182,27 @@ impl Settings {
             .or_else(|| env_dir("XDG_CACHE_HOME").map(|d| d.join("kindsnap")))
             .or_else(|| env_dir("HOME").map(|d| d.join(".cache").join("kindsnap")))
             .unwrap_or_else(|| std::env::temp_dir().join("kindsnap-cache"));
+        let timeouts = kindsnap::net::Timeouts::new(timeout);
+        let remote = kindsnap::repo::remote::RemoteOptions {
+            timeouts,
+            s3_endpoint: std::env::var("KINDSNAP_S3_ENDPOINT")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            retry_window: match std::env::var("KINDSNAP_REMOTE_TIMEOUT") {
+                Ok(v) => Some(std::time::Duration::from_secs(v.parse().map_err(|_| {
+                    anyhow::anyhow!("KINDSNAP_REMOTE_TIMEOUT={v}: give whole seconds, such as 60")
+                })?)),
+                Err(_) => None,
+            },
+        };
         Ok(Settings {
             repo,
             repo_from,
             quiet: cli.quiet,
             cache_dir,
-            timeouts: kindsnap::net::Timeouts::new(timeout),
+            timeouts,
             timeout_from,
+            remote,
             color: match cli.color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,
@@ -235,7 +254,7 @@ impl Settings {
 
     pub fn open_repo(&self) -> anyhow::Result<kindsnap::repo::Repository> {
         Ok(match self.remote_url() {
-            Some(url) => kindsnap::repo::remote::open(url, &self.cache_dir, &self.timeouts)?,
+            Some(url) => kindsnap::repo::remote::open(url, &self.cache_dir, &self.remote)?,
             None => kindsnap::repo::Repository::open(&self.repo)?,
         })
     }
@@ -323,14 +342,15 @@ pub fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("kindsnap: error: {}", output::escape(&format!("{e:#}")));
-            let interrupted = matches!(
-                e.downcast_ref::<kindsnap::Error>(),
-                Some(kindsnap::Error::Interrupted)
-            );
+            let error = e.downcast_ref::<kindsnap::Error>();
+            let interrupted = matches!(error, Some(kindsnap::Error::Interrupted));
             if interrupted || kindsnap::interrupt::requested() {
                 return ExitCode::from(130);
             }
-            ExitCode::from(1)
+            match error.map(|e| e.class()) {
+                Some(kindsnap::error::ErrorClass::Transient) => ExitCode::from(75),
+                _ => ExitCode::from(1),
+            }
         }
     }
 }
