@@ -154,11 +154,13 @@ pub struct Settings {
     /// `KINDSNAP_REMOTE_TIMEOUT` (seconds).
     pub remote: kindsnap::repo::remote::RemoteOptions,
     pub config: kindsnap::config::Config,
+    /// Cancelled by Ctrl-C; every operation gets a clone.
+    pub cancel: kindsnap::interrupt::Cancel,
 }
 
 impl Settings {
     /// Flags, then the environment, then kindsnap.toml, then defaults.
-    fn resolve(cli: &Cli) -> anyhow::Result<Settings> {
+    fn resolve(cli: &Cli, cancel: kindsnap::interrupt::Cancel) -> anyhow::Result<Settings> {
         let config = kindsnap::config::Config::load(cli.config.as_deref())?;
         let env = std::env::var_os("KINDSNAP_REPO")
             .filter(|v| !v.is_empty())
@@ -203,6 +205,7 @@ impl Settings {
             timeouts,
             timeout_from,
             remote,
+            cancel,
             color: match cli.color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,
@@ -292,23 +295,24 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Ctrl-C: the first asks running operations to stop cleanly (they poll
-/// [`kindsnap::interrupt`]); a second one ends the process at once.
-fn install_ctrl_c() {
-    let _ = ctrlc::set_handler(|| {
-        if kindsnap::interrupt::requested() {
+/// Ctrl-C: the first cancels `cancel`, which running operations check at
+/// safe points to stop cleanly; a second one ends the process at once.
+fn install_ctrl_c(cancel: kindsnap::interrupt::Cancel) {
+    let _ = ctrlc::set_handler(move || {
+        if cancel.is_cancelled() {
             std::process::exit(130);
         }
         eprintln!("kindsnap: stopping (Ctrl-C again to quit at once)…");
-        kindsnap::interrupt::request();
+        cancel.cancel();
     });
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    install_ctrl_c();
-    let settings = match Settings::resolve(&cli) {
+    let cancel = kindsnap::interrupt::Cancel::new();
+    install_ctrl_c(cancel.clone());
+    let settings = match Settings::resolve(&cli, cancel.clone()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("kindsnap: error: {}", output::escape(&format!("{e:#}")));
@@ -344,7 +348,7 @@ pub fn main() -> ExitCode {
             eprintln!("kindsnap: error: {}", output::escape(&format!("{e:#}")));
             let error = e.downcast_ref::<kindsnap::Error>();
             let interrupted = matches!(error, Some(kindsnap::Error::Interrupted));
-            if interrupted || kindsnap::interrupt::requested() {
+            if interrupted || cancel.is_cancelled() {
                 return ExitCode::from(130);
             }
             match error.map(|e| e.class()) {

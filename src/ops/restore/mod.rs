@@ -85,6 +85,9 @@ pub struct RestoreOptions {
     /// `--trust-schema`: recreate the recorded schema's code (triggers,
     /// calls to functions outside the built-in list) as recorded.
     pub trust_schema: bool,
+    /// Stops the restore at its next entity, at a checkpoint a rerun
+    /// resumes from.
+    pub cancel: crate::interrupt::Cancel,
 }
 
 /// Per-kind results.
