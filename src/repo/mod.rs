@@ -5,9 +5,9 @@
 //! This module owns the layout and the locks; it never prints and never
 //! reads CLI types.
 
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod index;
-pub mod journal;
+pub(crate) mod journal;
 pub mod keymap;
 pub mod manifest;
 pub mod pack;
