@@ -9,7 +9,7 @@ use crate::ids::EntityHash;
 use crate::repo::manifest::{Chain, KindInfo, Op, SnapshotInfo, StateEntry};
 use crate::repo::Repository;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
     Added,

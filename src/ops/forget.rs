@@ -728,12 +728,48 @@ mod tests {
     fn policies_over_a_year_of_nightly_snapshots() {
         let snaps = history();
         let policies: Vec<(&str, Policy)> = vec![
-            ("--keep-last 3", Policy { last: Some(3), ..Default::default() }),
-            ("--keep-hourly 3", Policy { hourly: Some(3), ..Default::default() }),
-            ("--keep-daily 7", Policy { daily: Some(7), ..Default::default() }),
-            ("--keep-weekly 4", Policy { weekly: Some(4), ..Default::default() }),
-            ("--keep-monthly 6", Policy { monthly: Some(6), ..Default::default() }),
-            ("--keep-yearly 3", Policy { yearly: Some(3), ..Default::default() }),
+            (
+                "--keep-last 3",
+                Policy {
+                    last: Some(3),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--keep-hourly 3",
+                Policy {
+                    hourly: Some(3),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--keep-daily 7",
+                Policy {
+                    daily: Some(7),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--keep-weekly 4",
+                Policy {
+                    weekly: Some(4),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--keep-monthly 6",
+                Policy {
+                    monthly: Some(6),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--keep-yearly 3",
+                Policy {
+                    yearly: Some(3),
+                    ..Default::default()
+                },
+            ),
             (
                 "--keep-daily 2 --keep-weekly 2 --keep-monthly 2 --keep-name 'release-*'",
                 Policy {
