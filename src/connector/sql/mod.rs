@@ -7,9 +7,13 @@
 //! Nothing here talks to a database.
 
 pub mod ddl;
-pub mod postgres;
-pub mod sqlite;
+mod dialect;
+pub(crate) mod postgres;
+mod scan;
+pub(crate) mod sqlite;
+mod target;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::error::{Error, Result};
@@ -19,11 +23,11 @@ use crate::model::{
 
 /// The kind holding one entity per table: its columns, key, foreign keys
 /// and the DDL that recreates it. Restores read it first.
-pub const SCHEMA_KIND: &str = "kindsnap.schema";
+pub(crate) const SCHEMA_KIND: &str = "kindsnap.schema";
 
 /// Meanings on values whose SQL type the model has no exact type for; a
 /// restore writes the value's text form back into a column of that type.
-pub mod meaning {
+pub(crate) mod meaning {
     /// `numeric`/`decimal`: the exact decimal text.
     pub const NUMERIC: i32 = 1001;
     /// `date`: a timestamp at midnight UTC.
@@ -49,7 +53,7 @@ const INDEXED_LIMIT: usize = 1500;
 
 /// One column as recorded.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Column {
+pub(crate) struct Column {
     pub name: String,
     /// The declared type (SQLite) or `format_type` (PostgreSQL).
     pub sql_type: String,
@@ -59,7 +63,7 @@ pub struct Column {
 
 /// A foreign key as recorded.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ForeignKey {
+pub(crate) struct ForeignKey {
     pub columns: Vec<String>,
     /// The referenced table's kind.
     pub kind: String,
@@ -69,7 +73,7 @@ pub struct ForeignKey {
 
 /// A table as recorded in (and read back from) the schema kind.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Table {
+pub(crate) struct Table {
     pub kind: String,
     /// `sqlite` or `postgres`.
     pub engine: String,
@@ -83,6 +87,12 @@ pub struct Table {
     /// Statements run after every table is loaded (PostgreSQL's foreign-key
     /// constraints).
     pub after: Vec<String>,
+}
+
+impl AsRef<Table> for Table {
+    fn as_ref(&self) -> &Table {
+        self
+    }
 }
 
 impl Table {
@@ -267,27 +277,27 @@ fn bad_schema(kind: &str, why: &str) -> Error {
 }
 
 /// A text value, excluded from indexes when long.
-pub fn text_value(s: String) -> Value {
+pub(crate) fn text_value(s: String) -> Value {
     let long = s.len() > INDEXED_LIMIT;
     let mut v = Value::new(ValueKind::String(s));
     v.exclude_from_indexes = long;
     v
 }
 
-pub fn blob_value(b: Vec<u8>) -> Value {
+pub(crate) fn blob_value(b: Vec<u8>) -> Value {
     let long = b.len() > INDEXED_LIMIT;
     let mut v = Value::new(ValueKind::Blob(b));
     v.exclude_from_indexes = long;
     v
 }
 
-pub fn with_meaning(mut v: Value, m: i32) -> Value {
+pub(crate) fn with_meaning(mut v: Value, m: i32) -> Value {
     v.meaning = Some(m);
     v
 }
 
 /// A key of `kind` with one element.
-pub fn key(kind: &str, id: ElementId) -> Key {
+pub(crate) fn key(kind: &str, id: ElementId) -> Key {
     Key::new(
         PartitionId::default(),
         vec![PathElement {
@@ -298,17 +308,19 @@ pub fn key(kind: &str, id: ElementId) -> Key {
 }
 
 /// One component of a composite primary key, in its text form.
-pub enum Part<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Part<'a> {
     Null,
     Int(i64),
-    Text(&'a str),
+    Text(Cow<'a, str>),
+    /// Another type's text form (a real, a blob): escaped even when alone.
     Other(String),
 }
 
 /// The key name of a composite primary key: the components' text forms
 /// joined by `/`, each with `%` and `/` percent-escaped, NULL as `%N`.
 /// Distinct rows give distinct names; the components are also properties.
-pub fn composite_name(parts: &[Part<'_>]) -> String {
+pub(crate) fn composite_name(parts: &[Part<'_>]) -> String {
     let mut out = String::new();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
@@ -334,8 +346,32 @@ fn escape_into(out: &mut String, t: &str) {
     }
 }
 
+/// The key of a row from its primary-key components: one integer is an
+/// id, one text the name as it is, anything else the [`composite_name`].
+pub(crate) fn element_id(parts: &[Part<'_>]) -> ElementId {
+    match parts {
+        [Part::Int(i)] => ElementId::Id(*i),
+        [Part::Text(t)] => ElementId::Name(t.to_string()),
+        parts => ElementId::Name(composite_name(parts)),
+    }
+}
+
+/// Inverse of [`element_id`] for a key of `columns` components; `None`
+/// for an incomplete key.
+pub(crate) fn key_parts(id: &ElementId, columns: usize) -> Option<Vec<Part<'_>>> {
+    Some(match id {
+        ElementId::Id(i) => vec![Part::Int(*i)],
+        ElementId::Name(n) if columns == 1 => vec![Part::Text(Cow::Borrowed(n))],
+        ElementId::Name(n) => split_composite(n)
+            .into_iter()
+            .map(|p| p.map_or(Part::Null, |t| Part::Text(Cow::Owned(t))))
+            .collect(),
+        ElementId::Incomplete => return None,
+    })
+}
+
 /// Inverse of [`composite_name`]: each component's text (`None` for NULL).
-pub fn split_composite(name: &str) -> Vec<Option<String>> {
+pub(crate) fn split_composite(name: &str) -> Vec<Option<String>> {
     name.split('/')
         .map(|p| {
             if p == "%N" {
@@ -349,7 +385,7 @@ pub fn split_composite(name: &str) -> Vec<Option<String>> {
 
 /// Each table's kind → the kinds its foreign keys reference, for
 /// [`order_kinds`].
-pub fn fk_deps<'a>(
+pub(crate) fn fk_deps<'a>(
     tables: impl IntoIterator<Item = &'a Table>,
 ) -> BTreeMap<String, BTreeSet<String>> {
     tables
@@ -364,7 +400,7 @@ pub fn fk_deps<'a>(
 }
 
 /// A restore into a table the target lacks and no recorded schema creates.
-pub fn missing_table(kind: &str, target: &str) -> Error {
+pub(crate) fn missing_table(kind: &str, target: &str) -> Error {
     Error::Database(format!(
         "table `{kind}` does not exist in {target} and the restore has no recorded schema for it; \
          include the `{SCHEMA_KIND}` kind in --kinds or create the table first"
@@ -374,7 +410,7 @@ pub fn missing_table(kind: &str, target: &str) -> Error {
 /// Kinds in foreign-key dependency order (referenced tables first); a
 /// cycle keeps the incoming order among its members. The schema kind goes
 /// first. Kinds with no known table keep their place at the end.
-pub fn order_kinds(
+pub(crate) fn order_kinds(
     kinds: Vec<(String, String)>,
     deps: &BTreeMap<String, BTreeSet<String>>,
 ) -> Vec<(String, String)> {
@@ -407,7 +443,7 @@ pub fn order_kinds(
 
 /// Plain JSON for values a column has no native form for (arrays and
 /// embedded entities from a Datastore snapshot).
-pub fn plain_json(v: &Value) -> serde_json::Value {
+pub(crate) fn plain_json(v: &Value) -> serde_json::Value {
     use serde_json::Value as J;
     match &v.kind {
         ValueKind::Null => J::Null,
@@ -433,7 +469,7 @@ pub fn plain_json(v: &Value) -> serde_json::Value {
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC) of µs since the epoch; with
 /// `date_only`, `YYYY-MM-DD`.
-pub fn format_sql_timestamp(us: i64, date_only: bool) -> String {
+pub(crate) fn format_sql_timestamp(us: i64, date_only: bool) -> String {
     let secs = us.div_euclid(1_000_000);
     let micros = us.rem_euclid(1_000_000);
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) else {
@@ -452,7 +488,7 @@ pub fn format_sql_timestamp(us: i64, date_only: bool) -> String {
 
 /// Parse `YYYY-MM-DD[ HH:MM:SS[.f…]][+HH[:MM]]` into µs since the epoch.
 /// `None` for anything else (BC dates, infinity), which then stays text.
-pub fn parse_sql_timestamp(s: &str) -> Option<i64> {
+pub(crate) fn parse_sql_timestamp(s: &str) -> Option<i64> {
     let s = s.trim();
     let (date, rest) = match s.split_once(' ').or_else(|| s.split_once('T')) {
         Some((d, r)) => (d, Some(r)),
@@ -505,13 +541,13 @@ pub fn parse_sql_timestamp(s: &str) -> Option<i64> {
 }
 
 /// Quote an SQL identifier (both engines use double quotes).
-pub fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// One line naming every difference between the recorded table and the
 /// one on the target; `None` when they are compatible.
-pub fn compare_tables(
+pub(crate) fn compare_tables(
     recorded: &Table,
     target: &Table,
     normalise: &dyn Fn(&str) -> String,
@@ -583,9 +619,9 @@ mod tests {
     fn composite_names_round_trip() {
         let parts = [
             Part::Int(3),
-            Part::Text("a/b%c"),
+            Part::Text("a/b%c".into()),
             Part::Null,
-            Part::Text(""),
+            Part::Text("".into()),
         ];
         let name = composite_name(&parts);
         assert_eq!(name, "3/a%2Fb%25c/%N/");
