@@ -1,10 +1,19 @@
-//! SQL databases as sources and targets: SQLite ([`sqlite`]) and
-//! PostgreSQL ([`postgres`]). What is shared lives here: the recorded table
-//! schema (the `kindsnap.schema` kind), the key encoding of primary keys,
-//! foreign-key ordering, and the text forms values take on their way into
-//! a database. See docs/sql.md for the mapping these implement.
+//! SQL databases as sources and targets. The layout:
 //!
-//! Nothing here talks to a database.
+//! - here: what every engine shares and nothing that talks to a database —
+//!   the recorded table schema (the `kindsnap.schema` kind), the key
+//!   encoding of primary keys, foreign-key ordering, comparing a recorded
+//!   table with an existing one, and the text forms values take on their
+//!   way into a database;
+//! - `dialect.rs`: the traits an engine implements (`Dialect` for a
+//!   restore, `Reader` and `Row` for a snapshot), and what a new engine
+//!   must provide;
+//! - `target.rs`: the one restore target, `SqlTarget<D: Dialect>`;
+//!   `scan.rs`: the one snapshot loop;
+//! - [`ddl`]: recorded statements vetted before a restore runs them;
+//! - [`sqlite`], [`postgres`]: the engines.
+//!
+//! See docs/sql.md for the mapping these implement.
 
 pub mod ddl;
 mod dialect;
