@@ -646,6 +646,32 @@ mod tests {
     }
 
     #[test]
+    fn keys_come_from_primary_keys_and_go_back() {
+        let one = |p: Part<'static>| element_id(&[p]);
+        assert_eq!(one(Part::Int(7)), ElementId::Id(7));
+        assert_eq!(one(Part::Text("a/b".into())), ElementId::Name("a/b".into()));
+        // A lone real or blob is escaped like a component: never an id.
+        assert_eq!(
+            one(Part::Other("x'2f'/".into())),
+            ElementId::Name("x'2f'%2F".into())
+        );
+        let parts = vec![Part::Int(3), Part::Text("x/y".into()), Part::Null];
+        let id = element_id(&parts);
+        assert_eq!(id, ElementId::Name("3/x%2Fy/%N".into()));
+        // Back as the components a statement binds (integers as text).
+        assert_eq!(
+            key_parts(&id, 3).unwrap(),
+            vec![Part::Text("3".into()), Part::Text("x/y".into()), Part::Null]
+        );
+        assert_eq!(key_parts(&ElementId::Id(7), 1).unwrap(), vec![Part::Int(7)]);
+        assert_eq!(
+            key_parts(&ElementId::Name("a/b".into()), 1).unwrap(),
+            vec![Part::Text("a/b".into())]
+        );
+        assert_eq!(key_parts(&ElementId::Incomplete, 1), None);
+    }
+
+    #[test]
     fn timestamps_parse_and_format() {
         let us = parse_sql_timestamp("2024-02-29 13:14:15.123456+00").unwrap();
         assert_eq!(
