@@ -53,7 +53,7 @@ pub(crate) trait Dialect {
     /// A stable identity of the database (see `EntityTarget::target_id`).
     fn target_id(&self) -> String;
     /// The database in messages: a path, a URL without its password.
-    fn shown(&self) -> String;
+    fn shown(&self) -> &str;
 
     /// Whether [`Dialect::open`] has run (and `finish` or `discard` not).
     fn is_open(&self) -> bool;

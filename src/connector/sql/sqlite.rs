@@ -345,6 +345,7 @@ impl SqlTarget<SqliteDb> {
         }
         Ok(SqlTarget::new(SqliteDb {
             path: path.to_path_buf(),
+            shown: path.display().to_string(),
             conn: None,
         }))
     }
@@ -354,6 +355,8 @@ impl SqlTarget<SqliteDb> {
 /// `start` (committed at every sync) to `finish`.
 pub(crate) struct SqliteDb {
     path: PathBuf,
+    /// The path in messages.
+    shown: String,
     conn: Option<Connection>,
 }
 
@@ -451,8 +454,8 @@ impl Dialect for SqliteDb {
         format!("sqlite:{}", abs.display())
     }
 
-    fn shown(&self) -> String {
-        self.path.display().to_string()
+    fn shown(&self) -> &str {
+        &self.shown
     }
 
     fn is_open(&self) -> bool {

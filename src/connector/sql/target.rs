@@ -13,12 +13,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::dialect::Dialect;
 use super::{
-    compare_tables, ddl, element_id, fk_deps, key, key_parts, missing_table, Part, Table,
-    SCHEMA_KIND,
+    compare_tables, ddl, element_id, fk_deps, key, key_parts, missing_table, Table, SCHEMA_KIND,
 };
 use crate::connector::{EntityTarget, KindOptions, Rejection};
 use crate::error::{Error, Result};
-use crate::model::{ElementId, Entity, Key};
+use crate::model::{Entity, Key};
 
 /// The table of `kind` on the target, or why a restore cannot write it.
 fn table<'t, D: Dialect>(
@@ -28,7 +27,7 @@ fn table<'t, D: Dialect>(
 ) -> Result<&'t D::Table> {
     tables
         .get(kind)
-        .ok_or_else(|| missing_table(kind, &db.shown()))
+        .ok_or_else(|| missing_table(kind, db.shown()))
 }
 
 /// A SQL database as a restore target.
@@ -158,13 +157,9 @@ impl<D: Dialect> SqlTarget<D> {
             _ => None,
         };
         if let Some(c) = key_column {
-            let part = match id {
-                ElementId::Id(i) => Part::Int(*i),
-                ElementId::Name(n) => Part::Text(n.into()),
-                ElementId::Incomplete => return Err(Error::Internal("SQL target: incomplete key")),
-            };
+            let part = key_parts(id, 1).ok_or(Error::Internal("SQL target: incomplete key"))?;
             columns.push(c.to_string());
-            row.push(D::key_param(&part));
+            row.extend(part.iter().map(D::key_param));
         }
         for (name, v) in &entity.properties {
             if table.column(name).is_none() {

@@ -641,8 +641,8 @@ impl Dialect for PostgresDb {
         self.shown.clone()
     }
 
-    fn shown(&self) -> String {
-        self.shown.clone()
+    fn shown(&self) -> &str {
+        &self.shown
     }
 
     fn is_open(&self) -> bool {
