@@ -130,67 +130,24 @@ impl Table {
     }
 
     pub fn to_entity(&self) -> Entity {
-        let s = |t: &str| Value::new(ValueKind::String(t.to_string()));
-        let long = |t: &str| {
-            let mut v = s(t);
-            v.exclude_from_indexes = true;
-            v
+        let columns = self.columns.iter().map(Column::to_value).collect();
+        let fks = self.foreign_keys.iter().map(ForeignKey::to_value).collect();
+        let statements = |v: &[String]| {
+            let long = v.iter().map(|d| {
+                let mut v = string(d);
+                v.exclude_from_indexes = true;
+                v
+            });
+            Value::new(ValueKind::Array(long.collect()))
         };
-        let strings = |v: &[String]| Value::new(ValueKind::Array(v.iter().map(|c| s(c)).collect()));
-        let embedded = |p: Properties| {
-            Value::new(ValueKind::Entity(EmbeddedEntity {
-                key: None,
-                properties: p,
-            }))
-        };
-        let columns = self
-            .columns
-            .iter()
-            .map(|c| {
-                let mut p = Properties::new();
-                p.insert("name".into(), s(&c.name));
-                p.insert("type".into(), s(&c.sql_type));
-                p.insert(
-                    "not_null".into(),
-                    Value::new(ValueKind::Boolean(c.not_null)),
-                );
-                p.insert(
-                    "default".into(),
-                    match &c.default {
-                        Some(d) => s(d),
-                        None => Value::new(ValueKind::Null),
-                    },
-                );
-                embedded(p)
-            })
-            .collect();
-        let fks = self
-            .foreign_keys
-            .iter()
-            .map(|f| {
-                let mut p = Properties::new();
-                p.insert("columns".into(), strings(&f.columns));
-                p.insert("references".into(), s(&f.kind));
-                p.insert("ref_columns".into(), strings(&f.ref_columns));
-                embedded(p)
-            })
-            .collect();
         let mut p = Properties::new();
-        p.insert("engine".into(), s(&self.engine));
+        p.insert("engine".into(), string(&self.engine));
         p.insert("columns".into(), Value::new(ValueKind::Array(columns)));
         p.insert("primary_key".into(), strings(&self.primary_key));
         p.insert("rowid".into(), Value::new(ValueKind::Boolean(self.rowid)));
         p.insert("foreign_keys".into(), Value::new(ValueKind::Array(fks)));
-        p.insert(
-            "ddl".into(),
-            Value::new(ValueKind::Array(self.ddl.iter().map(|d| long(d)).collect())),
-        );
-        p.insert(
-            "after".into(),
-            Value::new(ValueKind::Array(
-                self.after.iter().map(|d| long(d)).collect(),
-            )),
-        );
+        p.insert("ddl".into(), statements(&self.ddl));
+        p.insert("after".into(), statements(&self.after));
         Entity {
             key: Key::new(
                 PartitionId::default(),
@@ -205,77 +162,148 @@ impl Table {
             Some(ElementId::Name(n)) => n.clone(),
             _ => return Err(bad_schema("?", "its key is not a table name")),
         };
-        let bad = |why: &str| bad_schema(&kind, why);
-        let props = &e.properties;
-        let text = |p: &Properties, name: &str| -> Result<String> {
-            match p.get(name).map(|v| &v.kind) {
-                Some(ValueKind::String(s)) => Ok(s.clone()),
-                _ => Err(bad(&format!("`{name}` is missing"))),
-            }
+        let props = Recorded {
+            kind: &kind,
+            props: &e.properties,
         };
-        let list = |p: &Properties, name: &str| -> Result<Vec<String>> {
-            match p.get(name).map(|v| &v.kind) {
-                Some(ValueKind::Array(vs)) => vs
-                    .iter()
-                    .map(|v| match &v.kind {
-                        ValueKind::String(s) => Ok(s.clone()),
-                        _ => Err(bad(&format!("`{name}` holds a non-string"))),
-                    })
-                    .collect(),
-                None => Ok(Vec::new()),
-                _ => Err(bad(&format!("`{name}` is not a list"))),
-            }
-        };
-        let entities = |name: &str| -> Result<Vec<&Properties>> {
-            match props.get(name).map(|v| &v.kind) {
-                Some(ValueKind::Array(vs)) => vs
-                    .iter()
-                    .map(|v| match &v.kind {
-                        ValueKind::Entity(e) => Ok(&e.properties),
-                        _ => Err(bad(&format!("`{name}` holds a non-entity"))),
-                    })
-                    .collect(),
-                None => Ok(Vec::new()),
-                _ => Err(bad(&format!("`{name}` is not a list"))),
-            }
-        };
-        let columns = entities("columns")?
+        let columns = props
+            .entities("columns")?
             .into_iter()
             .map(|p| {
                 Ok(Column {
-                    name: text(p, "name")?,
-                    sql_type: text(p, "type")?,
-                    not_null: matches!(
-                        p.get("not_null").map(|v| &v.kind),
-                        Some(ValueKind::Boolean(true))
-                    ),
-                    default: text(p, "default").ok(),
+                    name: p.text("name")?,
+                    sql_type: p.text("type")?,
+                    not_null: p.flag("not_null"),
+                    default: p.text("default").ok(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let foreign_keys = entities("foreign_keys")?
+        let foreign_keys = props
+            .entities("foreign_keys")?
             .into_iter()
             .map(|p| {
                 Ok(ForeignKey {
-                    columns: list(p, "columns")?,
-                    kind: text(p, "references")?,
-                    ref_columns: list(p, "ref_columns")?,
+                    columns: p.list("columns")?,
+                    kind: p.text("references")?,
+                    ref_columns: p.list("ref_columns")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Table {
-            engine: text(props, "engine")?,
+            engine: props.text("engine")?,
             columns,
-            primary_key: list(props, "primary_key")?,
-            rowid: matches!(
-                props.get("rowid").map(|v| &v.kind),
-                Some(ValueKind::Boolean(true))
-            ),
+            primary_key: props.list("primary_key")?,
+            rowid: props.flag("rowid"),
             foreign_keys,
-            ddl: list(props, "ddl")?,
-            after: list(props, "after")?,
+            ddl: props.list("ddl")?,
+            after: props.list("after")?,
             kind,
         })
+    }
+}
+
+impl Column {
+    fn to_value(&self) -> Value {
+        let mut p = Properties::new();
+        p.insert("name".into(), string(&self.name));
+        p.insert("type".into(), string(&self.sql_type));
+        p.insert(
+            "not_null".into(),
+            Value::new(ValueKind::Boolean(self.not_null)),
+        );
+        p.insert(
+            "default".into(),
+            match &self.default {
+                Some(d) => string(d),
+                None => Value::new(ValueKind::Null),
+            },
+        );
+        embedded(p)
+    }
+}
+
+impl ForeignKey {
+    fn to_value(&self) -> Value {
+        let mut p = Properties::new();
+        p.insert("columns".into(), strings(&self.columns));
+        p.insert("references".into(), string(&self.kind));
+        p.insert("ref_columns".into(), strings(&self.ref_columns));
+        embedded(p)
+    }
+}
+
+fn string(t: &str) -> Value {
+    Value::new(ValueKind::String(t.to_string()))
+}
+
+fn strings(v: &[String]) -> Value {
+    Value::new(ValueKind::Array(v.iter().map(|c| string(c)).collect()))
+}
+
+fn embedded(properties: Properties) -> Value {
+    Value::new(ValueKind::Entity(EmbeddedEntity {
+        key: None,
+        properties,
+    }))
+}
+
+/// The properties of a recorded table (or of one of its columns or
+/// foreign keys), read back with a clear error when damaged.
+struct Recorded<'a> {
+    kind: &'a str,
+    props: &'a Properties,
+}
+
+impl<'a> Recorded<'a> {
+    fn get(&self, name: &str) -> Option<&'a ValueKind> {
+        self.props.get(name).map(|v| &v.kind)
+    }
+
+    fn bad(&self, why: String) -> Error {
+        bad_schema(self.kind, &why)
+    }
+
+    fn text(&self, name: &str) -> Result<String> {
+        match self.get(name) {
+            Some(ValueKind::String(s)) => Ok(s.clone()),
+            _ => Err(self.bad(format!("`{name}` is missing"))),
+        }
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        matches!(self.get(name), Some(ValueKind::Boolean(true)))
+    }
+
+    /// A list; absent is empty.
+    fn items(&self, name: &str) -> Result<&'a [Value]> {
+        match self.get(name) {
+            Some(ValueKind::Array(vs)) => Ok(vs),
+            None => Ok(&[]),
+            _ => Err(self.bad(format!("`{name}` is not a list"))),
+        }
+    }
+
+    fn list(&self, name: &str) -> Result<Vec<String>> {
+        self.items(name)?
+            .iter()
+            .map(|v| match &v.kind {
+                ValueKind::String(s) => Ok(s.clone()),
+                _ => Err(self.bad(format!("`{name}` holds a non-string"))),
+            })
+            .collect()
+    }
+
+    fn entities(&self, name: &str) -> Result<Vec<Recorded<'a>>> {
+        self.items(name)?
+            .iter()
+            .map(|v| match &v.kind {
+                ValueKind::Entity(e) => Ok(Recorded {
+                    kind: self.kind,
+                    props: &e.properties,
+                }),
+                _ => Err(self.bad(format!("`{name}` holds a non-entity"))),
+            })
+            .collect()
     }
 }
 

@@ -71,7 +71,7 @@ fn reflect(conn: &Connection, path: &Path) -> Result<Vec<Table>> {
             primary_key: pk,
             foreign_keys: foreign_keys(conn, &name).map_err(Error::sql(path))?,
             kind: name,
-            engine: "sqlite".into(),
+            engine: SqliteDb::ENGINE.into(),
             columns,
             ddl,
             after: vec![],
@@ -264,7 +264,7 @@ struct SqliteReader<'c> {
 }
 
 impl Reader for SqliteReader<'_> {
-    const ENGINE: &'static str = "sqlite";
+    const ENGINE: &'static str = SqliteDb::ENGINE;
     type Table = Table;
 
     fn tables(&mut self) -> Result<Vec<Table>> {

@@ -312,7 +312,7 @@ struct PgReader<'a, 't> {
 }
 
 impl Reader for PgReader<'_, '_> {
-    const ENGINE: &'static str = "postgres";
+    const ENGINE: &'static str = PostgresDb::ENGINE;
     type Table = PgTable;
 
     fn tables(&mut self) -> Result<Vec<PgTable>> {

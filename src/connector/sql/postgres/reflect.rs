@@ -5,7 +5,8 @@
 //! Reads only; runs through whatever session the caller lends (a
 //! snapshot's read transaction, a restore's connection).
 
-use super::PENDING;
+use super::{PostgresDb, PENDING};
+use crate::connector::sql::dialect::Dialect;
 use crate::connector::sql::{ident, Column, ForeignKey, Table};
 
 /// What a column's values are parsed by.
@@ -116,7 +117,7 @@ fn table(q: &mut Query<'_>, rel: Relation) -> PgResult<PgTable> {
     Ok(PgTable {
         table: Table {
             kind: kind_of(&rel.schema, &rel.name),
-            engine: "postgres".into(),
+            engine: PostgresDb::ENGINE.into(),
             columns: cols.columns,
             rowid: false,
             primary_key,
