@@ -11,7 +11,7 @@
 //! - `target.rs`: the one restore target, `SqlTarget<D: Dialect>`;
 //!   `scan.rs`: the one snapshot loop;
 //! - [`ddl`]: recorded statements vetted before a restore runs them;
-//! - [`sqlite`], [`postgres`]: the engines.
+//! - `sqlite.rs`, `postgres/`: the engines.
 //!
 //! See docs/sql.md for the mapping these implement.
 
