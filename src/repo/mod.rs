@@ -5,9 +5,9 @@
 //! This module owns the layout and the locks; it never prints and never
 //! reads CLI types.
 
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod index;
-pub mod journal;
+pub(crate) mod journal;
 pub mod keymap;
 pub mod manifest;
 pub mod pack;
@@ -399,7 +399,11 @@ impl Repository {
             return r.stored_bytes();
         }
         let mut n = 0;
-        for dir in [self.root.join("packs"), self.root.join("index"), self.snapshots_dir()] {
+        for dir in [
+            self.root.join("packs"),
+            self.root.join("index"),
+            self.snapshots_dir(),
+        ] {
             n += fsutil::dir_bytes(&dir)?.1;
         }
         Ok(n)

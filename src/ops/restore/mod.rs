@@ -85,6 +85,9 @@ pub struct RestoreOptions {
     /// `--trust-schema`: recreate the recorded schema's code (triggers,
     /// calls to functions outside the built-in list) as recorded.
     pub trust_schema: bool,
+    /// Stops the restore at its next entity, at a checkpoint a rerun
+    /// resumes from.
+    pub cancel: crate::interrupt::Cancel,
 }
 
 /// Per-kind results.
@@ -268,7 +271,11 @@ fn pipeline(
     opts: &RestoreOptions,
 ) -> Result<()> {
     let selection = writer.journal.path().to_path_buf();
-    let mut transform = opts.transform.as_deref().map(Transform::spawn).transpose()?;
+    let mut transform = opts
+        .transform
+        .as_deref()
+        .map(Transform::spawn)
+        .transpose()?;
     let transform_in = transform.as_mut().and_then(|t| t.take_stdin());
     let (tx, rx) = sync_channel::<read::Event>(256);
     let outcome = std::thread::scope(|s| -> Result<()> {
@@ -338,4 +345,3 @@ fn fingerprint(
     .to_string();
     target_stem(&text)
 }
-

@@ -126,7 +126,7 @@ impl<'a> RestoreWriter<'a> {
                 } => self.begin_kind(namespace, kind, total)?,
                 Event::EndKind => self.end_kind()?,
                 Event::Entity { key, entity } => {
-                    crate::interrupt::check()?;
+                    self.opts.cancel.check()?;
                     let entity = match (entity, transform.as_deref_mut()) {
                         (Some(e), _) => Some(e),
                         (None, Some(t)) => t.next(&key)?,
