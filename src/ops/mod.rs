@@ -1,6 +1,7 @@
 //! The operations, as plain functions over a [`Repository`]: snapshot,
 //! diff, export, restore, check (and rebuild-index), forget, prune, stats,
-//! and the reads for people (`read`: cat, show). They take the repository
+//! and the reads for people (`read`: cat, show; `history`: one entity's
+//! life across snapshots). They take the repository
 //! lock they need, return reports, and never print.
 //!
 //! [`Repository`]: crate::repo::Repository
@@ -9,6 +10,7 @@ pub mod check;
 pub mod diff;
 pub mod export;
 pub mod forget;
+pub mod history;
 pub mod prune;
 pub mod read;
 pub mod repair;
