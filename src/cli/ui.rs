@@ -96,11 +96,19 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         None => format!("http://{local}/"),
     };
     if !settings.quiet {
-        println!("kindsnap ui: {} at {url}", repo.location());
+        // Written, not println!: a closed stdout (the reader of the
+        // address went away) must not stop the server.
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "kindsnap ui: {} at {url}", repo.location());
         if token.is_some() && !local.ip().is_loopback() {
-            println!("(every request needs the token; a browser that opened this address keeps it in a cookie)");
+            let _ = writeln!(
+                out,
+                "(every request needs the token; a browser that opened this address keeps it in a cookie)"
+            );
         }
-        println!("Ctrl-C stops it.");
+        let _ = writeln!(out, "Ctrl-C stops it.");
+        let _ = out.flush();
     }
     if args.open {
         if let Err(e) = opener::open_browser(&url) {

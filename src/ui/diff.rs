@@ -225,11 +225,11 @@ fn counts(diff: &Diff, ra: &str, rb: &str, kind: Option<&str>, ns: &str) -> Mark
             tbody {
                 @for k in &diff.kinds {
                     @let open = kind == Some(k.kind.as_str()) && ns == k.namespace;
-                    tr.open[open] {
+                    tr class=[open.then_some("open")] {
                         td { a href=(kind_url(ra, rb, k, 1)) { (kind_label(&k.namespace, &k.kind)) } }
-                        td.num { span.add[k.added > 0] { "+" (k.added) } }
-                        td.num { span.del[k.removed > 0] { "-" (k.removed) } }
-                        td.num { span.chg[k.changed > 0] { "~" (k.changed) } }
+                        td.num { span class=[(k.added > 0).then_some("add")] { "+" (k.added) } }
+                        td.num { span class=[(k.removed > 0).then_some("del")] { "-" (k.removed) } }
+                        td.num { span class=[(k.changed > 0).then_some("chg")] { "~" (k.changed) } }
                         td.num { (k.entities) }
                     }
                 }
