@@ -94,9 +94,22 @@ fn y_axis(top_value: u64, height: f64, label: &dyn Fn(u64) -> String) -> Markup 
 
 /// Dates under the ticked columns.
 fn x_axis(cols: &Columns, labels: &[String], height: f64) -> Markup {
+    let ticks = cols.ticks();
+    let last = ticks.len().saturating_sub(1);
+    // The outer labels are anchored inwards so that they are not cut.
+    let anchor = |k: usize| match k {
+        0 if last > 0 => "start",
+        k if k == last && last > 0 => "end",
+        _ => "middle",
+    };
+    let x = |k: usize, i: usize| match anchor(k) {
+        "start" => LEFT,
+        "end" => WIDTH - RIGHT,
+        _ => cols.x(i),
+    };
     html! {
-        @for i in cols.ticks() {
-            text.axis x=(fmt(cols.x(i))) y=(fmt(height - 8.0)) text-anchor="middle" {
+        @for (k, i) in ticks.iter().copied().enumerate() {
+            text.axis x=(fmt(x(k, i))) y=(fmt(height - 8.0)) text-anchor=(anchor(k)) {
                 (labels.get(i).map(String::as_str).unwrap_or(""))
             }
         }

@@ -108,6 +108,26 @@ fn render(h: &History, source: Option<&str>) -> Markup {
     page::layout("History", body)
 }
 
+/// Dates under the columns; times as well when the snapshots span less
+/// than three days.
+fn axis_labels(rows: &[Row]) -> Vec<String> {
+    let span = match (rows.first(), rows.last()) {
+        (Some(a), Some(b)) => b.info.time_us - a.info.time_us,
+        _ => 0,
+    };
+    const DAYS_3: i64 = 3 * 86_400 * 1_000_000;
+    rows.iter()
+        .map(|r| {
+            let t = page::time(r.info.time_us);
+            if span >= DAYS_3 {
+                t[..10].to_string()
+            } else {
+                t[5..16].to_string()
+            }
+        })
+        .collect()
+}
+
 /// Per (namespace, kind): its values over the rows, by `f`.
 fn per_kind(rows: &[Row], f: impl Fn(&KindInfo) -> u64) -> BTreeMap<String, Vec<u64>> {
     let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -122,34 +142,27 @@ fn per_kind(rows: &[Row], f: impl Fn(&KindInfo) -> u64) -> BTreeMap<String, Vec<
     out
 }
 
-/// The `keep` largest series by `score`, and the rest summed as one.
-fn top(mut all: Vec<Series>, keep: usize, score: impl Fn(&Series) -> u64) -> Vec<Series> {
+/// The `keep` largest series by `score`, and what the rest sum to at the
+/// end (how many kinds, how many entities): summed into one line they
+/// would dwarf the lines shown.
+fn top(mut all: Vec<Series>, keep: usize, score: impl Fn(&Series) -> u64) -> (Vec<Series>, usize, u64) {
     all.sort_by_key(|s| std::cmp::Reverse(score(s)));
-    if all.len() <= keep + 1 {
-        return all;
+    if all.len() <= keep {
+        return (all, 0, 0);
     }
     let rest = all.split_off(keep);
-    let mut other = Series {
-        label: format!("{} other kinds", rest.len()),
-        values: vec![0; rest[0].values.len()],
-    };
-    for s in &rest {
-        for (o, v) in other.values.iter_mut().zip(&s.values) {
-            *o += v;
-        }
-    }
-    all.push(other);
-    all
+    let last = rest.iter().map(|s| s.values.last().copied().unwrap_or(0)).sum();
+    (all, rest.len(), last)
 }
 
 fn charts_section(rows: &[Row]) -> Markup {
-    let labels: Vec<String> = rows.iter().map(|r| page::date(r.info.time_us)).collect();
+    let labels = axis_labels(rows);
     let max = |s: &Series| s.values.iter().copied().max().unwrap_or(0);
     let entities: Vec<Series> = per_kind(rows, |k| k.entities)
         .into_iter()
         .map(|(label, values)| Series { label, values })
         .collect();
-    let entities = top(entities, 8, max);
+    let (entities, others, others_now) = top(entities, 8, max);
     let entity_titles: Vec<String> = rows
         .iter()
         .enumerate()
@@ -178,6 +191,7 @@ fn charts_section(rows: &[Row]) -> Markup {
                 @for (k, s) in entities.iter().enumerate() {
                     li { (charts::swatch(k)) " " (s.label) " " span.muted { (s.values.last().copied().unwrap_or(0)) } }
                 }
+                @if others > 0 { li.muted { "and " (others) " smaller kinds (" (others_now) " entities)" } }
             }
             h2 { "Bytes stored per snapshot" }
             (charts::bars(&stored, &labels, &stored_titles, &bytes))
@@ -188,7 +202,14 @@ fn charts_section(rows: &[Row]) -> Markup {
 }
 
 fn heat_map(rows: &[Row], labels: &[String]) -> Markup {
-    let changes = per_kind(rows, |k| k.added + k.changed + k.removed);
+    // A first snapshot of a source has no parent to differ from: its
+    // column stays empty (the table says "first").
+    let mut changes = per_kind(rows, |k| k.added + k.changed + k.removed);
+    for (i, r) in rows.iter().enumerate() {
+        if r.parent.is_none() {
+            changes.values_mut().for_each(|v| v[i] = 0);
+        }
+    }
     let total = |s: &Series| s.values.iter().sum::<u64>();
     let mut series: Vec<Series> = changes
         .into_iter()
