@@ -119,7 +119,13 @@ impl Resp {
 }
 
 /// One HTTP/1.1 request to `addr` (Host defaults to `addr`).
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
@@ -151,7 +157,14 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Op
         head.push_str(&line);
     }
     let mut lines = head.lines();
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -307,7 +320,11 @@ fn history_lists_what_log_lists_with_charts() {
     assert!(html.contains("<polyline"));
     assert!(!html.contains("<script"));
     let t = text(&html);
-    for h in ["Entities per kind", "Bytes stored per snapshot", "Changed entities per kind"] {
+    for h in [
+        "Entities per kind",
+        "Bytes stored per snapshot",
+        "Changed entities per kind",
+    ] {
         assert!(t.contains(h), "{h}");
     }
     // The heat map's cells say what changed: day2's Person cell.
@@ -340,8 +357,13 @@ fn diff_page_gives_the_answers_of_diff_json() {
         .iter()
         .max_by_key(|k| k["changed"].as_u64().unwrap())
         .unwrap();
-    let (ns, kind) = (big["namespace"].as_str().unwrap(), big["kind"].as_str().unwrap());
-    let total = big["added"].as_u64().unwrap() + big["removed"].as_u64().unwrap() + big["changed"].as_u64().unwrap();
+    let (ns, kind) = (
+        big["namespace"].as_str().unwrap(),
+        big["kind"].as_str().unwrap(),
+    );
+    let total = big["added"].as_u64().unwrap()
+        + big["removed"].as_u64().unwrap()
+        + big["changed"].as_u64().unwrap();
     assert!(total > 50, "the test needs a kind with more than one page");
     let expected: Vec<&J> = cli["entries"]
         .as_array()
@@ -369,7 +391,10 @@ fn diff_page_gives_the_answers_of_diff_json() {
         page += 1;
     }
     assert_eq!(page as u64, total.div_ceil(50));
-    let want: Vec<String> = expected.iter().map(|e| e["key"].as_str().unwrap().to_string()).collect();
+    let want: Vec<String> = expected
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(seen, want);
     // A changed entity's properties, old and new side by side.
     let html = s.page("/diff?from=day1&to=day2&kind=Person");
@@ -382,7 +407,11 @@ fn diff_page_gives_the_answers_of_diff_json() {
     // Changed properties of the big kind match the CLI's.
     let html = s.page(&format!("/diff?from=day1&to=day2&kind={kind}&ns={ns}"));
     let t = text(&html);
-    for e in expected.iter().take(50).filter(|e| e["change"] == "changed") {
+    for e in expected
+        .iter()
+        .take(50)
+        .filter(|e| e["change"] == "changed")
+    {
         for p in e["properties"].as_array().unwrap() {
             assert!(t.contains(p["name"].as_str().unwrap()));
             if let Some(v) = p["new"]["integerValue"].as_str() {
@@ -428,14 +457,20 @@ fn entity_page_shows_the_entity_and_its_history() {
             .map(|(a, b)| (a.to_string(), b.to_string()))
     );
     for (change, name) in &events {
-        assert!(t.contains(&format!("{change} in {name} ")), "{change} {name}: {t}");
+        assert!(
+            t.contains(&format!("{change} in {name} ")),
+            "{change} {name}: {t}"
+        );
     }
     assert!(t.contains("age 30 31"), "{t}");
     // A key the snapshot does not hold: 404, with its history.
     let r = s.get("/entity?snapshot=day2&key=Person:bob");
     assert_eq!(r.status, 404);
     let t = text(&r.body);
-    assert!(t.contains("does not hold this key") && t.contains("removed in day2"), "{t}");
+    assert!(
+        t.contains("does not hold this key") && t.contains("removed in day2"),
+        "{t}"
+    );
     // Namespaced keys and ancestors link to each other.
     let cli = json(&w, &["diff", "day1", "day2", "--json"]);
     let child = cli["entries"]
@@ -444,8 +479,15 @@ fn entity_page_shows_the_entity_and_its_history() {
         .iter()
         .find(|e| e["kind"] == "Comment" && e["change"] == "changed")
         .expect("a changed comment");
-    let (ns, key) = (child["namespace"].as_str().unwrap(), child["key"].as_str().unwrap());
-    let html = s.page(&format!("/entity?snapshot=day2&key={}&ns={}", query(key), query(ns)));
+    let (ns, key) = (
+        child["namespace"].as_str().unwrap(),
+        child["key"].as_str().unwrap(),
+    );
+    let html = s.page(&format!(
+        "/entity?snapshot=day2&key={}&ns={}",
+        query(key),
+        query(ns)
+    ));
     let parent = key.split('/').next().unwrap();
     let mut want = format!("/entity?snapshot=day2&key={}", query(parent));
     if !ns.is_empty() {
@@ -475,7 +517,8 @@ fn snapshot_page_lists_kinds_and_a_restore_command() {
         )),
         "{t}"
     );
-    let t = text(&s.page("/snapshot/day2?to=sqlite%3Adev+copy.db&keys=uuid&kinds=Person&dry_run=1"));
+    let t =
+        text(&s.page("/snapshot/day2?to=sqlite%3Adev+copy.db&keys=uuid&kinds=Person&dry_run=1"));
     assert!(
         t.contains(&format!(
             "kindsnap --repo {repo} restore day2 --to 'sqlite:dev copy.db' --keys uuid --kinds Person --dry-run"
@@ -508,7 +551,11 @@ fn every_link_resolves_and_bad_requests_say_why() {
             }
             let r = s.get(&u);
             assert_eq!(r.status, 200, "{u}: {}", text(&r.body));
-            if depth == 0 && r.header("content-type").unwrap_or("").starts_with("text/html") {
+            if depth == 0
+                && r.header("content-type")
+                    .unwrap_or("")
+                    .starts_with("text/html")
+            {
                 next.extend(links(&r.body).into_iter().filter(|l| l.starts_with('/')));
             }
         }
@@ -518,10 +565,18 @@ fn every_link_resolves_and_bad_requests_say_why() {
     let cases = [
         ("/snapshot/nope", 404, "snapshot `nope` not found"),
         ("/diff?from=nope&to=day1", 404, "snapshot `nope` not found"),
-        ("/diff?from=day1&to=day2&kind=Persn", 404, "did you mean `Person`"),
+        (
+            "/diff?from=day1&to=day2&kind=Persn",
+            404,
+            "did you mean `Person`",
+        ),
         ("/diff?from=day1&to=day2&page=0", 400, "give a page number"),
         ("/entity?snapshot=day1&key=Person%3A", 400, "invalid key"),
-        ("/entity?snapshot=day1&key=Persn:alice", 404, "did you mean `Person`"),
+        (
+            "/entity?snapshot=day1&key=Persn:alice",
+            404,
+            "did you mean `Person`",
+        ),
         ("/snapshot/day1?keys=maybe", 400, "choose `keep` or `uuid`"),
         ("/nowhere", 404, "no such page"),
     ];
@@ -555,7 +610,13 @@ fn loopback_server_answers_only_to_localhost() {
         assert_eq!(r.status, 200, "{h}");
     }
     // A page elsewhere that resolved its own name to 127.0.0.1.
-    let r = http(&s.local(), "GET", "/", &[("Host", "rebind.example:80")], None);
+    let r = http(
+        &s.local(),
+        "GET",
+        "/",
+        &[("Host", "rebind.example:80")],
+        None,
+    );
     assert_eq!(r.status, 403);
     assert!(text(&r.body).contains("answers only to localhost"));
 }
@@ -565,7 +626,11 @@ fn a_token_is_needed_on_every_request_when_given() {
     let (w, _) = three_days();
     let token = "test-token-0123456789";
     let s = Server::start(&w, &["--token", token]);
-    assert!(s.banner.contains(&format!("?token={token}")), "{}", s.banner);
+    assert!(
+        s.banner.contains(&format!("?token={token}")),
+        "{}",
+        s.banner
+    );
     for path in ["/", "/static/style.css", "/snapshot/day1", "/nowhere"] {
         assert_eq!(s.get(path).status, 401, "{path}");
     }
@@ -577,7 +642,13 @@ fn a_token_is_needed_on_every_request_when_given() {
     let cookie = r.header("set-cookie").unwrap();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let pair = cookie.split(';').next().unwrap().to_string();
-    let r = http(&s.local(), "GET", "/diff?from=day1&to=day2", &[("Cookie", &pair)], None);
+    let r = http(
+        &s.local(),
+        "GET",
+        "/diff?from=day1&to=day2",
+        &[("Cookie", &pair)],
+        None,
+    );
     assert_eq!(r.status, 200);
     // The cookie of a server on another port does not count.
     let other = pair.replacen("kindsnap_ui_", "kindsnap_ui_1", 1);
@@ -616,7 +687,10 @@ fn other_addresses_get_a_generated_token() {
     assert!(!s2.banner.contains(&token), "tokens are generated anew");
     // Bad flags: one line each, exit 1.
     let err = w.fails(&["ui", "--listen", "8765"]);
-    assert!(err.contains("--listen `8765`: give an address and a port"), "{err}");
+    assert!(
+        err.contains("--listen `8765`: give an address and a port"),
+        "{err}"
+    );
     let err = w.fails(&["ui", "--token", "short"]);
     assert!(err.contains("--token: use at least 16 characters"), "{err}");
     let busy = s.local();
@@ -673,9 +747,15 @@ fn log_key_agrees_with_cat_in_every_snapshot() {
         .map(|s| s["name"].as_str().unwrap().to_string())
         .collect();
     let cli = json(&w, &["diff", "day1", "day2", "--json"]);
-    let mut keys: Vec<(String, String)> = vec![("".into(), "Person:alice".into()), ("".into(), "Person:bob".into())];
+    let mut keys: Vec<(String, String)> = vec![
+        ("".into(), "Person:alice".into()),
+        ("".into(), "Person:bob".into()),
+    ];
     for e in cli["entries"].as_array().unwrap().iter().take(12) {
-        keys.push((e["namespace"].as_str().unwrap().into(), e["key"].as_str().unwrap().into()));
+        keys.push((
+            e["namespace"].as_str().unwrap().into(),
+            e["key"].as_str().unwrap().into(),
+        ));
     }
     for (ns, key) in keys {
         let mut args = vec!["log", "--key", &key, "--json"];
@@ -683,7 +763,10 @@ fn log_key_agrees_with_cat_in_every_snapshot() {
             args.extend(["--namespace", &ns]);
         }
         let h: History = serde_json::from_str(&w.ok(&args)).unwrap();
-        assert_eq!((h.namespace.as_str(), h.key.as_str()), (ns.as_str(), key.as_str()));
+        assert_eq!(
+            (h.namespace.as_str(), h.key.as_str()),
+            (ns.as_str(), key.as_str())
+        );
         // The oracle: the entity as `cat` reads it in each snapshot.
         let mut before: Option<J> = None;
         let mut want = Vec::new();
@@ -708,13 +791,22 @@ fn log_key_agrees_with_cat_in_every_snapshot() {
             }
             before = now;
         }
-        let got: Vec<(String, String)> = h.events.iter().map(|e| (e.name.clone(), e.change.clone())).collect();
+        let got: Vec<(String, String)> = h
+            .events
+            .iter()
+            .map(|e| (e.name.clone(), e.change.clone()))
+            .collect();
         assert_eq!(got, want, "{ns}/{key}");
     }
     // Alice's email: old → new, in day2.
-    let h: History = serde_json::from_str(&w.ok(&["log", "--key", "Person:alice", "--json"])).unwrap();
+    let h: History =
+        serde_json::from_str(&w.ok(&["log", "--key", "Person:alice", "--json"])).unwrap();
     let day2 = h.events.iter().find(|e| e.name == "day2").unwrap();
-    let email = day2.properties.iter().map(|p| (p.name.as_str(), p.old.clone(), p.new.clone())).collect::<Vec<_>>();
+    let email = day2
+        .properties
+        .iter()
+        .map(|p| (p.name.as_str(), p.old.clone(), p.new.clone()))
+        .collect::<Vec<_>>();
     assert_eq!(
         email,
         vec![(
@@ -727,12 +819,24 @@ fn log_key_agrees_with_cat_in_every_snapshot() {
     // Text: newest first, each property old → new.
     let out = w.ok(&["log", "--key", "Person:alice"]);
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("~ ") && lines[0].contains("day3") && lines[0].ends_with("changed"), "{out}");
-    assert!(out.contains("    email: \"alice@old.example\" → \"alice@new.example\""), "{out}");
+    assert!(
+        lines[0].starts_with("~ ") && lines[0].contains("day3") && lines[0].ends_with("changed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    email: \"alice@old.example\" → \"alice@new.example\""),
+        "{out}"
+    );
     // A key never held, and a misspelt kind.
-    assert_eq!(w.ok(&["log", "--key", "Person:zed"]).trim(), "no snapshot holds Person:zed");
+    assert_eq!(
+        w.ok(&["log", "--key", "Person:zed"]).trim(),
+        "no snapshot holds Person:zed"
+    );
     let err = w.fails(&["log", "--key", "Persn:alice"]);
-    assert!(err.contains("kind `Persn` is not in any snapshot (did you mean `Person`?)"), "{err}");
+    assert!(
+        err.contains("kind `Persn` is not in any snapshot (did you mean `Person`?)"),
+        "{err}"
+    );
     let err = w.fails(&["log", "--key", "Person:"]);
     assert!(err.contains("invalid key `Person:`"), "{err}");
 }
@@ -769,7 +873,10 @@ impl Browser {
         let addr = format!("127.0.0.1:{port}");
         let start = Instant::now();
         while TcpStream::connect(&addr).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "chromedriver did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let profile = tempfile::tempdir().unwrap();
@@ -815,7 +922,10 @@ impl Browser {
     }
 
     fn url(&self) -> String {
-        self.session("GET", "/url", None).as_str().unwrap().to_string()
+        self.session("GET", "/url", None)
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     fn text(&self) -> String {
@@ -826,7 +936,11 @@ impl Browser {
     }
 
     fn script(&self, js: &str) -> J {
-        self.session("POST", "/execute/sync", Some(serde_json::json!({"script": js, "args": []})))
+        self.session(
+            "POST",
+            "/execute/sync",
+            Some(serde_json::json!({"script": js, "args": []})),
+        )
     }
 
     /// Click the first link whose text is `text`.
@@ -836,25 +950,44 @@ impl Browser {
             "/element",
             Some(serde_json::json!({"using": "link text", "value": text})),
         );
-        let id = e.as_object().unwrap().values().next().unwrap().as_str().unwrap().to_string();
-        self.session("POST", &format!("/element/{id}/click"), Some(serde_json::json!({})));
+        let id = e
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.session(
+            "POST",
+            &format!("/element/{id}/click"),
+            Some(serde_json::json!({})),
+        );
     }
 
     /// Console messages at the level of errors since the last call.
     fn errors(&self) -> Vec<String> {
-        self.session("POST", "/se/log", Some(serde_json::json!({"type": "browser"})))
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["level"] == "SEVERE")
-            .map(|m| m["message"].as_str().unwrap_or("").to_string())
-            .collect()
+        self.session(
+            "POST",
+            "/se/log",
+            Some(serde_json::json!({"type": "browser"})),
+        )
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["level"] == "SEVERE")
+        .map(|m| m["message"].as_str().unwrap_or("").to_string())
+        .collect()
     }
 
     /// The whole page as a PNG under target/ui-screenshots/.
     fn screenshot(&self, name: &str) -> std::path::PathBuf {
         use base64::Engine as _;
-        let h = self.script("return document.documentElement.scrollHeight").as_u64().unwrap_or(1600);
+        let h = self
+            .script("return document.documentElement.scrollHeight")
+            .as_u64()
+            .unwrap_or(1600);
         self.session(
             "POST",
             "/window/rect",
@@ -879,7 +1012,13 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {
-            let _ = http(&self.addr, "DELETE", &format!("/session/{}", self.session), &[], None);
+            let _ = http(
+                &self.addr,
+                "DELETE",
+                &format!("/session/{}", self.session),
+                &[],
+                None,
+            );
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
@@ -897,18 +1036,37 @@ fn a_browser_reads_history_diff_and_entity_pages() {
     b.go(&format!("{base}/?token={token}"));
     assert_eq!(b.url(), format!("{base}/"));
     let t = looks_right(&b, &s, token, "history");
-    for want in ["Snapshots", "day1", "day2", "day3", "Entities per kind", "Changed entities per kind"] {
+    for want in [
+        "Snapshots",
+        "day1",
+        "day2",
+        "day3",
+        "Entities per kind",
+        "Changed entities per kind",
+    ] {
         assert!(t.contains(want), "history: {want} in {t}");
     }
     // History → the diff of day3 against day2 → a kind → an entity.
     b.click("diff");
-    assert!(b.url().starts_with(&format!("{base}/diff?from=day2&to=day3")), "{}", b.url());
+    assert!(
+        b.url()
+            .starts_with(&format!("{base}/diff?from=day2&to=day3")),
+        "{}",
+        b.url()
+    );
     b.click("Person");
     let t = looks_right(&b, &s, token, "diff");
     assert!(t.contains("Diff day2 → day3") && t.contains("age"), "{t}");
     b.click("Person:alice");
     let t = looks_right(&b, &s, token, "entity");
-    for want in ["Person:alice", "Properties", "History", "changed in day2", "alice@old.example", "unindexed"] {
+    for want in [
+        "Person:alice",
+        "Properties",
+        "History",
+        "changed in day2",
+        "alice@old.example",
+        "unindexed",
+    ] {
         assert!(t.contains(want), "entity: {want} in {t}");
     }
     // A reference, followed.
@@ -916,7 +1074,10 @@ fn a_browser_reads_history_diff_and_entity_pages() {
     assert!(b.text().contains("bob@example"));
     b.go(&format!("{base}/snapshot/day2"));
     let t = looks_right(&b, &s, token, "snapshot");
-    assert!(t.contains("kindsnap --repo") && t.contains("restore day2"), "{t}");
+    assert!(
+        t.contains("kindsnap --repo") && t.contains("restore day2"),
+        "{t}"
+    );
 }
 
 /// Checks a page in the browser: no console errors, a screenshot, every
@@ -926,8 +1087,13 @@ fn looks_right(b: &Browser, s: &Server, token: &str, name: &str) -> String {
     let errors = b.errors();
     assert!(errors.is_empty(), "{name}: console errors {errors:?}");
     let shot = b.screenshot(name);
-    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "{name}: a blank page?");
-    let hrefs = b.script("return Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "{name}: a blank page?"
+    );
+    let hrefs = b.script(
+        "return Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))",
+    );
     let bearer = format!("Bearer {token}");
     for h in hrefs.as_array().unwrap() {
         let h = h.as_str().unwrap();

@@ -12,7 +12,8 @@ use crate::ui::{self, Access};
 use super::Settings;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Pages: / (history and charts), /diff?from=A&to=B[&kind=K],
+#[command(
+    after_help = "Pages: / (history and charts), /diff?from=A&to=B[&kind=K],
 /entity?snapshot=S&key=K, /snapshot/NAME (kinds, a restore command line).
 The server only reads: nothing on it writes to the repository.
 
@@ -24,7 +25,8 @@ browser keeps it in a cookie. docs/ui.md has the details.
 Examples:
   kindsnap ui --open
   kindsnap ui --listen 127.0.0.1:0            a free port
-  kindsnap ui --listen 0.0.0.0:8765           prints a token to use")]
+  kindsnap ui --listen 0.0.0.0:8765           prints a token to use"
+)]
 pub struct Args {
     /// Address and port to listen on (port 0: a free one). Any address
     /// but loopback needs a token.
@@ -90,7 +92,9 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         .map_err(|e| {
             anyhow!("cannot listen on {addr}: {e}; choose another address or port with --listen (port 0 picks a free one)")
         })?;
-    let local = listener.local_addr().context("reading the address listened on")?;
+    let local = listener
+        .local_addr()
+        .context("reading the address listened on")?;
     let url = match &token {
         Some(t) => format!("http://{local}/?token={t}"),
         None => format!("http://{local}/"),

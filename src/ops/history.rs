@@ -104,7 +104,12 @@ pub fn entity_history(repo: &Repository, namespace: &str, key_text: &str) -> Res
 
 /// A key in no snapshot is an empty history, but a kind in no snapshot is
 /// more likely a typo: say which kinds are close.
-fn kind_exists(repo: &Repository, infos: &[SnapshotInfo], namespace: &str, kind: &str) -> Result<()> {
+fn kind_exists(
+    repo: &Repository,
+    infos: &[SnapshotInfo],
+    namespace: &str,
+    kind: &str,
+) -> Result<()> {
     let mut names = std::collections::BTreeSet::new();
     for info in infos.iter().rev() {
         for k in Manifest::open(repo, &info.id)?.kinds()? {

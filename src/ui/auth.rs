@@ -42,7 +42,7 @@ impl Access {
             .is_some_and(|t| blake3::hash(t.as_bytes()) == blake3::hash(given.as_bytes()))
     }
 
-    fn from_cookie(&self, headers: &HeaderMap) -> bool {
+    fn cookie_matches(&self, headers: &HeaderMap) -> bool {
         headers
             .get_all(header::COOKIE)
             .iter()
@@ -52,7 +52,7 @@ impl Access {
             .any(|(k, v)| k == self.cookie && self.matches(v))
     }
 
-    fn from_bearer(&self, headers: &HeaderMap) -> bool {
+    fn bearer_matches(&self, headers: &HeaderMap) -> bool {
         headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -115,7 +115,7 @@ pub(super) async fn check(State(app): State<App>, req: Request, next: Next) -> R
         }
         return next.run(req).await;
     }
-    if access.from_cookie(req.headers()) || access.from_bearer(req.headers()) {
+    if access.cookie_matches(req.headers()) || access.bearer_matches(req.headers()) {
         return next.run(req).await;
     }
     let query = req.uri().query().unwrap_or("");

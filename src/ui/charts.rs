@@ -164,7 +164,12 @@ pub fn lines(series: &[Series], labels: &[String], titles: &[String]) -> Markup 
 }
 
 /// One bar per column, its height `values[i]`, axis labels by `label`.
-pub fn bars(values: &[u64], labels: &[String], titles: &[String], label: &dyn Fn(u64) -> String) -> Markup {
+pub fn bars(
+    values: &[u64],
+    labels: &[String],
+    titles: &[String],
+    label: &dyn Fn(u64) -> String,
+) -> Markup {
     let height = 200.0;
     let cols = Columns { n: values.len() };
     let top = nice_max(values.iter().copied().max().unwrap_or(0));

@@ -57,11 +57,9 @@ struct Diff {
 pub async fn page(State(app): State<App>, Query(p): Query<Params>) -> Result<Markup, PageError> {
     let page_no: u64 = match p.page.as_deref().filter(|s| !s.is_empty()) {
         None => 1,
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| PageError::bad_request(format!("page `{s}`: give a page number, 1 or more")))?,
+        Some(s) => s.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            PageError::bad_request(format!("page `{s}`: give a page number, 1 or more"))
+        })?,
     };
     let kind = p.kind.clone().filter(|k| !k.is_empty());
     let (from, to, ns) = (p.from.clone(), p.to.clone(), p.ns.clone());

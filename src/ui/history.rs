@@ -39,7 +39,9 @@ struct History {
 pub async fn page(State(app): State<App>, Query(p): Query<Params>) -> Result<Markup, PageError> {
     let source = p.source.filter(|s| !s.is_empty());
     let wanted = source.clone();
-    let h = app.read(move |o| gather(&o.repo, wanted.as_deref())).await?;
+    let h = app
+        .read(move |o| gather(&o.repo, wanted.as_deref()))
+        .await?;
     Ok(render(&h, source.as_deref()))
 }
 
@@ -145,13 +147,20 @@ fn per_kind(rows: &[Row], f: impl Fn(&KindInfo) -> u64) -> BTreeMap<String, Vec<
 /// The `keep` largest series by `score`, and what the rest sum to at the
 /// end (how many kinds, how many entities): summed into one line they
 /// would dwarf the lines shown.
-fn top(mut all: Vec<Series>, keep: usize, score: impl Fn(&Series) -> u64) -> (Vec<Series>, usize, u64) {
+fn top(
+    mut all: Vec<Series>,
+    keep: usize,
+    score: impl Fn(&Series) -> u64,
+) -> (Vec<Series>, usize, u64) {
     all.sort_by_key(|s| std::cmp::Reverse(score(s)));
     if all.len() <= keep {
         return (all, 0, 0);
     }
     let rest = all.split_off(keep);
-    let last = rest.iter().map(|s| s.values.last().copied().unwrap_or(0)).sum();
+    let last = rest
+        .iter()
+        .map(|s| s.values.last().copied().unwrap_or(0))
+        .sum();
     (all, rest.len(), last)
 }
 
@@ -171,7 +180,12 @@ fn charts_section(rows: &[Row]) -> Markup {
                 .iter()
                 .map(|s| format!("{}: {}", s.label, s.values[i]))
                 .collect();
-            format!("{} ({})\n{}", r.info.name, page::time(r.info.time_us), parts.join("\n"))
+            format!(
+                "{} ({})\n{}",
+                r.info.name,
+                page::time(r.info.time_us),
+                parts.join("\n")
+            )
         })
         .collect();
     let stored: Vec<u64> = rows
@@ -181,7 +195,14 @@ fn charts_section(rows: &[Row]) -> Markup {
     let stored_titles: Vec<String> = rows
         .iter()
         .zip(&stored)
-        .map(|(r, b)| format!("{} ({}): {} stored", r.info.name, page::time(r.info.time_us), bytes(*b)))
+        .map(|(r, b)| {
+            format!(
+                "{} ({}): {} stored",
+                r.info.name,
+                page::time(r.info.time_us),
+                bytes(*b)
+            )
+        })
         .collect();
     html! {
         section.charts {
@@ -230,8 +251,14 @@ fn heat_map(rows: &[Row], labels: &[String]) -> Markup {
             .kinds
             .iter()
             .find(|k| &kind_label(&k.namespace, &k.kind) == label);
-        let (a, c, d) = k.map(|k| (k.added, k.changed, k.removed)).unwrap_or_default();
-        format!("{label} in {} ({}): +{a} ~{c} -{d}", row.info.name, page::date(row.info.time_us))
+        let (a, c, d) = k
+            .map(|k| (k.added, k.changed, k.removed))
+            .unwrap_or_default();
+        format!(
+            "{label} in {} ({}): +{a} ~{c} -{d}",
+            row.info.name,
+            page::date(row.info.time_us)
+        )
     };
     html! {
         (charts::heat(&series, labels, &tip))

@@ -66,7 +66,10 @@ fn router(options: Arc<Options>) -> Router {
         .route("/static/style.css", get(style))
         .route("/static/icon.svg", get(icon))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(app.clone(), auth::check))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::check,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
 }

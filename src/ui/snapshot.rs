@@ -82,7 +82,9 @@ struct Restore<'a> {
 impl Restore<'_> {
     /// The command line, each argument quoted for a POSIX shell.
     fn command(&self, snapshot: &str) -> String {
-        let mut args = vec!["kindsnap", "--repo", self.repo, "restore", snapshot, "--to", self.to];
+        let mut args = vec![
+            "kindsnap", "--repo", self.repo, "restore", snapshot, "--to", self.to,
+        ];
         if self.keys != "keep" {
             args.extend(["--keys", self.keys]);
         }
