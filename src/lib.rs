@@ -19,6 +19,6 @@ pub mod ops;
 pub mod progress;
 pub mod repo;
 pub mod sort;
-pub mod suggest;
+pub(crate) mod suggest;
 
 pub use error::{Error, Result};

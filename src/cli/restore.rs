@@ -135,6 +135,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
         trust_schema: args.trust_schema,
+        cancel: settings.cancel.clone(),
     };
     if (args.exact || args.clear) && !args.dry_run && !args.yes {
         confirm(&args, &to)?;

@@ -5,9 +5,9 @@
 //! Sources stream entities; they need not be in key order (the snapshot
 //! sorts externally when they are not).
 
-pub mod datastore;
+pub(crate) mod datastore;
 pub mod jsonl;
-pub mod linecache;
+pub(crate) mod linecache;
 pub mod sql;
 
 use crate::error::{Error, Result};
