@@ -124,20 +124,15 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         repo_arg: repo_arg(settings),
         access: Access::new(token, local.port()),
     });
-    let res = rt.block_on(ui::serve(listener, Arc::clone(&options), stopped()));
+    let cancel = settings.cancel.clone();
+    let stopped = async move { cancel.cancelled().await };
+    let res = rt.block_on(ui::serve(listener, Arc::clone(&options), stopped));
     // Dropped here, outside the runtime: a repository on object storage
     // owns a runtime of its own, which must not be dropped inside another.
     drop(rt);
     drop(options);
     res.context("serving")?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Completes when Ctrl-C asks operations to stop (see `install_ctrl_c`).
-async fn stopped() {
-    while !kindsnap::interrupt::requested() {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
 }
 
 #[cfg(test)]
