@@ -223,7 +223,7 @@ mod tests {
         };
         assert_eq!(
             r.command("day1"),
-            "kindsnap --repo '/srv/my repo' restore day1 --to sqlite:dev.db --keys uuid --kinds User,Post --dry-run"
+            "kindsnap --repo '/srv/my repo' restore day1 --to sqlite:dev.db --keys uuid --kinds 'User,Post' --dry-run"
         );
         let r = Restore {
             repo: "s3://b/p",
