@@ -984,14 +984,26 @@ impl Browser {
     /// The whole page as a PNG under target/ui-screenshots/.
     fn screenshot(&self, name: &str) -> std::path::PathBuf {
         use base64::Engine as _;
+        let cdp = |cmd: &str, params: J| {
+            self.session(
+                "POST",
+                "/goog/cdp/execute",
+                Some(serde_json::json!({"cmd": cmd, "params": params})),
+            )
+        };
+        cdp(
+            "Emulation.clearDeviceMetricsOverride",
+            serde_json::json!({}),
+        );
         let h = self
             .script("return document.documentElement.scrollHeight")
             .as_u64()
             .unwrap_or(1600);
-        self.session(
-            "POST",
-            "/window/rect",
-            Some(serde_json::json!({"width": 1280, "height": h.clamp(600, 6000)})),
+        // The viewport as tall as the page (headless windows do not grow).
+        cdp(
+            "Emulation.setDeviceMetricsOverride",
+            serde_json::json!({"width": 1280, "height": h.clamp(600, 6000),
+                               "deviceScaleFactor": 1, "mobile": false}),
         );
         let png = self.session("GET", "/screenshot", None);
         let bytes = base64::engine::general_purpose::STANDARD
@@ -1072,6 +1084,9 @@ fn a_browser_reads_history_diff_and_entity_pages() {
     // A reference, followed.
     b.click("Person:bob");
     assert!(b.text().contains("bob@example"));
+    // The console check can fail: a missing page is an error there.
+    b.go(&format!("{base}/nowhere"));
+    assert!(!b.errors().is_empty(), "a 404 shows in the console");
     b.go(&format!("{base}/snapshot/day2"));
     let t = looks_right(&b, &s, token, "snapshot");
     assert!(

@@ -46,9 +46,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
-use crate::model::{
-    json as mjson, ElementId, Entity, Key, Value, ValueKind,
-};
+use crate::model::{json as mjson, ElementId, Entity, Key, Value, ValueKind};
 use crate::net::{self, Timeouts};
 
 const PRODUCTION: &str = "https://datastore.googleapis.com";

@@ -32,8 +32,8 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::interrupt::Cancel;
 use crate::ids::PackId;
+use crate::interrupt::Cancel;
 use crate::model::codec;
 use crate::progress::Progress;
 use crate::repo::index::{Index, PackUsage};
