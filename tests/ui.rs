@@ -10,6 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/s3.rs"]
+mod s3;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -35,15 +37,21 @@ struct Server {
 
 impl Server {
     fn start(w: &Work, extra: &[&str]) -> Server {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("kindsnap"))
-            .current_dir(w.dir.path())
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("kindsnap"));
+        cmd.current_dir(w.dir.path())
             .arg("--repo")
             .arg(w.repo())
             .args(["ui", "--listen", "127.0.0.1:0"])
             .args(extra)
-            .env_remove("KINDSNAP_UI_TOKEN")
             .env_remove("KINDSNAP_REPO")
-            .env("KINDSNAP_CACHE_DIR", w.cache_dir())
+            .env("KINDSNAP_CACHE_DIR", w.cache_dir());
+        Server::spawn(cmd)
+    }
+
+    /// Run `cmd` (a `kindsnap … ui` command line) and read its address.
+    fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .env_remove("KINDSNAP_UI_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -696,6 +704,85 @@ fn other_addresses_get_a_generated_token() {
     let busy = s.local();
     let err = w.fails(&["ui", "--listen", &busy]);
     assert!(err.contains(&format!("cannot listen on {busy}")), "{err}");
+}
+
+// ---- object storage ----------------------------------------------------------
+
+/// The same pages over a repository on S3 (moto, tests/s3/setup.sh): a
+/// snapshot another machine takes shows on the next load.
+#[test]
+fn pages_of_a_repository_on_object_storage() {
+    let moto = s3::Moto::start();
+    moto.create_bucket("bkt");
+    let w = Work::new();
+    let ks = |cache: &str| {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("kindsnap"));
+        c.current_dir(w.dir.path())
+            .args(["--repo", "s3://bkt/shop"])
+            .env_remove("KINDSNAP_REPO")
+            .env_remove("AWS_PROFILE")
+            .env_remove("KINDSNAP_S3_ENDPOINT")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", moto.port),
+            )
+            .env("KINDSNAP_CACHE_DIR", w.path(cache));
+        c
+    };
+    let ok = |cache: &str, args: &[&str]| {
+        let out = ks(cache).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok("writer", &["init"]);
+    w.write("data.jsonl", PEOPLE1);
+    ok(
+        "writer",
+        &["snapshot", "--from", "jsonl:data.jsonl", "--name", "day1"],
+    );
+    w.write(
+        "data.jsonl",
+        &PEOPLE1.replace("alice@old.example", "alice@new.example"),
+    );
+    ok(
+        "writer",
+        &["snapshot", "--from", "jsonl:data.jsonl", "--name", "day2"],
+    );
+    let mut cmd = ks("viewer");
+    cmd.args(["ui", "--listen", "127.0.0.1:0"]);
+    let s = Server::spawn(cmd);
+    assert!(
+        s.banner.contains("s3://bkt/shop at http://127.0.0.1:"),
+        "{}",
+        s.banner
+    );
+    let t = text(&s.page("/"));
+    assert!(t.contains("day2") && !t.contains("day3"), "{t}");
+    let t = text(&s.page("/diff?from=day1&to=day2&kind=Person"));
+    assert!(
+        t.contains("email \"alice@old.example\" \"alice@new.example\""),
+        "{t}"
+    );
+    let t = text(&s.page("/entity?snapshot=day2&key=Person:alice"));
+    assert!(t.contains("changed in day2"), "{t}");
+    let t = text(&s.page("/snapshot/day1"));
+    assert!(
+        t.contains("kindsnap --repo s3://bkt/shop restore day1"),
+        "{t}"
+    );
+    // Another machine takes a snapshot; the page shows it.
+    w.write("data.jsonl", &PEOPLE1.replace("\"30\"", "\"31\""));
+    ok(
+        "writer",
+        &["snapshot", "--from", "jsonl:data.jsonl", "--name", "day3"],
+    );
+    assert!(text(&s.page("/")).contains("day3"));
 }
 
 // ---- log --key ---------------------------------------------------------------
