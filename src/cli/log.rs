@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use kindsnap::repo::manifest;
+use kindsnap::ops;
 
 use kindsnap::ops::diff::Change;
 
@@ -33,25 +33,12 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         return history(key, &args, settings);
     }
     let repo = settings.open_repo()?;
-    let (infos, bad) = manifest::list(&repo)?;
+    let log = ops::read::log(&repo)?;
     let mut out = Out::new();
     if args.json {
-        let v: Vec<serde_json::Value> = infos
-            .iter()
-            .rev()
-            .map(|i| {
-                serde_json::json!({
-                    "id": i.id.to_hex(),
-                    "name": i.name,
-                    "time": kindsnap::model::json::format_timestamp(i.time_us),
-                    "source": i.source,
-                    "parent": i.parent.map(|p| p.to_hex()),
-                    "entities": i.entities,
-                    "bytes_added": i.bytes_added + i.manifest_bytes,
-                })
-            })
-            .collect();
-        out.json(&serde_json::Value::Array(v))?;
+        out.json(&serde_json::to_value(&log.snapshots)?)?;
+    } else if log.snapshots.is_empty() {
+        out.line("no snapshots yet; `kindsnap snapshot --from SOURCE` takes one")?;
     } else {
         let mut rows = vec![vec![
             "id".to_string(),
@@ -61,30 +48,26 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             "entities".into(),
             "added".into(),
         ]];
-        for i in infos.iter().rev() {
+        for s in &log.snapshots {
             rows.push(vec![
-                i.id.short(),
-                i.name.clone(),
-                time(i.time_us),
-                i.source.clone(),
-                i.entities.to_string(),
-                bytes(i.bytes_added + i.manifest_bytes),
+                s.id[..8].to_string(),
+                s.name.clone(),
+                time(s.time_us),
+                s.source.clone(),
+                s.entities.to_string(),
+                bytes(s.bytes_added),
             ]);
         }
-        if infos.is_empty() {
-            out.line("no snapshots yet; `kindsnap snapshot --from SOURCE` takes one")?;
-        } else {
-            for l in table(&rows, 4) {
-                out.line(l)?;
-            }
+        for l in table(&rows, 4) {
+            out.line(l)?;
         }
     }
     out.flush()?;
-    for (id, e) in bad {
+    for u in &log.unreadable {
         eprintln!(
             "kindsnap: warning: snapshot {} cannot be read: {}",
-            id.short(),
-            super::output::escape(&e.to_string())
+            &u.id[..8],
+            super::output::escape(&u.why)
         );
     }
     Ok(ExitCode::SUCCESS)
