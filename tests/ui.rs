@@ -604,6 +604,52 @@ fn every_link_resolves_and_bad_requests_say_why() {
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
 }
 
+/// `--open` hands the printed address to the browser ($BROWSER here: a
+/// script that writes down what it was given).
+#[test]
+fn open_hands_the_address_to_the_browser() {
+    let (w, _) = three_days();
+    let opened = w.path("opened.txt");
+    let browser = w.write(
+        "browser.sh",
+        &format!("#!/bin/sh\necho \"$1\" > '{}'\n", opened.display()),
+    );
+    std::fs::set_permissions(
+        &browser,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("kindsnap"));
+    cmd.current_dir(w.dir.path())
+        .arg("--repo")
+        .arg(w.repo())
+        .args([
+            "ui",
+            "--listen",
+            "127.0.0.1:0",
+            "--open",
+            "--token",
+            "open-token-0123456789",
+        ])
+        .env("BROWSER", &browser)
+        .env("KINDSNAP_CACHE_DIR", w.cache_dir());
+    let s = Server::spawn(cmd);
+    let start = Instant::now();
+    while !opened.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no browser was started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let url = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(
+        url.trim(),
+        format!("http://{}/?token=open-token-0123456789", s.addr)
+    );
+}
+
 // ---- access ------------------------------------------------------------------
 
 #[test]
