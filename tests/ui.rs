@@ -339,6 +339,28 @@ fn history_lists_what_log_lists_with_charts() {
     // The heat map's cells say what changed: day2's Person cell.
     assert!(html.contains("Person in day2 ("), "{html}");
     assert!(html.contains("): +0 ~1 -1</title>"), "{html}");
+    // A second source: the page offers each, and shows one on request.
+    w.write("other.jsonl", PEOPLE1);
+    w.ok(&[
+        "snapshot",
+        "--from",
+        "jsonl:other.jsonl",
+        "--name",
+        "other1",
+    ]);
+    let html = s.page("/");
+    let t = text(&html);
+    assert!(t.contains("Source: all · jsonl:"), "{t}");
+    let other = format!("jsonl:{}", w.path("other.jsonl").display());
+    let link = format!("/?source={}", query(&other));
+    assert!(links(&html).contains(&link), "{link}");
+    let t = text(&s.page(&link));
+    let table = t.split("All snapshots").nth(1).unwrap();
+    assert!(
+        table.contains("other1 ") && !table.contains("day1 "),
+        "{table}"
+    );
+    assert!(t.contains("1 snapshot of jsonl:"), "{t}");
 }
 
 #[test]
