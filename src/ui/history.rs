@@ -215,8 +215,10 @@ fn charts_section(rows: &[Row]) -> Markup {
                 @if others > 0 { li.muted { "and " (others) " smaller kinds (" (others_now) " entities)" } }
             }
             h2 { "Bytes stored per snapshot" }
+            p.muted { "What each snapshot added to the repository: new packs and its manifest (tall bars are keyframes and big changes)." }
             (charts::bars(&stored, &labels, &stored_titles, &bytes))
             h2 { "Changed entities per kind" }
+            p.muted { "Added, changed and removed entities against the parent snapshot; darker is more (log scale). Hover a cell for the counts." }
             (heat_map(rows, &labels))
         }
     }
