@@ -543,7 +543,7 @@ impl Repository {
 
     /// Remove temp files left by processes that died. Only files whose
     /// writer is gone are removed: names carry the writer's pid
-    /// ([`fsutil::remove_dead_temps`]).
+    /// (`fsutil::remove_dead_temps`).
     pub fn clean_stale_temps(&self) {
         // The root holds `.write-*` temps of `config`; `tmp/` everything
         // else (packs, manifests, sort runs, scratch databases).

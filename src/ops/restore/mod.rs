@@ -7,15 +7,15 @@
 //! feeds the transform, if any); the caller's thread rewrites keys, hands
 //! entities to the target and keeps the journal.
 //!
-//! The journal (`restores/<target>.db`, kept by [`crate::repo::journal`])
+//! The journal (`restores/<target>.db`, kept by `repo::journal`)
 //! holds the arguments' fingerprint, each kind's last checkpointed key, and
 //! for `--exact` the keys written. A checkpoint is committed only after the
 //! target's `sync`, so a resumed run starts at or before the first entity
 //! the target may lack; writes are upserts, so repeating a few is harmless.
 //!
-//! Phases: choose the kinds ([`choose_kinds`], `--with-references` in
-//! [`read::select_references`]), prepare the target, `--clear`, then the
-//! pipeline ([`read::read_snapshot`] → [`writer::RestoreWriter`]), then
+//! Phases: choose the kinds (`choose_kinds`, `--with-references` in
+//! `read::select_references`), prepare the target, `--clear`, then the
+//! pipeline (`read::read_snapshot` → `writer::RestoreWriter`), then
 //! `--exact`'s removals and the finish.
 
 mod read;
