@@ -19,7 +19,7 @@ mod forget;
 mod init;
 mod keymap;
 mod log;
-mod output;
+pub(crate) mod output;
 mod progress;
 mod prune;
 mod repair;

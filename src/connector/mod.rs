@@ -307,17 +307,7 @@ pub trait EntityTarget {
     /// given no write mode refuses to merge into a live target). The
     /// default stops `scan_keys` at the first key.
     fn has_entities(&mut self, namespace: &str, kind: &str) -> Result<bool> {
-        let mut found = false;
-        let scanned = self.scan_keys(namespace, kind, &mut |_| {
-            found = true;
-            // Stop the scan: one key answers the question.
-            Err(Error::Interrupted)
-        });
-        match scanned {
-            _ if found => Ok(true),
-            Ok(()) => Ok(false),
-            Err(e) => Err(e),
-        }
+        any_key(|f| self.scan_keys(namespace, kind, f))
     }
     /// Every key of `kind` on the target, in any order (for `--exact`).
     fn scan_keys(
@@ -337,6 +327,23 @@ pub trait EntityTarget {
     /// Make everything durable and visible (a file target renames into
     /// place here).
     fn finish(&mut self) -> Result<()>;
+}
+
+/// Whether `scan` finds a key: it is stopped at the first (a scan over
+/// millions of keys answers after one).
+pub(crate) fn any_key(
+    scan: impl FnOnce(&mut dyn FnMut(Key) -> Result<()>) -> Result<()>,
+) -> Result<bool> {
+    let mut found = false;
+    let scanned = scan(&mut |_| {
+        found = true;
+        Err(Error::Interrupted)
+    });
+    match scanned {
+        _ if found => Ok(true),
+        Ok(()) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// A parsed location string.
