@@ -104,7 +104,7 @@ enum Command {
     Cat(cat::Args),
     /// Compare two snapshots by kind, key and property.
     Diff(diff::Args),
-    /// Write a snapshot's entities out (JSON Lines).
+    /// Write a snapshot's entities out (JSON Lines, or a Datastore export).
     Export(export::Args),
     /// Verify the repository; with --read-data also every stored byte.
     Check(check::Args),
