@@ -67,6 +67,8 @@ impl ExportTarget {
 
     /// A fresh staging database, holding the export already in the folder.
     fn stage_fresh(&self) -> Result<()> {
+        let parent = crate::repo::fsutil::parent_dir(&self.staging);
+        std::fs::create_dir_all(parent).map_err(Error::io("creating", parent))?;
         let fresh = self.staging.with_extension("kindsnap-staging-new");
         let _ = std::fs::remove_file(&fresh);
         let db = rusqlite::Connection::open(&fresh).map_err(Error::sql(&fresh))?;
