@@ -354,31 +354,31 @@ fn paths_that_are_not_one_export_get_one_line() {
     w.init();
     let day1 = PathBuf::from(f.export("day1"));
     let series = day1.parent().unwrap();
-    let err = w.fails(&[
-        "snapshot",
-        "--from",
-        &format!("datastore-export:{}", series.display()),
-    ]);
-    assert!(
-        err.contains("holds 2 exports") && err.contains(&day1.display().to_string()),
-        "{err}"
-    );
-    let err = w.fails(&["snapshot", "--from", "datastore-export:nowhere"]);
-    assert!(err.contains("no such folder"), "{err}");
+    let cases = [
+        (
+            format!("datastore-export:{}", series.display()),
+            format!(
+                "holds 2 exports, not one; name one, as in `datastore-export:{}",
+                day1.display()
+            ),
+        ),
+        ("datastore-export:nowhere".into(), "no such folder".into()),
+        (
+            "datastore-export:plain".into(),
+            "no DATE.overall_export_metadata here".into(),
+        ),
+    ];
     std::fs::create_dir(w.path("plain")).unwrap();
-    let err = w.fails(&["snapshot", "--from", "datastore-export:plain"]);
-    assert!(
-        err.contains("no DATE.overall_export_metadata here"),
-        "{err}"
-    );
+    for (from, want) in cases {
+        let err = w.fails(&["snapshot", "--from", &from]);
+        assert!(err.contains(&want), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
     let err = w.fails(&["snapshot", "--from", "jsonl:x.jsonl", "--tolerate"]);
     assert!(
         err.contains("--tolerate applies to datastore-export sources only"),
         "{err}"
     );
-    for err in [&err] {
-        assert_eq!(err.lines().count(), 1, "{err}");
-    }
 }
 
 /// Upload every file of `dir` under `prefix` in `bucket`.

@@ -4,7 +4,7 @@
 //!
 //! Exit codes: 0 success; 1 error (one line on stderr); 2 usage error;
 //! 3 finished, but problems were found (`check`) or entities were skipped
-//! (`restore --tolerate`); 130 stopped by Ctrl-C after a clean stop;
+//! (`restore --tolerate`, `snapshot --tolerate` of a damaged export); 130 stopped by Ctrl-C after a clean stop;
 //! a closed stdout (`kindsnap log | head`) is not an error.
 
 mod cat;
@@ -86,7 +86,7 @@ const EXAMPLES: &str = "Examples:
   kindsnap export day1 --to jsonl:day1.jsonl
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 finished with problems (check) or
-skipped entities (restore --tolerate), 130 stopped by Ctrl-C.
+skipped entities (restore/snapshot --tolerate), 130 stopped by Ctrl-C.
 Docs: README.md and docs/ (user guide, restore, datastore, format).";
 
 #[derive(Debug, Subcommand)]
