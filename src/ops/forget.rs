@@ -282,7 +282,6 @@ pub fn forget(
         if hidden.contains(&i.id) {
             report.leftovers_removed += 1;
         }
-        crash_point("forget-delete");
     }
     fsutil::sync_dir(&repo.snapshots_dir())?;
     Ok(report)
@@ -443,27 +442,6 @@ pub fn remove_replaced(repo: &Repository) -> Result<u64> {
     Ok(n)
 }
 
-/// Test hook: `KINDSNAP_CRASH_AT=<point>` aborts the process there, as a
-/// SIGKILL would (no destructor, no cleanup). `<point>:N` aborts the N-th
-/// time the point is reached.
-pub(crate) fn crash_point(point: &str) {
-    let Ok(want) = std::env::var("KINDSNAP_CRASH_AT") else {
-        return;
-    };
-    let (name, nth) = match want.split_once(':') {
-        Some((n, c)) => (n.to_string(), c.parse::<u64>().unwrap_or(1)),
-        None => (want.clone(), 1),
-    };
-    if name != point {
-        return;
-    }
-    static HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let hit = HITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-    if hit >= nth {
-        std::process::abort();
-    }
-}
-
 /// Write K' (K's state; changes against `ancestor`; the forgotten `path`
 /// folded in) and publish it. Returns its id and depth.
 fn fold(
@@ -547,7 +525,6 @@ fn fold(
     let id = match writer.publish(repo, &meta, |_, _| Ok(NameVerdict::Publish))? {
         Published::New { id, .. } | Published::Existing(id) => id,
     };
-    crash_point("forget-publish");
     Ok((id, depth))
 }
 

@@ -31,7 +31,6 @@ use std::path::PathBuf;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
-use super::forget::crash_point;
 use crate::error::{Error, Result};
 use crate::ids::PackId;
 use crate::model::codec;
@@ -174,16 +173,6 @@ impl LiveSet {
     }
 }
 
-fn repo_bytes(repo: &Repository) -> Result<u64> {
-    if let Some(r) = repo.remote() {
-        return r.stored_bytes();
-    }
-    let (_, p) = super::stats::dir_bytes(&repo.root().join("packs"))?;
-    let (_, i) = super::stats::dir_bytes(&repo.root().join("index"))?;
-    let (_, m) = super::stats::dir_bytes(&repo.snapshots_dir())?;
-    Ok(p + i + m)
-}
-
 fn remove_pack_file(repo: &Repository, id: &PackId) -> Result<()> {
     repo.remove_pack(id)
 }
@@ -196,7 +185,7 @@ pub fn prune(
     let _lock = repo.lock_to_delete(opts.dry_run)?;
     let mut report = PruneReport {
         dry_run: opts.dry_run,
-        bytes_before: repo_bytes(repo)?,
+        bytes_before: repo.stored_bytes()?,
         ..Default::default()
     };
     // 1. Only a sound repository may lose data.
@@ -224,7 +213,7 @@ pub fn prune(
     plan.execute(repo, &index, &mut report, progress)?;
     drop(index);
     drop(live);
-    report.bytes_after = repo_bytes(repo)?;
+    report.bytes_after = repo.stored_bytes()?;
     report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
     Ok(report)
 }
@@ -341,10 +330,8 @@ impl<'u> PrunePlan<'u> {
         if !unindexed.is_empty() || !dead_ids.is_empty() || !repack.is_empty() {
             repo.index_rewritten()?;
         }
-        crash_point("prune-index");
         for id in &dead_ids {
             remove_pack_file(repo, id)?;
-            crash_point("prune-delete");
         }
         for sub in fs::read_dir(repo.root().join("packs"))
             .map_err(Error::io("reading", repo.root().join("packs")))?
@@ -420,14 +407,11 @@ fn repack_kind(
     let new_packs = writer.take_deferred();
     report.packs_written += new_packs.len() as u64;
     drop(writer);
-    crash_point("prune-packs-written");
     let old: Vec<PackId> = packs.iter().map(|u| u.id).collect();
     index.replace_packs(&new_packs, &old)?;
     repo.index_rewritten()?;
-    crash_point("prune-index");
     for id in &old {
         remove_pack_file(repo, id)?;
-        crash_point("prune-delete");
     }
     Ok(())
 }
