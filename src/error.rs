@@ -200,7 +200,9 @@ pub enum Error {
     #[error("the target rejected {key}: {reason}; fix the entity or pass --tolerate to skip such entities")]
     Rejected { key: String, reason: String },
 
-    #[error("no key map for {target}: nothing was restored there with --keys uuid from this repository")]
+    #[error(
+        "no key map for {target}: nothing was restored there with --keys uuid from this repository"
+    )]
     NoKeyMap { target: String },
 
     #[error("another restore into {target} is running; wait for it to finish")]

@@ -448,3 +448,30 @@ fn exports_are_read_from_object_storage() {
         "{log}"
     );
 }
+
+#[test]
+fn a_filtered_export_reads_only_the_folders_a_snapshot_wants() {
+    let f = fixtures();
+    let w = Work::new();
+    w.init();
+    let copy = w.path("filtered");
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(f.export("filtered"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Damage a folder of a kind the snapshot does not want.
+    let victim = copy.join("namespace_shop/kind_Every/output-0");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&victim, bytes).unwrap();
+    let from = format!("datastore-export:{}", copy.display());
+    let err = w.fails(&["snapshot", "--from", &from]);
+    assert!(err.contains("kind_Every/output-0 at byte 0"), "{err}");
+    w.ok(&[
+        "snapshot", "--from", &from, "--kinds", "Order", "--name", "orders",
+    ]);
+    assert_eq!(entities(&w, "orders"), 6);
+}

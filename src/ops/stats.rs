@@ -107,7 +107,6 @@ pub struct SnapshotKindStats {
     pub bytes_added: u64,
 }
 
-
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {
         0.0

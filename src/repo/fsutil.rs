@@ -262,7 +262,9 @@ pub fn dir_bytes(dir: &std::path::Path) -> crate::error::Result<(u64, u64)> {
     };
     for e in rd {
         let e = e.map_err(crate::error::Error::io("reading", dir))?;
-        let md = e.metadata().map_err(crate::error::Error::io("reading", e.path()))?;
+        let md = e
+            .metadata()
+            .map_err(crate::error::Error::io("reading", e.path()))?;
         if md.is_dir() {
             let (f, b) = dir_bytes(&e.path())?;
             files += f;

@@ -79,7 +79,11 @@ impl RestoreJournal {
 
     /// A journal in scratch space, for a dry run: never resumed, removed
     /// at the end.
-    pub fn scratch(repo: &Repository, target_id: &str, fingerprint: &str) -> Result<RestoreJournal> {
+    pub fn scratch(
+        repo: &Repository,
+        target_id: &str,
+        fingerprint: &str,
+    ) -> Result<RestoreJournal> {
         let path = fsutil::temp_path(&repo.scratch_dir(), ".dryrun");
         RestoreJournal::create(&path, fingerprint, target_id)
     }

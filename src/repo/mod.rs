@@ -399,7 +399,11 @@ impl Repository {
             return r.stored_bytes();
         }
         let mut n = 0;
-        for dir in [self.root.join("packs"), self.root.join("index"), self.snapshots_dir()] {
+        for dir in [
+            self.root.join("packs"),
+            self.root.join("index"),
+            self.snapshots_dir(),
+        ] {
             n += fsutil::dir_bytes(&dir)?.1;
         }
         Ok(n)

@@ -1,16 +1,11 @@
 //! `datastore-export:PATH` as a snapshot source.
 //!
-//! Files are read in parallel, one worker per file and as many workers as
-//! cores (at most 8): each reads its file's log records, checks their
-//! checksums, decodes the entities and encodes them for the repository.
-//! Entities still reach the caller file by file, in file order, so the
-//! same export always makes the same repository bytes; each file's worker
-//! runs at most two batches (about 1 MiB each) ahead of the caller, so
-//! memory is bounded whatever the export's size.
-
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+//! Reading is one thread that reads the data files one after another and
+//! checks every record's checksums, and one worker per core that decodes
+//! and encodes the records (see [`parallel`]). Entities reach the caller
+//! in file order, so the same export always makes the same repository
+//! bytes, and memory stays at a few chunks of about 1 MiB per worker
+//! whatever the export's size.
 
 use super::layout::{self, DataFile, Export};
 use super::log::{LogError, LogReader};
@@ -20,8 +15,6 @@ use crate::error::{Error, Result};
 use crate::model::Entity;
 use crate::net::Timeouts;
 
-/// Bytes of encoded entities per batch handed to the caller.
-const BATCH_BYTES: usize = 1 << 20;
 /// Origins: the file's index above these bits, the byte offset below.
 const OFFSET_BITS: u32 = 40;
 
@@ -33,13 +26,7 @@ pub struct ExportSource {
     tolerate: bool,
     /// Damaged records skipped by the last read (`--tolerate`).
     skipped: Vec<String>,
-}
-
-/// What a file's worker sends.
-enum Msg {
-    Batch(EncodedBatch, Vec<String>),
-    Failed(Error),
-    Done,
+    filter: Option<crate::filter::KindFilter>,
 }
 
 impl ExportSource {
@@ -51,7 +38,30 @@ impl ExportSource {
             project,
             tolerate: false,
             skipped: Vec::new(),
+            filter: None,
         })
+    }
+
+    /// The files to read: in a filtered export, a folder of one
+    /// namespace and kind that the snapshot does not want is not read.
+    fn wanted(&self) -> Vec<usize> {
+        (0..self.export.files.len())
+            .filter(|&i| {
+                let Some(filter) = &self.filter else {
+                    return true;
+                };
+                let mut parts = self.export.files[i].rel.split('/');
+                let (ns, kind) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let ns = match ns {
+                    "default_namespace" => Some(""),
+                    other => other.strip_prefix("namespace_"),
+                };
+                match (ns, kind.strip_prefix("kind_")) {
+                    (Some(ns), Some(kind)) => filter.allows(ns, kind),
+                    _ => true,
+                }
+            })
+            .collect()
     }
 
     /// The data files, in reading order.
@@ -93,45 +103,23 @@ impl ExportSource {
                 Err(LogError::Damaged { offset, why }) => (offset, why),
             };
             if !self.tolerate {
-                return Err(Error::ExportData {
-                    file: shown,
-                    offset,
-                    message: format!(
-                        "{why}; the export is damaged there: take it again, or pass --tolerate to skip damaged records"
-                    ),
-                });
+                return Err(damaged(shown, offset, &why));
             }
             skipped
                 .borrow_mut()
                 .push(format!("{shown} at byte {offset}: {why}"));
         }
     }
+}
 
-    /// A file's worker: its entities, encoded, in batches.
-    fn work(&self, index: usize, tx: &SyncSender<Msg>) {
-        let mut batch = EncodedBatch::with_capacity(BATCH_BYTES + (64 << 10));
-        // Damage found in a file travels with the batch that follows it.
-        let skipped = std::cell::RefCell::new(Vec::new());
-        let r = self.read_file(index, &skipped, &mut |e, origin| {
-            batch.push(e, origin);
-            if batch.data_len() >= BATCH_BYTES {
-                let full = std::mem::replace(
-                    &mut batch,
-                    EncodedBatch::with_capacity(BATCH_BYTES + (64 << 10)),
-                );
-                tx.send(Msg::Batch(full, skipped.take()))
-                    .map_err(|_| Error::Interrupted)?;
-            }
-            Ok(())
-        });
-        let skipped = skipped.into_inner();
-        let _ = match r {
-            Ok(()) => tx
-                .send(Msg::Batch(batch, skipped))
-                .and_then(|_| tx.send(Msg::Done)),
-            Err(Error::Interrupted) => Ok(()),
-            Err(e) => tx.send(Msg::Failed(e)),
-        };
+/// The error for damage at `offset` of `file`.
+fn damaged(file: String, offset: u64, why: &str) -> Error {
+    Error::ExportData {
+        file,
+        offset,
+        message: format!(
+            "{why}; the export is damaged there: take it again, or pass --tolerate to skip damaged records"
+        ),
     }
 }
 
@@ -169,6 +157,10 @@ impl EntitySource for ExportSource {
         id
     }
 
+    fn set_filter(&mut self, filter: &crate::filter::KindFilter) {
+        self.filter = Some(filter.clone());
+    }
+
     fn set_tolerate(&mut self, tolerate: bool) {
         self.tolerate = tolerate;
     }
@@ -179,7 +171,7 @@ impl EntitySource for ExportSource {
 
     fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()> {
         let skipped = std::cell::RefCell::new(Vec::new());
-        for i in 0..self.export.files.len() {
+        for i in self.wanted() {
             self.read_file(i, &skipped, f)?;
         }
         self.skipped = skipped.into_inner();
@@ -195,71 +187,204 @@ impl EntitySource for ExportSource {
     }
 
     fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded<'_>) -> Result<()>) -> Result<()> {
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .clamp(1, 8)
-            .min(self.export.files.len().max(1));
-        let next = AtomicUsize::new(0);
-        let (reg_tx, reg_rx) = channel::<(usize, Receiver<Msg>)>();
-        let this = &*self;
-        let result = std::thread::scope(|s| {
-            for _ in 0..workers {
-                let reg_tx = reg_tx.clone();
-                let next = &next;
-                s.spawn(move || loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= this.export.files.len() {
-                        return;
-                    }
-                    let (tx, rx) = sync_channel(2);
-                    if reg_tx.send((i, rx)).is_err() {
-                        return;
-                    }
-                    this.work(i, &tx);
-                });
-            }
-            drop(reg_tx);
-            deliver(this.export.files.len(), reg_rx, f)
-        });
-        let skipped = result?;
+        let files = self.wanted();
+        let skipped = parallel::run(self, &files, f)?;
         self.skipped = skipped;
         Ok(())
     }
 }
 
-/// Hand every file's batches to `f`, file by file. Returns the damaged
-/// records skipped. Dropping the receivers (on an error) stops the workers.
-fn deliver(
-    files: usize,
-    reg: Receiver<(usize, Receiver<Msg>)>,
-    f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
-) -> Result<Vec<String>> {
-    let mut waiting: BTreeMap<usize, Receiver<Msg>> = BTreeMap::new();
-    let mut skipped = Vec::new();
-    for i in 0..files {
-        let rx = loop {
-            if let Some(rx) = waiting.remove(&i) {
-                break rx;
-            }
-            let (j, rx) = reg
-                .recv()
-                .map_err(|_| Error::Internal("an export reader stopped early"))?;
-            waiting.insert(j, rx);
-        };
-        loop {
-            match rx.recv() {
-                Ok(Msg::Batch(batch, damaged)) => {
-                    skipped.extend(damaged);
-                    for e in batch.iter() {
-                        f(e)?;
-                    }
-                }
-                Ok(Msg::Done) => break,
-                Ok(Msg::Failed(e)) => return Err(e),
-                Err(_) => return Err(Error::Internal("an export reader stopped early")),
+/// One reader thread reads the files in order, checks every record's
+/// checksums and hands out chunks of about 1 MiB of records; workers (one
+/// per core, at most 8) decode and encode them; the caller's thread gets
+/// them back in reading order. Channels are bounded, so memory stays at a
+/// few chunks per worker whatever the export's size. A data file is read
+/// by the one reader, decoded by all workers: one huge file and many
+/// small ones go equally fast.
+mod parallel {
+    use std::collections::BTreeMap;
+    use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    const CHUNK: usize = 1 << 20;
+
+    /// Records of one file: their bytes, and (file offset, start, length).
+    struct Chunk {
+        seq: u64,
+        file: usize,
+        data: Vec<u8>,
+        records: Vec<(u64, u32, u32)>,
+        /// Damage found before the records of the next chunk (tolerated).
+        damaged: Vec<String>,
+        /// Damage or an I/O error that ends the read, after these records.
+        failed: Option<Error>,
+    }
+
+    struct Done {
+        seq: u64,
+        batch: EncodedBatch,
+        damaged: Vec<String>,
+        failed: Option<Error>,
+    }
+
+    impl Chunk {
+        fn new(seq: u64, file: usize) -> Chunk {
+            Chunk {
+                seq,
+                file,
+                data: Vec::with_capacity(CHUNK + (64 << 10)),
+                records: Vec::new(),
+                damaged: Vec::new(),
+                failed: None,
             }
         }
     }
-    Ok(skipped)
+
+    /// Returns the damaged records skipped.
+    pub fn run(
+        src: &ExportSource,
+        files: &[usize],
+        f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
+    ) -> Result<Vec<String>> {
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 8);
+        let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(workers);
+        let (done_tx, done_rx) = sync_channel::<Done>(workers);
+        let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+        std::thread::scope(|s| {
+            s.spawn(move || read(src, files, &chunk_tx));
+            for _ in 0..workers {
+                let rx = Arc::clone(&chunk_rx);
+                let tx = done_tx.clone();
+                s.spawn(move || loop {
+                    let next = rx.lock().map(|r| r.recv());
+                    let Ok(Ok(chunk)) = next else {
+                        return;
+                    };
+                    if tx.send(decode(src, chunk)).is_err() {
+                        return;
+                    }
+                });
+            }
+            drop(done_tx);
+            drop(chunk_rx);
+            deliver(&done_rx, f)
+        })
+    }
+
+    /// The reader: records of every file, in order, in chunks.
+    fn read(src: &ExportSource, files: &[usize], tx: &SyncSender<Chunk>) {
+        let mut seq = 0;
+        for &i in files {
+            let file = &src.export.files[i];
+            let shown = src.export.folder.show(&file.rel);
+            let mut chunk = Chunk::new(seq, i);
+            let mut log = match src.export.folder.reader(&file.rel, file.size) {
+                Ok(r) => LogReader::new(r),
+                Err(e) => {
+                    chunk.failed = Some(e);
+                    let _ = tx.send(chunk);
+                    return;
+                }
+            };
+            loop {
+                match log.next_record() {
+                    Ok(None) => break,
+                    Ok(Some(rec)) => {
+                        let start = chunk.data.len() as u32;
+                        chunk.data.extend_from_slice(rec.data);
+                        chunk
+                            .records
+                            .push((rec.offset, start, rec.data.len() as u32));
+                    }
+                    Err(LogError::Io(e)) => chunk.failed = Some(Error::io("reading", &shown)(e)),
+                    Err(LogError::Damaged { offset, why }) if src.tolerate => {
+                        // Goes with the records read so far; the next chunk
+                        // holds what follows the damage.
+                        chunk
+                            .damaged
+                            .push(format!("{shown} at byte {offset}: {why}"));
+                    }
+                    Err(LogError::Damaged { offset, why }) => {
+                        chunk.failed = Some(damaged(shown.clone(), offset, &why))
+                    }
+                }
+                if chunk.failed.is_some() {
+                    let _ = tx.send(chunk);
+                    return;
+                }
+                if chunk.data.len() >= CHUNK {
+                    seq += 1;
+                    let full = std::mem::replace(&mut chunk, Chunk::new(seq, i));
+                    if tx.send(full).is_err() {
+                        return;
+                    }
+                }
+            }
+            seq += 1;
+            if tx.send(chunk).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn decode(src: &ExportSource, chunk: Chunk) -> Done {
+        let mut batch = EncodedBatch::with_capacity(chunk.data.len() + chunk.data.len() / 2);
+        let mut damaged = chunk.damaged;
+        let mut failed = None;
+        for &(offset, start, len) in &chunk.records {
+            let bytes = &chunk.data[start as usize..(start + len) as usize];
+            match map::decode_entity(bytes) {
+                Ok(e) => batch.push(e, ((chunk.file as u64) << OFFSET_BITS) | offset),
+                Err(why) => {
+                    let shown = src.export.folder.show(&src.export.files[chunk.file].rel);
+                    let why = format!("not an App Engine entity ({why})");
+                    if src.tolerate {
+                        damaged.push(format!("{shown} at byte {offset}: {why}"));
+                    } else {
+                        failed = Some(damaged_error(shown, offset, &why));
+                        break;
+                    }
+                }
+            }
+        }
+        Done {
+            seq: chunk.seq,
+            batch,
+            damaged,
+            failed: failed.or(chunk.failed),
+        }
+    }
+
+    use super::damaged as damaged_error;
+
+    fn deliver(
+        rx: &Receiver<Done>,
+        f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
+    ) -> Result<Vec<String>> {
+        let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut skipped = Vec::new();
+        for done in rx.iter() {
+            pending.insert(done.seq, done);
+            while let Some(done) = pending.remove(&next) {
+                next += 1;
+                for e in done.batch.iter() {
+                    f(e)?;
+                }
+                skipped.extend(done.damaged);
+                if let Some(e) = done.failed {
+                    return Err(e);
+                }
+            }
+        }
+        if !pending.is_empty() {
+            return Err(Error::Internal("an export chunk went missing"));
+        }
+        Ok(skipped)
+    }
 }

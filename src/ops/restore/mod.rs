@@ -268,7 +268,11 @@ fn pipeline(
     opts: &RestoreOptions,
 ) -> Result<()> {
     let selection = writer.journal.path().to_path_buf();
-    let mut transform = opts.transform.as_deref().map(Transform::spawn).transpose()?;
+    let mut transform = opts
+        .transform
+        .as_deref()
+        .map(Transform::spawn)
+        .transpose()?;
     let transform_in = transform.as_mut().and_then(|t| t.take_stdin());
     let (tx, rx) = sync_channel::<read::Event>(256);
     let outcome = std::thread::scope(|s| -> Result<()> {
@@ -338,4 +342,3 @@ fn fingerprint(
     .to_string();
     target_stem(&text)
 }
-

@@ -135,12 +135,15 @@ pub(super) fn read_snapshot(
                 emit(entry.key, store.get(&entry.hash)?)?;
             }
         } else if let Some(selection) = &selection {
-            selection.for_each(&p.namespace, &p.kind, p.after.as_deref(), &mut |path| {
-                match chain.lookup(&p.namespace, &p.kind, &path)? {
+            selection.for_each(
+                &p.namespace,
+                &p.kind,
+                p.after.as_deref(),
+                &mut |path| match chain.lookup(&p.namespace, &p.kind, &path)? {
                     Some(entry) => emit(path, store.get(&entry.hash)?),
                     None => Ok(()),
-                }
-            })?;
+                },
+            )?;
         }
         send(Event::EndKind)?;
     }

@@ -34,13 +34,10 @@ impl Transform {
                 why: format!("cannot start it: {e}"),
             })?;
         let stdin = child.stdin.take();
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| Error::Transform {
-                command: command.to_string(),
-                why: "its standard output could not be opened".into(),
-            })?;
+        let stdout = child.stdout.take().ok_or_else(|| Error::Transform {
+            command: command.to_string(),
+            why: "its standard output could not be opened".into(),
+        })?;
         Ok(Transform {
             command: command.to_string(),
             child,
