@@ -42,6 +42,8 @@ best() { # label from -> "secs rss"
     /usr/bin/time -f '%e %M' -o "$work/time" \
       "$kindsnap" -q --repo "$work/repo" snapshot --from "$1" --no-cache >/dev/null
     read -r secs kb < "$work/time"
+    got=$("$kindsnap" --repo "$work/repo" log --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["entities"])')
+    [ "$got" = "$entities" ] || { echo "gexport.sh: $1 gave $got entities, not $entities" >&2; exit 1; }
     if [ -z "$best_s" ] || awk "BEGIN{exit !($secs < $best_s)}"; then best_s=$secs best_kb=$kb; fi
   done
   echo "$best_s $best_kb"
