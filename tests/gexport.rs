@@ -475,3 +475,40 @@ fn a_filtered_export_reads_only_the_folders_a_snapshot_wants() {
     ]);
     assert_eq!(entities(&w, "orders"), 6);
 }
+
+#[test]
+fn a_cut_data_file_or_damaged_metadata_is_named() {
+    let f = fixtures();
+    let w = Work::new();
+    w.init();
+    let copy = w.path("2026-11-20T03:00:00_9");
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(f.export("day1"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let from = format!("datastore-export:{}", copy.display());
+    // A data file cut in the middle of a record (a copy that stopped).
+    let data = copy.join("all_namespaces/all_kinds/output-0");
+    let bytes = std::fs::read(&data).unwrap();
+    std::fs::write(&data, &bytes[..bytes.len() - 100]).unwrap();
+    let err = w.fails(&["snapshot", "--from", &from]);
+    assert!(
+        err.contains(&format!("{} at byte ", data.display())) && err.contains("truncated"),
+        "{err}"
+    );
+    // Damaged metadata (in its second record, the message, which starts
+    // after the 8 bytes of the version record): the export cannot be
+    // trusted to be complete.
+    let meta = copy.join("2026-11-20T03:00:00_1001.overall_export_metadata");
+    let mut bytes = std::fs::read(&meta).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&meta, bytes).unwrap();
+    let err = w.fails(&["snapshot", "--from", &from]);
+    assert!(
+        err.contains(&format!("{} at byte 8: checksum mismatch", meta.display())),
+        "{err}"
+    );
+}
