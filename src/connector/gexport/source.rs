@@ -7,7 +7,7 @@
 //! bytes, and memory stays at a few chunks of about 1 MiB per worker
 //! whatever the export's size.
 
-use super::layout::{self, DataFile, Export};
+use super::layout::{self, Export};
 use super::log::{LogError, LogReader};
 use super::map;
 use crate::connector::{Encoded, EncodedBatch, EntitySource};
@@ -64,11 +64,6 @@ impl ExportSource {
             .collect()
     }
 
-    /// The data files, in reading order.
-    pub fn files(&self) -> &[DataFile] {
-        &self.export.files
-    }
-
     fn origin_parts(origin: u64) -> (usize, u64) {
         (
             (origin >> OFFSET_BITS) as usize,
@@ -82,7 +77,7 @@ impl ExportSource {
     fn read_file(
         &self,
         index: usize,
-        skipped: &std::cell::RefCell<Vec<String>>,
+        skipped: &mut Vec<String>,
         f: &mut dyn FnMut(Entity, u64) -> Result<()>,
     ) -> Result<()> {
         let file = &self.export.files[index];
@@ -105,9 +100,7 @@ impl ExportSource {
             if !self.tolerate {
                 return Err(damaged(shown, offset, &why));
             }
-            skipped
-                .borrow_mut()
-                .push(format!("{shown} at byte {offset}: {why}"));
+            skipped.push(format!("{shown} at byte {offset}: {why}"));
         }
     }
 }
@@ -170,11 +163,11 @@ impl EntitySource for ExportSource {
     }
 
     fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()> {
-        let skipped = std::cell::RefCell::new(Vec::new());
+        let mut skipped = Vec::new();
         for i in self.wanted() {
-            self.read_file(i, &skipped, f)?;
+            self.read_file(i, &mut skipped, f)?;
         }
-        self.skipped = skipped.into_inner();
+        self.skipped = skipped;
         Ok(())
     }
 
