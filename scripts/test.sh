@@ -2,7 +2,8 @@
 # The whole test suite on a fresh machine: installs what the tests need
 # (the virtualenvs of the Datastore dev server — which also runs the
 # generator of tests/gexport — the Django project and the S3 test server,
-# from PyPI; PostgreSQL's server binaries, from Debian), then
+# from PyPI; PostgreSQL's server binaries and headless Chromium for the web
+# UI's browser test, from Debian), then
 # runs every Rust test (unit, property, CLI, crash, SQL, Django, S3, docs)
 # and the dev server's own tests.
 set -euo pipefail
@@ -27,6 +28,9 @@ tests/gexport/setup.sh >/dev/null
 
 echo "== S3 test server virtualenv (moto, PyPI)"
 tests/s3/setup.sh >/dev/null
+
+echo "== headless Chromium and chromedriver (Debian's chromium, chromium-driver)"
+scripts/chromium.sh >/dev/null
 
 echo "== cargo test"
 cargo test --locked --all-targets

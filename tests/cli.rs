@@ -392,7 +392,11 @@ fn corrupt_pack_and_manifest_are_named_by_check() {
     assert!(stdout.contains("affects snapshot s1"), "{stdout}");
     // Reading a damaged entity fails cleanly instead of returning bad data.
     let err = w.fails(&["export", "s1", "--to", "jsonl:x.jsonl"]);
-    assert!(err.contains("damaged") || err.contains("check"), "{err}");
+    assert!(
+        err.starts_with("kindsnap: error: pack ") && err.contains(&format!("{name} is damaged (")),
+        "{err}"
+    );
+    assert!(err.ends_with("run `kindsnap check --read-data`\n"), "{err}");
     assert!(!w.path("x.jsonl").exists());
     bytes[mid] ^= 0x55;
     std::fs::write(pack, &bytes).unwrap();

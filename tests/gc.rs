@@ -376,7 +376,30 @@ fn prune_frees_space_and_dry_run_changes_nothing() {
     assert_eq!(stats["snapshots"], 8);
     assert!(stats["dedup_ratio"].as_f64().unwrap() > 3.0, "{stats}");
     assert_eq!(stats["growth"].as_array().unwrap().len(), 8);
-    assert!(!stats["kinds"].as_array().unwrap().is_empty());
+    let kinds: Vec<String> = stats["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            format!(
+                "{}/{}",
+                k["namespace"].as_str().unwrap(),
+                k["kind"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "/Comment",
+            "/Post",
+            "/User",
+            "t1/Comment",
+            "t1/Post",
+            "t1/User"
+        ],
+        "{stats}"
+    );
     let one: serde_json::Value = serde_json::from_str(&w.ok(&["stats", "d8", "--json"])).unwrap();
     assert_eq!(one["name"], "d8");
     assert!(one["kinds"].as_array().unwrap().len() >= 3);

@@ -141,6 +141,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             .config
             .datastore_read_price
             .unwrap_or(snapshot::DEFAULT_READ_PRICE_PER_100K),
+        cancel: settings.cancel.clone(),
         ..Default::default()
     };
     // Memory for the external sort (bytes); mostly for tests and tuning.

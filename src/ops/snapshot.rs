@@ -36,6 +36,8 @@ pub struct SnapshotOptions {
     pub cache_dir: Option<std::path::PathBuf>,
     /// US dollars per 100,000 entity reads, for the cost estimate.
     pub read_price_per_100k: f64,
+    /// Stops the snapshot at its next entity; nothing is published.
+    pub cancel: crate::interrupt::Cancel,
 }
 
 /// Cloud Datastore's list price for entity reads (US dollars per 100,000,
@@ -53,6 +55,7 @@ impl Default for SnapshotOptions {
             time_us: None,
             cache_dir: None,
             read_price_per_100k: DEFAULT_READ_PRICE_PER_100K,
+            cancel: Default::default(),
         }
     }
 }
@@ -347,7 +350,7 @@ pub fn snapshot(
         count += 1;
         if count.is_multiple_of(4096) {
             progress.advance(4096);
-            crate::interrupt::check()?;
+            opts.cancel.check()?;
         }
         Ok(())
     })?;

@@ -5,9 +5,9 @@
 //! This module owns the layout and the locks; it never prints and never
 //! reads CLI types.
 
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod index;
-pub mod journal;
+pub(crate) mod journal;
 pub mod keymap;
 pub mod manifest;
 pub mod pack;
@@ -543,7 +543,7 @@ impl Repository {
 
     /// Remove temp files left by processes that died. Only files whose
     /// writer is gone are removed: names carry the writer's pid
-    /// ([`fsutil::remove_dead_temps`]).
+    /// (`fsutil::remove_dead_temps`).
     pub fn clean_stale_temps(&self) {
         // The root holds `.write-*` temps of `config`; `tmp/` everything
         // else (packs, manifests, sort runs, scratch databases).

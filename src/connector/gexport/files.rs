@@ -26,7 +26,11 @@ pub enum Folder {
 impl Folder {
     pub fn open(location: &str, timeouts: &Timeouts) -> Result<Folder> {
         if crate::repo::remote::is_remote_url(location) {
-            Ok(Folder::Remote(Arc::new(Remote::new(location, timeouts)?)))
+            // The environment's endpoint (AWS_ENDPOINT_URL) and credentials
+            // apply; KINDSNAP_S3_ENDPOINT, which the CLI resolves for
+            // repositories only, does not reach sources yet.
+            let options = crate::repo::remote::RemoteOptions::new(*timeouts);
+            Ok(Folder::Remote(Arc::new(Remote::new(location, &options)?)))
         } else {
             Ok(Folder::Local(PathBuf::from(location)))
         }

@@ -147,7 +147,6 @@ pub(super) fn read_snapshot(
         }
         send(Event::EndKind)?;
     }
-    drop(emit);
     if let Some(mut stdin) = transform.take() {
         let _ = stdin.flush();
     }
