@@ -319,7 +319,7 @@ fn an_export_written_by_kindsnap_reads_back_identical() {
         80,
         "Every, in both namespaces"
     );
-    w.ok(&["restore", "v1", "--to", &to]);
+    w.ok(&["restore", "v1", "--to", &to, "--merge"]);
     snap(&w, &to, "restored");
     assert_same(&w, "v1", "restored");
 }
