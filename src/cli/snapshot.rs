@@ -77,6 +77,28 @@ pub struct Args {
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
+    let from = location(&args, settings)?;
+    let mut source = connector::open_source(&from, &settings.timeouts)?;
+    source.set_kind_options(&settings.config.kind_options());
+    let json = args.json;
+    let opts = options(args, settings, &repo)?;
+    let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
+    if settings.quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = Out::new();
+    if json {
+        print_json(&mut out, &report, &source.source_id())?;
+    } else {
+        print_text(&mut out, &report)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The source location, with the Datastore flags (and `max_rps` from
+/// kindsnap.toml) appended as its parameters.
+fn location(args: &Args, settings: &Settings) -> anyhow::Result<String> {
     let Some(mut from) = args.from.clone().or_else(|| settings.config.source.clone()) else {
         anyhow::bail!(
             "no source: give --from (e.g. --from datastore://localhost:8081/dev) or set `source` in kindsnap.toml"
@@ -106,8 +128,14 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             from.push_str(&format!("max_rps={rps}"));
         }
     }
-    let mut source = connector::open_source(&from, &settings.timeouts)?;
-    source.set_kind_options(&settings.config.kind_options());
+    Ok(from)
+}
+
+fn options(
+    args: Args,
+    settings: &Settings,
+    repo: &kindsnap::repo::Repository,
+) -> anyhow::Result<SnapshotOptions> {
     let ignore_files = vec![
         PathBuf::from(".snapshotignore"),
         repo.root().join(".snapshotignore"),
@@ -152,37 +180,39 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         };
         opts.time_us = Some(us);
     }
-    let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
-    if settings.quiet {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = Out::new();
-    if args.json {
-        out.json(&serde_json::json!({
-            "id": report.id.to_hex(),
-            "name": report.name,
-            "parent": report.parent.as_ref().map(|p| p.0.to_hex()),
-            "source": source.source_id(),
-            "keyframe": report.keyframe,
-            "entities": report.entities,
-            "bytes_added": report.bytes_added,
-            "manifest_bytes": report.manifest_bytes,
-            "kinds": report.kinds,
-            "skipped_kinds": report.skipped_kinds,
-            "reads": report.reads,
-            "existed": report.existed,
-        }))?;
-        out.flush()?;
-        return Ok(ExitCode::SUCCESS);
-    }
+    Ok(opts)
+}
+
+fn print_json(
+    out: &mut Out,
+    report: &snapshot::SnapshotReport,
+    source: &str,
+) -> anyhow::Result<()> {
+    out.json(&serde_json::json!({
+        "id": report.id.to_hex(),
+        "name": report.name,
+        "parent": report.parent.as_ref().map(|p| p.0.to_hex()),
+        "source": source,
+        "keyframe": report.keyframe,
+        "entities": report.entities,
+        "bytes_added": report.bytes_added,
+        "manifest_bytes": report.manifest_bytes,
+        "kinds": report.kinds,
+        "skipped_kinds": report.skipped_kinds,
+        "reads": report.reads,
+        "existed": report.existed,
+    }))?;
+    Ok(())
+}
+
+fn print_text(out: &mut Out, report: &snapshot::SnapshotReport) -> anyhow::Result<()> {
     if report.existed {
         out.line(format!(
             "snapshot `{}` ({}) already exists with identical content; nothing to do",
             report.name,
             report.id.short()
         ))?;
-        out.flush()?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     let parent = match &report.parent {
         Some((id, name)) => format!("parent {name} ({})", id.short()),
@@ -193,6 +223,26 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         report.name,
         report.id.short()
     ))?;
+    for l in table(&kind_rows(report), 1) {
+        out.line(l)?;
+    }
+    out.line(format!(
+        "repository grew by {} (manifest {})",
+        bytes(report.bytes_added),
+        bytes(report.manifest_bytes)
+    ))?;
+    if !report.skipped_kinds.is_empty() {
+        out.line(format!(
+            "skipped (ignored or not selected): {}",
+            report.skipped_kinds.join(", ")
+        ))?;
+    }
+    Ok(())
+}
+
+/// The per-kind table: header, one row per kind, the total; read costs
+/// for sources that bill reads.
+fn kind_rows(report: &snapshot::SnapshotReport) -> Vec<Vec<String>> {
     let mut rows = vec![vec![
         "kind".to_string(),
         "entities".into(),
@@ -242,22 +292,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             ]);
         }
     }
-    for l in table(&rows, 1) {
-        out.line(l)?;
-    }
-    out.line(format!(
-        "repository grew by {} (manifest {})",
-        bytes(report.bytes_added),
-        bytes(report.manifest_bytes)
-    ))?;
-    if !report.skipped_kinds.is_empty() {
-        out.line(format!(
-            "skipped (ignored or not selected): {}",
-            report.skipped_kinds.join(", ")
-        ))?;
-    }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    rows
 }
 
 /// A cost estimate: cents are too coarse for a few hundred reads.

@@ -358,72 +358,50 @@ impl Client {
         format!("{}/v1/projects/{}:{method}", self.ep.base, self.ep.project)
     }
 
-    async fn once(
+    /// The request for one call, with an access token where one is needed.
+    async fn request(
         &self,
         method: &str,
         body: &[u8],
-    ) -> std::result::Result<(Vec<u8>, u16), (CallError, Option<Duration>)> {
-        if let Some(p) = &self.pacer {
-            p.wait().await;
-        }
-        let mut req = self
+    ) -> std::result::Result<reqwest::RequestBuilder, CallError> {
+        let req = self
             .http
             .post(self.url(method))
             .header("content-type", "application/json")
             .body(body.to_vec());
-        if let Some(auth) = &self.auth {
-            let token = tokio::time::timeout(self.timeouts.answer, auth.token(SCOPES))
-                .await
-                .map_err(|_| {
-                    (
-                        CallError {
-                            status: "TIMEOUT".into(),
-                            http: 0,
-                            message: "an access token".into(),
-                        },
-                        None,
-                    )
-                })?
-                .map_err(|e| {
-                    (
-                        CallError {
-                            status: "UNAUTHENTICATED".into(),
-                            http: 401,
-                            message: format!("cannot get an access token: {e}"),
-                        },
-                        None,
-                    )
-                })?;
-            req = req.bearer_auth(token.as_str());
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let mut why = e.to_string();
-                let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    why = s.to_string();
-                    src = s.source();
-                }
-                // Our own deadline ran out: connecting, or waiting for the
-                // answer (the server's own DEADLINE_EXCEEDED is an answer).
-                let (status, message) = if e.is_timeout() && e.is_connect() {
-                    ("TIMEOUT", "a connection".to_string())
-                } else if e.is_timeout() {
-                    ("TIMEOUT", format!("the answer to {method}"))
-                } else {
-                    ("CONNECT", why)
-                };
-                return Err((
-                    CallError {
-                        status: status.into(),
-                        http: 0,
-                        message,
-                    },
-                    None,
-                ));
-            }
+        let Some(auth) = &self.auth else {
+            return Ok(req);
         };
+        let token = tokio::time::timeout(self.timeouts.answer, auth.token(SCOPES))
+            .await
+            .map_err(|_| CallError {
+                status: "TIMEOUT".into(),
+                http: 0,
+                message: "an access token".into(),
+            })?
+            .map_err(|e| CallError {
+                status: "UNAUTHENTICATED".into(),
+                http: 401,
+                message: format!("cannot get an access token: {e}"),
+            })?;
+        Ok(req.bearer_auth(token.as_str()))
+    }
+
+    /// One try of a call: the answer body, or the error and the server's
+    /// Retry-After.
+    async fn once(
+        &self,
+        method: &str,
+        body: &[u8],
+    ) -> std::result::Result<Vec<u8>, (CallError, Option<Duration>)> {
+        if let Some(p) = &self.pacer {
+            p.wait().await;
+        }
+        let req = self.request(method, body).await.map_err(|e| (e, None))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| (send_error(method, &e), None))?;
         let http = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -458,42 +436,9 @@ impl Client {
             if !looks_like_json(&bytes) {
                 return Err((not_datastore(http, &content_type, &bytes), None));
             }
-            return Ok((bytes.to_vec(), http));
+            return Ok(bytes.to_vec());
         }
-        #[derive(Deserialize)]
-        struct Wrapper {
-            error: ErrorBody,
-        }
-        #[derive(Deserialize)]
-        struct ErrorBody {
-            #[serde(default)]
-            message: String,
-            #[serde(default)]
-            status: String,
-        }
-        let err = match serde_json::from_slice::<Wrapper>(&bytes) {
-            Ok(w) => CallError {
-                status: if w.error.status.is_empty() {
-                    status_of_http(http).into()
-                } else {
-                    w.error.status
-                },
-                http,
-                message: w.error.message,
-            },
-            Err(_) if http == 404 || http == 405 => CallError {
-                status: "NOT_FOUND".into(),
-                http,
-                message: format!("HTTP {http} {}", snippet(&bytes)),
-            },
-            Err(_) if matches!(http, 502..=504 | 429) => CallError {
-                status: status_of_http(http).into(),
-                http,
-                message: format!("HTTP {http}"),
-            },
-            Err(_) => not_datastore(http, &content_type, &bytes),
-        };
-        Err((err, retry_after))
+        Err((error_answer(http, &content_type, &bytes), retry_after))
     }
 
     /// One API call with retries. Returns the answer body.
@@ -507,7 +452,7 @@ impl Client {
         loop {
             attempt += 1;
             let (mut err, retry_after) = match self.once(method, body).await {
-                Ok((bytes, _)) => return Ok(bytes),
+                Ok(bytes) => return Ok(bytes),
                 Err(e) => e,
             };
             let retry = if err.status == "TIMEOUT" {
@@ -747,6 +692,68 @@ fn credentials_hint(ep: &Endpoint) -> String {
     } else {
         "this is a datastore:// (no credentials) location; for production use datastore:PROJECT"
             .into()
+    }
+}
+
+/// A request that got no answer: our own deadline (connecting, or
+/// waiting for the answer; the server's own DEADLINE_EXCEEDED is an
+/// answer) or no connection.
+fn send_error(method: &str, e: &reqwest::Error) -> CallError {
+    let mut why = e.to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        why = s.to_string();
+        src = s.source();
+    }
+    let (status, message) = if e.is_timeout() && e.is_connect() {
+        ("TIMEOUT", "a connection".to_string())
+    } else if e.is_timeout() {
+        ("TIMEOUT", format!("the answer to {method}"))
+    } else {
+        ("CONNECT", why)
+    };
+    CallError {
+        status: status.into(),
+        http: 0,
+        message,
+    }
+}
+
+/// A non-2xx answer, classified by its Google error body (or, without
+/// one, by its HTTP status).
+fn error_answer(http: u16, content_type: &str, bytes: &[u8]) -> CallError {
+    #[derive(Deserialize)]
+    struct Wrapper {
+        error: ErrorBody,
+    }
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        status: String,
+    }
+    match serde_json::from_slice::<Wrapper>(bytes) {
+        Ok(w) => CallError {
+            status: if w.error.status.is_empty() {
+                status_of_http(http).into()
+            } else {
+                w.error.status
+            },
+            http,
+            message: w.error.message,
+        },
+        Err(_) if http == 404 || http == 405 => CallError {
+            status: "NOT_FOUND".into(),
+            http,
+            message: format!("HTTP {http} {}", snippet(bytes)),
+        },
+        Err(_) if matches!(http, 502..=504 | 429) => CallError {
+            status: status_of_http(http).into(),
+            http,
+            message: format!("HTTP {http}"),
+        },
+        Err(_) => not_datastore(http, content_type, bytes),
     }
 }
 
