@@ -62,6 +62,21 @@ pub struct Args {
     /// `max_rps` in kindsnap.toml, else no limit].
     #[arg(long, value_name = "N")]
     max_rps: Option<f64>,
+    /// Datastore: read only the entities whose PROPERTY (a timestamp every
+    /// write sets, e.g. ndb `auto_now=True`) is later than the parent
+    /// snapshot's read time minus the margin; carry the rest from the
+    /// parent [default: `changed_property` in kindsnap.toml].
+    #[arg(long, value_name = "PROPERTY")]
+    changed_property: Option<String>,
+    /// How far before the parent's read time the changed reads start, for
+    /// clock skew and commits in flight: seconds, or with a unit (`90s`,
+    /// `5m`, `1h`) [default: `changed_margin`, else 5m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_margin)]
+    changed_margin: Option<std::time::Duration>,
+    /// Read every entity even where only what changed could be read
+    /// (the parent still names what changed).
+    #[arg(long)]
+    full: bool,
     /// Record this RFC 3339 time instead of now (importing old dumps in
     /// date order, so that `@DATE` and `forget` see their real dates).
     #[arg(long, value_name = "TIME")]
@@ -80,6 +95,17 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let from = location(&args, settings)?;
     let mut source = connector::open_source(&from, &settings.timeouts)?;
     source.set_kind_options(&settings.config.kind_options());
+    let mut changed = settings.config.changed_property();
+    if let Some(p) = &args.changed_property {
+        if !from.starts_with("datastore:") {
+            anyhow::bail!("--changed-property applies to datastore sources only");
+        }
+        changed.default = Some(p.clone());
+    }
+    if let Some(m) = args.changed_margin {
+        changed.margin = m;
+    }
+    source.set_changed_property(&changed);
     let json = args.json;
     let opts = options(args, settings, &repo)?;
     let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
@@ -153,6 +179,7 @@ fn options(
             None => None,
         },
         cache_dir: (!args.no_cache).then(|| settings.cache_dir.clone()),
+        full: args.full,
         read_price_per_100k: settings
             .config
             .datastore_read_price
@@ -201,6 +228,13 @@ fn print_json(
         "skipped_kinds": report.skipped_kinds,
         "reads": report.reads,
         "existed": report.existed,
+        "read_time": report
+            .read_info
+            .as_ref()
+            .and_then(|i| i.read_time_us)
+            .map(kindsnap::model::json::format_timestamp),
+        "consistent": report.read_info.as_ref().map(|i| i.consistent),
+        "notes": report.read_info.as_ref().map(|i| i.notes.clone()).unwrap_or_default(),
     }))?;
     Ok(())
 }
@@ -237,7 +271,58 @@ fn print_text(out: &mut Out, report: &snapshot::SnapshotReport) -> anyhow::Resul
             report.skipped_kinds.join(", ")
         ))?;
     }
+    print_read_modes(out, report)
+}
+
+/// How each kind was read, when changed reads were asked for; notes.
+fn print_read_modes(out: &mut Out, report: &snapshot::SnapshotReport) -> anyhow::Result<()> {
+    use kindsnap::connector::KindRead;
+    for k in &report.kinds {
+        let label = kind_label(&k.namespace, &k.kind);
+        match &k.read {
+            Some(KindRead::Incremental {
+                property,
+                changed,
+                looked_up,
+                carried,
+            }) => out.line(format!(
+                "{label}: read what changed ({property}): {changed} changed, {looked_up} looked up, {carried} carried from the parent"
+            ))?,
+            Some(KindRead::Full { why }) => out.line(format!("{label}: read in full: {why}"))?,
+            None => {}
+        }
+    }
+    if let Some(info) = &report.read_info {
+        for n in &info.notes {
+            out.line(format!("note: {n}"))?;
+        }
+    }
     Ok(())
+}
+
+/// `--changed-margin`: seconds, or a number with `s`, `m` or `h`.
+fn parse_margin(text: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = match text
+        .trim()
+        .char_indices()
+        .find(|(_, c)| c.is_ascii_alphabetic())
+    {
+        Some((i, _)) => text.trim().split_at(i),
+        None => (text.trim(), "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}`: give seconds, or minutes as `5m`, hours as `1h`"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{text}`: the unit is s, m or h")),
+    };
+    if secs > 7 * 86_400 {
+        return Err(format!("`{text}`: at most 7 days"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// The per-kind table: header, one row per kind, the total; read costs

@@ -6,7 +6,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::connector::{linecache, CacheSpec, Encoded, EncodedBatch, EntitySource, ReadCounts};
+use crate::connector::{
+    linecache, CacheSpec, Encoded, EncodedBatch, EntitySource, KindRead, ParentEntry, ParentState,
+    ReadCounts, ReadInfo,
+};
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
 use crate::ids::EntityHash;
@@ -36,6 +39,9 @@ pub struct SnapshotOptions {
     pub cache_dir: Option<std::path::PathBuf>,
     /// US dollars per 100,000 entity reads, for the cost estimate.
     pub read_price_per_100k: f64,
+    /// Read every entity even where the source could read only what
+    /// changed since the parent (`--full`).
+    pub full: bool,
 }
 
 /// Cloud Datastore's list price for entity reads (US dollars per 100,000,
@@ -53,6 +59,7 @@ impl Default for SnapshotOptions {
             time_us: None,
             cache_dir: None,
             read_price_per_100k: DEFAULT_READ_PRICE_PER_100K,
+            full: false,
         }
     }
 }
@@ -70,6 +77,9 @@ pub struct KindReport {
     /// What reading the kind cost, for sources that bill reads
     /// (Datastore); `None` for the others.
     pub reads: Option<ReadCost>,
+    /// How the source read the kind, when changed reads were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read: Option<KindRead>,
 }
 
 /// Reads billed by the source and their estimated price.
@@ -111,6 +121,41 @@ pub struct SnapshotReport {
     /// A snapshot of this name, source and content existed already (a
     /// rerun): `id` is that snapshot's and nothing was published.
     pub existed: bool,
+    /// When the source was read, whether at one consistent moment, and
+    /// notes on fallbacks (sources that know: Datastore).
+    pub read_info: Option<ReadInfo>,
+}
+
+/// The manifest `meta` entry holding the moment the source was read.
+pub const META_READ_TIME: &str = "source_read_time_us";
+
+/// The parent snapshot's state, for a source that reads only what changed.
+struct ParentView<'c> {
+    chain: &'c Chain,
+    read_time_us: Option<i64>,
+}
+
+impl ParentState for ParentView<'_> {
+    fn read_time_us(&self) -> Option<i64> {
+        self.read_time_us
+    }
+
+    fn entries<'s>(
+        &'s self,
+        namespace: &str,
+        kind: &str,
+    ) -> Result<Box<dyn Iterator<Item = Result<ParentEntry>> + 's>> {
+        let mut state = self.chain.state(namespace, kind)?;
+        Ok(Box::new(std::iter::from_fn(move || {
+            state.next_entry().transpose().map(|r| {
+                r.map(|e| ParentEntry {
+                    key: e.key,
+                    hash: e.hash,
+                    size: e.size,
+                })
+            })
+        })))
+    }
 }
 
 /// Kinds with a parent cursor open at once.
@@ -291,15 +336,28 @@ pub fn snapshot(
         });
     }
     let mut ingest = Ingest::new(repo, opts, &plan, chain.as_ref(), progress)?;
-    source.for_each_encoded(&mut |e| ingest.take(e))?;
+    match chain.as_ref().filter(|_| !opts.full) {
+        Some(chain) => {
+            let view = ParentView {
+                chain,
+                read_time_us: chain
+                    .head()
+                    .meta(META_READ_TIME)?
+                    .and_then(|v| v.parse().ok()),
+            };
+            source.for_each_since(&view, &mut |e| ingest.take(e))?
+        }
+        None => source.for_each_encoded(&mut |e| ingest.take(e))?,
+    }
     let (sorted, packer, skipped) = ingest.finish()?;
+    let read_info = source.read_info();
     tracing::debug!(
         "snapshot: source read and sorted at {:?}",
         started.elapsed()
     );
 
     // 2. Merge each kind, in key order, against the parent.
-    let merged = merge_kinds(
+    let mut merged = merge_kinds(
         repo,
         &*source,
         opts,
@@ -308,12 +366,25 @@ pub fn snapshot(
         sorted,
         progress,
     )?;
+    if let Some(info) = &read_info {
+        if let Some(t) = info.read_time_us {
+            merged.writer.set_meta(META_READ_TIME, &t.to_string())?;
+        }
+        for rep in merged.reports.iter_mut() {
+            rep.read = info
+                .kinds
+                .iter()
+                .find(|(ns, k, _)| *ns == rep.namespace && *k == rep.kind)
+                .map(|(_, _, r)| r.clone());
+        }
+    }
     drop(chain);
     tracing::debug!("snapshot: kinds merged at {:?}", started.elapsed());
 
     // 3. Publish: the manifest's rename is the commit.
     let mut report = publish(repo, opts, &plan, merged, packer)?;
     report.skipped_kinds = skipped.into_iter().collect();
+    report.read_info = read_info;
     tracing::debug!("snapshot: manifest published at {:?}", started.elapsed());
     if let Err(e) = source.commit_cache(&report.id) {
         tracing::warn!("the source's cache is not kept: {e}");
@@ -442,7 +513,10 @@ impl<'a> Ingest<'a> {
             // bounds memory: a stale entry still means "stored").
             self.packer.drain_acks();
         }
+        // Carried from the parent's state: the parent's body is stored.
+        let carried = e.body.is_none() && e.json.is_empty();
         if !known
+            && !carried
             && !self.packer.pending.contains(&e.hash)
             && !self.dedup.is_stored(&e.hash, &self.packer.pending)?
         {
@@ -758,6 +832,7 @@ fn publish(
         skipped_kinds: Vec::new(),
         reads,
         existed,
+        read_info: None,
     })
 }
 

@@ -37,12 +37,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod changed;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value as J};
 
 use super::{
-    Encoded, EncodedBatch, EntitySource, EntityTarget, KindOptions, ReadCounts, Rejection,
+    ChangedProperty, Encoded, EncodedBatch, EntitySource, EntityTarget, KindOptions, ParentState,
+    ReadCounts, ReadInfo, Rejection,
 };
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
@@ -265,6 +268,9 @@ struct Client {
     knob: &'static str,
     /// `max_rps`: one pacer for every request of this client.
     pacer: Option<Arc<Pacer>>,
+    /// Read at this moment (RFC 3339) rather than the location's
+    /// `read_time`: the changed reads of an incremental snapshot.
+    read_time: Option<Arc<str>>,
 }
 
 /// A token bucket holding one token, refilled at `max_rps`: requests
@@ -351,6 +357,7 @@ impl Client {
             timeouts,
             knob,
             pacer: ep_pacer,
+            read_time: None,
         })
     }
 
@@ -563,7 +570,18 @@ impl Client {
     }
 
     fn read_options(&self) -> Option<J> {
-        self.ep.read_time.as_ref().map(|t| json!({ "readTime": t }))
+        match &self.read_time {
+            Some(t) => Some(json!({ "readTime": &**t })),
+            None => self.ep.read_time.as_ref().map(|t| json!({ "readTime": t })),
+        }
+    }
+
+    /// This client, reading at `time` (RFC 3339).
+    fn at(&self, time: &str) -> Client {
+        Client {
+            read_time: Some(time.into()),
+            ..self.clone()
+        }
     }
 
     /// One batch of a query.
@@ -614,7 +632,7 @@ impl Client {
     fn explain_query(&self, e: CallError) -> Error {
         if e.status == "SHAPE" {
             Error::Datastore(format!("{} {}", self.ep.base, e.message))
-        } else if self.ep.read_time.is_some()
+        } else if (self.ep.read_time.is_some() || self.read_time.is_some())
             && e.status == "INVALID_ARGUMENT"
             && e.message.contains("readTime")
         {
@@ -815,6 +833,9 @@ struct QueryBatch {
     end_cursor: Option<String>,
     #[serde(default)]
     more_results: String,
+    /// The moment the batch was read at (RFC 3339), where the server says.
+    #[serde(default)]
+    read_time: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -854,6 +875,10 @@ pub struct DatastoreSource {
     kind_options: std::collections::BTreeMap<String, KindOptions>,
     /// Reads of the last scan per kind (same order as `kinds`).
     reads: Vec<(String, String, ReadCounts)>,
+    /// Read only what changed, where there is a parent.
+    changed: Option<ChangedProperty>,
+    /// How the last scan went.
+    info: Option<ReadInfo>,
 }
 
 impl DatastoreSource {
@@ -865,6 +890,8 @@ impl DatastoreSource {
             kinds: Mutex::new(Vec::new()),
             kind_options: Default::default(),
             reads: Vec::new(),
+            changed: None,
+            info: None,
         })
     }
 }
@@ -891,8 +918,23 @@ impl Positions {
     }
 }
 
-/// A page of one kind, encoded on a runtime thread.
-type Page = Result<(u32, EncodedBatch)>;
+/// What the scan tasks send the caller's thread, each about kind number
+/// `.0`.
+enum Msg {
+    /// A page of entities, encoded on a runtime thread.
+    Entities(u32, EncodedBatch),
+    /// A page of the changed query of an incremental kind.
+    Changed(u32, EncodedBatch),
+    /// A page of an incremental kind's keys-only scan, in key order: each
+    /// key's order-preserving bytes and the key.
+    Keys(u32, Vec<(Vec<u8>, Key)>),
+    /// How the kind is read.
+    Mode(u32, super::KindRead),
+    /// The kind's keys-only scan is complete.
+    Done(u32),
+}
+
+type Page = Result<Msg>;
 
 impl EntitySource for DatastoreSource {
     /// The endpoint, and the namespaces when `namespaces=` chooses some: a
@@ -945,46 +987,75 @@ impl EntitySource for DatastoreSource {
     }
 
     fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded<'_>) -> Result<()>) -> Result<()> {
-        let rt = runtime()?;
-        let concurrency = self.ep.concurrency.unwrap_or(DEFAULT_READ_CONCURRENCY);
-        let client = rt.block_on(Client::new(self.ep.clone(), self.timeouts))?;
-        // Namespaces and kinds first (small), then the scans.
+        self.read(None, f)
+    }
+
+    fn for_each_since(
+        &mut self,
+        parent: &dyn ParentState,
+        f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.read(Some(parent), f)
+    }
+
+    fn set_changed_property(&mut self, changed: &ChangedProperty) {
+        self.changed = changed.is_set().then(|| changed.clone());
+    }
+
+    fn read_info(&self) -> Option<ReadInfo> {
+        self.info.clone()
+    }
+}
+
+impl DatastoreSource {
+    /// Every kind the filter allows, in each namespace.
+    async fn list_kinds(&self, client: &Client) -> Result<Vec<(String, String)>> {
         let mut work: Vec<(String, String)> = Vec::new();
-        for ns in rt.block_on(client.namespaces())? {
-            for kind in rt.block_on(client.kinds(&ns))? {
-                if self
-                    .filter
-                    .as_ref()
-                    .map(|f| f.allows(&ns, &kind))
-                    .unwrap_or(true)
-                {
+        for ns in client.namespaces().await? {
+            for kind in client.kinds(&ns).await? {
+                if self.filter.as_ref().is_none_or(|f| f.allows(&ns, &kind)) {
                     work.push((ns.clone(), kind));
                 }
             }
         }
+        Ok(work)
+    }
+
+    /// Read every kind, each in full or (with a parent and a changed
+    /// property) only what changed, passing entities to `f` on this thread.
+    fn read(
+        &mut self,
+        parent: Option<&dyn ParentState>,
+        f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let rt = runtime()?;
+        let concurrency = self.ep.concurrency.unwrap_or(DEFAULT_READ_CONCURRENCY);
+        let client = rt.block_on(Client::new(self.ep.clone(), self.timeouts))?;
+        let moment = rt.block_on(changed::Moment::find(&client, self.changed.is_some()))?;
+        // Namespaces and kinds first (small), then the scans.
+        let work = rt.block_on(self.list_kinds(&client))?;
         if let Ok(mut k) = self.kinds.lock() {
-            *k = work
-                .iter()
-                .map(|(ns, k)| {
-                    if ns.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{ns}/{k}")
-                    }
-                })
-                .collect();
+            *k = work.iter().map(|(ns, k)| kind_label(ns, k)).collect();
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Page>(concurrency * 2);
         let counters: Arc<Vec<ReadCounter>> =
             Arc::new(work.iter().map(|_| ReadCounter::default()).collect());
+        let client_at = match &moment.at {
+            Some(t) => client.at(t),
+            None => client.clone(),
+        };
         let ctx = Arc::new(ScanCtx {
             client,
+            client_at: client_at.clone(),
             tx,
             slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
             counters: Arc::clone(&counters),
             shown: self.ep.id(),
         });
+        let mut modes: Vec<Option<super::KindRead>> = Vec::with_capacity(work.len());
         for (i, (ns, kind)) in work.iter().enumerate() {
+            let plan = changed::KindPlan::decide(self.changed.as_ref(), parent, ns, kind)?;
+            modes.push(plan.full_why());
             let ctx = Arc::clone(&ctx);
             let (ns, kind) = (ns.clone(), kind.clone());
             let at_once = self
@@ -994,42 +1065,78 @@ impl EntitySource for DatastoreSource {
                 .unwrap_or(concurrency)
                 .clamp(1, concurrency);
             rt.spawn(async move {
-                if let Err(e) = scan_kind(&ctx, &ns, &kind, i as u32, at_once).await {
+                let at = (ns.as_str(), kind.as_str(), i as u32);
+                if let Err(e) = plan.run(&ctx, at, at_once).await {
                     let _ = ctx.tx.send(Err(e)).await;
                 }
             });
         }
         // The tasks hold the only senders now: the loop ends when they do.
         drop(ctx);
-        let mut positions = Positions::default();
-        let mut result = Ok(());
-        while let Some(page) = rx.blocking_recv() {
-            let (kind_no, batch) = match page {
-                Ok(p) => p,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            };
-            for e in batch.iter() {
-                let origin = positions.next(kind_no);
-                if let Err(e) = f(Encoded { origin, ..e }) {
-                    result = Err(e);
-                    break;
-                }
-            }
-            if result.is_err() {
-                break;
-            }
-        }
-        self.reads = work
-            .into_iter()
-            .zip(counters.iter())
-            .map(|((ns, kind), c)| (ns, kind, c.get()))
-            .collect();
+        let mut carry = changed::Carry::new(parent, &rt, client_at, &work);
+        let result = receive(&mut rx, &mut carry, &mut modes, f);
+        let lookups = carry.lookups();
+        let kinds = carry.finish(&work, modes);
         drop(rx);
         rt.shutdown_background();
+        self.reads = work
+            .into_iter()
+            .zip(counters.iter().zip(lookups))
+            .map(|((ns, kind), (c, looked_up))| (ns, kind, c.get(looked_up)))
+            .collect();
+        self.info = Some(ReadInfo {
+            read_time_us: Some(moment.read_time_us),
+            consistent: moment.at.is_some() || self.ep.read_time.is_some(),
+            kinds,
+            notes: moment.notes,
+        });
         result
+    }
+}
+
+/// The caller's side of a read: pass entities on, merge incremental kinds'
+/// keys with the parent, until every task is done or something failed.
+fn receive(
+    rx: &mut tokio::sync::mpsc::Receiver<Page>,
+    carry: &mut changed::Carry<'_, '_>,
+    modes: &mut [Option<super::KindRead>],
+    f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut positions = Positions::default();
+    let mut emit = |kind_no: u32, e: Encoded<'_>| -> Result<()> {
+        let origin = positions.next(kind_no);
+        f(Encoded { origin, ..e })
+    };
+    while let Some(page) = rx.blocking_recv() {
+        match page? {
+            Msg::Entities(k, batch) => {
+                for e in batch.iter() {
+                    emit(k, e)?;
+                }
+            }
+            Msg::Changed(k, batch) => {
+                for e in batch.iter() {
+                    carry.note_changed(k, e.key);
+                    emit(k, e)?;
+                }
+            }
+            Msg::Keys(k, keys) => carry.keys(k, keys, &mut emit)?,
+            Msg::Done(k) => carry.done(k, &mut emit)?,
+            Msg::Mode(k, m) => {
+                if let Some(slot) = modes.get_mut(k as usize) {
+                    *slot = Some(m);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn kind_label(ns: &str, kind: &str) -> String {
+    if ns.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{ns}/{kind}")
     }
 }
 
@@ -1054,11 +1161,12 @@ impl ReadCounter {
         self.small_ops.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn get(&self) -> ReadCounts {
+    /// The counts, with `looked_up` keys of lookups (one entity read each).
+    fn get(&self, looked_up: u64) -> ReadCounts {
         ReadCounts {
-            entity_reads: self.entity_reads.load(Ordering::Relaxed),
+            entity_reads: self.entity_reads.load(Ordering::Relaxed) + looked_up,
             small_ops: self.small_ops.load(Ordering::Relaxed),
-            lookups: 0,
+            lookups: looked_up,
         }
     }
 }
@@ -1066,6 +1174,9 @@ impl ReadCounter {
 /// What every scan task of one snapshot shares.
 struct ScanCtx {
     client: Client,
+    /// The client for the reads of incremental kinds (at the snapshot's
+    /// read time where the server supports it).
+    client_at: Client,
     /// Pages to the caller's thread.
     tx: tokio::sync::mpsc::Sender<Page>,
     /// Queries (cursors of kinds or key ranges) in progress at once. A
@@ -1076,28 +1187,45 @@ struct ScanCtx {
     shown: String,
 }
 
-/// One page of a scan, transcoded and hashed.
+/// One page of a scan, transcoded and hashed (or its keys).
 struct Fetched {
-    page: EncodedBatch,
+    msg: Msg,
     /// The next page's cursor, if there is more.
     more: Option<String>,
     /// The page's last key.
     last: Option<Key>,
 }
 
+/// What a scan reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// Whole entities.
+    Entities,
+    /// Whole entities of an incremental kind's changed query.
+    Changed,
+    /// Keys only (small operations).
+    Keys,
+}
+
 impl ScanCtx {
-    /// Fetch and transcode one page of full entities.
+    /// Fetch one page and transcode it (or parse its keys).
     async fn fetch(
         &self,
-        ns: &str,
-        kind: &str,
-        kind_no: u32,
+        (ns, kind, kind_no): (&str, &str, u32),
+        want: Want,
         query: &J,
         cursor: Option<&str>,
     ) -> Result<Fetched> {
-        let batch = self.client.run_query(ns, query, cursor).await?;
+        let client = match want {
+            Want::Entities => &self.client,
+            _ => &self.client_at,
+        };
+        let batch = client.run_query(ns, query, cursor).await?;
         if let Some(c) = self.counters.get(kind_no as usize) {
-            c.entities(batch.entity_results.len());
+            match want {
+                Want::Keys => c.keys(batch.entity_results.len()),
+                _ => c.entities(batch.entity_results.len()),
+            }
         }
         let more = if batch.more_results == "NOT_FINISHED" {
             batch.end_cursor
@@ -1109,10 +1237,28 @@ impl ScanCtx {
             None => None,
         };
         let results = batch.entity_results;
+        if want == Want::Keys {
+            let mut keys = Vec::with_capacity(results.len());
+            for r in &results {
+                let k = parse_key(r.entity.get())?;
+                keys.push((k.path_bytes(), k));
+            }
+            let msg = Msg::Keys(kind_no, keys);
+            return Ok(Fetched { msg, more, last });
+        }
+        let page = self.transcode(kind, results).await?;
+        let msg = match want {
+            Want::Changed => Msg::Changed(kind_no, page),
+            _ => Msg::Entities(kind_no, page),
+        };
+        Ok(Fetched { msg, more, last })
+    }
+
+    /// Transcoding and hashing is CPU work: off the I/O threads.
+    async fn transcode(&self, kind: &str, results: Vec<EntityResult>) -> Result<EncodedBatch> {
         let shown = self.shown.clone();
         let kind_owned = kind.to_string();
-        // Transcoding and hashing is CPU work: off the I/O threads.
-        let page = tokio::task::spawn_blocking(move || -> Result<EncodedBatch> {
+        tokio::task::spawn_blocking(move || -> Result<EncodedBatch> {
             let bytes: usize = results.iter().map(|r| r.entity.get().len()).sum();
             let mut out = EncodedBatch::with_capacity(bytes + 1024);
             for r in &results {
@@ -1125,8 +1271,7 @@ impl ScanCtx {
             Ok(out)
         })
         .await
-        .map_err(|_| Error::Internal("a transcoding task panicked"))??;
-        Ok(Fetched { page, more, last })
+        .map_err(|_| Error::Internal("a transcoding task panicked"))?
     }
 
     /// Up to `limit` keys of `kind` in `__scatter__` order (a stable,
@@ -1189,7 +1334,7 @@ struct Range {
 }
 
 impl Range {
-    fn query(&self, kind: &str) -> J {
+    fn query(&self, kind: &str, want: Want) -> J {
         let key_filter = |op: &str, k: &Key| {
             json!({ "propertyFilter": {
                 "property": { "name": "__key__" },
@@ -1213,6 +1358,9 @@ impl Range {
             "kind": [{ "name": kind }],
             "order": [{ "property": { "name": "__key__" }, "direction": "ASCENDING" }],
         });
+        if want == Want::Keys {
+            q["projection"] = json!([{ "property": { "name": "__key__" } }]);
+        }
         match filters.len() {
             0 => {}
             1 => q["filter"] = filters.remove(0),
@@ -1283,22 +1431,28 @@ fn plan_ranges(sample: &[Key], last: &Key, at_once: usize) -> Vec<Range> {
     ranges
 }
 
-/// Read one kind: its first page with a plain cursor (a small kind ends
-/// there), then the rest in key ranges, `at_once` of them in progress.
+/// Read one kind (its entities, or with [`Want::Keys`] its keys): its
+/// first page with a plain cursor (a small kind ends there), then the rest
+/// in key ranges, `at_once` of them in progress. Pages arrive in key
+/// order.
 async fn scan_kind(
     ctx: &Arc<ScanCtx>,
-    ns: &str,
-    kind: &str,
-    kind_no: u32,
+    (ns, kind, kind_no): (&str, &str, u32),
+    want: Want,
     at_once: usize,
 ) -> Result<()> {
     let Ok(permit) = Arc::clone(&ctx.slots).acquire_owned().await else {
         return Ok(());
     };
-    let plain = json!({ "kind": [{ "name": kind }] });
-    let first = ctx.fetch(ns, kind, kind_no, &plain, None).await?;
+    let at = (ns, kind, kind_no);
+    let plain = Range {
+        start: None,
+        end: None,
+    }
+    .query(kind, want);
+    let first = ctx.fetch(at, want, &plain, None).await?;
     let (mut cursor, last) = (first.more, first.last);
-    if ctx.tx.send(Ok((kind_no, first.page))).await.is_err() {
+    if ctx.tx.send(Ok(first.msg)).await.is_err() {
         return Ok(());
     }
     let (Some(_), Some(last)) = (&cursor, last) else {
@@ -1317,14 +1471,27 @@ async fn scan_kind(
     if ranges.len() <= 1 {
         // One cursor: no sample, or a kind of few pages.
         while let Some(c) = cursor {
-            let page = ctx.fetch(ns, kind, kind_no, &plain, Some(&c)).await?;
+            let page = ctx.fetch(at, want, &plain, Some(&c)).await?;
             cursor = page.more;
-            if ctx.tx.send(Ok((kind_no, page.page))).await.is_err() {
+            if ctx.tx.send(Ok(page.msg)).await.is_err() {
                 return Ok(());
             }
         }
         return Ok(());
     }
+    scan_ranges(ctx, at, want, ranges, at_once, permit).await
+}
+
+/// Read `ranges` of a kind, `at_once` in progress, passing their pages on
+/// in range order.
+async fn scan_ranges(
+    ctx: &Arc<ScanCtx>,
+    (ns, kind, kind_no): (&str, &str, u32),
+    want: Want,
+    ranges: Vec<Range>,
+    at_once: usize,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<()> {
     // Each range sends into its own small channel; the forwarder passes
     // the ranges on in order.
     type Pages = tokio::sync::mpsc::Receiver<Page>;
@@ -1360,13 +1527,11 @@ async fn scan_kind(
         let (ctx, ns, kind) = (Arc::clone(ctx), ns.to_string(), kind.to_string());
         tokio::spawn(async move {
             let _held = (own, slot);
-            let query = range.query(&kind);
+            let query = range.query(&kind, want);
             let mut cursor: Option<String> = None;
             loop {
-                let page = match ctx
-                    .fetch(&ns, &kind, kind_no, &query, cursor.as_deref())
-                    .await
-                {
+                let at = (ns.as_str(), kind.as_str(), kind_no);
+                let page = match ctx.fetch(at, want, &query, cursor.as_deref()).await {
                     Ok(p) => p,
                     Err(e) => {
                         let _ = ptx.send(Err(e)).await;
@@ -1374,7 +1539,7 @@ async fn scan_kind(
                     }
                 };
                 cursor = page.more;
-                if ptx.send(Ok((kind_no, page.page))).await.is_err() || cursor.is_none() {
+                if ptx.send(Ok(page.msg)).await.is_err() || cursor.is_none() {
                     return;
                 }
             }
@@ -1925,7 +2090,7 @@ mod tests {
             let end = pair[0].end.clone().unwrap();
             assert_eq!(pair[1].start, Some((end, true)));
         }
-        let q = ranges[1].query("K");
+        let q = ranges[1].query("K", Want::Entities);
         assert_eq!(
             q["filter"]["compositeFilter"]["filters"][0]["propertyFilter"]["op"],
             "GREATER_THAN_OR_EQUAL"
