@@ -12,6 +12,8 @@
 //! datastore_read_price = 0.06   # US$ per 100,000 entity reads (estimates)
 //! changed_property = "updated"  # Datastore: read only what changed since the parent
 //! changed_margin = 300          # seconds before the parent's read time to look
+//! full_every = 7                # every 7th snapshot of a source reads in full
+//! ramp_up = "500/50/5"          # Datastore restores: writes/s, +%, every N minutes; or "off"
 //!
 //! [kinds.Image]
 //! batch_size = 1
@@ -51,6 +53,12 @@ pub struct Config {
     pub changed_property: Option<String>,
     /// Seconds before the parent's read time the changed query starts at.
     pub changed_margin: Option<u64>,
+    /// Every Nth snapshot of a source reads in full (catches writes that
+    /// did not set the changed property).
+    pub full_every: Option<u32>,
+    /// Datastore restores: `START/PERCENT/MINUTES` or `off` (the default
+    /// is Google's 500/50/5 in production, off for emulators).
+    pub ramp_up: Option<String>,
     #[serde(default)]
     pub kinds: BTreeMap<String, KindSettings>,
     /// Where it was read from (not a setting).
@@ -122,6 +130,20 @@ impl Config {
                 why: "changed_margin is in seconds and at most 604800 (7 days)".into(),
                 line: None,
             });
+        }
+        if config.full_every == Some(0) {
+            return Err(Error::BadConfig {
+                path: path.clone(),
+                why: "full_every must be at least 1 (1: every snapshot reads in full)".into(),
+                line: None,
+            });
+        }
+        if let Some(r) = &config.ramp_up {
+            crate::connector::datastore::RampUp::parse(r).map_err(|why| Error::BadConfig {
+                path: path.clone(),
+                why,
+                line: None,
+            })?;
         }
         if config.timeout == Some(0) {
             return Err(Error::BadConfig {

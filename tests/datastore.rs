@@ -547,7 +547,7 @@ fn bad_servers_and_addresses_are_one_clear_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
     // A server without point-in-time reads says so.
-    let server = DevServer::start(&[]);
+    let server = DevServer::start(&["--no-read-time"]);
     let err = w.fails(&[
         "snapshot",
         "--from",
@@ -1048,6 +1048,33 @@ fn incremental_snapshots_equal_full_ones_under_every_kind_of_change() {
     let d = diff_json(&w, "blind", "seen");
     assert_eq!(count_changes(&d, "changed"), 1, "{d:#}");
     assert_same(&w, "inc-text", "blind");
+
+    // kindsnap.toml: the property per kind, and a full read every 2nd.
+    w.write(
+        "kindsnap.toml",
+        "full_every = 2\n\n[kinds.Event]\nchanged_property = \"updated\"\n",
+    );
+    let one = snap_json(&w, &["--from", &url, "--name", "t1"]);
+    assert_eq!(
+        kind_of(&one, "Event")["read"]["mode"],
+        "incremental",
+        "{one:#}"
+    );
+    let why = kind_of(&one, "Note")["read"]["why"].as_str().unwrap();
+    assert!(why.contains("no changed_property"), "{one:#}");
+    let two = snap_json(&w, &["--from", &url, "--name", "t2"]);
+    assert_eq!(kind_of(&two, "Event")["read"]["mode"], "full", "{two:#}");
+    assert!(
+        two["notes"][0].as_str().unwrap().contains("full_every = 2"),
+        "{two:#}"
+    );
+    let three = snap_json(&w, &["--from", &url, "--name", "t3"]);
+    assert_eq!(
+        kind_of(&three, "Event")["read"]["mode"],
+        "incremental",
+        "{three:#}"
+    );
+    assert_same(&w, "t1", "t3");
 }
 
 #[test]

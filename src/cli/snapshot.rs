@@ -180,6 +180,7 @@ fn options(
         },
         cache_dir: (!args.no_cache).then(|| settings.cache_dir.clone()),
         full: args.full,
+        full_every: settings.config.full_every,
         read_price_per_100k: settings
             .config
             .datastore_read_price

@@ -193,6 +193,11 @@ pub trait ParentState {
     /// When the parent's source was read (µs since the epoch), if the
     /// parent recorded it.
     fn read_time_us(&self) -> Option<i64>;
+    /// Whether the source may carry entities from the parent (false with
+    /// `--full`: the parent is there to choose split points from).
+    fn may_carry(&self) -> bool;
+    /// How many entities of the kind the parent has.
+    fn count(&self, namespace: &str, kind: &str) -> Result<u64>;
     /// The parent's entries of one kind, in key order.
     fn entries<'s>(
         &'s self,
@@ -291,8 +296,10 @@ pub trait EntitySource {
         Ok(())
     }
     /// Read only what changed since `parent` where the source can (see
-    /// [`ChangedProperty`]); entities carried from the parent come with
-    /// `body: None` and an empty `json`. The default reads everything.
+    /// [`ChangedProperty`] and [`ParentState::may_carry`]); entities
+    /// carried from the parent come with `body: None` and an empty
+    /// `json`. The parent's keys may also choose where to split a kind.
+    /// The default reads everything.
     fn for_each_since(
         &mut self,
         _parent: &dyn ParentState,

@@ -42,6 +42,9 @@ pub struct SnapshotOptions {
     /// Read every entity even where the source could read only what
     /// changed since the parent (`--full`).
     pub full: bool,
+    /// Read in full when this many snapshots in a row would otherwise
+    /// have been incremental (`full_every` in kindsnap.toml).
+    pub full_every: Option<u32>,
 }
 
 /// Cloud Datastore's list price for entity reads (US dollars per 100,000,
@@ -60,6 +63,7 @@ impl Default for SnapshotOptions {
             cache_dir: None,
             read_price_per_100k: DEFAULT_READ_PRICE_PER_100K,
             full: false,
+            full_every: None,
         }
     }
 }
@@ -129,15 +133,74 @@ pub struct SnapshotReport {
 /// The manifest `meta` entry holding the moment the source was read.
 pub const META_READ_TIME: &str = "source_read_time_us";
 
+/// The manifest `meta` entry counting the incremental snapshots in a row
+/// up to this one (0: this one read every kind in full).
+pub const META_INCREMENTAL_RUNS: &str = "incremental_runs";
+
+/// `full_every`: incremental snapshots since the last full one.
+struct Runs {
+    before: u32,
+    every: Option<u32>,
+}
+
+impl Runs {
+    fn of(chain: Option<&Chain>, opts: &SnapshotOptions) -> Result<Runs> {
+        let before = match chain {
+            Some(c) => c.head().meta(META_INCREMENTAL_RUNS)?,
+            None => None,
+        };
+        Ok(Runs {
+            before: before.and_then(|v| v.parse().ok()).unwrap_or(0),
+            every: opts.full_every,
+        })
+    }
+
+    /// This snapshot must read in full (`full_every` reached).
+    fn forced(&self) -> bool {
+        self.every.is_some_and(|n| self.before + 1 >= n)
+    }
+
+    /// Note the count in the manifest (and the forced full read in the
+    /// report).
+    fn record(&self, writer: &mut ManifestWriter, info: &mut ReadInfo) -> Result<()> {
+        if let (true, Some(n)) = (self.forced(), self.every) {
+            info.notes.push(format!(
+                "read in full: full_every = {n} ({} incremental snapshots since the last full one)",
+                self.before
+            ));
+        }
+        let incremental = info
+            .kinds
+            .iter()
+            .any(|(_, _, r)| matches!(r, KindRead::Incremental { .. }));
+        let runs = if incremental { self.before + 1 } else { 0 };
+        writer.set_meta(META_INCREMENTAL_RUNS, &runs.to_string())
+    }
+}
+
 /// The parent snapshot's state, for a source that reads only what changed.
 struct ParentView<'c> {
     chain: &'c Chain,
     read_time_us: Option<i64>,
+    may_carry: bool,
 }
 
 impl ParentState for ParentView<'_> {
     fn read_time_us(&self) -> Option<i64> {
         self.read_time_us
+    }
+
+    fn may_carry(&self) -> bool {
+        self.may_carry
+    }
+
+    fn count(&self, namespace: &str, kind: &str) -> Result<u64> {
+        Ok(self
+            .chain
+            .head()
+            .kind(namespace, kind)?
+            .map(|k| k.entities)
+            .unwrap_or(0))
     }
 
     fn entries<'s>(
@@ -335,8 +398,9 @@ pub fn snapshot(
             parent: plan.parent.as_ref().map(|p| p.id),
         });
     }
+    let runs = Runs::of(chain.as_ref(), opts)?;
     let mut ingest = Ingest::new(repo, opts, &plan, chain.as_ref(), progress)?;
-    match chain.as_ref().filter(|_| !opts.full) {
+    match chain.as_ref() {
         Some(chain) => {
             let view = ParentView {
                 chain,
@@ -344,13 +408,14 @@ pub fn snapshot(
                     .head()
                     .meta(META_READ_TIME)?
                     .and_then(|v| v.parse().ok()),
+                may_carry: !opts.full && !runs.forced(),
             };
             source.for_each_since(&view, &mut |e| ingest.take(e))?
         }
         None => source.for_each_encoded(&mut |e| ingest.take(e))?,
     }
     let (sorted, packer, skipped) = ingest.finish()?;
-    let read_info = source.read_info();
+    let mut read_info = source.read_info();
     tracing::debug!(
         "snapshot: source read and sorted at {:?}",
         started.elapsed()
@@ -366,7 +431,8 @@ pub fn snapshot(
         sorted,
         progress,
     )?;
-    if let Some(info) = &read_info {
+    if let Some(info) = &mut read_info {
+        runs.record(&mut merged.writer, info)?;
         if let Some(t) = info.read_time_us {
             merged.writer.set_meta(META_READ_TIME, &t.to_string())?;
         }

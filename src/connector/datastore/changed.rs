@@ -24,7 +24,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{kind_label, mjson, parse_key, scan_kind, Client, EncodedBatch, Msg, ScanCtx, Want};
+use super::{
+    kind_label, mjson, parse_key, scan_kind, Client, EncodedBatch, Msg, ScanCtx, Want,
+    RANGE_PAGES_AHEAD,
+};
 use crate::connector::{ChangedProperty, Encoded, KindRead, ParentEntry, ParentState};
 use crate::error::{Error, Result};
 use crate::model::Key;
@@ -130,8 +133,11 @@ impl KindPlan {
             return full("no changed_property for this kind");
         };
         let Some(parent) = parent else {
-            return full("no parent snapshot to start from (the first snapshot, or --full)");
+            return full("no parent snapshot to start from (the first snapshot of this source)");
         };
+        if !parent.may_carry() {
+            return full("--full (or full_every)");
+        }
         let Some(parent_time) = parent.read_time_us() else {
             return full("the parent snapshot recorded no read time (taken by an older kindsnap or from another source); this snapshot records one");
         };
@@ -158,10 +164,13 @@ impl KindPlan {
         ctx: &Arc<ScanCtx>,
         at: (&str, &str, u32),
         at_once: usize,
+        splits: Vec<Key>,
     ) -> Result<()> {
         let (ns, kind, kind_no) = at;
         let (property, since) = match self {
-            KindPlan::Full { .. } => return scan_kind(ctx, at, Want::Entities, at_once).await,
+            KindPlan::Full { .. } => {
+                return scan_kind(ctx, at, Want::Entities, at_once, splits).await
+            }
             KindPlan::Changed { property, since } => (property, since),
         };
         if !indexed(&ctx.client_at, ns, kind, &property).await? {
@@ -177,7 +186,7 @@ impl KindPlan {
             {
                 return Ok(());
             }
-            return scan_kind(ctx, at, Want::Entities, at_once).await;
+            return scan_kind(ctx, at, Want::Entities, at_once, splits).await;
         }
         let mode = KindRead::Incremental {
             property: property.clone(),
@@ -188,12 +197,78 @@ impl KindPlan {
         if ctx.tx.send(Ok(Msg::Mode(kind_no, mode))).await.is_err() {
             return Ok(());
         }
+        // The keys-only scan starts at once, into a small channel of its
+        // own (its ranges stop a few pages ahead when it is full); its
+        // pages are passed on once the changed query is done, since the
+        // merge needs every changed key first.
+        let (ktx, mut krx) = tokio::sync::mpsc::channel(RANGE_PAGES_AHEAD);
+        let keys_ctx = Arc::new(ScanCtx {
+            client: ctx.client.clone(),
+            client_at: ctx.client_at.clone(),
+            tx: ktx,
+            slots: Arc::clone(&ctx.slots),
+            counters: Arc::clone(&ctx.counters),
+            shown: ctx.shown.clone(),
+        });
+        let (ns_owned, kind_owned) = (ns.to_string(), kind.to_string());
+        let keys = tokio::spawn(async move {
+            let at = (ns_owned.as_str(), kind_owned.as_str(), kind_no);
+            if let Err(e) = scan_kind(&keys_ctx, at, Want::Keys, at_once, splits).await {
+                let _ = keys_ctx.tx.send(Err(e)).await;
+            }
+        });
         changed_query(ctx, at, &property, &since).await?;
-        scan_kind(ctx, at, Want::Keys, at_once).await?;
+        while let Some(page) = krx.recv().await {
+            let failed = page.is_err();
+            if ctx.tx.send(page).await.is_err() || failed {
+                return Ok(());
+            }
+        }
+        keys.await
+            .map_err(|_| Error::Internal("a keys-only scan panicked"))?;
         let _ = ctx.tx.send(Ok(Msg::Done(kind_no))).await;
         Ok(())
     }
 }
+
+/// Where to cut a kind into key ranges, from the parent's keys of it (free
+/// and exact): about [`ENTITIES_PER_RANGE`] entities a range, at least
+/// `at_once` ranges, at most [`super::MAX_RANGES`]. Empty for a kind of a
+/// few pages (read with one cursor and a `__scatter__` sample, if at all).
+pub(super) fn parent_splits(
+    parent: Option<&dyn ParentState>,
+    partition: &crate::model::PartitionId,
+    kind: &str,
+    at_once: usize,
+) -> Result<Vec<Key>> {
+    let Some(parent) = parent else {
+        return Ok(Vec::new());
+    };
+    let count = parent.count(&partition.namespace, kind)?;
+    if at_once <= 1 || count < 2 * ENTITIES_PER_RANGE {
+        return Ok(Vec::new());
+    }
+    let n = (count / ENTITIES_PER_RANGE)
+        .max(at_once as u64)
+        .min(super::MAX_RANGES as u64);
+    let step = (count / n).max(1);
+    let mut out = Vec::with_capacity(n as usize);
+    for (i, entry) in parent.entries(&partition.namespace, kind)?.enumerate() {
+        let entry = entry?;
+        if i > 0 && (i as u64).is_multiple_of(step) && out.len() + 1 < n as usize {
+            let path = crate::model::key::decode_path(&entry.key)
+                .ok_or(Error::Internal("a parent key does not decode"))?;
+            out.push(Key {
+                partition: partition.clone(),
+                path,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Entities per key range cut from the parent's keys: four pages of 300.
+const ENTITIES_PER_RANGE: u64 = 1200;
 
 /// Whether `property` is indexed on some entity of `kind` (the
 /// `__property__` metadata lists only indexed properties).

@@ -97,6 +97,11 @@ pub struct Endpoint {
     pub timeout: Option<Duration>,
     /// `max_rps=N`: requests per second at most (all requests together).
     pub max_rps: Option<f64>,
+    /// `ramp_up=START/PERCENT/MINUTES` (or `off`): restores write at most
+    /// START entities a second, PERCENT more every MINUTES. Google's
+    /// 500/50/5 rule by default in production; off for the emulator and
+    /// dev servers (`datastore://`).
+    pub ramp_up: Option<RampUp>,
     /// Production: use Application Default Credentials.
     pub auth: bool,
 }
@@ -165,6 +170,7 @@ impl Endpoint {
                         .ok_or_else(|| bad("max_rps must be a number of requests per second > 0"))?;
                     ep.max_rps = Some(n);
                 }
+                "ramp_up" => ep.ramp_up = RampUp::parse(v).map_err(|e| bad(&e))?,
                 "timeout" => {
                     ep.timeout = Some(
                         net::parse_seconds(v)
@@ -173,7 +179,7 @@ impl Endpoint {
                 }
                 _ => {
                     return Err(bad(&format!(
-                    "unknown parameter `{k}` (known: database, namespaces, concurrency, read_time, timeout, max_rps)"
+                    "unknown parameter `{k}` (known: database, namespaces, concurrency, read_time, timeout, max_rps, ramp_up)"
                 )))
                 }
             }
@@ -191,6 +197,7 @@ impl Endpoint {
             read_time: None,
             timeout: None,
             max_rps: None,
+            ramp_up: auth.then_some(RampUp::GOOGLE),
             auth,
         }
     }
@@ -232,6 +239,92 @@ impl Endpoint {
     }
 }
 
+/// Google's ramp-up rule for writes to a new or cold key range ("500/50/5":
+/// start at 500 operations a second and add 50% every 5 minutes), so a big
+/// restore into a live production database does not overload it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RampUp {
+    /// Writes per second at the start.
+    pub start: f64,
+    /// Growth per step, as a fraction (0.5 is 50%).
+    pub growth: f64,
+    pub every: Duration,
+}
+
+impl RampUp {
+    pub const GOOGLE: RampUp = RampUp {
+        start: 500.0,
+        growth: 0.5,
+        every: Duration::from_secs(300),
+    };
+
+    /// `off`, or `START/PERCENT/MINUTES` (`500/50/5`).
+    pub fn parse(text: &str) -> std::result::Result<Option<RampUp>, String> {
+        if text == "off" {
+            return Ok(None);
+        }
+        let parts: Vec<f64> = text
+            .split('/')
+            .map(|p| p.trim().parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| {
+                format!("ramp_up `{text}`: give START/PERCENT/MINUTES (as 500/50/5) or off")
+            })?;
+        match parts[..] {
+            [start, pct, min]
+                if start > 0.0 && pct >= 0.0 && min > 0.0 && (start + pct + min).is_finite() =>
+            {
+                Ok(Some(RampUp {
+                    start,
+                    growth: pct / 100.0,
+                    every: Duration::from_secs_f64(min * 60.0),
+                }))
+            }
+            _ => Err(format!(
+                "ramp_up `{text}`: give START/PERCENT/MINUTES, each > 0 (as 500/50/5), or off"
+            )),
+        }
+    }
+
+    /// Writes per second allowed `elapsed` after the first write.
+    fn rate(&self, elapsed: Duration) -> f64 {
+        let steps = (elapsed.as_secs_f64() / self.every.as_secs_f64()).floor();
+        self.start * (1.0 + self.growth).powf(steps.min(200.0))
+    }
+}
+
+/// Paces writes to a [`RampUp`]: each commit of n entities waits until the
+/// n writes fit the rate at that moment, however many commits are in flight.
+struct Ramp {
+    rule: RampUp,
+    began: tokio::time::Instant,
+    next: Mutex<tokio::time::Instant>,
+}
+
+impl Ramp {
+    fn new(rule: RampUp) -> Ramp {
+        let now = tokio::time::Instant::now();
+        Ramp {
+            rule,
+            began: now,
+            next: Mutex::new(now),
+        }
+    }
+
+    async fn wait(&self, writes: usize) {
+        let at = {
+            let Ok(mut next) = self.next.lock() else {
+                return;
+            };
+            let at = (*next).max(tokio::time::Instant::now());
+            let rate = self.rule.rate(at - self.began);
+            *next = at + Duration::from_secs_f64(writes as f64 / rate);
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The HTTP client
 
@@ -268,6 +361,8 @@ struct Client {
     knob: &'static str,
     /// `max_rps`: one pacer for every request of this client.
     pacer: Option<Arc<Pacer>>,
+    /// `ramp_up`: one pace for the writes of every commit of this client.
+    ramp: Option<Arc<Ramp>>,
     /// Read at this moment (RFC 3339) rather than the location's
     /// `read_time`: the changed reads of an incremental snapshot.
     read_time: Option<Arc<str>>,
@@ -344,6 +439,7 @@ impl Client {
             None
         };
         let ep_pacer = ep.max_rps.map(|r| Arc::new(Pacer::new(r)));
+        let ramp = ep.ramp_up.map(|r| Arc::new(Ramp::new(r)));
         let max_backoff_ms = std::env::var("KINDSNAP_MAX_BACKOFF_MS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -357,6 +453,7 @@ impl Client {
             timeouts,
             knob,
             pacer: ep_pacer,
+            ramp,
             read_time: None,
         })
     }
@@ -1064,9 +1161,15 @@ impl DatastoreSource {
                 .and_then(|o| o.concurrency)
                 .unwrap_or(concurrency)
                 .clamp(1, concurrency);
+            let partition = PartitionId {
+                project: self.ep.project.clone(),
+                database: self.ep.database.clone(),
+                namespace: ns.clone(),
+            };
+            let splits = changed::parent_splits(parent, &partition, &kind, at_once)?;
             rt.spawn(async move {
                 let at = (ns.as_str(), kind.as_str(), i as u32);
-                if let Err(e) = plan.run(&ctx, at, at_once).await {
+                if let Err(e) = plan.run(&ctx, at, at_once, splits).await {
                     let _ = ctx.tx.send(Err(e)).await;
                 }
             });
@@ -1440,11 +1543,26 @@ async fn scan_kind(
     (ns, kind, kind_no): (&str, &str, u32),
     want: Want,
     at_once: usize,
+    splits: Vec<Key>,
 ) -> Result<()> {
     let Ok(permit) = Arc::clone(&ctx.slots).acquire_owned().await else {
         return Ok(());
     };
     let at = (ns, kind, kind_no);
+    if !splits.is_empty() {
+        // Split points from the parent's keys: no first page, no sample.
+        let mut ranges = Vec::with_capacity(splits.len() + 1);
+        let mut start = None;
+        for k in splits {
+            ranges.push(Range {
+                start: start.take(),
+                end: Some(k.clone()),
+            });
+            start = Some((k, true));
+        }
+        ranges.push(Range { start, end: None });
+        return scan_ranges(ctx, at, want, ranges, at_once, permit).await;
+    }
     let plain = Range {
         start: None,
         end: None,
@@ -1684,6 +1802,9 @@ fn with_partition(k: &Key, ep: &Endpoint) -> Key {
 async fn commit_json(client: &Client, mutations: Vec<J>, max: &AtomicUsize) -> Result<()> {
     let mut queue = VecDeque::from([mutations]);
     while let Some(ms) = queue.pop_front() {
+        if let Some(r) = &client.ramp {
+            r.wait(ms.len()).await;
+        }
         let mut body = json!({ "mode": "NON_TRANSACTIONAL", "mutations": ms });
         if !client.ep.database.is_empty() {
             body["databaseId"] = json!(client.ep.database);
@@ -1726,6 +1847,9 @@ async fn commit_upserts(
     let mut rejections = Vec::new();
     let mut queue = VecDeque::from([batch]);
     while let Some(batch) = queue.pop_front() {
+        if let Some(r) = &client.ramp {
+            r.wait(batch.len()).await;
+        }
         let mut body =
             String::with_capacity(batch.iter().map(|(_, m)| m.len() + 1).sum::<usize>() + 128);
         body.push_str("{\"mode\":\"NON_TRANSACTIONAL\",");
@@ -2018,6 +2142,53 @@ pub fn key_for(namespace: &str, path: Vec<PathElement>) -> Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ramp_up_is_google_s_rule_in_production_and_off_for_emulators() {
+        let prod = Endpoint::parse("datastore:acme").unwrap();
+        assert_eq!(prod.ramp_up, Some(RampUp::GOOGLE));
+        let local = Endpoint::parse("datastore://localhost:8081/dev").unwrap();
+        assert_eq!(local.ramp_up, None);
+        let off = Endpoint::parse("datastore:acme?ramp_up=off").unwrap();
+        assert_eq!(off.ramp_up, None);
+        let own = Endpoint::parse("datastore://h:1/p?ramp_up=100/10/1").unwrap();
+        let r = own.ramp_up.unwrap();
+        assert_eq!(
+            (r.start, r.growth, r.every),
+            (100.0, 0.1, Duration::from_secs(60))
+        );
+        for bad in ["500/50", "0/50/5", "a/b/c", "500/50/0"] {
+            assert!(
+                Endpoint::parse(&format!("datastore:acme?ramp_up={bad}")).is_err(),
+                "{bad}"
+            );
+        }
+        let g = RampUp::GOOGLE;
+        assert_eq!(g.rate(Duration::from_secs(0)), 500.0);
+        assert_eq!(g.rate(Duration::from_secs(299)), 500.0);
+        assert_eq!(g.rate(Duration::from_secs(300)), 750.0);
+        assert_eq!(g.rate(Duration::from_secs(900)), 500.0 * 1.5 * 1.5 * 1.5);
+    }
+
+    #[test]
+    fn the_ramp_paces_writes_to_the_rate() {
+        let rt = runtime().unwrap();
+        let ramp = Ramp::new(RampUp {
+            start: 2000.0,
+            growth: 0.5,
+            every: Duration::from_secs(300),
+        });
+        let start = std::time::Instant::now();
+        // 500 writes in commits of 100: the last starts after 400 at 2,000/s.
+        rt.block_on(async {
+            for _ in 0..5 {
+                ramp.wait(100).await;
+            }
+        });
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(195), "{took:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
 
     #[test]
     fn positions_count_within_each_kind() {
