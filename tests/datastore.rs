@@ -973,7 +973,10 @@ fn incremental_snapshots_equal_full_ones_under_every_kind_of_change() {
     let ev_full = kind_of(&full, "Event");
     assert_eq!(ev_full["read"]["why"], "--full (or full_every)", "{full:#}");
     assert_eq!(ev_full["reads"]["small_ops"], 0, "{full:#}");
-    assert!(ev_full["reads"]["entity_reads"].as_u64().unwrap() >= 2600, "{ev_full:#}");
+    assert!(
+        ev_full["reads"]["entity_reads"].as_u64().unwrap() >= 2600,
+        "{ev_full:#}"
+    );
     assert_eq!(inc["entities"], 2800 + 10 + 5 - 15);
     let d = diff_json(&w, "d1", "inc");
     assert_eq!(count_changes(&d, "added"), 15, "{d:#}");

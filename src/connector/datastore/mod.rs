@@ -1128,9 +1128,15 @@ impl DatastoreSource {
         let rt = runtime()?;
         let concurrency = self.ep.concurrency.unwrap_or(DEFAULT_READ_CONCURRENCY);
         let client = rt.block_on(Client::new(self.ep.clone(), self.timeouts))?;
-        let moment = rt.block_on(changed::Moment::find(&client, self.changed.is_some()))?;
-        // Namespaces and kinds first (small), then the scans.
-        let work = rt.block_on(self.list_kinds(&client))?;
+        // The moment to read at, and the namespaces and kinds (small), at
+        // once; then the scans.
+        let (moment, work) = rt.block_on(async {
+            tokio::join!(
+                changed::Moment::find(&client, self.changed.is_some()),
+                self.list_kinds(&client)
+            )
+        });
+        let (moment, work) = (moment?, work?);
         if let Ok(mut k) = self.kinds.lock() {
             *k = work.iter().map(|(ns, k)| kind_label(ns, k)).collect();
         }
