@@ -1,19 +1,54 @@
-//! Library errors.
+//! Library errors, and the policy they follow.
 //!
-//! Policy: every error a user can meet is a variant here that names the
-//! thing it is about (the repository path, the snapshot, the file and line,
-//! the key) and, in its message, what to do about it. Messages are one line,
-//! lower case, no trailing period, so the CLI can print them with `{:#}`.
-//! I/O errors always carry the path they happened on. Transient errors
-//! (worth retrying) answer `true` to [`Error::is_transient`]; retry logic
-//! lives in one place in the connectors and asks only that.
-//! The library never panics on bad input; a panic is a bug.
+//! **What an error says.** Every error a user can meet is a variant that
+//! names the thing it is about (the repository path, the snapshot, the
+//! file and line, the key, the server) and, in its message, what to do
+//! about it. Messages are one line, lower case, no trailing period, so the
+//! CLI prints them with `{:#}` (the message, then its sources). I/O and
+//! database errors always carry the path they happened on, and keep the
+//! underlying error as their `source`, never flattened into a string. A
+//! new failure the user can act on gets its own variant, not a
+//! `BadArgument` string; the enum is `#[non_exhaustive]` so adding one is
+//! not a breaking change for callers.
+//!
+//! **Whose move it is.** [`Error::class`] sorts every variant into one of
+//! four [`ErrorClass`]es:
+//! - `Transient`: the same call may succeed later unchanged (a server that
+//!   did not answer, a lock held by another process, SQLite busy). Retry
+//!   loops (the Datastore and object-store clients) retry these and only
+//!   these; the CLI exits with 75 (EX_TEMPFAIL) so a scheduler can too.
+//! - `User`: the input, a setting or the environment must change (a wrong
+//!   URL, an unknown snapshot, a full disk, missing credentials, an
+//!   entity the target refuses). The message says what to change.
+//! - `Damage`: stored data is not what was written (a pack, a manifest,
+//!   a source file); the message names the file and the command that
+//!   inspects or repairs it. Never retried.
+//! - `Bug`: [`Error::Internal`], a state the code should never reach,
+//!   reported instead of a panic; the repository is left as the commit
+//!   protocol leaves it (consistent).
+//!
+//! The library never panics on bad input, never prints and never exits.
 
 use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Whose move it is after an error (see the module's policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorClass {
+    /// Worth retrying as is.
+    Transient,
+    /// The input, a setting or the environment must change.
+    User,
+    /// Stored data is damaged.
+    Damage,
+    /// A bug in kindsnap.
+    Bug,
+}
+
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("no kindsnap repository at {path}; create one with `kindsnap init --repo {path}`")]
     NoRepository { path: PathBuf },
@@ -191,6 +226,19 @@ pub enum Error {
     #[error("the target rejected {key}: {reason}; fix the entity or pass --tolerate to skip such entities")]
     Rejected { key: String, reason: String },
 
+    #[error(
+        "no key map for {target}: nothing was restored there with --keys uuid from this repository"
+    )]
+    NoKeyMap { target: String },
+
+    /// A restore given no write mode found entities of the kinds it
+    /// would write already on the target.
+    #[error("{target} already holds entities of {kinds}; say what to do with them: --merge (write the snapshot over them and keep the rest), --exact (afterwards exactly the snapshot's entities) or --clear (empty these kinds first); add --dry-run to see how many each would touch")]
+    TargetHasData { target: String, kinds: String },
+
+    #[error("another restore into {target} is running; wait for it to finish")]
+    RestoreRunning { target: String },
+
     #[error("the transform `{command}` failed: {why}")]
     Transform { command: String, why: String },
 
@@ -212,8 +260,8 @@ pub enum Error {
     Database(String),
 
     /// Writing to stdout or another caller-supplied sink failed.
-    #[error("writing output: {0}")]
-    Output(#[from] std::io::Error),
+    #[error("writing output")]
+    Output(#[source] std::io::Error),
 
     #[error("interrupted; nothing was half-written (a restore continues where it stopped when run again)")]
     Interrupted,
@@ -225,15 +273,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whose move it is (the module's policy).
+    pub fn class(&self) -> ErrorClass {
+        use Error::*;
+        match self {
+            Timeout { .. } | RemoteUnreachable { .. } | Locked { .. } | LockLost { .. } => {
+                ErrorClass::Transient
+            }
+            RestoreRunning { .. } | Interrupted => ErrorClass::Transient,
+            Sqlite { source, .. } if is_busy(source) => ErrorClass::Transient,
+            MissingEntity { .. }
+            | DamagedPack { .. }
+            | DamagedSnapshot { .. }
+            | BadRepoConfig { .. }
+            | NotARepository { .. } => ErrorClass::Damage,
+            Internal(_) => ErrorClass::Bug,
+            _ => ErrorClass::User,
+        }
+    }
+
     /// Worth retrying as is.
     pub fn is_transient(&self) -> bool {
-        match self {
-            Error::Sqlite { source, .. } => matches!(
-                source.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            ),
-            _ => false,
-        }
+        self.class() == ErrorClass::Transient
     }
 
     pub(crate) fn io(
@@ -269,6 +330,13 @@ impl Error {
     pub fn is_no_space(&self) -> bool {
         matches!(self, Error::NoSpace { .. })
     }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// ENOSPC or EDQUOT (`StorageFull` / `QuotaExceeded` in std's terms).

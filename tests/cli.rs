@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{canonical_set, Data, Work};
+use common::{canonical_set, walk, Data, Work};
 
 fn snapshot(w: &Work, file: &str, name: &str) -> String {
     w.ok(&[
@@ -36,21 +36,6 @@ fn dir_size(p: &std::path::Path) -> u64 {
         n += std::fs::metadata(&e).map(|m| m.len()).unwrap_or(0);
     }
     n
-}
-
-fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -407,7 +392,11 @@ fn corrupt_pack_and_manifest_are_named_by_check() {
     assert!(stdout.contains("affects snapshot s1"), "{stdout}");
     // Reading a damaged entity fails cleanly instead of returning bad data.
     let err = w.fails(&["export", "s1", "--to", "jsonl:x.jsonl"]);
-    assert!(err.contains("damaged") || err.contains("check"), "{err}");
+    assert!(
+        err.starts_with("kindsnap: error: pack ") && err.contains(&format!("{name} is damaged (")),
+        "{err}"
+    );
+    assert!(err.ends_with("run `kindsnap check --read-data`\n"), "{err}");
     assert!(!w.path("x.jsonl").exists());
     bytes[mid] ^= 0x55;
     std::fs::write(pack, &bytes).unwrap();

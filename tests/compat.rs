@@ -8,19 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{canonical_set, Work};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
+use common::{canonical_set, copy_dir, Work};
 
 #[test]
 fn repository_format_v1_reads_and_dedups() {

@@ -8,11 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{canonical_set, Data, Work};
-
-fn bin() -> std::path::PathBuf {
-    assert_cmd::cargo::cargo_bin("kindsnap")
-}
+use common::{bin, canonical_set, Data, Work};
 
 fn export_equals(w: &Work, snap: &str, data: &Data) {
     let out = w.path("export.jsonl");

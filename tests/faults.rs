@@ -13,26 +13,20 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{Data, Work};
+use common::{copy_dir, Data, Work};
 use kindsnap::ops::snapshot::{snapshot, SnapshotOptions};
 use kindsnap::progress::NoProgress;
 use kindsnap::repo::storage::{FaultyDisk, Op, Storage};
 use kindsnap::repo::Repository;
 
-const EVERY_OP: [Op; 5] = [Op::Create, Op::Write, Op::Sync, Op::Rename, Op::SyncDir];
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
+const EVERY_OP: [Op; 6] = [
+    Op::Create,
+    Op::Write,
+    Op::Sync,
+    Op::Rename,
+    Op::SyncDir,
+    Op::Remove,
+];
 
 /// Snapshot `file` as `day2` into the repository at `root`, its durable
 /// writes going through `storage`.

@@ -1,6 +1,8 @@
 //! Retention and space: `forget` policies and delta folding, `prune`,
-//! `stats`, with real repositories through the `kindsnap` binary; crash
-//! points (SIGKILL-like aborts) and a snapshot running during prune.
+//! `stats`, with real repositories through the `kindsnap` binary; forget
+//! and prune cut at every durable file operation (through the library's
+//! fault-injecting storage), prune killed at random moments, and a snapshot
+//! running during prune.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,14 +10,25 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
-use common::{canonical_set, Data, Work};
+use common::{bin, canonical_set, copy_dir, Data, Work};
+use kindsnap::ops::forget::{forget, ForgetOptions, Policy};
+use kindsnap::ops::prune::{prune, PruneOptions};
+use kindsnap::progress::NoProgress;
+use kindsnap::repo::storage::{FaultyDisk, Op as DiskOp, Storage};
+use kindsnap::repo::Repository;
+
+const EVERY_OP: [DiskOp; 6] = [
+    DiskOp::Create,
+    DiskOp::Write,
+    DiskOp::Sync,
+    DiskOp::Rename,
+    DiskOp::SyncDir,
+    DiskOp::Remove,
+];
 
 type Export = BTreeMap<String, serde_json::Value>;
-
-fn bin() -> std::path::PathBuf {
-    assert_cmd::cargo::cargo_bin("kindsnap")
-}
 
 /// Take a snapshot of `data` named `name` at time `at` (RFC 3339).
 fn snap_at(w: &Work, data: &Data, name: &str, at: &str) {
@@ -363,7 +376,30 @@ fn prune_frees_space_and_dry_run_changes_nothing() {
     assert_eq!(stats["snapshots"], 8);
     assert!(stats["dedup_ratio"].as_f64().unwrap() > 3.0, "{stats}");
     assert_eq!(stats["growth"].as_array().unwrap().len(), 8);
-    assert!(!stats["kinds"].as_array().unwrap().is_empty());
+    let kinds: Vec<String> = stats["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            format!(
+                "{}/{}",
+                k["namespace"].as_str().unwrap(),
+                k["kind"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "/Comment",
+            "/Post",
+            "/User",
+            "t1/Comment",
+            "t1/Post",
+            "t1/User"
+        ],
+        "{stats}"
+    );
     let one: serde_json::Value = serde_json::from_str(&w.ok(&["stats", "d8", "--json"])).unwrap();
     assert_eq!(one["name"], "d8");
     assert!(one["kinds"].as_array().unwrap().len() >= 3);
@@ -432,35 +468,56 @@ fn prune_refuses_a_damaged_repository_unless_forced() {
     w.ok(&["prune", "--force"]);
 }
 
-/// Run kindsnap with a crash point; it must die (abort, like SIGKILL:
-/// no cleanup runs).
-fn crash(w: &Work, point: &str, args: &[&str]) {
-    let out = w
-        .ks()
-        .env("KINDSNAP_CRASH_AT", point)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        !out.status.success(),
-        "{args:?} with crash point {point} did not crash: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+/// Run `op` on the repository of `w` with its durable file operations
+/// going through `storage`.
+fn through<T>(
+    w: &Work,
+    storage: Arc<dyn Storage>,
+    op: impl FnOnce(&mut Repository) -> kindsnap::Result<T>,
+) -> kindsnap::Result<T> {
+    let mut repo = Repository::open(&w.repo())?.with_storage(storage);
+    op(&mut repo)
 }
 
+fn forget_last_2(repo: &mut Repository) -> kindsnap::Result<()> {
+    let policy = Policy {
+        last: Some(2),
+        ..Default::default()
+    };
+    forget(repo, &policy, &ForgetOptions::default(), &NoProgress).map(|_| ())
+}
+
+fn prune_all(repo: &mut Repository) -> kindsnap::Result<()> {
+    let opts = PruneOptions {
+        max_unused: 0.0,
+        ..Default::default()
+    };
+    prune(repo, &opts, &NoProgress).map(|_| ())
+}
+
+/// The cut points to try out of `total` operations: every one when there
+/// are few, else the first and last two and an even spread between
+/// (each point costs a copy, a check and two prunes).
+fn cut_points(total: u64) -> Vec<u64> {
+    if total <= 10 {
+        return (1..=total).collect();
+    }
+    let mut points: Vec<u64> = (1..=2).chain(total - 1..=total).collect();
+    points.extend((1..7).map(|i| 2 + i * (total - 4) / 7));
+    points.sort();
+    points.dedup();
+    points
+}
+
+/// Forget and prune whose N-th durable file operation (create, write,
+/// fsync, rename, delete) fails, for N over the whole run: the error names
+/// the fault, and the repository passes `check --read-data`, lists each
+/// snapshot once, reads back the kept snapshots exactly, and the same
+/// command run again completes the job.
 #[test]
-fn forget_and_prune_killed_at_each_step_leave_a_checkable_repository() {
+fn forget_and_prune_cut_at_each_step_leave_a_checkable_repository() {
     let template = Work::new();
     let want = churned_repo(&template);
-    let copy = |to: &Work| {
-        let status = Command::new("cp")
-            .arg("-a")
-            .arg(template.repo())
-            .arg(to.repo())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
     let verify = |w: &Work, when: &str| {
         let out = w.run(&["check", "--read-data"]);
         assert!(
@@ -477,39 +534,45 @@ fn forget_and_prune_killed_at_each_step_leave_a_checkable_repository() {
             assert_eq!(&export(w, name), exp, "{name} after {when}");
         }
     };
-    // Forget killed after the first rewritten manifest, and mid-deletion.
-    for point in ["forget-publish", "forget-delete", "forget-delete:3"] {
+    let fresh = |forgotten: bool| {
         let w = Work::new();
-        copy(&w);
-        crash(&w, point, &["forget", "--keep-last", "2"]);
-        verify(&w, point);
-        w.ok(&["forget", "--keep-last", "2"]);
-        assert_eq!(names_in_log(&w), ["d7", "d8"], "after {point}");
-        w.ok(&["prune"]);
-        verify(&w, &format!("{point} and prune"));
-    }
-    // Prune killed after its new packs, after the index, between deletions.
-    for point in [
-        "prune-packs-written",
-        "prune-index",
-        "prune-index:2",
-        "prune-delete",
-        "prune-delete:4",
+        copy_dir(&template.repo(), &w.repo());
+        if forgotten {
+            w.ok(&["forget", "--keep-last", "2"]);
+        }
+        w
+    };
+    type Op = fn(&mut Repository) -> kindsnap::Result<()>;
+    for (what, forgotten, op) in [
+        ("forget", false, forget_last_2 as Op),
+        ("prune", true, prune_all as Op),
     ] {
-        let w = Work::new();
-        copy(&w);
-        w.ok(&["forget", "--keep-last", "2"]);
-        crash(&w, point, &["prune", "--max-unused", "0"]);
-        verify(&w, point);
-        let r: serde_json::Value =
-            serde_json::from_str(&w.ok(&["prune", "--max-unused", "0", "--json"])).unwrap();
-        verify(&w, &format!("{point} and the next prune"));
-        // The next prune completed: nothing is left to do.
-        let again: serde_json::Value =
-            serde_json::from_str(&w.ok(&["prune", "--max-unused", "0", "--json"])).unwrap();
-        assert_eq!(again["packs_deleted"], 0, "{point}: {r} then {again}");
-        assert_eq!(again["packs_repacked"], 0, "{point}: {again}");
-        assert_eq!(again["unindexed_deleted"], 0, "{point}: {again}");
+        let counting = FaultyDisk::new(u64::MAX, &EVERY_OP);
+        through(&fresh(forgotten), counting.clone(), op).unwrap();
+        let total = counting.ops();
+        assert!(total >= 5, "{what}: only {total} durable operations");
+        for n in cut_points(total) {
+            let when = format!("{what} cut at operation {n} of {total}");
+            let w = fresh(forgotten);
+            let err = through(&w, FaultyDisk::new(n, &EVERY_OP), op)
+                .expect_err(&format!("{when} succeeded"));
+            let msg = format!("{:#}", anyhow::Error::from(err));
+            assert!(msg.contains("injected fault"), "{when}: {msg}");
+            verify(&w, &when);
+            // The same command again completes the job.
+            if what == "forget" {
+                w.ok(&["forget", "--keep-last", "2"]);
+                assert_eq!(names_in_log(&w), ["d7", "d8"], "after {when}");
+            }
+            let again: serde_json::Value =
+                serde_json::from_str(&w.ok(&["prune", "--max-unused", "0", "--json"])).unwrap();
+            verify(&w, &format!("{when}, then prune"));
+            let last: serde_json::Value =
+                serde_json::from_str(&w.ok(&["prune", "--max-unused", "0", "--json"])).unwrap();
+            assert_eq!(last["packs_deleted"], 0, "{when}: {again} then {last}");
+            assert_eq!(last["packs_repacked"], 0, "{when}: {last}");
+            assert_eq!(last["unindexed_deleted"], 0, "{when}: {last}");
+        }
     }
 }
 

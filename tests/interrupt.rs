@@ -9,11 +9,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{canonical_set, Data, Work};
-
-fn bin() -> std::path::PathBuf {
-    assert_cmd::cargo::cargo_bin("kindsnap")
-}
+use common::{bin, canonical_set, Data, Work};
 
 fn sigint(child: &Child) {
     let ok = Command::new("kill")

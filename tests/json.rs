@@ -416,7 +416,10 @@ fn every_json_output_parses_strictly_and_holds_the_right_numbers() {
     assert!(restore.target.starts_with("jsonl:") && restore.target.ends_with("out.jsonl"));
     assert!(!restore.dry_run && restore.resumed.is_none() && restore.rejections.is_empty());
     assert!(restore.warnings.is_empty(), "{:?}", restore.warnings);
-    assert!(!restore.reserve_method.is_empty());
+    assert_eq!(
+        restore.reserve_method,
+        "none needed (a file hands out no ids)"
+    );
     let post = restore
         .kinds
         .iter()

@@ -540,12 +540,15 @@ fn child_env() -> Option<(PathBuf, String, String)> {
 }
 
 fn child_open(dir: &std::path::Path, url: &str, name: &str) -> kindsnap::repo::Repository {
-    kindsnap::repo::remote::open(
-        url,
-        &dir.join(format!("cache-{name}")),
-        &kindsnap::net::Timeouts::new(std::time::Duration::from_secs(5)),
-    )
-    .unwrap()
+    // The library reads no KINDSNAP_* variable: the test server's endpoint
+    // is an option, as the CLI passes it.
+    let options = kindsnap::repo::remote::RemoteOptions {
+        s3_endpoint: std::env::var("KINDSNAP_S3_ENDPOINT").ok(),
+        ..kindsnap::repo::remote::RemoteOptions::new(kindsnap::net::Timeouts::new(
+            std::time::Duration::from_secs(5),
+        ))
+    };
+    kindsnap::repo::remote::open(url, &dir.join(format!("cache-{name}")), &options).unwrap()
 }
 
 /// A contender for the exclusive lock (see `racing_to_break_an_expired_lock`).

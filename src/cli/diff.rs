@@ -37,7 +37,7 @@ pub struct Args {
     json: bool,
 }
 
-fn short(v: &Value) -> String {
+pub(super) fn short(v: &Value) -> String {
     let mut s = match &v.kind {
         ValueKind::Null => "null".to_string(),
         ValueKind::Boolean(b) => b.to_string(),
@@ -84,28 +84,74 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         kinds: (!args.kinds.is_empty()).then(|| args.kinds.clone()),
         entries: args.keys || args.props || args.json,
     };
-    let store = if args.props {
-        Some(Store::open(&repo)?)
-    } else {
-        None
+    let mut printer = Printer {
+        store: if args.props {
+            Some(Store::open(&repo)?)
+        } else {
+            None
+        },
+        paint: Paint::new(settings.color),
+        out: Out::new(),
+        json: args.json,
+        show_keys: (args.keys || args.props) && !args.json,
+        first: true,
+        current: None,
     };
-    let paint = Paint::new(settings.color);
-    let mut out = Out::new();
-    let mut json_entries: Vec<serde_json::Value> = Vec::new();
-    let mut current: Option<(String, String)> = None;
-    let show_keys = (args.keys || args.props) && !args.json;
-    let (kinds, _method) = d::diff(&repo, &a, &b, &opts, &mut |k, e| {
+    if args.json {
+        // Entries stream out as they are found (a diff may have millions);
+        // the per-kind counts, known at the end, come last.
+        let head = serde_json::json!({
+            "from": {"id": a.id.to_hex(), "name": a.name},
+            "to": {"id": b.id.to_hex(), "name": b.name},
+        });
+        let head = serde_json::to_string(&head)?;
+        printer
+            .out
+            .raw(&format!("{},\n\"entries\": [", &head[..head.len() - 1]))?;
+    }
+    let (kinds, _method) = d::diff(&repo, &a, &b, &opts, &mut |k, e| printer.entry(k, e))?;
+    let mut out = printer.out;
+    if args.json {
+        let kinds = serde_json::to_string_pretty(&kinds)?;
+        out.raw(&format!("\n],\n\"kinds\": {kinds}\n}}"))?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if printer.show_keys && !kinds.is_empty() {
+        out.line("")?;
+    }
+    summary(&mut out, &printer.paint, &a.name, &b.name, &kinds)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints each differing entity as the diff finds it.
+struct Printer<'a> {
+    /// Set with `--props`: the bodies to compare.
+    store: Option<Store<'a>>,
+    paint: Paint,
+    out: Out,
+    json: bool,
+    show_keys: bool,
+    /// No JSON entry printed yet.
+    first: bool,
+    /// The kind whose heading was printed last.
+    current: Option<(String, String)>,
+}
+
+impl Printer<'_> {
+    fn entry(&mut self, k: &d::KindDiff, e: d::DiffEntry) -> kindsnap::Result<()> {
         let path = key::decode_path(&e.key)
             .map(|p| key::display_path(&p))
             .unwrap_or_else(|| hex::encode(&e.key));
         let mut props = Vec::new();
         if let (Some(store), d::Change::Changed, Some(o), Some(n)) =
-            (&store, e.change, e.old, e.new)
+            (&self.store, e.change, e.old, e.new)
         {
             props = d::diff_properties(&store.get(&o)?, &store.get(&n)?);
         }
-        if args.json {
-            json_entries.push(serde_json::json!({
+        if self.json {
+            let v = serde_json::json!({
                 "namespace": k.namespace, "kind": k.kind, "key": path, "change": e.change,
                 "old": e.old.map(|h| h.to_hex()), "new": e.new.map(|h| h.to_hex()),
                 "properties": props.iter().map(|p| serde_json::json!({
@@ -113,100 +159,99 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                     "old": p.old.as_ref().map(json::value_to_json),
                     "new": p.new.as_ref().map(json::value_to_json),
                 })).collect::<Vec<_>>(),
-            }));
+            });
+            let sep = if std::mem::take(&mut self.first) {
+                ""
+            } else {
+                ","
+            };
+            return self.raw(&format!("{sep}{v}"));
+        }
+        if !self.show_keys {
             return Ok(());
         }
-        if show_keys {
-            let here = (k.namespace.clone(), k.kind.clone());
-            if current.as_ref() != Some(&here) {
-                out.raw(&paint.bold(&format!("{}:", kind_label(&k.namespace, &k.kind))))?;
-                current = Some(here);
-            }
-            let line = match e.change {
-                d::Change::Added => paint.green(&format!("+ {path}")),
-                d::Change::Removed => paint.red(&format!("- {path}")),
-                d::Change::Changed => paint.yellow(&format!("~ {path}")),
-            };
-            out.raw(&format!("  {line}"))?;
-            for p in props {
-                let o = p
-                    .old
-                    .as_ref()
-                    .map(short)
-                    .unwrap_or_else(|| "(absent)".into());
-                let n = p
-                    .new
-                    .as_ref()
-                    .map(short)
-                    .unwrap_or_else(|| "(absent)".into());
-                out.raw(&format!(
-                    "      {}: {} → {}",
-                    escape(&p.name),
-                    paint.red(&o),
-                    paint.green(&n)
-                ))?;
-            }
+        let here = (k.namespace.clone(), k.kind.clone());
+        if self.current.as_ref() != Some(&here) {
+            let heading = self
+                .paint
+                .bold(&format!("{}:", kind_label(&k.namespace, &k.kind)));
+            self.raw(&heading)?;
+            self.current = Some(here);
+        }
+        let line = match e.change {
+            d::Change::Added => self.paint.green(&format!("+ {path}")),
+            d::Change::Removed => self.paint.red(&format!("- {path}")),
+            d::Change::Changed => self.paint.yellow(&format!("~ {path}")),
+        };
+        self.raw(&format!("  {line}"))?;
+        for p in props {
+            let shown =
+                |v: &Option<Value>| v.as_ref().map(short).unwrap_or_else(|| "(absent)".into());
+            let (o, n) = (shown(&p.old), shown(&p.new));
+            let line = format!(
+                "      {}: {} → {}",
+                escape(&p.name),
+                self.paint.red(&o),
+                self.paint.green(&n)
+            );
+            self.raw(&line)?;
         }
         Ok(())
-    })?;
-    if args.json {
-        out.json(&serde_json::json!({
-            "from": {"id": a.id.to_hex(), "name": a.name},
-            "to": {"id": b.id.to_hex(), "name": b.name},
-            "kinds": kinds,
-            "entries": json_entries,
-        }))?;
-        out.flush()?;
-        return Ok(ExitCode::SUCCESS);
     }
-    if show_keys && !kinds.is_empty() {
-        out.line("")?;
+
+    fn raw(&mut self, line: &str) -> kindsnap::Result<()> {
+        self.out.raw(line).map_err(kindsnap::Error::Output)
     }
+}
+
+/// The per-kind table and the totals line.
+fn summary(
+    out: &mut Out,
+    paint: &Paint,
+    a: &str,
+    b: &str,
+    kinds: &[d::KindDiff],
+) -> std::io::Result<()> {
     if kinds.is_empty() {
-        out.line(format!("no differences between {} and {}", a.name, b.name))?;
-    } else {
-        let mut rows = vec![vec![
-            "kind".to_string(),
-            "added".into(),
-            "removed".into(),
-            "changed".into(),
-        ]];
-        for k in &kinds {
-            rows.push(vec![
-                kind_label(&k.namespace, &k.kind),
-                format!("+{}", k.added),
-                format!("-{}", k.removed),
-                format!("~{}", k.changed),
-            ]);
-        }
-        // Row 0 is the header; row r is kinds[r - 1]. Zero counts stay plain.
-        let colour = |row: usize, col: usize, cell: &str| -> String {
-            let Some(k) = row.checked_sub(1).and_then(|i| kinds.get(i)) else {
-                return paint.bold(cell);
-            };
-            match col {
-                1 if k.added > 0 => paint.green(cell),
-                2 if k.removed > 0 => paint.red(cell),
-                3 if k.changed > 0 => paint.yellow(cell),
-                _ => cell.to_string(),
-            }
-        };
-        for l in painted_table(&rows, 1, colour) {
-            out.raw(&l)?;
-        }
-        let (ad, re, ch) = kinds.iter().fold((0, 0, 0), |s, k| {
-            (s.0 + k.added, s.1 + k.removed, s.2 + k.changed)
-        });
-        let n = kinds.len();
-        let kinds_differ = if n == 1 {
-            "1 kind differs".to_string()
-        } else {
-            format!("{n} kinds differ")
-        };
-        out.line(format!(
-            "{kinds_differ}: {ad} added, {re} removed, {ch} changed"
-        ))?;
+        return out.line(format!("no differences between {a} and {b}"));
     }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    let mut rows = vec![vec![
+        "kind".to_string(),
+        "added".into(),
+        "removed".into(),
+        "changed".into(),
+    ]];
+    for k in kinds {
+        rows.push(vec![
+            kind_label(&k.namespace, &k.kind),
+            format!("+{}", k.added),
+            format!("-{}", k.removed),
+            format!("~{}", k.changed),
+        ]);
+    }
+    // Row 0 is the header; row r is kinds[r - 1]. Zero counts stay plain.
+    let colour = |row: usize, col: usize, cell: &str| -> String {
+        let Some(k) = row.checked_sub(1).and_then(|i| kinds.get(i)) else {
+            return paint.bold(cell);
+        };
+        match col {
+            1 if k.added > 0 => paint.green(cell),
+            2 if k.removed > 0 => paint.red(cell),
+            3 if k.changed > 0 => paint.yellow(cell),
+            _ => cell.to_string(),
+        }
+    };
+    for l in painted_table(&rows, 1, colour) {
+        out.raw(&l)?;
+    }
+    let (ad, re, ch) = kinds.iter().fold((0, 0, 0), |s, k| {
+        (s.0 + k.added, s.1 + k.removed, s.2 + k.changed)
+    });
+    let kinds_differ = match kinds.len() {
+        1 => "1 kind differs".to_string(),
+        n => format!("{n} kinds differ"),
+    };
+    out.line(format!(
+        "{kinds_differ}: {ad} added, {re} removed, {ch} changed"
+    ))
 }

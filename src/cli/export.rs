@@ -38,7 +38,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         &info,
         args.kinds.as_deref(),
         &settings.progress(),
-        &mut |e| sink.write(&e),
+        &mut |e| {
+            settings.cancel.check()?;
+            sink.write(&e)
+        },
     )?;
     sink.finish()?;
     if !settings.quiet {

@@ -14,7 +14,7 @@ pub struct Args {}
 
 pub fn run(_args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = match settings.remote_url() {
-        Some(url) => kindsnap::repo::remote::init(url, &settings.cache_dir, &settings.timeouts)?,
+        Some(url) => kindsnap::repo::remote::init(url, &settings.cache_dir, &settings.remote)?,
         None => kindsnap::repo::Repository::init(&settings.repo)?,
     };
     if !settings.quiet {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use kindsnap::connector;
 use kindsnap::model::key;
-use kindsnap::ops::restore::KeyMap;
+use kindsnap::repo::keymap::KeyMap;
 
 use super::{Out, Settings};
 

@@ -2,42 +2,43 @@
 
 use std::process::ExitCode;
 
-use kindsnap::repo::manifest;
+use kindsnap::ops;
 
-use super::output::{bytes, table, time};
+use kindsnap::ops::diff::Change;
+
+use super::output::{bytes, escape, table, time, Paint};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   kindsnap log
-  kindsnap log --json | jq -r '.[0].id'")]
+  kindsnap log --json | jq -r '.[0].id'
+  kindsnap log --key User:alice          every snapshot that added, changed
+                                         or removed User:alice, and how")]
 pub struct Args {
     /// Print as JSON.
     #[arg(long)]
     json: bool,
+    /// One entity's history instead: the snapshots in which the key was
+    /// added, changed or removed, with each property old → new.
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
+    /// Namespace of --key [default: the default namespace].
+    #[arg(long, default_value = "", requires = "key")]
+    namespace: String,
 }
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    if let Some(key) = &args.key {
+        return history(key, &args, settings);
+    }
     let repo = settings.open_repo()?;
-    let (infos, bad) = manifest::list(&repo)?;
+    let log = ops::read::log(&repo)?;
     let mut out = Out::new();
     if args.json {
-        let v: Vec<serde_json::Value> = infos
-            .iter()
-            .rev()
-            .map(|i| {
-                serde_json::json!({
-                    "id": i.id.to_hex(),
-                    "name": i.name,
-                    "time": kindsnap::model::json::format_timestamp(i.time_us),
-                    "source": i.source,
-                    "parent": i.parent.map(|p| p.to_hex()),
-                    "entities": i.entities,
-                    "bytes_added": i.bytes_added + i.manifest_bytes,
-                })
-            })
-            .collect();
-        out.json(&serde_json::Value::Array(v))?;
+        out.json(&serde_json::to_value(&log.snapshots)?)?;
+    } else if log.snapshots.is_empty() {
+        out.line("no snapshots yet; `kindsnap snapshot --from SOURCE` takes one")?;
     } else {
         let mut rows = vec![vec![
             "id".to_string(),
@@ -47,31 +48,99 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             "entities".into(),
             "added".into(),
         ]];
-        for i in infos.iter().rev() {
+        for s in &log.snapshots {
             rows.push(vec![
-                i.id.short(),
-                i.name.clone(),
-                time(i.time_us),
-                i.source.clone(),
-                i.entities.to_string(),
-                bytes(i.bytes_added + i.manifest_bytes),
+                s.id[..8].to_string(),
+                s.name.clone(),
+                time(s.time_us),
+                s.source.clone(),
+                s.entities.to_string(),
+                bytes(s.bytes_added),
             ]);
         }
-        if infos.is_empty() {
-            out.line("no snapshots yet; `kindsnap snapshot --from SOURCE` takes one")?;
-        } else {
-            for l in table(&rows, 4) {
-                out.line(l)?;
-            }
+        for l in table(&rows, 4) {
+            out.line(l)?;
         }
     }
     out.flush()?;
-    for (id, e) in bad {
+    for u in &log.unreadable {
         eprintln!(
             "kindsnap: warning: snapshot {} cannot be read: {}",
-            id.short(),
-            super::output::escape(&e.to_string())
+            &u.id[..8],
+            super::output::escape(&u.why)
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kindsnap log --key K`: one entity's history.
+fn history(key: &str, args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    use kindsnap::model::json::value_to_json;
+    let repo = settings.open_repo()?;
+    let h = kindsnap::ops::history::entity_history(&repo, &args.namespace, key)?;
+    let mut out = Out::new();
+    if args.json {
+        let events: Vec<serde_json::Value> = h
+            .events
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "id": e.snapshot.id.to_hex(),
+                    "name": e.snapshot.name,
+                    "time": kindsnap::model::json::format_timestamp(e.snapshot.time_us),
+                    "source": e.snapshot.source,
+                    "parent": e.parent.map(|p| p.to_hex()),
+                    "change": e.change,
+                    "old": e.old.map(|x| x.to_hex()),
+                    "new": e.new.map(|x| x.to_hex()),
+                    "properties": e.properties.iter().map(|p| serde_json::json!({
+                        "name": p.name,
+                        "old": p.old.as_ref().map(value_to_json),
+                        "new": p.new.as_ref().map(value_to_json),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        out.json(&serde_json::json!({
+            "namespace": h.namespace,
+            "kind": h.kind,
+            "key": h.key,
+            "events": events,
+        }))?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let paint = Paint::new(settings.color);
+    if h.events.is_empty() {
+        out.line(format!("no snapshot holds {}", escape(&h.key)))?;
+    }
+    // Newest first, as `log` lists snapshots.
+    for e in h.events.iter().rev() {
+        let (mark, what) = match e.change {
+            Change::Added => (paint.green("+"), "added"),
+            Change::Removed => (paint.red("-"), "removed"),
+            Change::Changed => (paint.yellow("~"), "changed"),
+        };
+        out.raw(&format!(
+            "{mark} {}  {}  {}  {what}",
+            e.snapshot.id.short(),
+            escape(&e.snapshot.name),
+            time(e.snapshot.time_us),
+        ))?;
+        for p in &e.properties {
+            let show = |v: &Option<kindsnap::model::Value>| {
+                v.as_ref()
+                    .map(super::diff::short)
+                    .unwrap_or_else(|| "(absent)".into())
+            };
+            out.raw(&format!(
+                "    {}: {} → {}",
+                escape(&p.name),
+                paint.red(&escape(&show(&p.old))),
+                paint.green(&escape(&show(&p.new)))
+            ))?;
+        }
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

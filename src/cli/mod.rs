@@ -4,8 +4,10 @@
 //!
 //! Exit codes: 0 success; 1 error (one line on stderr); 2 usage error;
 //! 3 finished, but problems were found (`check`) or entities were skipped
-//! (`restore --tolerate`); 130 stopped by Ctrl-C after a clean stop;
-//! a closed stdout (`kindsnap log | head`) is not an error.
+//! (`restore --tolerate`); 75 (EX_TEMPFAIL) a transient error — a server
+//! that did not answer, a lock held elsewhere — worth running again as is
+//! ([`kindsnap::error::ErrorClass`]); 130 stopped by Ctrl-C after a clean
+//! stop; a closed stdout (`kindsnap log | head`) is not an error.
 
 mod cat;
 mod check;
@@ -25,6 +27,7 @@ mod restore;
 mod show;
 mod snapshot;
 mod stats;
+mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +87,7 @@ const EXAMPLES: &str = "Examples:
   kindsnap cat latest User:alice/Post:7
   kindsnap restore day1 --to datastore://localhost:8081/dev --keys uuid
   kindsnap export day1 --to jsonl:day1.jsonl
+  kindsnap ui --open
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 finished with problems (check) or
 skipped entities (restore --tolerate), 130 stopped by Ctrl-C.
@@ -129,6 +133,9 @@ enum Command {
     Man(config::ManArgs),
     /// Look up the uuid name a `--keys uuid` restore gave a key, or back.
     Keymap(keymap::Args),
+    /// Browse the repository in a web browser: history, diffs, entities
+    /// (read-only; loopback unless given a token).
+    Ui(ui::Args),
 }
 
 /// Settings resolved once from flags, environment and defaults.
@@ -148,12 +155,17 @@ pub struct Settings {
     /// Where the timeout came from: `--timeout`, `KINDSNAP_TIMEOUT`, the
     /// file, default.
     pub timeout_from: &'static str,
+    /// Object storage: the timeouts, and `KINDSNAP_S3_ENDPOINT`,
+    /// `KINDSNAP_REMOTE_TIMEOUT` (seconds).
+    pub remote: kindsnap::repo::remote::RemoteOptions,
     pub config: kindsnap::config::Config,
+    /// Cancelled by Ctrl-C; every operation gets a clone.
+    pub cancel: kindsnap::interrupt::Cancel,
 }
 
 impl Settings {
     /// Flags, then the environment, then kindsnap.toml, then defaults.
-    fn resolve(cli: &Cli) -> anyhow::Result<Settings> {
+    fn resolve(cli: &Cli, cancel: kindsnap::interrupt::Cancel) -> anyhow::Result<Settings> {
         let config = kindsnap::config::Config::load(cli.config.as_deref())?;
         let env = std::env::var_os("KINDSNAP_REPO")
             .filter(|v| !v.is_empty())
@@ -177,13 +189,28 @@ impl Settings {
             .or_else(|| env_dir("XDG_CACHE_HOME").map(|d| d.join("kindsnap")))
             .or_else(|| env_dir("HOME").map(|d| d.join(".cache").join("kindsnap")))
             .unwrap_or_else(|| std::env::temp_dir().join("kindsnap-cache"));
+        let timeouts = kindsnap::net::Timeouts::new(timeout);
+        let remote = kindsnap::repo::remote::RemoteOptions {
+            timeouts,
+            s3_endpoint: std::env::var("KINDSNAP_S3_ENDPOINT")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            retry_window: match std::env::var("KINDSNAP_REMOTE_TIMEOUT") {
+                Ok(v) => Some(std::time::Duration::from_secs(v.parse().map_err(|_| {
+                    anyhow::anyhow!("KINDSNAP_REMOTE_TIMEOUT={v}: give whole seconds, such as 60")
+                })?)),
+                Err(_) => None,
+            },
+        };
         Ok(Settings {
             repo,
             repo_from,
             quiet: cli.quiet,
             cache_dir,
-            timeouts: kindsnap::net::Timeouts::new(timeout),
+            timeouts,
             timeout_from,
+            remote,
+            cancel,
             color: match cli.color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,
@@ -235,7 +262,7 @@ impl Settings {
 
     pub fn open_repo(&self) -> anyhow::Result<kindsnap::repo::Repository> {
         Ok(match self.remote_url() {
-            Some(url) => kindsnap::repo::remote::open(url, &self.cache_dir, &self.timeouts)?,
+            Some(url) => kindsnap::repo::remote::open(url, &self.cache_dir, &self.remote)?,
             None => kindsnap::repo::Repository::open(&self.repo)?,
         })
     }
@@ -273,23 +300,24 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Ctrl-C: the first asks running operations to stop cleanly (they poll
-/// [`kindsnap::interrupt`]); a second one ends the process at once.
-fn install_ctrl_c() {
-    let _ = ctrlc::set_handler(|| {
-        if kindsnap::interrupt::requested() {
+/// Ctrl-C: the first cancels `cancel`, which running operations check at
+/// safe points to stop cleanly; a second one ends the process at once.
+fn install_ctrl_c(cancel: kindsnap::interrupt::Cancel) {
+    let _ = ctrlc::set_handler(move || {
+        if cancel.is_cancelled() {
             std::process::exit(130);
         }
         eprintln!("kindsnap: stopping (Ctrl-C again to quit at once)…");
-        kindsnap::interrupt::request();
+        cancel.cancel();
     });
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    install_ctrl_c();
-    let settings = match Settings::resolve(&cli) {
+    let cancel = kindsnap::interrupt::Cancel::new();
+    install_ctrl_c(cancel.clone());
+    let settings = match Settings::resolve(&cli, cancel.clone()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("kindsnap: error: {}", output::escape(&format!("{e:#}")));
@@ -315,6 +343,7 @@ pub fn main() -> ExitCode {
         Command::Config(a) => config::run(a, &settings),
         Command::Completions(a) => config::completions(a),
         Command::Man(a) => config::man(a),
+        Command::Ui(a) => ui::run(a, &settings),
     };
     match result {
         Ok(code) => code,
@@ -323,14 +352,15 @@ pub fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("kindsnap: error: {}", output::escape(&format!("{e:#}")));
-            let interrupted = matches!(
-                e.downcast_ref::<kindsnap::Error>(),
-                Some(kindsnap::Error::Interrupted)
-            );
-            if interrupted || kindsnap::interrupt::requested() {
+            let error = e.downcast_ref::<kindsnap::Error>();
+            let interrupted = matches!(error, Some(kindsnap::Error::Interrupted));
+            if interrupted || cancel.is_cancelled() {
                 return ExitCode::from(130);
             }
-            ExitCode::from(1)
+            match error.map(|e| e.class()) {
+                Some(kindsnap::error::ErrorClass::Transient) => ExitCode::from(75),
+                _ => ExitCode::from(1),
+            }
         }
     }
 }

@@ -50,6 +50,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
         max_unused: args.max_unused,
         force: args.force,
+        cancel: settings.cancel.clone(),
     };
     let r = prune::prune(&repo, &opts, &settings.progress())?;
     let mut out = Out::new();

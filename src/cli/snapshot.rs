@@ -25,6 +25,7 @@ Examples:
   kindsnap snapshot --from datastore:acme-prod --name daily
   kindsnap snapshot --from datastore://localhost:8081/dev --kinds Order,User
   kindsnap snapshot --from datastore:acme-prod --read-time 2026-11-20T00:00:00Z
+  kindsnap snapshot --from datastore:acme-prod --changed-property updated
   kindsnap snapshot --from sqlite:db.sqlite3 --name before-migration
   kindsnap snapshot --from postgres://app@localhost/app
   kindsnap snapshot --from jsonl:entities.jsonl --json
@@ -185,6 +186,7 @@ fn options(
             .config
             .datastore_read_price
             .unwrap_or(snapshot::DEFAULT_READ_PRICE_PER_100K),
+        cancel: settings.cancel.clone(),
         ..Default::default()
     };
     // Memory for the external sort (bytes); mostly for tests and tuning.

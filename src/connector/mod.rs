@@ -5,9 +5,9 @@
 //! Sources stream entities; they need not be in key order (the snapshot
 //! sorts externally when they are not).
 
-pub mod datastore;
+pub(crate) mod datastore;
 pub mod jsonl;
-pub mod linecache;
+pub(crate) mod linecache;
 pub mod sql;
 
 use crate::error::{Error, Result};
@@ -412,6 +412,22 @@ pub trait EntityTarget {
     fn reserve_ids(&mut self, namespace: &str, kind: &str, keys: &[Key]) -> Result<()>;
     /// How this target reserves ids, for the plan and the report.
     fn reserve_method(&self) -> &'static str;
+    /// Whether the target holds any entity of `kind` (a restore that was
+    /// given no write mode refuses to merge into a live target). The
+    /// default stops `scan_keys` at the first key.
+    fn has_entities(&mut self, namespace: &str, kind: &str) -> Result<bool> {
+        let mut found = false;
+        let scanned = self.scan_keys(namespace, kind, &mut |_| {
+            found = true;
+            // Stop the scan: one key answers the question.
+            Err(Error::Interrupted)
+        });
+        match scanned {
+            _ if found => Ok(true),
+            Ok(()) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
     /// Every key of `kind` on the target, in any order (for `--exact`).
     fn scan_keys(
         &mut self,

@@ -640,24 +640,7 @@ fn depends_on(
 }
 
 pub fn packs_on_disk(repo: &Repository) -> Result<BTreeSet<PackId>> {
-    if let Some(r) = repo.remote() {
-        return r.list_packs();
-    }
-    let mut out = BTreeSet::new();
-    let root = repo.root().join("packs");
-    for sub in fs::read_dir(&root).map_err(Error::io("reading", &root))? {
-        let sub = sub.map_err(Error::io("reading", &root))?;
-        if !sub.path().is_dir() {
-            continue;
-        }
-        for f in fs::read_dir(sub.path()).map_err(Error::io("reading", sub.path()))? {
-            let f = f.map_err(Error::io("reading", sub.path()))?;
-            if let Some(id) = PackId::from_hex(&f.file_name().to_string_lossy()) {
-                out.insert(id);
-            }
-        }
-    }
-    Ok(out)
+    repo.list_packs()
 }
 
 /// A pack that failed its checks while the index was rebuilt, and what

@@ -9,7 +9,7 @@ use crate::ids::EntityHash;
 use crate::repo::manifest::{Chain, KindInfo, Op, SnapshotInfo, StateEntry};
 use crate::repo::Repository;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
     Added,
@@ -67,42 +67,7 @@ pub fn diff(
     let chain_b = Chain::open(repo, &b.id)?;
     let kinds_a = chain_a.head().kinds()?;
     let kinds_b = chain_b.head().kinds()?;
-    if let Some(ks) = &opts.kinds {
-        let present = |k: &KindInfo| k.entities > 0 || k.removed > 0;
-        for w in ks {
-            if !kinds_a.iter().chain(&kinds_b).any(|k| &k.kind == w) {
-                let within = if a.id == b.id {
-                    format!("snapshot `{}`", a.name)
-                } else {
-                    format!("either snapshot, `{}` or `{}`", a.name, b.name)
-                };
-                let names = kinds_a.iter().chain(&kinds_b).filter(|k| present(k));
-                return Err(super::unknown_kind(
-                    w,
-                    within,
-                    &b.name,
-                    names.map(|k| k.kind.as_str()),
-                ));
-            }
-        }
-    }
-    let wanted = |k: &str| {
-        opts.kinds
-            .as_ref()
-            .map(|ks| ks.iter().any(|x| x == k))
-            .unwrap_or(true)
-    };
-    let mut names = BTreeSet::new();
-    for k in kinds_a.iter().chain(&kinds_b) {
-        if wanted(&k.kind) && (k.entities > 0 || k.removed > 0) {
-            names.insert((k.namespace.clone(), k.kind.clone()));
-        }
-    }
-    let find = |ks: &[KindInfo], ns: &str, kind: &str| {
-        ks.iter()
-            .find(|k| k.namespace == ns && k.kind == kind)
-            .cloned()
-    };
+    check_kinds(opts, a, b, &kinds_a, &kinds_b)?;
     // Adjacent: one is the other's parent, and the child recorded changes.
     let forward = b.parent == Some(a.id);
     let backward = a.parent == Some(b.id);
@@ -111,8 +76,13 @@ pub fn diff(
     } else {
         Method::Merge
     };
+    let find = |ks: &[KindInfo], ns: &str, kind: &str| {
+        ks.iter()
+            .find(|k| k.namespace == ns && k.kind == kind)
+            .cloned()
+    };
     let mut out = Vec::new();
-    for (ns, kind) in names {
+    for (ns, kind) in kind_names(opts, &kinds_a, &kinds_b) {
         let ka = find(&kinds_a, &ns, &kind);
         let kb = find(&kinds_b, &ns, &kind);
         let mut d = KindDiff {
@@ -122,8 +92,7 @@ pub fn diff(
             ..Default::default()
         };
         let ea = ka.as_ref().map(|k| k.entities).unwrap_or(0);
-        let eb = d.entities;
-        if ea == 0 && eb == 0 {
+        if ea == 0 && d.entities == 0 {
             continue;
         }
         if let (Some(x), Some(y)) = (&ka, &kb) {
@@ -139,52 +108,16 @@ pub fn diff(
         // Adjacent, and the child has the kind: its change rows are the diff.
         // Otherwise (not adjacent, or the kind appeared or vanished
         // entirely) merge the two states.
-        let use_changes = method == Method::Adjacent && child_kind.is_some();
-        if let (true, Some(ck)) = (use_changes, child_kind) {
-            {
-                if !opts.entries {
-                    let (add, rem) = if forward {
-                        (ck.added, ck.removed)
-                    } else {
-                        (ck.removed, ck.added)
-                    };
-                    d.added = add;
-                    d.removed = rem;
-                    d.changed = ck.changed;
-                } else {
-                    let mut rows = child_chain.head().changes(ck.kid);
-                    while let Some(row) = rows.next_row()? {
-                        let old = match row.op {
-                            Op::Added => None,
-                            _ => parent_chain.lookup(&ns, &kind, &row.key)?.map(|e| e.hash),
-                        };
-                        let (change, o, n) = match (row.op, forward) {
-                            (Op::Added, true) => (Change::Added, None, row.hash),
-                            (Op::Added, false) => (Change::Removed, row.hash, None),
-                            (Op::Removed, true) => (Change::Removed, old, None),
-                            (Op::Removed, false) => (Change::Added, None, old),
-                            (Op::Changed, true) => (Change::Changed, old, row.hash),
-                            (Op::Changed, false) => (Change::Changed, row.hash, old),
-                        };
-                        match change {
-                            Change::Added => d.added += 1,
-                            Change::Removed => d.removed += 1,
-                            Change::Changed => d.changed += 1,
-                        }
-                        on_entry(
-                            &d,
-                            DiffEntry {
-                                change,
-                                key: row.key,
-                                old: o,
-                                new: n,
-                            },
-                        )?;
-                    }
-                }
+        match child_kind {
+            Some(ck) if method == Method::Adjacent => {
+                let adjacent = Adjacent {
+                    child: child_chain,
+                    parent: parent_chain,
+                    forward,
+                };
+                adjacent.kind(ck, &mut d, opts.entries, on_entry)?;
             }
-        } else {
-            merge(
+            _ => merge(
                 &chain_a,
                 &chain_b,
                 &ns,
@@ -192,13 +125,128 @@ pub fn diff(
                 &mut d,
                 opts.entries,
                 on_entry,
-            )?;
+            )?,
         }
         if d.added + d.removed + d.changed > 0 {
             out.push(d);
         }
     }
     Ok((out, method))
+}
+
+/// Every kind `opts.kinds` names must be in one of the snapshots.
+fn check_kinds(
+    opts: &DiffOptions,
+    a: &SnapshotInfo,
+    b: &SnapshotInfo,
+    kinds_a: &[KindInfo],
+    kinds_b: &[KindInfo],
+) -> Result<()> {
+    let Some(ks) = &opts.kinds else {
+        return Ok(());
+    };
+    let present = |k: &KindInfo| k.entities > 0 || k.removed > 0;
+    for w in ks {
+        if !kinds_a.iter().chain(kinds_b).any(|k| &k.kind == w) {
+            let within = if a.id == b.id {
+                format!("snapshot `{}`", a.name)
+            } else {
+                format!("either snapshot, `{}` or `{}`", a.name, b.name)
+            };
+            let names = kinds_a.iter().chain(kinds_b).filter(|k| present(k));
+            return Err(super::unknown_kind(
+                w,
+                within,
+                &b.name,
+                names.map(|k| k.kind.as_str()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The (namespace, kind) pairs to compare: wanted, and with entities or
+/// removals in either snapshot.
+fn kind_names(
+    opts: &DiffOptions,
+    kinds_a: &[KindInfo],
+    kinds_b: &[KindInfo],
+) -> BTreeSet<(String, String)> {
+    let wanted = |k: &str| {
+        opts.kinds
+            .as_ref()
+            .map(|ks| ks.iter().any(|x| x == k))
+            .unwrap_or(true)
+    };
+    kinds_a
+        .iter()
+        .chain(kinds_b)
+        .filter(|k| wanted(&k.kind) && (k.entities > 0 || k.removed > 0))
+        .map(|k| (k.namespace.clone(), k.kind.clone()))
+        .collect()
+}
+
+/// A diff of a snapshot and its parent, from the child's change rows.
+struct Adjacent<'a> {
+    child: &'a Chain,
+    parent: &'a Chain,
+    /// The child is the newer snapshot (`diff parent child`).
+    forward: bool,
+}
+
+impl Adjacent<'_> {
+    /// One kind the child holds: counts from its header, or with
+    /// `entries` each change row (old bodies looked up in the parent).
+    fn kind(
+        &self,
+        ck: &KindInfo,
+        d: &mut KindDiff,
+        entries: bool,
+        on_entry: &mut dyn FnMut(&KindDiff, DiffEntry) -> Result<()>,
+    ) -> Result<()> {
+        if !entries {
+            let (add, rem) = if self.forward {
+                (ck.added, ck.removed)
+            } else {
+                (ck.removed, ck.added)
+            };
+            d.added = add;
+            d.removed = rem;
+            d.changed = ck.changed;
+            return Ok(());
+        }
+        let mut rows = self.child.head().changes(ck.kid);
+        while let Some(row) = rows.next_row()? {
+            let old = match row.op {
+                Op::Added => None,
+                _ => self
+                    .parent
+                    .lookup(&d.namespace, &d.kind, &row.key)?
+                    .map(|e| e.hash),
+            };
+            let (change, o, n) = match (row.op, self.forward) {
+                (Op::Added, true) => (Change::Added, None, row.hash),
+                (Op::Added, false) => (Change::Removed, row.hash, None),
+                (Op::Removed, true) => (Change::Removed, old, None),
+                (Op::Removed, false) => (Change::Added, None, old),
+                (Op::Changed, true) => (Change::Changed, old, row.hash),
+                (Op::Changed, false) => (Change::Changed, row.hash, old),
+            };
+            match change {
+                Change::Added => d.added += 1,
+                Change::Removed => d.removed += 1,
+                Change::Changed => d.changed += 1,
+            }
+            let entry = DiffEntry {
+                change,
+                key: row.key,
+                old: o,
+                new: n,
+            };
+            on_entry(d, entry)?;
+        }
+        Ok(())
+    }
 }
 
 fn merge(
@@ -291,4 +339,48 @@ pub fn diff_properties(old: &crate::model::Entity, new: &crate::model::Entity) -
         }
     }
     out
+}
+
+/// One page of the keys of one kind that differ between `a` and `b`, in
+/// key order: the `take` entries after the first `skip`, and whether more
+/// follow. Reading stops once the page is full, so a page costs what
+/// comes before it, never the whole kind (for the web UI's paged diff).
+pub fn entries_page(
+    repo: &Repository,
+    a: &SnapshotInfo,
+    b: &SnapshotInfo,
+    namespace: &str,
+    kind: &str,
+    skip: u64,
+    take: usize,
+) -> Result<(Vec<DiffEntry>, bool)> {
+    let opts = DiffOptions {
+        kinds: Some(vec![kind.to_string()]),
+        entries: true,
+    };
+    let mut seen = 0u64;
+    let mut page = Vec::with_capacity(take);
+    let mut more = false;
+    // The walk is cut short by returning `Interrupted` from the callback:
+    // nothing else in `diff` can raise it (it does not poll Ctrl-C).
+    let res = diff(repo, a, b, &opts, &mut |k, e| {
+        if k.namespace != namespace {
+            return Ok(());
+        }
+        seen += 1;
+        if seen <= skip {
+            return Ok(());
+        }
+        if page.len() == take {
+            more = true;
+            return Err(crate::error::Error::Interrupted);
+        }
+        page.push(e);
+        Ok(())
+    });
+    match res {
+        Ok(_) => Ok((page, false)),
+        Err(crate::error::Error::Interrupted) if more => Ok((page, true)),
+        Err(e) => Err(e),
+    }
 }

@@ -282,7 +282,6 @@ pub fn forget(
         if hidden.contains(&i.id) {
             report.leftovers_removed += 1;
         }
-        crash_point("forget-delete");
     }
     fsutil::sync_dir(&repo.snapshots_dir())?;
     Ok(report)
@@ -443,27 +442,6 @@ pub fn remove_replaced(repo: &Repository) -> Result<u64> {
     Ok(n)
 }
 
-/// Test hook: `KINDSNAP_CRASH_AT=<point>` aborts the process there, as a
-/// SIGKILL would (no destructor, no cleanup). `<point>:N` aborts the N-th
-/// time the point is reached.
-pub(crate) fn crash_point(point: &str) {
-    let Ok(want) = std::env::var("KINDSNAP_CRASH_AT") else {
-        return;
-    };
-    let (name, nth) = match want.split_once(':') {
-        Some((n, c)) => (n.to_string(), c.parse::<u64>().unwrap_or(1)),
-        None => (want.clone(), 1),
-    };
-    if name != point {
-        return;
-    }
-    static HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let hit = HITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-    if hit >= nth {
-        std::process::abort();
-    }
-}
-
 /// Write K' (K's state; changes against `ancestor`; the forgotten `path`
 /// folded in) and publish it. Returns its id and depth.
 fn fold(
@@ -547,7 +525,6 @@ fn fold(
     let id = match writer.publish(repo, &meta, |_, _| Ok(NameVerdict::Publish))? {
         Published::New { id, .. } | Published::Existing(id) => id,
     };
-    crash_point("forget-publish");
     Ok((id, depth))
 }
 
@@ -686,5 +663,135 @@ fn removed_row(key: Vec<u8>) -> ChangeEntry {
         op: Op::Removed,
         hash: None,
         size: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{apply_policy, Policy};
+    use crate::ids::SnapshotId;
+    use crate::repo::manifest::SnapshotInfo;
+
+    /// A snapshot named after its time, at `rfc3339`.
+    fn snap(rfc3339: &str) -> SnapshotInfo {
+        let time_us = crate::model::json::parse_timestamp(rfc3339)
+            .unwrap_or_else(|e| panic!("{rfc3339}: {e}"));
+        SnapshotInfo {
+            id: SnapshotId::of(rfc3339.as_bytes()),
+            name: rfc3339[..16].replace('T', "_"),
+            time_us,
+            source: "jsonl:/shop.jsonl".into(),
+            kinds_filter: String::new(),
+            parent: None,
+            depth: 0,
+            keyframe: true,
+            entities: 1,
+            raw_bytes: 1,
+            bytes_added: 1,
+            packs_added: 0,
+            tool: String::new(),
+            manifest_bytes: 1,
+            replaces: Vec::new(),
+        }
+    }
+
+    /// A nightly job at 06:00 from 2025-11-01 to 2026-12-05, two of its
+    /// nights missed (2026-11-20, 2026-12-01), plus hourly snapshots on
+    /// the last day and a tagged release.
+    fn history() -> Vec<SnapshotInfo> {
+        let start = crate::model::json::parse_timestamp("2025-11-01T06:00:00Z").unwrap_or(0);
+        let day = 86_400_000_000i64;
+        let mut out = Vec::new();
+        for d in 0..400 {
+            let t = crate::model::json::format_timestamp(start + d * day);
+            if t.starts_with("2026-11-20") || t.starts_with("2026-12-01") {
+                continue;
+            }
+            if t.as_str() > "2026-12-05T23" {
+                break;
+            }
+            out.push(snap(&t));
+        }
+        for h in 7..12 {
+            out.push(snap(&format!("2026-12-05T{h:02}:00:00Z")));
+        }
+        let mut release = snap("2026-03-15T12:30:00Z");
+        release.name = "release-3.1".into();
+        out.push(release);
+        out
+    }
+
+    /// Every policy over one history, as a table a person can review:
+    /// the snapshots each keeps, newest first, with the rules that keep
+    /// them (restic's semantics; docs/retention.md).
+    #[test]
+    fn policies_over_a_year_of_nightly_snapshots() {
+        let snaps = history();
+        let policies: Vec<(&str, Policy)> = vec![
+            (
+                "--keep-last 3",
+                Policy {
+                    last: Some(3),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--keep-hourly 3",
+                Policy {
+                    hourly: Some(3),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--keep-daily 7",
+                Policy {
+                    daily: Some(7),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--keep-weekly 4",
+                Policy {
+                    weekly: Some(4),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--keep-monthly 6",
+                Policy {
+                    monthly: Some(6),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--keep-yearly 3",
+                Policy {
+                    yearly: Some(3),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--keep-daily 2 --keep-weekly 2 --keep-monthly 2 --keep-name 'release-*'",
+                Policy {
+                    daily: Some(2),
+                    weekly: Some(2),
+                    monthly: Some(2),
+                    names: vec!["release-*".into()],
+                    ..Default::default()
+                },
+            ),
+        ];
+        let mut table = String::new();
+        for (flags, policy) in &policies {
+            let kept: Vec<String> = apply_policy(&snaps, policy)
+                .into_iter()
+                .filter(|(_, why)| !why.is_empty())
+                .map(|(s, why)| format!("  {:<16} {}", s.name, why.join(", ")))
+                .collect();
+            table.push_str(&format!("{flags}: keeps {}\n", kept.len()));
+            table.push_str(&kept.join("\n"));
+            table.push('\n');
+        }
+        insta::assert_snapshot!(table);
     }
 }

@@ -31,9 +31,9 @@ use std::path::PathBuf;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
-use super::forget::crash_point;
 use crate::error::{Error, Result};
 use crate::ids::PackId;
+use crate::interrupt::Cancel;
 use crate::model::codec;
 use crate::progress::Progress;
 use crate::repo::index::{Index, PackUsage};
@@ -49,6 +49,9 @@ pub struct PruneOptions {
     pub max_unused: f64,
     /// Run even when `check` finds problems.
     pub force: bool,
+    /// Stops the prune at a safe point (before anything is deleted, or
+    /// between repacked packs).
+    pub cancel: crate::interrupt::Cancel,
 }
 
 impl Default for PruneOptions {
@@ -57,6 +60,7 @@ impl Default for PruneOptions {
             dry_run: false,
             max_unused: 0.05,
             force: false,
+            cancel: Default::default(),
         }
     }
 }
@@ -105,10 +109,14 @@ impl Drop for LiveSet {
 impl LiveSet {
     /// In the repository's scratch directory, or, when its disk is full,
     /// in the system's temp directory: prune must run on a full disk.
-    fn build(repo: &Repository, progress: &dyn Progress) -> Result<(LiveSet, u64, u64)> {
-        match Self::build_in(&repo.scratch_dir(), repo, progress) {
+    fn build(
+        repo: &Repository,
+        cancel: &Cancel,
+        progress: &dyn Progress,
+    ) -> Result<(LiveSet, u64, u64)> {
+        match Self::build_in(&repo.scratch_dir(), repo, cancel, progress) {
             Err(e) if e.is_no_space() && std::env::temp_dir() != repo.scratch_dir() => {
-                Self::build_in(&std::env::temp_dir(), repo, progress)
+                Self::build_in(&std::env::temp_dir(), repo, cancel, progress)
             }
             other => other,
         }
@@ -117,6 +125,7 @@ impl LiveSet {
     fn build_in(
         dir: &std::path::Path,
         repo: &Repository,
+        cancel: &Cancel,
         progress: &dyn Progress,
     ) -> Result<(LiveSet, u64, u64)> {
         let path = fsutil::temp_path(dir, "prune-live");
@@ -158,7 +167,7 @@ impl LiveSet {
                     Ok(())
                 })?;
                 progress.advance(1);
-                crate::interrupt::check()?;
+                cancel.check()?;
             }
             conn.execute_batch("COMMIT")
                 .map_err(Error::sql(&set.path))?;
@@ -174,16 +183,6 @@ impl LiveSet {
     }
 }
 
-fn repo_bytes(repo: &Repository) -> Result<u64> {
-    if let Some(r) = repo.remote() {
-        return r.stored_bytes();
-    }
-    let (_, p) = super::stats::dir_bytes(&repo.root().join("packs"))?;
-    let (_, i) = super::stats::dir_bytes(&repo.root().join("index"))?;
-    let (_, m) = super::stats::dir_bytes(&repo.snapshots_dir())?;
-    Ok(p + i + m)
-}
-
 fn remove_pack_file(repo: &Repository, id: &PackId) -> Result<()> {
     repo.remove_pack(id)
 }
@@ -196,7 +195,7 @@ pub fn prune(
     let _lock = repo.lock_to_delete(opts.dry_run)?;
     let mut report = PruneReport {
         dry_run: opts.dry_run,
-        bytes_before: repo_bytes(repo)?,
+        bytes_before: repo.stored_bytes()?,
         ..Default::default()
     };
     // 1. Only a sound repository may lose data.
@@ -207,7 +206,7 @@ pub fn prune(
         report.leftover_manifests_removed = super::forget::remove_replaced(repo)?;
     }
     // 3. The live set.
-    let (live, live_n, snaps) = LiveSet::build(repo, progress)?;
+    let (live, live_n, snaps) = LiveSet::build(repo, &opts.cancel, progress)?;
     report.live_entities = live_n;
     report.snapshots = snaps;
     let index = Index::open(&repo.index_path(), !opts.dry_run)?;
@@ -221,10 +220,10 @@ pub fn prune(
         return Ok(report);
     }
     // 5. Act.
-    plan.execute(repo, &index, &mut report, progress)?;
+    plan.execute(repo, &index, &mut report, &opts.cancel, progress)?;
     drop(index);
     drop(live);
-    report.bytes_after = repo_bytes(repo)?;
+    report.bytes_after = repo.stored_bytes()?;
     report.bytes_freed = report.bytes_before.saturating_sub(report.bytes_after);
     Ok(report)
 }
@@ -319,6 +318,7 @@ impl<'u> PrunePlan<'u> {
         repo: &Repository,
         index: &Index,
         report: &mut PruneReport,
+        cancel: &Cancel,
         progress: &dyn Progress,
     ) -> Result<()> {
         for id in &self.unindexed {
@@ -326,7 +326,7 @@ impl<'u> PrunePlan<'u> {
         }
         progress.phase("repacking", Some(report.packs_repacked));
         for ((ns, kind), packs) in &self.repack {
-            repack_kind(repo, index, ns, kind, packs, report, progress)?;
+            repack_kind(repo, index, (ns, kind), packs, report, cancel, progress)?;
         }
         progress.done();
         self.delete_dead(repo, index)
@@ -341,10 +341,8 @@ impl<'u> PrunePlan<'u> {
         if !unindexed.is_empty() || !dead_ids.is_empty() || !repack.is_empty() {
             repo.index_rewritten()?;
         }
-        crash_point("prune-index");
         for id in &dead_ids {
             remove_pack_file(repo, id)?;
-            crash_point("prune-delete");
         }
         for sub in fs::read_dir(repo.root().join("packs"))
             .map_err(Error::io("reading", repo.root().join("packs")))?
@@ -369,10 +367,10 @@ impl<'u> PrunePlan<'u> {
 fn repack_kind(
     repo: &Repository,
     index: &Index,
-    ns: &str,
-    kind: &str,
+    (ns, kind): (&str, &str),
     packs: &[&PackUsage],
     report: &mut PruneReport,
+    cancel: &Cancel,
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut writer = PackWriter::new(repo, index, ns, kind)?.defer_indexing();
@@ -413,21 +411,18 @@ fn repack_kind(
             writer.add_copy(hash, body)?;
             report.entities_moved += 1;
         }
-        crate::interrupt::check()?;
+        cancel.check()?;
         progress.advance(1);
     }
     writer.close()?;
     let new_packs = writer.take_deferred();
     report.packs_written += new_packs.len() as u64;
     drop(writer);
-    crash_point("prune-packs-written");
     let old: Vec<PackId> = packs.iter().map(|u| u.id).collect();
     index.replace_packs(&new_packs, &old)?;
     repo.index_rewritten()?;
-    crash_point("prune-index");
     for id in &old {
         remove_pack_file(repo, id)?;
-        crash_point("prune-delete");
     }
     Ok(())
 }

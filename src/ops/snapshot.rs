@@ -45,6 +45,8 @@ pub struct SnapshotOptions {
     /// Read in full when this many snapshots in a row would otherwise
     /// have been incremental (`full_every` in kindsnap.toml).
     pub full_every: Option<u32>,
+    /// Stops the snapshot at its next entity; nothing is published.
+    pub cancel: crate::interrupt::Cancel,
 }
 
 /// Cloud Datastore's list price for entity reads (US dollars per 100,000,
@@ -64,6 +66,7 @@ impl Default for SnapshotOptions {
             read_price_per_100k: DEFAULT_READ_PRICE_PER_100K,
             full: false,
             full_every: None,
+            cancel: Default::default(),
         }
     }
 }
@@ -603,7 +606,7 @@ impl<'a> Ingest<'a> {
         self.count += 1;
         if self.count.is_multiple_of(4096) {
             self.progress.advance(4096);
-            crate::interrupt::check()?;
+            self.opts.cancel.check()?;
         }
         Ok(())
     }

@@ -5,11 +5,10 @@
 //! Stats never change the repository.
 
 use std::collections::BTreeMap;
-use std::fs;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::repo::index::Index;
 use crate::repo::manifest::{self, Manifest, SnapshotInfo};
 use crate::repo::Repository;
@@ -108,28 +107,6 @@ pub struct SnapshotKindStats {
     pub bytes_added: u64,
 }
 
-pub(crate) fn dir_bytes(dir: &std::path::Path) -> Result<(u64, u64)> {
-    let (mut files, mut bytes) = (0u64, 0u64);
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(e) => return Err(Error::io("reading", dir)(e)),
-    };
-    for e in rd {
-        let e = e.map_err(Error::io("reading", dir))?;
-        let md = e.metadata().map_err(Error::io("reading", e.path()))?;
-        if md.is_dir() {
-            let (f, b) = dir_bytes(&e.path())?;
-            files += f;
-            bytes += b;
-        } else if !e.file_name().to_string_lossy().ends_with(".tmp") {
-            files += 1;
-            bytes += md.len();
-        }
-    }
-    Ok((files, bytes))
-}
-
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {
         0.0
@@ -145,9 +122,9 @@ fn time(us: i64) -> String {
 pub fn repo_stats(repo: &Repository) -> Result<RepoStats> {
     let _lock = repo.lock_shared()?;
     let (infos, _) = manifest::list(repo)?;
-    let (packs, pack_bytes) = dir_bytes(&repo.root().join("packs"))?;
-    let (_, index_bytes) = dir_bytes(&repo.root().join("index"))?;
-    let (manifests, manifest_bytes) = dir_bytes(&repo.snapshots_dir())?;
+    let (packs, pack_bytes) = crate::repo::fsutil::dir_bytes(&repo.root().join("packs"))?;
+    let (_, index_bytes) = crate::repo::fsutil::dir_bytes(&repo.root().join("index"))?;
+    let (manifests, manifest_bytes) = crate::repo::fsutil::dir_bytes(&repo.snapshots_dir())?;
     let index = Index::open(&repo.index_path(), false)?;
     let mut kinds: BTreeMap<(String, String), KindStats> = BTreeMap::new();
     let mut growth = Vec::new();

@@ -192,6 +192,32 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Files and bytes under `dir`, recursively, leaving out `.tmp` files;
+/// a missing directory holds nothing.
+pub fn dir_bytes(dir: &std::path::Path) -> crate::error::Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(crate::error::Error::io("reading", dir)(e)),
+    };
+    for e in rd {
+        let e = e.map_err(crate::error::Error::io("reading", dir))?;
+        let md = e
+            .metadata()
+            .map_err(crate::error::Error::io("reading", e.path()))?;
+        if md.is_dir() {
+            let (f, b) = dir_bytes(&e.path())?;
+            files += f;
+            bytes += b;
+        } else if !e.file_name().to_string_lossy().ends_with(".tmp") {
+            files += 1;
+            bytes += md.len();
+        }
+    }
+    Ok((files, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -5,8 +5,10 @@
 //! This module owns the layout and the locks; it never prints and never
 //! reads CLI types.
 
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod index;
+pub(crate) mod journal;
+pub mod keymap;
 pub mod manifest;
 pub mod pack;
 pub mod remote;
@@ -313,11 +315,6 @@ impl Repository {
         &self.root
     }
 
-    /// The object store this directory caches, if any.
-    pub fn remote(&self) -> Option<&remote::Remote> {
-        self.remote.as_deref()
-    }
-
     /// Where this repository lives, for messages: its URL or its directory.
     pub fn location(&self) -> String {
         match &self.remote {
@@ -356,7 +353,7 @@ impl Repository {
             r.delete_pack(id)?;
         }
         let path = self.pack_path(id);
-        match fs::remove_file(&path) {
+        match self.storage.remove(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io("removing", &path)(e)),
@@ -370,7 +367,7 @@ impl Repository {
             r.delete_manifest(id)?;
         }
         let path = self.snapshot_path(id);
-        match fs::remove_file(&path) {
+        match self.storage.remove(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(Error::io("removing", &path)(e)),
@@ -393,6 +390,45 @@ impl Repository {
             Some(r) => r.compact_index(self),
             None => Ok(()),
         }
+    }
+
+    /// Bytes the repository stores (packs, index, manifests), wherever
+    /// it lives.
+    pub fn stored_bytes(&self) -> Result<u64> {
+        if let Some(r) = &self.remote {
+            return r.stored_bytes();
+        }
+        let mut n = 0;
+        for dir in [
+            self.root.join("packs"),
+            self.root.join("index"),
+            self.snapshots_dir(),
+        ] {
+            n += fsutil::dir_bytes(&dir)?.1;
+        }
+        Ok(n)
+    }
+
+    /// Every pack the repository holds (in its object store when remote).
+    pub fn list_packs(&self) -> Result<std::collections::BTreeSet<PackId>> {
+        if let Some(r) = &self.remote {
+            return r.list_packs();
+        }
+        let mut out = std::collections::BTreeSet::new();
+        let root = self.root.join("packs");
+        for sub in fs::read_dir(&root).map_err(Error::io("reading", &root))? {
+            let sub = sub.map_err(Error::io("reading", &root))?;
+            if !sub.path().is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(sub.path()).map_err(Error::io("reading", sub.path()))? {
+                let f = f.map_err(Error::io("reading", sub.path()))?;
+                if let Some(id) = PackId::from_hex(&f.file_name().to_string_lossy()) {
+                    out.insert(id);
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub fn pack_path(&self, id: &PackId) -> PathBuf {
@@ -507,7 +543,7 @@ impl Repository {
 
     /// Remove temp files left by processes that died. Only files whose
     /// writer is gone are removed: names carry the writer's pid
-    /// ([`fsutil::remove_dead_temps`]).
+    /// (`fsutil::remove_dead_temps`).
     pub fn clean_stale_temps(&self) {
         // The root holds `.write-*` temps of `config`; `tmp/` everything
         // else (packs, manifests, sort runs, scratch databases).

@@ -139,10 +139,35 @@ fn one_line(why: &str) -> String {
     short.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// How to reach an object store beyond what its URL says. The library
+/// reads no `KINDSNAP_*` variable itself: the CLI fills this from
+/// `--timeout`/`KINDSNAP_TIMEOUT`, `KINDSNAP_S3_ENDPOINT` and
+/// `KINDSNAP_REMOTE_TIMEOUT`. (Credentials, regions and `AWS_ENDPOINT_URL`
+/// follow the providers' own conventions, read by the object store.)
+#[derive(Debug, Clone, Default)]
+pub struct RemoteOptions {
+    pub timeouts: Timeouts,
+    /// An S3-compatible endpoint (MinIO, moto, R2…) instead of AWS's.
+    pub s3_endpoint: Option<String>,
+    /// Retry a timed-out request within this window (default: three
+    /// answer timeouts).
+    pub retry_window: Option<Duration>,
+}
+
+impl RemoteOptions {
+    pub fn new(timeouts: Timeouts) -> RemoteOptions {
+        RemoteOptions {
+            timeouts,
+            ..Default::default()
+        }
+    }
+}
+
 impl Remote {
-    /// Connect (lazily: no request is made here) to `url`, waiting for
-    /// answers as `timeouts` says.
-    pub fn new(url: &str, timeouts: &Timeouts) -> Result<Remote> {
+    /// Connect (lazily: no request is made here) to `url`, as `options`
+    /// say.
+    pub fn new(url: &str, options: &RemoteOptions) -> Result<Remote> {
+        let timeouts = &options.timeouts;
         let bad = |why: &str| Error::BadLocation {
             spec: url.to_string(),
             why: why.to_string(),
@@ -158,11 +183,8 @@ impl Remote {
         // A request that times out is retried (reads; writes when they
         // are idempotent) within this window: three answer timeouts' worth.
         // Failures that come fast (a refused connection) run out of their
-        // six retries first. KINDSNAP_REMOTE_TIMEOUT sets it outright.
-        let retry_window = match std::env::var("KINDSNAP_REMOTE_TIMEOUT") {
-            Ok(v) => Duration::from_secs(v.parse().unwrap_or(60)),
-            Err(_) => timeouts.answer * 3,
-        };
+        // six retries first. `retry_window` sets it outright.
+        let retry_window = options.retry_window.unwrap_or(timeouts.answer * 3);
         let retry = object_store::RetryConfig {
             max_retries: 6,
             retry_timeout: retry_window,
@@ -206,11 +228,13 @@ impl Remote {
                 {
                     b = b.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
                 }
-                let endpoint = std::env::var("KINDSNAP_S3_ENDPOINT")
-                    .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-                    .unwrap_or_else(|_| format!("https://{bucket}.s3.amazonaws.com"));
+                let endpoint = options
+                    .s3_endpoint
+                    .clone()
+                    .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+                    .unwrap_or_else(|| format!("https://{bucket}.s3.amazonaws.com"));
                 endpoints.push(endpoint);
-                if let Ok(ep) = std::env::var("KINDSNAP_S3_ENDPOINT") {
+                if let Some(ep) = options.s3_endpoint.clone() {
                     if ep.starts_with("http://") {
                         b = b.with_allow_http(true);
                     }
@@ -1078,8 +1102,8 @@ pub fn cache_dir(cache_root: &Path, url: &str) -> PathBuf {
 }
 
 /// Create a repository at `url` (the prefix must hold nothing).
-pub fn init(url: &str, cache_root: &Path, timeouts: &Timeouts) -> Result<Repository> {
-    let remote = Remote::new(url, timeouts)?;
+pub fn init(url: &str, cache_root: &Path, options: &RemoteOptions) -> Result<Repository> {
+    let remote = Remote::new(url, options)?;
     if !remote.prefix_is_empty()? {
         return Err(Error::NotEmpty {
             path: PathBuf::from(url),
@@ -1097,8 +1121,8 @@ pub fn init(url: &str, cache_root: &Path, timeouts: &Timeouts) -> Result<Reposit
 
 /// Open the repository at `url` through its cache under `cache_root`,
 /// pulling what changed since the last time.
-pub fn open(url: &str, cache_root: &Path, timeouts: &Timeouts) -> Result<Repository> {
-    open_with(Remote::new(url, timeouts)?, cache_root)
+pub fn open(url: &str, cache_root: &Path, options: &RemoteOptions) -> Result<Repository> {
+    open_with(Remote::new(url, options)?, cache_root)
 }
 
 fn open_with(remote: Remote, cache_root: &Path) -> Result<Repository> {

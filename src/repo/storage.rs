@@ -26,6 +26,7 @@ pub enum Op {
     Sync,
     Rename,
     SyncDir,
+    Remove,
 }
 
 /// The file operations a repository makes durable state with.
@@ -36,6 +37,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn sync(&self, file: &File, path: &Path) -> io::Result<()>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Delete a file (packs and manifests that nothing needs any more).
+    fn remove(&self, path: &Path) -> io::Result<()>;
 }
 
 /// The local file system.
@@ -57,6 +60,9 @@ impl Storage for LocalDisk {
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
     }
 }
 
@@ -119,6 +125,10 @@ impl Storage for FaultyDisk {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.step(Op::SyncDir, dir)?;
         LocalDisk.sync_dir(dir)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.step(Op::Remove, path)?;
+        LocalDisk.remove(path)
     }
 }
 

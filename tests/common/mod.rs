@@ -345,3 +345,40 @@ pub fn count_changes(diff: &serde_json::Value, change: &str) -> usize {
         .map(|a| a.iter().filter(|e| e["change"] == change).count())
         .unwrap_or(0)
 }
+
+/// The `kindsnap` binary cargo built for these tests.
+pub fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("kindsnap")
+}
+
+/// Every file under `dir` (not directories), sorted; a missing directory
+/// has none.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Copy the directory tree `from` to `to` (created).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}

@@ -49,9 +49,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
-use crate::model::{
-    json as mjson, ElementId, Entity, Key, PartitionId, PathElement, Value, ValueKind,
-};
+use crate::model::{json as mjson, ElementId, Entity, Key, PartitionId, Value, ValueKind};
 use crate::net::{self, Timeouts};
 
 const PRODUCTION: &str = "https://datastore.googleapis.com";
@@ -2134,10 +2132,11 @@ impl Drop for DatastoreTarget {
     }
 }
 
-/// A key for messages: `Post:42` or `[ns] Post:42`.
-pub fn key_for(namespace: &str, path: Vec<PathElement>) -> Key {
+/// A key in the default project, for the tests below.
+#[cfg(test)]
+fn key_for(namespace: &str, path: Vec<crate::model::PathElement>) -> Key {
     Key::new(
-        PartitionId {
+        crate::model::PartitionId {
             namespace: namespace.to_string(),
             ..Default::default()
         },
@@ -2148,6 +2147,7 @@ pub fn key_for(namespace: &str, path: Vec<PathElement>) -> Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PathElement;
 
     #[test]
     fn ramp_up_is_google_s_rule_in_production_and_off_for_emulators() {

@@ -30,7 +30,7 @@ use crate::error::Error;
 
 /// The engine a statement was recorded from (and will run on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
+pub(crate) enum Engine {
     Sqlite,
     Postgres,
 }
@@ -55,7 +55,7 @@ impl Engine {
 
 /// What a restore may do with one recorded statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// It recreates the table or one of its parts: run it.
     Run,
     /// It is code (a trigger, a call to a function outside the built-in
@@ -77,7 +77,7 @@ pub struct SchemaPolicy {
 
 /// The statements of one recorded table that a restore runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Vetted {
+pub(crate) struct Vetted {
     /// Run before the rows are loaded, in order.
     pub ddl: Vec<String>,
     /// Run after every table is loaded (foreign keys).
@@ -91,7 +91,11 @@ pub struct Vetted {
 /// A statement that is not for the table refuses the whole restore; code
 /// (triggers, unknown functions) is skipped and reported unless trusted,
 /// except in the table's own definition, which cannot be skipped.
-pub fn vet_table(engine: Engine, table: &Table, policy: &SchemaPolicy) -> Result<Vetted, Error> {
+pub(crate) fn vet_table(
+    engine: Engine,
+    table: &Table,
+    policy: &SchemaPolicy,
+) -> Result<Vetted, Error> {
     let refuse = |why: String| Error::UnsafeSchema {
         snapshot: policy.snapshot.clone(),
         table: table.kind.clone(),
@@ -170,7 +174,7 @@ fn index_or_trigger(stmt: &str) -> bool {
 
 /// Why a statement is not run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The parser cannot read it: it may be harmless, but nothing can tell.
     Unreadable(String),
     /// It does something other than recreate the table.
@@ -178,7 +182,7 @@ pub enum Refusal {
 }
 
 /// Whether a restore into `engine` may run `stmt`, recorded for `table`.
-pub fn vet(engine: Engine, table: &Table, stmt: &str) -> Result<Verdict, Refusal> {
+pub(crate) fn vet(engine: Engine, table: &Table, stmt: &str) -> Result<Verdict, Refusal> {
     if engine == Engine::Postgres {
         if let Some(v) = vet_alter_sequence(table, stmt).map_err(Refusal::Refused)? {
             return Ok(v);

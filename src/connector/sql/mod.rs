@@ -1,15 +1,28 @@
-//! SQL databases as sources and targets: SQLite ([`sqlite`]) and
-//! PostgreSQL ([`postgres`]). What is shared lives here: the recorded table
-//! schema (the `kindsnap.schema` kind), the key encoding of primary keys,
-//! foreign-key ordering, and the text forms values take on their way into
-//! a database. See docs/sql.md for the mapping these implement.
+//! SQL databases as sources and targets. The layout:
 //!
-//! Nothing here talks to a database.
+//! - here: what every engine shares and nothing that talks to a database —
+//!   the recorded table schema (the `kindsnap.schema` kind), the key
+//!   encoding of primary keys, foreign-key ordering, comparing a recorded
+//!   table with an existing one, and the text forms values take on their
+//!   way into a database;
+//! - `dialect.rs`: the traits an engine implements (`Dialect` for a
+//!   restore, `Reader` and `Row` for a snapshot), and what a new engine
+//!   must provide;
+//! - `target.rs`: the one restore target, `SqlTarget<D: Dialect>`;
+//!   `scan.rs`: the one snapshot loop;
+//! - [`ddl`]: recorded statements vetted before a restore runs them;
+//! - `sqlite.rs`, `postgres/`: the engines.
+//!
+//! See docs/sql.md for the mapping these implement.
 
 pub mod ddl;
-pub mod postgres;
-pub mod sqlite;
+mod dialect;
+pub(crate) mod postgres;
+mod scan;
+pub(crate) mod sqlite;
+mod target;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::error::{Error, Result};
@@ -19,11 +32,11 @@ use crate::model::{
 
 /// The kind holding one entity per table: its columns, key, foreign keys
 /// and the DDL that recreates it. Restores read it first.
-pub const SCHEMA_KIND: &str = "kindsnap.schema";
+pub(crate) const SCHEMA_KIND: &str = "kindsnap.schema";
 
 /// Meanings on values whose SQL type the model has no exact type for; a
 /// restore writes the value's text form back into a column of that type.
-pub mod meaning {
+pub(crate) mod meaning {
     /// `numeric`/`decimal`: the exact decimal text.
     pub const NUMERIC: i32 = 1001;
     /// `date`: a timestamp at midnight UTC.
@@ -49,7 +62,7 @@ const INDEXED_LIMIT: usize = 1500;
 
 /// One column as recorded.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Column {
+pub(crate) struct Column {
     pub name: String,
     /// The declared type (SQLite) or `format_type` (PostgreSQL).
     pub sql_type: String,
@@ -59,7 +72,7 @@ pub struct Column {
 
 /// A foreign key as recorded.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ForeignKey {
+pub(crate) struct ForeignKey {
     pub columns: Vec<String>,
     /// The referenced table's kind.
     pub kind: String,
@@ -69,7 +82,7 @@ pub struct ForeignKey {
 
 /// A table as recorded in (and read back from) the schema kind.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Table {
+pub(crate) struct Table {
     pub kind: String,
     /// `sqlite` or `postgres`.
     pub engine: String,
@@ -83,6 +96,12 @@ pub struct Table {
     /// Statements run after every table is loaded (PostgreSQL's foreign-key
     /// constraints).
     pub after: Vec<String>,
+}
+
+impl AsRef<Table> for Table {
+    fn as_ref(&self) -> &Table {
+        self
+    }
 }
 
 impl Table {
@@ -111,67 +130,24 @@ impl Table {
     }
 
     pub fn to_entity(&self) -> Entity {
-        let s = |t: &str| Value::new(ValueKind::String(t.to_string()));
-        let long = |t: &str| {
-            let mut v = s(t);
-            v.exclude_from_indexes = true;
-            v
+        let columns = self.columns.iter().map(Column::to_value).collect();
+        let fks = self.foreign_keys.iter().map(ForeignKey::to_value).collect();
+        let statements = |v: &[String]| {
+            let long = v.iter().map(|d| {
+                let mut v = string(d);
+                v.exclude_from_indexes = true;
+                v
+            });
+            Value::new(ValueKind::Array(long.collect()))
         };
-        let strings = |v: &[String]| Value::new(ValueKind::Array(v.iter().map(|c| s(c)).collect()));
-        let embedded = |p: Properties| {
-            Value::new(ValueKind::Entity(EmbeddedEntity {
-                key: None,
-                properties: p,
-            }))
-        };
-        let columns = self
-            .columns
-            .iter()
-            .map(|c| {
-                let mut p = Properties::new();
-                p.insert("name".into(), s(&c.name));
-                p.insert("type".into(), s(&c.sql_type));
-                p.insert(
-                    "not_null".into(),
-                    Value::new(ValueKind::Boolean(c.not_null)),
-                );
-                p.insert(
-                    "default".into(),
-                    match &c.default {
-                        Some(d) => s(d),
-                        None => Value::new(ValueKind::Null),
-                    },
-                );
-                embedded(p)
-            })
-            .collect();
-        let fks = self
-            .foreign_keys
-            .iter()
-            .map(|f| {
-                let mut p = Properties::new();
-                p.insert("columns".into(), strings(&f.columns));
-                p.insert("references".into(), s(&f.kind));
-                p.insert("ref_columns".into(), strings(&f.ref_columns));
-                embedded(p)
-            })
-            .collect();
         let mut p = Properties::new();
-        p.insert("engine".into(), s(&self.engine));
+        p.insert("engine".into(), string(&self.engine));
         p.insert("columns".into(), Value::new(ValueKind::Array(columns)));
         p.insert("primary_key".into(), strings(&self.primary_key));
         p.insert("rowid".into(), Value::new(ValueKind::Boolean(self.rowid)));
         p.insert("foreign_keys".into(), Value::new(ValueKind::Array(fks)));
-        p.insert(
-            "ddl".into(),
-            Value::new(ValueKind::Array(self.ddl.iter().map(|d| long(d)).collect())),
-        );
-        p.insert(
-            "after".into(),
-            Value::new(ValueKind::Array(
-                self.after.iter().map(|d| long(d)).collect(),
-            )),
-        );
+        p.insert("ddl".into(), statements(&self.ddl));
+        p.insert("after".into(), statements(&self.after));
         Entity {
             key: Key::new(
                 PartitionId::default(),
@@ -186,77 +162,148 @@ impl Table {
             Some(ElementId::Name(n)) => n.clone(),
             _ => return Err(bad_schema("?", "its key is not a table name")),
         };
-        let bad = |why: &str| bad_schema(&kind, why);
-        let props = &e.properties;
-        let text = |p: &Properties, name: &str| -> Result<String> {
-            match p.get(name).map(|v| &v.kind) {
-                Some(ValueKind::String(s)) => Ok(s.clone()),
-                _ => Err(bad(&format!("`{name}` is missing"))),
-            }
+        let props = Recorded {
+            kind: &kind,
+            props: &e.properties,
         };
-        let list = |p: &Properties, name: &str| -> Result<Vec<String>> {
-            match p.get(name).map(|v| &v.kind) {
-                Some(ValueKind::Array(vs)) => vs
-                    .iter()
-                    .map(|v| match &v.kind {
-                        ValueKind::String(s) => Ok(s.clone()),
-                        _ => Err(bad(&format!("`{name}` holds a non-string"))),
-                    })
-                    .collect(),
-                None => Ok(Vec::new()),
-                _ => Err(bad(&format!("`{name}` is not a list"))),
-            }
-        };
-        let entities = |name: &str| -> Result<Vec<&Properties>> {
-            match props.get(name).map(|v| &v.kind) {
-                Some(ValueKind::Array(vs)) => vs
-                    .iter()
-                    .map(|v| match &v.kind {
-                        ValueKind::Entity(e) => Ok(&e.properties),
-                        _ => Err(bad(&format!("`{name}` holds a non-entity"))),
-                    })
-                    .collect(),
-                None => Ok(Vec::new()),
-                _ => Err(bad(&format!("`{name}` is not a list"))),
-            }
-        };
-        let columns = entities("columns")?
+        let columns = props
+            .entities("columns")?
             .into_iter()
             .map(|p| {
                 Ok(Column {
-                    name: text(p, "name")?,
-                    sql_type: text(p, "type")?,
-                    not_null: matches!(
-                        p.get("not_null").map(|v| &v.kind),
-                        Some(ValueKind::Boolean(true))
-                    ),
-                    default: text(p, "default").ok(),
+                    name: p.text("name")?,
+                    sql_type: p.text("type")?,
+                    not_null: p.flag("not_null"),
+                    default: p.text("default").ok(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let foreign_keys = entities("foreign_keys")?
+        let foreign_keys = props
+            .entities("foreign_keys")?
             .into_iter()
             .map(|p| {
                 Ok(ForeignKey {
-                    columns: list(p, "columns")?,
-                    kind: text(p, "references")?,
-                    ref_columns: list(p, "ref_columns")?,
+                    columns: p.list("columns")?,
+                    kind: p.text("references")?,
+                    ref_columns: p.list("ref_columns")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Table {
-            engine: text(props, "engine")?,
+            engine: props.text("engine")?,
             columns,
-            primary_key: list(props, "primary_key")?,
-            rowid: matches!(
-                props.get("rowid").map(|v| &v.kind),
-                Some(ValueKind::Boolean(true))
-            ),
+            primary_key: props.list("primary_key")?,
+            rowid: props.flag("rowid"),
             foreign_keys,
-            ddl: list(props, "ddl")?,
-            after: list(props, "after")?,
+            ddl: props.list("ddl")?,
+            after: props.list("after")?,
             kind,
         })
+    }
+}
+
+impl Column {
+    fn to_value(&self) -> Value {
+        let mut p = Properties::new();
+        p.insert("name".into(), string(&self.name));
+        p.insert("type".into(), string(&self.sql_type));
+        p.insert(
+            "not_null".into(),
+            Value::new(ValueKind::Boolean(self.not_null)),
+        );
+        p.insert(
+            "default".into(),
+            match &self.default {
+                Some(d) => string(d),
+                None => Value::new(ValueKind::Null),
+            },
+        );
+        embedded(p)
+    }
+}
+
+impl ForeignKey {
+    fn to_value(&self) -> Value {
+        let mut p = Properties::new();
+        p.insert("columns".into(), strings(&self.columns));
+        p.insert("references".into(), string(&self.kind));
+        p.insert("ref_columns".into(), strings(&self.ref_columns));
+        embedded(p)
+    }
+}
+
+fn string(t: &str) -> Value {
+    Value::new(ValueKind::String(t.to_string()))
+}
+
+fn strings(v: &[String]) -> Value {
+    Value::new(ValueKind::Array(v.iter().map(|c| string(c)).collect()))
+}
+
+fn embedded(properties: Properties) -> Value {
+    Value::new(ValueKind::Entity(EmbeddedEntity {
+        key: None,
+        properties,
+    }))
+}
+
+/// The properties of a recorded table (or of one of its columns or
+/// foreign keys), read back with a clear error when damaged.
+struct Recorded<'a> {
+    kind: &'a str,
+    props: &'a Properties,
+}
+
+impl<'a> Recorded<'a> {
+    fn get(&self, name: &str) -> Option<&'a ValueKind> {
+        self.props.get(name).map(|v| &v.kind)
+    }
+
+    fn bad(&self, why: String) -> Error {
+        bad_schema(self.kind, &why)
+    }
+
+    fn text(&self, name: &str) -> Result<String> {
+        match self.get(name) {
+            Some(ValueKind::String(s)) => Ok(s.clone()),
+            _ => Err(self.bad(format!("`{name}` is missing"))),
+        }
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        matches!(self.get(name), Some(ValueKind::Boolean(true)))
+    }
+
+    /// A list; absent is empty.
+    fn items(&self, name: &str) -> Result<&'a [Value]> {
+        match self.get(name) {
+            Some(ValueKind::Array(vs)) => Ok(vs),
+            None => Ok(&[]),
+            _ => Err(self.bad(format!("`{name}` is not a list"))),
+        }
+    }
+
+    fn list(&self, name: &str) -> Result<Vec<String>> {
+        self.items(name)?
+            .iter()
+            .map(|v| match &v.kind {
+                ValueKind::String(s) => Ok(s.clone()),
+                _ => Err(self.bad(format!("`{name}` holds a non-string"))),
+            })
+            .collect()
+    }
+
+    fn entities(&self, name: &str) -> Result<Vec<Recorded<'a>>> {
+        self.items(name)?
+            .iter()
+            .map(|v| match &v.kind {
+                ValueKind::Entity(e) => Ok(Recorded {
+                    kind: self.kind,
+                    props: &e.properties,
+                }),
+                _ => Err(self.bad(format!("`{name}` holds a non-entity"))),
+            })
+            .collect()
     }
 }
 
@@ -267,27 +314,27 @@ fn bad_schema(kind: &str, why: &str) -> Error {
 }
 
 /// A text value, excluded from indexes when long.
-pub fn text_value(s: String) -> Value {
+pub(crate) fn text_value(s: String) -> Value {
     let long = s.len() > INDEXED_LIMIT;
     let mut v = Value::new(ValueKind::String(s));
     v.exclude_from_indexes = long;
     v
 }
 
-pub fn blob_value(b: Vec<u8>) -> Value {
+pub(crate) fn blob_value(b: Vec<u8>) -> Value {
     let long = b.len() > INDEXED_LIMIT;
     let mut v = Value::new(ValueKind::Blob(b));
     v.exclude_from_indexes = long;
     v
 }
 
-pub fn with_meaning(mut v: Value, m: i32) -> Value {
+pub(crate) fn with_meaning(mut v: Value, m: i32) -> Value {
     v.meaning = Some(m);
     v
 }
 
 /// A key of `kind` with one element.
-pub fn key(kind: &str, id: ElementId) -> Key {
+pub(crate) fn key(kind: &str, id: ElementId) -> Key {
     Key::new(
         PartitionId::default(),
         vec![PathElement {
@@ -298,17 +345,19 @@ pub fn key(kind: &str, id: ElementId) -> Key {
 }
 
 /// One component of a composite primary key, in its text form.
-pub enum Part<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Part<'a> {
     Null,
     Int(i64),
-    Text(&'a str),
+    Text(Cow<'a, str>),
+    /// Another type's text form (a real, a blob): escaped even when alone.
     Other(String),
 }
 
 /// The key name of a composite primary key: the components' text forms
 /// joined by `/`, each with `%` and `/` percent-escaped, NULL as `%N`.
 /// Distinct rows give distinct names; the components are also properties.
-pub fn composite_name(parts: &[Part<'_>]) -> String {
+pub(crate) fn composite_name(parts: &[Part<'_>]) -> String {
     let mut out = String::new();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
@@ -334,8 +383,32 @@ fn escape_into(out: &mut String, t: &str) {
     }
 }
 
+/// The key of a row from its primary-key components: one integer is an
+/// id, one text the name as it is, anything else the [`composite_name`].
+pub(crate) fn element_id(parts: &[Part<'_>]) -> ElementId {
+    match parts {
+        [Part::Int(i)] => ElementId::Id(*i),
+        [Part::Text(t)] => ElementId::Name(t.to_string()),
+        parts => ElementId::Name(composite_name(parts)),
+    }
+}
+
+/// Inverse of [`element_id`] for a key of `columns` components; `None`
+/// for an incomplete key.
+pub(crate) fn key_parts(id: &ElementId, columns: usize) -> Option<Vec<Part<'_>>> {
+    Some(match id {
+        ElementId::Id(i) => vec![Part::Int(*i)],
+        ElementId::Name(n) if columns == 1 => vec![Part::Text(Cow::Borrowed(n))],
+        ElementId::Name(n) => split_composite(n)
+            .into_iter()
+            .map(|p| p.map_or(Part::Null, |t| Part::Text(Cow::Owned(t))))
+            .collect(),
+        ElementId::Incomplete => return None,
+    })
+}
+
 /// Inverse of [`composite_name`]: each component's text (`None` for NULL).
-pub fn split_composite(name: &str) -> Vec<Option<String>> {
+pub(crate) fn split_composite(name: &str) -> Vec<Option<String>> {
     name.split('/')
         .map(|p| {
             if p == "%N" {
@@ -349,7 +422,7 @@ pub fn split_composite(name: &str) -> Vec<Option<String>> {
 
 /// Each table's kind → the kinds its foreign keys reference, for
 /// [`order_kinds`].
-pub fn fk_deps<'a>(
+pub(crate) fn fk_deps<'a>(
     tables: impl IntoIterator<Item = &'a Table>,
 ) -> BTreeMap<String, BTreeSet<String>> {
     tables
@@ -364,7 +437,7 @@ pub fn fk_deps<'a>(
 }
 
 /// A restore into a table the target lacks and no recorded schema creates.
-pub fn missing_table(kind: &str, target: &str) -> Error {
+pub(crate) fn missing_table(kind: &str, target: &str) -> Error {
     Error::Database(format!(
         "table `{kind}` does not exist in {target} and the restore has no recorded schema for it; \
          include the `{SCHEMA_KIND}` kind in --kinds or create the table first"
@@ -374,7 +447,7 @@ pub fn missing_table(kind: &str, target: &str) -> Error {
 /// Kinds in foreign-key dependency order (referenced tables first); a
 /// cycle keeps the incoming order among its members. The schema kind goes
 /// first. Kinds with no known table keep their place at the end.
-pub fn order_kinds(
+pub(crate) fn order_kinds(
     kinds: Vec<(String, String)>,
     deps: &BTreeMap<String, BTreeSet<String>>,
 ) -> Vec<(String, String)> {
@@ -407,7 +480,7 @@ pub fn order_kinds(
 
 /// Plain JSON for values a column has no native form for (arrays and
 /// embedded entities from a Datastore snapshot).
-pub fn plain_json(v: &Value) -> serde_json::Value {
+pub(crate) fn plain_json(v: &Value) -> serde_json::Value {
     use serde_json::Value as J;
     match &v.kind {
         ValueKind::Null => J::Null,
@@ -433,7 +506,7 @@ pub fn plain_json(v: &Value) -> serde_json::Value {
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC) of µs since the epoch; with
 /// `date_only`, `YYYY-MM-DD`.
-pub fn format_sql_timestamp(us: i64, date_only: bool) -> String {
+pub(crate) fn format_sql_timestamp(us: i64, date_only: bool) -> String {
     let secs = us.div_euclid(1_000_000);
     let micros = us.rem_euclid(1_000_000);
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) else {
@@ -452,7 +525,7 @@ pub fn format_sql_timestamp(us: i64, date_only: bool) -> String {
 
 /// Parse `YYYY-MM-DD[ HH:MM:SS[.f…]][+HH[:MM]]` into µs since the epoch.
 /// `None` for anything else (BC dates, infinity), which then stays text.
-pub fn parse_sql_timestamp(s: &str) -> Option<i64> {
+pub(crate) fn parse_sql_timestamp(s: &str) -> Option<i64> {
     let s = s.trim();
     let (date, rest) = match s.split_once(' ').or_else(|| s.split_once('T')) {
         Some((d, r)) => (d, Some(r)),
@@ -505,13 +578,13 @@ pub fn parse_sql_timestamp(s: &str) -> Option<i64> {
 }
 
 /// Quote an SQL identifier (both engines use double quotes).
-pub fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// One line naming every difference between the recorded table and the
 /// one on the target; `None` when they are compatible.
-pub fn compare_tables(
+pub(crate) fn compare_tables(
     recorded: &Table,
     target: &Table,
     normalise: &dyn Fn(&str) -> String,
@@ -583,9 +656,9 @@ mod tests {
     fn composite_names_round_trip() {
         let parts = [
             Part::Int(3),
-            Part::Text("a/b%c"),
+            Part::Text("a/b%c".into()),
             Part::Null,
-            Part::Text(""),
+            Part::Text("".into()),
         ];
         let name = composite_name(&parts);
         assert_eq!(name, "3/a%2Fb%25c/%N/");
@@ -598,6 +671,32 @@ mod tests {
                 Some("".into())
             ]
         );
+    }
+
+    #[test]
+    fn keys_come_from_primary_keys_and_go_back() {
+        let one = |p: Part<'static>| element_id(&[p]);
+        assert_eq!(one(Part::Int(7)), ElementId::Id(7));
+        assert_eq!(one(Part::Text("a/b".into())), ElementId::Name("a/b".into()));
+        // A lone real or blob is escaped like a component: never an id.
+        assert_eq!(
+            one(Part::Other("x'2f'/".into())),
+            ElementId::Name("x'2f'%2F".into())
+        );
+        let parts = vec![Part::Int(3), Part::Text("x/y".into()), Part::Null];
+        let id = element_id(&parts);
+        assert_eq!(id, ElementId::Name("3/x%2Fy/%N".into()));
+        // Back as the components a statement binds (integers as text).
+        assert_eq!(
+            key_parts(&id, 3).unwrap(),
+            vec![Part::Text("3".into()), Part::Text("x/y".into()), Part::Null]
+        );
+        assert_eq!(key_parts(&ElementId::Id(7), 1).unwrap(), vec![Part::Int(7)]);
+        assert_eq!(
+            key_parts(&ElementId::Name("a/b".into()), 1).unwrap(),
+            vec![Part::Text("a/b".into())]
+        );
+        assert_eq!(key_parts(&ElementId::Incomplete, 1), None);
     }
 
     #[test]

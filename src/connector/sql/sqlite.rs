@@ -1,4 +1,5 @@
-//! SQLite files as sources (`sqlite:PATH`) and targets.
+//! SQLite files as sources (`sqlite:PATH`) and targets: the SQLite
+//! [`Reader`] and [`Dialect`] behind the shared scan and target.
 //!
 //! A snapshot reads every table inside one read transaction, rows in
 //! primary-key order, one row in memory at a time. Values keep the storage
@@ -10,20 +11,19 @@
 //! order, cycles included) and runs `PRAGMA foreign_key_check` before it
 //! reports success.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-use super::{
-    composite_name, ddl, ident, key, split_composite, text_value, Column, ForeignKey, Part, Table,
-    SCHEMA_KIND,
-};
-use crate::connector::{Encoded, EncodedBatch, EntitySource, EntityTarget, KindOptions, Rejection};
+use super::dialect::{Dialect, Reader, Row};
+use super::target::SqlTarget;
+use super::{ddl, ident, scan, text_value, Column, ForeignKey, Part, Table};
+use crate::connector::{Encoded, EncodedBatch, EntitySource};
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
-use crate::model::{ElementId, Entity, Key, Properties, Value, ValueKind};
+use crate::model::{ElementId, Entity, Key, Value, ValueKind};
 
 fn spec(path: &Path) -> String {
     format!("sqlite:{}", path.display())
@@ -63,71 +63,16 @@ fn reflect(conn: &Connection, path: &Path) -> Result<Vec<Table>> {
             tracing::warn!("sqlite: skipping virtual table `{name}` (its shadow tables are kept)");
             continue;
         }
-        let mut columns = Vec::new();
-        let mut pk: Vec<(i64, String)> = Vec::new();
-        let mut st = conn
-            .prepare(&format!("PRAGMA table_xinfo({})", ident(&name)))
-            .map_err(Error::sql(path))?;
-        let mut rows = st.query([]).map_err(Error::sql(path))?;
-        while let Some(r) = rows.next().map_err(Error::sql(path))? {
-            let hidden: i64 = r.get(6).map_err(Error::sql(path))?;
-            if hidden != 0 {
-                // Generated and virtual-table hidden columns cannot be
-                // inserted; the DDL recreates them.
-                continue;
-            }
-            let c = Column {
-                name: r.get(1).map_err(Error::sql(path))?,
-                sql_type: r.get(2).map_err(Error::sql(path))?,
-                not_null: r.get::<_, i64>(3).map_err(Error::sql(path))? != 0,
-                default: r.get(4).map_err(Error::sql(path))?,
-            };
-            let pos: i64 = r.get(5).map_err(Error::sql(path))?;
-            if pos > 0 {
-                pk.push((pos, c.name.clone()));
-            }
-            columns.push(c);
-        }
-        pk.sort();
-        let mut fks: BTreeMap<i64, ForeignKey> = BTreeMap::new();
-        let mut st = conn
-            .prepare(&format!("PRAGMA foreign_key_list({})", ident(&name)))
-            .map_err(Error::sql(path))?;
-        let mut rows = st.query([]).map_err(Error::sql(path))?;
-        while let Some(r) = rows.next().map_err(Error::sql(path))? {
-            let id: i64 = r.get(0).map_err(Error::sql(path))?;
-            let table: String = r.get(2).map_err(Error::sql(path))?;
-            let from: String = r.get(3).map_err(Error::sql(path))?;
-            let to: Option<String> = r.get(4).map_err(Error::sql(path))?;
-            let fk = fks.entry(id).or_insert_with(|| ForeignKey {
-                columns: vec![],
-                kind: table,
-                ref_columns: vec![],
-            });
-            fk.columns.push(from);
-            if let Some(to) = to {
-                fk.ref_columns.push(to);
-            }
-        }
+        let (columns, pk) = columns(conn, &name).map_err(Error::sql(path))?;
         let mut ddl = vec![create];
-        let mut st = conn
-            .prepare(
-                "SELECT sql FROM sqlite_master WHERE tbl_name = ?1 AND type IN ('index', 'trigger') \
-                 AND sql IS NOT NULL ORDER BY type, name",
-            )
-            .map_err(Error::sql(path))?;
-        let more: Vec<String> = st
-            .query_map([&name], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(Error::sql(path))?;
-        ddl.extend(more);
+        ddl.extend(indexes_and_triggers(conn, &name).map_err(Error::sql(path))?);
         out.push(Table {
             rowid: pk.is_empty(),
-            primary_key: pk.into_iter().map(|(_, n)| n).collect(),
+            primary_key: pk,
+            foreign_keys: foreign_keys(conn, &name).map_err(Error::sql(path))?,
             kind: name,
-            engine: "sqlite".into(),
+            engine: SqliteDb::ENGINE.into(),
             columns,
-            foreign_keys: fks.into_values().collect(),
             ddl,
             after: vec![],
         });
@@ -135,13 +80,64 @@ fn reflect(conn: &Connection, path: &Path) -> Result<Vec<Table>> {
     Ok(out)
 }
 
-fn pk_lookup(tables: &[Table]) -> impl Fn(&str) -> Option<Vec<String>> + '_ {
-    move |kind: &str| {
-        tables
-            .iter()
-            .find(|t| t.kind == kind)
-            .map(|t| t.primary_key.clone())
+/// A table's insertable columns and its primary key's columns in order.
+fn columns(conn: &Connection, table: &str) -> rusqlite::Result<(Vec<Column>, Vec<String>)> {
+    let mut columns = Vec::new();
+    let mut pk: Vec<(i64, String)> = Vec::new();
+    let mut st = conn.prepare(&format!("PRAGMA table_xinfo({})", ident(table)))?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let hidden: i64 = r.get(6)?;
+        if hidden != 0 {
+            // Generated and virtual-table hidden columns cannot be
+            // inserted; the DDL recreates them.
+            continue;
+        }
+        let c = Column {
+            name: r.get(1)?,
+            sql_type: r.get(2)?,
+            not_null: r.get::<_, i64>(3)? != 0,
+            default: r.get(4)?,
+        };
+        let pos: i64 = r.get(5)?;
+        if pos > 0 {
+            pk.push((pos, c.name.clone()));
+        }
+        columns.push(c);
     }
+    pk.sort();
+    Ok((columns, pk.into_iter().map(|(_, n)| n).collect()))
+}
+
+fn foreign_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ForeignKey>> {
+    let mut fks: BTreeMap<i64, ForeignKey> = BTreeMap::new();
+    let mut st = conn.prepare(&format!("PRAGMA foreign_key_list({})", ident(table)))?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let referenced: String = r.get(2)?;
+        let from: String = r.get(3)?;
+        let to: Option<String> = r.get(4)?;
+        let fk = fks.entry(id).or_insert_with(|| ForeignKey {
+            columns: vec![],
+            kind: referenced,
+            ref_columns: vec![],
+        });
+        fk.columns.push(from);
+        if let Some(to) = to {
+            fk.ref_columns.push(to);
+        }
+    }
+    Ok(fks.into_values().collect())
+}
+
+fn indexes_and_triggers(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn.prepare(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = ?1 AND type IN ('index', 'trigger') \
+         AND sql IS NOT NULL ORDER BY type, name",
+    )?;
+    let rows = st.query_map([table], |r| r.get(0))?;
+    rows.collect()
 }
 
 fn is_bool_type(decl: &str) -> bool {
@@ -149,57 +145,39 @@ fn is_bool_type(decl: &str) -> bool {
 }
 
 /// A column value as a property.
-fn value_of(v: ValueRef<'_>, boolean: bool, reference: Option<&str>) -> Value {
-    match (v, reference) {
-        (ValueRef::Integer(i), Some(kind)) => {
-            Value::new(ValueKind::Key(key(kind, ElementId::Id(i))))
-        }
-        (ValueRef::Text(t), Some(kind)) => Value::new(ValueKind::Key(key(
-            kind,
-            ElementId::Name(String::from_utf8_lossy(t).into_owned()),
-        ))),
-        (ValueRef::Null, _) => Value::new(ValueKind::Null),
-        (ValueRef::Integer(i), _) if boolean && (i == 0 || i == 1) => {
+fn value_of(v: ValueRef<'_>, boolean: bool) -> Value {
+    match v {
+        ValueRef::Null => Value::new(ValueKind::Null),
+        ValueRef::Integer(i) if boolean && (i == 0 || i == 1) => {
             Value::new(ValueKind::Boolean(i == 1))
         }
-        (ValueRef::Integer(i), _) => Value::new(ValueKind::Integer(i)),
-        (ValueRef::Real(f), _) => Value::new(ValueKind::Double(f)),
-        (ValueRef::Text(t), _) => text_value(String::from_utf8_lossy(t).into_owned()),
-        (ValueRef::Blob(b), _) => super::blob_value(b.to_vec()),
+        ValueRef::Integer(i) => Value::new(ValueKind::Integer(i)),
+        ValueRef::Real(f) => Value::new(ValueKind::Double(f)),
+        ValueRef::Text(t) => text_value(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => super::blob_value(b.to_vec()),
     }
 }
 
-/// The key of a single-column primary key: an integer is an id, text is
-/// the name as is, anything else the name of its text form.
-fn single_id(v: ValueRef<'_>) -> ElementId {
-    match v {
-        ValueRef::Integer(i) => ElementId::Id(i),
-        ValueRef::Text(t) => ElementId::Name(String::from_utf8_lossy(t).into_owned()),
-        v => ElementId::Name(composite_name(&[part_of(v)])),
-    }
-}
-
+/// A column value as a key component: integers and text as they are, a
+/// real or a blob as its text form.
 fn part_of(v: ValueRef<'_>) -> Part<'_> {
     match v {
         ValueRef::Null => Part::Null,
         ValueRef::Integer(i) => Part::Int(i),
         ValueRef::Real(f) => Part::Other(format!("{f:?}")),
-        ValueRef::Text(t) => match std::str::from_utf8(t) {
-            Ok(s) => Part::Text(s),
-            Err(_) => Part::Other(String::from_utf8_lossy(t).into_owned()),
-        },
+        ValueRef::Text(t) => Part::Text(String::from_utf8_lossy(t)),
         ValueRef::Blob(b) => Part::Other(format!("x'{}'", hex::encode(b))),
     }
 }
 
-pub struct SqliteSource {
+pub(crate) struct SqliteSource {
     path: PathBuf,
     conn: Connection,
     filter: Option<KindFilter>,
 }
 
 impl SqliteSource {
-    pub fn open(path: &Path) -> Result<SqliteSource> {
+    pub(crate) fn open(path: &Path) -> Result<SqliteSource> {
         match std::fs::metadata(path) {
             Err(_) => {
                 return Err(Error::BadLocation {
@@ -231,95 +209,17 @@ impl SqliteSource {
         })
     }
 
-    /// Stream every chosen table: the schema kind first, then each table in
-    /// name order, rows in primary-key order.
+    /// Stream every chosen table (see [`scan::scan`]) inside one read
+    /// transaction: every table is read at the same moment.
     fn scan(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()> {
-        let path = self.path.clone();
-        let sql = || Error::sql(&path);
-        // One read transaction: every table is read at the same moment.
-        self.conn.execute_batch("BEGIN").map_err(sql())?;
-        let result = (|| {
-            let all = reflect(&self.conn, &path)?;
-            let tables: Vec<&Table> = all
-                .iter()
-                .filter(|t| self.filter.as_ref().is_none_or(|f| f.allows("", &t.kind)))
-                .collect();
-            let mut origin = 0u64;
-            for t in &tables {
-                origin += 1;
-                f(t.to_entity(), origin)?;
-            }
-            let pk_of = pk_lookup(&all);
-            for t in tables {
-                let refs = t.reference_columns(&pk_of);
-                let cols: Vec<&Column> = t.columns.iter().collect();
-                let select: Vec<String> = cols.iter().map(|c| ident(&c.name)).collect();
-                let order = if t.rowid {
-                    "rowid".to_string()
-                } else {
-                    t.primary_key
-                        .iter()
-                        .map(|c| ident(c))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                let q = format!(
-                    "SELECT rowid, {} FROM {} ORDER BY {order}",
-                    select.join(", "),
-                    ident(&t.kind)
-                );
-                // WITHOUT ROWID tables have no rowid column.
-                let q = if t.rowid {
-                    q
-                } else {
-                    q.replacen("SELECT rowid, ", "SELECT 0, ", 1)
-                };
-                let mut st = self.conn.prepare(&q).map_err(sql())?;
-                let pk_at: Vec<usize> = t
-                    .primary_key
-                    .iter()
-                    .filter_map(|p| cols.iter().position(|c| &c.name == p))
-                    .collect();
-                let single = pk_at.len() == 1;
-                let booleans: Vec<bool> = cols.iter().map(|c| is_bool_type(&c.sql_type)).collect();
-                let references: Vec<Option<&str>> = cols
-                    .iter()
-                    .map(|c| refs.get(&c.name).map(|s| s.as_str()))
-                    .collect();
-                let mut rows = st.query([]).map_err(sql())?;
-                while let Some(r) = rows.next().map_err(sql())? {
-                    origin += 1;
-                    let id = if t.rowid {
-                        ElementId::Id(r.get(0).map_err(sql())?)
-                    } else if single {
-                        single_id(r.get_ref(pk_at[0] + 1).map_err(sql())?)
-                    } else {
-                        let parts: Vec<Part> = pk_at
-                            .iter()
-                            .map(|&i| r.get_ref(i + 1).map(part_of))
-                            .collect::<rusqlite::Result<_>>()
-                            .map_err(sql())?;
-                        ElementId::Name(composite_name(&parts))
-                    };
-                    let mut properties = Properties::new();
-                    for (i, c) in cols.iter().enumerate() {
-                        if single && pk_at[0] == i {
-                            continue;
-                        }
-                        let v = r.get_ref(i + 1).map_err(sql())?;
-                        properties.insert(c.name.clone(), value_of(v, booleans[i], references[i]));
-                    }
-                    f(
-                        Entity {
-                            key: key(&t.kind, id),
-                            properties,
-                        },
-                        origin,
-                    )?;
-                }
-            }
-            Ok(())
-        })();
+        self.conn
+            .execute_batch("BEGIN")
+            .map_err(Error::sql(&self.path))?;
+        let mut reader = SqliteReader {
+            conn: &self.conn,
+            path: &self.path,
+        };
+        let result = scan::scan(&mut reader, self.filter.as_ref(), f);
         let _ = self.conn.execute_batch("COMMIT");
         result
     }
@@ -357,44 +257,110 @@ impl EntitySource for SqliteSource {
     }
 }
 
-/// A SQLite file as a restore target (created when missing).
-pub struct SqliteTarget {
-    path: PathBuf,
-    conn: Option<Connection>,
-    /// Tables on the target, by kind (re-read after creating some).
-    tables: HashMap<String, Table>,
-    /// Tables recorded in the snapshot's schema kind.
-    recorded: BTreeMap<String, Table>,
-    /// The kinds this restore writes.
-    restoring: BTreeSet<String>,
-    uuid_checks: BTreeSet<String>,
-    current: Option<String>,
-    policy: ddl::SchemaPolicy,
-    /// Recorded objects left out, for the report.
-    warnings: Vec<String>,
+/// A snapshot's view of the database, inside its read transaction.
+struct SqliteReader<'c> {
+    conn: &'c Connection,
+    path: &'c Path,
 }
 
-impl SqliteTarget {
-    pub fn open(path: &Path) -> Result<SqliteTarget> {
+impl Reader for SqliteReader<'_> {
+    const ENGINE: &'static str = SqliteDb::ENGINE;
+    type Table = Table;
+
+    fn tables(&mut self) -> Result<Vec<Table>> {
+        reflect(self.conn, self.path)
+    }
+
+    fn columns(t: &Table) -> Vec<&Column> {
+        t.columns.iter().collect()
+    }
+
+    fn rows(&mut self, t: &Table, f: &mut dyn FnMut(&dyn Row) -> Result<()>) -> Result<()> {
+        let sql = || Error::sql(self.path);
+        let select: Vec<String> = t.columns.iter().map(|c| ident(&c.name)).collect();
+        let order = if t.rowid {
+            "rowid".to_string()
+        } else {
+            let pk: Vec<String> = t.primary_key.iter().map(|c| ident(c)).collect();
+            pk.join(", ")
+        };
+        // WITHOUT ROWID tables have no rowid column.
+        let q = format!(
+            "SELECT {}, {} FROM {} ORDER BY {order}",
+            if t.rowid { "rowid" } else { "0" },
+            select.join(", "),
+            ident(&t.kind)
+        );
+        let booleans: Vec<bool> = t
+            .columns
+            .iter()
+            .map(|c| is_bool_type(&c.sql_type))
+            .collect();
+        let mut st = self.conn.prepare(&q).map_err(sql())?;
+        let mut rows = st.query([]).map_err(sql())?;
+        while let Some(row) = rows.next().map_err(sql())? {
+            f(&SqliteRow {
+                row,
+                booleans: &booleans,
+                path: self.path,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A row of `SELECT rowid, columns…`: column `i` is at `i + 1`.
+struct SqliteRow<'a, 'r> {
+    row: &'a rusqlite::Row<'r>,
+    booleans: &'a [bool],
+    path: &'a Path,
+}
+
+impl Row for SqliteRow<'_, '_> {
+    fn rowid(&self) -> Result<i64> {
+        self.row.get(0).map_err(Error::sql(self.path))
+    }
+
+    fn part(&self, i: usize) -> Result<Part<'_>> {
+        let v = self.row.get_ref(i + 1).map_err(Error::sql(self.path))?;
+        Ok(part_of(v))
+    }
+
+    fn value(&self, i: usize) -> Result<Value> {
+        let v = self.row.get_ref(i + 1).map_err(Error::sql(self.path))?;
+        Ok(value_of(v, self.booleans[i]))
+    }
+}
+
+/// A SQLite file as a restore target (created when missing).
+pub(crate) type SqliteTarget = SqlTarget<SqliteDb>;
+
+impl SqlTarget<SqliteDb> {
+    pub(crate) fn open(path: &Path) -> Result<SqliteTarget> {
         if path.is_dir() {
             return Err(Error::BadLocation {
                 spec: spec(path),
                 why: "is a directory; give a database file".into(),
             });
         }
-        Ok(SqliteTarget {
+        Ok(SqlTarget::new(SqliteDb {
             path: path.to_path_buf(),
+            shown: path.display().to_string(),
             conn: None,
-            tables: HashMap::new(),
-            recorded: BTreeMap::new(),
-            restoring: BTreeSet::new(),
-            uuid_checks: BTreeSet::new(),
-            current: None,
-            policy: ddl::SchemaPolicy::default(),
-            warnings: Vec::new(),
-        })
+        }))
     }
+}
 
+/// The SQLite side of a restore: one connection, one transaction from
+/// `start` (committed at every sync) to `finish`.
+pub(crate) struct SqliteDb {
+    path: PathBuf,
+    /// The path in messages.
+    shown: String,
+    conn: Option<Connection>,
+}
+
+impl SqliteDb {
     fn conn(&self) -> Result<&Connection> {
         self.conn
             .as_ref()
@@ -405,217 +371,272 @@ impl SqliteTarget {
         Error::sql(self.path.clone())
     }
 
-    fn refresh(&mut self) -> Result<()> {
-        let tables = reflect(self.conn()?, &self.path)?;
-        self.tables = tables.into_iter().map(|t| (t.kind.clone(), t)).collect();
+    /// The key columns in a statement: the rowid or the primary key.
+    fn key_columns(t: &Table) -> Vec<String> {
+        if t.rowid {
+            vec!["rowid".into()]
+        } else {
+            t.primary_key.iter().map(|c| ident(c)).collect()
+        }
+    }
+}
+
+/// `--keys uuid` needs a key that can hold text; a rowid (or its alias,
+/// `INTEGER PRIMARY KEY` in a rowid table) cannot.
+fn uuid_problem(t: &Table) -> Option<String> {
+    if t.rowid || (t.primary_key.len() == 1 && is_rowid_alias(t)) {
+        return Some(format!(
+            "--keys uuid needs a key column that can hold text, but the key of table `{}` is \
+             SQLite's integer rowid{}; restore with --keys keep",
+            t.kind,
+            t.primary_key
+                .first()
+                .map(|c| format!(" (`{c}` INTEGER PRIMARY KEY)"))
+                .unwrap_or_default()
+        ));
+    }
+    None
+}
+
+fn is_rowid_alias(t: &Table) -> bool {
+    let Some(c) = t.primary_key.first().and_then(|p| t.column(p)) else {
+        return false;
+    };
+    let create = t
+        .ddl
+        .first()
+        .map(|s| s.to_ascii_uppercase())
+        .unwrap_or_default();
+    c.sql_type.eq_ignore_ascii_case("INTEGER") && !create.contains("WITHOUT ROWID")
+}
+
+/// The statement that upserts a row of `t` into `columns`: a rowid table
+/// replaces the row, a keyed one updates every other column.
+fn upsert(t: &Table, columns: &[String]) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|n| if n == "rowid" { n.clone() } else { ident(n) })
+        .collect();
+    let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+    let into = format!(
+        "INTO {} ({}) VALUES ({})",
+        ident(&t.kind),
+        cols.join(", "),
+        marks.join(", ")
+    );
+    if t.rowid {
+        return format!("INSERT OR REPLACE {into}");
+    }
+    let pk_names: BTreeSet<&String> = t.primary_key.iter().collect();
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|n| !pk_names.contains(n))
+        .map(|n| format!("{0} = excluded.{0}", ident(n)))
+        .collect();
+    let action = if updates.is_empty() {
+        "NOTHING".to_string()
+    } else {
+        format!("UPDATE SET {}", updates.join(", "))
+    };
+    let pk: Vec<String> = t.primary_key.iter().map(|c| ident(c)).collect();
+    format!("INSERT {into} ON CONFLICT ({}) DO {action}", pk.join(", "))
+}
+
+impl Dialect for SqliteDb {
+    const ENGINE: &'static str = "sqlite";
+    const NAME: &'static str = "SQLite";
+    const DDL: ddl::Engine = ddl::Engine::Sqlite;
+    type Table = Table;
+    type Param = SqlValue;
+
+    fn target_id(&self) -> String {
+        let abs = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        format!("sqlite:{}", abs.display())
+    }
+
+    fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    fn is_open(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    fn open(&mut self) -> Result<()> {
+        let conn = Connection::open(&self.path).map_err(|e| open_error(&self.path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(self.sql())?;
+        guard(&conn).map_err(self.sql())?;
+        // Off during the load (any table order, cycles); checked in finish.
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .map_err(self.sql())?;
+        self.conn = Some(conn);
         Ok(())
     }
 
-    fn table(&self, kind: &str) -> Result<&Table> {
-        self.tables
-            .get(kind)
-            .ok_or_else(|| super::missing_table(kind, &self.path.display().to_string()))
+    fn reflect(&mut self) -> Result<Vec<Table>> {
+        reflect(self.conn()?, &self.path)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        self.conn()?.execute_batch(sql).map_err(self.sql())
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<u64> {
+        let n = self.conn()?.execute(sql, []).map_err(self.sql())?;
+        Ok(n as u64)
+    }
+
+    fn run_ddl(&mut self, stmt: &str) -> std::result::Result<(), String> {
+        let conn = self.conn().map_err(|e| e.to_string())?;
+        conn.execute_batch(stmt).map_err(|e| e.to_string())
+    }
+
+    /// Foreign keys are part of SQLite's `CREATE TABLE`; nothing is
+    /// recorded to run after the load.
+    fn defer(&mut self, _kind: &str, _statements: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    fn name(t: &Table) -> String {
+        ident(&t.kind)
     }
 
     fn uuid_problem(&self, t: &Table) -> Option<String> {
-        if t.rowid || (t.primary_key.len() == 1 && self.is_rowid_alias(t)) {
-            return Some(format!(
-                "--keys uuid needs a key column that can hold text, but the key of table `{}` is \
-                 SQLite's integer rowid{}; restore with --keys keep",
-                t.kind,
-                t.primary_key
-                    .first()
-                    .map(|c| format!(" (`{c}` INTEGER PRIMARY KEY)"))
-                    .unwrap_or_default()
-            ));
-        }
-        None
+        uuid_problem(t)
     }
 
-    fn is_rowid_alias(&self, t: &Table) -> bool {
-        let Some(c) = t.primary_key.first().and_then(|p| t.column(p)) else {
-            return false;
-        };
-        let create = t
-            .ddl
-            .first()
-            .map(|s| s.to_ascii_uppercase())
-            .unwrap_or_default();
-        c.sql_type.eq_ignore_ascii_case("INTEGER") && !create.contains("WITHOUT ROWID")
+    fn param(v: &Value) -> SqlValue {
+        to_sql(v)
     }
 
-    /// After the schema kind: create recorded tables that are missing,
-    /// check the ones that exist.
-    fn apply_schema(&mut self) -> Result<()> {
-        let mut problems = Vec::new();
-        // Every recorded table missing on the target is created (tables
-        // that were empty have no kind to restore but belong to the
-        // schema); existing ones are checked when rows go into them.
-        let recorded: Vec<Table> = self.recorded.values().cloned().collect();
-        // Every statement is vetted before any runs.
-        let mut create = Vec::new();
-        for t in &recorded {
-            match self.tables.get(&t.kind) {
-                Some(_) if !self.restoring.contains(&t.kind) => {}
-                Some(existing) => {
-                    if let Some(p) = super::compare_tables(t, existing, &normalise_type) {
-                        problems.push(p);
-                    }
-                }
-                None if t.engine != "sqlite" => problems.push(format!(
-                    "table `{}` was recorded from {}; create it in the SQLite database first \
-                     (tables are created only from a SQLite snapshot)",
-                    t.kind, t.engine
-                )),
-                None => {
-                    let vetted = ddl::vet_table(ddl::Engine::Sqlite, t, &self.policy)?;
-                    self.warnings.extend(vetted.skipped);
-                    create.push((t.kind.clone(), vetted.ddl));
-                }
-            }
+    fn key_param(p: &Part<'_>) -> SqlValue {
+        match p {
+            Part::Null => SqlValue::Null,
+            Part::Int(i) => SqlValue::Integer(*i),
+            Part::Text(t) => SqlValue::Text(t.to_string()),
+            Part::Other(t) => SqlValue::Text(t.clone()),
         }
-        if !problems.is_empty() {
-            return Err(Error::Database(problems.join("\n")));
-        }
-        for (kind, statements) in &create {
-            let conn = self.conn()?;
-            for stmt in statements {
-                conn.execute_batch(stmt).map_err(|e| {
-                    Error::Database(format!(
-                        "creating table `{kind}` in {} failed: {e}",
-                        self.path.display()
-                    ))
-                })?;
-            }
-        }
-        self.refresh()?;
-        for kind in std::mem::take(&mut self.uuid_checks) {
-            if let Some(p) = self.tables.get(&kind).and_then(|t| self.uuid_problem(t)) {
-                return Err(Error::BadArgument(p));
-            }
-        }
-        Ok(())
     }
 
-    fn write_row(&mut self, entity: Entity) -> Result<()> {
-        let kind = self
-            .current
-            .clone()
-            .ok_or(Error::Internal("SQLite target: put outside a kind"))?;
-        let t = self.table(&kind)?;
-        let mut names: Vec<String> = Vec::new();
-        let mut values: Vec<SqlValue> = Vec::new();
-        let id = entity
-            .key
-            .path
-            .last()
-            .map(|p| p.id.clone())
-            .ok_or(Error::Internal("SQLite target: empty key"))?;
-        if t.rowid || t.primary_key.len() == 1 {
-            names.push(if t.rowid {
-                "rowid".into()
-            } else {
-                t.primary_key[0].clone()
-            });
-            values.push(match id {
-                ElementId::Id(i) => SqlValue::Integer(i),
-                ElementId::Name(n) => SqlValue::Text(n),
-                ElementId::Incomplete => {
-                    return Err(Error::Internal("SQLite target: incomplete key"))
-                }
-            });
-        }
-        for (name, v) in &entity.properties {
-            if t.column(name).is_none() {
-                return Err(Error::Database(format!(
-                    "table `{kind}` in {} has no column `{name}` (entity {}); add the column or restore into an empty database",
-                    self.path.display(),
-                    entity.key
-                )));
-            }
-            names.push(name.clone());
-            values.push(to_sql(v));
-        }
-        let conflict = if t.rowid {
-            None
-        } else {
-            Some(
-                t.primary_key
-                    .iter()
-                    .map(|c| ident(c))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )
-        };
-        let cols: Vec<String> = names
-            .iter()
-            .map(|n| if n == "rowid" { n.clone() } else { ident(n) })
-            .collect();
-        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-        let q = match conflict {
-            None => format!(
-                "INSERT OR REPLACE INTO {} ({}) VALUES ({})",
-                ident(&kind),
-                cols.join(", "),
-                marks.join(", ")
-            ),
-            Some(pk) => {
-                let pk_names: BTreeSet<&String> = t.primary_key.iter().collect();
-                let updates: Vec<String> = names
-                    .iter()
-                    .filter(|n| !pk_names.contains(n))
-                    .map(|n| format!("{0} = excluded.{0}", ident(n)))
-                    .collect();
-                let action = if updates.is_empty() {
-                    "NOTHING".to_string()
-                } else {
-                    format!("UPDATE SET {}", updates.join(", "))
-                };
-                format!(
-                    "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({pk}) DO {action}",
-                    ident(&kind),
-                    cols.join(", "),
-                    marks.join(", ")
-                )
-            }
-        };
-        let conn = self.conn()?;
-        let mut st = conn.prepare_cached(&q).map_err(self.sql())?;
-        st.execute(rusqlite::params_from_iter(values.iter()))
+    fn write(&mut self, t: &Table, columns: Vec<String>, row: Vec<SqlValue>) -> Result<()> {
+        let q = upsert(t, &columns);
+        let mut st = self.conn()?.prepare_cached(&q).map_err(self.sql())?;
+        st.execute(rusqlite::params_from_iter(row.iter()))
             .map_err(self.sql())?;
         Ok(())
     }
 
-    fn key_where(&self, t: &Table, k: &Key) -> (String, Vec<SqlValue>) {
-        let id = k
-            .path
-            .last()
-            .map(|p| p.id.clone())
-            .unwrap_or(ElementId::Incomplete);
-        let cols: Vec<String> = if t.rowid {
-            vec!["rowid".into()]
-        } else {
-            t.primary_key.iter().map(|c| ident(c)).collect()
-        };
-        let vals: Vec<SqlValue> = match id {
-            ElementId::Id(i) => vec![SqlValue::Integer(i)],
-            ElementId::Name(n) if cols.len() == 1 => vec![SqlValue::Text(n)],
-            ElementId::Name(n) => split_composite(&n)
-                .into_iter()
-                .map(|p| p.map_or(SqlValue::Null, SqlValue::Text))
-                .collect(),
-            ElementId::Incomplete => vec![],
-        };
-        let cond: Vec<String> = cols
+    fn key_rows(&mut self, t: &Table, f: &mut dyn FnMut(&[Part<'_>]) -> Result<()>) -> Result<()> {
+        let cols = SqliteDb::key_columns(t);
+        let q = format!("SELECT {} FROM {}", cols.join(", "), ident(&t.kind));
+        let mut st = self.conn()?.prepare(&q).map_err(self.sql())?;
+        let mut rows = st.query([]).map_err(self.sql())?;
+        while let Some(r) = rows.next().map_err(self.sql())? {
+            let parts: Vec<Part> = (0..cols.len())
+                .map(|i| r.get_ref(i).map(part_of))
+                .collect::<rusqlite::Result<_>>()
+                .map_err(self.sql())?;
+            f(&parts)?;
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, t: &Table, key: Vec<SqlValue>) -> Result<()> {
+        let cond: Vec<String> = SqliteDb::key_columns(t)
             .iter()
             .enumerate()
             .map(|(i, c)| format!("{c} IS ?{}", i + 1))
             .collect();
-        (cond.join(" AND "), vals)
+        let q = format!(
+            "DELETE FROM {} WHERE {}",
+            ident(&t.kind),
+            cond.join(" AND ")
+        );
+        self.conn()?
+            .prepare_cached(&q)
+            .and_then(|mut st| st.execute(rusqlite::params_from_iter(key.iter())))
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    fn reserve_ids(&mut self, t: &Table, keys: &[Key]) -> Result<()> {
+        // SQLite hands out max(rowid)+1, and raises sqlite_sequence itself
+        // when an explicit larger id is inserted into an AUTOINCREMENT
+        // table; raise it here too in case rows were deleted since.
+        let max = keys
+            .iter()
+            .filter_map(|k| match k.path.last().map(|p| &p.id) {
+                Some(ElementId::Id(i)) => Some(*i),
+                _ => None,
+            })
+            .max();
+        let Some(max) = max else { return Ok(()) };
+        let conn = self.conn()?;
+        let has_seq: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(self.sql())?
+            > 0;
+        if has_seq {
+            conn.execute(
+                "UPDATE sqlite_sequence SET seq = ?2 WHERE name = ?1 AND seq < ?2",
+                rusqlite::params![t.kind, max],
+            )
+            .map_err(self.sql())?;
+        }
+        Ok(())
+    }
+
+    fn reserve_method(&self) -> &'static str {
+        "sqlite: max(rowid)+1 and sqlite_sequence past the restored ids"
+    }
+
+    fn discard(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let Some(conn) = self.conn.take() else {
+            return Ok(());
+        };
+        conn.execute_batch("COMMIT").map_err(self.sql())?;
+        foreign_key_check(&conn, &self.path)
     }
 }
 
-/// SQLite type names compare by what they say, not their spelling.
+/// After the load: refuse to report success while a row points at a
+/// missing one.
+fn foreign_key_check(conn: &Connection, path: &Path) -> Result<()> {
+    let mut st = conn
+        .prepare("PRAGMA foreign_key_check")
+        .map_err(Error::sql(path))?;
+    let bad: Vec<(String, Option<i64>, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.take(1000).collect())
+        .map_err(Error::sql(path))?;
+    let Some((table, rowid, parent)) = bad.first() else {
+        return Ok(());
+    };
+    Err(Error::Database(format!(
+        "{2} now breaks {0} foreign key{1} (first: table `{table}` row {3} points at a missing `{parent}` row); \
+         restore the referenced kinds too (--with-references), clear the referencing ones, or fix the rows",
+        if bad.len() >= 1000 {
+            "1000 or more".to_string()
+        } else {
+            bad.len().to_string()
+        },
+        if bad.len() == 1 { "" } else { "s" },
+        path.display(),
+        rowid.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
+    )))
+}
+
 /// Defence in depth for a restore, whatever the recorded schema says:
 /// SQLite's defensive mode (no writes to the schema table, no corrupting
 /// pragmas), and an authorizer that denies ATTACH and DETACH, writes to any
@@ -651,13 +672,6 @@ fn guard(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn normalise_type(t: &str) -> String {
-    t.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_ascii_lowercase()
-}
-
 /// A property as a SQLite value.
 fn to_sql(v: &Value) -> SqlValue {
     match &v.kind {
@@ -679,241 +693,5 @@ fn to_sql(v: &Value) -> SqlValue {
         ValueKind::GeoPoint(_) | ValueKind::Array(_) | ValueKind::Entity(_) => {
             SqlValue::Text(super::plain_json(v).to_string())
         }
-    }
-}
-
-impl EntityTarget for SqliteTarget {
-    fn target_id(&self) -> String {
-        let abs = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
-        format!("sqlite:{}", abs.display())
-    }
-
-    fn start(&mut self, _resuming: bool) -> Result<()> {
-        let conn = Connection::open(&self.path).map_err(|e| open_error(&self.path, e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(self.sql())?;
-        guard(&conn).map_err(self.sql())?;
-        // Off during the load (any table order, cycles); checked in finish.
-        conn.execute_batch("PRAGMA foreign_keys = OFF")
-            .map_err(self.sql())?;
-        self.conn = Some(conn);
-        self.refresh()?;
-        self.conn()?.execute_batch("BEGIN").map_err(self.sql())?;
-        Ok(())
-    }
-
-    fn set_schema_policy(&mut self, policy: ddl::SchemaPolicy) {
-        self.policy = policy;
-    }
-
-    fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
-    }
-
-    fn list_kinds(&mut self) -> Result<Vec<(String, String)>> {
-        if self.conn.is_none() {
-            self.start(false)?;
-        }
-        let mut kinds: Vec<(String, String)> = self
-            .tables
-            .keys()
-            .map(|k| (String::new(), k.clone()))
-            .collect();
-        kinds.sort();
-        Ok(kinds)
-    }
-
-    fn check_uuid_names(&mut self, _ns: &str, kind: &str) -> Result<()> {
-        if kind == SCHEMA_KIND {
-            return Ok(());
-        }
-        match self.tables.get(kind) {
-            Some(t) => match self.uuid_problem(t) {
-                Some(p) => Err(Error::BadArgument(p)),
-                None => Ok(()),
-            },
-            // Created from the recorded schema later; checked then.
-            None => {
-                self.uuid_checks.insert(kind.to_string());
-                Ok(())
-            }
-        }
-    }
-
-    fn order_kinds(&mut self, kinds: Vec<(String, String)>) -> Result<Vec<(String, String)>> {
-        self.restoring = kinds.iter().map(|(_, k)| k.clone()).collect();
-        Ok(super::order_kinds(
-            kinds,
-            &super::fk_deps(self.tables.values()),
-        ))
-    }
-
-    fn begin_kind(&mut self, _ns: &str, kind: &str, _o: KindOptions) -> Result<()> {
-        if kind != SCHEMA_KIND {
-            self.table(kind)?;
-        }
-        self.current = Some(kind.to_string());
-        Ok(())
-    }
-
-    fn put(&mut self, entity: Entity) -> Result<()> {
-        if self.current.as_deref() == Some(SCHEMA_KIND) {
-            let t = Table::from_entity(&entity)?;
-            self.recorded.insert(t.kind.clone(), t);
-            return Ok(());
-        }
-        self.write_row(entity)
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        self.conn()?
-            .execute_batch("COMMIT; BEGIN")
-            .map_err(self.sql())
-    }
-
-    fn take_rejections(&mut self) -> Vec<Rejection> {
-        Vec::new()
-    }
-
-    fn end_kind(&mut self) -> Result<()> {
-        if self.current.take().as_deref() == Some(SCHEMA_KIND) {
-            self.apply_schema()?;
-        }
-        Ok(())
-    }
-
-    fn reserve_ids(&mut self, _ns: &str, kind: &str, keys: &[Key]) -> Result<()> {
-        // SQLite hands out max(rowid)+1, and raises sqlite_sequence itself
-        // when an explicit larger id is inserted into an AUTOINCREMENT
-        // table; raise it here too in case rows were deleted since.
-        let max = keys
-            .iter()
-            .filter_map(|k| match k.path.last().map(|p| &p.id) {
-                Some(ElementId::Id(i)) => Some(*i),
-                _ => None,
-            })
-            .max();
-        let Some(max) = max else { return Ok(()) };
-        let conn = self.conn()?;
-        let has_seq: bool = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(self.sql())?
-            > 0;
-        if has_seq {
-            conn.execute(
-                "UPDATE sqlite_sequence SET seq = ?2 WHERE name = ?1 AND seq < ?2",
-                rusqlite::params![kind, max],
-            )
-            .map_err(self.sql())?;
-        }
-        Ok(())
-    }
-
-    fn reserve_method(&self) -> &'static str {
-        "sqlite: max(rowid)+1 and sqlite_sequence past the restored ids"
-    }
-
-    fn scan_keys(
-        &mut self,
-        _ns: &str,
-        kind: &str,
-        f: &mut dyn FnMut(Key) -> Result<()>,
-    ) -> Result<()> {
-        if kind == SCHEMA_KIND {
-            // Tables are never deleted by --exact or --clear.
-            return Ok(());
-        }
-        let t = self.table(kind)?.clone();
-        let cols: Vec<String> = if t.rowid {
-            vec!["rowid".into()]
-        } else {
-            t.primary_key.iter().map(|c| ident(c)).collect()
-        };
-        let conn = self.conn()?;
-        let mut st = conn
-            .prepare(&format!("SELECT {} FROM {}", cols.join(", "), ident(kind)))
-            .map_err(self.sql())?;
-        let mut rows = st.query([]).map_err(self.sql())?;
-        while let Some(r) = rows.next().map_err(self.sql())? {
-            let id = if cols.len() == 1 {
-                single_id(r.get_ref(0).map_err(self.sql())?)
-            } else {
-                let parts: Vec<Part> = (0..cols.len())
-                    .map(|i| r.get_ref(i).map(part_of))
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(self.sql())?;
-                ElementId::Name(composite_name(&parts))
-            };
-            f(key(kind, id))?;
-        }
-        Ok(())
-    }
-
-    fn delete(&mut self, keys: Vec<Key>) -> Result<()> {
-        for k in keys {
-            let kind = k.kind().to_string();
-            if kind == SCHEMA_KIND {
-                continue;
-            }
-            let t = self.table(&kind)?.clone();
-            let (cond, vals) = self.key_where(&t, &k);
-            self.conn()?
-                .prepare_cached(&format!("DELETE FROM {} WHERE {cond}", ident(&kind)))
-                .and_then(|mut st| st.execute(rusqlite::params_from_iter(vals.iter())))
-                .map_err(self.sql())?;
-        }
-        Ok(())
-    }
-
-    fn clear_kind(&mut self, _ns: &str, kind: &str) -> Result<u64> {
-        if kind == SCHEMA_KIND || !self.tables.contains_key(kind) {
-            return Ok(0);
-        }
-        let n = self
-            .conn()?
-            .execute(&format!("DELETE FROM {}", ident(kind)), [])
-            .map_err(self.sql())?;
-        Ok(n as u64)
-    }
-
-    fn discard(&mut self) -> Result<()> {
-        if let Some(conn) = self.conn.take() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<()> {
-        let Some(conn) = self.conn.take() else {
-            return Ok(());
-        };
-        let sql = Error::sql(self.path.clone());
-        conn.execute_batch("COMMIT").map_err(sql)?;
-        let mut st = conn
-            .prepare("PRAGMA foreign_key_check")
-            .map_err(Error::sql(&self.path))?;
-        let bad: Vec<(String, Option<i64>, String)> = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .and_then(|rows| rows.take(1000).collect())
-            .map_err(Error::sql(&self.path))?;
-        if let Some((table, rowid, parent)) = bad.first() {
-            return Err(Error::Database(format!(
-                "{2} now breaks {0} foreign key{1} (first: table `{table}` row {3} points at a missing `{parent}` row); \
-                 restore the referenced kinds too (--with-references), clear the referencing ones, or fix the rows",
-                if bad.len() >= 1000 {
-                    "1000 or more".to_string()
-                } else {
-                    bad.len().to_string()
-                },
-                if bad.len() == 1 { "" } else { "s" },
-                self.path.display(),
-                rowid.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
-            )));
-        }
-        Ok(())
     }
 }

@@ -1,0 +1,865 @@
+//! PostgreSQL databases as sources (`postgres://USER:PASSWORD@HOST:PORT/DB`)
+//! and targets, through the synchronous `postgres` crate.
+//!
+//! A snapshot reads every table inside one `REPEATABLE READ READ ONLY`
+//! transaction, through a portal fetched a few thousand rows at a time, in
+//! primary-key order (text keys in byte order, `COLLATE "C"`). The
+//! synchronous client has no read timeout, so the reading runs on a thread
+//! of its own and the caller waits for each batch of rows at most the
+//! answer timeout; connecting (start-up and authentication included) runs
+//! on a thread too, bounded by `connect_timeout` from the URL or the
+//! caller's [`Timeouts`]. A server that stops answering then ends the
+//! command with [`Error::Timeout`]; the abandoned thread stays blocked on
+//! its socket until the process exits. Values are
+//! read in their text form and parsed by column type (see docs/sql.md); a
+//! restore writes text back with a cast to the column's type, so every
+//! type PostgreSQL can print round-trips. Tables without a primary key are
+//! skipped with a warning (`ctid` is not a stable identity).
+//!
+//! A restore drops the restored tables' foreign-key constraints for the
+//! load (so tables load in any order, cycles included), remembers them in
+//! a `kindsnap_pending_constraints` table on the target (so an interrupted
+//! restore re-adds them when resumed) and re-adds them, validated, in
+//! `finish`.
+
+mod reflect;
+mod text;
+
+use std::collections::{BTreeSet, HashMap};
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls};
+
+use self::reflect::{reflect, ColType, PgTable};
+use self::text::{is_int, parse_array, parse_text, to_text};
+use super::dialect::{Dialect, Reader, Row};
+use super::target::SqlTarget;
+use super::{ddl, ident, meaning, scan, text_value, with_meaning, Column, Part, Table};
+use crate::connector::EntitySource;
+use crate::error::{Error, Result};
+use crate::filter::KindFilter;
+use crate::model::{Entity, Key, Value, ValueKind};
+use crate::net::{self, Timeouts};
+
+const PENDING: &str = "kindsnap_pending_constraints";
+const FETCH_ROWS: i32 = 2000;
+
+/// The URL without its password, for ids and messages.
+fn redacted(url: &str) -> String {
+    let Ok(cfg) = url.parse::<postgres::Config>() else {
+        return "postgres://?".into();
+    };
+    let host = cfg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(s) => s.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    let user = cfg.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let db = cfg.get_dbname().or(cfg.get_user()).unwrap_or("");
+    format!("postgres://{user}{host}:{port}/{db}")
+}
+
+/// What every session sets first, so values print the same everywhere.
+const SESSION_SETUP: &str = "SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'; \
+     SET IntervalStyle TO 'postgres'; SET extra_float_digits TO 3";
+
+/// Open a session. The `postgres` crate's `connect_timeout` bounds only
+/// the TCP connect; a server that accepts and then says nothing would hold
+/// the start-up exchange forever. So the whole of it — connect, start-up,
+/// authentication, the session setup — runs on a thread, and the caller
+/// waits `connect_timeout` (from the URL, else `timeouts.connect`).
+fn connect(url: &str, timeouts: &Timeouts) -> Result<Client> {
+    let shown = redacted(url);
+    let mut cfg: postgres::Config = url.parse().map_err(|e| Error::BadLocation {
+        spec: shown.clone(),
+        why: format!("{e}"),
+    })?;
+    let (deadline, knob) = match cfg.get_connect_timeout() {
+        Some(t) => (*t, "`connect_timeout` in the URL"),
+        None => {
+            cfg.connect_timeout(timeouts.connect);
+            (timeouts.connect, net::TIMEOUT_KNOBS)
+        }
+    };
+    // Keepalive probes after 30 s of silence instead of the system's two
+    // hours, and unacknowledged data gives up after the answer timeout,
+    // unless the URL says otherwise (`keepalives_idle`, `tcp_user_timeout`):
+    // a vanished peer is noticed by the kernel.
+    if cfg.get_keepalives_idle() == std::time::Duration::from_secs(2 * 60 * 60) {
+        cfg.keepalives_idle(net::KEEPALIVE);
+    }
+    if cfg.get_tcp_user_timeout().is_none() {
+        cfg.tcp_user_timeout(timeouts.answer);
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let who = shown.clone();
+    std::thread::Builder::new()
+        .name("kindsnap-pg-connect".into())
+        .spawn(move || {
+            let opened = cfg
+                .connect(NoTls)
+                .map_err(|e| connect_error(&who, e))
+                .and_then(|mut client| {
+                    client
+                        .batch_execute(SESSION_SETUP)
+                        .map_err(db_error(&who))?;
+                    Ok(client)
+                });
+            let _ = tx.send(opened);
+        })
+        .map_err(|e| {
+            Error::Database(format!("cannot start a thread to connect to {shown}: {e}"))
+        })?;
+    match rx.recv_timeout(deadline) {
+        Ok(opened) => opened,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout {
+            service: "PostgreSQL server",
+            endpoint: shown,
+            timeout: deadline,
+            waiting: "connecting: start-up and authentication".into(),
+            knob: knob.into(),
+        }),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Error::Internal(
+            "the PostgreSQL connecting thread ended without a word",
+        )),
+    }
+}
+
+fn connect_error(shown: &str, e: postgres::Error) -> Error {
+    use postgres::error::SqlState;
+    let (why, hint) = match e.as_db_error() {
+        Some(d) if *d.code() == SqlState::INVALID_PASSWORD => (
+            d.message().to_string(),
+            "check the user and password in the URL",
+        ),
+        Some(d) if *d.code() == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => (
+            d.message().to_string(),
+            "check the user in the URL and the server's pg_hba.conf",
+        ),
+        Some(d) if *d.code() == SqlState::INVALID_CATALOG_NAME => (
+            d.message().to_string(),
+            "create the database first (createdb) or fix its name",
+        ),
+        Some(d) => (d.message().to_string(), "check the URL"),
+        None => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg = s.to_string();
+                src = s.source();
+            }
+            (
+                msg,
+                "is the server running and reachable at that host and port?",
+            )
+        }
+    };
+    Error::Database(format!("cannot connect to {shown}: {why}; {hint}"))
+}
+
+fn db_error(shown: &str) -> impl Fn(postgres::Error) -> Error + '_ {
+    move |e| Error::Database(format!("{shown}: {}", why(&e)))
+}
+
+/// The server's message, with its detail when it gives one.
+fn why(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) if d.code() == &postgres::error::SqlState::LOCK_NOT_AVAILABLE => format!(
+            "{}: another session holds a lock on the table; let it finish, or raise --timeout \
+             (or KINDSNAP_TIMEOUT, or `timeout` in kindsnap.toml), and run the restore again",
+            d.message()
+        ),
+        Some(d) => match d.detail() {
+            Some(detail) => format!("{} ({detail})", d.message()),
+            None => d.message().to_string(),
+        },
+        None => e.to_string(),
+    }
+}
+
+pub(crate) struct PostgresSource {
+    url: String,
+    shown: String,
+    /// Lent to the reading thread during `for_each`; gone after a reading
+    /// that was abandoned.
+    client: Option<Client>,
+    filter: Option<KindFilter>,
+    timeouts: Timeouts,
+}
+
+impl PostgresSource {
+    pub(crate) fn open(url: &str, timeouts: &Timeouts) -> Result<PostgresSource> {
+        Ok(PostgresSource {
+            client: Some(connect(url, timeouts)?),
+            url: url.to_string(),
+            shown: redacted(url),
+            filter: None,
+            timeouts: *timeouts,
+        })
+    }
+}
+
+/// What the reading thread sends: rows, then the connection back with
+/// how the reading ended.
+enum Batch {
+    Rows(Vec<(Entity, u64)>),
+    Done(Box<Client>, Result<()>),
+}
+
+impl EntitySource for PostgresSource {
+    fn source_id(&self) -> String {
+        redacted(&self.url)
+    }
+
+    fn set_filter(&mut self, filter: &KindFilter) {
+        self.filter = Some(filter.clone());
+    }
+
+    fn describe(&self, origin: u64) -> String {
+        format!("{} (row {origin})", self.shown)
+    }
+
+    fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()> {
+        let shown = self.shown.clone();
+        let mut client = self.client.take().ok_or_else(|| {
+            Error::Database(format!(
+                "{shown}: the connection was given up after an earlier error; run the command again"
+            ))
+        })?;
+        let filter = self.filter.clone();
+        let (sender, batches) = std::sync::mpsc::sync_channel::<Batch>(2);
+        let reader_shown = shown.clone();
+        std::thread::Builder::new()
+            .name("kindsnap-pg-read".into())
+            .spawn(move || {
+                let mut rows = Vec::new();
+                let read =
+                    Self::read_tables(&mut client, filter.as_ref(), &reader_shown, &mut |e, o| {
+                        rows.push((e, o));
+                        if rows.len() >= FETCH_ROWS as usize {
+                            sender
+                                .send(Batch::Rows(std::mem::take(&mut rows)))
+                                .map_err(|_| Error::Interrupted)?;
+                        }
+                        Ok(())
+                    });
+                let read = read.and_then(|()| {
+                    sender
+                        .send(Batch::Rows(rows))
+                        .map_err(|_| Error::Interrupted)
+                });
+                let _ = sender.send(Batch::Done(Box::new(client), read));
+            })
+            .map_err(|e| Error::Database(format!("cannot start a thread to read {shown}: {e}")))?;
+        // The wait for each batch is what the answer timeout bounds; the
+        // time `f` takes is not counted.
+        loop {
+            match batches.recv_timeout(self.timeouts.answer) {
+                Ok(Batch::Rows(rows)) => {
+                    for (e, origin) in rows {
+                        f(e, origin)?;
+                    }
+                }
+                Ok(Batch::Done(client, read)) => {
+                    self.client = Some(*client);
+                    return read;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(Error::Timeout {
+                        service: "PostgreSQL server",
+                        endpoint: shown,
+                        timeout: self.timeouts.answer,
+                        waiting: "waiting for rows".into(),
+                        knob: net::TIMEOUT_KNOBS.into(),
+                    })
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Internal("the PostgreSQL reading thread stopped"))
+                }
+            }
+        }
+    }
+}
+
+impl PostgresSource {
+    /// Read every table `filter` allows (see [`scan::scan`]) inside one
+    /// repeatable-read transaction.
+    fn read_tables(
+        client: &mut Client,
+        filter: Option<&KindFilter>,
+        shown: &str,
+        f: &mut dyn FnMut(Entity, u64) -> Result<()>,
+    ) -> Result<()> {
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(db_error(shown))?;
+        scan::scan(&mut PgReader { tx: &mut tx, shown }, filter, f)?;
+        tx.commit().map_err(db_error(shown))
+    }
+}
+
+/// A snapshot's view of the server, inside its read transaction.
+struct PgReader<'a, 't> {
+    tx: &'a mut postgres::Transaction<'t>,
+    shown: &'a str,
+}
+
+impl Reader for PgReader<'_, '_> {
+    const ENGINE: &'static str = PostgresDb::ENGINE;
+    type Table = PgTable;
+
+    fn tables(&mut self) -> Result<Vec<PgTable>> {
+        reflect(&mut |s, p| self.tx.query(s, p)).map_err(db_error(self.shown))
+    }
+
+    fn columns(t: &PgTable) -> Vec<&Column> {
+        t.read_columns().map(|(c, _)| c).collect()
+    }
+
+    fn rows(&mut self, t: &PgTable, f: &mut dyn FnMut(&dyn Row) -> Result<()>) -> Result<()> {
+        let err = db_error(self.shown);
+        let types: Vec<&ColType> = t.read_columns().map(|(_, ty)| ty).collect();
+        let stmt = self.tx.prepare(&select(t)).map_err(&err)?;
+        let portal = self.tx.bind(&stmt, &[]).map_err(&err)?;
+        loop {
+            let rows = self.tx.query_portal(&portal, FETCH_ROWS).map_err(&err)?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for r in &rows {
+                let texts = (0..types.len()).map(|i| r.get(i)).collect();
+                f(&PgRow {
+                    texts,
+                    types: &types,
+                })?;
+            }
+        }
+    }
+}
+
+/// The query that reads a table's rows: every column as text (arrays as
+/// JSON), in primary-key order, text keys in byte order.
+fn select(t: &PgTable) -> String {
+    let select: Vec<String> = t
+        .read_columns()
+        .map(|(c, ty)| {
+            if ty.category == "A" {
+                format!("to_jsonb(t.{}::text[])::text", ident(&c.name))
+            } else {
+                format!("t.{}::text", ident(&c.name))
+            }
+        })
+        .collect();
+    let order: Vec<String> = t
+        .table
+        .primary_key
+        .iter()
+        .map(|p| match t.read_columns().find(|(c, _)| &c.name == p) {
+            Some((_, ty)) if ty.category == "S" => format!("t.{} COLLATE \"C\"", ident(p)),
+            _ => format!("t.{}", ident(p)),
+        })
+        .collect();
+    // Qualified names: an unqualified ORDER BY "id" would sort by the
+    // output column "id", which is the key's *text*.
+    format!(
+        "SELECT {} FROM {} AS t ORDER BY {}",
+        select.join(", "),
+        t.from,
+        order.join(", ")
+    )
+}
+
+/// A row read as text, column `i` of type `types[i]`.
+struct PgRow<'a> {
+    texts: Vec<Option<&'a str>>,
+    types: &'a [&'a ColType],
+}
+
+/// A column's text as a key component: an integer when the column is one.
+fn part_of<'a>(text: Option<&'a str>, ty: &ColType) -> Part<'a> {
+    match text {
+        None => Part::Null,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if is_int(&ty.typname) => Part::Int(n),
+            _ => Part::Text(s.into()),
+        },
+    }
+}
+
+impl Row for PgRow<'_> {
+    fn rowid(&self) -> Result<i64> {
+        Err(Error::Internal("a PostgreSQL table has no rowid"))
+    }
+
+    fn part(&self, i: usize) -> Result<Part<'_>> {
+        Ok(part_of(self.texts[i], self.types[i]))
+    }
+
+    fn value(&self, i: usize) -> Result<Value> {
+        let ty = self.types[i];
+        Ok(match self.texts[i] {
+            None => Value::new(ValueKind::Null),
+            Some(s) if ty.category == "A" => match serde_json::from_str::<serde_json::Value>(s) {
+                Ok(j) => parse_array(&j, ty.elem.as_deref().unwrap_or("")),
+                Err(_) => with_meaning(text_value(s.to_string()), meaning::TEXT_FORM),
+            },
+            Some(s) => parse_text(s, &ty.typname),
+        })
+    }
+}
+
+/// Rows waiting to be written: one table, one column list, many rows.
+#[derive(Default)]
+struct Pending {
+    table: Option<PgTable>,
+    columns: Vec<String>,
+    rows: Vec<Vec<Option<String>>>,
+}
+
+/// A PostgreSQL database as a restore target.
+pub(crate) type PostgresTarget = SqlTarget<PostgresDb>;
+
+impl SqlTarget<PostgresDb> {
+    pub(crate) fn open(url: &str, timeouts: &Timeouts) -> Result<PostgresTarget> {
+        // Fails early on a bad URL; the connection opens in `start`.
+        url.parse::<postgres::Config>()
+            .map_err(|e| Error::BadLocation {
+                spec: redacted(url),
+                why: e.to_string(),
+            })?;
+        Ok(SqlTarget::new(PostgresDb {
+            url: url.to_string(),
+            shown: redacted(url),
+            client: None,
+            pending: Pending::default(),
+            statements: HashMap::new(),
+            timeouts: *timeouts,
+        }))
+    }
+}
+
+/// The PostgreSQL side of a restore: one session, one transaction from
+/// `start` (committed at every sync) to `finish`; rows are written a
+/// thousand to an `INSERT`.
+pub(crate) struct PostgresDb {
+    url: String,
+    shown: String,
+    client: Option<Client>,
+    pending: Pending,
+    /// Prepared `INSERT`s by their text.
+    statements: HashMap<String, postgres::Statement>,
+    timeouts: Timeouts,
+}
+
+impl PostgresDb {
+    fn client(&mut self) -> Result<&mut Client> {
+        self.client
+            .as_mut()
+            .ok_or(Error::Internal("PostgreSQL target used before start"))
+    }
+
+    fn exec(&mut self, sql: &str) -> Result<()> {
+        let shown = self.shown.clone();
+        self.client()?.batch_execute(sql).map_err(db_error(&shown))
+    }
+
+    /// Remember a constraint to add (validated) in `finish`.
+    fn keep_pending(&mut self, kind: &str, name: &str, def: &str) -> Result<()> {
+        let shown = self.shown.clone();
+        self.client()?
+            .execute(
+                &format!("INSERT INTO {PENDING} (tbl, name, def) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"),
+                &[&kind, &name, &def],
+            )
+            .map_err(db_error(&shown))?;
+        Ok(())
+    }
+
+    /// Drop the foreign keys of existing restored tables (and those
+    /// pointing at them), remembering them in the pending table.
+    fn drop_foreign_keys(&mut self, restoring: &BTreeSet<String>) -> Result<()> {
+        let shown = self.shown.clone();
+        let rows = self
+            .client()?
+            .query(
+                "SELECT c.conname::text, pg_get_constraintdef(c.oid), \
+                 quote_ident(n.nspname) || '.' || quote_ident(t.relname), \
+                 CASE WHEN n.nspname = 'public' THEN t.relname::text ELSE n.nspname || '.' || t.relname END, \
+                 CASE WHEN rn.nspname = 'public' THEN r.relname::text ELSE rn.nspname || '.' || r.relname END \
+                 FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid \
+                 JOIN pg_namespace n ON n.oid = t.relnamespace \
+                 JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace \
+                 WHERE c.contype = 'f'",
+                &[],
+            )
+            .map_err(db_error(&shown))?;
+        for r in rows {
+            let (name, def, qual, kind, refkind): (String, String, String, String, String) =
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+            if !restoring.contains(&kind) && !restoring.contains(&refkind) {
+                continue;
+            }
+            let add = format!("ALTER TABLE {qual} ADD CONSTRAINT {} {def}", ident(&name));
+            self.keep_pending(&kind, &name, &add)?;
+            self.exec(&format!(
+                "ALTER TABLE {qual} DROP CONSTRAINT {}",
+                ident(&name)
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// The prepared statement for `sql`, from the cache when it is there.
+    fn prepared(&mut self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let shown = self.shown.clone();
+        let s = self.client()?.prepare(sql).map_err(db_error(&shown))?;
+        if self.statements.len() > 64 {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Re-add, validated, every constraint the load set aside.
+    fn restore_constraints(&mut self) -> Result<()> {
+        let shown = self.shown.clone();
+        let has_pending: bool = self
+            .client()?
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&PENDING])
+            .map_err(db_error(&shown))?
+            .get(0);
+        if !has_pending {
+            return Ok(());
+        }
+        let rows = self
+            .client()?
+            .query(
+                &format!("SELECT tbl, name, def FROM {PENDING} ORDER BY tbl, name"),
+                &[],
+            )
+            .map_err(db_error(&shown))?;
+        for r in rows {
+            let (tbl, def): (String, String) = (r.get(0), r.get(2));
+            self.client()?.batch_execute(&def).map_err(|e| {
+                Error::Database(format!(
+                    "the restored data breaks a foreign key of table `{tbl}` in {shown}: {}; \
+                     restore the referenced kinds too (--with-references) or fix the rows, then run the restore again",
+                    why(&e)
+                ))
+            })?;
+        }
+        self.exec(&format!("DROP TABLE {PENDING}"))
+    }
+}
+
+/// `INSERT … VALUES (…), (…) … ON CONFLICT DO UPDATE` for `rows` rows of
+/// `columns`, each value text cast to its column's type.
+fn insert(t: &PgTable, columns: &[String], rows: usize) -> String {
+    let casts: Vec<&str> = columns
+        .iter()
+        .map(|c| {
+            t.table
+                .column(c)
+                .map_or("text", |col| col.sql_type.as_str())
+        })
+        .collect();
+    let pk: BTreeSet<&String> = t.table.primary_key.iter().collect();
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| !pk.contains(c))
+        .map(|c| format!("{0} = EXCLUDED.{0}", ident(c)))
+        .collect();
+    let action = if updates.is_empty() {
+        "NOTHING".to_string()
+    } else {
+        format!("UPDATE SET {}", updates.join(", "))
+    };
+    let mut n = 0;
+    let values: Vec<String> = (0..rows)
+        .map(|_| {
+            let row: Vec<String> = casts
+                .iter()
+                .map(|ty| {
+                    n += 1;
+                    format!("${n}::text::{ty}")
+                })
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect();
+    let cols: Vec<String> = columns.iter().map(|c| ident(c)).collect();
+    let pk_cols: Vec<String> = t.table.primary_key.iter().map(|c| ident(c)).collect();
+    format!(
+        "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES {} ON CONFLICT ({}) DO {action}",
+        t.qualified,
+        cols.join(", "),
+        values.join(", "),
+        pk_cols.join(", ")
+    )
+}
+
+/// `--keys uuid` needs a key column that can hold text.
+fn uuid_problem(t: &Table, shown: &str) -> Option<String> {
+    let text_like = |ty: &str| {
+        let ty = ty.to_ascii_lowercase();
+        ty == "text" || ty == "uuid" || ty.starts_with("character varying") || ty == "citext"
+    };
+    if t.primary_key.len() != 1 {
+        return None;
+    }
+    let pk = t.column(&t.primary_key[0])?;
+    if !text_like(&pk.sql_type) {
+        return Some(format!(
+            "--keys uuid needs a key column that can hold text, but `{}`.`{}` in {shown} is {}; \
+             restore with --keys keep, or change the column to text or uuid",
+            t.kind, pk.name, pk.sql_type
+        ));
+    }
+    None
+}
+
+type Param<'a> = &'a (dyn postgres::types::ToSql + Sync);
+
+impl Dialect for PostgresDb {
+    const ENGINE: &'static str = "postgres";
+    const NAME: &'static str = "PostgreSQL";
+    const DDL: ddl::Engine = ddl::Engine::Postgres;
+    type Table = PgTable;
+    type Param = Option<String>;
+
+    fn target_id(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    fn is_open(&self) -> bool {
+        self.client.is_some()
+    }
+
+    fn open(&mut self) -> Result<()> {
+        self.client = Some(connect(&self.url, &self.timeouts)?);
+        // A restore that waits for a lock an application holds gives up
+        // after the timeout instead of hanging the nightly job; long
+        // statements (a foreign key validated over millions of rows) are
+        // not limited.
+        let ms = self.timeouts.answer.as_millis().max(1);
+        self.exec(&format!("SET lock_timeout = {ms}"))
+    }
+
+    fn reflect(&mut self) -> Result<Vec<PgTable>> {
+        let shown = self.shown.clone();
+        let client = self.client()?;
+        reflect(&mut |s, p| client.query(s, p)).map_err(db_error(&shown))
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        self.exec(sql)
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<u64> {
+        let shown = self.shown.clone();
+        self.client()?.execute(sql, &[]).map_err(db_error(&shown))
+    }
+
+    fn run_ddl(&mut self, stmt: &str) -> std::result::Result<(), String> {
+        let client = self.client().map_err(|e| e.to_string())?;
+        client.batch_execute(stmt).map_err(|e| {
+            e.as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or(e.to_string())
+        })
+    }
+
+    fn defer(&mut self, kind: &str, statements: &[String]) -> Result<()> {
+        for (i, def) in statements.iter().enumerate() {
+            self.keep_pending(kind, &format!("recorded-{i}"), def)?;
+        }
+        Ok(())
+    }
+
+    fn name(t: &PgTable) -> String {
+        t.qualified.clone()
+    }
+
+    fn uuid_problem(&self, t: &Table) -> Option<String> {
+        uuid_problem(t, &self.shown)
+    }
+
+    /// Before anything is cleared or written: the foreign keys of the
+    /// tables restored (and pointing at them) go, until `finish`.
+    fn before_load(&mut self, restoring: &BTreeSet<String>) -> Result<()> {
+        self.exec(&format!(
+            "CREATE TABLE IF NOT EXISTS {PENDING} (tbl text NOT NULL, name text NOT NULL, def text NOT NULL, PRIMARY KEY (tbl, name))"
+        ))?;
+        self.drop_foreign_keys(restoring)
+    }
+
+    fn param(v: &Value) -> Option<String> {
+        to_text(v)
+    }
+
+    fn key_param(p: &Part<'_>) -> Option<String> {
+        match p {
+            Part::Null => None,
+            Part::Int(i) => Some(i.to_string()),
+            Part::Text(t) => Some(t.to_string()),
+            Part::Other(t) => Some(t.clone()),
+        }
+    }
+
+    fn write(&mut self, t: &PgTable, columns: Vec<String>, row: Vec<Option<String>>) -> Result<()> {
+        let same_table = self
+            .pending
+            .table
+            .as_ref()
+            .is_some_and(|p| p.table.kind == t.table.kind);
+        if !same_table || columns != self.pending.columns {
+            self.flush()?;
+            self.pending.table = Some(t.clone());
+            self.pending.columns = columns;
+        }
+        self.pending.rows.push(row);
+        if self.pending.rows.len() >= 1000 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.rows.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let t = pending
+            .table
+            .ok_or(Error::Internal("PostgreSQL target: rows outside a table"))?;
+        let per_batch = (30_000 / pending.columns.len().max(1)).clamp(1, 1000);
+        let shown = self.shown.clone();
+        for chunk in pending.rows.chunks(per_batch) {
+            let stmt = self.prepared(&insert(&t, &pending.columns, chunk.len()))?;
+            let params: Vec<Param> = chunk
+                .iter()
+                .flat_map(|r| r.iter().map(|v| v as Param))
+                .collect();
+            self.client()?.execute(&stmt, &params).map_err(|e| {
+                Error::Database(format!(
+                    "writing table `{}` in {shown}: {}",
+                    t.table.kind,
+                    why(&e)
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn key_rows(
+        &mut self,
+        t: &PgTable,
+        f: &mut dyn FnMut(&[Part<'_>]) -> Result<()>,
+    ) -> Result<()> {
+        let pk = &t.table.primary_key;
+        let select: Vec<String> = pk.iter().map(|c| format!("{}::text", ident(c))).collect();
+        let types: Vec<&ColType> = pk.iter().filter_map(|c| t.type_of(c)).collect();
+        let shown = self.shown.clone();
+        let mut it = self
+            .client()?
+            .query_raw(
+                &format!("SELECT {} FROM {}", select.join(", "), t.qualified),
+                std::iter::empty::<i32>(),
+            )
+            .map_err(db_error(&shown))?;
+        while let Some(r) = it.next().map_err(db_error(&shown))? {
+            let parts: Vec<Part> = types
+                .iter()
+                .enumerate()
+                .map(|(i, ty)| part_of(r.get(i), ty))
+                .collect();
+            f(&parts)?;
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, t: &PgTable, key: Vec<Option<String>>) -> Result<()> {
+        let cond: Vec<String> = t
+            .table
+            .primary_key
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{}::text IS NOT DISTINCT FROM ${}", ident(c), i + 1))
+            .collect();
+        let params: Vec<Param> = key.iter().map(|v| v as Param).collect();
+        let shown = self.shown.clone();
+        self.client()?
+            .execute(
+                &format!("DELETE FROM {} WHERE {}", t.qualified, cond.join(" AND ")),
+                &params,
+            )
+            .map_err(db_error(&shown))?;
+        Ok(())
+    }
+
+    fn reserve_ids(&mut self, t: &PgTable, _keys: &[Key]) -> Result<()> {
+        let [col] = &t.table.primary_key[..] else {
+            return Ok(());
+        };
+        let shown = self.shown.clone();
+        // Past the largest id in the table (restored or already there).
+        self.client()?
+            .execute(
+                &format!(
+                    "SELECT setval(s, (SELECT max({c}) FROM {q})) FROM pg_get_serial_sequence($1, $2) s \
+                     WHERE s IS NOT NULL AND (SELECT max({c}) FROM {q}) IS NOT NULL",
+                    c = ident(col),
+                    q = t.qualified
+                ),
+                &[&t.qualified, col],
+            )
+            .map_err(db_error(&shown))?;
+        Ok(())
+    }
+
+    fn reserve_method(&self) -> &'static str {
+        "postgres: setval of each key column's sequence past the largest id"
+    }
+
+    fn discard(&mut self) {
+        if let Some(mut c) = self.client.take() {
+            let _ = c.batch_execute("ROLLBACK");
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.exec("COMMIT; BEGIN")?;
+        self.restore_constraints()?;
+        self.exec("COMMIT")?;
+        self.client = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_passwords() {
+        assert_eq!(
+            redacted("postgres://me:s3cret@db.internal:6543/shop"),
+            "postgres://me@db.internal:6543/shop"
+        );
+        assert_eq!(redacted("postgresql://db/shop"), "postgres://db:5432/shop");
+    }
+}

@@ -1,0 +1,354 @@
+//! The one SQL restore target: [`SqlTarget`] over an engine's
+//! [`Dialect`].
+//!
+//! What a restore into any SQL database means lives here: the schema kind
+//! is read first and recorded tables the target lacks are created from
+//! their vetted DDL ([`ddl::vet_table`] under the [`ddl::SchemaPolicy`]),
+//! existing ones are compared with what was recorded, uuid checks on
+//! tables still to be created wait until they exist, kinds are ordered by
+//! their foreign keys, and each entity becomes one upserted row. The
+//! engine only runs statements (see [`super::dialect`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::dialect::Dialect;
+use super::{
+    compare_tables, ddl, element_id, fk_deps, key, key_parts, missing_table, Table, SCHEMA_KIND,
+};
+use crate::connector::{EntityTarget, KindOptions, Rejection};
+use crate::error::{Error, Result};
+use crate::model::{Entity, Key};
+
+/// The table of `kind` on the target, or why a restore cannot write it.
+fn table<'t, D: Dialect>(
+    tables: &'t HashMap<String, D::Table>,
+    kind: &str,
+    db: &D,
+) -> Result<&'t D::Table> {
+    tables
+        .get(kind)
+        .ok_or_else(|| missing_table(kind, db.shown()))
+}
+
+/// A SQL database as a restore target.
+pub(crate) struct SqlTarget<D: Dialect> {
+    db: D,
+    /// Tables on the target, by kind (re-read after creating some).
+    tables: HashMap<String, D::Table>,
+    /// Tables recorded in the snapshot's schema kind.
+    recorded: BTreeMap<String, Table>,
+    /// The kinds this restore writes.
+    restoring: BTreeSet<String>,
+    /// Kinds whose uuid check waits for their table to be created.
+    uuid_checks: BTreeSet<String>,
+    current: Option<String>,
+    policy: ddl::SchemaPolicy,
+    /// Recorded objects left out, for the report.
+    warnings: Vec<String>,
+}
+
+impl<D: Dialect> SqlTarget<D> {
+    pub(crate) fn new(db: D) -> SqlTarget<D> {
+        SqlTarget {
+            db,
+            tables: HashMap::new(),
+            recorded: BTreeMap::new(),
+            restoring: BTreeSet::new(),
+            uuid_checks: BTreeSet::new(),
+            current: None,
+            policy: ddl::SchemaPolicy::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn refresh(&mut self) -> Result<()> {
+        let tables = self.db.reflect()?;
+        self.tables = tables
+            .into_iter()
+            .map(|t| (t.as_ref().kind.clone(), t))
+            .collect();
+        Ok(())
+    }
+
+    fn table(&self, kind: &str) -> Result<&D::Table> {
+        table(&self.tables, kind, &self.db)
+    }
+
+    fn uuid_check(&self, t: &D::Table) -> Result<()> {
+        match self.db.uuid_problem(t.as_ref()) {
+            Some(p) => Err(Error::BadArgument(p)),
+            None => Ok(()),
+        }
+    }
+
+    /// After the schema kind: vet every recorded table the target lacks
+    /// and compare the restored ones it has, then create the missing ones.
+    /// Tables that were empty have no kind to restore but belong to the
+    /// schema, so every missing one is created.
+    fn apply_schema(&mut self) -> Result<()> {
+        let mut problems = Vec::new();
+        // Every statement is vetted before any runs.
+        let mut create = Vec::new();
+        for t in self.recorded.values() {
+            match self.tables.get(&t.kind) {
+                Some(_) if !self.restoring.contains(&t.kind) => {}
+                Some(existing) => {
+                    problems.extend(compare_tables(t, existing.as_ref(), &D::normalise_type))
+                }
+                None if t.engine != D::ENGINE => problems.push(format!(
+                    "table `{}` was recorded from {}; create it in the {name} database first \
+                     (tables are created only from a {name} snapshot)",
+                    t.kind,
+                    t.engine,
+                    name = D::NAME
+                )),
+                None => {
+                    let vetted = ddl::vet_table(D::DDL, t, &self.policy)?;
+                    self.warnings.extend(vetted.skipped.iter().cloned());
+                    create.push((t.kind.clone(), vetted));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Database(problems.join("\n")));
+        }
+        for (kind, vetted) in &create {
+            for stmt in &vetted.ddl {
+                self.db.run_ddl(stmt).map_err(|e| {
+                    Error::Database(format!(
+                        "creating table `{kind}` in {} failed: {e}",
+                        self.db.shown()
+                    ))
+                })?;
+            }
+        }
+        // Foreign keys of created tables are added after the load.
+        for (kind, vetted) in &create {
+            self.db.defer(kind, &vetted.after)?;
+        }
+        self.refresh()?;
+        for kind in std::mem::take(&mut self.uuid_checks) {
+            if let Some(t) = self.tables.get(&kind) {
+                self.uuid_check(t)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One entity as one row of the current kind's table.
+    fn write_row(&mut self, entity: Entity) -> Result<()> {
+        let kind = self
+            .current
+            .as_deref()
+            .ok_or(Error::Internal("SQL target: put outside a kind"))?;
+        let t = table(&self.tables, kind, &self.db)?;
+        let table = t.as_ref();
+        let id = entity
+            .key
+            .path
+            .last()
+            .map(|p| &p.id)
+            .ok_or(Error::Internal("SQL target: empty key"))?;
+        let mut columns = Vec::with_capacity(entity.properties.len() + 1);
+        let mut row = Vec::with_capacity(entity.properties.len() + 1);
+        let key_column = match &table.primary_key[..] {
+            _ if table.rowid => Some("rowid"),
+            [one] => Some(one.as_str()),
+            _ => None,
+        };
+        if let Some(c) = key_column {
+            let part = key_parts(id, 1).ok_or(Error::Internal("SQL target: incomplete key"))?;
+            columns.push(c.to_string());
+            row.extend(part.iter().map(D::key_param));
+        }
+        for (name, v) in &entity.properties {
+            if table.column(name).is_none() {
+                return Err(Error::Database(format!(
+                    "table `{kind}` in {} has no column `{name}` (entity {}); add the column or restore into an empty database",
+                    self.db.shown(),
+                    entity.key
+                )));
+            }
+            columns.push(name.clone());
+            row.push(D::param(v));
+        }
+        self.db.write(t, columns, row)
+    }
+}
+
+impl<D: Dialect> EntityTarget for SqlTarget<D> {
+    fn target_id(&self) -> String {
+        self.db.target_id()
+    }
+
+    fn start(&mut self, _resuming: bool) -> Result<()> {
+        self.db.open()?;
+        self.refresh()?;
+        self.db.batch("BEGIN")
+    }
+
+    fn set_schema_policy(&mut self, policy: ddl::SchemaPolicy) {
+        self.policy = policy;
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    fn list_kinds(&mut self) -> Result<Vec<(String, String)>> {
+        if !self.db.is_open() {
+            self.start(false)?;
+        }
+        let mut kinds: Vec<(String, String)> = self
+            .tables
+            .keys()
+            .map(|k| (String::new(), k.clone()))
+            .collect();
+        kinds.sort();
+        Ok(kinds)
+    }
+
+    fn check_uuid_names(&mut self, _ns: &str, kind: &str) -> Result<()> {
+        if kind == SCHEMA_KIND {
+            return Ok(());
+        }
+        match self.tables.get(kind) {
+            Some(t) => self.uuid_check(t),
+            // Created from the recorded schema later; checked then.
+            None => {
+                self.uuid_checks.insert(kind.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    fn order_kinds(&mut self, kinds: Vec<(String, String)>) -> Result<Vec<(String, String)>> {
+        self.restoring = kinds.iter().map(|(_, k)| k.clone()).collect();
+        let deps = fk_deps(self.tables.values().map(AsRef::as_ref));
+        self.db.before_load(&self.restoring)?;
+        Ok(super::order_kinds(kinds, &deps))
+    }
+
+    fn begin_kind(&mut self, _ns: &str, kind: &str, _o: KindOptions) -> Result<()> {
+        if kind != SCHEMA_KIND {
+            self.table(kind)?;
+        }
+        self.current = Some(kind.to_string());
+        Ok(())
+    }
+
+    fn put(&mut self, entity: Entity) -> Result<()> {
+        if self.current.as_deref() == Some(SCHEMA_KIND) {
+            let t = Table::from_entity(&entity)?;
+            self.recorded.insert(t.kind.clone(), t);
+            return Ok(());
+        }
+        self.write_row(entity)
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.db.flush()?;
+        self.db.batch("COMMIT; BEGIN")
+    }
+
+    fn take_rejections(&mut self) -> Vec<Rejection> {
+        Vec::new()
+    }
+
+    fn end_kind(&mut self) -> Result<()> {
+        self.db.flush()?;
+        if self.current.take().as_deref() == Some(SCHEMA_KIND) {
+            self.apply_schema()?;
+        }
+        Ok(())
+    }
+
+    fn reserve_ids(&mut self, _ns: &str, kind: &str, keys: &[Key]) -> Result<()> {
+        let t = table(&self.tables, kind, &self.db)?;
+        self.db.reserve_ids(t, keys)
+    }
+
+    fn reserve_method(&self) -> &'static str {
+        self.db.reserve_method()
+    }
+
+    fn has_entities(&mut self, ns: &str, kind: &str) -> Result<bool> {
+        // A table the database does not have yet holds nothing.
+        if kind == SCHEMA_KIND || !self.tables.contains_key(kind) {
+            return Ok(false);
+        }
+        let mut found = false;
+        let scanned = self.scan_keys(ns, kind, &mut |_| {
+            found = true;
+            Err(Error::Interrupted)
+        });
+        match scanned {
+            _ if found => Ok(true),
+            Ok(()) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn scan_keys(
+        &mut self,
+        _ns: &str,
+        kind: &str,
+        f: &mut dyn FnMut(Key) -> Result<()>,
+    ) -> Result<()> {
+        if kind == SCHEMA_KIND {
+            // Tables are never deleted by --exact or --clear.
+            return Ok(());
+        }
+        let t = table(&self.tables, kind, &self.db)?;
+        if t.as_ref().primary_key.is_empty() && !t.as_ref().rowid {
+            return Ok(());
+        }
+        self.db
+            .key_rows(t, &mut |parts| f(key(kind, element_id(parts))))
+    }
+
+    fn delete(&mut self, keys: Vec<Key>) -> Result<()> {
+        for k in keys {
+            let kind = k.kind();
+            if kind == SCHEMA_KIND {
+                continue;
+            }
+            let t = table(&self.tables, kind, &self.db)?;
+            let width = if t.as_ref().rowid {
+                1
+            } else {
+                t.as_ref().primary_key.len()
+            };
+            let Some(parts) = k.path.last().and_then(|p| key_parts(&p.id, width)) else {
+                continue;
+            };
+            self.db
+                .delete(t, parts.iter().map(D::key_param).collect())?;
+        }
+        Ok(())
+    }
+
+    fn clear_kind(&mut self, _ns: &str, kind: &str) -> Result<u64> {
+        if kind == SCHEMA_KIND {
+            return Ok(0);
+        }
+        let Some(t) = self.tables.get(kind) else {
+            return Ok(0);
+        };
+        let sql = format!("DELETE FROM {}", D::name(t));
+        self.db.execute(&sql)
+    }
+
+    fn discard(&mut self) -> Result<()> {
+        self.db.discard();
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if !self.db.is_open() {
+            return Ok(());
+        }
+        self.db.flush()?;
+        self.db.finish()
+    }
+}
