@@ -10,10 +10,17 @@
 //! timeout = 60        # seconds to wait for a server's answer
 //! max_rps = 50        # Datastore: requests per second at most
 //! datastore_read_price = 0.06   # US$ per 100,000 entity reads (estimates)
+//! changed_property = "updated"  # Datastore: read only what changed since the parent
+//! changed_margin = 300          # seconds before the parent's read time to look
+//! full_every = 7                # every 7th snapshot of a source reads in full
+//! ramp_up = "500/50/5"          # Datastore restores: writes/s, +%, every N minutes; or "off"
 //!
 //! [kinds.Image]
 //! batch_size = 1
 //! concurrency = 2
+//!
+//! [kinds.Event]
+//! changed_property = "updated_at"   # "" reads the kind in full
 //! ```
 
 use std::collections::BTreeMap;
@@ -40,6 +47,18 @@ pub struct Config {
     /// US dollars per 100,000 Datastore entity reads, for the snapshot's
     /// cost estimate.
     pub datastore_read_price: Option<f64>,
+    /// Datastore: the property every write bumps; snapshots with a parent
+    /// read only entities whose property is later than the parent's read
+    /// time minus `changed_margin` (docs/datastore.md).
+    pub changed_property: Option<String>,
+    /// Seconds before the parent's read time the changed query starts at.
+    pub changed_margin: Option<u64>,
+    /// Every Nth snapshot of a source reads in full (catches writes that
+    /// did not set the changed property).
+    pub full_every: Option<u32>,
+    /// Datastore restores: `START/PERCENT/MINUTES` or `off` (the default
+    /// is Google's 500/50/5 in production, off for emulators).
+    pub ramp_up: Option<String>,
     #[serde(default)]
     pub kinds: BTreeMap<String, KindSettings>,
     /// Where it was read from (not a setting).
@@ -47,11 +66,13 @@ pub struct Config {
     pub path: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KindSettings {
     pub batch_size: Option<usize>,
     pub concurrency: Option<usize>,
+    /// This kind's changed property (`""`: read it in full).
+    pub changed_property: Option<String>,
 }
 
 impl Config {
@@ -103,6 +124,27 @@ impl Config {
                 line: None,
             });
         }
+        if config.changed_margin.is_some_and(|m| m > 7 * 86_400) {
+            return Err(Error::BadConfig {
+                path: path.clone(),
+                why: "changed_margin is in seconds and at most 604800 (7 days)".into(),
+                line: None,
+            });
+        }
+        if config.full_every == Some(0) {
+            return Err(Error::BadConfig {
+                path: path.clone(),
+                why: "full_every must be at least 1 (1: every snapshot reads in full)".into(),
+                line: None,
+            });
+        }
+        if let Some(r) = &config.ramp_up {
+            crate::connector::datastore::RampUp::parse(r).map_err(|why| Error::BadConfig {
+                path: path.clone(),
+                why,
+                line: None,
+            })?;
+        }
         if config.timeout == Some(0) {
             return Err(Error::BadConfig {
                 path: path.clone(),
@@ -123,6 +165,22 @@ impl Config {
         }
         config.path = Some(path);
         Ok(config)
+    }
+
+    /// `changed_property` and `changed_margin` of the file and its kinds.
+    pub fn changed_property(&self) -> crate::connector::ChangedProperty {
+        crate::connector::ChangedProperty {
+            default: self.changed_property.clone(),
+            per_kind: self
+                .kinds
+                .iter()
+                .filter_map(|(k, s)| Some((k.clone(), s.changed_property.clone()?)))
+                .collect(),
+            margin: self
+                .changed_margin
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(crate::connector::DEFAULT_CHANGED_MARGIN),
+        }
     }
 
     pub fn kind_options(&self) -> BTreeMap<String, KindOptions> {

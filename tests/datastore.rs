@@ -549,7 +549,7 @@ fn bad_servers_and_addresses_are_one_clear_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
     // A server without point-in-time reads says so.
-    let server = DevServer::start(&[]);
+    let server = DevServer::start(&["--no-read-time"]);
     let err = w.fails(&[
         "snapshot",
         "--from",
@@ -828,4 +828,395 @@ fn max_rps_bounds_the_requests_in_any_second() {
     assert!(stats["total_requests"].as_u64().unwrap() > 16, "{stats}");
     assert!(stats["max_per_second"].as_u64().unwrap() <= 10, "{stats}");
     assert_same(&w, "src", "paced");
+}
+
+// ---------------------------------------------------------------------------
+// Incremental reads (`--changed-property`)
+
+/// An entity of `kind` with number `id`, `n`, and (unless `None`) an
+/// `updated` timestamp (µs), indexed or not.
+fn event(kind: &str, id: u64, n: i64, updated: Option<(i64, bool)>) -> J {
+    let mut props = json!({ "n": { "integerValue": n.to_string() } });
+    if let Some((us, indexed)) = updated {
+        let mut v = json!({ "timestampValue": kindsnap::model::json::format_timestamp(us) });
+        if !indexed {
+            v["excludeFromIndexes"] = json!(true);
+        }
+        props["updated"] = v;
+    }
+    json!({ "key": k("", "test", &[(kind, &format!("#{id}"))]), "properties": props })
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// Upsert (or delete, for bare keys) through the v1 API.
+fn commit(server: &DevServer, upserts: &[J], deletes: &[J]) {
+    let mut mutations: Vec<J> = upserts.iter().map(|e| json!({ "upsert": e })).collect();
+    mutations.extend(deletes.iter().map(|k| json!({ "delete": k })));
+    for chunk in mutations.chunks(500) {
+        let (status, body) = server.call(
+            "test",
+            "commit",
+            &json!({ "mode": "NON_TRANSACTIONAL", "mutations": chunk }),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+fn snap_json(w: &Work, args: &[&str]) -> J {
+    let mut all = vec!["snapshot", "--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&w.ok(&all)).unwrap()
+}
+
+fn kind_of<'a>(r: &'a J, kind: &str) -> &'a J {
+    r["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == kind)
+        .unwrap_or_else(|| panic!("no kind {kind} in {r:#}"))
+}
+
+#[test]
+fn incremental_snapshots_equal_full_ones_under_every_kind_of_change() {
+    let w = Work::new();
+    w.init();
+    let server = DevServer::start(&["--batch-size", "100"]);
+    let url = server.url("test");
+    // Written two hours ago (the margin is five minutes).
+    let t0 = now_us() - 7_200_000_000;
+    // Event: 1,500 with an indexed `updated`; Note: no `updated` at all;
+    // Tag: `updated` excluded from indexes.
+    // (2,600 Events: enough to be cut at the parent's keys.)
+    let events: Vec<J> = (1..=2600)
+        .map(|i| event("Event", i, 0, Some((t0, true))))
+        .collect();
+    let notes: Vec<J> = (1..=120).map(|i| event("Note", i, 0, None)).collect();
+    let tags: Vec<J> = (1..=80)
+        .map(|i| event("Tag", i, 0, Some((t0, false))))
+        .collect();
+    commit(&server, &[events, notes, tags].concat(), &[]);
+
+    let day1 = snap_json(
+        &w,
+        &[
+            "--from",
+            &url,
+            "--changed-property",
+            "updated",
+            "--name",
+            "d1",
+        ],
+    );
+    assert_eq!(day1["entities"], 2800, "{day1:#}");
+    let why = kind_of(&day1, "Event")["read"]["why"].as_str().unwrap();
+    assert!(why.contains("no parent"), "{day1:#}");
+    let d1_time =
+        kindsnap::model::json::parse_timestamp(day1["read_time"].as_str().unwrap()).unwrap();
+    assert_eq!(day1["consistent"], true, "{day1:#}");
+
+    // Day 2: 20 updated, 10 inserted, 15 deleted, 5 inserted without the
+    // property, 3 updated with a clock 90 s behind the snapshot's (inside
+    // the 5-minute margin), a Note and a Tag changed.
+    let now = now_us();
+    let mut up: Vec<J> = (1..=20)
+        .map(|i| event("Event", i * 7, 1, Some((now, true))))
+        .collect();
+    up.extend((4001..=4010).map(|i| event("Event", i, 1, Some((now, true)))));
+    up.extend((3001..=3005).map(|i| event("Event", i, 1, None)));
+    up.extend((1..=3).map(|i| event("Event", 1000 + i, 1, Some((d1_time - 90_000_000, true)))));
+    up.push(event("Note", 5, 1, None));
+    up.push(event("Tag", 6, 1, Some((now, false))));
+    let gone: Vec<J> = (1..=15)
+        .map(|i| k("", "test", &[("Event", &format!("#{}", 1200 + i))]))
+        .collect();
+    commit(&server, &up, &gone);
+
+    server.stats(true);
+    let inc = snap_json(
+        &w,
+        &[
+            "--from",
+            &url,
+            "--changed-property",
+            "updated",
+            "--name",
+            "inc",
+        ],
+    );
+    let stats = server.stats(false);
+    assert_eq!(
+        reported_reads(&inc),
+        server_reads(&stats),
+        "{inc:#}\n{stats:#}"
+    );
+    let full = snap_json(
+        &w,
+        &[
+            "--from",
+            &url,
+            "--changed-property",
+            "updated",
+            "--full",
+            "--name",
+            "full",
+        ],
+    );
+    assert_same(&w, "inc", "full");
+    assert_eq!(inc["entities"], full["entities"]);
+    // `--full` with a parent cuts Event at the parent's keys: no
+    // `__scatter__` sample (no keys-only query), all 26 pages read.
+    let ev_full = kind_of(&full, "Event");
+    assert_eq!(ev_full["read"]["why"], "--full (or full_every)", "{full:#}");
+    assert_eq!(ev_full["reads"]["small_ops"], 0, "{full:#}");
+    assert!(
+        ev_full["reads"]["entity_reads"].as_u64().unwrap() >= 2600,
+        "{ev_full:#}"
+    );
+    assert_eq!(inc["entities"], 2800 + 10 + 5 - 15);
+    let d = diff_json(&w, "d1", "inc");
+    assert_eq!(count_changes(&d, "added"), 15, "{d:#}");
+    assert_eq!(count_changes(&d, "removed"), 15, "{d:#}");
+    assert_eq!(count_changes(&d, "changed"), 20 + 3 + 2, "{d:#}");
+
+    // How each kind was read, and why.
+    let ev = kind_of(&inc, "Event");
+    assert_eq!(ev["read"]["mode"], "incremental", "{inc:#}");
+    assert_eq!(ev["read"]["changed"], 20 + 10 + 3, "{inc:#}");
+    assert_eq!(ev["read"]["looked_up"], 5, "{inc:#}");
+    assert_eq!(ev["read"]["carried"], 2600 - 15 - 20 - 3, "{inc:#}");
+    assert_eq!(ev["reads"]["lookups"], 5);
+    // Entity reads: the changed ones, the lookups and one per query.
+    let reads = ev["reads"]["entity_reads"].as_u64().unwrap();
+    assert!(reads <= 33 + 5 + 40, "{ev:#}");
+    assert!(ev["reads"]["small_ops"].as_u64().unwrap() >= 2600, "{ev:#}");
+    for kind in ["Note", "Tag"] {
+        let k = kind_of(&inc, kind);
+        assert_eq!(k["read"]["mode"], "full", "{inc:#}");
+        assert!(
+            k["read"]["why"]
+                .as_str()
+                .unwrap()
+                .contains("not an indexed property"),
+            "{inc:#}"
+        );
+    }
+    // The text report says the same.
+    let text = w.ok(&[
+        "snapshot",
+        "--from",
+        &url,
+        "--changed-property",
+        "updated",
+        "--name",
+        "inc-text",
+    ]);
+    // (The five-minute margin reads day 2's changes again.)
+    assert!(
+        text.contains("Event: read what changed (updated): 33 changed, 0 looked up, 2567 carried from the parent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Note: read in full: `updated` is not an indexed property"),
+        "{text}"
+    );
+
+    // What incremental reads cannot see: a write that sets the property
+    // older than the margin. `--full` finds it.
+    commit(
+        &server,
+        &[event("Event", 1, 9, Some((d1_time - 3_600_000_000, true)))],
+        &[],
+    );
+    snap_json(
+        &w,
+        &[
+            "--from",
+            &url,
+            "--changed-property",
+            "updated",
+            "--name",
+            "blind",
+        ],
+    );
+    snap_json(
+        &w,
+        &[
+            "--from",
+            &url,
+            "--changed-property",
+            "updated",
+            "--full",
+            "--name",
+            "seen",
+        ],
+    );
+    let d = diff_json(&w, "blind", "seen");
+    assert_eq!(count_changes(&d, "changed"), 1, "{d:#}");
+    assert_same(&w, "inc-text", "blind");
+
+    // kindsnap.toml: the property per kind, and a full read every 2nd.
+    w.write(
+        "kindsnap.toml",
+        "full_every = 2\n\n[kinds.Event]\nchanged_property = \"updated\"\n",
+    );
+    let one = snap_json(&w, &["--from", &url, "--name", "t1"]);
+    assert_eq!(
+        kind_of(&one, "Event")["read"]["mode"],
+        "incremental",
+        "{one:#}"
+    );
+    let why = kind_of(&one, "Note")["read"]["why"].as_str().unwrap();
+    assert!(why.contains("no changed_property"), "{one:#}");
+    let two = snap_json(&w, &["--from", &url, "--name", "t2"]);
+    assert_eq!(kind_of(&two, "Event")["read"]["mode"], "full", "{two:#}");
+    assert!(
+        two["notes"][0].as_str().unwrap().contains("full_every = 2"),
+        "{two:#}"
+    );
+    let three = snap_json(&w, &["--from", &url, "--name", "t3"]);
+    assert_eq!(
+        kind_of(&three, "Event")["read"]["mode"],
+        "incremental",
+        "{three:#}"
+    );
+    assert_same(&w, "t1", "t3");
+}
+
+#[test]
+fn an_incremental_snapshot_reads_one_moment_while_the_app_writes() {
+    let w = Work::new();
+    w.init();
+    let server = DevServer::start(&["--batch-size", "50", "--latency-ms", "40"]);
+    let url = server.url("test");
+    // Written two hours ago (the margin is five minutes).
+    let t0 = now_us() - 7_200_000_000;
+    let events: Vec<J> = (1..=600)
+        .map(|i| event("Event", i, 0, Some((t0, true))))
+        .collect();
+    commit(&server, &events, &[]);
+    snap_json(
+        &w,
+        &[
+            "--from",
+            &url,
+            "--changed-property",
+            "updated",
+            "--name",
+            "d1",
+        ],
+    );
+    commit(
+        &server,
+        &[event("Event", 3, 1, Some((now_us(), true)))],
+        &[],
+    );
+
+    // The app writes while the snapshot runs: after the snapshot's first
+    // queries (its read time is fixed by then).
+    server.stats(true);
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kindsnap"))
+        .current_dir(w.dir.path())
+        .arg("--repo")
+        .arg(w.repo())
+        .env("KINDSNAP_CACHE_DIR", w.cache_dir())
+        .args([
+            "snapshot",
+            "--json",
+            "--from",
+            &url,
+            "--changed-property",
+            "updated",
+            "--name",
+            "during",
+            "--concurrency",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        let s = server.stats(false);
+        if s["requests"]["runQuery"].as_u64().unwrap_or(0) >= 8 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let now = now_us();
+    commit(
+        &server,
+        &[
+            event("Event", 590, 2, Some((now, true))),
+            event("Event", 9000, 2, Some((now, true))),
+        ],
+        &[k("", "test", &[("Event", "#595")])],
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let during: J = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(during["consistent"], true, "{during:#}");
+    // The snapshot is the state at its read time: the writes made during
+    // it are in none of its kinds.
+    assert_eq!(during["entities"], 600, "{during:#}");
+    let d = diff_json(&w, "d1", "during");
+    assert_eq!(count_changes(&d, "changed"), 1, "{d:#}");
+    // The next one reads them, and equals a full read.
+    let after = snap_json(
+        &w,
+        &[
+            "--from",
+            &url,
+            "--changed-property",
+            "updated",
+            "--name",
+            "after",
+        ],
+    );
+    assert_eq!(kind_of(&after, "Event")["read"]["changed"], 3, "{after:#}");
+    snap_json(&w, &["--from", &url, "--full", "--name", "full"]);
+    assert_same(&w, "after", "full");
+
+    // A server that cannot read at a given time: a note, and still right.
+    let old = DevServer::start(&["--no-read-time"]);
+    let old_url = old.url("test");
+    commit(&old, &events, &[]);
+    let w2 = Work::new();
+    w2.init();
+    snap_json(
+        &w2,
+        &[
+            "--from",
+            &old_url,
+            "--changed-property",
+            "updated",
+            "--name",
+            "a",
+        ],
+    );
+    commit(&old, &[event("Event", 7, 5, Some((now_us(), true)))], &[]);
+    let b = snap_json(
+        &w2,
+        &[
+            "--from",
+            &old_url,
+            "--changed-property",
+            "updated",
+            "--name",
+            "b",
+        ],
+    );
+    assert_eq!(b["consistent"], false, "{b:#}");
+    assert!(
+        b["notes"][0].as_str().unwrap().contains("readTime"),
+        "{b:#}"
+    );
+    assert_eq!(kind_of(&b, "Event")["read"]["changed"], 1, "{b:#}");
+    snap_json(&w2, &["--from", &old_url, "--full", "--name", "c"]);
+    assert_same(&w2, "b", "c");
 }

@@ -44,6 +44,9 @@ struct SnapshotKind {
     /// `null` for sources that do not bill reads (all but Datastore; the
     /// Datastore shape is checked in tests/datastore.rs).
     reads: Option<ReadCost>,
+    /// Only when changed reads were asked for (Datastore; checked in
+    /// tests/datastore.rs).
+    read: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +74,10 @@ struct SnapshotSummary {
     skipped_kinds: Vec<String>,
     reads: Option<ReadCost>,
     existed: bool,
+    /// The moment the source was read (Datastore); `null` for the others.
+    read_time: Option<String>,
+    consistent: Option<bool>,
+    notes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +282,9 @@ fn every_json_output_parses_strictly_and_holds_the_right_numbers() {
     assert!(!s1.existed && !s2.existed);
     // A JSON Lines source bills no reads.
     assert!(s1.reads.is_none() && s1.kinds.iter().all(|k| k.reads.is_none()));
+    // How the source was read: Datastore only (checked in tests/datastore.rs).
+    assert!(s1.read_time.is_none() && s1.consistent.is_none() && s1.notes.is_empty());
+    assert!(s1.kinds.iter().all(|k| k.read.is_none()));
     // A rerun of the same job finds its snapshot there already.
     let again: SnapshotSummary = parse(
         &w.ok(&[

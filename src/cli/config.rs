@@ -101,6 +101,36 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             ),
             from_file(c.datastore_read_price.is_some()),
         ),
+        (
+            "changed_property".into(),
+            c.changed_property
+                .clone()
+                .unwrap_or_else(|| "(none: full reads)".into()),
+            from_file(c.changed_property.is_some()),
+        ),
+        (
+            "changed_margin".into(),
+            format!(
+                "{} s",
+                c.changed_margin
+                    .unwrap_or(kindsnap::connector::DEFAULT_CHANGED_MARGIN.as_secs())
+            ),
+            from_file(c.changed_margin.is_some()),
+        ),
+        (
+            "full_every".into(),
+            c.full_every
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "(never)".into()),
+            from_file(c.full_every.is_some()),
+        ),
+        (
+            "ramp_up".into(),
+            c.ramp_up
+                .clone()
+                .unwrap_or_else(|| "500/50/5 in production, off for emulators".into()),
+            from_file(c.ramp_up.is_some()),
+        ),
     ];
     for (kind, k) in &c.kinds {
         if let Some(b) = k.batch_size {
@@ -114,6 +144,13 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             rows.push((
                 format!("kinds.{kind}.concurrency"),
                 n.to_string(),
+                file.clone(),
+            ));
+        }
+        if let Some(p) = &k.changed_property {
+            rows.push((
+                format!("kinds.{kind}.changed_property"),
+                p.clone(),
                 file.clone(),
             ));
         }

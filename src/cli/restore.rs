@@ -91,6 +91,12 @@ pub struct Args {
     /// code.
     #[arg(long)]
     trust_schema: bool,
+    /// Datastore: START/PERCENT/MINUTES, START writes a second at first and
+    /// PERCENT% more every MINUTES (Google's rule: `500/50/5`), or `off`
+    /// [default: `ramp_up` in kindsnap.toml, else 500/50/5 for
+    /// `datastore:PROJECT`, off for `datastore://` emulators].
+    #[arg(long, value_name = "RULE")]
+    ramp_up: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -109,6 +115,20 @@ fn pair(s: &str) -> Result<(String, String), String> {
     Ok((a.to_string(), b.to_string()))
 }
 
+/// `--ramp-up` (or `ramp_up` in kindsnap.toml) as the Datastore target's
+/// `ramp_up=` parameter, unless the location sets one.
+fn with_ramp_up(mut to: String, ramp: Option<&String>) -> anyhow::Result<String> {
+    let Some(ramp) = ramp else { return Ok(to) };
+    if !to.starts_with("datastore:") {
+        anyhow::bail!("--ramp-up / ramp_up applies to datastore targets only");
+    }
+    if !to.contains("ramp_up=") {
+        to.push(if to.contains('?') { '&' } else { '?' });
+        to.push_str(&format!("ramp_up={ramp}"));
+    }
+    Ok(to)
+}
+
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
     let info = ops::find_snapshot(&repo, &args.snapshot)?;
@@ -119,6 +139,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| {
             anyhow::anyhow!("say where to restore with --to TARGET (or `target` in kindsnap.toml)")
         })?;
+    let to = with_ramp_up(
+        to,
+        args.ramp_up.as_ref().or(settings.config.ramp_up.as_ref()),
+    )?;
     let mut target = connector::open_target(&to, &settings.timeouts)?;
     let mut opts = r::RestoreOptions {
         kinds: args.kinds.clone(),

@@ -28,6 +28,7 @@ Examples:
   kindsnap snapshot --from datastore:acme-prod --name daily
   kindsnap snapshot --from datastore://localhost:8081/dev --kinds Order,User
   kindsnap snapshot --from datastore:acme-prod --read-time 2026-11-20T00:00:00Z
+  kindsnap snapshot --from datastore:acme-prod --changed-property updated
   kindsnap snapshot --from sqlite:db.sqlite3 --name before-migration
   kindsnap snapshot --from postgres://app@localhost/app
   kindsnap snapshot --from jsonl:entities.jsonl --json
@@ -66,6 +67,21 @@ pub struct Args {
     /// `max_rps` in kindsnap.toml, else no limit].
     #[arg(long, value_name = "N")]
     max_rps: Option<f64>,
+    /// Datastore: read only the entities whose PROPERTY (a timestamp every
+    /// write sets, e.g. ndb `auto_now=True`) is later than the parent
+    /// snapshot's read time minus the margin; carry the rest from the
+    /// parent [default: `changed_property` in kindsnap.toml].
+    #[arg(long, value_name = "PROPERTY")]
+    changed_property: Option<String>,
+    /// How far before the parent's read time the changed reads start, for
+    /// clock skew and commits in flight: seconds, or with a unit (`90s`,
+    /// `5m`, `1h`) [default: `changed_margin`, else 5m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_margin)]
+    changed_margin: Option<std::time::Duration>,
+    /// Read every entity even where only what changed could be read
+    /// (the parent still names what changed).
+    #[arg(long)]
+    full: bool,
     /// Record this RFC 3339 time instead of now (importing old dumps in
     /// date order, so that `@DATE` and `forget` see their real dates).
     #[arg(long, value_name = "TIME")]
@@ -85,6 +101,55 @@ pub struct Args {
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
+    let from = location(&args, settings)?;
+    if args.tolerate && !from.starts_with("datastore-export:") {
+        anyhow::bail!("--tolerate applies to datastore-export sources only");
+    }
+    let mut source = connector::open_source(&from, &settings.timeouts)?;
+    source.set_tolerate(args.tolerate);
+    source.set_kind_options(&settings.config.kind_options());
+    let mut changed = settings.config.changed_property();
+    if let Some(p) = &args.changed_property {
+        if !from.starts_with("datastore:") {
+            anyhow::bail!("--changed-property applies to datastore sources only");
+        }
+        changed.default = Some(p.clone());
+    }
+    if let Some(m) = args.changed_margin {
+        changed.margin = m;
+    }
+    source.set_changed_property(&changed);
+    let json = args.json;
+    let opts = options(args, settings, &repo)?;
+    let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
+    // `--tolerate` (exports): each damaged record skipped, and exit 3.
+    let skipped = source.skipped();
+    for s in &skipped {
+        eprintln!(
+            "kindsnap: skipped a damaged record: {}",
+            super::output::escape(s)
+        );
+    }
+    let done = match skipped.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(3),
+    };
+    if settings.quiet {
+        return Ok(done);
+    }
+    let mut out = Out::new();
+    if json {
+        print_json(&mut out, &report, &source.source_id())?;
+    } else {
+        print_text(&mut out, &report)?;
+    }
+    out.flush()?;
+    Ok(done)
+}
+
+/// The source location, with the Datastore flags (and `max_rps` from
+/// kindsnap.toml) appended as its parameters.
+fn location(args: &Args, settings: &Settings) -> anyhow::Result<String> {
     let Some(mut from) = args.from.clone().or_else(|| settings.config.source.clone()) else {
         anyhow::bail!(
             "no source: give --from (e.g. --from datastore://localhost:8081/dev) or set `source` in kindsnap.toml"
@@ -114,12 +179,14 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             from.push_str(&format!("max_rps={rps}"));
         }
     }
-    if args.tolerate && !from.starts_with("datastore-export:") {
-        anyhow::bail!("--tolerate applies to datastore-export sources only");
-    }
-    let mut source = connector::open_source(&from, &settings.timeouts)?;
-    source.set_tolerate(args.tolerate);
-    source.set_kind_options(&settings.config.kind_options());
+    Ok(from)
+}
+
+fn options(
+    args: Args,
+    settings: &Settings,
+    repo: &kindsnap::repo::Repository,
+) -> anyhow::Result<SnapshotOptions> {
     let ignore_files = vec![
         PathBuf::from(".snapshotignore"),
         repo.root().join(".snapshotignore"),
@@ -137,6 +204,8 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             None => None,
         },
         cache_dir: (!args.no_cache).then(|| settings.cache_dir.clone()),
+        full: args.full,
+        full_every: settings.config.full_every,
         read_price_per_100k: settings
             .config
             .datastore_read_price
@@ -165,49 +234,46 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         };
         opts.time_us = Some(us);
     }
-    let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
-    let skipped = source.skipped();
-    for s in &skipped {
-        eprintln!(
-            "kindsnap: skipped a damaged record: {}",
-            super::output::escape(s)
-        );
-    }
-    let done = if skipped.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    };
-    if settings.quiet {
-        return Ok(done);
-    }
-    let mut out = Out::new();
-    if args.json {
-        out.json(&serde_json::json!({
-            "id": report.id.to_hex(),
-            "name": report.name,
-            "parent": report.parent.as_ref().map(|p| p.0.to_hex()),
-            "source": source.source_id(),
-            "keyframe": report.keyframe,
-            "entities": report.entities,
-            "bytes_added": report.bytes_added,
-            "manifest_bytes": report.manifest_bytes,
-            "kinds": report.kinds,
-            "skipped_kinds": report.skipped_kinds,
-            "reads": report.reads,
-            "existed": report.existed,
-        }))?;
-        out.flush()?;
-        return Ok(done);
-    }
+    Ok(opts)
+}
+
+fn print_json(
+    out: &mut Out,
+    report: &snapshot::SnapshotReport,
+    source: &str,
+) -> anyhow::Result<()> {
+    out.json(&serde_json::json!({
+        "id": report.id.to_hex(),
+        "name": report.name,
+        "parent": report.parent.as_ref().map(|p| p.0.to_hex()),
+        "source": source,
+        "keyframe": report.keyframe,
+        "entities": report.entities,
+        "bytes_added": report.bytes_added,
+        "manifest_bytes": report.manifest_bytes,
+        "kinds": report.kinds,
+        "skipped_kinds": report.skipped_kinds,
+        "reads": report.reads,
+        "existed": report.existed,
+        "read_time": report
+            .read_info
+            .as_ref()
+            .and_then(|i| i.read_time_us)
+            .map(kindsnap::model::json::format_timestamp),
+        "consistent": report.read_info.as_ref().map(|i| i.consistent),
+        "notes": report.read_info.as_ref().map(|i| i.notes.clone()).unwrap_or_default(),
+    }))?;
+    Ok(())
+}
+
+fn print_text(out: &mut Out, report: &snapshot::SnapshotReport) -> anyhow::Result<()> {
     if report.existed {
         out.line(format!(
             "snapshot `{}` ({}) already exists with identical content; nothing to do",
             report.name,
             report.id.short()
         ))?;
-        out.flush()?;
-        return Ok(done);
+        return Ok(());
     }
     let parent = match &report.parent {
         Some((id, name)) => format!("parent {name} ({})", id.short()),
@@ -218,6 +284,77 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         report.name,
         report.id.short()
     ))?;
+    for l in table(&kind_rows(report), 1) {
+        out.line(l)?;
+    }
+    out.line(format!(
+        "repository grew by {} (manifest {})",
+        bytes(report.bytes_added),
+        bytes(report.manifest_bytes)
+    ))?;
+    if !report.skipped_kinds.is_empty() {
+        out.line(format!(
+            "skipped (ignored or not selected): {}",
+            report.skipped_kinds.join(", ")
+        ))?;
+    }
+    print_read_modes(out, report)
+}
+
+/// How each kind was read, when changed reads were asked for; notes.
+fn print_read_modes(out: &mut Out, report: &snapshot::SnapshotReport) -> anyhow::Result<()> {
+    use kindsnap::connector::KindRead;
+    for k in &report.kinds {
+        let label = kind_label(&k.namespace, &k.kind);
+        match &k.read {
+            Some(KindRead::Incremental {
+                property,
+                changed,
+                looked_up,
+                carried,
+            }) => out.line(format!(
+                "{label}: read what changed ({property}): {changed} changed, {looked_up} looked up, {carried} carried from the parent"
+            ))?,
+            Some(KindRead::Full { why }) => out.line(format!("{label}: read in full: {why}"))?,
+            None => {}
+        }
+    }
+    if let Some(info) = &report.read_info {
+        for n in &info.notes {
+            out.line(format!("note: {n}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `--changed-margin`: seconds, or a number with `s`, `m` or `h`.
+fn parse_margin(text: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = match text
+        .trim()
+        .char_indices()
+        .find(|(_, c)| c.is_ascii_alphabetic())
+    {
+        Some((i, _)) => text.trim().split_at(i),
+        None => (text.trim(), "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}`: give seconds, or minutes as `5m`, hours as `1h`"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{text}`: the unit is s, m or h")),
+    };
+    if secs > 7 * 86_400 {
+        return Err(format!("`{text}`: at most 7 days"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// The per-kind table: header, one row per kind, the total; read costs
+/// for sources that bill reads.
+fn kind_rows(report: &snapshot::SnapshotReport) -> Vec<Vec<String>> {
     let mut rows = vec![vec![
         "kind".to_string(),
         "entities".into(),
@@ -267,22 +404,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             ]);
         }
     }
-    for l in table(&rows, 1) {
-        out.line(l)?;
-    }
-    out.line(format!(
-        "repository grew by {} (manifest {})",
-        bytes(report.bytes_added),
-        bytes(report.manifest_bytes)
-    ))?;
-    if !report.skipped_kinds.is_empty() {
-        out.line(format!(
-            "skipped (ignored or not selected): {}",
-            report.skipped_kinds.join(", ")
-        ))?;
-    }
-    out.flush()?;
-    Ok(done)
+    rows
 }
 
 /// A cost estimate: cents are too coarse for a few hundred reads.

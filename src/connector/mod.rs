@@ -47,7 +47,8 @@ pub struct Encoded<'a> {
     /// The canonical body; `None` when the source's cache vouches that
     /// the parent snapshot holds this exact entity (so it is stored
     /// already). `json` then holds the source text, to parse if the body
-    /// is wanted after all.
+    /// is wanted after all; an empty `json` means the entity was carried
+    /// from the parent's state ([`EntitySource::for_each_since`]).
     pub body: Option<&'a [u8]>,
     /// Bytes of the canonical body.
     pub size: u32,
@@ -182,6 +183,96 @@ pub struct ReadCounts {
     pub lookups: u64,
 }
 
+/// One entry of the parent snapshot's state: a key (in its
+/// order-preserving byte form) and the hash and size of its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentEntry {
+    pub key: Vec<u8>,
+    pub hash: EntityHash,
+    pub size: u64,
+}
+
+/// The parent snapshot, as a source that reads only what changed since it
+/// sees it ([`EntitySource::for_each_since`]). Everything streams: a kind's
+/// entries come in key order, a page at a time, however big the parent.
+pub trait ParentState {
+    /// When the parent's source was read (µs since the epoch), if the
+    /// parent recorded it.
+    fn read_time_us(&self) -> Option<i64>;
+    /// Whether the source may carry entities from the parent (false with
+    /// `--full`: the parent is there to choose split points from).
+    fn may_carry(&self) -> bool;
+    /// How many entities of the kind the parent has.
+    fn count(&self, namespace: &str, kind: &str) -> Result<u64>;
+    /// The parent's entries of one kind, in key order.
+    fn entries<'s>(
+        &'s self,
+        namespace: &str,
+        kind: &str,
+    ) -> Result<Box<dyn Iterator<Item = Result<ParentEntry>> + 's>>;
+}
+
+/// Reading only what changed (Datastore): the property every write
+/// bumps (`updated`, or per kind), and how far before the parent's read
+/// time to look, for clock skew and commits in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedProperty {
+    /// For every kind without its own.
+    pub default: Option<String>,
+    /// Per kind name (`[kinds.Event] changed_property = "updated_at"`).
+    pub per_kind: std::collections::BTreeMap<String, String>,
+    pub margin: std::time::Duration,
+}
+
+/// The default safety margin: five minutes.
+pub const DEFAULT_CHANGED_MARGIN: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl ChangedProperty {
+    pub fn for_kind(&self, kind: &str) -> Option<&str> {
+        self.per_kind
+            .get(kind)
+            .or(self.default.as_ref())
+            .map(String::as_str)
+            .filter(|p| !p.is_empty())
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.default.is_some() || !self.per_kind.is_empty()
+    }
+}
+
+/// How a source read one kind.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum KindRead {
+    /// Only what changed: `changed` entities from the changed query,
+    /// `looked_up` by key (new keys the query did not return), the rest
+    /// carried from the parent.
+    Incremental {
+        property: String,
+        changed: u64,
+        looked_up: u64,
+        carried: u64,
+    },
+    /// Every entity, and why (when changed reads were asked for).
+    Full { why: String },
+}
+
+/// How the last read went: the moment it saw, and per kind how it read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadInfo {
+    /// The moment the source was read at (µs since the epoch): the
+    /// server's read time when every read used it, else a time taken
+    /// before the first read. The next snapshot's changed reads start
+    /// from here (minus the margin).
+    pub read_time_us: Option<i64>,
+    /// Whether every incremental read saw that one moment (`readTime`).
+    pub consistent: bool,
+    pub kinds: Vec<(String, String, KindRead)>,
+    /// Things the user should know (a fallback taken).
+    pub notes: Vec<String>,
+}
+
 /// Something entities can be read from.
 pub trait EntitySource {
     /// A stable identity: snapshots of the same source form one history.
@@ -216,6 +307,24 @@ pub trait EntitySource {
     /// `id`: keep what the cache learned, for the next snapshot.
     fn commit_cache(&mut self, _id: &crate::ids::SnapshotId) -> Result<()> {
         Ok(())
+    }
+    /// Read only what changed since `parent` where the source can (see
+    /// [`ChangedProperty`] and [`ParentState::may_carry`]); entities
+    /// carried from the parent come with `body: None` and an empty
+    /// `json`. The parent's keys may also choose where to split a kind.
+    /// The default reads everything.
+    fn for_each_since(
+        &mut self,
+        _parent: &dyn ParentState,
+        f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.for_each_encoded(f)
+    }
+    /// Ask for changed reads (Datastore); others ignore it.
+    fn set_changed_property(&mut self, _changed: &ChangedProperty) {}
+    /// How the last read went, for sources that know (Datastore).
+    fn read_info(&self) -> Option<ReadInfo> {
+        None
     }
     /// Call `f` for every entity, encoded and hashed. Sources that can do
     /// the parsing and encoding on several threads override this; `f` is

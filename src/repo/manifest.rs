@@ -49,6 +49,10 @@ CREATE TABLE entries(
     size INTEGER NOT NULL,
     PRIMARY KEY(kid, key)
 ) WITHOUT ROWID;
+CREATE TABLE meta(
+    name TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
 ";
 
 /// What happened to a key between a snapshot and its parent.
@@ -420,6 +424,28 @@ impl Manifest {
     /// Per-kind totals, in (namespace, kind) order.
     pub fn kinds(&self) -> Result<Vec<KindInfo>> {
         Ok(self.kinds.clone())
+    }
+
+    /// A value of the manifest's `meta` table (`source_read_time_us` …);
+    /// `None` when unset, also in manifests written before the table.
+    pub fn meta(&self, name: &str) -> Result<Option<String>> {
+        let conn = self.conn()?;
+        let has_table: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(self.sql_err())?
+            > 0;
+        if !has_table {
+            return Ok(None);
+        }
+        conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(self.sql_err())
     }
 
     pub fn kind(&self, namespace: &str, kind: &str) -> Result<Option<KindInfo>> {
@@ -910,6 +936,18 @@ impl ManifestWriter {
         self.conn
             .as_ref()
             .ok_or(Error::Internal("manifest writer used after publish"))
+    }
+
+    /// Set a value of the `meta` table (how the source was read).
+    pub fn set_meta(&mut self, name: &str, value: &str) -> Result<()> {
+        let tmp = self.tmp.clone();
+        self.conn()?
+            .execute(
+                "INSERT OR REPLACE INTO meta(name, value) VALUES (?1, ?2)",
+                [name, value],
+            )
+            .map_err(Error::sql(&tmp))?;
+        Ok(())
     }
 
     pub fn add_kind(&mut self, namespace: &str, kind: &str) -> Result<i64> {

@@ -57,6 +57,7 @@ MAX_ENTITY_BYTES = 1048572                    # 1 MiB - 4
 MAX_INDEXED_BYTES = 1500
 MAX_UNINDEXED_BYTES = 1048487
 MAX_LOOKUP_KEYS = 1000
+HISTORY_SECONDS = 3600  # readTime reaches this far back
 MAX_KEY_PATH = 100
 MAX_STUB_BATCH = datastore_stub_util._MAXIMUM_RESULTS  # 300
 
@@ -294,6 +295,13 @@ class _FileStub(datastore_file_stub.DatastoreFileStub):
         self._kinds = {}        # (app_ns, kind) -> _KindIndex
         self.pending = []       # log records since the last flush
         self.logging = False    # off while loading
+        # readTime: what each commit replaced, newest last, as
+        # (commit time in us, app_kind, order key, previous _StoredEntity or
+        # None); kept HISTORY_SECONDS, like Datastore's one hour of versions
+        self.history = collections.deque()
+        self.unstamped = []     # this commit's (app_kind, order key, previous)
+        self.as_of = None       # readTime (us) of the read in progress
+        self.versioning = False  # on once loaded
         datastore_file_stub.DatastoreFileStub.__init__(
             self, STUB_APP_ID, storage, trusted=True, use_atexit=False,
             save_changes=bool(storage), require_indexes=False,
@@ -327,11 +335,14 @@ class _FileStub(datastore_file_stub.DatastoreFileStub):
         key = record.entity.key
         app_kind, _, k = self._GetEntityLocation(key)
         datastore_file_stub.DatastoreFileStub._StoreRecord(self, record, insert)
-        stored = self._GetAllEntities()[app_kind][k]
         idx = self._kinds.get(app_kind)
+        ok = _order_key(key.path.element)
+        if self.versioning:
+            self.unstamped.append((app_kind, ok, idx.stored.get(ok)
+                                   if idx is not None else None))
+        stored = self._GetAllEntities()[app_kind][k]
         if idx is None:
             idx = self._kinds[app_kind] = _KindIndex()
-        ok = _order_key(key.path.element)
         if ok not in idx.stored:
             idx.keys.add(ok)
         idx.stored[ok] = stored
@@ -343,9 +354,11 @@ class _FileStub(datastore_file_stub.DatastoreFileStub):
         kind_dict = self._GetAllEntities().get(app_kind)
         if kind_dict is None or k not in kind_dict:
             return  # (the stub would leave an empty kind behind)
-        datastore_file_stub.DatastoreFileStub._Delete(self, key)
         idx = self._kinds.get(app_kind)
         ok = _order_key(key.path.element)
+        if self.versioning and idx is not None:
+            self.unstamped.append((app_kind, ok, idx.stored.get(ok)))
+        datastore_file_stub.DatastoreFileStub._Delete(self, key)
         if idx is not None and idx.stored.pop(ok, None) is not None:
             idx.keys.discard(ok)
             if not idx.stored:
@@ -356,11 +369,60 @@ class _FileStub(datastore_file_stub.DatastoreFileStub):
     def Clear(self):
         datastore_file_stub.DatastoreFileStub.Clear(self)
         self._kinds = {}
+        self.history.clear()
         if self.logging:
             self.pending = [(_LOG_CLEAR, b'')]
 
+    # -- readTime ------------------------------------------------------------
+    def stamp_history(self):
+        """The commit just applied happened now: stamp what it replaced."""
+        if not self.unstamped:
+            return
+        now = int(time.time() * 1000000)
+        if self.history and now <= self.history[-1][0]:
+            now = self.history[-1][0] + 1
+        for app_kind, ok, old in self.unstamped:
+            self.history.append((now, app_kind, ok, old))
+        self.unstamped = []
+        while self.history and self.history[0][0] < now - HISTORY_SECONDS * 1000000:
+            self.history.popleft()
+
+    def as_of_kind(self, app_kind, t):
+        """The kind's records at time ``t`` (us), in key order; None when
+        nothing of the kind was written since (read the present)."""
+        undo = [(ok, old) for ts, ak, ok, old in self.history
+                if ts > t and ak == app_kind]
+        if not undo:
+            return None
+        idx = self._kinds.get(app_kind)
+        state = dict(idx.stored) if idx is not None else {}
+        for ok, old in reversed(undo):  # newest first, back to the oldest
+            if old is None:
+                state.pop(ok, None)
+            else:
+                state[ok] = old
+        return [state[k].record for k in sorted(state)]
+
+    def as_of_key(self, app_kind, ok, t):
+        """(written since t, the _StoredEntity at t or None)."""
+        found, old = False, None
+        for ts, ak, k, prev in reversed(self.history):
+            if ts <= t:
+                break
+            if ak == app_kind and k == ok:
+                found, old = True, prev
+        return found, old
+
     # -- queries ---------------------------------------------------------------
     def _GetQueryCursor(self, query, filters, orders, index_list):
+        if self.as_of is not None and query.HasField('kind') and \
+                query.kind not in self._pseudo_kinds:
+            app_kind = (datastore_types.EncodeAppIdNamespace(
+                query.app, query.name_space), query.kind)
+            records = self.as_of_kind(app_kind, self.as_of)
+            if records is not None:
+                return datastore_stub_util._ExecuteQuery(
+                    records, query, filters, orders, index_list)
         window = self._key_order_window(query, filters, orders)
         if window is None:  # anything else: the stub's full scan and sort
             try:
@@ -599,6 +661,7 @@ class Datastore(object):
         self.batch_bytes = batch_bytes
         self.max_mutations = max_mutations
         self.compact_bytes = compact_bytes
+        self.read_time_ok = True
         self.sequential = auto_id_policy == 'sequential'
         if storage:
             storage = os.path.abspath(storage)
@@ -629,6 +692,7 @@ class Datastore(object):
                 self._snapshot_bytes = os.path.getsize(storage)
             self.stub.logging = True
         self._saved_meta = self._meta()
+        self.stub.versioning = True
 
     # -- id counters (the stub only re-derives them from stored entities) --
     def _load_id_counters(self):
@@ -953,11 +1017,29 @@ class Datastore(object):
             self.stub._AllocateIds([v3_ref])
 
     # -------------------------------------------------------------- lookup --
+    def _read_time(self, read_options):
+        """readOptions.readTime in us, or None."""
+        if read_options.WhichOneof('consistency_type') != 'read_time':
+            return None
+        if not self.read_time_ok:
+            raise bad('readTime is not supported by this dev server '
+                      '(--no-read-time)')
+        rt = read_options.read_time
+        t = rt.seconds * 1000000 + rt.nanos // 1000
+        now = int(time.time() * 1000000)
+        if t > now:
+            raise bad('readTime must not be in the future')
+        if t < now - HISTORY_SECONDS * 1000000:
+            raise ApiError('FAILED_PRECONDITION',
+                           'readTime is older than the versions kept '
+                           '(%d s)' % HISTORY_SECONDS)
+        return t
+
     def _read_txn(self, project, read_options):
         """-> (v3 transaction or None, v1 new transaction or None)"""
         which = read_options.WhichOneof('consistency_type')
         if which == 'read_time':
-            raise bad('readTime is not supported by this dev server')
+            return None, None
         if which == 'transaction':
             return self._v3_txn(read_options.transaction), None
         if which == 'new_transaction':
@@ -981,6 +1063,9 @@ class Datastore(object):
         for k in req.keys:
             v3_req.key.add().CopyFrom(self._v3_ref(k))
         v3_resp = self._v3('Get', v3_req, datastore_pb.GetResponse())
+        as_of = self._read_time(req.read_options)
+        if as_of is not None:
+            self._lookup_as_of(req, v3_req, v3_resp, as_of)
         resp = self.sc.v3_to_v1_lookup_resp(v3_resp)
         for r in resp.found:
             self.restore(r.entity)
@@ -988,6 +1073,30 @@ class Datastore(object):
             resp.transaction = new_txn
         _now_ts(resp.read_time)
         return resp
+
+    def _lookup_as_of(self, req, v3_req, v3_resp, t):
+        """Rewrite a Get's answer to the state at ``t`` for the keys written
+        since."""
+        if not any(ts > t for ts, _, _, _ in self.stub.history):
+            return
+        answers = []
+        for ref, ent in zip(v3_req.key, v3_resp.entity):
+            app_kind, _, _ = self.stub._GetEntityLocation(ref)
+            written, old = self.stub.as_of_key(
+                app_kind, _order_key(ref.path.element), t)
+            if not written:
+                answers.append((ref, ent.entity if ent.HasField('entity')
+                                else None))
+            else:
+                answers.append((ref, old.record.entity if old is not None
+                                else None))
+        del v3_resp.entity[:]
+        for ref, entity in answers:
+            e = v3_resp.entity.add()
+            if entity is not None:
+                e.entity.CopyFrom(entity)
+            else:
+                e.key.CopyFrom(ref)
 
     # ------------------------------------------------------------ runQuery --
     def run_query(self, project, req):
@@ -1017,9 +1126,11 @@ class Datastore(object):
             v3q.transaction.CopyFrom(v3_txn)
         v3q.count = self.batch_size
         v3q.compile = True
+        self.stub.as_of = self._read_time(req.read_options)
         try:
             v3r = self._v3('RunQuery', v3q, datastore_pb.QueryResult())
         finally:
+            self.stub.as_of = None
             # the stub keeps every cursor and query for Next(); we never call it
             self.stub._query_cursors.clear()
             self.stub._DatastoreStub__query_history.clear()
@@ -1060,7 +1171,10 @@ class Datastore(object):
             batch.end_cursor = q.start_cursor
         if new_txn:
             resp.transaction = new_txn
-        _now_ts(batch.read_time)
+        if req.read_options.WhichOneof('consistency_type') == 'read_time':
+            batch.read_time.CopyFrom(req.read_options.read_time)
+        else:
+            _now_ts(batch.read_time)
         return resp
 
     _FILTER_OPS = {
@@ -1131,6 +1245,12 @@ class Datastore(object):
         return mode
 
     def commit(self, project, req):
+        try:
+            return self._commit_stamped(project, req)
+        finally:
+            self.stub.stamp_history()
+
+    def _commit_stamped(self, project, req):
         mode = self.validate_commit(project, req)
         transactional = mode == gd.CommitRequest.TRANSACTIONAL
         v3_txn = None
@@ -1574,6 +1694,8 @@ def parse_args(argv=None):
     p.add_argument('--no-scatter', dest='scatter', action='store_false',
                    help='refuse queries ordered by __scatter__, as the '
                    'emulator does not have it')
+    p.add_argument('--no-read-time', dest='read_time', action='store_false',
+                   help='refuse readOptions.readTime, as older emulators do')
     p.add_argument('--seed', type=int, default=None)
     p.add_argument('--verbose', action='store_true')
     return p.parse_args(argv)
@@ -1588,6 +1710,7 @@ def main(argv=None):
     srv = Server((opts.host, opts.port), Handler)
     srv.opts = opts
     srv.ds = ds
+    ds.read_time_ok = opts.read_time
     srv.rng = random.Random(opts.seed)
     srv.rng_lock = threading.Lock()
     srv.stats = Stats()

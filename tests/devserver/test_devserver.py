@@ -502,6 +502,45 @@ class MainServerTest(unittest.TestCase):
         got = self.srv.ok('lookup', {'keys': [key('Mut', 'never')]})
         self.assertEqual(len(got.get('found', [])), 0)
 
+    def test_read_time_sees_one_moment(self):
+        def put(name, v):
+            self.srv.ok('commit', {'mode': 'NON_TRANSACTIONAL', 'mutations': [
+                {'upsert': {'key': key('RT', name),
+                            'properties': {'v': {'integerValue': str(v)}}}}]})
+        put('a', 1)
+        put('b', 1)
+        t = self.srv.ok('runQuery', {'query': {'kind': [{'name': 'RT'}]}})
+        at = {'readTime': t['batch']['readTime']}
+        put('a', 2)
+        put('c', 2)
+        self.srv.ok('commit', {'mode': 'NON_TRANSACTIONAL',
+                               'mutations': [{'delete': key('RT', 'b')}]})
+
+        def values(out):
+            return sorted((r['entity']['key']['path'][0]['name'],
+                           r['entity']['properties']['v']['integerValue'])
+                          for r in out['batch'].get('entityResults', []))
+        old = self.srv.ok('runQuery', {'query': {'kind': [{'name': 'RT'}]},
+                                       'readOptions': at})
+        self.assertEqual(values(old), [('a', '1'), ('b', '1')])
+        self.assertEqual(old['batch']['readTime'], at['readTime'])
+        now = self.srv.ok('runQuery', {'query': {'kind': [{'name': 'RT'}]}})
+        self.assertEqual(values(now), [('a', '2'), ('c', '2')])
+        # a filter on a property, and keys only, at the same moment
+        f = self.srv.ok('runQuery', {'query': {
+            'kind': [{'name': 'RT'}],
+            'filter': {'propertyFilter': {'property': {'name': 'v'}, 'op': 'GREATER_THAN',
+                                          'value': {'integerValue': '1'}}}},
+            'readOptions': at})
+        self.assertEqual(values(f), [])
+        got = self.srv.ok('lookup', {'keys': [key('RT', 'a'), key('RT', 'b'),
+                                              key('RT', 'c')], 'readOptions': at})
+        found = sorted((r['entity']['key']['path'][0]['name'],
+                        r['entity']['properties']['v']['integerValue'])
+                       for r in got['found'])
+        self.assertEqual(found, [('a', '1'), ('b', '1')])
+        self.assertEqual([m['entity']['key']['path'][0]['name'] for m in got['missing']], ['c'])
+
     def test_transactions(self):
         k = key('Txn', 1)
         t = self.srv.ok('beginTransaction', {})['transaction']
@@ -575,7 +614,11 @@ class MainServerTest(unittest.TestCase):
         self.assertError(self.srv.call('runQuery', {
             'query': {'kind': [{'name': 'K'}]},
             'readOptions': {'readTime': '2020-01-01T00:00:00Z'}}), 400,
-            'INVALID_ARGUMENT', 'readTime is not supported by this dev server')
+            'FAILED_PRECONDITION', 'readTime is older than the versions kept')
+        self.assertError(self.srv.call('runQuery', {
+            'query': {'kind': [{'name': 'K'}]},
+            'readOptions': {'readTime': '2999-01-01T00:00:00Z'}}), 400,
+            'INVALID_ARGUMENT', 'readTime must not be in the future')
         self.assertError(self.srv.call('runQuery', {
             'gqlQuery': {'queryString': 'SELECT * FROM K'}}), 501, 'UNIMPLEMENTED')
         self.assertError(self.srv.call('lookup', {'keys': [key('K', 1)],
@@ -1048,6 +1091,18 @@ class ScatterAndStatsTest(unittest.TestCase):
             self.assertEqual(stats['requests'], {'runQuery': 3, 'lookup': 1})
             self.assertEqual(stats['total_requests'], 4)
             self.assertGreaterEqual(stats['max_per_second'], 1)
+        finally:
+            srv.stop()
+
+    def test_no_read_time_refuses(self):
+        srv = DevServer('--no-read-time').start()
+        try:
+            t = srv.call('runQuery', {'query': {'kind': [{'name': 'S'}]}})[1]
+            code, out = srv.call('runQuery', {
+                'query': {'kind': [{'name': 'S'}]},
+                'readOptions': {'readTime': t['batch']['readTime']}})
+            self.assertEqual(code, 400)
+            self.assertIn('readTime', out['error']['message'])
         finally:
             srv.stop()
 

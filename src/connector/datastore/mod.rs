@@ -37,16 +37,19 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod changed;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value as J};
 
 use super::{
-    Encoded, EncodedBatch, EntitySource, EntityTarget, KindOptions, ReadCounts, Rejection,
+    ChangedProperty, Encoded, EncodedBatch, EntitySource, EntityTarget, KindOptions, ParentState,
+    ReadCounts, ReadInfo, Rejection,
 };
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
-use crate::model::{json as mjson, ElementId, Entity, Key, Value, ValueKind};
+use crate::model::{json as mjson, ElementId, Entity, Key, PartitionId, Value, ValueKind};
 use crate::net::{self, Timeouts};
 
 const PRODUCTION: &str = "https://datastore.googleapis.com";
@@ -92,6 +95,11 @@ pub struct Endpoint {
     pub timeout: Option<Duration>,
     /// `max_rps=N`: requests per second at most (all requests together).
     pub max_rps: Option<f64>,
+    /// `ramp_up=START/PERCENT/MINUTES` (or `off`): restores write at most
+    /// START entities a second, PERCENT more every MINUTES. Google's
+    /// 500/50/5 rule by default in production; off for the emulator and
+    /// dev servers (`datastore://`).
+    pub ramp_up: Option<RampUp>,
     /// Production: use Application Default Credentials.
     pub auth: bool,
 }
@@ -160,6 +168,7 @@ impl Endpoint {
                         .ok_or_else(|| bad("max_rps must be a number of requests per second > 0"))?;
                     ep.max_rps = Some(n);
                 }
+                "ramp_up" => ep.ramp_up = RampUp::parse(v).map_err(|e| bad(&e))?,
                 "timeout" => {
                     ep.timeout = Some(
                         net::parse_seconds(v)
@@ -168,7 +177,7 @@ impl Endpoint {
                 }
                 _ => {
                     return Err(bad(&format!(
-                    "unknown parameter `{k}` (known: database, namespaces, concurrency, read_time, timeout, max_rps)"
+                    "unknown parameter `{k}` (known: database, namespaces, concurrency, read_time, timeout, max_rps, ramp_up)"
                 )))
                 }
             }
@@ -186,6 +195,7 @@ impl Endpoint {
             read_time: None,
             timeout: None,
             max_rps: None,
+            ramp_up: auth.then_some(RampUp::GOOGLE),
             auth,
         }
     }
@@ -227,6 +237,92 @@ impl Endpoint {
     }
 }
 
+/// Google's ramp-up rule for writes to a new or cold key range ("500/50/5":
+/// start at 500 operations a second and add 50% every 5 minutes), so a big
+/// restore into a live production database does not overload it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RampUp {
+    /// Writes per second at the start.
+    pub start: f64,
+    /// Growth per step, as a fraction (0.5 is 50%).
+    pub growth: f64,
+    pub every: Duration,
+}
+
+impl RampUp {
+    pub const GOOGLE: RampUp = RampUp {
+        start: 500.0,
+        growth: 0.5,
+        every: Duration::from_secs(300),
+    };
+
+    /// `off`, or `START/PERCENT/MINUTES` (`500/50/5`).
+    pub fn parse(text: &str) -> std::result::Result<Option<RampUp>, String> {
+        if text == "off" {
+            return Ok(None);
+        }
+        let parts: Vec<f64> = text
+            .split('/')
+            .map(|p| p.trim().parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| {
+                format!("ramp_up `{text}`: give START/PERCENT/MINUTES (as 500/50/5) or off")
+            })?;
+        match parts[..] {
+            [start, pct, min]
+                if start > 0.0 && pct >= 0.0 && min > 0.0 && (start + pct + min).is_finite() =>
+            {
+                Ok(Some(RampUp {
+                    start,
+                    growth: pct / 100.0,
+                    every: Duration::from_secs_f64(min * 60.0),
+                }))
+            }
+            _ => Err(format!(
+                "ramp_up `{text}`: give START/PERCENT/MINUTES, each > 0 (as 500/50/5), or off"
+            )),
+        }
+    }
+
+    /// Writes per second allowed `elapsed` after the first write.
+    fn rate(&self, elapsed: Duration) -> f64 {
+        let steps = (elapsed.as_secs_f64() / self.every.as_secs_f64()).floor();
+        self.start * (1.0 + self.growth).powf(steps.min(200.0))
+    }
+}
+
+/// Paces writes to a [`RampUp`]: each commit of n entities waits until the
+/// n writes fit the rate at that moment, however many commits are in flight.
+struct Ramp {
+    rule: RampUp,
+    began: tokio::time::Instant,
+    next: Mutex<tokio::time::Instant>,
+}
+
+impl Ramp {
+    fn new(rule: RampUp) -> Ramp {
+        let now = tokio::time::Instant::now();
+        Ramp {
+            rule,
+            began: now,
+            next: Mutex::new(now),
+        }
+    }
+
+    async fn wait(&self, writes: usize) {
+        let at = {
+            let Ok(mut next) = self.next.lock() else {
+                return;
+            };
+            let at = (*next).max(tokio::time::Instant::now());
+            let rate = self.rule.rate(at - self.began);
+            *next = at + Duration::from_secs_f64(writes as f64 / rate);
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The HTTP client
 
@@ -263,6 +359,11 @@ struct Client {
     knob: &'static str,
     /// `max_rps`: one pacer for every request of this client.
     pacer: Option<Arc<Pacer>>,
+    /// `ramp_up`: one pace for the writes of every commit of this client.
+    ramp: Option<Arc<Ramp>>,
+    /// Read at this moment (RFC 3339) rather than the location's
+    /// `read_time`: the changed reads of an incremental snapshot.
+    read_time: Option<Arc<str>>,
 }
 
 /// A token bucket holding one token, refilled at `max_rps`: requests
@@ -336,6 +437,7 @@ impl Client {
             None
         };
         let ep_pacer = ep.max_rps.map(|r| Arc::new(Pacer::new(r)));
+        let ramp = ep.ramp_up.map(|r| Arc::new(Ramp::new(r)));
         let max_backoff_ms = std::env::var("KINDSNAP_MAX_BACKOFF_MS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -349,6 +451,8 @@ impl Client {
             timeouts,
             knob,
             pacer: ep_pacer,
+            ramp,
+            read_time: None,
         })
     }
 
@@ -356,72 +460,50 @@ impl Client {
         format!("{}/v1/projects/{}:{method}", self.ep.base, self.ep.project)
     }
 
-    async fn once(
+    /// The request for one call, with an access token where one is needed.
+    async fn request(
         &self,
         method: &str,
         body: &[u8],
-    ) -> std::result::Result<(Vec<u8>, u16), (CallError, Option<Duration>)> {
-        if let Some(p) = &self.pacer {
-            p.wait().await;
-        }
-        let mut req = self
+    ) -> std::result::Result<reqwest::RequestBuilder, CallError> {
+        let req = self
             .http
             .post(self.url(method))
             .header("content-type", "application/json")
             .body(body.to_vec());
-        if let Some(auth) = &self.auth {
-            let token = tokio::time::timeout(self.timeouts.answer, auth.token(SCOPES))
-                .await
-                .map_err(|_| {
-                    (
-                        CallError {
-                            status: "TIMEOUT".into(),
-                            http: 0,
-                            message: "an access token".into(),
-                        },
-                        None,
-                    )
-                })?
-                .map_err(|e| {
-                    (
-                        CallError {
-                            status: "UNAUTHENTICATED".into(),
-                            http: 401,
-                            message: format!("cannot get an access token: {e}"),
-                        },
-                        None,
-                    )
-                })?;
-            req = req.bearer_auth(token.as_str());
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let mut why = e.to_string();
-                let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    why = s.to_string();
-                    src = s.source();
-                }
-                // Our own deadline ran out: connecting, or waiting for the
-                // answer (the server's own DEADLINE_EXCEEDED is an answer).
-                let (status, message) = if e.is_timeout() && e.is_connect() {
-                    ("TIMEOUT", "a connection".to_string())
-                } else if e.is_timeout() {
-                    ("TIMEOUT", format!("the answer to {method}"))
-                } else {
-                    ("CONNECT", why)
-                };
-                return Err((
-                    CallError {
-                        status: status.into(),
-                        http: 0,
-                        message,
-                    },
-                    None,
-                ));
-            }
+        let Some(auth) = &self.auth else {
+            return Ok(req);
         };
+        let token = tokio::time::timeout(self.timeouts.answer, auth.token(SCOPES))
+            .await
+            .map_err(|_| CallError {
+                status: "TIMEOUT".into(),
+                http: 0,
+                message: "an access token".into(),
+            })?
+            .map_err(|e| CallError {
+                status: "UNAUTHENTICATED".into(),
+                http: 401,
+                message: format!("cannot get an access token: {e}"),
+            })?;
+        Ok(req.bearer_auth(token.as_str()))
+    }
+
+    /// One try of a call: the answer body, or the error and the server's
+    /// Retry-After.
+    async fn once(
+        &self,
+        method: &str,
+        body: &[u8],
+    ) -> std::result::Result<Vec<u8>, (CallError, Option<Duration>)> {
+        if let Some(p) = &self.pacer {
+            p.wait().await;
+        }
+        let req = self.request(method, body).await.map_err(|e| (e, None))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| (send_error(method, &e), None))?;
         let http = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -456,42 +538,9 @@ impl Client {
             if !looks_like_json(&bytes) {
                 return Err((not_datastore(http, &content_type, &bytes), None));
             }
-            return Ok((bytes.to_vec(), http));
+            return Ok(bytes.to_vec());
         }
-        #[derive(Deserialize)]
-        struct Wrapper {
-            error: ErrorBody,
-        }
-        #[derive(Deserialize)]
-        struct ErrorBody {
-            #[serde(default)]
-            message: String,
-            #[serde(default)]
-            status: String,
-        }
-        let err = match serde_json::from_slice::<Wrapper>(&bytes) {
-            Ok(w) => CallError {
-                status: if w.error.status.is_empty() {
-                    status_of_http(http).into()
-                } else {
-                    w.error.status
-                },
-                http,
-                message: w.error.message,
-            },
-            Err(_) if http == 404 || http == 405 => CallError {
-                status: "NOT_FOUND".into(),
-                http,
-                message: format!("HTTP {http} {}", snippet(&bytes)),
-            },
-            Err(_) if matches!(http, 502..=504 | 429) => CallError {
-                status: status_of_http(http).into(),
-                http,
-                message: format!("HTTP {http}"),
-            },
-            Err(_) => not_datastore(http, &content_type, &bytes),
-        };
-        Err((err, retry_after))
+        Err((error_answer(http, &content_type, &bytes), retry_after))
     }
 
     /// One API call with retries. Returns the answer body.
@@ -505,7 +554,7 @@ impl Client {
         loop {
             attempt += 1;
             let (mut err, retry_after) = match self.once(method, body).await {
-                Ok((bytes, _)) => return Ok(bytes),
+                Ok(bytes) => return Ok(bytes),
                 Err(e) => e,
             };
             let retry = if err.status == "TIMEOUT" {
@@ -616,7 +665,18 @@ impl Client {
     }
 
     fn read_options(&self) -> Option<J> {
-        self.ep.read_time.as_ref().map(|t| json!({ "readTime": t }))
+        match &self.read_time {
+            Some(t) => Some(json!({ "readTime": &**t })),
+            None => self.ep.read_time.as_ref().map(|t| json!({ "readTime": t })),
+        }
+    }
+
+    /// This client, reading at `time` (RFC 3339).
+    fn at(&self, time: &str) -> Client {
+        Client {
+            read_time: Some(time.into()),
+            ..self.clone()
+        }
     }
 
     /// One batch of a query.
@@ -667,7 +727,7 @@ impl Client {
     fn explain_query(&self, e: CallError) -> Error {
         if e.status == "SHAPE" {
             Error::Datastore(format!("{} {}", self.ep.base, e.message))
-        } else if self.ep.read_time.is_some()
+        } else if (self.ep.read_time.is_some() || self.read_time.is_some())
             && e.status == "INVALID_ARGUMENT"
             && e.message.contains("readTime")
         {
@@ -748,6 +808,68 @@ fn credentials_hint(ep: &Endpoint) -> String {
     }
 }
 
+/// A request that got no answer: our own deadline (connecting, or
+/// waiting for the answer; the server's own DEADLINE_EXCEEDED is an
+/// answer) or no connection.
+fn send_error(method: &str, e: &reqwest::Error) -> CallError {
+    let mut why = e.to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        why = s.to_string();
+        src = s.source();
+    }
+    let (status, message) = if e.is_timeout() && e.is_connect() {
+        ("TIMEOUT", "a connection".to_string())
+    } else if e.is_timeout() {
+        ("TIMEOUT", format!("the answer to {method}"))
+    } else {
+        ("CONNECT", why)
+    };
+    CallError {
+        status: status.into(),
+        http: 0,
+        message,
+    }
+}
+
+/// A non-2xx answer, classified by its Google error body (or, without
+/// one, by its HTTP status).
+fn error_answer(http: u16, content_type: &str, bytes: &[u8]) -> CallError {
+    #[derive(Deserialize)]
+    struct Wrapper {
+        error: ErrorBody,
+    }
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        status: String,
+    }
+    match serde_json::from_slice::<Wrapper>(bytes) {
+        Ok(w) => CallError {
+            status: if w.error.status.is_empty() {
+                status_of_http(http).into()
+            } else {
+                w.error.status
+            },
+            http,
+            message: w.error.message,
+        },
+        Err(_) if http == 404 || http == 405 => CallError {
+            status: "NOT_FOUND".into(),
+            http,
+            message: format!("HTTP {http} {}", snippet(bytes)),
+        },
+        Err(_) if matches!(http, 502..=504 | 429) => CallError {
+            status: status_of_http(http).into(),
+            http,
+            message: format!("HTTP {http}"),
+        },
+        Err(_) => not_datastore(http, content_type, bytes),
+    }
+}
+
 fn status_of_http(http: u16) -> &'static str {
     match http {
         400 => "INVALID_ARGUMENT",
@@ -806,6 +928,9 @@ struct QueryBatch {
     end_cursor: Option<String>,
     #[serde(default)]
     more_results: String,
+    /// The moment the batch was read at (RFC 3339), where the server says.
+    #[serde(default)]
+    read_time: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -845,6 +970,10 @@ pub struct DatastoreSource {
     kind_options: std::collections::BTreeMap<String, KindOptions>,
     /// Reads of the last scan per kind (same order as `kinds`).
     reads: Vec<(String, String, ReadCounts)>,
+    /// Read only what changed, where there is a parent.
+    changed: Option<ChangedProperty>,
+    /// How the last scan went.
+    info: Option<ReadInfo>,
 }
 
 impl DatastoreSource {
@@ -856,6 +985,8 @@ impl DatastoreSource {
             kinds: Mutex::new(Vec::new()),
             kind_options: Default::default(),
             reads: Vec::new(),
+            changed: None,
+            info: None,
         })
     }
 }
@@ -882,8 +1013,23 @@ impl Positions {
     }
 }
 
-/// A page of one kind, encoded on a runtime thread.
-type Page = Result<(u32, EncodedBatch)>;
+/// What the scan tasks send the caller's thread, each about kind number
+/// `.0`.
+enum Msg {
+    /// A page of entities, encoded on a runtime thread.
+    Entities(u32, EncodedBatch),
+    /// A page of the changed query of an incremental kind.
+    Changed(u32, EncodedBatch),
+    /// A page of an incremental kind's keys-only scan, in key order: each
+    /// key's order-preserving bytes and the key.
+    Keys(u32, Vec<(Vec<u8>, Key)>),
+    /// How the kind is read.
+    Mode(u32, super::KindRead),
+    /// The kind's keys-only scan is complete.
+    Done(u32),
+}
+
+type Page = Result<Msg>;
 
 impl EntitySource for DatastoreSource {
     /// The endpoint, and the namespaces when `namespaces=` chooses some: a
@@ -936,46 +1082,81 @@ impl EntitySource for DatastoreSource {
     }
 
     fn for_each_encoded(&mut self, f: &mut dyn FnMut(Encoded<'_>) -> Result<()>) -> Result<()> {
-        let rt = runtime()?;
-        let concurrency = self.ep.concurrency.unwrap_or(DEFAULT_READ_CONCURRENCY);
-        let client = rt.block_on(Client::new(self.ep.clone(), self.timeouts))?;
-        // Namespaces and kinds first (small), then the scans.
+        self.read(None, f)
+    }
+
+    fn for_each_since(
+        &mut self,
+        parent: &dyn ParentState,
+        f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.read(Some(parent), f)
+    }
+
+    fn set_changed_property(&mut self, changed: &ChangedProperty) {
+        self.changed = changed.is_set().then(|| changed.clone());
+    }
+
+    fn read_info(&self) -> Option<ReadInfo> {
+        self.info.clone()
+    }
+}
+
+impl DatastoreSource {
+    /// Every kind the filter allows, in each namespace.
+    async fn list_kinds(&self, client: &Client) -> Result<Vec<(String, String)>> {
         let mut work: Vec<(String, String)> = Vec::new();
-        for ns in rt.block_on(client.namespaces())? {
-            for kind in rt.block_on(client.kinds(&ns))? {
-                if self
-                    .filter
-                    .as_ref()
-                    .map(|f| f.allows(&ns, &kind))
-                    .unwrap_or(true)
-                {
+        for ns in client.namespaces().await? {
+            for kind in client.kinds(&ns).await? {
+                if self.filter.as_ref().is_none_or(|f| f.allows(&ns, &kind)) {
                     work.push((ns.clone(), kind));
                 }
             }
         }
+        Ok(work)
+    }
+
+    /// Read every kind, each in full or (with a parent and a changed
+    /// property) only what changed, passing entities to `f` on this thread.
+    fn read(
+        &mut self,
+        parent: Option<&dyn ParentState>,
+        f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let rt = runtime()?;
+        let concurrency = self.ep.concurrency.unwrap_or(DEFAULT_READ_CONCURRENCY);
+        let client = rt.block_on(Client::new(self.ep.clone(), self.timeouts))?;
+        // The moment to read at, and the namespaces and kinds (small), at
+        // once; then the scans.
+        let (moment, work) = rt.block_on(async {
+            tokio::join!(
+                changed::Moment::find(&client, self.changed.is_some()),
+                self.list_kinds(&client)
+            )
+        });
+        let (moment, work) = (moment?, work?);
         if let Ok(mut k) = self.kinds.lock() {
-            *k = work
-                .iter()
-                .map(|(ns, k)| {
-                    if ns.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{ns}/{k}")
-                    }
-                })
-                .collect();
+            *k = work.iter().map(|(ns, k)| kind_label(ns, k)).collect();
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Page>(concurrency * 2);
         let counters: Arc<Vec<ReadCounter>> =
             Arc::new(work.iter().map(|_| ReadCounter::default()).collect());
+        let client_at = match &moment.at {
+            Some(t) => client.at(t),
+            None => client.clone(),
+        };
         let ctx = Arc::new(ScanCtx {
             client,
+            client_at: client_at.clone(),
             tx,
             slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
             counters: Arc::clone(&counters),
             shown: self.ep.id(),
         });
+        let mut modes: Vec<Option<super::KindRead>> = Vec::with_capacity(work.len());
         for (i, (ns, kind)) in work.iter().enumerate() {
+            let plan = changed::KindPlan::decide(self.changed.as_ref(), parent, ns, kind)?;
+            modes.push(plan.full_why());
             let ctx = Arc::clone(&ctx);
             let (ns, kind) = (ns.clone(), kind.clone());
             let at_once = self
@@ -984,43 +1165,85 @@ impl EntitySource for DatastoreSource {
                 .and_then(|o| o.concurrency)
                 .unwrap_or(concurrency)
                 .clamp(1, concurrency);
+            let partition = PartitionId {
+                project: self.ep.project.clone(),
+                database: self.ep.database.clone(),
+                namespace: ns.clone(),
+            };
+            let splits = changed::parent_splits(parent, &partition, &kind, at_once)?;
             rt.spawn(async move {
-                if let Err(e) = scan_kind(&ctx, &ns, &kind, i as u32, at_once).await {
+                let at = (ns.as_str(), kind.as_str(), i as u32);
+                if let Err(e) = plan.run(&ctx, at, at_once, splits).await {
                     let _ = ctx.tx.send(Err(e)).await;
                 }
             });
         }
         // The tasks hold the only senders now: the loop ends when they do.
         drop(ctx);
-        let mut positions = Positions::default();
-        let mut result = Ok(());
-        while let Some(page) = rx.blocking_recv() {
-            let (kind_no, batch) = match page {
-                Ok(p) => p,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            };
-            for e in batch.iter() {
-                let origin = positions.next(kind_no);
-                if let Err(e) = f(Encoded { origin, ..e }) {
-                    result = Err(e);
-                    break;
-                }
-            }
-            if result.is_err() {
-                break;
-            }
-        }
-        self.reads = work
-            .into_iter()
-            .zip(counters.iter())
-            .map(|((ns, kind), c)| (ns, kind, c.get()))
-            .collect();
+        let mut carry = changed::Carry::new(parent, &rt, client_at, &work);
+        let result = receive(&mut rx, &mut carry, &mut modes, f);
+        let lookups = carry.lookups();
+        let kinds = carry.finish(&work, modes);
         drop(rx);
         rt.shutdown_background();
+        self.reads = work
+            .into_iter()
+            .zip(counters.iter().zip(lookups))
+            .map(|((ns, kind), (c, looked_up))| (ns, kind, c.get(looked_up)))
+            .collect();
+        self.info = Some(ReadInfo {
+            read_time_us: Some(moment.read_time_us),
+            consistent: moment.at.is_some() || self.ep.read_time.is_some(),
+            kinds,
+            notes: moment.notes,
+        });
         result
+    }
+}
+
+/// The caller's side of a read: pass entities on, merge incremental kinds'
+/// keys with the parent, until every task is done or something failed.
+fn receive(
+    rx: &mut tokio::sync::mpsc::Receiver<Page>,
+    carry: &mut changed::Carry<'_, '_>,
+    modes: &mut [Option<super::KindRead>],
+    f: &mut dyn FnMut(Encoded<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut positions = Positions::default();
+    let mut emit = |kind_no: u32, e: Encoded<'_>| -> Result<()> {
+        let origin = positions.next(kind_no);
+        f(Encoded { origin, ..e })
+    };
+    while let Some(page) = rx.blocking_recv() {
+        match page? {
+            Msg::Entities(k, batch) => {
+                for e in batch.iter() {
+                    emit(k, e)?;
+                }
+            }
+            Msg::Changed(k, batch) => {
+                for e in batch.iter() {
+                    carry.note_changed(k, e.key);
+                    emit(k, e)?;
+                }
+            }
+            Msg::Keys(k, keys) => carry.keys(k, keys, &mut emit)?,
+            Msg::Done(k) => carry.done(k, &mut emit)?,
+            Msg::Mode(k, m) => {
+                if let Some(slot) = modes.get_mut(k as usize) {
+                    *slot = Some(m);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn kind_label(ns: &str, kind: &str) -> String {
+    if ns.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{ns}/{kind}")
     }
 }
 
@@ -1045,11 +1268,12 @@ impl ReadCounter {
         self.small_ops.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn get(&self) -> ReadCounts {
+    /// The counts, with `looked_up` keys of lookups (one entity read each).
+    fn get(&self, looked_up: u64) -> ReadCounts {
         ReadCounts {
-            entity_reads: self.entity_reads.load(Ordering::Relaxed),
+            entity_reads: self.entity_reads.load(Ordering::Relaxed) + looked_up,
             small_ops: self.small_ops.load(Ordering::Relaxed),
-            lookups: 0,
+            lookups: looked_up,
         }
     }
 }
@@ -1057,6 +1281,9 @@ impl ReadCounter {
 /// What every scan task of one snapshot shares.
 struct ScanCtx {
     client: Client,
+    /// The client for the reads of incremental kinds (at the snapshot's
+    /// read time where the server supports it).
+    client_at: Client,
     /// Pages to the caller's thread.
     tx: tokio::sync::mpsc::Sender<Page>,
     /// Queries (cursors of kinds or key ranges) in progress at once. A
@@ -1067,28 +1294,45 @@ struct ScanCtx {
     shown: String,
 }
 
-/// One page of a scan, transcoded and hashed.
+/// One page of a scan, transcoded and hashed (or its keys).
 struct Fetched {
-    page: EncodedBatch,
+    msg: Msg,
     /// The next page's cursor, if there is more.
     more: Option<String>,
     /// The page's last key.
     last: Option<Key>,
 }
 
+/// What a scan reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// Whole entities.
+    Entities,
+    /// Whole entities of an incremental kind's changed query.
+    Changed,
+    /// Keys only (small operations).
+    Keys,
+}
+
 impl ScanCtx {
-    /// Fetch and transcode one page of full entities.
+    /// Fetch one page and transcode it (or parse its keys).
     async fn fetch(
         &self,
-        ns: &str,
-        kind: &str,
-        kind_no: u32,
+        (ns, kind, kind_no): (&str, &str, u32),
+        want: Want,
         query: &J,
         cursor: Option<&str>,
     ) -> Result<Fetched> {
-        let batch = self.client.run_query(ns, query, cursor).await?;
+        let client = match want {
+            Want::Entities => &self.client,
+            _ => &self.client_at,
+        };
+        let batch = client.run_query(ns, query, cursor).await?;
         if let Some(c) = self.counters.get(kind_no as usize) {
-            c.entities(batch.entity_results.len());
+            match want {
+                Want::Keys => c.keys(batch.entity_results.len()),
+                _ => c.entities(batch.entity_results.len()),
+            }
         }
         let more = if batch.more_results == "NOT_FINISHED" {
             batch.end_cursor
@@ -1100,10 +1344,28 @@ impl ScanCtx {
             None => None,
         };
         let results = batch.entity_results;
+        if want == Want::Keys {
+            let mut keys = Vec::with_capacity(results.len());
+            for r in &results {
+                let k = parse_key(r.entity.get())?;
+                keys.push((k.path_bytes(), k));
+            }
+            let msg = Msg::Keys(kind_no, keys);
+            return Ok(Fetched { msg, more, last });
+        }
+        let page = self.transcode(kind, results).await?;
+        let msg = match want {
+            Want::Changed => Msg::Changed(kind_no, page),
+            _ => Msg::Entities(kind_no, page),
+        };
+        Ok(Fetched { msg, more, last })
+    }
+
+    /// Transcoding and hashing is CPU work: off the I/O threads.
+    async fn transcode(&self, kind: &str, results: Vec<EntityResult>) -> Result<EncodedBatch> {
         let shown = self.shown.clone();
         let kind_owned = kind.to_string();
-        // Transcoding and hashing is CPU work: off the I/O threads.
-        let page = tokio::task::spawn_blocking(move || -> Result<EncodedBatch> {
+        tokio::task::spawn_blocking(move || -> Result<EncodedBatch> {
             let bytes: usize = results.iter().map(|r| r.entity.get().len()).sum();
             let mut out = EncodedBatch::with_capacity(bytes + 1024);
             for r in &results {
@@ -1116,8 +1378,7 @@ impl ScanCtx {
             Ok(out)
         })
         .await
-        .map_err(|_| Error::Internal("a transcoding task panicked"))??;
-        Ok(Fetched { page, more, last })
+        .map_err(|_| Error::Internal("a transcoding task panicked"))?
     }
 
     /// Up to `limit` keys of `kind` in `__scatter__` order (a stable,
@@ -1180,7 +1441,7 @@ struct Range {
 }
 
 impl Range {
-    fn query(&self, kind: &str) -> J {
+    fn query(&self, kind: &str, want: Want) -> J {
         let key_filter = |op: &str, k: &Key| {
             json!({ "propertyFilter": {
                 "property": { "name": "__key__" },
@@ -1204,6 +1465,9 @@ impl Range {
             "kind": [{ "name": kind }],
             "order": [{ "property": { "name": "__key__" }, "direction": "ASCENDING" }],
         });
+        if want == Want::Keys {
+            q["projection"] = json!([{ "property": { "name": "__key__" } }]);
+        }
         match filters.len() {
             0 => {}
             1 => q["filter"] = filters.remove(0),
@@ -1274,22 +1538,43 @@ fn plan_ranges(sample: &[Key], last: &Key, at_once: usize) -> Vec<Range> {
     ranges
 }
 
-/// Read one kind: its first page with a plain cursor (a small kind ends
-/// there), then the rest in key ranges, `at_once` of them in progress.
+/// Read one kind (its entities, or with [`Want::Keys`] its keys): its
+/// first page with a plain cursor (a small kind ends there), then the rest
+/// in key ranges, `at_once` of them in progress. Pages arrive in key
+/// order.
 async fn scan_kind(
     ctx: &Arc<ScanCtx>,
-    ns: &str,
-    kind: &str,
-    kind_no: u32,
+    (ns, kind, kind_no): (&str, &str, u32),
+    want: Want,
     at_once: usize,
+    splits: Vec<Key>,
 ) -> Result<()> {
     let Ok(permit) = Arc::clone(&ctx.slots).acquire_owned().await else {
         return Ok(());
     };
-    let plain = json!({ "kind": [{ "name": kind }] });
-    let first = ctx.fetch(ns, kind, kind_no, &plain, None).await?;
+    let at = (ns, kind, kind_no);
+    if !splits.is_empty() {
+        // Split points from the parent's keys: no first page, no sample.
+        let mut ranges = Vec::with_capacity(splits.len() + 1);
+        let mut start = None;
+        for k in splits {
+            ranges.push(Range {
+                start: start.take(),
+                end: Some(k.clone()),
+            });
+            start = Some((k, true));
+        }
+        ranges.push(Range { start, end: None });
+        return scan_ranges(ctx, at, want, ranges, at_once, permit).await;
+    }
+    let plain = Range {
+        start: None,
+        end: None,
+    }
+    .query(kind, want);
+    let first = ctx.fetch(at, want, &plain, None).await?;
     let (mut cursor, last) = (first.more, first.last);
-    if ctx.tx.send(Ok((kind_no, first.page))).await.is_err() {
+    if ctx.tx.send(Ok(first.msg)).await.is_err() {
         return Ok(());
     }
     let (Some(_), Some(last)) = (&cursor, last) else {
@@ -1308,14 +1593,27 @@ async fn scan_kind(
     if ranges.len() <= 1 {
         // One cursor: no sample, or a kind of few pages.
         while let Some(c) = cursor {
-            let page = ctx.fetch(ns, kind, kind_no, &plain, Some(&c)).await?;
+            let page = ctx.fetch(at, want, &plain, Some(&c)).await?;
             cursor = page.more;
-            if ctx.tx.send(Ok((kind_no, page.page))).await.is_err() {
+            if ctx.tx.send(Ok(page.msg)).await.is_err() {
                 return Ok(());
             }
         }
         return Ok(());
     }
+    scan_ranges(ctx, at, want, ranges, at_once, permit).await
+}
+
+/// Read `ranges` of a kind, `at_once` in progress, passing their pages on
+/// in range order.
+async fn scan_ranges(
+    ctx: &Arc<ScanCtx>,
+    (ns, kind, kind_no): (&str, &str, u32),
+    want: Want,
+    ranges: Vec<Range>,
+    at_once: usize,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<()> {
     // Each range sends into its own small channel; the forwarder passes
     // the ranges on in order.
     type Pages = tokio::sync::mpsc::Receiver<Page>;
@@ -1351,13 +1649,11 @@ async fn scan_kind(
         let (ctx, ns, kind) = (Arc::clone(ctx), ns.to_string(), kind.to_string());
         tokio::spawn(async move {
             let _held = (own, slot);
-            let query = range.query(&kind);
+            let query = range.query(&kind, want);
             let mut cursor: Option<String> = None;
             loop {
-                let page = match ctx
-                    .fetch(&ns, &kind, kind_no, &query, cursor.as_deref())
-                    .await
-                {
+                let at = (ns.as_str(), kind.as_str(), kind_no);
+                let page = match ctx.fetch(at, want, &query, cursor.as_deref()).await {
                     Ok(p) => p,
                     Err(e) => {
                         let _ = ptx.send(Err(e)).await;
@@ -1365,7 +1661,7 @@ async fn scan_kind(
                     }
                 };
                 cursor = page.more;
-                if ptx.send(Ok((kind_no, page.page))).await.is_err() || cursor.is_none() {
+                if ptx.send(Ok(page.msg)).await.is_err() || cursor.is_none() {
                     return;
                 }
             }
@@ -1510,6 +1806,9 @@ fn with_partition(k: &Key, ep: &Endpoint) -> Key {
 async fn commit_json(client: &Client, mutations: Vec<J>, max: &AtomicUsize) -> Result<()> {
     let mut queue = VecDeque::from([mutations]);
     while let Some(ms) = queue.pop_front() {
+        if let Some(r) = &client.ramp {
+            r.wait(ms.len()).await;
+        }
         let mut body = json!({ "mode": "NON_TRANSACTIONAL", "mutations": ms });
         if !client.ep.database.is_empty() {
             body["databaseId"] = json!(client.ep.database);
@@ -1552,6 +1851,9 @@ async fn commit_upserts(
     let mut rejections = Vec::new();
     let mut queue = VecDeque::from([batch]);
     while let Some(batch) = queue.pop_front() {
+        if let Some(r) = &client.ramp {
+            r.wait(batch.len()).await;
+        }
         let mut body =
             String::with_capacity(batch.iter().map(|(_, m)| m.len() + 1).sum::<usize>() + 128);
         body.push_str("{\"mode\":\"NON_TRANSACTIONAL\",");
@@ -1848,6 +2150,53 @@ mod tests {
     use crate::model::PathElement;
 
     #[test]
+    fn ramp_up_is_google_s_rule_in_production_and_off_for_emulators() {
+        let prod = Endpoint::parse("datastore:acme").unwrap();
+        assert_eq!(prod.ramp_up, Some(RampUp::GOOGLE));
+        let local = Endpoint::parse("datastore://localhost:8081/dev").unwrap();
+        assert_eq!(local.ramp_up, None);
+        let off = Endpoint::parse("datastore:acme?ramp_up=off").unwrap();
+        assert_eq!(off.ramp_up, None);
+        let own = Endpoint::parse("datastore://h:1/p?ramp_up=100/10/1").unwrap();
+        let r = own.ramp_up.unwrap();
+        assert_eq!(
+            (r.start, r.growth, r.every),
+            (100.0, 0.1, Duration::from_secs(60))
+        );
+        for bad in ["500/50", "0/50/5", "a/b/c", "500/50/0"] {
+            assert!(
+                Endpoint::parse(&format!("datastore:acme?ramp_up={bad}")).is_err(),
+                "{bad}"
+            );
+        }
+        let g = RampUp::GOOGLE;
+        assert_eq!(g.rate(Duration::from_secs(0)), 500.0);
+        assert_eq!(g.rate(Duration::from_secs(299)), 500.0);
+        assert_eq!(g.rate(Duration::from_secs(300)), 750.0);
+        assert_eq!(g.rate(Duration::from_secs(900)), 500.0 * 1.5 * 1.5 * 1.5);
+    }
+
+    #[test]
+    fn the_ramp_paces_writes_to_the_rate() {
+        let rt = runtime().unwrap();
+        let ramp = Ramp::new(RampUp {
+            start: 2000.0,
+            growth: 0.5,
+            every: Duration::from_secs(300),
+        });
+        let start = std::time::Instant::now();
+        // 500 writes in commits of 100: the last starts after 400 at 2,000/s.
+        rt.block_on(async {
+            for _ in 0..5 {
+                ramp.wait(100).await;
+            }
+        });
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(195), "{took:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    #[test]
     fn positions_count_within_each_kind() {
         let mut p = Positions::default();
         // Pages of two kinds interleave as their scans finish.
@@ -1918,7 +2267,7 @@ mod tests {
             let end = pair[0].end.clone().unwrap();
             assert_eq!(pair[1].start, Some((end, true)));
         }
-        let q = ranges[1].query("K");
+        let q = ranges[1].query("K", Want::Entities);
         assert_eq!(
             q["filter"]["compositeFilter"]["filters"][0]["propertyFilter"]["op"],
             "GREATER_THAN_OR_EQUAL"
