@@ -33,7 +33,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| settings.config.target.clone())
         .ok_or_else(|| anyhow::anyhow!("say what to clear with --to TARGET"))?;
-    let mut target = connector::open_target(&to, &settings.timeouts)?;
+    let mut target = connector::open_target(&to, &settings.remote)?;
     // A PostgreSQL URL may carry a password; its target id does not.
     let to = if matches!(
         connector::parse_location(&to),

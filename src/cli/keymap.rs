@@ -25,7 +25,7 @@ pub struct Args {
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
-    let target = connector::open_target(&args.target, &settings.timeouts)?;
+    let target = connector::open_target(&args.target, &settings.remote)?;
     let path = key::parse_path(&args.key).map_err(|why| kindsnap::Error::BadKey {
         text: args.key.clone(),
         why,

@@ -143,7 +143,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         to,
         args.ramp_up.as_ref().or(settings.config.ramp_up.as_ref()),
     )?;
-    let mut target = connector::open_target(&to, &settings.timeouts)?;
+    let mut target = connector::open_target(&to, &settings.remote)?;
     let mut opts = r::RestoreOptions {
         kinds: args.kinds.clone(),
         keys: match args.keys {
@@ -184,7 +184,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         }) if !args.json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => {
             opts.mode = ask_mode(&shown, &kinds)?;
             opts.require_fresh = false;
-            let mut target = connector::open_target(&to, &settings.timeouts)?;
+            let mut target = connector::open_target(&to, &settings.remote)?;
             r::restore(&repo, &info, target.as_mut(), &opts, &progress)?
         }
         other => other?,

@@ -105,7 +105,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     if args.tolerate && !from.starts_with("datastore-export:") {
         anyhow::bail!("--tolerate applies to datastore-export sources only");
     }
-    let mut source = connector::open_source(&from, &settings.timeouts)?;
+    let mut source = connector::open_source(&from, &settings.remote)?;
     source.set_tolerate(args.tolerate);
     source.set_kind_options(&settings.config.kind_options());
     let mut changed = settings.config.changed_property();

@@ -14,7 +14,7 @@ pub mod sql;
 use crate::error::{Error, Result};
 use crate::ids::EntityHash;
 use crate::model::{codec, Entity, Key};
-use crate::net::Timeouts;
+use crate::repo::remote::RemoteOptions;
 
 /// Entities after the CPU work — canonical bytes, hash, sortable key —
 /// packed into one buffer per batch, so a batch built on a worker thread is
@@ -594,16 +594,17 @@ pub fn redact_location(spec: &str) -> String {
     out
 }
 
-/// Open a source from its location string; network sources wait for
-/// their servers as `timeouts` says.
-pub fn open_source(spec: &str, timeouts: &Timeouts) -> Result<Box<dyn EntitySource>> {
+/// Open a source from its location string; network sources reach their
+/// servers as `options` say (timeouts; object storage's endpoint).
+pub fn open_source(spec: &str, options: &RemoteOptions) -> Result<Box<dyn EntitySource>> {
+    let timeouts = &options.timeouts;
     match parse_location(spec)? {
         Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlSource::open(&path)?)),
         Location::Datastore(spec) => {
             Ok(Box::new(datastore::DatastoreSource::open(&spec, timeouts)?))
         }
         Location::DatastoreExport(path) => {
-            Ok(Box::new(gexport::ExportSource::open(&path, timeouts)?))
+            Ok(Box::new(gexport::ExportSource::open(&path, options)?))
         }
         Location::Sqlite(path) => Ok(Box::new(sql::sqlite::SqliteSource::open(&path)?)),
         Location::Postgres(url) => Ok(Box::new(sql::postgres::PostgresSource::open(
@@ -613,7 +614,8 @@ pub fn open_source(spec: &str, timeouts: &Timeouts) -> Result<Box<dyn EntitySour
 }
 
 /// Open a target from its location string.
-pub fn open_target(spec: &str, timeouts: &Timeouts) -> Result<Box<dyn EntityTarget>> {
+pub fn open_target(spec: &str, options: &RemoteOptions) -> Result<Box<dyn EntityTarget>> {
+    let timeouts = &options.timeouts;
     match parse_location(spec)? {
         Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlTarget::open(&path)?)),
         Location::Datastore(spec) => {

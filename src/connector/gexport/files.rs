@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::net::Timeouts;
 use crate::repo::remote::Remote;
+use crate::repo::remote::RemoteOptions;
 
 /// Bytes fetched per request once a remote file is being read; the first
 /// request is small, since often only the first record is wanted.
@@ -24,13 +24,10 @@ pub enum Folder {
 }
 
 impl Folder {
-    pub fn open(location: &str, timeouts: &Timeouts) -> Result<Folder> {
+    pub fn open(location: &str, options: &RemoteOptions) -> Result<Folder> {
         if crate::repo::remote::is_remote_url(location) {
-            // The environment's endpoint (AWS_ENDPOINT_URL) and credentials
-            // apply; KINDSNAP_S3_ENDPOINT, which the CLI resolves for
-            // repositories only, does not reach sources yet.
-            let options = crate::repo::remote::RemoteOptions::new(*timeouts);
-            Ok(Folder::Remote(Arc::new(Remote::new(location, &options)?)))
+            // The same endpoint, credentials and timeouts as repositories.
+            Ok(Folder::Remote(Arc::new(Remote::new(location, options)?)))
         } else {
             Ok(Folder::Local(PathBuf::from(location)))
         }

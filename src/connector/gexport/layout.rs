@@ -18,7 +18,7 @@
 use super::files::Folder;
 use super::log::{LogError, LogReader};
 use crate::error::{Error, Result};
-use crate::net::Timeouts;
+use crate::repo::remote::RemoteOptions;
 
 pub const OVERALL_SUFFIX: &str = ".overall_export_metadata";
 pub const FOLDER_SUFFIX: &str = ".export_metadata";
@@ -48,7 +48,7 @@ fn bad(location: &str, why: impl Into<String>) -> Error {
 }
 
 /// Find the export at `location`: its folder or its overall metadata file.
-pub fn resolve(location: &str, timeouts: &Timeouts) -> Result<Export> {
+pub fn resolve(location: &str, options: &RemoteOptions) -> Result<Export> {
     let location = location.trim_end_matches('/');
     if location.is_empty() {
         return Err(bad(
@@ -63,7 +63,7 @@ pub fn resolve(location: &str, timeouts: &Timeouts) -> Result<Export> {
         },
         None => (location.to_string(), None),
     };
-    let folder = Folder::open(&dir, timeouts)?;
+    let folder = Folder::open(&dir, options)?;
     if let Folder::Local(p) = &folder {
         if !p.is_dir() {
             return Err(bad(location, "no such folder"));

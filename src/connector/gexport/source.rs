@@ -13,7 +13,7 @@ use super::map;
 use crate::connector::{Encoded, EncodedBatch, EntitySource};
 use crate::error::{Error, Result};
 use crate::model::Entity;
-use crate::net::Timeouts;
+use crate::repo::remote::RemoteOptions;
 
 /// Origins: the file's index above these bits, the byte offset below.
 const OFFSET_BITS: u32 = 40;
@@ -30,8 +30,8 @@ pub struct ExportSource {
 }
 
 impl ExportSource {
-    pub fn open(location: &str, timeouts: &Timeouts) -> Result<ExportSource> {
-        let export = layout::resolve(location, timeouts)?;
+    pub fn open(location: &str, options: &RemoteOptions) -> Result<ExportSource> {
+        let export = layout::resolve(location, options)?;
         let project = first_project(&export);
         Ok(ExportSource {
             export,

@@ -91,8 +91,7 @@ impl ExportTarget {
             .unwrap_or(false);
         if has_export {
             let location = self.dir.display().to_string();
-            let mut existing =
-                super::ExportSource::open(&location, &crate::net::Timeouts::default())?;
+            let mut existing = super::ExportSource::open(&location, &Default::default())?;
             existing.for_each(&mut |e, _| Self::upsert(&db, &e).map_err(Error::sql(&fresh)))?;
         }
         db.execute_batch("COMMIT").map_err(Error::sql(&fresh))?;
