@@ -24,11 +24,12 @@
 
 mod reflect;
 mod text;
+mod tls;
 
 use std::collections::{BTreeSet, HashMap};
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use self::reflect::{reflect, ColType, PgTable};
 use self::text::{is_int, parse_array, parse_text, to_text};
@@ -46,6 +47,7 @@ const FETCH_ROWS: i32 = 2000;
 
 /// The URL without its password, for ids and messages.
 fn redacted(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(base, _)| base);
     let Ok(cfg) = url.parse::<postgres::Config>() else {
         return "postgres://?".into();
     };
@@ -74,10 +76,12 @@ const SESSION_SETUP: &str = "SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD';
 /// waits `connect_timeout` (from the URL, else `timeouts.connect`).
 fn connect(url: &str, timeouts: &Timeouts) -> Result<Client> {
     let shown = redacted(url);
-    let mut cfg: postgres::Config = url.parse().map_err(|e| Error::BadLocation {
+    let (mut cfg, options) = parse_url(url)?;
+    let tls = tls::connector(&options).map_err(|why| Error::BadLocation {
         spec: shown.clone(),
-        why: format!("{e}"),
+        why,
     })?;
+    let host = first_host(&cfg);
     let (deadline, knob) = match cfg.get_connect_timeout() {
         Some(t) => (*t, "`connect_timeout` in the URL"),
         None => {
@@ -101,8 +105,8 @@ fn connect(url: &str, timeouts: &Timeouts) -> Result<Client> {
         .name("kindsnap-pg-connect".into())
         .spawn(move || {
             let opened = cfg
-                .connect(NoTls)
-                .map_err(|e| connect_error(&who, e))
+                .connect(tls)
+                .map_err(|e| connect_error(&who, e, &options, &host))
                 .and_then(|mut client| {
                     client
                         .batch_execute(SESSION_SETUP)
@@ -129,9 +133,38 @@ fn connect(url: &str, timeouts: &Timeouts) -> Result<Client> {
     }
 }
 
-fn connect_error(shown: &str, e: postgres::Error) -> Error {
+/// The URL as the `postgres` crate takes it, and how it uses TLS (from
+/// the URL, else libpq's `PGSSL*` variables; see [`tls`]).
+fn parse_url(url: &str) -> Result<(postgres::Config, tls::TlsOptions)> {
+    let bad = |why: String| Error::BadLocation {
+        spec: redacted(url),
+        why,
+    };
+    let (plain, options) = tls::split(url, &|v| std::env::var(v).ok()).map_err(bad)?;
+    let mut cfg: postgres::Config = plain.parse().map_err(|e| bad(format!("{e}")))?;
+    cfg.ssl_mode(options.negotiate());
+    Ok((cfg, options))
+}
+
+fn first_host(cfg: &postgres::Config) -> String {
+    match cfg.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    }
+}
+
+fn connect_error(shown: &str, e: postgres::Error, options: &tls::TlsOptions, host: &str) -> Error {
     use postgres::error::SqlState;
+    if let Some(why) = tls::describe(&e, options, host) {
+        return Error::Database(format!("cannot connect to {shown}: {why}"));
+    }
     let (why, hint) = match e.as_db_error() {
+        Some(d) if d.message().contains("no encryption") => (
+            d.message().to_string(),
+            "the server accepts only TLS connections from here; connect with sslmode=require \
+             (or verify-full with sslrootcert=FILE) instead of sslmode=disable",
+        ),
         Some(d) if *d.code() == SqlState::INVALID_PASSWORD => (
             d.message().to_string(),
             "check the user and password in the URL",
@@ -429,11 +462,7 @@ pub(crate) type PostgresTarget = SqlTarget<PostgresDb>;
 impl SqlTarget<PostgresDb> {
     pub(crate) fn open(url: &str, timeouts: &Timeouts) -> Result<PostgresTarget> {
         // Fails early on a bad URL; the connection opens in `start`.
-        url.parse::<postgres::Config>()
-            .map_err(|e| Error::BadLocation {
-                spec: redacted(url),
-                why: e.to_string(),
-            })?;
+        parse_url(url)?;
         Ok(SqlTarget::new(PostgresDb {
             url: url.to_string(),
             shown: redacted(url),
