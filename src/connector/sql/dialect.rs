@@ -20,7 +20,8 @@
 //!   keys, reserving ids, its engine name and the [`ddl::Engine`] its
 //!   recorded statements are parsed as, and the steps around the load that
 //!   are its own (PostgreSQL drops and re-adds foreign keys; SQLite turns
-//!   them off and checks them at the end);
+//!   them off and checks them at the end; both keep user triggers from
+//!   firing, since a restore writes exactly the snapshot);
 //! - for a snapshot, a [`Reader`] over one read transaction: the tables,
 //!   the columns it reads of each, and the rows in primary-key order, each
 //!   a [`Row`] that gives a column as a key component or as a property.
@@ -113,6 +114,11 @@ pub(crate) trait Dialect {
     fn reserve_ids(&mut self, t: &Self::Table, keys: &[Key]) -> Result<()>;
     /// How [`Dialect::reserve_ids`] does it, for the plan and the report.
     fn reserve_method(&self) -> &'static str;
+    /// What the engine could not do as asked, for the report (a trigger
+    /// that could not be turned off).
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// Roll back and close.
     fn discard(&mut self);
     /// Commit (buffered rows are flushed already), check or restore the

@@ -9,7 +9,11 @@
 //!
 //! A restore runs with `PRAGMA foreign_keys=OFF` (so tables load in any
 //! order, cycles included) and runs `PRAGMA foreign_key_check` before it
-//! reports success.
+//! reports success. No trigger fires during a restore: the triggers of the
+//! restored tables are dropped before the load and recreated after it, and
+//! triggers of created tables are created after their data. Until then
+//! they wait in a `kindsnap_pending_constraints` table in the file, so an
+//! interrupted restore recreates them when resumed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -20,6 +24,9 @@ use rusqlite::{Connection, OpenFlags};
 use super::dialect::{Dialect, Reader, Row};
 use super::target::SqlTarget;
 use super::{ddl, ident, scan, text_value, Column, ForeignKey, Part, Table};
+
+/// Statements to run after the load (triggers), kept in the target.
+const PENDING: &str = "kindsnap_pending_constraints";
 use crate::connector::{Encoded, EncodedBatch, EntitySource};
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
@@ -49,11 +56,11 @@ fn reflect(conn: &Connection, path: &Path) -> Result<Vec<Table>> {
     let mut st = conn
         .prepare(
             "SELECT name, sql FROM sqlite_master WHERE type = 'table' \
-             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> ?1 ORDER BY name",
         )
         .map_err(|e| open_error(path, e))?;
     let tables: Vec<(String, Option<String>)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([PENDING], |r| Ok((r.get(0)?, r.get(1)?)))
         .and_then(|rows| rows.collect())
         .map_err(|e| open_error(path, e))?;
     let mut out = Vec::new();
@@ -371,6 +378,54 @@ impl SqliteDb {
         Error::sql(self.path.clone())
     }
 
+    /// Keep `def` to run after the load.
+    fn keep_pending(&self, tbl: &str, name: &str, def: &str) -> Result<()> {
+        let conn = self.conn()?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {PENDING} (tbl TEXT NOT NULL, name TEXT NOT NULL, \
+             def TEXT NOT NULL, PRIMARY KEY (tbl, name))"
+        ))
+        .map_err(self.sql())?;
+        conn.execute(
+            &format!("INSERT OR IGNORE INTO {PENDING} (tbl, name, def) VALUES (?1, ?2, ?3)"),
+            rusqlite::params![tbl, name, def],
+        )
+        .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Run what the load set aside (in the order kept), in one
+    /// transaction, and forget it.
+    fn run_pending(&self, conn: &Connection) -> Result<()> {
+        let exists: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [PENDING],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(self.sql())?
+            > 0;
+        if !exists {
+            return Ok(());
+        }
+        conn.execute_batch("BEGIN").map_err(self.sql())?;
+        let defs: Vec<(String, String)> = conn
+            .prepare(&format!("SELECT tbl, def FROM {PENDING} ORDER BY rowid"))
+            .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(self.sql())?;
+        for (tbl, def) in defs {
+            conn.execute_batch(&def).map_err(|e| {
+                Error::Database(format!(
+                    "recreating a trigger of table `{tbl}` in {} failed: {e}; it is kept in \
+                     {PENDING} (column def) to create by hand",
+                    self.shown
+                ))
+            })?;
+        }
+        conn.execute_batch(&format!("DROP TABLE {PENDING}; COMMIT"))
+            .map_err(self.sql())
+    }
+
     /// The key columns in a statement: the rowid or the primary key.
     fn key_columns(t: &Table) -> Vec<String> {
         if t.rowid {
@@ -492,9 +547,35 @@ impl Dialect for SqliteDb {
         conn.execute_batch(stmt).map_err(|e| e.to_string())
     }
 
-    /// Foreign keys are part of SQLite's `CREATE TABLE`; nothing is
-    /// recorded to run after the load.
-    fn defer(&mut self, _kind: &str, _statements: &[String]) -> Result<()> {
+    /// Foreign keys are part of SQLite's `CREATE TABLE`; what comes
+    /// after the load is a created table's triggers.
+    fn defer(&mut self, kind: &str, statements: &[String]) -> Result<()> {
+        for (i, def) in statements.iter().enumerate() {
+            self.keep_pending(kind, &format!("recorded-{i}"), def)?;
+        }
+        Ok(())
+    }
+
+    /// The triggers of the tables restored go until `finish`, so that
+    /// the load fires none.
+    fn before_load(&mut self, restoring: &BTreeSet<String>) -> Result<()> {
+        let triggers: Vec<(String, String, String)> = self
+            .conn()?
+            .prepare("SELECT tbl_name, name, sql FROM sqlite_master WHERE type = 'trigger'")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(self.sql())?;
+        for (tbl, name, sql) in triggers {
+            if !restoring.contains(&tbl) {
+                continue;
+            }
+            self.keep_pending(&tbl, &format!("trigger-{name}"), &sql)?;
+            self.conn()?
+                .execute_batch(&format!("DROP TRIGGER {}", ident(&name)))
+                .map_err(self.sql())?;
+        }
         Ok(())
     }
 
@@ -606,6 +687,7 @@ impl Dialect for SqliteDb {
             return Ok(());
         };
         conn.execute_batch("COMMIT").map_err(self.sql())?;
+        self.run_pending(&conn)?;
         foreign_key_check(&conn, &self.path)
     }
 }

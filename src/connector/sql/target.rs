@@ -122,7 +122,7 @@ impl<D: Dialect> SqlTarget<D> {
                 })?;
             }
         }
-        // Foreign keys of created tables are added after the load.
+        // Foreign keys and triggers of created tables come after the load.
         for (kind, vetted) in &create {
             self.db.defer(kind, &vetted.after)?;
         }
@@ -192,7 +192,9 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.extend(self.db.take_warnings());
+        warnings
     }
 
     fn list_kinds(&mut self) -> Result<Vec<(String, String)>> {

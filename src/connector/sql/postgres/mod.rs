@@ -16,6 +16,12 @@
 //! type PostgreSQL can print round-trips. Tables without a primary key are
 //! skipped with a warning (`ctid` is not a stable identity).
 //!
+//! No user trigger fires during a restore: the session runs with
+//! `session_replication_role = replica` (superusers), else each restored
+//! table's triggers are disabled (`ALTER TABLE … DISABLE TRIGGER USER`, the
+//! table's owner) and re-enabled in `finish`; when neither is allowed the
+//! restore goes on and says so in a warning.
+//!
 //! A restore drops the restored tables' foreign-key constraints for the
 //! load (so tables load in any order, cycles included), remembers them in
 //! a `kindsnap_pending_constraints` table on the target (so an interrupted
@@ -470,6 +476,8 @@ impl SqlTarget<PostgresDb> {
             pending: Pending::default(),
             statements: HashMap::new(),
             timeouts: *timeouts,
+            replica: false,
+            warnings: Vec::new(),
         }))
     }
 }
@@ -485,6 +493,9 @@ pub(crate) struct PostgresDb {
     /// Prepared `INSERT`s by their text.
     statements: HashMap<String, postgres::Statement>,
     timeouts: Timeouts,
+    /// Whether the session runs as a replica (no user trigger fires).
+    replica: bool,
+    warnings: Vec<String>,
 }
 
 impl PostgresDb {
@@ -541,6 +552,51 @@ impl PostgresDb {
                 "ALTER TABLE {qual} DROP CONSTRAINT {}",
                 ident(&name)
             ))?;
+        }
+        Ok(())
+    }
+
+    /// Without `session_replication_role`: disable the user triggers of
+    /// the restored tables until `finish` (kept in the pending table, so an
+    /// interrupted restore re-enables them when resumed), or say which
+    /// will fire.
+    fn disable_triggers(&mut self, restoring: &BTreeSet<String>) -> Result<()> {
+        let shown = self.shown.clone();
+        let rows = self
+            .client()?
+            .query(
+                "SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+                 CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || c.relname END \
+                 FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE NOT g.tgisinternal AND g.tgenabled <> 'D'",
+                &[],
+            )
+            .map_err(db_error(&shown))?;
+        for r in rows {
+            let (qual, kind): (String, String) = (r.get(0), r.get(1));
+            if !restoring.contains(&kind) {
+                continue;
+            }
+            let disabled = self.exec(&format!(
+                "SAVEPOINT kindsnap_triggers; ALTER TABLE {qual} DISABLE TRIGGER USER; \
+                 RELEASE SAVEPOINT kindsnap_triggers"
+            ));
+            match disabled {
+                Ok(()) => self.keep_pending(
+                    &kind,
+                    "enable-triggers",
+                    &format!("ALTER TABLE {qual} ENABLE TRIGGER USER"),
+                )?,
+                Err(e) => {
+                    self.exec("ROLLBACK TO SAVEPOINT kindsnap_triggers")?;
+                    self.warnings.push(format!(
+                        "the triggers of table `{kind}` fired during the restore ({e}): \
+                         session_replication_role needs a superuser and DISABLE TRIGGER the \
+                         table's owner; restore as one of them to write exactly the snapshot"
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -685,7 +741,11 @@ impl Dialect for PostgresDb {
         // statements (a foreign key validated over millions of rows) are
         // not limited.
         let ms = self.timeouts.answer.as_millis().max(1);
-        self.exec(&format!("SET lock_timeout = {ms}"))
+        self.exec(&format!("SET lock_timeout = {ms}"))?;
+        // No user trigger fires while the snapshot is written (pg_restore
+        // --disable-triggers); only a superuser may say so for the session.
+        self.replica = self.exec("SET session_replication_role = replica").is_ok();
+        Ok(())
     }
 
     fn reflect(&mut self) -> Result<Vec<PgTable>> {
@@ -733,6 +793,9 @@ impl Dialect for PostgresDb {
         self.exec(&format!(
             "CREATE TABLE IF NOT EXISTS {PENDING} (tbl text NOT NULL, name text NOT NULL, def text NOT NULL, PRIMARY KEY (tbl, name))"
         ))?;
+        if !self.replica {
+            self.disable_triggers(restoring)?;
+        }
         self.drop_foreign_keys(restoring)
     }
 
@@ -862,6 +925,10 @@ impl Dialect for PostgresDb {
 
     fn reserve_method(&self) -> &'static str {
         "postgres: setval of each key column's sequence past the largest id"
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     fn discard(&mut self) {
