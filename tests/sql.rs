@@ -1075,3 +1075,35 @@ fn postgres_restore_says_when_triggers_cannot_be_turned_off() {
     assert!(report.contains("restore as one of them"), "{report}");
     assert_eq!(pg.psql(&dst, "SELECT count(*) FROM audit"), "1");
 }
+
+#[test]
+fn postgres_restore_moves_sequences_named_in_a_key_default() {
+    let pg = sql_support::server();
+    // `s` is owned by no column, and shared by two tables.
+    let schema = "CREATE SEQUENCE s; \
+        CREATE TABLE item (id int PRIMARY KEY DEFAULT nextval('s'), name text); \
+        CREATE TABLE other (id bigint PRIMARY KEY DEFAULT nextval('s'));";
+    let src = pg.create_db("seq_src");
+    pg.psql(&src, schema);
+    pg.psql(&src, "INSERT INTO item (name) VALUES ('a'), ('b'), ('c')");
+    let w = Work::new();
+    w.init();
+    w.ok(&["snapshot", "--from", &src, "--name", "s", "--kinds", "item"]);
+    // A fresh sequence moves past the restored ids.
+    let dst = pg.create_db("seq_dst");
+    pg.psql(&dst, schema);
+    w.ok(&["restore", "s", "--to", &dst]);
+    assert_eq!(
+        pg.psql(&dst, "INSERT INTO item (name) VALUES ('new') RETURNING id"),
+        "4"
+    );
+    // One already further on (another table took ids) stays where it is.
+    let ahead = pg.create_db("seq_ahead");
+    pg.psql(&ahead, schema);
+    pg.psql(&ahead, "SELECT setval('s', 100)");
+    w.ok(&["restore", "s", "--to", &ahead]);
+    assert_eq!(
+        pg.psql(&ahead, "INSERT INTO other DEFAULT VALUES RETURNING id"),
+        "101"
+    );
+}

@@ -49,6 +49,20 @@ use crate::model::{Entity, Key, Value, ValueKind};
 use crate::net::{self, Timeouts};
 
 const PENDING: &str = "kindsnap_pending_constraints";
+
+/// The sequences behind a key column (`$1` the table, `$2` the column):
+/// the one it owns (`serial`, identity) and those its default takes
+/// `nextval` from (`DEFAULT nextval('s')` with `s` owned by nobody or
+/// shared), each with whether it is the owned one.
+const KEY_SEQUENCES: &str = "SELECT s::text, coalesce(s = pg_get_serial_sequence($1, $2)::regclass, false) \
+     FROM (SELECT pg_get_serial_sequence($1, $2)::regclass AS s \
+       UNION SELECT d.refobjid::regclass FROM pg_attrdef ad \
+       JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid \
+         AND d.refclassid = 'pg_class'::regclass \
+       JOIN pg_class c ON c.oid = d.refobjid AND c.relkind = 'S' \
+       WHERE ad.adrelid = $1::regclass \
+         AND ad.adnum = (SELECT attnum FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2)) x \
+     WHERE s IS NOT NULL";
 const FETCH_ROWS: i32 = 2000;
 
 /// The URL without its password, for ids and messages.
@@ -907,28 +921,42 @@ impl Dialect for PostgresDb {
         let [col] = &t.table.primary_key[..] else {
             return Ok(());
         };
+        if !t.type_of(col).is_some_and(|ty| is_int(&ty.typname)) {
+            return Ok(());
+        }
         let shown = self.shown.clone();
+        let client = self.client()?;
         // Past the largest id in the table (restored or already there).
-        self.client()?
-            .execute(
-                &format!(
-                    "SELECT setval(s, (SELECT max({c}) FROM {q})) FROM pg_get_serial_sequence($1, $2) s \
-                     WHERE s IS NOT NULL AND (SELECT max({c}) FROM {q}) IS NOT NULL",
-                    c = ident(col),
-                    q = t.qualified
-                ),
-                &[&t.qualified, col],
+        let max: Option<i64> = client
+            .query_one(
+                &format!("SELECT max({})::bigint FROM {}", ident(col), t.qualified),
+                &[],
             )
-            .map_err(db_error(&shown))?;
+            .map_err(db_error(&shown))?
+            .get(0);
+        let Some(max) = max else { return Ok(()) };
+        for r in client
+            .query(KEY_SEQUENCES, &[&t.qualified, col])
+            .map_err(db_error(&shown))?
+        {
+            let (seq, owned): (String, bool) = (r.get(0), r.get(1));
+            // A sequence the column owns is the table's: it moves to the
+            // largest id. One only named in the default may be shared
+            // with other tables: it only ever moves forward.
+            let sql = if owned {
+                "SELECT setval($1::text::regclass, $2)".to_string()
+            } else {
+                format!("SELECT setval($1::text::regclass, $2) FROM {seq} WHERE NOT is_called OR last_value < $2")
+            };
+            client
+                .query(&sql, &[&seq, &max])
+                .map_err(db_error(&shown))?;
+        }
         Ok(())
     }
 
     fn reserve_method(&self) -> &'static str {
-        "postgres: setval of each key column's sequence past the largest id"
-    }
-
-    fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
+        "postgres: setval of the key column's sequence (its own, or one its default takes nextval from) past the largest id"
     }
 
     fn discard(&mut self) {
