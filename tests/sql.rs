@@ -1107,3 +1107,95 @@ fn postgres_restore_moves_sequences_named_in_a_key_default() {
         "101"
     );
 }
+
+#[test]
+fn sqlite_kinds_keep_their_schema_types_ignore_case_and_spaces_and_pragmas_come_back() {
+    let w = Work::new();
+    w.init();
+    let src = w.path("src.db");
+    sqlite(
+        &src,
+        "CREATE TABLE film (id INTEGER PRIMARY KEY, price numeric(10,2)); \
+         CREATE TABLE other (id INTEGER PRIMARY KEY); \
+         INSERT INTO film VALUES (1, 9.5); INSERT INTO other VALUES (1); \
+         PRAGMA user_version = 42; PRAGMA application_id = 1234567;",
+    );
+    let src_loc = format!("sqlite:{}", src.display());
+    w.ok(&[
+        "snapshot", "--from", &src_loc, "--kinds", "film", "--name", "s",
+    ]);
+    let stats = w.ok(&["stats", "s"]);
+    assert!(
+        stats.lines().any(|l| l.starts_with("kindsnap.schema ")),
+        "{stats}"
+    );
+
+    // Into a new file: the chosen table only, and the database's settings.
+    let fresh = w.path("fresh.db");
+    w.ok(&[
+        "restore",
+        "s",
+        "--to",
+        &format!("sqlite:{}", fresh.display()),
+    ]);
+    assert_eq!(sqlite_one(&fresh, "SELECT price FROM film"), "9.5");
+    assert_eq!(
+        sqlite_one(
+            &fresh,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'other'"
+        ),
+        "0"
+    );
+    assert_eq!(sqlite_one(&fresh, "PRAGMA user_version"), "42");
+    assert_eq!(sqlite_one(&fresh, "PRAGMA application_id"), "1234567");
+
+    // Into an existing table typed `NUMERIC(10, 2)`, whose file has its
+    // own user_version: accepted, and the version is kept with a warning.
+    let dst = w.path("dst.db");
+    sqlite(
+        &dst,
+        "CREATE TABLE film (id INTEGER PRIMARY KEY, price NUMERIC(10, 2)); PRAGMA user_version = 43;",
+    );
+    let out = w.ok(&["restore", "s", "--to", &format!("sqlite:{}", dst.display())]);
+    assert!(
+        out.contains("warning: PRAGMA user_version is 43 in") && out.contains("42 in the snapshot"),
+        "{out}"
+    );
+    assert_eq!(sqlite_one(&dst, "PRAGMA user_version"), "43");
+    assert_eq!(sqlite_one(&dst, "PRAGMA application_id"), "1234567");
+    assert_eq!(sqlite_one(&dst, "SELECT price FROM film"), "9.5");
+    // A type that differs is still refused.
+    let other = w.path("other.db");
+    sqlite(
+        &other,
+        "CREATE TABLE film (id INTEGER PRIMARY KEY, price NUMERIC(12, 2));",
+    );
+    let err = w.fails(&[
+        "restore",
+        "s",
+        "--to",
+        &format!("sqlite:{}", other.display()),
+    ]);
+    assert!(
+        err.contains("column `price` is NUMERIC(12, 2) on the target"),
+        "{err}"
+    );
+}
+
+#[test]
+fn postgres_kinds_keep_their_schema() {
+    let pg = sql_support::server();
+    let src = pg.create_db("kinds_src");
+    pg.psql(
+        &src,
+        "CREATE TABLE film (id int PRIMARY KEY, price numeric(10,2)); CREATE TABLE other (id int PRIMARY KEY); \
+         INSERT INTO film VALUES (1, 9.5); INSERT INTO other VALUES (1);",
+    );
+    let w = Work::new();
+    w.init();
+    w.ok(&["snapshot", "--from", &src, "--kinds", "film", "--name", "s"]);
+    let dst = pg.create_db("kinds_dst");
+    w.ok(&["restore", "s", "--to", &dst]);
+    assert_eq!(pg.psql(&dst, "SELECT price FROM film"), "9.50");
+    assert_eq!(pg.psql(&dst, "SELECT to_regclass('other') IS NULL"), "t");
+}

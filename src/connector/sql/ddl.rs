@@ -699,6 +699,7 @@ mod tests {
             foreign_keys: vec![],
             ddl: vec![],
             after: vec![],
+            pragmas: vec![],
         }
     }
 

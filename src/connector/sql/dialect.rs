@@ -74,11 +74,12 @@ pub(crate) trait Dialect {
 
     /// The table's name in a statement, quoted (and qualified).
     fn name(t: &Self::Table) -> String;
-    /// Type names as compared between a recorded table and an existing one.
+    /// Type names as compared between a recorded table and an existing
+    /// one: case and spaces ignored (`NUMERIC(10, 2)` is `numeric(10,2)`).
     fn normalise_type(t: &str) -> String {
-        t.split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+        t.chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
             .to_ascii_lowercase()
     }
     /// Why the table's key cannot take uuid names (`--keys uuid`), if so.
@@ -87,6 +88,11 @@ pub(crate) trait Dialect {
     /// Before anything is cleared or written into the tables of the kinds
     /// `restoring` (PostgreSQL drops their foreign keys until `finish`).
     fn before_load(&mut self, _restoring: &BTreeSet<String>) -> Result<()> {
+        Ok(())
+    }
+    /// Put back the recorded database settings ([`Table::pragmas`]) after
+    /// the schema is applied; each is recorded text, to vet.
+    fn apply_pragmas(&mut self, _recorded: &BTreeSet<String>) -> Result<()> {
         Ok(())
     }
     /// A property as a parameter.

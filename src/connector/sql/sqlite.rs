@@ -63,6 +63,7 @@ fn reflect(conn: &Connection, path: &Path) -> Result<Vec<Table>> {
         .query_map([PENDING], |r| Ok((r.get(0)?, r.get(1)?)))
         .and_then(|rows| rows.collect())
         .map_err(|e| open_error(path, e))?;
+    let pragmas = database_pragmas(conn).map_err(Error::sql(path))?;
     let mut out = Vec::new();
     for (name, create) in tables {
         let create = create.unwrap_or_default();
@@ -82,12 +83,28 @@ fn reflect(conn: &Connection, path: &Path) -> Result<Vec<Table>> {
             columns,
             ddl,
             after: vec![],
+            pragmas: pragmas.clone(),
         });
     }
     Ok(out)
 }
 
 /// A table's insertable columns and its primary key's columns in order.
+/// The database settings a restore puts back (see [`Table::pragmas`]).
+const PRAGMAS: [&str; 2] = ["user_version", "application_id"];
+
+/// `NAME=VALUE` for each of [`PRAGMAS`] that is not 0.
+fn database_pragmas(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in PRAGMAS {
+        let v: i64 = conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?;
+        if v != 0 {
+            out.push(format!("{name}={v}"));
+        }
+    }
+    Ok(out)
+}
+
 fn columns(conn: &Connection, table: &str) -> rusqlite::Result<(Vec<Column>, Vec<String>)> {
     let mut columns = Vec::new();
     let mut pk: Vec<(i64, String)> = Vec::new();
@@ -354,6 +371,7 @@ impl SqlTarget<SqliteDb> {
             path: path.to_path_buf(),
             shown: path.display().to_string(),
             conn: None,
+            warnings: Vec::new(),
         }))
     }
 }
@@ -365,6 +383,7 @@ pub(crate) struct SqliteDb {
     /// The path in messages.
     shown: String,
     conn: Option<Connection>,
+    warnings: Vec<String>,
 }
 
 impl SqliteDb {
@@ -585,6 +604,42 @@ impl Dialect for SqliteDb {
 
     fn uuid_problem(&self, t: &Table) -> Option<String> {
         uuid_problem(t)
+    }
+
+    /// `user_version` and `application_id` as recorded, into a database
+    /// whose own are 0; one that has its own keeps it, with a warning.
+    fn apply_pragmas(&mut self, recorded: &BTreeSet<String>) -> Result<()> {
+        for setting in recorded {
+            let parsed = setting
+                .split_once('=')
+                .filter(|(name, _)| PRAGMAS.contains(name))
+                .and_then(|(name, v)| Some((name, v.parse::<i32>().ok()?)));
+            let Some((name, value)) = parsed else {
+                self.warnings.push(format!(
+                    "the recorded database setting `{setting}` is not one kindsnap restores; left out"
+                ));
+                continue;
+            };
+            let conn = self.conn()?;
+            let now: i64 = conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .map_err(self.sql())?;
+            if now == 0 {
+                conn.execute_batch(&format!("PRAGMA {name} = {value}"))
+                    .map_err(self.sql())?;
+            } else if now != i64::from(value) {
+                self.warnings.push(format!(
+                    "PRAGMA {name} is {now} in {}, {value} in the snapshot; left as it is \
+                     (set it by hand if the restored data needs it)",
+                    self.shown
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     fn param(v: &Value) -> SqlValue {

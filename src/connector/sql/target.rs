@@ -126,6 +126,13 @@ impl<D: Dialect> SqlTarget<D> {
         for (kind, vetted) in &create {
             self.db.defer(kind, &vetted.after)?;
         }
+        let pragmas: BTreeSet<String> = self
+            .recorded
+            .values()
+            .filter(|t| t.engine == D::ENGINE)
+            .flat_map(|t| t.pragmas.iter().cloned())
+            .collect();
+        self.db.apply_pragmas(&pragmas)?;
         self.refresh()?;
         for kind in std::mem::take(&mut self.uuid_checks) {
             if let Some(t) = self.tables.get(&kind) {
