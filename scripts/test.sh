@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what the tests need
 # (the virtualenvs of the Datastore dev server, the Django project and the
-# S3 test server, from PyPI; PostgreSQL's server binaries, from Debian), then
+# S3 test server, from PyPI; PostgreSQL's server binaries and headless
+# Chromium for the web UI's browser test, from Debian), then
 # runs every Rust test (unit, property, CLI, crash, SQL, Django, S3, docs)
 # and the dev server's own tests.
 set -euo pipefail
@@ -23,6 +24,9 @@ tests/django/setup.sh >/dev/null
 
 echo "== S3 test server virtualenv (moto, PyPI)"
 tests/s3/setup.sh >/dev/null
+
+echo "== headless Chromium and chromedriver (Debian's chromium, chromium-driver)"
+scripts/chromium.sh >/dev/null
 
 echo "== cargo test"
 cargo test --locked --all-targets

@@ -231,6 +231,11 @@ pub enum Error {
     )]
     NoKeyMap { target: String },
 
+    /// A restore given no write mode found entities of the kinds it
+    /// would write already on the target.
+    #[error("{target} already holds entities of {kinds}; say what to do with them: --merge (write the snapshot over them and keep the rest), --exact (afterwards exactly the snapshot's entities) or --clear (empty these kinds first); add --dry-run to see how many each would touch")]
+    TargetHasData { target: String, kinds: String },
+
     #[error("another restore into {target} is running; wait for it to finish")]
     RestoreRunning { target: String },
 

@@ -2,6 +2,7 @@
 //! run the command, map errors to one line and an exit code.
 
 mod cli;
+mod ui;
 
 use std::process::ExitCode;
 

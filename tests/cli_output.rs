@@ -177,7 +177,7 @@ fn help_carries_examples() {
     assert_out(&w, "help", &w.ok(&["--help"]));
     for cmd in [
         "snapshot", "log", "show", "cat", "diff", "export", "check", "restore", "clear", "keymap",
-        "config", "stats", "forget", "prune",
+        "config", "stats", "forget", "prune", "ui",
     ] {
         let help = w.ok(&[cmd, "--help"]);
         assert!(

@@ -251,10 +251,20 @@ fn the_retention_examples_run() {
 }
 
 #[test]
+fn the_ui_examples_run() {
+    run_doc("docs/ui.md");
+}
+
+#[test]
 fn every_document_with_tested_examples_has_a_test_here() {
     // A new document with `tested` blocks must be added to this file, so
     // that no example silently goes unrun.
-    let covered = ["README.md", "docs/guide.md", "docs/retention.md"];
+    let covered = [
+        "README.md",
+        "docs/guide.md",
+        "docs/retention.md",
+        "docs/ui.md",
+    ];
     for f in docs() {
         let text = std::fs::read_to_string(&f).unwrap();
         let rel = f

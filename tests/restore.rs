@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{canonical_set, Data, Work};
+use common::{bin, canonical_set, Data, Work};
 use serde_json::{json, Value as J};
 
 fn key(ns: &str, path: &[(&str, &str)]) -> J {
@@ -148,7 +148,7 @@ fn keep_keys_round_trips_and_restoring_again_changes_nothing() {
         canonical_set(&w.path("src.jsonl"))
     );
     let first = std::fs::read(w.path("out.jsonl")).unwrap();
-    w.ok(&["restore", "g", "--to", "jsonl:out.jsonl"]);
+    w.ok(&["restore", "g", "--to", "jsonl:out.jsonl", "--merge"]);
     assert_eq!(std::fs::read(w.path("out.jsonl")).unwrap(), first);
     // Nothing left behind: no staging file, no journal.
     let names: Vec<String> = std::fs::read_dir(w.dir.path())
@@ -228,7 +228,15 @@ fn uuid_keys_rewrite_every_reference_and_ancestor() {
 
     // Deterministic: a second restore gives the same file (no duplicates).
     let first = std::fs::read(w.path("out.jsonl")).unwrap();
-    w.ok(&["restore", "g", "--to", "jsonl:out.jsonl", "--keys", "uuid"]);
+    w.ok(&[
+        "restore",
+        "g",
+        "--to",
+        "jsonl:out.jsonl",
+        "--keys",
+        "uuid",
+        "--merge",
+    ]);
     assert_eq!(std::fs::read(w.path("out.jsonl")).unwrap(), first);
 
     // The key map answers both ways.
@@ -490,6 +498,7 @@ for line in sys.stdin:
             "g",
             "--to",
             "jsonl:out.jsonl",
+            "--merge",
             "--transform",
             cmd,
         ]);
@@ -572,4 +581,110 @@ fn the_documented_transform_example_works() {
     );
     assert_eq!(user["properties"]["name"]["stringValue"], "Ada");
     assert!(user["properties"].get("fullname").is_none());
+}
+
+/// `kindsnap restore` through a pseudo-terminal (util-linux `script`), the
+/// answer `answer` typed at any prompt. Returns the exit code and what the
+/// terminal showed.
+fn restore_on_a_terminal(w: &Work, args: &str, answer: &str) -> (Option<i32>, String) {
+    let cmd = format!(
+        "{} --repo {} restore {args}",
+        bin().display(),
+        w.repo().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(w.dir.path())
+        .env("KINDSNAP_CACHE_DIR", w.cache_dir())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    // Typed once the prompt is up (script passes it on as typed input).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+    )
+}
+
+/// A restore into kinds the target already holds entities of needs a
+/// mode: without a terminal it is refused in one line naming the kinds and
+/// the three choices, writing nothing and leaving no journal; a dry run
+/// counts what is there; --merge goes ahead; on a terminal it asks. A
+/// fresh target needs no flag.
+#[test]
+fn a_live_target_needs_a_mode() {
+    let w = setup_graph();
+    w.ok(&["restore", "g", "--to", "jsonl:out.jsonl"]);
+    let first = std::fs::read(w.path("out.jsonl")).unwrap();
+    let n = first.iter().filter(|b| **b == b'\n').count() as u64;
+
+    let err = w.fails(&["restore", "g", "--to", "jsonl:out.jsonl"]);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    for needle in [
+        "already holds entities of",
+        "--merge",
+        "--exact",
+        "--clear",
+        "--dry-run",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert_eq!(std::fs::read(w.path("out.jsonl")).unwrap(), first);
+    let journals: Vec<_> = std::fs::read_dir(w.repo().join("restores"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".db"))
+        .collect();
+    assert!(journals.is_empty(), "a refused restore left a journal");
+
+    let plan: J = serde_json::from_str(&w.ok(&[
+        "restore",
+        "g",
+        "--to",
+        "jsonl:out.jsonl",
+        "--dry-run",
+        "--json",
+    ]))
+    .unwrap();
+    let existing: u64 = plan["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["existing"].as_u64().unwrap())
+        .sum();
+    assert_eq!(existing, n, "{plan}");
+    let text = w.ok(&["restore", "g", "--to", "jsonl:out.jsonl", "--dry-run"]);
+    assert!(
+        text.contains(&format!("the target holds {n} entities")),
+        "{text}"
+    );
+
+    let merged = w.ok(&["restore", "g", "--to", "jsonl:out.jsonl", "--merge"]);
+    assert!(merged.contains("restored g"), "{merged}");
+    assert_eq!(std::fs::read(w.path("out.jsonl")).unwrap(), first);
+
+    // On a terminal: asked; "c" clears and restores, anything else cancels.
+    let (code, shown) = restore_on_a_terminal(&w, "g --to jsonl:out.jsonl", "no\n");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains("Restore how?") && shown.contains("cancelled"),
+        "{shown}"
+    );
+    assert_eq!(std::fs::read(w.path("out.jsonl")).unwrap(), first);
+    let (code, shown) = restore_on_a_terminal(&w, "g --to jsonl:out.jsonl", "c\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("restored g"), "{shown}");
+    assert_eq!(
+        canonical_set(&w.path("out.jsonl")),
+        canonical_set(&w.path("src.jsonl"))
+    );
 }

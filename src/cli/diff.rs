@@ -37,7 +37,7 @@ pub struct Args {
     json: bool,
 }
 
-fn short(v: &Value) -> String {
+pub(super) fn short(v: &Value) -> String {
     let mut s = match &v.kind {
         ValueKind::Null => "null".to_string(),
         ValueKind::Boolean(b) => b.to_string(),

@@ -4,20 +4,34 @@ use std::process::ExitCode;
 
 use kindsnap::ops;
 
-use super::output::{bytes, table, time};
+use kindsnap::ops::diff::Change;
+
+use super::output::{bytes, escape, table, time, Paint};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   kindsnap log
-  kindsnap log --json | jq -r '.[0].id'")]
+  kindsnap log --json | jq -r '.[0].id'
+  kindsnap log --key User:alice          every snapshot that added, changed
+                                         or removed User:alice, and how")]
 pub struct Args {
     /// Print as JSON.
     #[arg(long)]
     json: bool,
+    /// One entity's history instead: the snapshots in which the key was
+    /// added, changed or removed, with each property old → new.
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
+    /// Namespace of --key [default: the default namespace].
+    #[arg(long, default_value = "", requires = "key")]
+    namespace: String,
 }
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    if let Some(key) = &args.key {
+        return history(key, &args, settings);
+    }
     let repo = settings.open_repo()?;
     let log = ops::read::log(&repo)?;
     let mut out = Out::new();
@@ -56,5 +70,77 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             super::output::escape(&u.why)
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kindsnap log --key K`: one entity's history.
+fn history(key: &str, args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    use kindsnap::model::json::value_to_json;
+    let repo = settings.open_repo()?;
+    let h = kindsnap::ops::history::entity_history(&repo, &args.namespace, key)?;
+    let mut out = Out::new();
+    if args.json {
+        let events: Vec<serde_json::Value> = h
+            .events
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "id": e.snapshot.id.to_hex(),
+                    "name": e.snapshot.name,
+                    "time": kindsnap::model::json::format_timestamp(e.snapshot.time_us),
+                    "source": e.snapshot.source,
+                    "parent": e.parent.map(|p| p.to_hex()),
+                    "change": e.change,
+                    "old": e.old.map(|x| x.to_hex()),
+                    "new": e.new.map(|x| x.to_hex()),
+                    "properties": e.properties.iter().map(|p| serde_json::json!({
+                        "name": p.name,
+                        "old": p.old.as_ref().map(value_to_json),
+                        "new": p.new.as_ref().map(value_to_json),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        out.json(&serde_json::json!({
+            "namespace": h.namespace,
+            "kind": h.kind,
+            "key": h.key,
+            "events": events,
+        }))?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let paint = Paint::new(settings.color);
+    if h.events.is_empty() {
+        out.line(format!("no snapshot holds {}", escape(&h.key)))?;
+    }
+    // Newest first, as `log` lists snapshots.
+    for e in h.events.iter().rev() {
+        let (mark, what) = match e.change {
+            Change::Added => (paint.green("+"), "added"),
+            Change::Removed => (paint.red("-"), "removed"),
+            Change::Changed => (paint.yellow("~"), "changed"),
+        };
+        out.raw(&format!(
+            "{mark} {}  {}  {}  {what}",
+            e.snapshot.id.short(),
+            escape(&e.snapshot.name),
+            time(e.snapshot.time_us),
+        ))?;
+        for p in &e.properties {
+            let show = |v: &Option<kindsnap::model::Value>| {
+                v.as_ref()
+                    .map(super::diff::short)
+                    .unwrap_or_else(|| "(absent)".into())
+            };
+            out.raw(&format!(
+                "    {}: {} → {}",
+                escape(&p.name),
+                paint.red(&escape(&show(&p.old))),
+                paint.green(&escape(&show(&p.new)))
+            ))?;
+        }
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -27,6 +27,7 @@ mod restore;
 mod show;
 mod snapshot;
 mod stats;
+mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +87,7 @@ const EXAMPLES: &str = "Examples:
   kindsnap cat latest User:alice/Post:7
   kindsnap restore day1 --to datastore://localhost:8081/dev --keys uuid
   kindsnap export day1 --to jsonl:day1.jsonl
+  kindsnap ui --open
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 finished with problems (check) or
 skipped entities (restore --tolerate), 130 stopped by Ctrl-C.
@@ -131,6 +133,9 @@ enum Command {
     Man(config::ManArgs),
     /// Look up the uuid name a `--keys uuid` restore gave a key, or back.
     Keymap(keymap::Args),
+    /// Browse the repository in a web browser: history, diffs, entities
+    /// (read-only; loopback unless given a token).
+    Ui(ui::Args),
 }
 
 /// Settings resolved once from flags, environment and defaults.
@@ -338,6 +343,7 @@ pub fn main() -> ExitCode {
         Command::Config(a) => config::run(a, &settings),
         Command::Completions(a) => config::completions(a),
         Command::Man(a) => config::man(a),
+        Command::Ui(a) => ui::run(a, &settings),
     };
     match result {
         Ok(code) => code,

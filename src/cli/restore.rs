@@ -18,11 +18,17 @@ use super::{Out, Settings};
   postgres://USER:PASS@HOST:PORT/DB   a PostgreSQL database
   jsonl:FILE                      Datastore v1 JSON, one entity per line
 
+Into kinds the target already holds entities of, say how: --merge (write
+over them, keep the rest), --exact (afterwards exactly the snapshot) or
+--clear (empty them first); without one, kindsnap refuses (--dry-run counts).
+
 Exit codes: 0 done, 1 error (run again to resume), 3 done but --tolerate
-skipped entities, 130 stopped by Ctrl-C (run again to resume).
+skipped entities, 75 transient (run again later), 130 stopped by Ctrl-C (run
+again to resume).
 
 Examples:
   kindsnap restore latest --to jsonl:dev.jsonl
+  kindsnap restore latest --to sqlite:dev.db --merge
   kindsnap restore friday --to datastore://localhost:8081/dev --keys uuid
   kindsnap restore latest --to datastore://localhost:8081/dev --kinds Post --with-references
   kindsnap restore latest --to jsonl:dev.jsonl --exact --yes --dry-run
@@ -43,6 +49,10 @@ pub struct Args {
     /// Keep the original keys, or give every numeric id a uuid key name.
     #[arg(long, value_enum, default_value = "keep")]
     keys: KeysArg,
+    /// Write the snapshot's entities over what the target holds and keep
+    /// the rest (needed when the kinds on the target are not empty).
+    #[arg(long, conflicts_with_all = ["exact", "clear"])]
+    merge: bool,
     /// Afterwards the kinds on the target hold exactly the snapshot's
     /// entities (extras deleted).
     #[arg(long, conflicts_with = "clear")]
@@ -110,7 +120,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             anyhow::anyhow!("say where to restore with --to TARGET (or `target` in kindsnap.toml)")
         })?;
     let mut target = connector::open_target(&to, &settings.timeouts)?;
-    let opts = r::RestoreOptions {
+    let mut opts = r::RestoreOptions {
         kinds: args.kinds.clone(),
         keys: match args.keys {
             KeysArg::Keep => r::KeyMode::Keep,
@@ -136,11 +146,25 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             .unwrap_or(0),
         trust_schema: args.trust_schema,
         cancel: settings.cancel.clone(),
+        require_fresh: !(args.merge || args.exact || args.clear),
     };
     if (args.exact || args.clear) && !args.dry_run && !args.yes {
         confirm(&args, &to)?;
     }
-    let report = r::restore(&repo, &info, target.as_mut(), &opts, &settings.progress())?;
+    let progress = settings.progress();
+    let report = match r::restore(&repo, &info, target.as_mut(), &opts, &progress) {
+        // A live target and no mode chosen: ask, on a terminal.
+        Err(kindsnap::Error::TargetHasData {
+            target: shown,
+            kinds,
+        }) if !args.json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => {
+            opts.mode = ask_mode(&shown, &kinds)?;
+            opts.require_fresh = false;
+            let mut target = connector::open_target(&to, &settings.timeouts)?;
+            r::restore(&repo, &info, target.as_mut(), &opts, &progress)?
+        }
+        other => other?,
+    };
     let code = if report.rejected() > 0 {
         ExitCode::from(3)
     } else {
@@ -173,6 +197,28 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     print_report(&mut out, &report, &info.name, &shown)?;
     out.flush()?;
     Ok(code)
+}
+
+/// The target already holds entities of the kinds to restore: ask what to
+/// do with them (choosing --exact or --clear here is the confirmation).
+fn ask_mode(target: &str, kinds: &str) -> anyhow::Result<r::WriteMode> {
+    let (target, kinds) = (super::output::escape(target), super::output::escape(kinds));
+    eprint!(
+        "{target} already holds entities of {kinds}.\n  \
+         m  merge: write the snapshot over them and keep the rest\n  \
+         e  exact: afterwards exactly the snapshot's entities (the others are deleted)\n  \
+         c  clear: empty these kinds first\n\
+         Restore how? [m/e/c; anything else cancels] "
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    match answer.trim() {
+        "m" | "merge" => Ok(r::WriteMode::Upsert),
+        "e" | "exact" => Ok(r::WriteMode::Exact),
+        "c" | "clear" => Ok(r::WriteMode::Clear),
+        _ => anyhow::bail!("cancelled; nothing was written"),
+    }
 }
 
 fn confirm(args: &Args, to: &str) -> anyhow::Result<()> {
@@ -245,6 +291,15 @@ fn print_report(out: &mut Out, r: &r::RestoreReport, name: &str, to: &str) -> an
     }
     for l in table(&rows, 1) {
         out.line(l)?;
+    }
+    let existing: u64 = r.kinds.iter().filter_map(|k| k.existing).sum();
+    if existing > 0 {
+        out.line(format!(
+            "the target holds {} of these kinds already: restore with --merge (write over \
+             them, keep the rest), --exact (delete those not in the snapshot; --dry-run --exact \
+             counts them) or --clear (delete all of them first)",
+            super::output::count(existing, "entity")
+        ))?;
     }
     if !uuid && r.kinds.iter().any(|k| k.ids_reserved > 0) {
         out.line(format!("ids reserved by: {}", r.reserve_method))?;

@@ -303,6 +303,22 @@ pub trait EntityTarget {
     fn reserve_ids(&mut self, namespace: &str, kind: &str, keys: &[Key]) -> Result<()>;
     /// How this target reserves ids, for the plan and the report.
     fn reserve_method(&self) -> &'static str;
+    /// Whether the target holds any entity of `kind` (a restore that was
+    /// given no write mode refuses to merge into a live target). The
+    /// default stops `scan_keys` at the first key.
+    fn has_entities(&mut self, namespace: &str, kind: &str) -> Result<bool> {
+        let mut found = false;
+        let scanned = self.scan_keys(namespace, kind, &mut |_| {
+            found = true;
+            // Stop the scan: one key answers the question.
+            Err(Error::Interrupted)
+        });
+        match scanned {
+            _ if found => Ok(true),
+            Ok(()) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
     /// Every key of `kind` on the target, in any order (for `--exact`).
     fn scan_keys(
         &mut self,

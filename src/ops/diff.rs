@@ -340,3 +340,47 @@ pub fn diff_properties(old: &crate::model::Entity, new: &crate::model::Entity) -
     }
     out
 }
+
+/// One page of the keys of one kind that differ between `a` and `b`, in
+/// key order: the `take` entries after the first `skip`, and whether more
+/// follow. Reading stops once the page is full, so a page costs what
+/// comes before it, never the whole kind (for the web UI's paged diff).
+pub fn entries_page(
+    repo: &Repository,
+    a: &SnapshotInfo,
+    b: &SnapshotInfo,
+    namespace: &str,
+    kind: &str,
+    skip: u64,
+    take: usize,
+) -> Result<(Vec<DiffEntry>, bool)> {
+    let opts = DiffOptions {
+        kinds: Some(vec![kind.to_string()]),
+        entries: true,
+    };
+    let mut seen = 0u64;
+    let mut page = Vec::with_capacity(take);
+    let mut more = false;
+    // The walk is cut short by returning `Interrupted` from the callback:
+    // nothing else in `diff` can raise it (it does not poll Ctrl-C).
+    let res = diff(repo, a, b, &opts, &mut |k, e| {
+        if k.namespace != namespace {
+            return Ok(());
+        }
+        seen += 1;
+        if seen <= skip {
+            return Ok(());
+        }
+        if page.len() == take {
+            more = true;
+            return Err(crate::error::Error::Interrupted);
+        }
+        page.push(e);
+        Ok(())
+    });
+    match res {
+        Ok(_) => Ok((page, false)),
+        Err(crate::error::Error::Interrupted) if more => Ok((page, true)),
+        Err(e) => Err(e),
+    }
+}

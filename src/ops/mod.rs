@@ -1,7 +1,8 @@
 //! The operations, as plain functions over a [`Repository`]: `snapshot`,
 //! `diff`, `export`, `restore`, `check` (and `rebuild_index`), `repair`,
-//! `forget`, `prune`, `stats`, and the reads for people (`read`: `cat`,
-//! `show`, `log`). Each takes the repository lock it needs, returns a
+//! `forget`, `prune`, `stats`, the reads for people (`read`: `cat`,
+//! `show`, `log`) and one entity's life across snapshots (`history`).
+//! Each takes the repository lock it needs, returns a
 //! report (`Serialize`, so the CLI's `--json` is the report itself), never
 //! prints, and stops at a safe point when the cancellation token in its
 //! options is cancelled ([`crate::interrupt::Cancel`]).
@@ -12,6 +13,7 @@ pub mod check;
 pub mod diff;
 pub mod export;
 pub mod forget;
+pub mod history;
 pub mod prune;
 pub mod read;
 pub mod repair;

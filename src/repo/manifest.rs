@@ -480,7 +480,10 @@ impl Manifest {
             .map_err(self.sql_err())
     }
 
-    fn change_at(&self, kid: i64, key: &[u8]) -> Result<Option<ChangeEntry>> {
+    /// This manifest's own change row for one key of kind `kid`, if it
+    /// has one (the change against its parent; a keyframe has them too,
+    /// a first snapshot has none).
+    pub fn change_at(&self, kid: i64, key: &[u8]) -> Result<Option<ChangeEntry>> {
         let path = self.path.clone();
         self.conn()?
             .query_row(

@@ -281,6 +281,23 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
         self.db.reserve_method()
     }
 
+    fn has_entities(&mut self, ns: &str, kind: &str) -> Result<bool> {
+        // A table the database does not have yet holds nothing.
+        if kind == SCHEMA_KIND || !self.tables.contains_key(kind) {
+            return Ok(false);
+        }
+        let mut found = false;
+        let scanned = self.scan_keys(ns, kind, &mut |_| {
+            found = true;
+            Err(Error::Interrupted)
+        });
+        match scanned {
+            _ if found => Ok(true),
+            Ok(()) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn scan_keys(
         &mut self,
         _ns: &str,

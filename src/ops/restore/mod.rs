@@ -88,6 +88,12 @@ pub struct RestoreOptions {
     /// Stops the restore at its next entity, at a checkpoint a rerun
     /// resumes from.
     pub cancel: crate::interrupt::Cancel,
+    /// No write mode was chosen: refuse ([`Error::TargetHasData`]) when the
+    /// target already holds entities of the kinds to restore, rather than
+    /// merge into a live target silently. A resumed restore goes on (the
+    /// entities there are its own); a dry run counts them instead
+    /// ([`KindReport::existing`]).
+    pub require_fresh: bool,
 }
 
 /// Per-kind results.
@@ -108,6 +114,10 @@ pub struct KindReport {
     pub references_rewritten: u64,
     /// Key references to entities not in the snapshot (left alone).
     pub references_outside: u64,
+    /// Entities of the kind already on the target: counted by a dry run
+    /// that was given no write mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existing: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -183,6 +193,15 @@ pub fn restore(
         .collect();
     let kinds = kinds_to_write(repo, &chain, &whole, &journal, opts, progress)?;
     let kinds = prepare_target(target, snap, opts, kinds, resumed)?;
+    if opts.require_fresh && !resumed && !opts.dry_run {
+        if let Err(e) = refuse_live_target(target, &kinds, &target_id) {
+            // Nothing was written: leave no journal that a rerun with a
+            // mode would take for an interrupted restore.
+            let _ = target.discard();
+            let _ = journal.remove();
+            return Err(e);
+        }
+    }
     let rewriter = Rewriter::new(
         opts,
         target.project(),
@@ -191,6 +210,9 @@ pub fn restore(
         Chain::open(repo, &snap.id)?,
     );
     let mut writer = RestoreWriter::new(target, rewriter, journal, keymap, opts, progress, &kinds);
+    if opts.require_fresh && opts.dry_run {
+        writer.count_existing(&kinds)?;
+    }
     writer.clear_first(&kinds)?;
     let plan = read::plan_kinds(&kinds, &whole, &all, &writer.journal)?;
     if resumed {
@@ -259,6 +281,36 @@ fn prepare_target(
         }
     }
     Ok(kinds)
+}
+
+/// A restore without a write mode goes only into kinds that are empty on
+/// the target: merging a snapshot into live data is a choice.
+fn refuse_live_target(
+    target: &mut dyn EntityTarget,
+    kinds: &[(String, String)],
+    target_id: &str,
+) -> Result<()> {
+    let mut live = Vec::new();
+    for (ns, kind) in kinds {
+        if target.has_entities(ns, kind)? {
+            live.push(match ns.is_empty() {
+                true => kind.clone(),
+                false => format!("{ns}/{kind}"),
+            });
+        }
+    }
+    if live.is_empty() {
+        return Ok(());
+    }
+    let kinds = match live.len() {
+        1 => format!("kind {}", live[0]),
+        n if n <= 5 => format!("{n} of the kinds to restore ({})", live.join(", ")),
+        n => format!("{n} of the kinds to restore ({}, …)", live[..5].join(", ")),
+    };
+    Err(Error::TargetHasData {
+        target: crate::connector::redact_location(target_id),
+        kinds,
+    })
 }
 
 /// Read the snapshot on one thread (feeding the transform, if any) and

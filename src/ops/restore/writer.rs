@@ -84,6 +84,24 @@ impl<'a> RestoreWriter<'a> {
         }
     }
 
+    /// A dry run without a write mode: how many entities of each kind the
+    /// target holds already.
+    pub(super) fn count_existing(&mut self, kinds: &[KindId]) -> Result<()> {
+        for (ns, kind) in kinds {
+            let mut n = 0u64;
+            if self.target.has_entities(ns, kind)? {
+                self.target.scan_keys(ns, kind, &mut |_| {
+                    n += 1;
+                    Ok(())
+                })?;
+            }
+            if let Some(r) = self.reports.get_mut(&(ns.clone(), kind.clone())) {
+                r.existing = Some(n);
+            }
+        }
+        Ok(())
+    }
+
     /// `--clear`: empty every kind first (once, even across resumes; a
     /// dry run counts what would go).
     pub(super) fn clear_first(&mut self, kinds: &[KindId]) -> Result<()> {
