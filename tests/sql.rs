@@ -919,13 +919,17 @@ fn sqlite_restores_fire_no_trigger() {
     );
     let before = sqlite_dump(&dst);
     let dst_loc = format!("sqlite:{}", dst.display());
-    w.ok(&["restore", "s", "--to", &dst_loc, "--kinds", "film"]);
+    w.ok(&[
+        "restore", "s", "--to", &dst_loc, "--kinds", "film", "--merge",
+    ]);
     let after = sqlite_dump(&dst);
     assert_eq!(
         after, "1/Alien/2020-01-01,2/Brazil/2020-01-02,3/Heat/y | 1/old,2/Heat",
         "before: {before}"
     );
-    w.ok(&["restore", "s", "--to", &dst_loc, "--kinds", "film"]);
+    w.ok(&[
+        "restore", "s", "--to", &dst_loc, "--kinds", "film", "--merge",
+    ]);
     assert_eq!(
         sqlite_dump(&dst),
         after,
@@ -1018,9 +1022,9 @@ fn postgres_restores_fire_no_trigger_as_superuser_or_owner() {
             dst.clone()
         };
         let want = "1/Alien/2020-01-01,2/Brazil/2020-01-02,3/Heat/2000-01-03 | 1/old,2/Heat";
-        w.ok(&["restore", "s", "--to", &to]);
+        w.ok(&["restore", "s", "--to", &to, "--merge"]);
         assert_eq!(pg_dump(pg, &dst), want, "owner: {owner}");
-        w.ok(&["restore", "s", "--to", &to]);
+        w.ok(&["restore", "s", "--to", &to, "--merge"]);
         assert_eq!(pg_dump(pg, &dst), want, "second restore, owner: {owner}");
         // The triggers are back on, and the bookkeeping is gone.
         pg.psql(
@@ -1063,7 +1067,7 @@ fn postgres_restore_says_when_triggers_cannot_be_turned_off() {
          GRANT USAGE ON SEQUENCE audit_id_seq TO trg_writer; GRANT CREATE ON SCHEMA public TO trg_writer",
     );
     let to = dst.replace("postgres:kindsnap-test@", "trg_writer:writer@");
-    let out = w.run(&["restore", "s", "--to", &to]);
+    let out = w.run(&["restore", "s", "--to", &to, "--merge"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     // The report's warnings are on stdout.

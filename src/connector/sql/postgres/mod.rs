@@ -959,6 +959,10 @@ impl Dialect for PostgresDb {
         "postgres: setval of the key column's sequence (its own, or one its default takes nextval from) past the largest id"
     }
 
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
     fn discard(&mut self) {
         if let Some(mut c) = self.client.take() {
             let _ = c.batch_execute("ROLLBACK");
