@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what the tests need
-# (the virtualenvs of the Datastore dev server, the Django project and the
-# S3 test server, from PyPI; PostgreSQL's server binaries and headless
-# Chromium for the web UI's browser test, from Debian), then
+# (the virtualenvs of the Datastore dev server — which also runs the
+# generator of tests/gexport — the Django project and the S3 test server,
+# from PyPI; PostgreSQL's server binaries and headless Chromium for the web
+# UI's browser test, from Debian), then
 # runs every Rust test (unit, property, CLI, crash, SQL, Django, S3, docs)
 # and the dev server's own tests.
 set -euo pipefail
@@ -21,6 +22,9 @@ scripts/postgres.sh >/dev/null
 
 echo "== Django test project virtualenv (PyPI)"
 tests/django/setup.sh >/dev/null
+
+echo "== managed-export fixture generator (the dev server's virtualenv)"
+tests/gexport/setup.sh >/dev/null
 
 echo "== S3 test server virtualenv (moto, PyPI)"
 tests/s3/setup.sh >/dev/null

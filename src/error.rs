@@ -177,6 +177,15 @@ pub enum Error {
         second: String,
     },
 
+    /// A managed export's file is damaged or not what it should be at
+    /// `offset` (the message says what to do).
+    #[error("{file} at byte {offset}: {message}")]
+    ExportData {
+        file: String,
+        offset: u64,
+        message: String,
+    },
+
     #[error("invalid source or target `{spec}`: {why}")]
     BadLocation { spec: String, why: String },
 

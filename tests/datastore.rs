@@ -426,7 +426,8 @@ fn uuid_keys_on_the_datastore_and_clear() {
     let text = std::fs::read_to_string(w.path("u.jsonl")).unwrap();
     assert_eq!(text.lines().count(), 900);
     assert!(!text.contains("\"id\":"), "numeric ids remain");
-    // Restoring again updates in place.
+    // Restoring again (--merge: the target holds the kinds now) updates
+    // in place.
     w.ok(&[
         "restore",
         "src",
@@ -434,6 +435,7 @@ fn uuid_keys_on_the_datastore_and_clear() {
         &server.url("test"),
         "--keys",
         "uuid",
+        "--merge",
     ]);
     w.ok(&["snapshot", "--from", &server.url("test"), "--name", "u2"]);
     assert_same(&w, "u", "u2");

@@ -173,6 +173,8 @@ struct RestoreKind {
     ids_reserved: u64,
     references_rewritten: u64,
     references_outside: u64,
+    /// Only in a dry run given no write mode.
+    existing: Option<u64>,
 }
 
 // Filled only by targets that refuse entities (tests/datastore.rs); the
@@ -382,6 +384,8 @@ fn every_json_output_parses_strictly_and_holds_the_right_numbers() {
     );
     assert!(dry.dry_run);
     assert!(!w.path("out.jsonl").exists());
+    // No mode given: the plan counts what the (fresh) target holds.
+    assert!(dry.kinds.iter().all(|k| k.existing == Some(0)));
     let restore: Restore = parse(
         &w.ok(&[
             "restore",
@@ -405,6 +409,7 @@ fn every_json_output_parses_strictly_and_holds_the_right_numbers() {
     );
     assert!(restore.target.starts_with("jsonl:") && restore.target.ends_with("out.jsonl"));
     assert!(!restore.dry_run && restore.resumed.is_none() && restore.rejections.is_empty());
+    assert!(restore.kinds.iter().all(|k| k.existing.is_none()));
     assert!(restore.warnings.is_empty(), "{:?}", restore.warnings);
     assert_eq!(
         restore.reserve_method,

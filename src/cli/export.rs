@@ -1,8 +1,8 @@
-//! `kindsnap export SNAP --to jsonl:FILE`
+//! `kindsnap export SNAP --to jsonl:FILE` or `--to datastore-export:DIR`
 
 use std::process::ExitCode;
 
-use kindsnap::connector::{self, jsonl::JsonlSink};
+use kindsnap::connector::{self, gexport::ExportWriter, jsonl::JsonlSink};
 use kindsnap::ops;
 
 use super::{Out, Settings};
@@ -10,12 +10,16 @@ use super::{Out, Settings};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   kindsnap export latest --to jsonl:all.jsonl
-  kindsnap export friday --to jsonl:orders.jsonl --kinds Order,OrderLine")]
+  kindsnap export friday --to jsonl:orders.jsonl --kinds Order,OrderLine
+  kindsnap export friday --to datastore-export:exports/friday
+      (a folder `gcloud datastore import exports/friday/friday.overall_export_metadata`
+      loads, once copied to a bucket)")]
 pub struct Args {
     /// Snapshot: a name, an id prefix, `latest`, `latest~N`, or `@DATE`
     /// (the newest taken at or before 2026-11-20 or 2026-11-20T06:00:00Z).
     snapshot: String,
-    /// Where to write: `jsonl:FILE`.
+    /// Where to write: `jsonl:FILE`, or `datastore-export:DIR` (Google's
+    /// managed export format).
     #[arg(long, value_name = "TARGET")]
     to: String,
     /// Only these kinds (comma-separated).
@@ -26,24 +30,45 @@ pub struct Args {
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
     let info = ops::find_snapshot(&repo, &args.snapshot)?;
-    let connector::Location::Jsonl(path) = connector::parse_location(&args.to)? else {
-        anyhow::bail!(
-            "export writes JSON Lines files (`--to jsonl:FILE`); to write into {}, use `kindsnap restore`",
+    let (n, path) = match connector::parse_location(&args.to)? {
+        connector::Location::Jsonl(path) => {
+            let mut sink = JsonlSink::create(&path)?;
+            let n = ops::export::export(
+                &repo,
+                &info,
+                args.kinds.as_deref(),
+                &settings.progress(),
+                &mut |e| {
+                    settings.cancel.check()?;
+                    sink.write(&e)
+                },
+            )?;
+            sink.finish()?;
+            (n, path)
+        }
+        connector::Location::DatastoreExport(dir)
+            if !kindsnap::repo::remote::is_remote_url(&dir) =>
+        {
+            let path = std::path::PathBuf::from(dir);
+            let mut sink = ExportWriter::create(&path)?;
+            let n = ops::export::export(
+                &repo,
+                &info,
+                args.kinds.as_deref(),
+                &settings.progress(),
+                &mut |e| {
+                    settings.cancel.check()?;
+                    sink.write(&e)
+                },
+            )?;
+            sink.finish()?;
+            (n, path)
+        }
+        _ => anyhow::bail!(
+            "export writes JSON Lines files (`--to jsonl:FILE`) or export folders on local disk (`--to datastore-export:DIR`); to write into {}, use `kindsnap restore`",
             args.to
-        );
+        ),
     };
-    let mut sink = JsonlSink::create(&path)?;
-    let n = ops::export::export(
-        &repo,
-        &info,
-        args.kinds.as_deref(),
-        &settings.progress(),
-        &mut |e| {
-            settings.cancel.check()?;
-            sink.write(&e)
-        },
-    )?;
-    sink.finish()?;
     if !settings.quiet {
         let mut out = Out::new();
         out.line(format!(

@@ -4,7 +4,7 @@
 //!
 //! Exit codes: 0 success; 1 error (one line on stderr); 2 usage error;
 //! 3 finished, but problems were found (`check`) or entities were skipped
-//! (`restore --tolerate`); 75 (EX_TEMPFAIL) a transient error — a server
+//! (`restore --tolerate`, `snapshot --tolerate` of a damaged export); 75 (EX_TEMPFAIL) a transient error — a server
 //! that did not answer, a lock held elsewhere — worth running again as is
 //! ([`kindsnap::error::ErrorClass`]); 130 stopped by Ctrl-C after a clean
 //! stop; a closed stdout (`kindsnap log | head`) is not an error.
@@ -19,7 +19,7 @@ mod forget;
 mod init;
 mod keymap;
 mod log;
-mod output;
+pub(crate) mod output;
 mod progress;
 mod prune;
 mod repair;
@@ -90,7 +90,7 @@ const EXAMPLES: &str = "Examples:
   kindsnap ui --open
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 finished with problems (check) or
-skipped entities (restore --tolerate), 130 stopped by Ctrl-C.
+skipped entities (restore/snapshot --tolerate), 130 stopped by Ctrl-C.
 Docs: README.md and docs/ (user guide, restore, datastore, format).";
 
 #[derive(Debug, Subcommand)]
@@ -108,7 +108,7 @@ enum Command {
     Cat(cat::Args),
     /// Compare two snapshots by kind, key and property.
     Diff(diff::Args),
-    /// Write a snapshot's entities out (JSON Lines).
+    /// Write a snapshot's entities out (JSON Lines, or a Datastore export).
     Export(export::Args),
     /// Verify the repository; with --read-data also every stored byte.
     Check(check::Args),

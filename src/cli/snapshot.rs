@@ -19,6 +19,9 @@ use super::{Out, Settings};
   sqlite:FILE                     a SQLite database (or a bare *.sqlite3/*.db path)
   postgres://USER:PASS@HOST:PORT/DB   a PostgreSQL database (docs/sql.md)
   jsonl:FILE                      Datastore v1 JSON, one entity per line
+  datastore-export:PATH           a `gcloud datastore export` folder (or its
+                                  .overall_export_metadata file), local or
+                                  gs://BUCKET/PREFIX, s3://BUCKET/PREFIX
   (append ?database=NAME for a named Datastore database)
 
 Examples:
@@ -28,6 +31,7 @@ Examples:
   kindsnap snapshot --from sqlite:db.sqlite3 --name before-migration
   kindsnap snapshot --from postgres://app@localhost/app
   kindsnap snapshot --from jsonl:entities.jsonl --json
+  kindsnap snapshot --from datastore-export:gs://acme-backups/2026-11-20T03:00:00_12345 --name 2026-11-20
   kindsnap snapshot                  the `source` in kindsnap.toml")]
 pub struct Args {
     /// Where to read entities (see Sources below) [default: `source` in
@@ -70,6 +74,10 @@ pub struct Args {
     /// Lines file that are unchanged since the parent snapshot.
     #[arg(long)]
     no_cache: bool,
+    /// datastore-export: skip damaged records (each is reported on
+    /// stderr; the exit code is then 3) instead of stopping at the first.
+    #[arg(long)]
+    tolerate: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -106,7 +114,11 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             from.push_str(&format!("max_rps={rps}"));
         }
     }
+    if args.tolerate && !from.starts_with("datastore-export:") {
+        anyhow::bail!("--tolerate applies to datastore-export sources only");
+    }
     let mut source = connector::open_source(&from, &settings.timeouts)?;
+    source.set_tolerate(args.tolerate);
     source.set_kind_options(&settings.config.kind_options());
     let ignore_files = vec![
         PathBuf::from(".snapshotignore"),
@@ -154,8 +166,20 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         opts.time_us = Some(us);
     }
     let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
+    let skipped = source.skipped();
+    for s in &skipped {
+        eprintln!(
+            "kindsnap: skipped a damaged record: {}",
+            super::output::escape(s)
+        );
+    }
+    let done = if skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    };
     if settings.quiet {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(done);
     }
     let mut out = Out::new();
     if args.json {
@@ -174,7 +198,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             "existed": report.existed,
         }))?;
         out.flush()?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(done);
     }
     if report.existed {
         out.line(format!(
@@ -183,7 +207,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             report.id.short()
         ))?;
         out.flush()?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(done);
     }
     let parent = match &report.parent {
         Some((id, name)) => format!("parent {name} ({})", id.short()),
@@ -258,7 +282,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         ))?;
     }
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(done)
 }
 
 /// A cost estimate: cents are too coarse for a few hundred reads.

@@ -1,11 +1,12 @@
 //! Connectors: where entities come from and go to. A location string
-//! (`jsonl:FILE`, `datastore://…`, `sqlite:PATH`, `postgres://…`) picks
-//! the implementation.
+//! (`jsonl:FILE`, `datastore://…`, `datastore-export:PATH`, `sqlite:PATH`,
+//! `postgres://…`) picks the implementation.
 //!
 //! Sources stream entities; they need not be in key order (the snapshot
 //! sorts externally when they are not).
 
 pub(crate) mod datastore;
+pub mod gexport;
 pub mod jsonl;
 pub(crate) mod linecache;
 pub mod sql;
@@ -131,6 +132,11 @@ impl EncodedBatch {
         self.items.len()
     }
 
+    /// Bytes held (bodies, keys and names).
+    pub fn data_len(&self) -> usize {
+        self.data.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -190,6 +196,13 @@ pub trait EntitySource {
     /// What the last `for_each_encoded` cost per (namespace, kind), for
     /// sources that bill reads (Datastore); empty for the others.
     fn read_counts(&self) -> Vec<(String, String, ReadCounts)> {
+        Vec::new()
+    }
+    /// Skip damaged records (reporting them through `skipped`) instead of
+    /// failing; sources that cannot be damaged ignore it.
+    fn set_tolerate(&mut self, _tolerate: bool) {}
+    /// The damaged records the last read skipped, one line each.
+    fn skipped(&self) -> Vec<String> {
         Vec::new()
     }
     /// Call `f` for every entity, with an origin number for messages.
@@ -307,17 +320,7 @@ pub trait EntityTarget {
     /// given no write mode refuses to merge into a live target). The
     /// default stops `scan_keys` at the first key.
     fn has_entities(&mut self, namespace: &str, kind: &str) -> Result<bool> {
-        let mut found = false;
-        let scanned = self.scan_keys(namespace, kind, &mut |_| {
-            found = true;
-            // Stop the scan: one key answers the question.
-            Err(Error::Interrupted)
-        });
-        match scanned {
-            _ if found => Ok(true),
-            Ok(()) => Ok(false),
-            Err(e) => Err(e),
-        }
+        any_key(|f| self.scan_keys(namespace, kind, f))
     }
     /// Every key of `kind` on the target, in any order (for `--exact`).
     fn scan_keys(
@@ -339,11 +342,31 @@ pub trait EntityTarget {
     fn finish(&mut self) -> Result<()>;
 }
 
+/// Whether `scan` finds a key: it is stopped at the first (a scan over
+/// millions of keys answers after one).
+pub(crate) fn any_key(
+    scan: impl FnOnce(&mut dyn FnMut(Key) -> Result<()>) -> Result<()>,
+) -> Result<bool> {
+    let mut found = false;
+    let scanned = scan(&mut |_| {
+        found = true;
+        Err(Error::Interrupted)
+    });
+    match scanned {
+        _ if found => Ok(true),
+        Ok(()) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// A parsed location string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Jsonl(std::path::PathBuf),
     Datastore(String),
+    /// A managed export: its folder or `.overall_export_metadata` file,
+    /// local or `gs://` / `s3://`.
+    DatastoreExport(String),
     Sqlite(std::path::PathBuf),
     Postgres(String),
 }
@@ -358,6 +381,14 @@ pub fn parse_location(spec: &str) -> Result<Location> {
             return Err(bad("give a file, as in `jsonl:entities.jsonl`"));
         }
         return Ok(Location::Jsonl(rest.into()));
+    }
+    if let Some(rest) = spec.strip_prefix("datastore-export:") {
+        if rest.is_empty() {
+            return Err(bad(
+                "give the export's folder or its .overall_export_metadata file, as in `datastore-export:gs://BUCKET/2026-11-20T03:00:00_12345`",
+            ));
+        }
+        return Ok(Location::DatastoreExport(rest.to_string()));
     }
     if spec.starts_with("datastore:") {
         datastore::Endpoint::parse(spec)?;
@@ -410,7 +441,7 @@ pub fn parse_location(spec: &str) -> Result<Location> {
         return Ok(Location::Sqlite(spec.into()));
     }
     Err(bad(
-        "expected `jsonl:FILE`, `sqlite:FILE`, `postgres://USER@HOST:PORT/DB`, `datastore://HOST:PORT/PROJECT` or `datastore:PROJECT`",
+        "expected `jsonl:FILE`, `sqlite:FILE`, `postgres://USER@HOST:PORT/DB`, `datastore://HOST:PORT/PROJECT`, `datastore:PROJECT` or `datastore-export:PATH`",
     ))
 }
 
@@ -462,6 +493,9 @@ pub fn open_source(spec: &str, timeouts: &Timeouts) -> Result<Box<dyn EntitySour
         Location::Datastore(spec) => {
             Ok(Box::new(datastore::DatastoreSource::open(&spec, timeouts)?))
         }
+        Location::DatastoreExport(path) => {
+            Ok(Box::new(gexport::ExportSource::open(&path, timeouts)?))
+        }
         Location::Sqlite(path) => Ok(Box::new(sql::sqlite::SqliteSource::open(&path)?)),
         Location::Postgres(url) => Ok(Box::new(sql::postgres::PostgresSource::open(
             &url, timeouts,
@@ -475,6 +509,17 @@ pub fn open_target(spec: &str, timeouts: &Timeouts) -> Result<Box<dyn EntityTarg
         Location::Jsonl(path) => Ok(Box::new(jsonl::JsonlTarget::open(&path)?)),
         Location::Datastore(spec) => {
             Ok(Box::new(datastore::DatastoreTarget::open(&spec, timeouts)?))
+        }
+        Location::DatastoreExport(path) => {
+            if crate::repo::remote::is_remote_url(&path) {
+                return Err(Error::BadLocation {
+                    spec: format!("datastore-export:{path}"),
+                    why: "exports are written to a local folder; copy it to the bucket afterwards (`gcloud storage cp -r DIR gs://BUCKET/`)".into(),
+                });
+            }
+            Ok(Box::new(gexport::ExportTarget::open(
+                std::path::Path::new(&path),
+            )?))
         }
         Location::Sqlite(path) => Ok(Box::new(sql::sqlite::SqliteTarget::open(&path)?)),
         Location::Postgres(url) => Ok(Box::new(sql::postgres::PostgresTarget::open(

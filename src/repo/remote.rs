@@ -365,6 +365,16 @@ impl Remote {
         })
     }
 
+    /// Bytes `range` of an object: large objects (an export's data files)
+    /// are read a piece at a time.
+    pub fn get_range(&self, rel: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+        let key = self.key(rel);
+        self.rt
+            .block_on(self.store.get_range(&key, range))
+            .map(|b| b.to_vec())
+            .map_err(|e| self.err("reading", e))
+    }
+
     /// Write an object of the repository (refused once a lock held
     /// through this connection is lost).
     pub fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {

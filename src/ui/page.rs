@@ -36,20 +36,7 @@ pub fn layout(title: &str, body: Markup) -> Markup {
 }
 
 /// `1.5 MiB`, as the CLI prints sizes.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::cli::output::bytes;
 
 /// A snapshot's time to the second, UTC (`2026-12-05 18:31:03`).
 pub fn time(us: i64) -> String {

@@ -286,16 +286,7 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
         if kind == SCHEMA_KIND || !self.tables.contains_key(kind) {
             return Ok(false);
         }
-        let mut found = false;
-        let scanned = self.scan_keys(ns, kind, &mut |_| {
-            found = true;
-            Err(Error::Interrupted)
-        });
-        match scanned {
-            _ if found => Ok(true),
-            Ok(()) => Ok(false),
-            Err(e) => Err(e),
-        }
+        crate::connector::any_key(|f| self.scan_keys(ns, kind, f))
     }
 
     fn scan_keys(
