@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL's server binaries (initdb, pg_ctl, postgres) are
 # installed, from Debian's `postgresql` package, for the SQL tests and
-# benchmarks. Idempotent: does nothing when /usr/lib/postgresql/*/bin has
-# them. Prints the bin directory. Needs root (or sudo) only to install.
+# benchmarks, and Debian's `openssl` (tests/sql_tls.rs makes its
+# certificates with it). Idempotent: does nothing when /usr/lib/postgresql/*/bin
+# has them and openssl is there. Prints the bin directory. Needs root (or
+# sudo) only to install.
 set -euo pipefail
 
 find_bin() {
@@ -16,7 +18,7 @@ find_bin() {
   return 1
 }
 
-if bin="$(find_bin)"; then
+if bin="$(find_bin)" && command -v openssl >/dev/null; then
   echo "$bin"
   exit 0
 fi
@@ -28,7 +30,7 @@ if [[ "$(id -u)" != 0 ]]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq >&2
-$sudo apt-get install -y -qq --no-install-recommends postgresql >&2
+$sudo apt-get install -y -qq --no-install-recommends postgresql openssl >&2
 # Debian's package creates and starts a cluster; the tests start their own.
 if command -v pg_lsclusters >/dev/null; then
   pg_lsclusters -h 2>/dev/null | while read -r ver name _; do

@@ -71,8 +71,10 @@ impl KindFilter {
         if Self::is_internal(kind) {
             return false;
         }
+        // `--kinds` chooses tables; a SQL source writes the schema of the
+        // chosen ones only, and a restore needs it (docs/sql.md).
         if let Some(k) = &self.kinds {
-            if !k.contains(kind) {
+            if !k.contains(kind) && kind != crate::connector::sql::SCHEMA_KIND {
                 return false;
             }
         }

@@ -861,3 +861,345 @@ fn postgres_restore_gives_up_on_a_held_lock() {
         "{err}"
     );
 }
+
+/// A table whose triggers rewrite `last_update` on every write and log
+/// every insert into `audit`; one row `(1, 'old')` besides.
+const SQLITE_TRIGGERS: &str = r#"
+CREATE TABLE film (id INTEGER PRIMARY KEY, title TEXT, last_update TEXT);
+CREATE TABLE audit (id INTEGER PRIMARY KEY, note TEXT);
+CREATE TRIGGER film_touch AFTER UPDATE ON film BEGIN
+  UPDATE film SET last_update = 'touched' WHERE id = new.id AND last_update IS NOT 'touched'; END;
+CREATE TRIGGER film_audit AFTER INSERT ON film BEGIN INSERT INTO audit (note) VALUES (new.title); END;
+"#;
+
+fn sqlite_dump(db: &Path) -> String {
+    sqlite_one(
+        db,
+        "SELECT (SELECT group_concat(id || '/' || title || '/' || ifnull(last_update, '-'), ',') \
+         FROM (SELECT * FROM film ORDER BY id)) || ' | ' || \
+         (SELECT group_concat(id || '/' || note, ',') FROM (SELECT * FROM audit ORDER BY id))",
+    )
+}
+
+#[test]
+fn sqlite_restores_fire_no_trigger() {
+    let w = Work::new();
+    w.init();
+    let src = w.path("src.db");
+    sqlite(&src, SQLITE_TRIGGERS);
+    sqlite(
+        &src,
+        "INSERT INTO film VALUES (1, 'Alien', '2020-01-01'), (2, 'Brazil', '2020-01-02');",
+    );
+    let src_loc = format!("sqlite:{}", src.display());
+    w.ok(&["snapshot", "--from", &src_loc, "--name", "s"]);
+    let want = sqlite_dump(&src);
+    assert_eq!(
+        want,
+        "1/Alien/2020-01-01,2/Brazil/2020-01-02 | 1/Alien,2/Brazil"
+    );
+
+    // Into an empty file: the recorded triggers are created after the data.
+    let fresh = w.path("fresh.db");
+    w.ok(&[
+        "restore",
+        "s",
+        "--to",
+        &format!("sqlite:{}", fresh.display()),
+        "--trust-schema",
+    ]);
+    assert_eq!(sqlite_dump(&fresh), want);
+
+    // Over existing rows, film only: its triggers do not fire, and come back.
+    let dst = w.path("dst.db");
+    sqlite(&dst, SQLITE_TRIGGERS);
+    sqlite(
+        &dst,
+        "INSERT INTO film VALUES (1, 'old', 'x'), (3, 'Heat', 'y');",
+    );
+    let before = sqlite_dump(&dst);
+    let dst_loc = format!("sqlite:{}", dst.display());
+    w.ok(&[
+        "restore", "s", "--to", &dst_loc, "--kinds", "film", "--merge",
+    ]);
+    let after = sqlite_dump(&dst);
+    assert_eq!(
+        after, "1/Alien/2020-01-01,2/Brazil/2020-01-02,3/Heat/y | 1/old,2/Heat",
+        "before: {before}"
+    );
+    w.ok(&[
+        "restore", "s", "--to", &dst_loc, "--kinds", "film", "--merge",
+    ]);
+    assert_eq!(
+        sqlite_dump(&dst),
+        after,
+        "a second restore changed something"
+    );
+    for db in [&fresh, &dst] {
+        assert_eq!(
+            sqlite_one(
+                db,
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+            ),
+            "2"
+        );
+        assert_eq!(
+            sqlite_one(
+                db,
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE 'kindsnap%'"
+            ),
+            "0"
+        );
+        sqlite(
+            db,
+            "INSERT INTO film VALUES (9, 'Z', NULL); UPDATE film SET title = 'A' WHERE id = 1",
+        );
+        assert_eq!(
+            sqlite_one(db, "SELECT note FROM audit ORDER BY id DESC LIMIT 1"),
+            "Z"
+        );
+        assert_eq!(
+            sqlite_one(db, "SELECT last_update FROM film WHERE id = 1"),
+            "touched"
+        );
+    }
+}
+
+/// PostgreSQL: the same with plpgsql triggers.
+const PG_TRIGGERS: &str = r#"
+CREATE TABLE film (id int PRIMARY KEY, title text, last_update timestamptz);
+CREATE TABLE audit (id serial PRIMARY KEY, note text);
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN NEW.last_update := '2099-01-01'; RETURN NEW; END $$;
+CREATE FUNCTION log_film() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN INSERT INTO audit (note) VALUES (NEW.title); RETURN NEW; END $$;
+CREATE TRIGGER film_touch BEFORE UPDATE ON film FOR EACH ROW EXECUTE FUNCTION touch();
+CREATE TRIGGER film_audit AFTER INSERT ON film FOR EACH ROW EXECUTE FUNCTION log_film();
+"#;
+
+fn pg_dump(pg: &sql_support::Server, db: &str) -> String {
+    pg.psql(
+        db,
+        "SELECT (SELECT string_agg(id || '/' || title || '/' || last_update::date, ',' ORDER BY id) FROM film) \
+         || ' | ' || (SELECT string_agg(id || '/' || note, ',' ORDER BY id) FROM audit)",
+    )
+}
+
+#[test]
+fn postgres_restores_fire_no_trigger_as_superuser_or_owner() {
+    let pg = sql_support::server();
+    let src = pg.create_db("trg_src");
+    pg.psql(
+        &src,
+        "CREATE TABLE film (id int PRIMARY KEY, title text, last_update timestamptz);
+         INSERT INTO film VALUES (1, 'Alien', '2020-01-01'), (2, 'Brazil', '2020-01-02');",
+    );
+    let w = Work::new();
+    w.init();
+    w.ok(&["snapshot", "--from", &src, "--name", "s"]);
+    pg.psql(
+        "postgres",
+        "DO $$ BEGIN CREATE ROLE trg_owner LOGIN PASSWORD 'owner'; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    );
+    // The superuser's session runs as a replica; the owner disables the
+    // table's triggers.
+    for owner in [false, true] {
+        let dst = pg.create_db("trg_dst");
+        pg.psql(&dst, PG_TRIGGERS);
+        pg.psql(
+            &dst,
+            "INSERT INTO film VALUES (1, 'old', '2000-01-01'), (3, 'Heat', '2000-01-03')",
+        );
+        let to = if owner {
+            pg.psql(
+                &dst,
+                "ALTER TABLE film OWNER TO trg_owner; ALTER TABLE audit OWNER TO trg_owner; \
+                 GRANT CREATE ON SCHEMA public TO trg_owner",
+            );
+            dst.replace("postgres:kindsnap-test@", "trg_owner:owner@")
+        } else {
+            dst.clone()
+        };
+        let want = "1/Alien/2020-01-01,2/Brazil/2020-01-02,3/Heat/2000-01-03 | 1/old,2/Heat";
+        w.ok(&["restore", "s", "--to", &to, "--merge"]);
+        assert_eq!(pg_dump(pg, &dst), want, "owner: {owner}");
+        w.ok(&["restore", "s", "--to", &to, "--merge"]);
+        assert_eq!(pg_dump(pg, &dst), want, "second restore, owner: {owner}");
+        // The triggers are back on, and the bookkeeping is gone.
+        pg.psql(
+            &dst,
+            "INSERT INTO film VALUES (9, 'Z', NULL); UPDATE film SET title = 'A' WHERE id = 1",
+        );
+        assert_eq!(
+            pg.psql(&dst, "SELECT note FROM audit ORDER BY id DESC LIMIT 1"),
+            "Z"
+        );
+        assert_eq!(
+            pg.psql(&dst, "SELECT last_update::date FROM film WHERE id = 1"),
+            "2099-01-01"
+        );
+        assert_eq!(
+            pg.psql(
+                &dst,
+                "SELECT to_regclass('kindsnap_pending_constraints') IS NULL"
+            ),
+            "t"
+        );
+    }
+}
+
+#[test]
+fn postgres_restore_says_when_triggers_cannot_be_turned_off() {
+    let pg = sql_support::server();
+    let src = pg.create_db("trg_warn_src");
+    pg.psql(&src, "CREATE TABLE film (id int PRIMARY KEY, title text, last_update timestamptz); INSERT INTO film VALUES (1, 'Alien', NULL);");
+    let w = Work::new();
+    w.init();
+    w.ok(&["snapshot", "--from", &src, "--name", "s"]);
+    let dst = pg.create_db("trg_warn_dst");
+    pg.psql(&dst, PG_TRIGGERS);
+    pg.psql(
+        &dst,
+        "DO $$ BEGIN CREATE ROLE trg_writer LOGIN PASSWORD 'writer'; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON film, audit TO trg_writer; \
+         GRANT USAGE ON SEQUENCE audit_id_seq TO trg_writer; GRANT CREATE ON SCHEMA public TO trg_writer",
+    );
+    let to = dst.replace("postgres:kindsnap-test@", "trg_writer:writer@");
+    let out = w.run(&["restore", "s", "--to", &to, "--merge"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // The report's warnings are on stdout.
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("warning: the triggers of table `film` fired during the restore"),
+        "{report}"
+    );
+    assert!(report.contains("restore as one of them"), "{report}");
+    assert_eq!(pg.psql(&dst, "SELECT count(*) FROM audit"), "1");
+}
+
+#[test]
+fn postgres_restore_moves_sequences_named_in_a_key_default() {
+    let pg = sql_support::server();
+    // `s` is owned by no column, and shared by two tables.
+    let schema = "CREATE SEQUENCE s; \
+        CREATE TABLE item (id int PRIMARY KEY DEFAULT nextval('s'), name text); \
+        CREATE TABLE other (id bigint PRIMARY KEY DEFAULT nextval('s'));";
+    let src = pg.create_db("seq_src");
+    pg.psql(&src, schema);
+    pg.psql(&src, "INSERT INTO item (name) VALUES ('a'), ('b'), ('c')");
+    let w = Work::new();
+    w.init();
+    w.ok(&["snapshot", "--from", &src, "--name", "s", "--kinds", "item"]);
+    // A fresh sequence moves past the restored ids.
+    let dst = pg.create_db("seq_dst");
+    pg.psql(&dst, schema);
+    w.ok(&["restore", "s", "--to", &dst]);
+    assert_eq!(
+        pg.psql(&dst, "INSERT INTO item (name) VALUES ('new') RETURNING id"),
+        "4"
+    );
+    // One already further on (another table took ids) stays where it is.
+    let ahead = pg.create_db("seq_ahead");
+    pg.psql(&ahead, schema);
+    pg.psql(&ahead, "SELECT setval('s', 100)");
+    w.ok(&["restore", "s", "--to", &ahead]);
+    assert_eq!(
+        pg.psql(&ahead, "INSERT INTO other DEFAULT VALUES RETURNING id"),
+        "101"
+    );
+}
+
+#[test]
+fn sqlite_kinds_keep_their_schema_types_ignore_case_and_spaces_and_pragmas_come_back() {
+    let w = Work::new();
+    w.init();
+    let src = w.path("src.db");
+    sqlite(
+        &src,
+        "CREATE TABLE film (id INTEGER PRIMARY KEY, price numeric(10,2)); \
+         CREATE TABLE other (id INTEGER PRIMARY KEY); \
+         INSERT INTO film VALUES (1, 9.5); INSERT INTO other VALUES (1); \
+         PRAGMA user_version = 42; PRAGMA application_id = 1234567;",
+    );
+    let src_loc = format!("sqlite:{}", src.display());
+    w.ok(&[
+        "snapshot", "--from", &src_loc, "--kinds", "film", "--name", "s",
+    ]);
+    let stats = w.ok(&["stats", "s"]);
+    assert!(
+        stats.lines().any(|l| l.starts_with("kindsnap.schema ")),
+        "{stats}"
+    );
+
+    // Into a new file: the chosen table only, and the database's settings.
+    let fresh = w.path("fresh.db");
+    w.ok(&[
+        "restore",
+        "s",
+        "--to",
+        &format!("sqlite:{}", fresh.display()),
+    ]);
+    assert_eq!(sqlite_one(&fresh, "SELECT price FROM film"), "9.5");
+    assert_eq!(
+        sqlite_one(
+            &fresh,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'other'"
+        ),
+        "0"
+    );
+    assert_eq!(sqlite_one(&fresh, "PRAGMA user_version"), "42");
+    assert_eq!(sqlite_one(&fresh, "PRAGMA application_id"), "1234567");
+
+    // Into an existing table typed `NUMERIC(10, 2)`, whose file has its
+    // own user_version: accepted, and the version is kept with a warning.
+    let dst = w.path("dst.db");
+    sqlite(
+        &dst,
+        "CREATE TABLE film (id INTEGER PRIMARY KEY, price NUMERIC(10, 2)); PRAGMA user_version = 43;",
+    );
+    let out = w.ok(&["restore", "s", "--to", &format!("sqlite:{}", dst.display())]);
+    assert!(
+        out.contains("warning: PRAGMA user_version is 43 in") && out.contains("42 in the snapshot"),
+        "{out}"
+    );
+    assert_eq!(sqlite_one(&dst, "PRAGMA user_version"), "43");
+    assert_eq!(sqlite_one(&dst, "PRAGMA application_id"), "1234567");
+    assert_eq!(sqlite_one(&dst, "SELECT price FROM film"), "9.5");
+    // A type that differs is still refused.
+    let other = w.path("other.db");
+    sqlite(
+        &other,
+        "CREATE TABLE film (id INTEGER PRIMARY KEY, price NUMERIC(12, 2));",
+    );
+    let err = w.fails(&[
+        "restore",
+        "s",
+        "--to",
+        &format!("sqlite:{}", other.display()),
+    ]);
+    assert!(
+        err.contains("column `price` is NUMERIC(12, 2) on the target"),
+        "{err}"
+    );
+}
+
+#[test]
+fn postgres_kinds_keep_their_schema() {
+    let pg = sql_support::server();
+    let src = pg.create_db("kinds_src");
+    pg.psql(
+        &src,
+        "CREATE TABLE film (id int PRIMARY KEY, price numeric(10,2)); CREATE TABLE other (id int PRIMARY KEY); \
+         INSERT INTO film VALUES (1, 9.5); INSERT INTO other VALUES (1);",
+    );
+    let w = Work::new();
+    w.init();
+    w.ok(&["snapshot", "--from", &src, "--kinds", "film", "--name", "s"]);
+    let dst = pg.create_db("kinds_dst");
+    w.ok(&["restore", "s", "--to", &dst]);
+    assert_eq!(pg.psql(&dst, "SELECT price FROM film"), "9.50");
+    assert_eq!(pg.psql(&dst, "SELECT to_regclass('other') IS NULL"), "t");
+}

@@ -68,10 +68,12 @@ fn free_port() -> u16 {
 }
 
 pub fn server() -> &'static Server {
-    SERVER.get_or_init(start)
+    SERVER.get_or_init(|| start(&|_, _| Vec::new()))
 }
 
-fn start() -> Server {
+/// Start a server; `setup` gets the data directory and the server's
+/// directory after initdb and returns extra `-c` settings.
+pub fn start(setup: &dyn Fn(&Path, &Path) -> Vec<String>) -> Server {
     let bin = bin_dir();
     let dir = tempfile::Builder::new()
         .prefix("kindsnap-pg-")
@@ -99,6 +101,10 @@ fn start() -> Server {
         "initdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let extra: String = setup(&data, &dir)
+        .iter()
+        .map(|c| format!(" -c '{c}'"))
+        .collect();
     let port = free_port();
     let user = if is_root() {
         "setpriv --reuid=65534 --regid=65534 --clear-groups --"
@@ -110,7 +116,7 @@ fn start() -> Server {
     // thread), it stops the server and removes the directory on SIGTERM.
     let script = format!(
         "{user} '{postgres}' -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 \
-         -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100 \
+         -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100{extra} \
          >'{dir}/log' 2>&1 & pid=$!; \
          trap 'kill -INT $pid; wait $pid; rm -rf \"{dir}\"; exit 0' TERM INT; \
          wait $pid",
@@ -141,6 +147,7 @@ fn start() -> Server {
         if ok {
             break;
         }
+
         if Instant::now() > deadline {
             let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
             panic!("postgres did not start on port {port}:\n{log}");
@@ -148,6 +155,16 @@ fn start() -> Server {
         std::thread::sleep(Duration::from_millis(100));
     }
     server
+}
+
+/// Make the server's files the server's user's (`nobody` when we are
+/// root), private.
+pub fn give_to_server(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+    }
 }
 
 impl Server {

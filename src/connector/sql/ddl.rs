@@ -143,13 +143,30 @@ pub(crate) fn vet_table(
             }
             Verdict::Run => {}
         }
-        if after {
+        // Triggers come after the data, so that loading fires none.
+        if after || is_trigger(stmt) {
             out.after.push(stmt.clone());
         } else {
             out.ddl.push(stmt.clone());
         }
     }
     Ok(out)
+}
+
+/// Whether a statement starts `CREATE [TEMP] TRIGGER` (or PostgreSQL's
+/// `CREATE [OR REPLACE] [CONSTRAINT] TRIGGER`), from its first words.
+pub(crate) fn is_trigger(stmt: &str) -> bool {
+    let mut words = stmt.split_whitespace().map(|w| w.to_ascii_uppercase());
+    words.next().as_deref() == Some("CREATE")
+        && words
+            .find(|w| {
+                !matches!(
+                    w.as_str(),
+                    "TEMP" | "TEMPORARY" | "OR" | "REPLACE" | "CONSTRAINT"
+                )
+            })
+            .as_deref()
+            == Some("TRIGGER")
 }
 
 /// Whether a statement starts `CREATE [UNIQUE] INDEX` or `CREATE [TEMP]
@@ -682,6 +699,7 @@ mod tests {
             foreign_keys: vec![],
             ddl: vec![],
             after: vec![],
+            pragmas: vec![],
         }
     }
 
@@ -718,6 +736,18 @@ mod tests {
         ] {
             assert!(vet(Engine::Sqlite, &t, s).is_err(), "accepted: {s}");
         }
+    }
+
+    #[test]
+    fn triggers_are_told_from_their_first_words() {
+        assert!(is_trigger(
+            "create temp trigger t after insert on x begin select 1; end"
+        ));
+        assert!(is_trigger(
+            "CREATE OR REPLACE CONSTRAINT TRIGGER t AFTER INSERT ON x"
+        ));
+        assert!(!is_trigger("CREATE TABLE trigger (a)"));
+        assert!(!is_trigger("CREATE INDEX trigger ON x (a)"));
     }
 
     #[test]

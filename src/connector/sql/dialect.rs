@@ -20,7 +20,8 @@
 //!   keys, reserving ids, its engine name and the [`ddl::Engine`] its
 //!   recorded statements are parsed as, and the steps around the load that
 //!   are its own (PostgreSQL drops and re-adds foreign keys; SQLite turns
-//!   them off and checks them at the end);
+//!   them off and checks them at the end; both keep user triggers from
+//!   firing, since a restore writes exactly the snapshot);
 //! - for a snapshot, a [`Reader`] over one read transaction: the tables,
 //!   the columns it reads of each, and the rows in primary-key order, each
 //!   a [`Row`] that gives a column as a key component or as a property.
@@ -73,11 +74,12 @@ pub(crate) trait Dialect {
 
     /// The table's name in a statement, quoted (and qualified).
     fn name(t: &Self::Table) -> String;
-    /// Type names as compared between a recorded table and an existing one.
+    /// Type names as compared between a recorded table and an existing
+    /// one: case and spaces ignored (`NUMERIC(10, 2)` is `numeric(10,2)`).
     fn normalise_type(t: &str) -> String {
-        t.split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+        t.chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
             .to_ascii_lowercase()
     }
     /// Why the table's key cannot take uuid names (`--keys uuid`), if so.
@@ -86,6 +88,11 @@ pub(crate) trait Dialect {
     /// Before anything is cleared or written into the tables of the kinds
     /// `restoring` (PostgreSQL drops their foreign keys until `finish`).
     fn before_load(&mut self, _restoring: &BTreeSet<String>) -> Result<()> {
+        Ok(())
+    }
+    /// Put back the recorded database settings ([`Table::pragmas`]) after
+    /// the schema is applied; each is recorded text, to vet.
+    fn apply_pragmas(&mut self, _recorded: &BTreeSet<String>) -> Result<()> {
         Ok(())
     }
     /// A property as a parameter.
@@ -113,6 +120,11 @@ pub(crate) trait Dialect {
     fn reserve_ids(&mut self, t: &Self::Table, keys: &[Key]) -> Result<()>;
     /// How [`Dialect::reserve_ids`] does it, for the plan and the report.
     fn reserve_method(&self) -> &'static str;
+    /// What the engine could not do as asked, for the report (a trigger
+    /// that could not be turned off).
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// Roll back and close.
     fn discard(&mut self);
     /// Commit (buffered rows are flushed already), check or restore the

@@ -96,6 +96,11 @@ pub(crate) struct Table {
     /// Statements run after every table is loaded (PostgreSQL's foreign-key
     /// constraints).
     pub after: Vec<String>,
+    /// Settings of the whole database, `NAME=VALUE`, recorded with every
+    /// table (so any `--kinds` keeps them): SQLite's `user_version` and
+    /// `application_id` when not 0. Absent when empty, so snapshots taken
+    /// before this existed hash the same.
+    pub pragmas: Vec<String>,
 }
 
 impl AsRef<Table> for Table {
@@ -148,6 +153,9 @@ impl Table {
         p.insert("foreign_keys".into(), Value::new(ValueKind::Array(fks)));
         p.insert("ddl".into(), statements(&self.ddl));
         p.insert("after".into(), statements(&self.after));
+        if !self.pragmas.is_empty() {
+            p.insert("pragmas".into(), strings(&self.pragmas));
+        }
         Entity {
             key: Key::new(
                 PartitionId::default(),
@@ -197,6 +205,10 @@ impl Table {
             foreign_keys,
             ddl: props.list("ddl")?,
             after: props.list("after")?,
+            pragmas: match e.properties.contains_key("pragmas") {
+                true => props.list("pragmas")?,
+                false => Vec::new(),
+            },
             kind,
         })
     }
@@ -736,6 +748,7 @@ mod tests {
             }],
             ddl: vec!["CREATE TABLE auth_user (id integer)".into()],
             after: vec![],
+            pragmas: vec![],
         };
         assert_eq!(Table::from_entity(&t.to_entity()).unwrap(), t);
     }

@@ -9,7 +9,11 @@
 //!
 //! A restore runs with `PRAGMA foreign_keys=OFF` (so tables load in any
 //! order, cycles included) and runs `PRAGMA foreign_key_check` before it
-//! reports success.
+//! reports success. No trigger fires during a restore: the triggers of the
+//! restored tables are dropped before the load and recreated after it, and
+//! triggers of created tables are created after their data. Until then
+//! they wait in a `kindsnap_pending_constraints` table in the file, so an
+//! interrupted restore recreates them when resumed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -20,6 +24,9 @@ use rusqlite::{Connection, OpenFlags};
 use super::dialect::{Dialect, Reader, Row};
 use super::target::SqlTarget;
 use super::{ddl, ident, scan, text_value, Column, ForeignKey, Part, Table};
+
+/// Statements to run after the load (triggers), kept in the target.
+const PENDING: &str = "kindsnap_pending_constraints";
 use crate::connector::{Encoded, EncodedBatch, EntitySource};
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
@@ -49,13 +56,14 @@ fn reflect(conn: &Connection, path: &Path) -> Result<Vec<Table>> {
     let mut st = conn
         .prepare(
             "SELECT name, sql FROM sqlite_master WHERE type = 'table' \
-             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> ?1 ORDER BY name",
         )
         .map_err(|e| open_error(path, e))?;
     let tables: Vec<(String, Option<String>)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([PENDING], |r| Ok((r.get(0)?, r.get(1)?)))
         .and_then(|rows| rows.collect())
         .map_err(|e| open_error(path, e))?;
+    let pragmas = database_pragmas(conn).map_err(Error::sql(path))?;
     let mut out = Vec::new();
     for (name, create) in tables {
         let create = create.unwrap_or_default();
@@ -75,12 +83,28 @@ fn reflect(conn: &Connection, path: &Path) -> Result<Vec<Table>> {
             columns,
             ddl,
             after: vec![],
+            pragmas: pragmas.clone(),
         });
     }
     Ok(out)
 }
 
 /// A table's insertable columns and its primary key's columns in order.
+/// The database settings a restore puts back (see [`Table::pragmas`]).
+const PRAGMAS: [&str; 2] = ["user_version", "application_id"];
+
+/// `NAME=VALUE` for each of [`PRAGMAS`] that is not 0.
+fn database_pragmas(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in PRAGMAS {
+        let v: i64 = conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?;
+        if v != 0 {
+            out.push(format!("{name}={v}"));
+        }
+    }
+    Ok(out)
+}
+
 fn columns(conn: &Connection, table: &str) -> rusqlite::Result<(Vec<Column>, Vec<String>)> {
     let mut columns = Vec::new();
     let mut pk: Vec<(i64, String)> = Vec::new();
@@ -347,6 +371,7 @@ impl SqlTarget<SqliteDb> {
             path: path.to_path_buf(),
             shown: path.display().to_string(),
             conn: None,
+            warnings: Vec::new(),
         }))
     }
 }
@@ -358,6 +383,7 @@ pub(crate) struct SqliteDb {
     /// The path in messages.
     shown: String,
     conn: Option<Connection>,
+    warnings: Vec<String>,
 }
 
 impl SqliteDb {
@@ -369,6 +395,54 @@ impl SqliteDb {
 
     fn sql(&self) -> impl FnOnce(rusqlite::Error) -> Error + use<> {
         Error::sql(self.path.clone())
+    }
+
+    /// Keep `def` to run after the load.
+    fn keep_pending(&self, tbl: &str, name: &str, def: &str) -> Result<()> {
+        let conn = self.conn()?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {PENDING} (tbl TEXT NOT NULL, name TEXT NOT NULL, \
+             def TEXT NOT NULL, PRIMARY KEY (tbl, name))"
+        ))
+        .map_err(self.sql())?;
+        conn.execute(
+            &format!("INSERT OR IGNORE INTO {PENDING} (tbl, name, def) VALUES (?1, ?2, ?3)"),
+            rusqlite::params![tbl, name, def],
+        )
+        .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Run what the load set aside (in the order kept), in one
+    /// transaction, and forget it.
+    fn run_pending(&self, conn: &Connection) -> Result<()> {
+        let exists: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [PENDING],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(self.sql())?
+            > 0;
+        if !exists {
+            return Ok(());
+        }
+        conn.execute_batch("BEGIN").map_err(self.sql())?;
+        let defs: Vec<(String, String)> = conn
+            .prepare(&format!("SELECT tbl, def FROM {PENDING} ORDER BY rowid"))
+            .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(self.sql())?;
+        for (tbl, def) in defs {
+            conn.execute_batch(&def).map_err(|e| {
+                Error::Database(format!(
+                    "recreating a trigger of table `{tbl}` in {} failed: {e}; it is kept in \
+                     {PENDING} (column def) to create by hand",
+                    self.shown
+                ))
+            })?;
+        }
+        conn.execute_batch(&format!("DROP TABLE {PENDING}; COMMIT"))
+            .map_err(self.sql())
     }
 
     /// The key columns in a statement: the rowid or the primary key.
@@ -492,9 +566,35 @@ impl Dialect for SqliteDb {
         conn.execute_batch(stmt).map_err(|e| e.to_string())
     }
 
-    /// Foreign keys are part of SQLite's `CREATE TABLE`; nothing is
-    /// recorded to run after the load.
-    fn defer(&mut self, _kind: &str, _statements: &[String]) -> Result<()> {
+    /// Foreign keys are part of SQLite's `CREATE TABLE`; what comes
+    /// after the load is a created table's triggers.
+    fn defer(&mut self, kind: &str, statements: &[String]) -> Result<()> {
+        for (i, def) in statements.iter().enumerate() {
+            self.keep_pending(kind, &format!("recorded-{i}"), def)?;
+        }
+        Ok(())
+    }
+
+    /// The triggers of the tables restored go until `finish`, so that
+    /// the load fires none.
+    fn before_load(&mut self, restoring: &BTreeSet<String>) -> Result<()> {
+        let triggers: Vec<(String, String, String)> = self
+            .conn()?
+            .prepare("SELECT tbl_name, name, sql FROM sqlite_master WHERE type = 'trigger'")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(self.sql())?;
+        for (tbl, name, sql) in triggers {
+            if !restoring.contains(&tbl) {
+                continue;
+            }
+            self.keep_pending(&tbl, &format!("trigger-{name}"), &sql)?;
+            self.conn()?
+                .execute_batch(&format!("DROP TRIGGER {}", ident(&name)))
+                .map_err(self.sql())?;
+        }
         Ok(())
     }
 
@@ -504,6 +604,42 @@ impl Dialect for SqliteDb {
 
     fn uuid_problem(&self, t: &Table) -> Option<String> {
         uuid_problem(t)
+    }
+
+    /// `user_version` and `application_id` as recorded, into a database
+    /// whose own are 0; one that has its own keeps it, with a warning.
+    fn apply_pragmas(&mut self, recorded: &BTreeSet<String>) -> Result<()> {
+        for setting in recorded {
+            let parsed = setting
+                .split_once('=')
+                .filter(|(name, _)| PRAGMAS.contains(name))
+                .and_then(|(name, v)| Some((name, v.parse::<i32>().ok()?)));
+            let Some((name, value)) = parsed else {
+                self.warnings.push(format!(
+                    "the recorded database setting `{setting}` is not one kindsnap restores; left out"
+                ));
+                continue;
+            };
+            let conn = self.conn()?;
+            let now: i64 = conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .map_err(self.sql())?;
+            if now == 0 {
+                conn.execute_batch(&format!("PRAGMA {name} = {value}"))
+                    .map_err(self.sql())?;
+            } else if now != i64::from(value) {
+                self.warnings.push(format!(
+                    "PRAGMA {name} is {now} in {}, {value} in the snapshot; left as it is \
+                     (set it by hand if the restored data needs it)",
+                    self.shown
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     fn param(v: &Value) -> SqlValue {
@@ -606,6 +742,7 @@ impl Dialect for SqliteDb {
             return Ok(());
         };
         conn.execute_batch("COMMIT").map_err(self.sql())?;
+        self.run_pending(&conn)?;
         foreign_key_check(&conn, &self.path)
     }
 }

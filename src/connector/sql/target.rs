@@ -122,10 +122,17 @@ impl<D: Dialect> SqlTarget<D> {
                 })?;
             }
         }
-        // Foreign keys of created tables are added after the load.
+        // Foreign keys and triggers of created tables come after the load.
         for (kind, vetted) in &create {
             self.db.defer(kind, &vetted.after)?;
         }
+        let pragmas: BTreeSet<String> = self
+            .recorded
+            .values()
+            .filter(|t| t.engine == D::ENGINE)
+            .flat_map(|t| t.pragmas.iter().cloned())
+            .collect();
+        self.db.apply_pragmas(&pragmas)?;
         self.refresh()?;
         for kind in std::mem::take(&mut self.uuid_checks) {
             if let Some(t) = self.tables.get(&kind) {
@@ -192,7 +199,9 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.extend(self.db.take_warnings());
+        warnings
     }
 
     fn list_kinds(&mut self) -> Result<Vec<(String, String)>> {

@@ -16,6 +16,12 @@
 //! type PostgreSQL can print round-trips. Tables without a primary key are
 //! skipped with a warning (`ctid` is not a stable identity).
 //!
+//! No user trigger fires during a restore: the session runs with
+//! `session_replication_role = replica` (superusers), else each restored
+//! table's triggers are disabled (`ALTER TABLE … DISABLE TRIGGER USER`, the
+//! table's owner) and re-enabled in `finish`; when neither is allowed the
+//! restore goes on and says so in a warning.
+//!
 //! A restore drops the restored tables' foreign-key constraints for the
 //! load (so tables load in any order, cycles included), remembers them in
 //! a `kindsnap_pending_constraints` table on the target (so an interrupted
@@ -24,11 +30,12 @@
 
 mod reflect;
 mod text;
+mod tls;
 
 use std::collections::{BTreeSet, HashMap};
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use self::reflect::{reflect, ColType, PgTable};
 use self::text::{is_int, parse_array, parse_text, to_text};
@@ -42,10 +49,25 @@ use crate::model::{Entity, Key, Value, ValueKind};
 use crate::net::{self, Timeouts};
 
 const PENDING: &str = "kindsnap_pending_constraints";
+
+/// The sequences behind a key column (`$1` the table, `$2` the column):
+/// the one it owns (`serial`, identity) and those its default takes
+/// `nextval` from (`DEFAULT nextval('s')` with `s` owned by nobody or
+/// shared), each with whether it is the owned one.
+const KEY_SEQUENCES: &str = "SELECT s::text, coalesce(s = pg_get_serial_sequence($1, $2)::regclass, false) \
+     FROM (SELECT pg_get_serial_sequence($1, $2)::regclass AS s \
+       UNION SELECT d.refobjid::regclass FROM pg_attrdef ad \
+       JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid \
+         AND d.refclassid = 'pg_class'::regclass \
+       JOIN pg_class c ON c.oid = d.refobjid AND c.relkind = 'S' \
+       WHERE ad.adrelid = $1::regclass \
+         AND ad.adnum = (SELECT attnum FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2)) x \
+     WHERE s IS NOT NULL";
 const FETCH_ROWS: i32 = 2000;
 
 /// The URL without its password, for ids and messages.
 fn redacted(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(base, _)| base);
     let Ok(cfg) = url.parse::<postgres::Config>() else {
         return "postgres://?".into();
     };
@@ -74,10 +96,12 @@ const SESSION_SETUP: &str = "SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD';
 /// waits `connect_timeout` (from the URL, else `timeouts.connect`).
 fn connect(url: &str, timeouts: &Timeouts) -> Result<Client> {
     let shown = redacted(url);
-    let mut cfg: postgres::Config = url.parse().map_err(|e| Error::BadLocation {
+    let (mut cfg, options) = parse_url(url)?;
+    let tls = tls::connector(&options).map_err(|why| Error::BadLocation {
         spec: shown.clone(),
-        why: format!("{e}"),
+        why,
     })?;
+    let host = first_host(&cfg);
     let (deadline, knob) = match cfg.get_connect_timeout() {
         Some(t) => (*t, "`connect_timeout` in the URL"),
         None => {
@@ -101,8 +125,8 @@ fn connect(url: &str, timeouts: &Timeouts) -> Result<Client> {
         .name("kindsnap-pg-connect".into())
         .spawn(move || {
             let opened = cfg
-                .connect(NoTls)
-                .map_err(|e| connect_error(&who, e))
+                .connect(tls)
+                .map_err(|e| connect_error(&who, e, &options, &host))
                 .and_then(|mut client| {
                     client
                         .batch_execute(SESSION_SETUP)
@@ -129,9 +153,38 @@ fn connect(url: &str, timeouts: &Timeouts) -> Result<Client> {
     }
 }
 
-fn connect_error(shown: &str, e: postgres::Error) -> Error {
+/// The URL as the `postgres` crate takes it, and how it uses TLS (from
+/// the URL, else libpq's `PGSSL*` variables; see [`tls`]).
+fn parse_url(url: &str) -> Result<(postgres::Config, tls::TlsOptions)> {
+    let bad = |why: String| Error::BadLocation {
+        spec: redacted(url),
+        why,
+    };
+    let (plain, options) = tls::split(url, &|v| std::env::var(v).ok()).map_err(bad)?;
+    let mut cfg: postgres::Config = plain.parse().map_err(|e| bad(format!("{e}")))?;
+    cfg.ssl_mode(options.negotiate());
+    Ok((cfg, options))
+}
+
+fn first_host(cfg: &postgres::Config) -> String {
+    match cfg.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    }
+}
+
+fn connect_error(shown: &str, e: postgres::Error, options: &tls::TlsOptions, host: &str) -> Error {
     use postgres::error::SqlState;
+    if let Some(why) = tls::describe(&e, options, host) {
+        return Error::Database(format!("cannot connect to {shown}: {why}"));
+    }
     let (why, hint) = match e.as_db_error() {
+        Some(d) if d.message().contains("no encryption") => (
+            d.message().to_string(),
+            "the server accepts only TLS connections from here; connect with sslmode=require \
+             (or verify-full with sslrootcert=FILE) instead of sslmode=disable",
+        ),
         Some(d) if *d.code() == SqlState::INVALID_PASSWORD => (
             d.message().to_string(),
             "check the user and password in the URL",
@@ -429,11 +482,7 @@ pub(crate) type PostgresTarget = SqlTarget<PostgresDb>;
 impl SqlTarget<PostgresDb> {
     pub(crate) fn open(url: &str, timeouts: &Timeouts) -> Result<PostgresTarget> {
         // Fails early on a bad URL; the connection opens in `start`.
-        url.parse::<postgres::Config>()
-            .map_err(|e| Error::BadLocation {
-                spec: redacted(url),
-                why: e.to_string(),
-            })?;
+        parse_url(url)?;
         Ok(SqlTarget::new(PostgresDb {
             url: url.to_string(),
             shown: redacted(url),
@@ -441,6 +490,8 @@ impl SqlTarget<PostgresDb> {
             pending: Pending::default(),
             statements: HashMap::new(),
             timeouts: *timeouts,
+            replica: false,
+            warnings: Vec::new(),
         }))
     }
 }
@@ -456,6 +507,9 @@ pub(crate) struct PostgresDb {
     /// Prepared `INSERT`s by their text.
     statements: HashMap<String, postgres::Statement>,
     timeouts: Timeouts,
+    /// Whether the session runs as a replica (no user trigger fires).
+    replica: bool,
+    warnings: Vec<String>,
 }
 
 impl PostgresDb {
@@ -512,6 +566,51 @@ impl PostgresDb {
                 "ALTER TABLE {qual} DROP CONSTRAINT {}",
                 ident(&name)
             ))?;
+        }
+        Ok(())
+    }
+
+    /// Without `session_replication_role`: disable the user triggers of
+    /// the restored tables until `finish` (kept in the pending table, so an
+    /// interrupted restore re-enables them when resumed), or say which
+    /// will fire.
+    fn disable_triggers(&mut self, restoring: &BTreeSet<String>) -> Result<()> {
+        let shown = self.shown.clone();
+        let rows = self
+            .client()?
+            .query(
+                "SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+                 CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || c.relname END \
+                 FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE NOT g.tgisinternal AND g.tgenabled <> 'D'",
+                &[],
+            )
+            .map_err(db_error(&shown))?;
+        for r in rows {
+            let (qual, kind): (String, String) = (r.get(0), r.get(1));
+            if !restoring.contains(&kind) {
+                continue;
+            }
+            let disabled = self.exec(&format!(
+                "SAVEPOINT kindsnap_triggers; ALTER TABLE {qual} DISABLE TRIGGER USER; \
+                 RELEASE SAVEPOINT kindsnap_triggers"
+            ));
+            match disabled {
+                Ok(()) => self.keep_pending(
+                    &kind,
+                    "enable-triggers",
+                    &format!("ALTER TABLE {qual} ENABLE TRIGGER USER"),
+                )?,
+                Err(e) => {
+                    self.exec("ROLLBACK TO SAVEPOINT kindsnap_triggers")?;
+                    self.warnings.push(format!(
+                        "the triggers of table `{kind}` fired during the restore ({e}): \
+                         session_replication_role needs a superuser and DISABLE TRIGGER the \
+                         table's owner; restore as one of them to write exactly the snapshot"
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -656,7 +755,11 @@ impl Dialect for PostgresDb {
         // statements (a foreign key validated over millions of rows) are
         // not limited.
         let ms = self.timeouts.answer.as_millis().max(1);
-        self.exec(&format!("SET lock_timeout = {ms}"))
+        self.exec(&format!("SET lock_timeout = {ms}"))?;
+        // No user trigger fires while the snapshot is written (pg_restore
+        // --disable-triggers); only a superuser may say so for the session.
+        self.replica = self.exec("SET session_replication_role = replica").is_ok();
+        Ok(())
     }
 
     fn reflect(&mut self) -> Result<Vec<PgTable>> {
@@ -704,6 +807,9 @@ impl Dialect for PostgresDb {
         self.exec(&format!(
             "CREATE TABLE IF NOT EXISTS {PENDING} (tbl text NOT NULL, name text NOT NULL, def text NOT NULL, PRIMARY KEY (tbl, name))"
         ))?;
+        if !self.replica {
+            self.disable_triggers(restoring)?;
+        }
         self.drop_foreign_keys(restoring)
     }
 
@@ -815,24 +921,46 @@ impl Dialect for PostgresDb {
         let [col] = &t.table.primary_key[..] else {
             return Ok(());
         };
+        if !t.type_of(col).is_some_and(|ty| is_int(&ty.typname)) {
+            return Ok(());
+        }
         let shown = self.shown.clone();
+        let client = self.client()?;
         // Past the largest id in the table (restored or already there).
-        self.client()?
-            .execute(
-                &format!(
-                    "SELECT setval(s, (SELECT max({c}) FROM {q})) FROM pg_get_serial_sequence($1, $2) s \
-                     WHERE s IS NOT NULL AND (SELECT max({c}) FROM {q}) IS NOT NULL",
-                    c = ident(col),
-                    q = t.qualified
-                ),
-                &[&t.qualified, col],
+        let max: Option<i64> = client
+            .query_one(
+                &format!("SELECT max({})::bigint FROM {}", ident(col), t.qualified),
+                &[],
             )
-            .map_err(db_error(&shown))?;
+            .map_err(db_error(&shown))?
+            .get(0);
+        let Some(max) = max else { return Ok(()) };
+        for r in client
+            .query(KEY_SEQUENCES, &[&t.qualified, col])
+            .map_err(db_error(&shown))?
+        {
+            let (seq, owned): (String, bool) = (r.get(0), r.get(1));
+            // A sequence the column owns is the table's: it moves to the
+            // largest id. One only named in the default may be shared
+            // with other tables: it only ever moves forward.
+            let sql = if owned {
+                "SELECT setval($1::text::regclass, $2)".to_string()
+            } else {
+                format!("SELECT setval($1::text::regclass, $2) FROM {seq} WHERE NOT is_called OR last_value < $2")
+            };
+            client
+                .query(&sql, &[&seq, &max])
+                .map_err(db_error(&shown))?;
+        }
         Ok(())
     }
 
     fn reserve_method(&self) -> &'static str {
-        "postgres: setval of each key column's sequence past the largest id"
+        "postgres: setval of the key column's sequence (its own, or one its default takes nextval from) past the largest id"
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     fn discard(&mut self) {

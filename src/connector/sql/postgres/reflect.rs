@@ -124,6 +124,7 @@ fn table(q: &mut Query<'_>, rel: Relation) -> PgResult<PgTable> {
             foreign_keys: constraints.foreign_keys,
             ddl,
             after: constraints.after,
+            pragmas: Vec::new(),
         },
         // A partitioned table is read through its parent; an ordinary
         // one without its inheritance children (they are kinds of
