@@ -1220,3 +1220,52 @@ fn an_incremental_snapshot_reads_one_moment_while_the_app_writes() {
     snap_json(&w2, &["--from", &old_url, "--full", "--name", "c"]);
     assert_same(&w2, "b", "c");
 }
+
+/// A snapshot killed half-way through its reads (SIGKILL) publishes
+/// nothing and leaves the repository sound; the same command run again
+/// reads the datastore whole and gives the snapshot an uninterrupted run
+/// gives.
+#[test]
+fn a_snapshot_killed_mid_read_reruns_to_the_same_result() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(3000, 12);
+    data.write_shuffled(&w.path("src.jsonl"), 1);
+    w.ok(&["snapshot", "--from", "jsonl:src.jsonl", "--name", "src"]);
+    let server = DevServer::start(&["--latency-ms", "100"]);
+    let url = server.url("p");
+    w.ok(&["restore", "src", "--to", &url]);
+    w.ok(&["snapshot", "--from", &url, "--name", "whole"]);
+
+    server.stats(true);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kindsnap"))
+        .current_dir(w.dir.path())
+        .arg("--repo")
+        .arg(w.repo())
+        .env("KINDSNAP_CACHE_DIR", w.cache_dir())
+        .args(["snapshot", "--from", &url, "--name", "again"])
+        .args(["--concurrency", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Six kinds read one query at a time, each 100 ms away: after the
+    // second query most of the reading is still to come.
+    loop {
+        let s = server.stats(false);
+        if s["requests"]["runQuery"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    w.ok(&["check", "--read-data"]);
+    assert!(
+        !w.ok(&["log"]).contains("again"),
+        "a killed snapshot was published"
+    );
+    w.ok(&["snapshot", "--from", &url, "--name", "again"]);
+    w.ok(&["check", "--read-data"]);
+    assert_same(&w, "whole", "again");
+}

@@ -43,13 +43,49 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "kindsnap.toml".into());
-    let from_file = |set: bool| if set { file.clone() } else { "default".into() };
-    let mut rows: Vec<(String, String, String)> = vec![
+    let mut rows = general_rows(settings, &file);
+    rows.extend(datastore_rows(c, &file));
+    rows.extend(kind_rows(c, &file));
+    let mut out = Out::new();
+    if args.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(k, v, f)| serde_json::json!({"setting": k, "value": v, "from": f}))
+            .collect();
+        out.json(&serde_json::Value::Array(v))?;
+    } else {
+        let mut table = vec![vec!["setting".to_string(), "value".into(), "from".into()]];
+        table.extend(rows.into_iter().map(|(k, v, f)| vec![k, v, f]));
+        for l in super::output::table(&table, 3) {
+            out.line(l)?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One setting: its name, its value, and where the value came from.
+type Row = (String, String, String);
+
+/// Where a setting of the file came from: the file, or the default.
+fn from_file(file: &str, set: bool) -> String {
+    if set {
+        file.to_string()
+    } else {
+        "default".into()
+    }
+}
+
+/// The repository, source, target, ignore file and timeout.
+fn general_rows(settings: &Settings, file: &str) -> Vec<Row> {
+    let c = &settings.config;
+    let from_file = |set: bool| from_file(file, set);
+    vec![
         (
             "repo".into(),
             settings.repo.display().to_string(),
             match settings.repo_from {
-                "kindsnap.toml" => file.clone(),
+                "kindsnap.toml" => file.to_string(),
                 other => other.to_string(),
             },
         ),
@@ -81,10 +117,18 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             "timeout".into(),
             kindsnap::net::seconds(settings.timeouts.answer),
             match settings.timeout_from {
-                "kindsnap.toml" => file.clone(),
+                "kindsnap.toml" => file.to_string(),
                 other => other.to_string(),
             },
         ),
+    ]
+}
+
+/// The Datastore settings: request rate, read price, incremental reads,
+/// restore ramp-up.
+fn datastore_rows(c: &kindsnap::config::Config, file: &str) -> Vec<Row> {
+    let from_file = |set: bool| from_file(file, set);
+    vec![
         (
             "max_rps".into(),
             c.max_rps
@@ -131,46 +175,36 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "500/50/5 in production, off for emulators".into()),
             from_file(c.ramp_up.is_some()),
         ),
-    ];
+    ]
+}
+
+/// Per-kind settings (`[kinds.Order] batch_size = 50`).
+fn kind_rows(c: &kindsnap::config::Config, file: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
     for (kind, k) in &c.kinds {
         if let Some(b) = k.batch_size {
             rows.push((
                 format!("kinds.{kind}.batch_size"),
                 b.to_string(),
-                file.clone(),
+                file.to_string(),
             ));
         }
         if let Some(n) = k.concurrency {
             rows.push((
                 format!("kinds.{kind}.concurrency"),
                 n.to_string(),
-                file.clone(),
+                file.to_string(),
             ));
         }
         if let Some(p) = &k.changed_property {
             rows.push((
                 format!("kinds.{kind}.changed_property"),
                 p.clone(),
-                file.clone(),
+                file.to_string(),
             ));
         }
     }
-    let mut out = Out::new();
-    if args.json {
-        let v: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(k, v, f)| serde_json::json!({"setting": k, "value": v, "from": f}))
-            .collect();
-        out.json(&serde_json::Value::Array(v))?;
-    } else {
-        let mut table = vec![vec!["setting".to_string(), "value".into(), "from".into()]];
-        table.extend(rows.into_iter().map(|(k, v, f)| vec![k, v, f]));
-        for l in super::output::table(&table, 3) {
-            out.line(l)?;
-        }
-    }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    rows
 }
 
 pub fn completions(args: CompletionArgs) -> anyhow::Result<ExitCode> {
