@@ -242,27 +242,10 @@ fn print_json(
     report: &snapshot::SnapshotReport,
     source: &str,
 ) -> anyhow::Result<()> {
-    out.json(&serde_json::json!({
-        "id": report.id.to_hex(),
-        "name": report.name,
-        "parent": report.parent.as_ref().map(|p| p.0.to_hex()),
-        "source": source,
-        "keyframe": report.keyframe,
-        "entities": report.entities,
-        "bytes_added": report.bytes_added,
-        "manifest_bytes": report.manifest_bytes,
-        "kinds": report.kinds,
-        "skipped_kinds": report.skipped_kinds,
-        "reads": report.reads,
-        "existed": report.existed,
-        "read_time": report
-            .read_info
-            .as_ref()
-            .and_then(|i| i.read_time_us)
-            .map(kindsnap::model::json::format_timestamp),
-        "consistent": report.read_info.as_ref().map(|i| i.consistent),
-        "notes": report.read_info.as_ref().map(|i| i.notes.clone()).unwrap_or_default(),
-    }))?;
+    // The library's report, and the source's identity beside it.
+    let mut v = serde_json::to_value(report)?;
+    v["source"] = serde_json::Value::String(source.to_string());
+    out.json(&v)?;
     Ok(())
 }
 

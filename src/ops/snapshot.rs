@@ -133,6 +133,51 @@ pub struct SnapshotReport {
     pub read_info: Option<ReadInfo>,
 }
 
+/// `snapshot --json` (docs/json.md): the report as one object, ids in
+/// hex, the read information flattened (`read_time`, `consistent`,
+/// `notes`). The source's identity is the caller's to add.
+impl serde::Serialize for SnapshotReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            id: String,
+            name: &'a str,
+            parent: Option<String>,
+            keyframe: bool,
+            entities: u64,
+            bytes_added: u64,
+            manifest_bytes: u64,
+            kinds: &'a [KindReport],
+            skipped_kinds: &'a [String],
+            reads: &'a Option<ReadCost>,
+            existed: bool,
+            read_time: Option<String>,
+            consistent: Option<bool>,
+            notes: &'a [String],
+        }
+        let info = self.read_info.as_ref();
+        Shown {
+            id: self.id.to_hex(),
+            name: &self.name,
+            parent: self.parent.as_ref().map(|p| p.0.to_hex()),
+            keyframe: self.keyframe,
+            entities: self.entities,
+            bytes_added: self.bytes_added,
+            manifest_bytes: self.manifest_bytes,
+            kinds: &self.kinds,
+            skipped_kinds: &self.skipped_kinds,
+            reads: &self.reads,
+            existed: self.existed,
+            read_time: info
+                .and_then(|i| i.read_time_us)
+                .map(crate::model::json::format_timestamp),
+            consistent: info.map(|i| i.consistent),
+            notes: info.map(|i| i.notes.as_slice()).unwrap_or_default(),
+        }
+        .serialize(s)
+    }
+}
+
 /// The manifest `meta` entry holding the moment the source was read.
 pub const META_READ_TIME: &str = "source_read_time_us";
 
