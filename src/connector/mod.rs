@@ -277,6 +277,9 @@ pub struct ReadInfo {
 pub trait EntitySource {
     /// A stable identity: snapshots of the same source form one history.
     fn source_id(&self) -> String;
+    /// The token that stops this read; sources that wait on servers
+    /// (retries, requests in flight) watch it, the others ignore it.
+    fn set_cancel(&mut self, _cancel: &crate::interrupt::Cancel) {}
     /// Which kinds the snapshot wants; a source that lists its kinds
     /// skips the others without reading them.
     fn set_filter(&mut self, _filter: &crate::filter::KindFilter) {}
@@ -375,6 +378,9 @@ pub trait EntityTarget {
     /// `datastore://host:port/project`); keys the resume journal and the
     /// uuid key map.
     fn target_id(&self) -> String;
+    /// The token that stops this restore; targets that wait on servers
+    /// watch it, the others ignore it.
+    fn set_cancel(&mut self, _cancel: &crate::interrupt::Cancel) {}
     /// Called once before anything else. `resuming` says the engine is
     /// continuing an interrupted restore into this target (a target may keep
     /// staged state for that); otherwise any leftover state is discarded.

@@ -440,6 +440,7 @@ pub fn snapshot(
         .map(|p| Chain::open(repo, &p.id))
         .transpose()?;
     source.set_filter(&opts.filter);
+    source.set_cancel(&opts.cancel);
     if let Some(root) = &opts.cache_dir {
         source.use_cache(CacheSpec {
             path: linecache::cache_path(root, &repo.config.id, &plan.source_id, &plan.kinds_key),

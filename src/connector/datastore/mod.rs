@@ -335,7 +335,18 @@ struct CallError {
     message: String,
 }
 
+/// The status of a call the caller's cancellation token ended.
+const CANCELLED: &str = "KINDSNAP_CANCELLED";
+
 impl CallError {
+    fn cancelled() -> CallError {
+        CallError {
+            status: CANCELLED.into(),
+            http: 0,
+            message: "cancelled".into(),
+        }
+    }
+
     fn transient(&self) -> bool {
         matches!(
             self.status.as_str(),
@@ -364,6 +375,9 @@ struct Client {
     /// Read at this moment (RFC 3339) rather than the location's
     /// `read_time`: the changed reads of an incremental snapshot.
     read_time: Option<Arc<str>>,
+    /// Cancelled: every call in flight, and every wait between retries,
+    /// ends at once with `Error::Interrupted`.
+    cancel: crate::interrupt::Cancel,
 }
 
 /// A token bucket holding one token, refilled at `max_rps`: requests
@@ -453,6 +467,7 @@ impl Client {
             pacer: ep_pacer,
             ramp,
             read_time: None,
+            cancel: Default::default(),
         })
     }
 
@@ -553,7 +568,12 @@ impl Client {
         let (mut attempt, mut timeouts) = (0u32, 0u32);
         loop {
             attempt += 1;
-            let (mut err, retry_after) = match self.once(method, body).await {
+            let once = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(CallError::cancelled()),
+                once = self.once(method, body) => once,
+            };
+            let (mut err, retry_after) = match once {
                 Ok(bytes) => return Ok(bytes),
                 Err(e) => e,
             };
@@ -583,13 +603,19 @@ impl Client {
                 "{method}: {} {}; retrying in {wait:?} (attempt {attempt})",
                 err.status, err.message
             ));
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = self.cancel.cancelled() => return Err(CallError::cancelled()),
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
     }
 
     /// Turn a final call error into the user's one line.
     fn explain(&self, method: &str, e: CallError) -> Error {
         let ep = &self.ep;
+        if e.status == CANCELLED {
+            return Error::Interrupted;
+        }
         if e.status == "TIMEOUT" {
             return Error::Timeout {
                 service: "datastore",
@@ -965,6 +991,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub struct DatastoreSource {
     ep: Endpoint,
     timeouts: Timeouts,
+    cancel: crate::interrupt::Cancel,
     filter: Option<KindFilter>,
     kinds: Mutex<Vec<String>>,
     kind_options: std::collections::BTreeMap<String, KindOptions>,
@@ -981,6 +1008,7 @@ impl DatastoreSource {
         Ok(DatastoreSource {
             ep: Endpoint::parse(spec)?,
             timeouts: *timeouts,
+            cancel: Default::default(),
             filter: None,
             kinds: Mutex::new(Vec::new()),
             kind_options: Default::default(),
@@ -1032,6 +1060,10 @@ enum Msg {
 type Page = Result<Msg>;
 
 impl EntitySource for DatastoreSource {
+    fn set_cancel(&mut self, cancel: &crate::interrupt::Cancel) {
+        self.cancel = cancel.clone();
+    }
+
     /// The endpoint, and the namespaces when `namespaces=` chooses some: a
     /// snapshot of a few namespaces is another history than one of all
     /// (it must not take the whole datastore's snapshot as its parent).
@@ -1125,7 +1157,8 @@ impl DatastoreSource {
     ) -> Result<()> {
         let rt = runtime()?;
         let concurrency = self.ep.concurrency.unwrap_or(DEFAULT_READ_CONCURRENCY);
-        let client = rt.block_on(Client::new(self.ep.clone(), self.timeouts))?;
+        let mut client = rt.block_on(Client::new(self.ep.clone(), self.timeouts))?;
+        client.cancel = self.cancel.clone();
         // The moment to read at, and the namespaces and kinds (small), at
         // once; then the scans.
         let (moment, work) = rt.block_on(async {
@@ -1679,6 +1712,7 @@ async fn scan_ranges(
 pub struct DatastoreTarget {
     ep: Endpoint,
     timeouts: Timeouts,
+    cancel: crate::interrupt::Cancel,
     rt: Option<tokio::runtime::Runtime>,
     client: Option<Client>,
     /// The batch being filled: mutation JSON texts and their keys.
@@ -1705,6 +1739,7 @@ impl DatastoreTarget {
         Ok(DatastoreTarget {
             ep: Endpoint::parse(spec)?,
             timeouts: *timeouts,
+            cancel: Default::default(),
             rt: None,
             client: None,
             batch: Vec::new(),
@@ -1946,9 +1981,14 @@ impl EntityTarget for DatastoreTarget {
         self.ep.id()
     }
 
+    fn set_cancel(&mut self, cancel: &crate::interrupt::Cancel) {
+        self.cancel = cancel.clone();
+    }
+
     fn start(&mut self, _resuming: bool) -> Result<()> {
         let rt = runtime()?;
-        let client = rt.block_on(Client::new(self.ep.clone(), self.timeouts))?;
+        let mut client = rt.block_on(Client::new(self.ep.clone(), self.timeouts))?;
+        client.cancel = self.cancel.clone();
         // One cheap call, so a wrong address or project fails now with a
         // clear message instead of inside the first commit.
         rt.block_on(client.metadata("", "__namespace__"))?;

@@ -269,6 +269,7 @@ fn prepare_target(
     kinds: Vec<(String, String)>,
     resumed: bool,
 ) -> Result<Vec<(String, String)>> {
+    target.set_cancel(&opts.cancel);
     target.set_schema_policy(SchemaPolicy {
         snapshot: snap.name.clone(),
         trust: opts.trust_schema,
