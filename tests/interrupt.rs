@@ -151,3 +151,37 @@ fn ctrl_c_stops_a_restore_and_the_same_command_resumes() {
         "a resumed restore writes exactly what an uninterrupted one does"
     );
 }
+
+/// Ctrl-C reaches requests in flight: a Datastore snapshot waiting on a
+/// server that accepted the connection and never answers (with a minute's
+/// timeout) stops within seconds of the signal, exit 130, nothing
+/// published.
+#[test]
+fn ctrl_c_ends_a_wait_on_a_silent_server() {
+    let w = Work::new();
+    w.init();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn); // open, silent
+        }
+    });
+    let from = format!("datastore://127.0.0.1:{port}/p");
+    let t = Instant::now();
+    let got = interrupt(
+        &w,
+        &["snapshot", "--from", &from, "--timeout", "60", "--name", "x"],
+        Duration::from_millis(1500),
+    );
+    let (code, err) = got.expect("the snapshot ended before the signal");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "stopped only after {:?}: {err}",
+        t.elapsed()
+    );
+    assert_eq!(code, 130, "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(w.ok(&["log", "--json"]).trim(), "[]");
+}
