@@ -172,7 +172,15 @@ fn ctrl_c_ends_a_wait_on_a_silent_server() {
     let t = Instant::now();
     let got = interrupt(
         &w,
-        &["snapshot", "--from", &from, "--timeout", "60", "--name", "x"],
+        &[
+            "snapshot",
+            "--from",
+            &from,
+            "--timeout",
+            "60",
+            "--name",
+            "x",
+        ],
         Duration::from_millis(1500),
     );
     let (code, err) = got.expect("the snapshot ended before the signal");
