@@ -909,3 +909,116 @@ fn counts_and_times_read_the_same_everywhere() {
         assert!(!text.contains("2026-12-05 18:31"), "{text}");
     }
 }
+
+/// `diff --keys` prints the per-kind summary first, then the keys;
+/// `--stat` is the summary alone; `--exit-code` exits 1 when the snapshots
+/// differ and 0 when they do not, whatever the format.
+#[test]
+fn diff_summary_first_stat_and_exit_code() {
+    let w = Work::new();
+    w.init();
+    let mut data = Data::generate(300, 2);
+    data.write_sorted(&w.path("cur.jsonl"));
+    w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "a"]);
+    data.mutate(3, 5, 2, 4);
+    data.write_sorted(&w.path("cur.jsonl"));
+    w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "b"]);
+
+    let out = w.ok(&["diff", "a", "b", "--keys", "--color", "never"]);
+    let lines: Vec<&str> = out.lines().collect();
+    let totals = lines
+        .iter()
+        .position(|l| l.contains("4 added, 2 removed, 5 changed"))
+        .unwrap_or_else(|| panic!("no totals line:\n{out}"));
+    let keys: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.trim_start().starts_with(['+', '-', '~']) && l.starts_with("  "))
+        .collect();
+    assert_eq!(keys.len(), 11, "{out}");
+    let first_key = lines.iter().position(|l| l == keys[0]).unwrap();
+    assert!(totals < first_key, "summary after the keys:\n{out}");
+
+    let plain = w.ok(&["diff", "a", "b", "--color", "never"]);
+    assert_eq!(
+        w.ok(&["diff", "a", "b", "--stat", "--color", "never"]),
+        plain
+    );
+    assert!(plain.contains("4 added, 2 removed, 5 changed"), "{plain}");
+
+    for (args, want) in [
+        (&["diff", "a", "b", "--exit-code", "--stat"][..], 1),
+        (&["diff", "a", "b", "--exit-code", "--keys"][..], 1),
+        (&["diff", "a", "b", "--exit-code", "--json"][..], 1),
+        (&["diff", "a", "a", "--exit-code"][..], 0),
+        (&["diff", "a", "a", "--exit-code", "--keys"][..], 0),
+        (&["diff", "a", "b"][..], 0),
+    ] {
+        let out = w.run(args);
+        assert_eq!(out.status.code(), Some(want), "{args:?}");
+        assert!(out.stderr.is_empty(), "{args:?}");
+    }
+    let json = w.run(&["diff", "a", "b", "--exit-code", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 11);
+}
+
+/// On a terminal, `diff` and `log` page their text through `$PAGER` (here
+/// a `sed` that marks each line), as git does; `KINDSNAP_PAGER=` turns it
+/// off; JSON is never paged. Run through util-linux `script`, which gives
+/// the command a pseudo-terminal.
+#[test]
+fn text_output_goes_through_the_pager_on_a_terminal() {
+    let w = Work::new();
+    w.init();
+    let mut data = Data::generate(60, 2);
+    data.write_sorted(&w.path("cur.jsonl"));
+    w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "a"]);
+    data.mutate(3, 2, 1, 1);
+    data.write_sorted(&w.path("cur.jsonl"));
+    w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "b"]);
+    let on_terminal = |args: &str, pager: &str| -> String {
+        let cmd = format!(
+            "{} --repo {} {args}",
+            common::bin().display(),
+            w.repo().display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("PAGER", "sed 's/^/paged: /'")
+            .env("KINDSNAP_PAGER", pager)
+            .env("KINDSNAP_CACHE_DIR", w.cache_dir())
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args}");
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    let text = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    // KINDSNAP_PAGER wins over PAGER; here it is the marking sed too.
+    let paged = on_terminal("diff a b --keys", "sed 's/^/paged: /'");
+    let lines = text(&paged);
+    assert!(lines.len() > 3, "{paged}");
+    assert!(lines.iter().all(|l| l.starts_with("paged: ")), "{paged}");
+    let plain = on_terminal("diff a b --keys", "");
+    assert!(
+        text(&plain).iter().all(|l| !l.starts_with("paged: ")),
+        "{plain}"
+    );
+    // The same lines, blank ones aside.
+    let unpaged: Vec<String> = lines
+        .iter()
+        .map(|l| l["paged: ".len()..].to_string())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(text(&plain), unpaged);
+    let log = on_terminal("log", "sed 's/^/paged: /'");
+    assert!(text(&log).iter().all(|l| l.starts_with("paged: ")), "{log}");
+    let json = on_terminal("diff a b --json", "sed 's/^/paged: /'");
+    assert!(!json.contains("paged: "), "{json}");
+}

@@ -15,6 +15,7 @@ use super::{Out, Settings};
   kindsnap diff monday friday --kinds Order --keys
   kindsnap diff latest~1 latest --props  each changed property, old → new
   kindsnap diff day1 day2 --json | jq '.kinds[] | select(.changed > 0)'
+  kindsnap diff latest~1 --exit-code --stat || echo changed
 
 Colours follow --color (auto: on a terminal, unless NO_COLOR is set).")]
 pub struct Args {
@@ -26,12 +27,20 @@ pub struct Args {
     /// Only these kinds (comma-separated or repeated; `--kind` also works).
     #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Vec<String>,
-    /// List the keys that differ (+ added, - removed, ~ changed).
+    /// List the keys that differ (+ added, - removed, ~ changed), after
+    /// the per-kind summary.
     #[arg(long, visible_alias = "name-only")]
     keys: bool,
     /// Show each changed property, old → new (implies --keys).
     #[arg(long)]
     props: bool,
+    /// Only the per-kind summary (the default without --keys or --props).
+    #[arg(long, conflicts_with_all = ["keys", "props", "json"])]
+    stat: bool,
+    /// Exit with 1 when the snapshots differ, 0 when they do not (as
+    /// `git diff --exit-code`).
+    #[arg(long)]
+    exit_code: bool,
     /// Print as JSON.
     #[arg(long)]
     json: bool,
@@ -91,7 +100,8 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             None
         },
         paint: Paint::new(settings.color),
-        out: Out::new(),
+        // JSON goes straight out; text through a pager on a terminal.
+        out: if args.json { Out::new() } else { Out::paged() },
         json: args.json,
         show_keys: (args.keys || args.props) && !args.json,
         first: true,
@@ -109,20 +119,38 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             .out
             .raw(&format!("{},\n\"entries\": [", &head[..head.len() - 1]))?;
     }
+    if printer.show_keys {
+        // The summary first (a counting pass: header reads where the
+        // snapshots are adjacent), then the keys.
+        let counts = d::DiffOptions {
+            entries: false,
+            ..opts.clone()
+        };
+        let (kinds, _) = d::diff(&repo, &a, &b, &counts, &mut |_, _| Ok(()))?;
+        summary(&mut printer.out, &printer.paint, &a.name, &b.name, &kinds)?;
+        if kinds.is_empty() {
+            printer.out.flush()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        printer.out.line("")?;
+    }
     let (kinds, _method) = d::diff(&repo, &a, &b, &opts, &mut |k, e| printer.entry(k, e))?;
     let mut out = printer.out;
+    let code = match args.exit_code && !kinds.is_empty() {
+        true => ExitCode::from(1),
+        false => ExitCode::SUCCESS,
+    };
     if args.json {
         let kinds = serde_json::to_string_pretty(&kinds)?;
         out.raw(&format!("\n],\n\"kinds\": {kinds}\n}}"))?;
         out.flush()?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
-    if printer.show_keys && !kinds.is_empty() {
-        out.line("")?;
+    if !printer.show_keys {
+        summary(&mut out, &printer.paint, &a.name, &b.name, &kinds)?;
     }
-    summary(&mut out, &printer.paint, &a.name, &b.name, &kinds)?;
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// Prints each differing entity as the diff finds it.

@@ -34,7 +34,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     }
     let repo = settings.open_repo()?;
     let log = ops::read::log(&repo)?;
-    let mut out = Out::new();
+    let mut out = if args.json { Out::new() } else { Out::paged() };
     if args.json {
         out.json(&serde_json::to_value(&log.snapshots)?)?;
     } else if log.snapshots.is_empty() {

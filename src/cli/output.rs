@@ -32,14 +32,58 @@ pub fn escape(s: &str) -> Cow<'_, str> {
 }
 
 pub struct Out {
-    inner: io::BufWriter<io::StdoutLock<'static>>,
+    /// `None` only while dropping.
+    inner: Option<io::BufWriter<Box<dyn Write>>>,
+    /// The pager the lines go through, waited for on drop.
+    pager: Option<std::process::Child>,
 }
 
 impl Out {
     pub fn new() -> Out {
         Out {
-            inner: io::BufWriter::new(io::stdout().lock()),
+            inner: Some(io::BufWriter::new(Box::new(io::stdout().lock()))),
+            pager: None,
         }
+    }
+
+    /// Like [`Out::new`], but on a terminal the lines go through a pager,
+    /// as git's do: `$KINDSNAP_PAGER`, else `$PAGER`, else `less` (with
+    /// `LESS=FRX` unless set: one screen is printed as it is, colours kept).
+    /// An empty pager, or `cat`, means none; so does a pager that cannot
+    /// start.
+    pub fn paged() -> Out {
+        use std::io::IsTerminal;
+        if !io::stdout().is_terminal() {
+            return Out::new();
+        }
+        let pager = std::env::var("KINDSNAP_PAGER")
+            .or_else(|_| std::env::var("PAGER"))
+            .unwrap_or_else(|_| "less".into());
+        if pager.trim().is_empty() || pager.trim() == "cat" {
+            return Out::new();
+        }
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(&pager)
+            .stdin(std::process::Stdio::piped());
+        if std::env::var_os("LESS").is_none() {
+            cmd.env("LESS", "FRX");
+        }
+        let Ok(mut child) = cmd.spawn() else {
+            return Out::new();
+        };
+        let Some(stdin) = child.stdin.take() else {
+            return Out::new();
+        };
+        Out {
+            inner: Some(io::BufWriter::new(Box::new(stdin))),
+            pager: Some(child),
+        }
+    }
+
+    fn inner(&mut self) -> &mut io::BufWriter<Box<dyn Write>> {
+        self.inner
+            .get_or_insert_with(|| io::BufWriter::new(Box::new(io::stdout())))
     }
     /// One line of human-readable text, its control characters escaped.
     pub fn line(&mut self, s: impl AsRef<str>) -> io::Result<()> {
@@ -49,15 +93,28 @@ impl Out {
     /// already) or a line [`Paint`] coloured, whose pieces were escaped
     /// before the colour codes went in.
     pub fn raw(&mut self, s: &str) -> io::Result<()> {
-        self.inner.write_all(s.as_bytes())?;
-        self.inner.write_all(b"\n")
+        let inner = self.inner();
+        inner.write_all(s.as_bytes())?;
+        inner.write_all(b"\n")
     }
     pub fn json(&mut self, v: &serde_json::Value) -> io::Result<()> {
         let s = serde_json::to_string_pretty(v).unwrap_or_default();
         self.raw(&s)
     }
     pub fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner().flush()
+    }
+}
+
+impl Drop for Out {
+    /// Close the pager's input and wait until the reader quits it.
+    fn drop(&mut self) {
+        if let Some(mut inner) = self.inner.take() {
+            let _ = inner.flush();
+        }
+        if let Some(mut pager) = self.pager.take() {
+            let _ = pager.wait();
+        }
     }
 }
 
