@@ -725,3 +725,40 @@ fn a_read_resolved_before_a_forget_rewrote_the_snapshot_still_reads_it() {
     assert_eq!(library_keys(&repo, &stale).unwrap(), want);
     assert_eq!(library_keys(&repo, &fresh).unwrap(), want);
 }
+
+/// `forget NAME|ID…` removes exactly the snapshots named (by name or id
+/// prefix) and keeps every other, folding a forgotten delta into its
+/// child; the rest reads back exactly. Unknown names and mixing with
+/// keep-rules are refused in one line, changing nothing.
+#[test]
+fn forget_named_snapshots_keeps_the_rest() {
+    let w = Work::new();
+    let want = churned_repo(&w);
+    let log: Vec<serde_json::Value> = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
+    let d3 = log.iter().find(|s| s["name"] == "d3").unwrap()["id"]
+        .as_str()
+        .unwrap()[..10]
+        .to_string();
+    let before = repo_files(&w);
+    for (args, needle) in [
+        (vec!["forget", "nosuch"], "snapshot `nosuch` not found"),
+        (vec!["forget", "d1", "--keep-last", "1"], "not both"),
+    ] {
+        let err = w.fails(&args);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    assert_eq!(
+        repo_files(&w),
+        before,
+        "a refused forget changed the repository"
+    );
+
+    let v: serde_json::Value =
+        serde_json::from_str(&w.ok(&["forget", "d7", &d3, "--json"])).unwrap();
+    assert_eq!(v["removed"], 2, "{v}");
+    assert_eq!(v["kept"], 6, "{v}");
+    assert_eq!(names_in_log(&w), ["d1", "d2", "d4", "d5", "d6", "d8"]);
+    w.ok(&["check", "--read-data"]);
+    assert_eq!(export(&w, "d8"), want["d8"]);
+}

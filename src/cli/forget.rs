@@ -1,4 +1,4 @@
-//! `kindsnap forget --keep-… [--dry-run] [--json]`
+//! `kindsnap forget --keep-… | SNAPSHOT… [--dry-run] [--json]`
 
 use std::process::ExitCode;
 
@@ -18,9 +18,14 @@ Kept snapshots that built on a forgotten one are rewritten (the forgotten change
 Examples:
   kindsnap forget --keep-daily 14 --keep-weekly 8 --keep-monthly 24 --dry-run
   kindsnap forget --keep-last 3 --keep-name 'release-*'
-  kindsnap forget --keep-daily 7 && kindsnap prune"
+  kindsnap forget --keep-daily 7 && kindsnap prune
+  kindsnap forget before-experiment 9f3c1a2e    forget these two, keep the rest"
 )]
 pub struct Args {
+    /// Forget exactly these snapshots (names, id prefixes, `latest~N`,
+    /// `@DATE`) and keep every other; instead of --keep-… rules.
+    #[arg(value_name = "SNAPSHOT")]
+    snapshots: Vec<String>,
     /// Keep the N newest snapshots.
     #[arg(long, value_name = "N")]
     keep_last: Option<u32>,
@@ -63,6 +68,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         monthly: args.keep_monthly,
         yearly: args.keep_yearly,
         names: args.keep_name,
+        forget: args.snapshots,
     };
     let opts = ForgetOptions {
         dry_run: args.dry_run,

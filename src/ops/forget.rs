@@ -47,10 +47,14 @@ pub struct Policy {
     pub yearly: Option<u32>,
     /// Keep snapshots whose name matches one of these globs (`*`, `?`).
     pub names: Vec<String>,
+    /// Instead of keep-rules: forget exactly these snapshots (names, id
+    /// prefixes, `latest~N`, `@DATE`) and keep every other.
+    pub forget: Vec<String>,
 }
 
 impl Policy {
-    pub fn is_empty(&self) -> bool {
+    /// No keep-rule given (a list of snapshots to forget aside).
+    fn no_rules(&self) -> bool {
         [
             self.last,
             self.hourly,
@@ -62,6 +66,10 @@ impl Policy {
         .iter()
         .all(|n| n.unwrap_or(0) == 0)
             && self.names.is_empty()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.no_rules() && self.forget.is_empty()
     }
 }
 
@@ -208,6 +216,26 @@ pub fn apply_policy(snaps: &[SnapshotInfo], policy: &Policy) -> Vec<(SnapshotInf
     out
 }
 
+/// `forget NAME…`: one group's snapshots, newest first, each listed one
+/// forgotten and every other kept ("not listed").
+fn forget_listed(
+    snaps: &[SnapshotInfo],
+    listed: &HashSet<SnapshotId>,
+) -> Vec<(SnapshotInfo, Vec<String>)> {
+    let mut out: Vec<(SnapshotInfo, Vec<String>)> = snaps
+        .iter()
+        .map(|s| {
+            let why = match listed.contains(&s.id) {
+                true => vec![],
+                false => vec!["not listed".to_string()],
+            };
+            (s.clone(), why)
+        })
+        .collect();
+    out.sort_by_key(|(s, _)| std::cmp::Reverse((s.time_us, s.id)));
+    out
+}
+
 fn group_key(i: &SnapshotInfo) -> (String, String) {
     (i.source.clone(), i.kinds_filter.clone())
 }
@@ -220,7 +248,13 @@ pub fn forget(
 ) -> Result<ForgetReport> {
     if policy.is_empty() {
         return Err(Error::BadArgument(
-            "no keep-policy given; say what to keep, e.g. `--keep-daily 7 --keep-weekly 4` (see `kindsnap forget --help`)".into(),
+            "no keep-policy given; say what to keep, e.g. `--keep-daily 7 --keep-weekly 4`, or name the snapshots to forget (see `kindsnap forget --help`)".into(),
+        ));
+    }
+    if !policy.forget.is_empty() && !policy.no_rules() {
+        return Err(Error::BadArgument(
+            "name the snapshots to forget or give keep-rules, not both; run them as two commands"
+                .into(),
         ));
     }
     // Exclusive: no snapshot may pick a manifest as its parent while it is
@@ -240,7 +274,12 @@ pub fn forget(
         .cloned()
         .collect();
     // 1. Decide, per group.
-    let decided = decide(&visible, policy, opts.allow_empty)?;
+    let listed = policy
+        .forget
+        .iter()
+        .map(|spec| manifest::resolve(&visible, spec).map(|i| i.id))
+        .collect::<Result<HashSet<SnapshotId>>>()?;
+    let decided = decide(&visible, policy, &listed, opts.allow_empty)?;
     let mut report = ForgetReport {
         dry_run: opts.dry_run,
         kept: decided.keep.len() as u64,
@@ -296,7 +335,12 @@ struct Decided {
 
 /// Apply the policy to each group of snapshots (same source and kinds);
 /// refuses to empty a group unless `allow_empty`.
-fn decide(visible: &[SnapshotInfo], policy: &Policy, allow_empty: bool) -> Result<Decided> {
+fn decide(
+    visible: &[SnapshotInfo],
+    policy: &Policy,
+    listed: &HashSet<SnapshotId>,
+    allow_empty: bool,
+) -> Result<Decided> {
     let mut by_group: BTreeMap<(String, String), Vec<SnapshotInfo>> = BTreeMap::new();
     for i in visible {
         by_group.entry(group_key(i)).or_default().push(i.clone());
@@ -307,7 +351,10 @@ fn decide(visible: &[SnapshotInfo], policy: &Policy, allow_empty: bool) -> Resul
         forgotten: HashSet::new(),
     };
     for ((source, kinds_filter), snaps) in &by_group {
-        let decided = apply_policy(snaps, policy);
+        let decided = match listed.is_empty() {
+            true => apply_policy(snaps, policy),
+            false => forget_listed(snaps, listed),
+        };
         if decided.iter().all(|(_, r)| r.is_empty()) && !allow_empty {
             return Err(Error::BadArgument(format!(
                 "the policy would remove all {} snapshots of {source}{}; nothing was changed (keep at least one, e.g. --keep-last 1, or pass --allow-empty)",
