@@ -30,45 +30,30 @@ pub struct Args {
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let repo = settings.open_repo()?;
     let info = ops::find_snapshot(&repo, &args.snapshot)?;
-    let (n, path) = match connector::parse_location(&args.to)? {
-        connector::Location::Jsonl(path) => {
-            let mut sink = JsonlSink::create(&path)?;
-            let n = ops::export::export(
-                &repo,
-                &info,
-                args.kinds.as_deref(),
-                &settings.progress(),
-                &mut |e| {
-                    settings.cancel.check()?;
-                    sink.write(&e)
-                },
-            )?;
-            sink.finish()?;
-            (n, path)
-        }
+    let (mut sink, path) = match connector::parse_location(&args.to)? {
+        connector::Location::Jsonl(path) => (Sink::Jsonl(JsonlSink::create(&path)?), path),
         connector::Location::DatastoreExport(dir)
             if !kindsnap::repo::remote::is_remote_url(&dir) =>
         {
             let path = std::path::PathBuf::from(dir);
-            let mut sink = ExportWriter::create(&path)?;
-            let n = ops::export::export(
-                &repo,
-                &info,
-                args.kinds.as_deref(),
-                &settings.progress(),
-                &mut |e| {
-                    settings.cancel.check()?;
-                    sink.write(&e)
-                },
-            )?;
-            sink.finish()?;
-            (n, path)
+            (Sink::Export(ExportWriter::create(&path)?), path)
         }
         _ => anyhow::bail!(
             "export writes JSON Lines files (`--to jsonl:FILE`) or export folders on local disk (`--to datastore-export:DIR`); to write into {}, use `kindsnap restore`",
             args.to
         ),
     };
+    let n = ops::export::export(
+        &repo,
+        &info,
+        args.kinds.as_deref(),
+        &settings.progress(),
+        &mut |e| {
+            settings.cancel.check()?;
+            sink.write(&e)
+        },
+    )?;
+    sink.finish()?;
     if !settings.quiet {
         let mut out = Out::new();
         out.line(format!(
@@ -80,4 +65,26 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `export` writes: a JSON Lines file or an export folder.
+enum Sink {
+    Jsonl(JsonlSink),
+    Export(ExportWriter),
+}
+
+impl Sink {
+    fn write(&mut self, e: &kindsnap::model::Entity) -> kindsnap::Result<()> {
+        match self {
+            Sink::Jsonl(s) => s.write(e),
+            Sink::Export(s) => s.write(e),
+        }
+    }
+
+    fn finish(self) -> kindsnap::Result<()> {
+        match self {
+            Sink::Jsonl(s) => s.finish(),
+            Sink::Export(s) => s.finish(),
+        }
+    }
 }
