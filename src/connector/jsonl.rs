@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::linecache;
+use super::staging::Staging;
 use super::{CacheSpec, Encoded, EncodedBatch, EntitySource};
 use crate::error::{Error, Result};
 use crate::model::{json, Entity};
@@ -577,8 +578,7 @@ impl Drop for JsonlSink {
 /// flat; `finish` writes the file in key order and renames it into place.
 pub struct JsonlTarget {
     path: PathBuf,
-    staging: PathBuf,
-    db: Option<rusqlite::Connection>,
+    staging: Staging,
 }
 
 impl JsonlTarget {
@@ -589,44 +589,37 @@ impl JsonlTarget {
                 why: "give a file to write".into(),
             });
         }
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         Ok(JsonlTarget {
             path: path.to_path_buf(),
-            staging: dir.join(format!(".{name}.kindsnap-staging")),
-            db: None,
+            staging: Staging::beside(path),
         })
     }
 
-    fn db(&self) -> Result<&rusqlite::Connection> {
-        self.db
-            .as_ref()
-            .ok_or(Error::Internal("JSON Lines target used before start"))
+    /// An entity as the staging store keeps it: its JSON line.
+    fn body(e: &Entity) -> Vec<u8> {
+        json::entity_to_json(e).into_bytes()
     }
 
-    fn sql(&self) -> impl FnOnce(rusqlite::Error) -> Error + use<> {
-        Error::sql(self.staging.clone())
-    }
-
-    fn upsert(db: &rusqlite::Connection, e: &Entity) -> rusqlite::Result<()> {
-        db.prepare_cached(
-            "INSERT OR REPLACE INTO e (ns, path, kind, project, db, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(rusqlite::params![
-            e.key.partition.namespace,
-            e.key.path_bytes(),
-            e.key.kind(),
-            e.key.partition.project,
-            e.key.partition.database,
-            json::entity_to_json(e),
-        ])?;
-        Ok(())
+    /// Every staged line, in key order, into a temp file beside the
+    /// target, then into place.
+    fn write_out(&mut self) -> Result<()> {
+        let dir = crate::repo::fsutil::parent_dir(&self.path);
+        crate::repo::fsutil::remove_dead_temps(dir, Some(".restore"));
+        let tmp = crate::repo::fsutil::temp_path(dir, ".restore");
+        let file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let written = self.staging.drain(&mut |line| {
+            out.write_all(line)
+                .and_then(|_| out.write_all(b"\n"))
+                .map_err(Error::io("writing", &tmp))
+        });
+        let written = written.and_then(|_| out.flush().map_err(Error::io("writing", &tmp)));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        drop(out);
+        crate::repo::fsutil::commit_output(&tmp, &self.path)
     }
 }
 
@@ -637,38 +630,15 @@ impl super::EntityTarget for JsonlTarget {
     }
 
     fn start(&mut self, resuming: bool) -> Result<()> {
-        if !resuming || !self.staging.exists() {
-            match std::fs::remove_file(&self.staging) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io("removing", &self.staging)(e))
-                }
-                _ => {}
-            }
-            let _ = std::fs::remove_file(self.staging.with_extension("kindsnap-staging-journal"));
-            let fresh = self.staging.with_extension("kindsnap-staging-new");
-            let _ = std::fs::remove_file(&fresh);
-            let db = rusqlite::Connection::open(&fresh).map_err(Error::sql(&fresh))?;
-            db.execute_batch(
-                "CREATE TABLE e (ns TEXT NOT NULL, path BLOB NOT NULL, kind TEXT NOT NULL,
-                   project TEXT NOT NULL, db TEXT NOT NULL, json TEXT NOT NULL,
-                   PRIMARY KEY (ns, path)) WITHOUT ROWID;
-                 CREATE INDEX e_kind ON e (ns, kind);
-                 BEGIN;",
-            )
-            .map_err(Error::sql(&fresh))?;
-            if self.path.exists() {
-                let mut existing = JsonlSource::open(&self.path)?;
-                existing.for_each(&mut |e, _| Self::upsert(&db, &e).map_err(Error::sql(&fresh)))?;
-            }
-            db.execute_batch("COMMIT").map_err(Error::sql(&fresh))?;
-            drop(db);
-            std::fs::rename(&fresh, &self.staging).map_err(Error::io("renaming", &fresh))?;
-        }
-        let db = rusqlite::Connection::open(&self.staging).map_err(self.sql())?;
-        db.execute_batch("PRAGMA synchronous = NORMAL; BEGIN")
-            .map_err(self.sql())?;
-        self.db = Some(db);
-        Ok(())
+        // A fresh store holds what the file holds already.
+        let existing = self.path.exists().then(|| self.path.clone());
+        let load = |f: &mut dyn FnMut(&Entity) -> Result<()>| -> Result<()> {
+            let Some(path) = existing else {
+                return Ok(());
+            };
+            JsonlSource::open(&path)?.for_each(&mut |e, _| f(&e))
+        };
+        self.staging.start(resuming, load, Self::body)
     }
 
     fn begin_kind(&mut self, _ns: &str, _kind: &str, _o: super::KindOptions) -> Result<()> {
@@ -676,13 +646,11 @@ impl super::EntityTarget for JsonlTarget {
     }
 
     fn put(&mut self, entity: Entity) -> Result<()> {
-        Self::upsert(self.db()?, &entity).map_err(self.sql())
+        self.staging.put(&entity, &Self::body(&entity))
     }
 
     fn sync(&mut self) -> Result<()> {
-        self.db()?
-            .execute_batch("COMMIT; BEGIN")
-            .map_err(self.sql())
+        self.staging.sync()
     }
 
     fn take_rejections(&mut self) -> Vec<super::Rejection> {
@@ -707,100 +675,26 @@ impl super::EntityTarget for JsonlTarget {
         kind: &str,
         f: &mut dyn FnMut(crate::model::Key) -> Result<()>,
     ) -> Result<()> {
-        let db = self.db()?;
-        let mut st = db
-            .prepare("SELECT path, project, db FROM e WHERE ns = ?1 AND kind = ?2")
-            .map_err(self.sql())?;
-        let mut rows = st.query([namespace, kind]).map_err(self.sql())?;
-        while let Some(row) = rows.next().map_err(self.sql())? {
-            let bytes: Vec<u8> = row.get(0).map_err(self.sql())?;
-            let path = crate::model::key::decode_path(&bytes)
-                .ok_or(Error::Internal("a staged key does not decode"))?;
-            let key = crate::model::Key::new(
-                crate::model::PartitionId {
-                    project: row.get(1).map_err(self.sql())?,
-                    database: row.get(2).map_err(self.sql())?,
-                    namespace: namespace.to_string(),
-                },
-                path,
-            );
-            f(key)?;
-        }
-        Ok(())
+        self.staging.scan_keys(namespace, kind, f)
     }
 
     fn delete(&mut self, keys: Vec<crate::model::Key>) -> Result<()> {
-        let db = self.db()?;
-        let mut st = db
-            .prepare_cached("DELETE FROM e WHERE ns = ?1 AND path = ?2")
-            .map_err(self.sql())?;
-        for k in keys {
-            st.execute(rusqlite::params![k.partition.namespace, k.path_bytes()])
-                .map_err(self.sql())?;
-        }
-        Ok(())
+        self.staging.delete(keys)
     }
 
     fn clear_kind(&mut self, namespace: &str, kind: &str) -> Result<u64> {
-        let n = self
-            .db()?
-            .execute(
-                "DELETE FROM e WHERE ns = ?1 AND kind = ?2",
-                [namespace, kind],
-            )
-            .map_err(self.sql())?;
-        Ok(n as u64)
+        self.staging.clear_kind(namespace, kind)
     }
 
     fn discard(&mut self) -> Result<()> {
-        drop(self.db.take());
-        match std::fs::remove_file(&self.staging) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io("removing", &self.staging)(e))
-            }
-            _ => Ok(()),
-        }
+        self.staging.discard()
     }
 
     fn finish(&mut self) -> Result<()> {
-        let Some(db) = self.db.take() else {
+        if !self.staging.is_open() {
             return Ok(());
-        };
-        db.execute_batch("COMMIT").map_err(self.sql())?;
-        {
-            let dir = self
-                .path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            crate::repo::fsutil::remove_dead_temps(dir, Some(".restore"));
-            let tmp = crate::repo::fsutil::temp_path(dir, ".restore");
-            let file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
-            let mut out = BufWriter::with_capacity(1 << 20, file);
-            let mut st = db
-                .prepare("SELECT json FROM e ORDER BY ns, path")
-                .map_err(self.sql())?;
-            let mut rows = st.query([]).map_err(self.sql())?;
-            let written = (|| -> Result<()> {
-                while let Some(row) = rows.next().map_err(self.sql())? {
-                    let line = row.get_ref(0).map_err(self.sql())?;
-                    let text = line.as_str().map_err(|e| self.sql()(e.into()))?;
-                    out.write_all(text.as_bytes())
-                        .and_then(|_| out.write_all(b"\n"))
-                        .map_err(Error::io("writing", &tmp))?;
-                }
-                out.flush().map_err(Error::io("writing", &tmp))?;
-                Ok(())
-            })();
-            if let Err(e) = written {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-            drop(out);
-            crate::repo::fsutil::commit_output(&tmp, &self.path)?;
         }
-        drop(db);
-        std::fs::remove_file(&self.staging).map_err(Error::io("removing", &self.staging))?;
-        Ok(())
+        self.write_out()?;
+        self.staging.remove()
     }
 }

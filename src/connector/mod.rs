@@ -10,6 +10,7 @@ pub mod gexport;
 pub mod jsonl;
 pub(crate) mod linecache;
 pub mod sql;
+pub(crate) mod staging;
 
 use crate::error::{Error, Result};
 use crate::ids::EntityHash;

@@ -8,14 +8,14 @@
 use std::path::{Path, PathBuf};
 
 use super::writer::ExportWriter;
+use crate::connector::staging::Staging;
 use crate::connector::{EntitySource, EntityTarget, KindOptions, Rejection};
 use crate::error::{Error, Result};
-use crate::model::{codec, key, Entity, Key, PartitionId};
+use crate::model::{codec, Entity, Key};
 
 pub struct ExportTarget {
     dir: PathBuf,
-    staging: PathBuf,
-    db: Option<rusqlite::Connection>,
+    staging: Staging,
 }
 
 impl ExportTarget {
@@ -26,61 +26,22 @@ impl ExportTarget {
                 why: "is a file; give the folder to write the export into".into(),
             });
         }
-        let parent = crate::repo::fsutil::parent_dir(dir);
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         Ok(ExportTarget {
             dir: dir.to_path_buf(),
-            staging: parent.join(format!(".{name}.kindsnap-staging")),
-            db: None,
+            staging: Staging::beside(dir),
         })
     }
 
-    fn db(&self) -> Result<&rusqlite::Connection> {
-        self.db
-            .as_ref()
-            .ok_or(Error::Internal("export target used before start"))
-    }
-
-    fn sql(&self) -> impl FnOnce(rusqlite::Error) -> Error + use<> {
-        Error::sql(self.staging.clone())
-    }
-
-    fn upsert(db: &rusqlite::Connection, e: &Entity) -> rusqlite::Result<()> {
+    /// An entity as the staging store keeps it: its canonical encoding.
+    fn body(e: &Entity) -> Vec<u8> {
         let mut body = Vec::new();
         codec::encode(&mut e.clone(), &mut body);
-        db.prepare_cached(
-            "INSERT OR REPLACE INTO e (ns, path, kind, project, db, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(rusqlite::params![
-            e.key.partition.namespace,
-            e.key.path_bytes(),
-            e.key.kind(),
-            e.key.partition.project,
-            e.key.partition.database,
-            body,
-        ])?;
-        Ok(())
+        body
     }
 
-    /// A fresh staging database, holding the export already in the folder.
-    fn stage_fresh(&self) -> Result<()> {
-        let parent = crate::repo::fsutil::parent_dir(&self.staging);
-        std::fs::create_dir_all(parent).map_err(Error::io("creating", parent))?;
-        let fresh = self.staging.with_extension("kindsnap-staging-new");
-        let _ = std::fs::remove_file(&fresh);
-        let db = rusqlite::Connection::open(&fresh).map_err(Error::sql(&fresh))?;
-        db.execute_batch(
-            "CREATE TABLE e (ns TEXT NOT NULL, path BLOB NOT NULL, kind TEXT NOT NULL,
-               project TEXT NOT NULL, db TEXT NOT NULL, body BLOB NOT NULL,
-               PRIMARY KEY (ns, path)) WITHOUT ROWID;
-             CREATE INDEX e_kind ON e (ns, kind);
-             BEGIN;",
-        )
-        .map_err(Error::sql(&fresh))?;
-        let has_export = std::fs::read_dir(&self.dir)
+    /// Whether the folder holds an export already.
+    fn has_export(&self) -> bool {
+        std::fs::read_dir(&self.dir)
             .map(|rd| {
                 rd.flatten().any(|e| {
                     e.file_name()
@@ -88,15 +49,7 @@ impl ExportTarget {
                         .ends_with(super::layout::OVERALL_SUFFIX)
                 })
             })
-            .unwrap_or(false);
-        if has_export {
-            let location = self.dir.display().to_string();
-            let mut existing = super::ExportSource::open(&location, &Default::default())?;
-            existing.for_each(&mut |e, _| Self::upsert(&db, &e).map_err(Error::sql(&fresh)))?;
-        }
-        db.execute_batch("COMMIT").map_err(Error::sql(&fresh))?;
-        drop(db);
-        std::fs::rename(&fresh, &self.staging).map_err(Error::io("renaming", &fresh))
+            .unwrap_or(false)
     }
 }
 
@@ -107,20 +60,16 @@ impl EntityTarget for ExportTarget {
     }
 
     fn start(&mut self, resuming: bool) -> Result<()> {
-        if !resuming || !self.staging.exists() {
-            match std::fs::remove_file(&self.staging) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io("removing", &self.staging)(e))
-                }
-                _ => {}
-            }
-            self.stage_fresh()?;
-        }
-        let db = rusqlite::Connection::open(&self.staging).map_err(self.sql())?;
-        db.execute_batch("PRAGMA synchronous = NORMAL; BEGIN")
-            .map_err(self.sql())?;
-        self.db = Some(db);
-        Ok(())
+        // A fresh store holds the export already in the folder.
+        let existing = self.has_export().then(|| self.dir.display().to_string());
+        let load = |f: &mut dyn FnMut(&Entity) -> Result<()>| -> Result<()> {
+            let Some(location) = existing else {
+                return Ok(());
+            };
+            let mut source = super::ExportSource::open(&location, &Default::default())?;
+            source.for_each(&mut |e, _| f(&e))
+        };
+        self.staging.start(resuming, load, Self::body)
     }
 
     fn begin_kind(&mut self, _ns: &str, _kind: &str, _o: KindOptions) -> Result<()> {
@@ -135,13 +84,11 @@ impl EntityTarget for ExportTarget {
                 reason: format!("cannot be written as an App Engine entity: {why}"),
             });
         }
-        Self::upsert(self.db()?, &entity).map_err(self.sql())
+        self.staging.put(&entity, &Self::body(&entity))
     }
 
     fn sync(&mut self) -> Result<()> {
-        self.db()?
-            .execute_batch("COMMIT; BEGIN")
-            .map_err(self.sql())
+        self.staging.sync()
     }
 
     fn take_rejections(&mut self) -> Vec<Rejection> {
@@ -166,79 +113,32 @@ impl EntityTarget for ExportTarget {
         kind: &str,
         f: &mut dyn FnMut(Key) -> Result<()>,
     ) -> Result<()> {
-        let db = self.db()?;
-        let mut st = db
-            .prepare("SELECT path, project, db FROM e WHERE ns = ?1 AND kind = ?2")
-            .map_err(self.sql())?;
-        let mut rows = st.query([namespace, kind]).map_err(self.sql())?;
-        while let Some(row) = rows.next().map_err(self.sql())? {
-            let bytes: Vec<u8> = row.get(0).map_err(self.sql())?;
-            let path =
-                key::decode_path(&bytes).ok_or(Error::Internal("a staged key does not decode"))?;
-            let partition = PartitionId {
-                project: row.get(1).map_err(self.sql())?,
-                database: row.get(2).map_err(self.sql())?,
-                namespace: namespace.to_string(),
-            };
-            f(Key::new(partition, path))?;
-        }
-        Ok(())
+        self.staging.scan_keys(namespace, kind, f)
     }
 
     fn delete(&mut self, keys: Vec<Key>) -> Result<()> {
-        let db = self.db()?;
-        let mut st = db
-            .prepare_cached("DELETE FROM e WHERE ns = ?1 AND path = ?2")
-            .map_err(self.sql())?;
-        for k in keys {
-            st.execute(rusqlite::params![k.partition.namespace, k.path_bytes()])
-                .map_err(self.sql())?;
-        }
-        Ok(())
+        self.staging.delete(keys)
     }
 
     fn clear_kind(&mut self, namespace: &str, kind: &str) -> Result<u64> {
-        let n = self
-            .db()?
-            .execute(
-                "DELETE FROM e WHERE ns = ?1 AND kind = ?2",
-                [namespace, kind],
-            )
-            .map_err(self.sql())?;
-        Ok(n as u64)
+        self.staging.clear_kind(namespace, kind)
     }
 
     fn discard(&mut self) -> Result<()> {
-        drop(self.db.take());
-        match std::fs::remove_file(&self.staging) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io("removing", &self.staging)(e))
-            }
-            _ => Ok(()),
-        }
+        self.staging.discard()
     }
 
     fn finish(&mut self) -> Result<()> {
-        let Some(db) = self.db.take() else {
+        if !self.staging.is_open() {
             return Ok(());
-        };
-        db.execute_batch("COMMIT").map_err(self.sql())?;
-        let mut writer = ExportWriter::create(&self.dir)?;
-        {
-            let mut st = db
-                .prepare("SELECT body FROM e ORDER BY ns, path")
-                .map_err(self.sql())?;
-            let mut rows = st.query([]).map_err(self.sql())?;
-            while let Some(row) = rows.next().map_err(self.sql())? {
-                let body = row.get_ref(0).map_err(self.sql())?;
-                let bytes = body.as_blob().map_err(|e| self.sql()(e.into()))?;
-                let entity = codec::decode(bytes)
-                    .map_err(|_| Error::Internal("a staged entity does not decode"))?;
-                writer.write(&entity)?;
-            }
         }
+        let mut writer = ExportWriter::create(&self.dir)?;
+        self.staging.drain(&mut |body| {
+            let entity = codec::decode(body)
+                .map_err(|_| Error::Internal("a staged entity does not decode"))?;
+            writer.write(&entity)
+        })?;
         writer.finish()?;
-        drop(db);
-        std::fs::remove_file(&self.staging).map_err(Error::io("removing", &self.staging))
+        self.staging.remove()
     }
 }
