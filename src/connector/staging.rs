@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
@@ -62,6 +63,19 @@ impl Staging {
             self.stage_fresh(load, body)?;
         }
         let db = Connection::open(&self.path).map_err(self.sql())?;
+        // A JSON Lines store staged by an older build named its payload
+        // column `json`: rename it, so that restore resumes too.
+        let old: i64 = db
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('e') WHERE name = 'json'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())?;
+        if old > 0 {
+            db.execute_batch("ALTER TABLE e RENAME COLUMN json TO body")
+                .map_err(self.sql())?;
+        }
         db.execute_batch("PRAGMA synchronous = NORMAL; BEGIN")
             .map_err(self.sql())?;
         self.db = Some(db);
@@ -183,8 +197,11 @@ impl Staging {
                 .map_err(self.sql())?;
             let mut rows = st.query([]).map_err(self.sql())?;
             while let Some(row) = rows.next().map_err(self.sql())? {
-                let body = row.get_ref(0).map_err(self.sql())?;
-                f(body.as_blob().map_err(|e| self.sql()(e.into()))?)?;
+                // Text in a store an older build staged; bytes otherwise.
+                match row.get_ref(0).map_err(self.sql())? {
+                    ValueRef::Blob(b) | ValueRef::Text(b) => f(b)?,
+                    _ => return Err(Error::Internal("a staged body is neither text nor bytes")),
+                }
             }
         }
         Ok(())
