@@ -258,10 +258,86 @@ pub enum Error {
         line: Option<usize>,
     },
 
-    /// A Datastore call failed for good (the message names the server and
-    /// what to do).
-    #[error("{0}")]
-    Datastore(String),
+    /// The Datastore server could not be reached at all (no TCP
+    /// connection, TLS or DNS failure) after the client's retries.
+    #[error("cannot reach the datastore at {endpoint}: {why}; is the server running and the address right?")]
+    DatastoreUnreachable { endpoint: String, why: String },
+
+    /// The server answered that the credentials are not good enough
+    /// (`UNAUTHENTICATED`, `PERMISSION_DENIED`); `hint` says which
+    /// credentials were used and how to fix them.
+    #[error("{who} (HTTP {http}: {message}); {hint}")]
+    DatastoreDenied {
+        /// "the datastore at URL refused the credentials" or "no
+        /// permission on project P".
+        who: String,
+        http: u16,
+        message: String,
+        hint: String,
+    },
+
+    /// The server answered NOT_FOUND to a read: the project, database or
+    /// URL is wrong.
+    #[error("{endpoint} answered NOT_FOUND to {call} ({message}); check the project `{project}`{} and the URL", if database.is_empty() { String::new() } else { format!(" and database `{database}`") })]
+    DatastoreNotFound {
+        endpoint: String,
+        call: String,
+        message: String,
+        project: String,
+        database: String,
+    },
+
+    /// A call the server refused for good with a status of its own;
+    /// `attempts` is set when the status is a transient one and the
+    /// retries ran out.
+    #[error("{call} on {endpoint} failed: {status} {message}{}", attempts.map(|n| format!(" (still failing after {n} attempts)")).unwrap_or_default())]
+    DatastoreCall {
+        endpoint: String,
+        call: String,
+        status: String,
+        message: String,
+        attempts: Option<u32>,
+    },
+
+    /// The server (or what answers at its address) sent something that
+    /// is not the Datastore v1 API's answer: a wrong address, a proxy, or
+    /// a server kindsnap does not support.
+    #[error("{endpoint} {why}")]
+    NotDatastore { endpoint: String, why: String },
+
+    /// A Datastore answer that kindsnap cannot read: `what` names it
+    /// ("an entity of kind K", "a key", "lookup's answer").
+    #[error("{endpoint} sent {what} kindsnap cannot read: {why}")]
+    DatastoreAnswer {
+        endpoint: String,
+        what: String,
+        why: String,
+    },
+
+    /// The server does not support something the command asked for
+    /// (`--read-time` on a server without it).
+    #[error("{endpoint} does not support {feature} ({message}); {hint}")]
+    DatastoreUnsupported {
+        endpoint: String,
+        feature: &'static str,
+        message: String,
+        hint: &'static str,
+    },
+
+    /// No Application Default Credentials for a `datastore:PROJECT`
+    /// location.
+    #[error("no Google credentials for project {project}: {why}; tried GOOGLE_APPLICATION_CREDENTIALS, gcloud's application default credentials and the metadata server. Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file")]
+    NoCredentials { project: String, why: String },
+
+    /// The process could not get a resource it needs to start working
+    /// (a thread, the I/O runtime, the HTTP client): the machine is out
+    /// of something.
+    #[error("cannot {what}")]
+    Setup {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     /// A SQL database (SQLite or PostgreSQL) cannot be used as asked: the
     /// message names the database or table, what is wrong and what to do.
@@ -289,6 +365,10 @@ impl Error {
             Timeout { .. } | RemoteUnreachable { .. } | Locked { .. } | LockLost { .. } => {
                 ErrorClass::Transient
             }
+            DatastoreUnreachable { .. }
+            | DatastoreCall {
+                attempts: Some(_), ..
+            } => ErrorClass::Transient,
             RestoreRunning { .. } | Interrupted => ErrorClass::Transient,
             Sqlite { source, .. } if is_busy(source) => ErrorClass::Transient,
             MissingEntity { .. }

@@ -504,9 +504,13 @@ fn bad_servers_and_addresses_are_one_clear_line() {
         vec!["snapshot", "--from", url.as_str()],
         vec!["restore", "src", "--to", url.as_str()],
     ] {
-        let err = w.fails(&args);
+        let out = w.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("cannot reach the datastore"), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
+        // A server that may come back later: EX_TEMPFAIL, so a scheduler
+        // retries (error.rs, "Whose move it is").
+        assert_eq!(out.status.code(), Some(75), "{err}");
     }
 
     // A web server that is not a Datastore, and one that refuses us.
@@ -547,6 +551,16 @@ fn bad_servers_and_addresses_are_one_clear_line() {
     ]);
     assert!(err.contains("no permission on project denied"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let out = w.run(&[
+        "snapshot",
+        "--from",
+        &format!("datastore://127.0.0.1:{port}/denied"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "credentials are the user's to fix"
+    );
 
     // A server without point-in-time reads says so.
     let server = DevServer::start(&["--no-read-time"]);

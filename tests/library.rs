@@ -26,14 +26,30 @@ fn take(
     name: &str,
     cancel: Cancel,
 ) -> kindsnap::Result<SnapshotReport> {
-    let spec = format!("jsonl:{}", file.display());
-    let mut source = kindsnap::connector::open_source(&spec, &Default::default())?;
     let opts = SnapshotOptions {
         name: Some(name.into()),
         cancel,
         ..Default::default()
     };
-    snapshot(repo, source.as_mut(), &opts, &NoProgress)
+    take_with(repo, file, &opts)
+}
+
+fn take_with(
+    repo: &Repository,
+    file: &Path,
+    opts: &SnapshotOptions,
+) -> kindsnap::Result<SnapshotReport> {
+    let spec = format!("jsonl:{}", file.display());
+    let mut source = kindsnap::connector::open_source(&spec, &Default::default())?;
+    snapshot(repo, source.as_mut(), opts, &NoProgress)
+}
+
+/// Each kind's name and digest (its live keys and entity hashes) in the
+/// manifest of snapshot `id`.
+fn digests(repo: &Repository, id: &kindsnap::ids::SnapshotId) -> BTreeSet<(String, [u8; 32])> {
+    let chain = Chain::open(repo, id).unwrap();
+    let kinds = chain.head().kinds().unwrap();
+    kinds.into_iter().map(|k| (k.kind, k.digest)).collect()
 }
 
 /// Every entity of snapshot `spec`, as canonical JSON keyed by key.
@@ -160,4 +176,60 @@ fn a_cancelled_snapshot_publishes_nothing() {
         .is_empty());
     take(&repo, &file, "big", Cancel::new()).unwrap();
     assert_eq!(exported(&w, &repo, "big"), canonical_set(&file));
+}
+
+/// The JSON Lines line cache through the library: the report counts the
+/// lines it vouched for (exactly the lines that did not change since the
+/// parent), and the snapshot it helps make holds the same keys and
+/// entity hashes as one read without it. A cache written for another
+/// parent is not used.
+#[test]
+fn the_line_cache_vouches_for_unchanged_lines_only() {
+    let w = Work::new();
+    let cached = Repository::init(&w.path("cached")).unwrap();
+    let plain = Repository::init(&w.path("plain")).unwrap();
+    let with_cache = |name: &str| SnapshotOptions {
+        name: Some(name.into()),
+        cache_dir: Some(w.cache_dir()),
+        ..Default::default()
+    };
+    let without = |name: &str| SnapshotOptions {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let file = w.path("shop.jsonl");
+    let mut data = Data::generate(3_000, 11);
+    data.write_sorted(&file);
+    let day1 = std::fs::read_to_string(&file).unwrap();
+    let c1 = take_with(&cached, &file, &with_cache("d1")).unwrap();
+    take_with(&plain, &file, &without("d1")).unwrap();
+    assert_eq!(c1.from_cache, 0, "a first snapshot has nothing cached");
+
+    data.mutate(2, 70, 20, 40);
+    data.write_sorted(&file);
+    let day2 = std::fs::read_to_string(&file).unwrap();
+    let old: BTreeSet<&str> = day1.lines().collect();
+    let unchanged = day2.lines().filter(|l| old.contains(l)).count() as u64;
+    assert!(unchanged > 2_800 && unchanged < 3_000, "{unchanged}");
+    let c2 = take_with(&cached, &file, &with_cache("d2")).unwrap();
+    let p2 = take_with(&plain, &file, &without("d2")).unwrap();
+    assert_eq!(c2.from_cache, unchanged, "every unchanged line, no other");
+    assert_eq!(p2.from_cache, 0, "no cache, no hits");
+    assert_eq!(digests(&cached, &c2.id), digests(&plain, &p2.id));
+    assert_eq!(c2.entities, p2.entities);
+    assert_eq!(exported(&w, &cached, "d2"), canonical_set(&file));
+
+    // A snapshot taken without the cache becomes the parent; the cache
+    // still describes d2, so the next snapshot may not trust it.
+    data.mutate(3, 50, 10, 10);
+    data.write_sorted(&file);
+    take_with(&cached, &file, &without("d3")).unwrap();
+    data.mutate(4, 50, 10, 10);
+    data.write_sorted(&file);
+    let c4 = take_with(&cached, &file, &with_cache("d4")).unwrap();
+    assert_eq!(c4.from_cache, 0, "a cache of another parent is ignored");
+    assert_eq!(exported(&w, &cached, "d4"), canonical_set(&file));
+    // … and is whole again after that run.
+    let c5 = take_with(&cached, &file, &with_cache("d5")).unwrap();
+    assert_eq!(c5.from_cache, c5.entities);
 }

@@ -131,6 +131,9 @@ pub struct SnapshotReport {
     /// When the source was read, whether at one consistent moment, and
     /// notes on fallbacks (sources that know: Datastore).
     pub read_info: Option<ReadInfo>,
+    /// Entities the source's cache vouched for, so their records were not
+    /// parsed again (the JSON Lines line cache; 0 for other sources).
+    pub from_cache: u64,
 }
 
 /// `snapshot --json` (docs/json.md): the report as one object, ids in
@@ -151,6 +154,7 @@ impl serde::Serialize for SnapshotReport {
             skipped_kinds: &'a [String],
             reads: &'a Option<ReadCost>,
             existed: bool,
+            from_cache: u64,
             read_time: Option<String>,
             consistent: Option<bool>,
             notes: &'a [String],
@@ -168,6 +172,7 @@ impl serde::Serialize for SnapshotReport {
             skipped_kinds: &self.skipped_kinds,
             reads: &self.reads,
             existed: self.existed,
+            from_cache: self.from_cache,
             read_time: info
                 .and_then(|i| i.read_time_us)
                 .map(crate::model::json::format_timestamp),
@@ -463,7 +468,7 @@ pub fn snapshot(
         }
         None => source.for_each_encoded(&mut |e| ingest.take(e))?,
     }
-    let (sorted, packer, skipped) = ingest.finish()?;
+    let (sorted, packer, skipped, from_cache) = ingest.finish()?;
     let mut read_info = source.read_info();
     tracing::debug!(
         "snapshot: source read and sorted at {:?}",
@@ -500,6 +505,7 @@ pub fn snapshot(
     let mut report = publish(repo, opts, &plan, merged, packer)?;
     report.skipped_kinds = skipped.into_iter().collect();
     report.read_info = read_info;
+    report.from_cache = from_cache;
     tracing::debug!("snapshot: manifest published at {:?}", started.elapsed());
     if let Err(e) = source.commit_cache(&report.id) {
         tracing::warn!("the source's cache is not kept: {e}");
@@ -524,6 +530,8 @@ struct Ingest<'a> {
     cursors: Vec<Slot<'a>>,
     open_cursors: Vec<usize>,
     count: u64,
+    /// Entities whose record the source's cache vouched for.
+    from_cache: u64,
     scratch: EncodedBatch,
     progress: &'a dyn Progress,
 }
@@ -565,6 +573,7 @@ impl<'a> Ingest<'a> {
             cursors: Vec::new(),
             open_cursors: Vec::new(),
             count: 0,
+            from_cache: 0,
             scratch: EncodedBatch::default(),
             progress,
         })
@@ -630,6 +639,9 @@ impl<'a> Ingest<'a> {
         }
         // Carried from the parent's state: the parent's body is stored.
         let carried = e.body.is_none() && e.json.is_empty();
+        if e.body.is_none() && !carried {
+            self.from_cache += 1;
+        }
         if !known
             && !carried
             && !self.packer.pending.contains(&e.hash)
@@ -659,13 +671,18 @@ impl<'a> Ingest<'a> {
 
     /// The keys sorted, and the packer still writing its last packs (they
     /// are compressed and written while the kinds merge).
-    fn finish(mut self) -> Result<(crate::sort::Sorted, Packer, BTreeSet<String>)> {
+    fn finish(mut self) -> Result<(crate::sort::Sorted, Packer, BTreeSet<String>, u64)> {
         self.cursors.clear();
         self.packer.close()?;
         drop(self.dedup);
         self.progress.advance(self.count % 4096);
         self.progress.done();
-        Ok((self.sorter.finish()?, self.packer, self.skipped))
+        Ok((
+            self.sorter.finish()?,
+            self.packer,
+            self.skipped,
+            self.from_cache,
+        ))
     }
 }
 /// Step 2's result: the manifest being written, a report and the totals
@@ -948,6 +965,7 @@ fn publish(
         reads,
         existed,
         read_info: None,
+        from_cache: 0,
     })
 }
 

@@ -25,8 +25,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{
-    kind_label, mjson, parse_key, scan_kind, Client, EncodedBatch, Msg, ScanCtx, Want,
-    RANGE_PAGES_AHEAD,
+    kind_label, mjson, scan_kind, Client, EncodedBatch, Msg, ScanCtx, Want, RANGE_PAGES_AHEAD,
 };
 use crate::connector::{ChangedProperty, Encoded, KindRead, ParentEntry, ParentState};
 use crate::error::{Error, Result};
@@ -55,7 +54,8 @@ impl Moment {
             .map(|d| d.as_micros() as i64)
             .unwrap_or(0);
         if let Some(t) = &client.ep.read_time {
-            let us = mjson::parse_timestamp(t).map_err(Error::Datastore)?;
+            let us = mjson::parse_timestamp(t)
+                .map_err(|why| Error::BadArgument(format!("--read-time: {why}")))?;
             return Ok(Moment {
                 read_time_us: us,
                 at: None,
@@ -288,7 +288,7 @@ async fn indexed(client: &Client, ns: &str, kind: &str, property: &str) -> Resul
     loop {
         let batch = client.run_query(ns, &query, cursor.as_deref()).await?;
         for r in &batch.entity_results {
-            let key = parse_key(r.entity.get())?;
+            let key = client.parse_key(r.entity.get())?;
             let name = key.path.last().and_then(|e| match &e.id {
                 crate::model::ElementId::Name(n) => Some(n.as_str()),
                 _ => None,
@@ -366,12 +366,12 @@ impl Client {
                     .call("lookup", &body)
                     .await
                     .map_err(|e| self.explain_query(e))?;
-                let resp: Resp = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::Datastore(format!(
-                        "{} answered lookup with an unexpected shape: {e}",
-                        self.ep.base
-                    ))
-                })?;
+                let resp: Resp =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::DatastoreAnswer {
+                        endpoint: self.ep.base.clone(),
+                        what: "an answer to lookup".into(),
+                        why: e.to_string(),
+                    })?;
                 out.extend(resp.found.into_iter().map(|f| f.entity.get().to_string()));
                 todo = resp.deferred;
             }
@@ -514,11 +514,13 @@ impl<'p, 'r> Carry<'p, 'r> {
         let kind = kind_label(&self.names[k as usize].0, &self.names[k as usize].1);
         for text in &found {
             self.scratch.clear();
-            self.scratch.push_json(text.as_bytes(), 0).map_err(|e| {
-                Error::Datastore(format!(
-                    "{shown} sent an entity of kind {kind} kindsnap cannot read: {e}"
-                ))
-            })?;
+            self.scratch
+                .push_json(text.as_bytes(), 0)
+                .map_err(|e| Error::DatastoreAnswer {
+                    endpoint: shown.to_string(),
+                    what: format!("an entity of kind {kind}"),
+                    why: e.to_string(),
+                })?;
             for e in self.scratch.iter() {
                 emit(k, e)?;
             }

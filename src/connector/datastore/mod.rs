@@ -410,6 +410,25 @@ impl Pacer {
 }
 
 impl Client {
+    /// The key of an entity (or key-only) result the server sent.
+    fn parse_key(&self, entity_json: &str) -> Result<Key> {
+        #[derive(Deserialize)]
+        struct KeyOnly {
+            key: Box<RawValue>,
+        }
+        let unreadable = |why: String| Error::DatastoreAnswer {
+            endpoint: self.ep.base.clone(),
+            what: "a result".into(),
+            why,
+        };
+        let k: KeyOnly =
+            serde_json::from_str(entity_json).map_err(|e| unreadable(format!("no key: {e}")))?;
+        let text = format!("{{\"key\":{},\"properties\":{{}}}}", k.key.get());
+        mjson::entity_from_json(&text)
+            .map(|e| e.key)
+            .map_err(|e| unreadable(format!("its key does not parse: {e}")))
+    }
+
     async fn new(ep: Endpoint, timeouts: Timeouts) -> Result<Client> {
         let (timeouts, knob) = match ep.timeout {
             Some(t) => (Timeouts::new(t), "`timeout=` in the datastore location"),
@@ -425,7 +444,10 @@ impl Client {
             .tcp_keepalive(net::KEEPALIVE)
             .pool_max_idle_per_host(64)
             .build()
-            .map_err(|e| Error::Datastore(format!("cannot set up HTTP: {e}")))?;
+            .map_err(|e| Error::Setup {
+                what: "set up the HTTP client",
+                source: Box::new(e),
+            })?;
         let auth = if ep.auth {
             // Finding credentials may ask the metadata server, which can
             // be as silent as any other.
@@ -441,10 +463,10 @@ impl Client {
             match found {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    return Err(Error::Datastore(format!(
-                        "no Google credentials for project {}: {e}; tried GOOGLE_APPLICATION_CREDENTIALS, gcloud's application default credentials and the metadata server. Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file",
-                        ep.project
-                    )))
+                    return Err(Error::NoCredentials {
+                        project: ep.project.clone(),
+                        why: e.to_string(),
+                    })
                 }
             }
         } else {
@@ -633,50 +655,42 @@ impl Client {
                 knob: self.knob.into(),
             };
         }
-        let msg = match e.status.as_str() {
-            "CONNECT" => format!(
-                "cannot reach the datastore at {}: {}; is the server running and the address right?",
-                ep.base, e.message
-            ),
-            "UNAUTHENTICATED" => format!(
-                "the datastore at {} refused the credentials (HTTP {}: {}); {}",
-                ep.base,
-                e.http,
-                e.message,
-                credentials_hint(ep)
-            ),
-            "PERMISSION_DENIED" => format!(
-                "no permission on project {} (HTTP {}: {}); {}",
-                ep.project,
-                e.http,
-                e.message,
-                credentials_hint(ep)
-            ),
-            "NOT_FOUND" if method != "commit" => format!(
-                "{} answered NOT_FOUND to {method} ({}); check the project `{}`{} and the URL",
-                ep.base,
-                e.message,
-                ep.project,
-                if ep.database.is_empty() {
-                    String::new()
-                } else {
-                    format!(" and database `{}`", ep.database)
-                }
-            ),
-            "NOT_DATASTORE" => format!("{} {}", ep.base, e.message),
-            _ => format!(
-                "{method} on {} failed: {} {}{}",
-                ep.base,
-                e.status,
-                e.message,
-                if e.transient() {
-                    format!(" (still failing after {MAX_ATTEMPTS} attempts)")
-                } else {
-                    String::new()
-                }
-            ),
-        };
-        Error::Datastore(msg)
+        match e.status.as_str() {
+            "CONNECT" => Error::DatastoreUnreachable {
+                endpoint: ep.base.clone(),
+                why: e.message,
+            },
+            "UNAUTHENTICATED" => Error::DatastoreDenied {
+                who: format!("the datastore at {} refused the credentials", ep.base),
+                http: e.http,
+                message: e.message,
+                hint: credentials_hint(ep),
+            },
+            "PERMISSION_DENIED" => Error::DatastoreDenied {
+                who: format!("no permission on project {}", ep.project),
+                http: e.http,
+                message: e.message,
+                hint: credentials_hint(ep),
+            },
+            "NOT_FOUND" if method != "commit" => Error::DatastoreNotFound {
+                endpoint: ep.base.clone(),
+                call: method.to_string(),
+                message: e.message,
+                project: ep.project.clone(),
+                database: ep.database.clone(),
+            },
+            "NOT_DATASTORE" | "SHAPE" => Error::NotDatastore {
+                endpoint: ep.base.clone(),
+                why: e.message,
+            },
+            _ => Error::DatastoreCall {
+                endpoint: ep.base.clone(),
+                call: method.to_string(),
+                attempts: e.transient().then_some(MAX_ATTEMPTS),
+                status: e.status,
+                message: e.message,
+            },
+        }
     }
 
     fn partition(&self, namespace: &str) -> J {
@@ -751,16 +765,16 @@ impl Client {
     }
 
     fn explain_query(&self, e: CallError) -> Error {
-        if e.status == "SHAPE" {
-            Error::Datastore(format!("{} {}", self.ep.base, e.message))
-        } else if (self.ep.read_time.is_some() || self.read_time.is_some())
+        if (self.ep.read_time.is_some() || self.read_time.is_some())
             && e.status == "INVALID_ARGUMENT"
             && e.message.contains("readTime")
         {
-            Error::Datastore(format!(
-                "{} does not support --read-time / read_time ({}); snapshot without it",
-                self.ep.base, e.message
-            ))
+            Error::DatastoreUnsupported {
+                endpoint: self.ep.base.clone(),
+                feature: "--read-time / read_time",
+                message: e.message,
+                hint: "snapshot without it",
+            }
         } else {
             self.explain("runQuery", e)
         }
@@ -777,7 +791,7 @@ impl Client {
         loop {
             let batch = self.run_query(namespace, &query, cursor.as_deref()).await?;
             for r in batch.entity_results {
-                out.push(parse_key(r.entity.get())?);
+                out.push(self.parse_key(r.entity.get())?);
             }
             if batch.more_results != "NOT_FINISHED" || batch.end_cursor.is_none() {
                 return Ok(out);
@@ -964,25 +978,15 @@ struct EntityResult {
     entity: Box<RawValue>,
 }
 
-fn parse_key(entity_json: &str) -> Result<Key> {
-    #[derive(Deserialize)]
-    struct KeyOnly {
-        key: Box<RawValue>,
-    }
-    let k: KeyOnly = serde_json::from_str(entity_json)
-        .map_err(|e| Error::Datastore(format!("a result without a key: {e}")))?;
-    let text = format!("{{\"key\":{},\"properties\":{{}}}}", k.key.get());
-    mjson::entity_from_json(&text)
-        .map(|e| e.key)
-        .map_err(|e| Error::Datastore(format!("a key the server sent does not parse: {e}")))
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Error::Datastore(format!("cannot start the I/O runtime: {e}")))
+        .map_err(|e| Error::Setup {
+            what: "start the I/O runtime",
+            source: Box::new(e),
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -1373,14 +1377,14 @@ impl ScanCtx {
             None
         };
         let last = match batch.entity_results.last() {
-            Some(r) => Some(parse_key(r.entity.get())?),
+            Some(r) => Some(client.parse_key(r.entity.get())?),
             None => None,
         };
         let results = batch.entity_results;
         if want == Want::Keys {
             let mut keys = Vec::with_capacity(results.len());
             for r in &results {
-                let k = parse_key(r.entity.get())?;
+                let k = client.parse_key(r.entity.get())?;
                 keys.push((k.path_bytes(), k));
             }
             let msg = Msg::Keys(kind_no, keys);
@@ -1403,9 +1407,11 @@ impl ScanCtx {
             let mut out = EncodedBatch::with_capacity(bytes + 1024);
             for r in &results {
                 out.push_json(r.entity.get().as_bytes(), 0).map_err(|e| {
-                    Error::Datastore(format!(
-                        "{shown} sent an entity of kind {kind_owned} kindsnap cannot read: {e}"
-                    ))
+                    Error::DatastoreAnswer {
+                        endpoint: shown.to_string(),
+                        what: format!("an entity of kind {kind_owned}"),
+                        why: e.to_string(),
+                    }
                 })?;
             }
             Ok(out)
@@ -1449,7 +1455,7 @@ impl ScanCtx {
                 c.keys(batch.entity_results.len());
             }
             for r in &batch.entity_results {
-                keys.push(parse_key(r.entity.get())?);
+                keys.push(self.client.parse_key(r.entity.get())?);
             }
             match batch.end_cursor {
                 Some(c)
@@ -2106,7 +2112,7 @@ impl EntityTarget for DatastoreTarget {
         loop {
             let batch = self.block_on(client.run_query(namespace, &query, cursor.as_deref()))??;
             for r in &batch.entity_results {
-                f(parse_key(r.entity.get())?)?;
+                f(client.parse_key(r.entity.get())?)?;
             }
             if batch.more_results != "NOT_FINISHED" || batch.end_cursor.is_none() {
                 return Ok(());
@@ -2133,7 +2139,7 @@ impl EntityTarget for DatastoreTarget {
         loop {
             let batch = self.block_on(client.run_query(namespace, &query, cursor.as_deref()))??;
             for r in &batch.entity_results {
-                pending.push(parse_key(r.entity.get())?);
+                pending.push(client.parse_key(r.entity.get())?);
             }
             n += pending.len() as u64;
             self.delete_keys(std::mem::take(&mut pending))?;
