@@ -324,3 +324,113 @@ fn require_refuses_a_server_without_tls() {
     // prefer falls back to plain.
     w.ok(&["snapshot", "--from", &pg.url("postgres")]);
 }
+
+/// libpq's other ways to name the CA and the client certificate:
+/// `sslrootcert=system` (the system's CAs; `SSL_CERT_FILE` stands in for
+/// the system store here), and the default files in `~/.postgresql`.
+/// A client key encrypted with a password is refused with the command
+/// that decrypts it.
+#[test]
+fn system_roots_and_default_files_work_as_in_psql() {
+    let t = tls();
+    let db = t.db("tls_defaults");
+    let w = Work::new();
+    w.init();
+    let run = |url: &str, name: &str, env: &[(&str, &Path)]| {
+        let mut cmd = w.ks();
+        cmd.args(["snapshot", "--from", url, "--name", name]);
+        cmd.env_remove("PGSSLMODE").env_remove("PGSSLROOTCERT");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    // system: verify-full by default, against the system's store.
+    let out = run(
+        &t.url("localhost", &db, "sslrootcert=system"),
+        "system",
+        &[("SSL_CERT_FILE", &t.ca)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // … which does not hold this server's CA.
+    let out = run(
+        &t.url("localhost", &db, "sslrootcert=system"),
+        "system2",
+        &[("SSL_CERT_FILE", &t.other_ca)],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("not trusted") && err.contains("system"),
+        "{err}"
+    );
+    one_line(&err);
+    let err = w.fails(&[
+        "snapshot",
+        "--from",
+        &t.url("localhost", &db, "sslmode=require&sslrootcert=system"),
+    ]);
+    assert!(
+        err.contains("may not be used with sslrootcert=system"),
+        "{err}"
+    );
+    one_line(&err);
+
+    // ~/.postgresql/root.crt, postgresql.crt and postgresql.key.
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join(".postgresql");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(&t.ca, dir.join("root.crt")).unwrap();
+    let out = run(
+        &t.url("localhost", &db, "sslmode=verify-full"),
+        "home",
+        &[("HOME", home.path())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(&t.client_cert, dir.join("postgresql.crt")).unwrap();
+    std::fs::copy(&t.client_key, dir.join("postgresql.key")).unwrap();
+    let cert_url = format!(
+        "postgres://certuser@localhost:{}/{db}?sslmode=verify-full",
+        t.server.port
+    );
+    let out = run(&cert_url, "homecert", &[("HOME", home.path())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A client key encrypted with a password.
+    let enc = dir.join("encrypted.key");
+    openssl(
+        &dir,
+        &[
+            "pkey",
+            "-in",
+            t.client_key.to_str().unwrap(),
+            "-aes256",
+            "-passout",
+            "pass:secret",
+            "-out",
+            enc.to_str().unwrap(),
+        ],
+    );
+    let url = format!(
+        "{cert_url}&sslrootcert={}&sslcert={}&sslkey={}",
+        t.ca.display(),
+        t.client_cert.display(),
+        enc.display()
+    );
+    let err = w.fails(&["snapshot", "--from", &url]);
+    assert!(err.contains("encrypted with a password"), "{err}");
+    assert!(err.contains("openssl pkey"), "{err}");
+    one_line(&err);
+}

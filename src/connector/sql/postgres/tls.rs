@@ -3,9 +3,14 @@
 //! The options come from the URL's query (`sslmode`, `sslrootcert`,
 //! `sslcert`, `sslkey`), else from libpq's environment variables
 //! (`PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY`) read at connect
-//! time, as psql reads them; they are taken out of the URL before the
-//! `postgres` crate parses it (it knows only `disable`/`prefer`/`require`).
-//! The handshake is rustls (ring) through `tokio-postgres-rustls`.
+//! time, else from libpq's default files when they exist
+//! (`~/.postgresql/root.crt`, `~/.postgresql/postgresql.crt` with
+//! `postgresql.key`), as psql finds them; they are taken out of the URL
+//! before the `postgres` crate parses it (it knows only
+//! `disable`/`prefer`/`require`). `sslrootcert=system` trusts the
+//! system's CA store (as libpq 16: the default mode is then
+//! `verify-full`, and weaker modes are refused). The handshake is rustls
+//! (ring) through `tokio-postgres-rustls`.
 //!
 //! | mode | TLS | certificate checked |
 //! |---|---|---|
@@ -62,12 +67,32 @@ impl SslMode {
     }
 }
 
+/// Where the CA certificates a server's certificate must chain to come
+/// from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Roots {
+    /// A PEM file of CA certificates.
+    File(PathBuf),
+    /// `sslrootcert=system`: the operating system's trusted CAs (honours
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR`).
+    System,
+}
+
+impl Roots {
+    fn shown(&self) -> String {
+        match self {
+            Roots::File(p) => format!("`{}`", p.display()),
+            Roots::System => "`system` (the system's trusted CAs)".into(),
+        }
+    }
+}
+
 /// How a connection uses TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TlsOptions {
     pub(crate) mode: SslMode,
-    /// CA certificates (PEM) the server's certificate must chain to.
-    pub(crate) root_cert: Option<PathBuf>,
+    /// CA certificates the server's certificate must chain to.
+    pub(crate) root_cert: Option<Roots>,
     /// A client certificate (PEM) and its key, for `cert` authentication.
     pub(crate) cert: Option<PathBuf>,
     pub(crate) key: Option<PathBuf>,
@@ -136,23 +161,50 @@ pub(crate) fn split(
             _ => kept.push(pair),
         }
     }
-    let mode = mode.or_else(|| env("PGSSLMODE"));
+    let given = |v: Option<String>, var: &str| v.or_else(|| env(var)).filter(|s| !s.is_empty());
+    let mode = given(mode, "PGSSLMODE");
+    let root_cert = given(root_cert, "PGSSLROOTCERT");
+    let system = root_cert.as_deref() == Some("system");
     let mode = match mode.as_deref() {
-        None | Some("") => SslMode::Prefer,
+        None if system => SslMode::VerifyFull,
+        None => SslMode::Prefer,
         Some(m) => SslMode::parse(m).ok_or_else(|| {
             format!("sslmode `{m}` is not one of disable, prefer, require, verify-ca, verify-full")
         })?,
     };
-    let path = |v: Option<String>, var: &str| {
-        v.or_else(|| env(var))
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
+    if system && mode != SslMode::VerifyFull {
+        return Err(format!(
+            "sslmode={} may not be used with sslrootcert=system (any certificate a public CA \
+             issued would pass); use sslmode=verify-full, or give the CA's file as sslrootcert",
+            mode.as_str()
+        ));
+    }
+    // libpq's default files, used when they exist.
+    let home = env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let default = |name: &str| {
+        let path = home.as_ref()?.join(".postgresql").join(name);
+        path.is_file().then_some(path)
+    };
+    let root_cert = match root_cert {
+        Some(_) if system => Some(Roots::System),
+        Some(p) => Some(Roots::File(PathBuf::from(p))),
+        None if mode == SslMode::Disable => None,
+        None => default("root.crt").map(Roots::File),
+    };
+    let (cert, key) = match (given(cert, "PGSSLCERT"), given(key, "PGSSLKEY")) {
+        (None, None) if mode != SslMode::Disable => {
+            match (default("postgresql.crt"), default("postgresql.key")) {
+                (Some(c), Some(k)) => (Some(c), Some(k)),
+                _ => (None, None),
+            }
+        }
+        (c, k) => (c.map(PathBuf::from), k.map(PathBuf::from)),
     };
     let options = TlsOptions {
         mode,
-        root_cert: path(root_cert, "PGSSLROOTCERT"),
-        cert: path(cert, "PGSSLCERT"),
-        key: path(key, "PGSSLKEY"),
+        root_cert,
+        cert,
+        key,
     };
     if options.cert.is_some() != options.key.is_some() {
         return Err("sslcert and sslkey go together: give both (the client certificate and its key) or neither".into());
@@ -168,7 +220,11 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn read_roots(path: &Path) -> Result<RootCertStore, String> {
+fn read_roots(roots: &Roots) -> Result<RootCertStore, String> {
+    let path = match roots {
+        Roots::File(path) => path,
+        Roots::System => return system_roots(),
+    };
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -188,6 +244,40 @@ fn read_roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
+/// The operating system's trusted CAs (`sslrootcert=system`).
+fn system_roots() -> Result<RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map_or("none found".to_string(), |e| e.to_string());
+        return Err(format!(
+            "sslrootcert=system: the system's CA store has no usable certificate ({why}); \
+             install the CA certificates (Debian: ca-certificates) or set SSL_CERT_FILE"
+        ));
+    }
+    Ok(roots)
+}
+
+/// A client key that is itself encrypted (`sslpassword` in libpq) cannot
+/// be read by rustls: say so, with the command that decrypts it.
+fn encrypted_key(key: &Path) -> Option<String> {
+    let text = std::fs::read(key).ok()?;
+    let head = String::from_utf8_lossy(&text[..text.len().min(4096)]).into_owned();
+    (head.contains("ENCRYPTED PRIVATE KEY") || head.contains("Proc-Type: 4,ENCRYPTED")).then(|| {
+        format!(
+            "sslkey `{}` is encrypted with a password, which kindsnap cannot use (no \
+             sslpassword); write a decrypted copy readable only by you: \
+             openssl pkey -in {} -out KEY && chmod 600 KEY",
+            key.display(),
+            key.display()
+        )
+    })
+}
+
 /// The connector for `options`; `Err` is one line on a file it could not
 /// use.
 pub(crate) fn connector(options: &TlsOptions) -> Result<MakeRustlsConnect, String> {
@@ -197,17 +287,19 @@ pub(crate) fn connector(options: &TlsOptions) -> Result<MakeRustlsConnect, Strin
     let verifier: Arc<dyn ServerCertVerifier> = match options.effective() {
         SslMode::Disable | SslMode::Prefer | SslMode::Require => Arc::new(Unchecked(provider())),
         mode => {
-            let path = options.root_cert.as_deref().ok_or_else(|| {
+            let given = options.root_cert.as_ref().ok_or_else(|| {
                 format!(
                     "sslmode={} needs the CA certificate that signed the server's: add \
-                     sslrootcert=FILE to the URL (or set PGSSLROOTCERT)",
+                     sslrootcert=FILE to the URL (or set PGSSLROOTCERT, or put it in \
+                     ~/.postgresql/root.crt), or sslrootcert=system for a server whose \
+                     certificate a public CA issued",
                     mode.as_str()
                 )
             })?;
-            let roots = read_roots(path)?;
+            let roots = read_roots(given)?;
             let webpki = WebPkiServerVerifier::builder_with_provider(roots.into(), provider())
                 .build()
-                .map_err(|e| format!("sslrootcert `{}`: {e}", path.display()))?;
+                .map_err(|e| format!("sslrootcert {}: {e}", given.shown()))?;
             match mode {
                 SslMode::VerifyCa => Arc::new(AnyName(webpki)),
                 _ => webpki,
@@ -222,6 +314,9 @@ pub(crate) fn connector(options: &TlsOptions) -> Result<MakeRustlsConnect, Strin
             let chain = CertificateDer::pem_file_iter(cert)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| format!("sslcert `{}`: {e}", cert.display()))?;
+            if let Some(why) = encrypted_key(key) {
+                return Err(why);
+            }
             let key_der = PrivateKeyDer::from_pem_file(key)
                 .map_err(|e| format!("sslkey `{}`: {e}", key.display()))?;
             builder.with_client_auth_cert(chain, key_der).map_err(|e| {
@@ -260,8 +355,8 @@ pub(crate) fn describe(e: &postgres::Error, options: &TlsOptions, host: &str) ->
 fn rustls_why(e: &rustls::Error, options: &TlsOptions, host: &str) -> String {
     let root = options
         .root_cert
-        .as_deref()
-        .map_or("the given CA".into(), |p| format!("`{}`", p.display()));
+        .as_ref()
+        .map_or("the given CA".into(), Roots::shown);
     match e {
         rustls::Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
@@ -404,7 +499,7 @@ mod tests {
         .unwrap();
         assert_eq!(url, "postgres://u@h/db?connect_timeout=5");
         assert_eq!(o.mode, SslMode::VerifyFull);
-        assert_eq!(o.root_cert.as_deref(), Some(Path::new("/tmp/ca.pem")));
+        assert_eq!(o.root_cert, Some(Roots::File(PathBuf::from("/tmp/ca.pem"))));
         let (url, o) = split("postgres://u@h/db", &env).unwrap();
         assert_eq!(url, "postgres://u@h/db");
         assert_eq!(o.mode, SslMode::Require);
@@ -428,5 +523,41 @@ mod tests {
             .1;
         let e = connector(&o).err().unwrap();
         assert!(e.contains("sslrootcert=FILE"), "{e}");
+        let e = split("postgres://h/db?sslmode=require&sslrootcert=system", &none).unwrap_err();
+        assert!(e.contains("may not be used with sslrootcert=system"), "{e}");
+    }
+
+    #[test]
+    fn system_roots_default_to_verify_full() {
+        let (_, o) = split("postgres://h/db?sslrootcert=system", &none).unwrap();
+        assert_eq!(
+            (o.mode, o.root_cert),
+            (SslMode::VerifyFull, Some(Roots::System))
+        );
+    }
+
+    /// libpq's files in `~/.postgresql` are used when they exist, and
+    /// never with `sslmode=disable`; given values win.
+    #[test]
+    fn default_files_under_home_are_used_when_present() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join(".postgresql");
+        std::fs::create_dir(&dir).unwrap();
+        let h = home.path().display().to_string();
+        let env = |v: &str| (v == "HOME").then(|| h.clone());
+        let (_, o) = split("postgres://h/db", &env).unwrap();
+        assert_eq!((o.root_cert, o.cert), (None, None), "no files, no defaults");
+        for f in ["root.crt", "postgresql.crt", "postgresql.key"] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        let (_, o) = split("postgres://h/db?sslmode=require", &env).unwrap();
+        assert_eq!(o.root_cert, Some(Roots::File(dir.join("root.crt"))));
+        assert_eq!(o.effective(), SslMode::VerifyCa, "as libpq, with root.crt");
+        assert_eq!(o.cert, Some(dir.join("postgresql.crt")));
+        assert_eq!(o.key, Some(dir.join("postgresql.key")));
+        let (_, o) = split("postgres://h/db?sslmode=disable", &env).unwrap();
+        assert_eq!((o.root_cert, o.cert), (None, None));
+        let (_, o) = split("postgres://h/db?sslrootcert=/ca.pem", &env).unwrap();
+        assert_eq!(o.root_cert, Some(Roots::File(PathBuf::from("/ca.pem"))));
     }
 }
