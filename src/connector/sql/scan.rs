@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::dialect::{Reader, Row};
-use super::{element_id, key, Part, Table};
+use super::{element_id, key, KeyEncoding, Part, Table};
 use crate::error::Result;
 use crate::filter::KindFilter;
 use crate::model::{ElementId, Entity, Properties, Value, ValueKind};
@@ -109,7 +109,7 @@ impl<'t> Layout<'t> {
                 .iter()
                 .map(|&i| row.part(i))
                 .collect::<Result<Vec<_>>>()?;
-            element_id(&parts)
+            element_id(&parts, KeyEncoding::default())
         };
         let mut properties = Properties::new();
         for (i, name) in self.names.iter().enumerate() {
@@ -135,8 +135,8 @@ fn reference(row: &dyn Row, i: usize, kind: &str) -> Result<Value> {
     let id = match row.part(i)? {
         Part::Null => return Ok(Value::new(ValueKind::Null)),
         Part::Int(n) => ElementId::Id(n),
-        Part::Text(s) => ElementId::Name(s.into_owned()),
-        Part::Other(_) => return row.value(i),
+        Part::Text(s) | Part::LooseText(s) => ElementId::Name(s.into_owned()),
+        Part::Real(_) | Part::Blob(_) | Part::TextBytes(_) => return row.value(i),
     };
     Ok(Value::new(ValueKind::Key(key(kind, id))))
 }
