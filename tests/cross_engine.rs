@@ -308,3 +308,47 @@ fn cross_engine_restores_into_tables_a_user_created() {
         "2024-05-01 10:00:00+00 ff true"
     );
 }
+
+#[test]
+fn a_table_called_kindsnap_schema_crosses_engines_or_is_refused_clearly() {
+    let pg = sql_support::server();
+    let w = Work::new();
+    w.init();
+    let lite = w.path("app.db");
+    sqlite(
+        &lite,
+        r#"CREATE TABLE "kindsnap.schema" (id INTEGER PRIMARY KEY, what TEXT);
+           INSERT INTO "kindsnap.schema" VALUES (1, 'mine');"#,
+    );
+    w.ok(&[
+        "snapshot",
+        "--from",
+        &format!("sqlite:{}", lite.display()),
+        "--name",
+        "lite",
+    ]);
+    let dst = pg.create_db("xclash");
+    w.ok(&["restore", "lite", "--to", &dst]);
+    assert_eq!(
+        pg.psql(&dst, r#"SELECT what FROM "kindsnap.table.kindsnap.schema""#),
+        "mine"
+    );
+    w.ok(&["snapshot", "--from", &dst, "--name", "pg"]);
+    let (added, removed, v) = added_removed(&w, "lite", "pg");
+    assert_eq!((added, removed), (0, 0), "{v}");
+
+    // PostgreSQL's kinds are schema-qualified: schema `kindsnap`, table
+    // `schema` is the kind `kindsnap.schema`, and a snapshot says so.
+    let clash = pg.create_db("xclash2");
+    pg.psql(
+        &clash,
+        "CREATE SCHEMA kindsnap; CREATE TABLE kindsnap.schema (id int PRIMARY KEY)",
+    );
+    let err = w.fails(&["snapshot", "--from", &clash]);
+    assert!(
+        err.contains(
+            "table `kindsnap.schema` has the name of the kind kindsnap records schemas in"
+        ),
+        "{err}"
+    );
+}

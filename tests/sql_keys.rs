@@ -195,3 +195,40 @@ fn snapshots_from_before_typed_keys_restore_as_before_and_dedup() {
     assert!(!changed.iter().any(|c| c.contains("item")), "{changed:?}");
     assert!(changed.iter().any(|c| c.contains("2.5")), "{changed:?}");
 }
+
+#[test]
+fn a_sqlite_table_called_kindsnap_schema_is_an_ordinary_kind() {
+    let w = Work::new();
+    w.init();
+    let src = w.path("src.db");
+    sqlite(
+        &src,
+        r#"CREATE TABLE "kindsnap.schema" (id INTEGER PRIMARY KEY, what TEXT);
+           CREATE TABLE "kindsnap.table.x" (k TEXT PRIMARY KEY);
+           CREATE TABLE uses (id INTEGER PRIMARY KEY, s INTEGER REFERENCES "kindsnap.schema"(id));
+           CREATE INDEX what ON "kindsnap.schema"(what);
+           INSERT INTO "kindsnap.schema" VALUES (1, 'a user table'), (2, 'b');
+           INSERT INTO "kindsnap.table.x" VALUES ('x');
+           INSERT INTO uses VALUES (1, 2);"#,
+    );
+    let loc = |p: &Path| format!("sqlite:{}", p.display());
+    w.ok(&["snapshot", "--from", &loc(&src), "--name", "a"]);
+    let a = export(&w, "a");
+    assert!(
+        a.contains(r#"{"kind":"kindsnap.table.kindsnap.schema","id":"2"}"#),
+        "{a}"
+    );
+    assert!(
+        a.contains(r#""s":{"keyValue":{"partitionId":{"projectId":""},"path":[{"kind":"kindsnap.table.kindsnap.schema","id":"2"}]}}"#),
+        "{a}"
+    );
+    let dst = w.path("dst.db");
+    w.ok(&["restore", "a", "--to", &loc(&dst)]);
+    assert_eq!(
+        sqlite_one(&dst, r#"SELECT what FROM "kindsnap.schema" WHERE id = 1"#),
+        "a user table"
+    );
+    assert_eq!(sqlite_one(&dst, r#"SELECT k FROM "kindsnap.table.x""#), "x");
+    w.ok(&["snapshot", "--from", &loc(&dst), "--name", "b"]);
+    assert_eq!(export(&w, "b"), a);
+}

@@ -311,12 +311,17 @@ fn bare(name: &str) -> String {
 /// is that table in that schema (as PostgreSQL kinds are named).
 fn table_name(target: ddl::Engine, kind: &str) -> (Option<String>, String) {
     match (target, kind.split_once('.')) {
+        (ddl::Engine::Sqlite, _) => (None, ident(super::table_for_kind(kind))),
+        // A SQLite table named `kindsnap.…`: one name, so that its kind
+        // stays the same in PostgreSQL.
+        (ddl::Engine::Postgres, _) if kind.starts_with("kindsnap.") => {
+            (None, format!("\"public\".{}", ident(kind)))
+        }
         (ddl::Engine::Postgres, Some((schema, table))) => (
             Some(ident(schema)),
             format!("{}.{}", ident(schema), ident(table)),
         ),
         (ddl::Engine::Postgres, None) => (None, format!("\"public\".{}", ident(kind))),
-        (ddl::Engine::Sqlite, _) => (None, ident(kind)),
     }
 }
 

@@ -37,6 +37,26 @@ use crate::model::{
 /// and the DDL that recreates it. Restores read it first.
 pub(crate) const SCHEMA_KIND: &str = "kindsnap.schema";
 
+/// The kinds of SQLite tables whose names start with `kindsnap.` (the
+/// prefix of kindsnap's own kinds) start with this, so that a user table
+/// called `kindsnap.schema` never meets the schema kind.
+const USER_TABLE_PREFIX: &str = "kindsnap.table.";
+
+/// The kind of a SQLite table: its name, or [`USER_TABLE_PREFIX`] + its
+/// name when that starts with `kindsnap.`.
+pub(crate) fn kind_for_table(name: &str) -> String {
+    if name.starts_with("kindsnap.") {
+        format!("{USER_TABLE_PREFIX}{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// Inverse of [`kind_for_table`]: the SQLite table of a kind.
+pub(crate) fn table_for_kind(kind: &str) -> &str {
+    kind.strip_prefix(USER_TABLE_PREFIX).unwrap_or(kind)
+}
+
 /// Meanings on values whose SQL type the model has no exact type for; a
 /// restore writes the value's text form back into a column of that type.
 pub(crate) mod meaning {

@@ -30,6 +30,14 @@ pub(crate) fn scan<R: Reader>(
         if !filter.is_none_or(|f| f.allows("", &table.kind)) {
             continue;
         }
+        if table.kind == super::SCHEMA_KIND {
+            return Err(crate::error::Error::Database(format!(
+                "{}: table `{}` has the name of the kind kindsnap records schemas in; rename \
+                 the table or its schema to snapshot this database",
+                R::ENGINE,
+                table.kind
+            )));
+        }
         if table.primary_key.is_empty() && !table.rowid {
             tracing::warn!(
                 "{}: skipping table `{}`: it has no primary key (add one to snapshot it)",

@@ -24,7 +24,10 @@ use rusqlite::{Connection, OpenFlags};
 use super::crossengine::{affinity, Affinity};
 use super::dialect::{Dialect, Reader, Row};
 use super::target::SqlTarget;
-use super::{ddl, ident, meaning, scan, text_value, with_meaning, Column, ForeignKey, Part, Table};
+use super::{
+    ddl, ident, kind_for_table, meaning, scan, table_for_kind, text_value, with_meaning, Column,
+    ForeignKey, Part, Table,
+};
 
 /// Statements to run after the load (triggers), kept in the target.
 const PENDING: &str = "kindsnap_pending_constraints";
@@ -79,7 +82,7 @@ fn reflect(conn: &Connection, path: &Path) -> Result<Vec<Table>> {
             rowid: pk.is_empty(),
             primary_key: pk,
             foreign_keys: foreign_keys(conn, &name).map_err(Error::sql(path))?,
-            kind: name,
+            kind: kind_for_table(&name),
             engine: SqliteDb::ENGINE.into(),
             columns,
             ddl,
@@ -145,7 +148,7 @@ fn foreign_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ForeignK
         let to: Option<String> = r.get(4)?;
         let fk = fks.entry(id).or_insert_with(|| ForeignKey {
             columns: vec![],
-            kind: referenced,
+            kind: kind_for_table(&referenced),
             ref_columns: vec![],
         });
         fk.columns.push(from);
@@ -351,7 +354,7 @@ impl Reader for SqliteReader<'_> {
             "SELECT {}, {} FROM {} ORDER BY {order}",
             if t.rowid { "rowid" } else { "0" },
             select.join(", "),
-            ident(&t.kind)
+            ident(table_for_kind(&t.kind))
         );
         let booleans: Vec<bool> = t
             .columns
@@ -535,7 +538,7 @@ fn upsert(t: &Table, columns: &[String]) -> String {
     let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
     let into = format!(
         "INTO {} ({}) VALUES ({})",
-        ident(&t.kind),
+        ident(table_for_kind(&t.kind)),
         cols.join(", "),
         marks.join(", ")
     );
@@ -628,7 +631,7 @@ impl Dialect for SqliteDb {
             })
             .map_err(self.sql())?;
         for (tbl, name, sql) in triggers {
-            if !restoring.contains(&tbl) {
+            if !restoring.contains(&kind_for_table(&tbl)) {
                 continue;
             }
             self.keep_pending(&tbl, &format!("trigger-{name}"), &sql)?;
@@ -640,7 +643,7 @@ impl Dialect for SqliteDb {
     }
 
     fn name(t: &Table) -> String {
-        ident(&t.kind)
+        ident(table_for_kind(&t.kind))
     }
 
     fn uuid_problem(&self, t: &Table) -> Option<String> {
@@ -714,7 +717,11 @@ impl Dialect for SqliteDb {
     fn key_rows(&mut self, t: &Table, f: &mut dyn FnMut(&[Part<'_>]) -> Result<()>) -> Result<()> {
         let cols = SqliteDb::key_columns(t);
         let loose = loose_columns(t, t.primary_key.iter().map(String::as_str));
-        let q = format!("SELECT {} FROM {}", cols.join(", "), ident(&t.kind));
+        let q = format!(
+            "SELECT {} FROM {}",
+            cols.join(", "),
+            ident(table_for_kind(&t.kind))
+        );
         let mut st = self.conn()?.prepare(&q).map_err(self.sql())?;
         let mut rows = st.query([]).map_err(self.sql())?;
         while let Some(r) = rows.next().map_err(self.sql())? {
@@ -738,7 +745,7 @@ impl Dialect for SqliteDb {
             .collect();
         let q = format!(
             "DELETE FROM {} WHERE {}",
-            ident(&t.kind),
+            ident(table_for_kind(&t.kind)),
             cond.join(" AND ")
         );
         self.conn()?
@@ -772,7 +779,7 @@ impl Dialect for SqliteDb {
         if has_seq {
             conn.execute(
                 "UPDATE sqlite_sequence SET seq = ?2 WHERE name = ?1 AND seq < ?2",
-                rusqlite::params![t.kind, max],
+                rusqlite::params![table_for_kind(&t.kind), max],
             )
             .map_err(self.sql())?;
         }
