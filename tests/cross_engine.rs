@@ -135,7 +135,19 @@ fn postgres_to_sqlite_and_back_keeps_every_key() {
         "PRAGMA foreign_keys = ON; INSERT INTO book (title, author_id) VALUES ('x', 99)",
     );
     assert!(fk.is_err(), "the foreign key is missing");
-    sqlite(&lite, "DELETE FROM author WHERE name = 'new'");
+    // A literal default crosses: book_tag.weight DEFAULT 1.
+    sqlite(
+        &lite,
+        "INSERT INTO book_tag (book_id, tag) VALUES (3, 'sci/fi')",
+    );
+    assert_eq!(
+        sqlite_one(&lite, "SELECT weight FROM book_tag WHERE book_id = 3"),
+        "1"
+    );
+    sqlite(
+        &lite,
+        "DELETE FROM author WHERE name = 'new'; DELETE FROM book_tag WHERE book_id = 3",
+    );
 
     // And back into an empty PostgreSQL database.
     let back = pg.create_db("xback");
