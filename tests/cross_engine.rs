@@ -149,6 +149,14 @@ fn postgres_to_sqlite_and_back_keeps_every_key() {
         "DELETE FROM author WHERE name = 'new'; DELETE FROM book_tag WHERE book_id = 3",
     );
 
+    // Restoring again checks the tables it made as a user's, and --exact
+    // finds every key of its own (a composite timestamptz key included).
+    w.ok(&["restore", "pg", "--to", &lite_loc, "--exact", "--yes"]);
+    assert_eq!(sqlite_one(&lite, "SELECT count(*) FROM event"), "2");
+    w.ok(&["snapshot", "--from", &lite_loc, "--name", "lite2"]);
+    let d = w.ok(&["diff", "lite", "lite2"]);
+    assert!(d.contains("no differences"), "{d}");
+
     // And back into an empty PostgreSQL database.
     let back = pg.create_db("xback");
     w.ok(&["restore", "lite", "--to", &back]);
@@ -210,6 +218,10 @@ fn sqlite_to_postgres_and_back_keeps_every_key() {
         "4"
     );
     pg.psql(&dst, "DELETE FROM author WHERE id = 4");
+    w.ok(&["restore", "lite", "--to", &dst, "--exact", "--yes"]);
+    w.ok(&["snapshot", "--from", &dst, "--name", "pg1"]);
+    let d = w.ok(&["diff", "pg", "pg1"]);
+    assert!(d.contains("no differences"), "{d}");
 
     // And back into an empty SQLite file.
     let again = w.path("again.db");
