@@ -1,10 +1,13 @@
 //! SQL databases as sources and targets. The layout:
 //!
 //! - here: what every engine shares and nothing that talks to a database —
-//!   the recorded table schema (the `kindsnap.schema` kind), the key
-//!   encoding of primary keys, foreign-key ordering, comparing a recorded
-//!   table with an existing one, and the text forms values take on their
-//!   way into a database;
+//!   the recorded table schema (the `kindsnap.schema` kind), foreign-key
+//!   ordering, comparing a recorded table with an existing one, and the
+//!   text forms values take on their way into a database;
+//! - `keys.rs`: how primary keys become keys and back (typed, encoding 2;
+//!   docs/format.md "SQL key encoding");
+//! - `crossengine.rs`: restores into the other engine — type maps, tables
+//!   made from the recorded structure, the compatibility check;
 //! - `dialect.rs`: the traits an engine implements (`Dialect` for a
 //!   restore, `Reader` and `Row` for a snapshot), and what a new engine
 //!   must provide;
