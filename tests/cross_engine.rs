@@ -217,8 +217,12 @@ fn sqlite_to_postgres_and_back_keeps_every_key() {
         ),
         "4"
     );
-    pg.psql(&dst, "DELETE FROM author WHERE id = 4");
+    pg.psql(
+        &dst,
+        "DELETE FROM author WHERE id = 4; INSERT INTO m VALUES (1e300, 'not in the snapshot')",
+    );
     w.ok(&["restore", "lite", "--to", &dst, "--exact", "--yes"]);
+    assert_eq!(pg.psql(&dst, "SELECT count(*) FROM m"), "2");
     w.ok(&["snapshot", "--from", &dst, "--name", "pg1"]);
     let d = w.ok(&["diff", "pg", "pg1"]);
     assert!(d.contains("no differences"), "{d}");

@@ -905,7 +905,15 @@ impl Dialect for PostgresDb {
             .primary_key
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{}::text IS NOT DISTINCT FROM ${}", ident(c), i + 1))
+            .map(|(i, c)| {
+                // Compared as the column's type: a key's text (a real's,
+                // a timestamp's) need not be PostgreSQL's own spelling.
+                let ty = t
+                    .table
+                    .column(c)
+                    .map_or("text", |col| col.sql_type.as_str());
+                format!("{} IS NOT DISTINCT FROM ${}::text::{ty}", ident(c), i + 1)
+            })
             .collect();
         let params: Vec<Param> = key.iter().map(|v| v as Param).collect();
         let shown = self.shown.clone();
