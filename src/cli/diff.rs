@@ -46,6 +46,10 @@ pub struct Args {
     json: bool,
 }
 
+/// The meaning SQLite snapshots give TEXT that is not valid UTF-8
+/// (`connector::sql::meaning::TEXT_BYTES`).
+const TEXT_BYTES: i32 = 1009;
+
 pub(super) fn short(v: &Value) -> String {
     let mut s = match &v.kind {
         ValueKind::Null => "null".to_string(),
@@ -60,6 +64,16 @@ pub(super) fn short(v: &Value) -> String {
                 q.push('…');
             }
             q
+        }
+        // SQLite TEXT that is not UTF-8 (docs/sql.md): readable, bad
+        // bytes as U+FFFD; the value itself keeps every byte.
+        ValueKind::Blob(b) if v.meaning == Some(TEXT_BYTES) => {
+            let text = String::from_utf8_lossy(b);
+            let cut: String = text.chars().take(80).collect();
+            format!(
+                "{} (text, not UTF-8)",
+                serde_json::to_string(&cut).unwrap_or_default()
+            )
         }
         ValueKind::Blob(b) => format!("<blob {}>", super::output::count(b.len(), "byte")),
         ValueKind::Key(k) => format!("Key({})", k),

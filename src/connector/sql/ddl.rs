@@ -403,9 +403,12 @@ impl Vetter<'_> {
     fn is_table(&self, name: &ObjectName) -> bool {
         let parts = self.names(name);
         let kind = &self.table.kind;
+        let sqlite_name = super::table_for_kind(kind);
         match (self.engine, parts.as_slice()) {
-            (Engine::Sqlite, [t]) => t.eq_ignore_ascii_case(kind),
-            (Engine::Sqlite, [schema, t]) => schema == "main" && t.eq_ignore_ascii_case(kind),
+            (Engine::Sqlite, [t]) => t.eq_ignore_ascii_case(sqlite_name),
+            (Engine::Sqlite, [schema, t]) => {
+                schema == "main" && t.eq_ignore_ascii_case(sqlite_name)
+            }
             (Engine::Postgres, [t]) => t == kind,
             (Engine::Postgres, [schema, t]) => {
                 let as_kind = if schema == "public" {

@@ -1,10 +1,13 @@
 //! SQL databases as sources and targets. The layout:
 //!
 //! - here: what every engine shares and nothing that talks to a database —
-//!   the recorded table schema (the `kindsnap.schema` kind), the key
-//!   encoding of primary keys, foreign-key ordering, comparing a recorded
-//!   table with an existing one, and the text forms values take on their
-//!   way into a database;
+//!   the recorded table schema (the `kindsnap.schema` kind), foreign-key
+//!   ordering, comparing a recorded table with an existing one, and the
+//!   text forms values take on their way into a database;
+//! - `keys.rs`: how primary keys become keys and back (typed, encoding 2;
+//!   docs/format.md "SQL key encoding");
+//! - `crossengine.rs`: restores into the other engine — type maps, tables
+//!   made from the recorded structure, the compatibility check;
 //! - `dialect.rs`: the traits an engine implements (`Dialect` for a
 //!   restore, `Reader` and `Row` for a snapshot), and what a new engine
 //!   must provide;
@@ -15,14 +18,17 @@
 //!
 //! See docs/sql.md for the mapping these implement.
 
+mod crossengine;
 pub mod ddl;
 mod dialect;
+mod keys;
 pub(crate) mod postgres;
 mod scan;
 pub(crate) mod sqlite;
 mod target;
 
-use std::borrow::Cow;
+pub(crate) use keys::{element_id, key_parts, KeyEncoding, Part};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::error::{Error, Result};
@@ -33,6 +39,26 @@ use crate::model::{
 /// The kind holding one entity per table: its columns, key, foreign keys
 /// and the DDL that recreates it. Restores read it first.
 pub(crate) const SCHEMA_KIND: &str = "kindsnap.schema";
+
+/// The kinds of SQLite tables whose names start with `kindsnap.` (the
+/// prefix of kindsnap's own kinds) start with this, so that a user table
+/// called `kindsnap.schema` never meets the schema kind.
+const USER_TABLE_PREFIX: &str = "kindsnap.table.";
+
+/// The kind of a SQLite table: its name, or [`USER_TABLE_PREFIX`] + its
+/// name when that starts with `kindsnap.`.
+pub(crate) fn kind_for_table(name: &str) -> String {
+    if name.starts_with("kindsnap.") {
+        format!("{USER_TABLE_PREFIX}{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// Inverse of [`kind_for_table`]: the SQLite table of a kind.
+pub(crate) fn table_for_kind(kind: &str) -> &str {
+    kind.strip_prefix(USER_TABLE_PREFIX).unwrap_or(kind)
+}
 
 /// Meanings on values whose SQL type the model has no exact type for; a
 /// restore writes the value's text form back into a column of that type.
@@ -53,6 +79,9 @@ pub(crate) mod meaning {
     pub const UUID: i32 = 1007;
     /// Any other type (interval, inet, enums, …): PostgreSQL's text output.
     pub const TEXT_FORM: i32 = 1008;
+    /// On a blob: SQLite TEXT that is not valid UTF-8, its bytes exactly;
+    /// restored as TEXT with the same bytes.
+    pub const TEXT_BYTES: i32 = 1009;
 }
 
 /// Strings and blobs longer than this are excluded from indexes (Cloud
@@ -156,12 +185,56 @@ impl Table {
         if !self.pragmas.is_empty() {
             p.insert("pragmas".into(), strings(&self.pragmas));
         }
+        // Absent when every key is an id: those are the same in every
+        // encoding, so such tables' schema entities hash as before.
+        if !self.ids_only() {
+            let n = KeyEncoding::default().number();
+            p.insert("key_encoding".into(), Value::new(ValueKind::Integer(n)));
+        }
         Entity {
             key: Key::new(
                 PartitionId::default(),
                 vec![PathElement::name(SCHEMA_KIND, &self.kind)],
             ),
             properties: p,
+        }
+    }
+
+    /// Whether every key of the table is an integer id, whatever its
+    /// values: the rowid, SQLite's rowid alias (`INTEGER PRIMARY KEY` in a
+    /// rowid table), one PostgreSQL integer column.
+    pub fn ids_only(&self) -> bool {
+        if self.rowid {
+            return true;
+        }
+        let [pk] = &self.primary_key[..] else {
+            return false;
+        };
+        let Some(c) = self.column(pk) else {
+            return false;
+        };
+        match self.engine.as_str() {
+            "postgres" => matches!(c.sql_type.as_str(), "smallint" | "integer" | "bigint"),
+            _ => {
+                let create = self.ddl.first().map(|d| d.to_ascii_uppercase());
+                c.sql_type.eq_ignore_ascii_case("INTEGER")
+                    && !create.is_some_and(|d| d.contains("WITHOUT ROWID"))
+            }
+        }
+    }
+
+    /// The key encoding a recorded table's entities use: `key_encoding`,
+    /// absent in snapshots from before encoding 2 (and for tables whose
+    /// keys are all ids, the same in both).
+    pub fn key_encoding_of(e: &Entity) -> Result<KeyEncoding> {
+        match e.properties.get("key_encoding").map(|v| &v.kind) {
+            None => Ok(KeyEncoding::V1),
+            Some(ValueKind::Integer(2)) => Ok(KeyEncoding::V2),
+            Some(other) => Err(Error::Database(format!(
+                "the recorded schema {} says its keys use encoding {other:?}, which this \
+                 kindsnap does not know; upgrade kindsnap to restore it",
+                e.key
+            ))),
         }
     }
 
@@ -354,82 +427,6 @@ pub(crate) fn key(kind: &str, id: ElementId) -> Key {
             id,
         }],
     )
-}
-
-/// One component of a composite primary key, in its text form.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Part<'a> {
-    Null,
-    Int(i64),
-    Text(Cow<'a, str>),
-    /// Another type's text form (a real, a blob): escaped even when alone.
-    Other(String),
-}
-
-/// The key name of a composite primary key: the components' text forms
-/// joined by `/`, each with `%` and `/` percent-escaped, NULL as `%N`.
-/// Distinct rows give distinct names; the components are also properties.
-pub(crate) fn composite_name(parts: &[Part<'_>]) -> String {
-    let mut out = String::new();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
-        match p {
-            Part::Null => out.push_str("%N"),
-            Part::Int(n) => out.push_str(&n.to_string()),
-            Part::Text(t) => escape_into(&mut out, t),
-            Part::Other(t) => escape_into(&mut out, t),
-        }
-    }
-    out
-}
-
-fn escape_into(out: &mut String, t: &str) {
-    for c in t.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '/' => out.push_str("%2F"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// The key of a row from its primary-key components: one integer is an
-/// id, one text the name as it is, anything else the [`composite_name`].
-pub(crate) fn element_id(parts: &[Part<'_>]) -> ElementId {
-    match parts {
-        [Part::Int(i)] => ElementId::Id(*i),
-        [Part::Text(t)] => ElementId::Name(t.to_string()),
-        parts => ElementId::Name(composite_name(parts)),
-    }
-}
-
-/// Inverse of [`element_id`] for a key of `columns` components; `None`
-/// for an incomplete key.
-pub(crate) fn key_parts(id: &ElementId, columns: usize) -> Option<Vec<Part<'_>>> {
-    Some(match id {
-        ElementId::Id(i) => vec![Part::Int(*i)],
-        ElementId::Name(n) if columns == 1 => vec![Part::Text(Cow::Borrowed(n))],
-        ElementId::Name(n) => split_composite(n)
-            .into_iter()
-            .map(|p| p.map_or(Part::Null, |t| Part::Text(Cow::Owned(t))))
-            .collect(),
-        ElementId::Incomplete => return None,
-    })
-}
-
-/// Inverse of [`composite_name`]: each component's text (`None` for NULL).
-pub(crate) fn split_composite(name: &str) -> Vec<Option<String>> {
-    name.split('/')
-        .map(|p| {
-            if p == "%N" {
-                None
-            } else {
-                Some(p.replace("%2F", "/").replace("%25", "%"))
-            }
-        })
-        .collect()
 }
 
 /// Each table's kind → the kinds its foreign keys reference, for
@@ -662,53 +659,6 @@ mod tests {
             assert_eq!(parse_location(url).unwrap(), Location::Postgres(url.into()));
         }
         assert!(parse_location("mysql://h/db").is_err());
-    }
-
-    #[test]
-    fn composite_names_round_trip() {
-        let parts = [
-            Part::Int(3),
-            Part::Text("a/b%c".into()),
-            Part::Null,
-            Part::Text("".into()),
-        ];
-        let name = composite_name(&parts);
-        assert_eq!(name, "3/a%2Fb%25c/%N/");
-        assert_eq!(
-            split_composite(&name),
-            vec![
-                Some("3".into()),
-                Some("a/b%c".into()),
-                None,
-                Some("".into())
-            ]
-        );
-    }
-
-    #[test]
-    fn keys_come_from_primary_keys_and_go_back() {
-        let one = |p: Part<'static>| element_id(&[p]);
-        assert_eq!(one(Part::Int(7)), ElementId::Id(7));
-        assert_eq!(one(Part::Text("a/b".into())), ElementId::Name("a/b".into()));
-        // A lone real or blob is escaped like a component: never an id.
-        assert_eq!(
-            one(Part::Other("x'2f'/".into())),
-            ElementId::Name("x'2f'%2F".into())
-        );
-        let parts = vec![Part::Int(3), Part::Text("x/y".into()), Part::Null];
-        let id = element_id(&parts);
-        assert_eq!(id, ElementId::Name("3/x%2Fy/%N".into()));
-        // Back as the components a statement binds (integers as text).
-        assert_eq!(
-            key_parts(&id, 3).unwrap(),
-            vec![Part::Text("3".into()), Part::Text("x/y".into()), Part::Null]
-        );
-        assert_eq!(key_parts(&ElementId::Id(7), 1).unwrap(), vec![Part::Int(7)]);
-        assert_eq!(
-            key_parts(&ElementId::Name("a/b".into()), 1).unwrap(),
-            vec![Part::Text("a/b".into())]
-        );
-        assert_eq!(key_parts(&ElementId::Incomplete, 1), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::dialect::{Reader, Row};
-use super::{element_id, key, Part, Table};
+use super::{element_id, key, KeyEncoding, Part, Table};
 use crate::error::Result;
 use crate::filter::KindFilter;
 use crate::model::{ElementId, Entity, Properties, Value, ValueKind};
@@ -29,6 +29,14 @@ pub(crate) fn scan<R: Reader>(
         let table = t.as_ref();
         if !filter.is_none_or(|f| f.allows("", &table.kind)) {
             continue;
+        }
+        if table.kind == super::SCHEMA_KIND {
+            return Err(crate::error::Error::Database(format!(
+                "{}: table `{}` has the name of the kind kindsnap records schemas in; rename \
+                 the table or its schema to snapshot this database",
+                R::ENGINE,
+                table.kind
+            )));
         }
         if table.primary_key.is_empty() && !table.rowid {
             tracing::warn!(
@@ -109,7 +117,7 @@ impl<'t> Layout<'t> {
                 .iter()
                 .map(|&i| row.part(i))
                 .collect::<Result<Vec<_>>>()?;
-            element_id(&parts)
+            element_id(&parts, KeyEncoding::default())
         };
         let mut properties = Properties::new();
         for (i, name) in self.names.iter().enumerate() {
@@ -135,8 +143,8 @@ fn reference(row: &dyn Row, i: usize, kind: &str) -> Result<Value> {
     let id = match row.part(i)? {
         Part::Null => return Ok(Value::new(ValueKind::Null)),
         Part::Int(n) => ElementId::Id(n),
-        Part::Text(s) => ElementId::Name(s.into_owned()),
-        Part::Other(_) => return row.value(i),
+        Part::Text(s) | Part::LooseText(s) => ElementId::Name(s.into_owned()),
+        Part::Real(_) | Part::Blob(_) | Part::TextBytes(_) => return row.value(i),
     };
     Ok(Value::new(ValueKind::Key(key(kind, id))))
 }

@@ -21,9 +21,13 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
+use super::crossengine::{affinity, Affinity};
 use super::dialect::{Dialect, Reader, Row};
 use super::target::SqlTarget;
-use super::{ddl, ident, scan, text_value, Column, ForeignKey, Part, Table};
+use super::{
+    ddl, ident, kind_for_table, meaning, scan, table_for_kind, text_value, with_meaning, Column,
+    ForeignKey, Part, Table,
+};
 
 /// Statements to run after the load (triggers), kept in the target.
 const PENDING: &str = "kindsnap_pending_constraints";
@@ -78,7 +82,7 @@ fn reflect(conn: &Connection, path: &Path) -> Result<Vec<Table>> {
             rowid: pk.is_empty(),
             primary_key: pk,
             foreign_keys: foreign_keys(conn, &name).map_err(Error::sql(path))?,
-            kind: name,
+            kind: kind_for_table(&name),
             engine: SqliteDb::ENGINE.into(),
             columns,
             ddl,
@@ -144,7 +148,7 @@ fn foreign_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ForeignK
         let to: Option<String> = r.get(4)?;
         let fk = fks.entry(id).or_insert_with(|| ForeignKey {
             columns: vec![],
-            kind: referenced,
+            kind: kind_for_table(&referenced),
             ref_columns: vec![],
         });
         fk.columns.push(from);
@@ -168,7 +172,8 @@ fn is_bool_type(decl: &str) -> bool {
     decl.to_ascii_lowercase().contains("bool")
 }
 
-/// A column value as a property.
+/// A column value as a property. TEXT that is not valid UTF-8 becomes
+/// its bytes, marked, so a restore writes the same bytes back as TEXT.
 fn value_of(v: ValueRef<'_>, boolean: bool) -> Value {
     match v {
         ValueRef::Null => Value::new(ValueKind::Null),
@@ -177,20 +182,56 @@ fn value_of(v: ValueRef<'_>, boolean: bool) -> Value {
         }
         ValueRef::Integer(i) => Value::new(ValueKind::Integer(i)),
         ValueRef::Real(f) => Value::new(ValueKind::Double(f)),
-        ValueRef::Text(t) => text_value(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Text(t) => match std::str::from_utf8(t) {
+            Ok(s) => text_value(s.to_string()),
+            Err(_) => with_meaning(super::blob_value(t.to_vec()), meaning::TEXT_BYTES),
+        },
         ValueRef::Blob(b) => super::blob_value(b.to_vec()),
     }
 }
 
-/// A column value as a key component: integers and text as they are, a
-/// real or a blob as its text form.
-fn part_of(v: ValueRef<'_>) -> Part<'_> {
+/// A column value as a key component, with its storage class. `loose`:
+/// the column has no TEXT affinity, so it may hold `5` and `'5'` both.
+fn part_of(v: ValueRef<'_>, loose: bool) -> Part<'_> {
     match v {
         ValueRef::Null => Part::Null,
         ValueRef::Integer(i) => Part::Int(i),
-        ValueRef::Real(f) => Part::Other(format!("{f:?}")),
-        ValueRef::Text(t) => Part::Text(String::from_utf8_lossy(t)),
-        ValueRef::Blob(b) => Part::Other(format!("x'{}'", hex::encode(b))),
+        ValueRef::Real(f) => Part::Real(f),
+        ValueRef::Text(t) => match std::str::from_utf8(t) {
+            Ok(s) if loose => Part::LooseText(s.into()),
+            Ok(s) => Part::Text(s.into()),
+            Err(_) => Part::TextBytes(t.into()),
+        },
+        ValueRef::Blob(b) => Part::Blob(b.into()),
+    }
+}
+
+/// Per column of `t`: whether it lacks TEXT affinity (see [`part_of`]).
+fn loose_columns<'a>(t: &Table, names: impl Iterator<Item = &'a str>) -> Vec<bool> {
+    names
+        .map(|n| {
+            t.column(n)
+                .is_none_or(|c| affinity(&c.sql_type) != Affinity::Text)
+        })
+        .collect()
+}
+
+/// A value SQLite binds: any SQLite value, or TEXT given as bytes that
+/// are not UTF-8 (which `rusqlite::types::Value` cannot hold).
+#[derive(Debug, Clone)]
+pub(crate) enum SqliteParam {
+    Value(SqlValue),
+    TextBytes(Vec<u8>),
+}
+
+impl rusqlite::ToSql for SqliteParam {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            SqliteParam::Value(v) => v.to_sql(),
+            SqliteParam::TextBytes(b) => {
+                Ok(rusqlite::types::ToSqlOutput::Borrowed(ValueRef::Text(b)))
+            }
+        }
     }
 }
 
@@ -313,19 +354,21 @@ impl Reader for SqliteReader<'_> {
             "SELECT {}, {} FROM {} ORDER BY {order}",
             if t.rowid { "rowid" } else { "0" },
             select.join(", "),
-            ident(&t.kind)
+            ident(table_for_kind(&t.kind))
         );
         let booleans: Vec<bool> = t
             .columns
             .iter()
             .map(|c| is_bool_type(&c.sql_type))
             .collect();
+        let loose = loose_columns(t, t.columns.iter().map(|c| c.name.as_str()));
         let mut st = self.conn.prepare(&q).map_err(sql())?;
         let mut rows = st.query([]).map_err(sql())?;
         while let Some(row) = rows.next().map_err(sql())? {
             f(&SqliteRow {
                 row,
                 booleans: &booleans,
+                loose: &loose,
                 path: self.path,
             })?;
         }
@@ -337,6 +380,7 @@ impl Reader for SqliteReader<'_> {
 struct SqliteRow<'a, 'r> {
     row: &'a rusqlite::Row<'r>,
     booleans: &'a [bool],
+    loose: &'a [bool],
     path: &'a Path,
 }
 
@@ -347,7 +391,7 @@ impl Row for SqliteRow<'_, '_> {
 
     fn part(&self, i: usize) -> Result<Part<'_>> {
         let v = self.row.get_ref(i + 1).map_err(Error::sql(self.path))?;
-        Ok(part_of(v))
+        Ok(part_of(v, self.loose[i]))
     }
 
     fn value(&self, i: usize) -> Result<Value> {
@@ -494,7 +538,7 @@ fn upsert(t: &Table, columns: &[String]) -> String {
     let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
     let into = format!(
         "INTO {} ({}) VALUES ({})",
-        ident(&t.kind),
+        ident(table_for_kind(&t.kind)),
         cols.join(", "),
         marks.join(", ")
     );
@@ -521,7 +565,7 @@ impl Dialect for SqliteDb {
     const NAME: &'static str = "SQLite";
     const DDL: ddl::Engine = ddl::Engine::Sqlite;
     type Table = Table;
-    type Param = SqlValue;
+    type Param = SqliteParam;
 
     fn target_id(&self) -> String {
         let abs = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
@@ -587,7 +631,7 @@ impl Dialect for SqliteDb {
             })
             .map_err(self.sql())?;
         for (tbl, name, sql) in triggers {
-            if !restoring.contains(&tbl) {
+            if !restoring.contains(&kind_for_table(&tbl)) {
                 continue;
             }
             self.keep_pending(&tbl, &format!("trigger-{name}"), &sql)?;
@@ -599,7 +643,7 @@ impl Dialect for SqliteDb {
     }
 
     fn name(t: &Table) -> String {
-        ident(&t.kind)
+        ident(table_for_kind(&t.kind))
     }
 
     fn uuid_problem(&self, t: &Table) -> Option<String> {
@@ -642,20 +686,27 @@ impl Dialect for SqliteDb {
         std::mem::take(&mut self.warnings)
     }
 
-    fn param(v: &Value) -> SqlValue {
-        to_sql(v)
-    }
-
-    fn key_param(p: &Part<'_>) -> SqlValue {
-        match p {
-            Part::Null => SqlValue::Null,
-            Part::Int(i) => SqlValue::Integer(*i),
-            Part::Text(t) => SqlValue::Text(t.to_string()),
-            Part::Other(t) => SqlValue::Text(t.clone()),
+    fn param(v: &Value) -> SqliteParam {
+        match &v.kind {
+            ValueKind::Blob(b) if v.meaning == Some(meaning::TEXT_BYTES) => {
+                SqliteParam::TextBytes(b.clone())
+            }
+            _ => SqliteParam::Value(to_sql(v)),
         }
     }
 
-    fn write(&mut self, t: &Table, columns: Vec<String>, row: Vec<SqlValue>) -> Result<()> {
+    fn key_param(p: &Part<'_>) -> SqliteParam {
+        SqliteParam::Value(match p {
+            Part::Null => SqlValue::Null,
+            Part::Int(i) => SqlValue::Integer(*i),
+            Part::Text(t) | Part::LooseText(t) => SqlValue::Text(t.to_string()),
+            Part::Real(f) => SqlValue::Real(*f),
+            Part::Blob(b) => SqlValue::Blob(b.to_vec()),
+            Part::TextBytes(b) => return SqliteParam::TextBytes(b.to_vec()),
+        })
+    }
+
+    fn write(&mut self, t: &Table, columns: Vec<String>, row: Vec<SqliteParam>) -> Result<()> {
         let q = upsert(t, &columns);
         let mut st = self.conn()?.prepare_cached(&q).map_err(self.sql())?;
         st.execute(rusqlite::params_from_iter(row.iter()))
@@ -665,12 +716,20 @@ impl Dialect for SqliteDb {
 
     fn key_rows(&mut self, t: &Table, f: &mut dyn FnMut(&[Part<'_>]) -> Result<()>) -> Result<()> {
         let cols = SqliteDb::key_columns(t);
-        let q = format!("SELECT {} FROM {}", cols.join(", "), ident(&t.kind));
+        let loose = loose_columns(t, t.primary_key.iter().map(String::as_str));
+        let q = format!(
+            "SELECT {} FROM {}",
+            cols.join(", "),
+            ident(table_for_kind(&t.kind))
+        );
         let mut st = self.conn()?.prepare(&q).map_err(self.sql())?;
         let mut rows = st.query([]).map_err(self.sql())?;
         while let Some(r) = rows.next().map_err(self.sql())? {
             let parts: Vec<Part> = (0..cols.len())
-                .map(|i| r.get_ref(i).map(part_of))
+                .map(|i| {
+                    r.get_ref(i)
+                        .map(|v| part_of(v, loose.get(i) == Some(&true)))
+                })
                 .collect::<rusqlite::Result<_>>()
                 .map_err(self.sql())?;
             f(&parts)?;
@@ -678,7 +737,7 @@ impl Dialect for SqliteDb {
         Ok(())
     }
 
-    fn delete(&mut self, t: &Table, key: Vec<SqlValue>) -> Result<()> {
+    fn delete(&mut self, t: &Table, key: Vec<SqliteParam>) -> Result<()> {
         let cond: Vec<String> = SqliteDb::key_columns(t)
             .iter()
             .enumerate()
@@ -686,7 +745,7 @@ impl Dialect for SqliteDb {
             .collect();
         let q = format!(
             "DELETE FROM {} WHERE {}",
-            ident(&t.kind),
+            ident(table_for_kind(&t.kind)),
             cond.join(" AND ")
         );
         self.conn()?
@@ -720,7 +779,7 @@ impl Dialect for SqliteDb {
         if has_seq {
             conn.execute(
                 "UPDATE sqlite_sequence SET seq = ?2 WHERE name = ?1 AND seq < ?2",
-                rusqlite::params![t.kind, max],
+                rusqlite::params![table_for_kind(&t.kind), max],
             )
             .map_err(self.sql())?;
         }

@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::dialect::Dialect;
 use super::{
-    compare_tables, ddl, element_id, fk_deps, key, key_parts, missing_table, Table, SCHEMA_KIND,
+    compare_tables, crossengine, ddl, element_id, fk_deps, key, key_parts, missing_table,
+    KeyEncoding, Part, Table, SCHEMA_KIND,
 };
 use crate::connector::{EntityTarget, KindOptions, Rejection};
 use crate::error::{Error, Result};
@@ -37,6 +38,8 @@ pub(crate) struct SqlTarget<D: Dialect> {
     tables: HashMap<String, D::Table>,
     /// Tables recorded in the snapshot's schema kind.
     recorded: BTreeMap<String, Table>,
+    /// The key encoding of each recorded table's entities.
+    encodings: HashMap<String, KeyEncoding>,
     /// The kinds this restore writes.
     restoring: BTreeSet<String>,
     /// Kinds whose uuid check waits for their table to be created.
@@ -53,6 +56,7 @@ impl<D: Dialect> SqlTarget<D> {
             db,
             tables: HashMap::new(),
             recorded: BTreeMap::new(),
+            encodings: HashMap::new(),
             restoring: BTreeSet::new(),
             uuid_checks: BTreeSet::new(),
             current: None,
@@ -92,16 +96,30 @@ impl<D: Dialect> SqlTarget<D> {
         for t in self.recorded.values() {
             match self.tables.get(&t.kind) {
                 Some(_) if !self.restoring.contains(&t.kind) => {}
+                Some(existing) if t.engine != D::ENGINE => {
+                    problems.extend(crossengine::compare(t, existing.as_ref()))
+                }
                 Some(existing) => {
                     problems.extend(compare_tables(t, existing.as_ref(), &D::normalise_type))
                 }
-                None if t.engine != D::ENGINE => problems.push(format!(
-                    "table `{}` was recorded from {}; create it in the {name} database first \
-                     (tables are created only from a {name} snapshot)",
-                    t.kind,
-                    t.engine,
-                    name = D::NAME
-                )),
+                // Generated from the recorded structure, every name quoted:
+                // nothing recorded runs.
+                None if t.engine != D::ENGINE => {
+                    let made = crossengine::create(D::DDL, t, &self.recorded);
+                    self.warnings.extend(
+                        made.skipped
+                            .iter()
+                            .map(|s| format!("not recreated in {}: {s}", D::NAME)),
+                    );
+                    create.push((
+                        t.kind.clone(),
+                        ddl::Vetted {
+                            ddl: made.ddl,
+                            after: made.after,
+                            skipped: made.skipped,
+                        },
+                    ));
+                }
                 None => {
                     let vetted = ddl::vet_table(D::DDL, t, &self.policy)?;
                     self.warnings.extend(vetted.skipped.iter().cloned());
@@ -163,12 +181,32 @@ impl<D: Dialect> SqlTarget<D> {
             [one] => Some(one.as_str()),
             _ => None,
         };
+        let encoding = self.encodings.get(kind).copied().unwrap_or_default();
+        let incomplete = || Error::Internal("SQL target: incomplete key");
         if let Some(c) = key_column {
-            let part = key_parts(id, 1).ok_or(Error::Internal("SQL target: incomplete key"))?;
+            let part = key_parts(id, 1, encoding).ok_or_else(incomplete)?;
             columns.push(c.to_string());
             row.extend(part.iter().map(D::key_param));
         }
+        // Across engines a composite key's columns are written from the
+        // key, not converted from the properties (a timestamp's text
+        // differs between engines): every key survives the trip.
+        let from_key: Vec<(&String, Part<'_>)> = match self.recorded.get(kind) {
+            Some(r) if r.engine != D::ENGINE && key_column.is_none() => {
+                let parts =
+                    key_parts(id, table.primary_key.len(), encoding).ok_or_else(incomplete)?;
+                table.primary_key.iter().zip(parts).collect()
+            }
+            _ => Vec::new(),
+        };
+        for (name, part) in &from_key {
+            columns.push(name.to_string());
+            row.push(D::key_param(part));
+        }
         for (name, v) in &entity.properties {
+            if from_key.iter().any(|(k, _)| *k == name) {
+                continue;
+            }
             if table.column(name).is_none() {
                 return Err(Error::Database(format!(
                     "table `{kind}` in {} has no column `{name}` (entity {}); add the column or restore into an empty database",
@@ -249,6 +287,8 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
     fn put(&mut self, entity: Entity) -> Result<()> {
         if self.current.as_deref() == Some(SCHEMA_KIND) {
             let t = Table::from_entity(&entity)?;
+            self.encodings
+                .insert(t.kind.clone(), Table::key_encoding_of(&entity)?);
             self.recorded.insert(t.kind.clone(), t);
             return Ok(());
         }
@@ -303,8 +343,10 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
         if t.as_ref().primary_key.is_empty() && !t.as_ref().rowid {
             return Ok(());
         }
+        // In the snapshot's encoding, so that keys compare with its own.
+        let encoding = self.encodings.get(kind).copied().unwrap_or_default();
         self.db
-            .key_rows(t, &mut |parts| f(key(kind, element_id(parts))))
+            .key_rows(t, &mut |parts| f(key(kind, element_id(parts, encoding))))
     }
 
     fn delete(&mut self, keys: Vec<Key>) -> Result<()> {
@@ -319,7 +361,12 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
             } else {
                 t.as_ref().primary_key.len()
             };
-            let Some(parts) = k.path.last().and_then(|p| key_parts(&p.id, width)) else {
+            let encoding = self.encodings.get(kind).copied().unwrap_or_default();
+            let Some(parts) = k
+                .path
+                .last()
+                .and_then(|p| key_parts(&p.id, width, encoding))
+            else {
                 continue;
             };
             self.db

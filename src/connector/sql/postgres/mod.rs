@@ -435,15 +435,21 @@ struct PgRow<'a> {
     types: &'a [&'a ColType],
 }
 
-/// A column's text as a key component: an integer when the column is one.
+/// A column's text as a key component, typed by the column: integers,
+/// reals and `bytea` as such (so keys read as SQLite's of the same
+/// values), anything else its text.
 fn part_of<'a>(text: Option<&'a str>, ty: &ColType) -> Part<'a> {
-    match text {
-        None => Part::Null,
-        Some(s) => match s.parse::<i64>() {
-            Ok(n) if is_int(&ty.typname) => Part::Int(n),
-            _ => Part::Text(s.into()),
-        },
-    }
+    let Some(s) = text else { return Part::Null };
+    let typed = match ty.typname.as_str() {
+        t if is_int(t) => s.parse().ok().map(Part::Int),
+        "float4" | "float8" => s.parse().ok().map(Part::Real),
+        "bytea" => s
+            .strip_prefix("\\x")
+            .and_then(|h| hex::decode(h).ok())
+            .map(|b| Part::Blob(b.into())),
+        _ => None,
+    };
+    typed.unwrap_or(Part::Text(s.into()))
 }
 
 impl Row for PgRow<'_> {
@@ -818,12 +824,7 @@ impl Dialect for PostgresDb {
     }
 
     fn key_param(p: &Part<'_>) -> Option<String> {
-        match p {
-            Part::Null => None,
-            Part::Int(i) => Some(i.to_string()),
-            Part::Text(t) => Some(t.to_string()),
-            Part::Other(t) => Some(t.clone()),
-        }
+        p.text_form()
     }
 
     fn write(&mut self, t: &PgTable, columns: Vec<String>, row: Vec<Option<String>>) -> Result<()> {
@@ -904,7 +905,15 @@ impl Dialect for PostgresDb {
             .primary_key
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{}::text IS NOT DISTINCT FROM ${}", ident(c), i + 1))
+            .map(|(i, c)| {
+                // Compared as the column's type: a key's text (a real's,
+                // a timestamp's) need not be PostgreSQL's own spelling.
+                let ty = t
+                    .table
+                    .column(c)
+                    .map_or("text", |col| col.sql_type.as_str());
+                format!("{} IS NOT DISTINCT FROM ${}::text::{ty}", ident(c), i + 1)
+            })
             .collect();
         let params: Vec<Param> = key.iter().map(|v| v as Param).collect();
         let shown = self.shown.clone();
