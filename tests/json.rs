@@ -78,6 +78,8 @@ struct SnapshotSummary {
     read_time: Option<String>,
     consistent: Option<bool>,
     notes: Vec<String>,
+    /// What the source could not record (PostgreSQL), one line each.
+    warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]

@@ -131,6 +131,9 @@ pub struct SnapshotReport {
     /// When the source was read, whether at one consistent moment, and
     /// notes on fallbacks (sources that know: Datastore).
     pub read_info: Option<ReadInfo>,
+    /// What the source could not record (a PostgreSQL rule or policy, a
+    /// table without a primary key), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// `snapshot --json` (docs/json.md): the report as one object, ids in
@@ -154,6 +157,7 @@ impl serde::Serialize for SnapshotReport {
             read_time: Option<String>,
             consistent: Option<bool>,
             notes: &'a [String],
+            warnings: &'a [String],
         }
         let info = self.read_info.as_ref();
         Shown {
@@ -173,6 +177,7 @@ impl serde::Serialize for SnapshotReport {
                 .map(crate::model::json::format_timestamp),
             consistent: info.map(|i| i.consistent),
             notes: info.map(|i| i.notes.as_slice()).unwrap_or_default(),
+            warnings: &self.warnings,
         }
         .serialize(s)
     }
@@ -500,6 +505,7 @@ pub fn snapshot(
     let mut report = publish(repo, opts, &plan, merged, packer)?;
     report.skipped_kinds = skipped.into_iter().collect();
     report.read_info = read_info;
+    report.warnings = source.warnings();
     tracing::debug!("snapshot: manifest published at {:?}", started.elapsed());
     if let Err(e) = source.commit_cache(&report.id) {
         tracing::warn!("the source's cache is not kept: {e}");
@@ -948,6 +954,7 @@ fn publish(
         reads,
         existed,
         read_info: None,
+        warnings: Vec::new(),
     })
 }
 

@@ -25,7 +25,7 @@ use sqlparser::dialect::{Dialect as ParserDialect, PostgreSqlDialect, SQLiteDial
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::Table;
+use super::{ObjectKind, SchemaObject, Table};
 use crate::error::Error;
 
 /// The engine a statement was recorded from (and will run on).
@@ -102,13 +102,14 @@ pub(crate) fn vet_table(
         why,
     };
     let mut out = Vetted::default();
+    let mut partitions = BTreeSet::new();
     let statements = table
         .ddl
         .iter()
         .map(|s| (s, false))
         .chain(table.after.iter().map(|s| (s, true)));
     for (stmt, after) in statements {
-        let verdict = match vet(engine, table, stmt) {
+        let verdict = match vet_in(engine, table, stmt, &mut partitions) {
             Ok(v) => v,
             Err(Refusal::Unreadable(_)) if policy.trust => Verdict::Run,
             // An index or trigger the parser cannot read is left out (the
@@ -199,7 +200,20 @@ pub(crate) enum Refusal {
 }
 
 /// Whether a restore into `engine` may run `stmt`, recorded for `table`.
+#[cfg(test)]
 pub(crate) fn vet(engine: Engine, table: &Table, stmt: &str) -> Result<Verdict, Refusal> {
+    vet_in(engine, table, stmt, &mut BTreeSet::new())
+}
+
+/// [`vet`] among the statements of one table: `partitions` holds the
+/// partitions (name parts) its earlier statements created, which later
+/// ones may partition further.
+fn vet_in(
+    engine: Engine,
+    table: &Table,
+    stmt: &str,
+    partitions: &mut BTreeSet<Vec<String>>,
+) -> Result<Verdict, Refusal> {
     if engine == Engine::Postgres {
         if let Some(v) = vet_alter_sequence(table, stmt).map_err(Refusal::Refused)? {
             return Ok(v);
@@ -219,23 +233,29 @@ pub(crate) fn vet(engine: Engine, table: &Table, stmt: &str) -> Result<Verdict, 
             excerpt(stmt)
         )));
     };
-    let vetter = Vetter { engine, table };
+    let vetter = Vetter {
+        engine,
+        table,
+        partitions,
+    };
     let part = vetter.statement(statement).map_err(Refusal::Refused)?;
+    let code = vetter.expressions(statement).map_err(Refusal::Refused)?;
+    if let Part::Partition(name) = &part {
+        partitions.insert(name.clone());
+    }
     if let Part::Trigger(name) = part {
         return Ok(Verdict::Code {
             what: format!("trigger `{name}`"),
             skippable: true,
         });
     }
-    Ok(
-        match vetter.expressions(statement).map_err(Refusal::Refused)? {
-            None => Verdict::Run,
-            Some(what) => Verdict::Code {
-                what,
-                skippable: part == Part::Index,
-            },
+    Ok(match code {
+        None => Verdict::Run,
+        Some(what) => Verdict::Code {
+            what,
+            skippable: part == Part::Index,
         },
-    )
+    })
 }
 
 /// Shortened text of a statement, for messages.
@@ -261,17 +281,23 @@ enum Part {
     Table,
     Index,
     Trigger(String),
+    /// A partition (PostgreSQL) of the table or of one of its partitions:
+    /// its name parts.
+    Partition(Vec<String>),
 }
 
 struct Vetter<'a> {
     engine: Engine,
     table: &'a Table,
+    /// Partitions created by the table's earlier statements.
+    partitions: &'a BTreeSet<Vec<String>>,
 }
 
 impl Vetter<'_> {
     fn statement(&self, s: &Statement) -> Result<Part, String> {
         let t = &self.table.kind;
         match s {
+            Statement::CreateTable(ct) if ct.partition_of.is_some() => self.partition(ct),
             Statement::CreateTable(ct) => {
                 self.expect_table(&ct.name, "CREATE TABLE")?;
                 if ct.query.is_some() || ct.like.is_some() || ct.clone.is_some() {
@@ -334,12 +360,72 @@ impl Vetter<'_> {
         }
     }
 
+    /// `CREATE TABLE p PARTITION OF parent FOR VALUES …` (PostgreSQL): a
+    /// new table in an application schema, partitioning the
+    /// recorded table or a partition created before it, nothing else.
+    fn partition(&self, ct: &sqlparser::ast::CreateTable) -> Result<Part, String> {
+        let t = &self.table.kind;
+        let refused = |why: &str| format!("CREATE TABLE {} {why}", ct.name);
+        let Some(parent) = &ct.partition_of else {
+            return Err(refused("is not a partition"));
+        };
+        if self.engine != Engine::Postgres {
+            return Err(refused("is a PostgreSQL partition in a SQLite schema"));
+        }
+        let parent_parts = self.qualified(parent);
+        if !self.is_table(parent) && !self.partitions.contains(&parent_parts) {
+            return Err(refused(&format!(
+                "partitions {parent}, which is neither table `{t}` nor one of its partitions"
+            )));
+        }
+        let name = self.qualified(&ct.name);
+        let system = name[0] == "information_schema" || name[0].starts_with("pg_");
+        if name.len() != 2 || system || self.is_table(&ct.name) {
+            return Err(refused(&format!(
+                "is not a new partition of table `{t}` in an application schema"
+            )));
+        }
+        if ct.temporary
+            || ct.query.is_some()
+            || ct.like.is_some()
+            || ct.clone.is_some()
+            || ct.inherits.is_some()
+            || ct.for_values.is_none()
+        {
+            return Err(refused(
+                "is more than a partition (only FOR VALUES and PARTITION BY are allowed)",
+            ));
+        }
+        Ok(Part::Partition(name))
+    }
+
+    /// A PostgreSQL name as (schema, name): unqualified is `public`.
+    fn qualified(&self, name: &ObjectName) -> Vec<String> {
+        let mut parts = self.names(name);
+        if parts.len() == 1 {
+            parts.insert(0, "public".into());
+        }
+        parts
+    }
+
     /// Every function an expression of the statement calls must be on the
     /// built-in list (`Some` names the first that is not); no subqueries.
     fn expressions(&self, s: &Statement) -> Result<Option<String>, String> {
         let mut code = None;
+        // `PARTITION BY RANGE (a)` reads as a call to `RANGE`: the method,
+        // not a function; its arguments are checked as any expression.
+        let method = match s {
+            Statement::CreateTable(ct) => ct.partition_by.as_deref().filter(|e| {
+                matches!(e, Expr::Function(f) if matches!(
+                    self.names(&f.name).as_slice(),
+                    [m] if m == "range" || m == "list" || m == "hash"
+                ))
+            }),
+            _ => None,
+        };
         let flow = visit_expressions(s, |e: &Expr| {
             match e {
+                Expr::Function(_) if method.is_some_and(|m| std::ptr::eq(m, e)) => {}
                 Expr::Function(f) => {
                     let parts = self.names(&f.name);
                     let (schema, name) = match parts.as_slice() {
@@ -510,9 +596,11 @@ fn vet_alter_sequence(table: &Table, stmt: &str) -> Result<Option<Verdict>, Stri
     };
     let seq = parse(&seq_text)?;
     let owner = parse(&owner_text)?;
+    let no_partitions = BTreeSet::new();
     let vetter = Vetter {
         engine: Engine::Postgres,
         table,
+        partitions: &no_partitions,
     };
     if !vetter.sequences().contains(&vetter.names(&seq)) {
         return Err(refused());
@@ -529,6 +617,304 @@ fn vet_alter_sequence(table: &Table, stmt: &str) -> Result<Option<Verdict>, Stri
         return Err(refused());
     }
     Ok(Some(Verdict::Run))
+}
+
+/// What a restore does with one recorded schema object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ObjectPlan {
+    /// Run these statements (when the object is missing on the target).
+    Create(Vec<String>),
+    /// Leave it out; the reason, for the report.
+    Skip(String),
+}
+
+/// Range types may name these built-in difference functions; any other
+/// function in a range type's definition is code.
+const RANGE_DIFFS: &[&str] = &[
+    "float8mi",
+    "int4range_subdiff",
+    "int8range_subdiff",
+    "numrange_subdiff",
+    "daterange_subdiff",
+    "tsrange_subdiff",
+    "tstzrange_subdiff",
+];
+
+/// Vet every statement recorded for a schema object: each must create
+/// exactly the object the record names (a type, a domain whose checks call
+/// only built-ins, a sequence no column owns). Functions, views,
+/// materialized views and extensions are code: created only with
+/// `--trust-schema`, otherwise skipped and reported.
+pub(crate) fn vet_object(
+    engine: Engine,
+    o: &SchemaObject,
+    policy: &SchemaPolicy,
+) -> Result<ObjectPlan, Error> {
+    let what = format!("{} `{}`", o.object.word(), o.id());
+    let refuse = |why: String| Error::UnsafeSchema {
+        snapshot: policy.snapshot.clone(),
+        table: what.clone(),
+        why,
+    };
+    if engine != Engine::Postgres {
+        return Err(refuse(
+            "schema objects are recorded from PostgreSQL only".into(),
+        ));
+    }
+    if o.ddl.is_empty() {
+        return Err(refuse("it has no statement".into()));
+    }
+    let mut code = None;
+    for (i, stmt) in o.ddl.iter().enumerate() {
+        let verdict = match vet_object_statement(o, i, stmt) {
+            Ok(v) => v,
+            Err(Refusal::Unreadable(_)) if policy.trust => Verdict::Run,
+            Err(Refusal::Unreadable(_)) if is_code(o.object) => Verdict::Code {
+                what: format!("{what} (which kindsnap cannot parse)"),
+                skippable: true,
+            },
+            Err(Refusal::Unreadable(why)) => {
+                return Err(refuse(format!(
+                    "{why}; pass --trust-schema to run it as recorded if you trust whoever wrote this repository"
+                )))
+            }
+            Err(Refusal::Refused(why)) => return Err(refuse(why)),
+        };
+        if let Verdict::Code { what, skippable } = verdict {
+            if !skippable && !policy.trust {
+                return Err(refuse(format!(
+                    "its definition contains {what}, which is code; pass --trust-schema if you trust whoever wrote this repository"
+                )));
+            }
+            code.get_or_insert(what);
+        }
+    }
+    Ok(match code {
+        Some(_) if !policy.trust => ObjectPlan::Skip(format!(
+            "{what} was not recreated: it is code from the snapshot (--trust-schema recreates it)"
+        )),
+        _ => ObjectPlan::Create(o.ddl.clone()),
+    })
+}
+
+/// Functions, views, materialized views and extensions: code by nature.
+fn is_code(k: ObjectKind) -> bool {
+    matches!(
+        k,
+        ObjectKind::Function
+            | ObjectKind::View
+            | ObjectKind::MaterializedView
+            | ObjectKind::Extension
+    )
+}
+
+/// Statement `i` of object `o`: the first creates the object; a domain
+/// may add `ALTER DOMAIN … SET NOT NULL` (which the parser does not know).
+fn vet_object_statement(o: &SchemaObject, i: usize, stmt: &str) -> Result<Verdict, Refusal> {
+    let as_table = Table {
+        kind: o.id(),
+        engine: o.engine.clone(),
+        columns: Vec::new(),
+        primary_key: Vec::new(),
+        rowid: false,
+        foreign_keys: Vec::new(),
+        ddl: Vec::new(),
+        after: Vec::new(),
+        pragmas: Vec::new(),
+    };
+    let none = BTreeSet::new();
+    let vetter = Vetter {
+        engine: Engine::Postgres,
+        table: &as_table,
+        partitions: &none,
+    };
+    if i > 0 {
+        return match (o.object, alter_domain_not_null(stmt)) {
+            (ObjectKind::Domain, Some(name)) if vetter.is_object(o, &name) => Ok(Verdict::Run),
+            _ => Err(Refusal::Refused(format!(
+                "{} is not the SET NOT NULL of domain `{}` (one statement creates an object)",
+                excerpt(stmt),
+                o.id()
+            ))),
+        };
+    }
+    let parsed = Parser::parse_sql(&PostgreSqlDialect {}, stmt).map_err(|e| {
+        Refusal::Unreadable(format!(
+            "a statement kindsnap cannot parse ({e}): {}",
+            excerpt(stmt)
+        ))
+    })?;
+    let [statement] = parsed.as_slice() else {
+        return Err(Refusal::Refused(format!(
+            "{} statements in one entry (one is allowed): {}",
+            parsed.len(),
+            excerpt(stmt)
+        )));
+    };
+    let verdict = vetter.object(o, statement).map_err(Refusal::Refused)?;
+    if verdict != Verdict::Run {
+        return Ok(verdict);
+    }
+    Ok(
+        match vetter.expressions(statement).map_err(Refusal::Refused)? {
+            None => Verdict::Run,
+            Some(what) => Verdict::Code {
+                what,
+                skippable: false,
+            },
+        },
+    )
+}
+
+/// `ALTER DOMAIN name SET NOT NULL [;]`: the name's text.
+fn alter_domain_not_null(stmt: &str) -> Option<ObjectName> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, stmt).tokenize().ok()?;
+    let mut tokens: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    if matches!(tokens.last(), Some(Token::SemiColon)) {
+        tokens.pop();
+    }
+    let word = |t: &Token, k: &str| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(k));
+    let n = tokens.len();
+    let shape = n > 5
+        && word(tokens[0], "ALTER")
+        && word(tokens[1], "DOMAIN")
+        && word(tokens[n - 3], "SET")
+        && word(tokens[n - 2], "NOT")
+        && word(tokens[n - 1], "NULL");
+    if !shape {
+        return None;
+    }
+    let text: String = tokens[2..n - 3].iter().map(|t| t.to_string()).collect();
+    Parser::new(&dialect)
+        .try_with_sql(&text)
+        .and_then(|mut p| {
+            let name = p.parse_object_name(false)?;
+            p.expect_token(&Token::EOF)?;
+            Ok(name)
+        })
+        .ok()
+}
+
+impl Vetter<'_> {
+    /// Whether `name` is the object's (an unqualified name is `public`).
+    fn is_object(&self, o: &SchemaObject, name: &ObjectName) -> bool {
+        if o.object == ObjectKind::Extension {
+            return self.names(name) == [o.name.clone()];
+        }
+        self.qualified(name) == [o.schema.clone(), o.name.clone()]
+    }
+
+    /// The first statement of an object: it must create that object.
+    fn object(&self, o: &SchemaObject, s: &Statement) -> Result<Verdict, String> {
+        let id = o.id();
+        let word = o.object.word();
+        let code = |what: String| Verdict::Code {
+            what,
+            skippable: true,
+        };
+        let not_it = || format!("{} does not create {word} `{id}`", excerpt(&s.to_string()));
+        let name_ok = |name: &ObjectName| {
+            if self.is_object(o, name) {
+                Ok(())
+            } else {
+                Err(not_it())
+            }
+        };
+        match (o.object, s) {
+            (
+                ObjectKind::Type,
+                Statement::CreateType {
+                    name,
+                    representation,
+                },
+            ) => {
+                name_ok(name)?;
+                self.type_representation(&id, representation.as_ref())
+            }
+            (ObjectKind::Domain, Statement::CreateDomain(d)) => {
+                name_ok(&d.name)?;
+                Ok(Verdict::Run)
+            }
+            (
+                ObjectKind::Sequence,
+                Statement::CreateSequence {
+                    temporary,
+                    name,
+                    sequence_options,
+                    ..
+                },
+            ) => {
+                name_ok(name)?;
+                let owned = sequence_options
+                    .iter()
+                    .any(|o| matches!(o, sqlparser::ast::SequenceOptions::OwnedBy(_)));
+                if *temporary || owned {
+                    return Err(format!(
+                        "CREATE SEQUENCE {name} is temporary or owned by a column (a table records its own sequences)"
+                    ));
+                }
+                Ok(Verdict::Run)
+            }
+            (ObjectKind::Function, Statement::CreateFunction(f)) => {
+                name_ok(&f.name)?;
+                Ok(code(format!("function `{id}`")))
+            }
+            (ObjectKind::View | ObjectKind::MaterializedView, Statement::CreateView(v))
+                if v.materialized == (o.object == ObjectKind::MaterializedView) =>
+            {
+                name_ok(&v.name)?;
+                Ok(code(format!("{word} `{id}`")))
+            }
+            (ObjectKind::Extension, Statement::CreateExtension(e)) => {
+                if Engine::Postgres.ident_value(&e.name) != o.name {
+                    return Err(not_it());
+                }
+                Ok(code(format!("extension `{id}`")))
+            }
+            _ => Err(not_it()),
+        }
+    }
+
+    /// Enum, composite and range types; a range's functions only from
+    /// [`RANGE_DIFFS`]; base types (written in C) are code.
+    fn type_representation(
+        &self,
+        id: &str,
+        r: Option<&sqlparser::ast::UserDefinedTypeRepresentation>,
+    ) -> Result<Verdict, String> {
+        use sqlparser::ast::{UserDefinedTypeRangeOption as O, UserDefinedTypeRepresentation as R};
+        match r {
+            Some(R::Enum { .. } | R::Composite { .. }) => Ok(Verdict::Run),
+            Some(R::Range { options }) => {
+                for opt in options {
+                    let function = match opt {
+                        O::Canonical(f) | O::SubtypeDiff(f) => f,
+                        _ => continue,
+                    };
+                    let parts = self.names(function);
+                    let builtin = match parts.as_slice() {
+                        [f] => RANGE_DIFFS.contains(&f.as_str()),
+                        [s, f] => s == "pg_catalog" && RANGE_DIFFS.contains(&f.as_str()),
+                        _ => false,
+                    };
+                    if !builtin {
+                        return Ok(Verdict::Code {
+                            what: format!("a call to function `{function}`"),
+                            skippable: false,
+                        });
+                    }
+                }
+                Ok(Verdict::Run)
+            }
+            _ => Err(format!(
+                "type `{id}` is not an enum, composite or range type (base types are written in C)"
+            )),
+        }
+    }
 }
 
 /// Functions an expression in a recorded table may call without

@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::dialect::Dialect;
 use super::{
-    compare_tables, ddl, element_id, fk_deps, key, key_parts, missing_table, Table, SCHEMA_KIND,
+    compare_tables, ddl, element_id, fk_deps, key, key_parts, missing_table, ObjectKind,
+    SchemaObject, Table, SCHEMA_KIND,
 };
 use crate::connector::{EntityTarget, KindOptions, Rejection};
 use crate::error::{Error, Result};
@@ -37,6 +38,8 @@ pub(crate) struct SqlTarget<D: Dialect> {
     tables: HashMap<String, D::Table>,
     /// Tables recorded in the snapshot's schema kind.
     recorded: BTreeMap<String, Table>,
+    /// Schema-level objects recorded there (PostgreSQL's types, views…).
+    objects: Vec<SchemaObject>,
     /// The kinds this restore writes.
     restoring: BTreeSet<String>,
     /// Kinds whose uuid check waits for their table to be created.
@@ -53,6 +56,7 @@ impl<D: Dialect> SqlTarget<D> {
             db,
             tables: HashMap::new(),
             recorded: BTreeMap::new(),
+            objects: Vec::new(),
             restoring: BTreeSet::new(),
             uuid_checks: BTreeSet::new(),
             current: None,
@@ -112,6 +116,12 @@ impl<D: Dialect> SqlTarget<D> {
         if !problems.is_empty() {
             return Err(Error::Database(problems.join("\n")));
         }
+        let objects = self.vet_objects()?;
+        // Types, sequences and functions before the tables that use them;
+        // views (kept by the engine) after the load.
+        for (o, vetted) in &objects {
+            self.db.create_object(o, vetted)?;
+        }
         for (kind, vetted) in &create {
             for stmt in &vetted.ddl {
                 self.db.run_ddl(stmt).map_err(|e| {
@@ -140,6 +150,40 @@ impl<D: Dialect> SqlTarget<D> {
             }
         }
         Ok(())
+    }
+
+    /// Vet every recorded object (before anything runs) and choose those
+    /// to create: missing on the target, of this engine, not code left
+    /// out without `--trust-schema` (reported). In creation order: by
+    /// [`ObjectKind::rank`], each after the objects it depends on.
+    fn vet_objects(&mut self) -> Result<Vec<(SchemaObject, Vec<String>)>> {
+        let mut plans = Vec::new();
+        for o in &self.objects {
+            if o.engine != D::ENGINE {
+                self.warnings.push(format!(
+                    "{} `{}` was not created: it was recorded from {}",
+                    o.object.word(),
+                    o.id(),
+                    o.engine
+                ));
+                continue;
+            }
+            plans.push((o.clone(), ddl::vet_object(D::DDL, o, &self.policy)?));
+        }
+        let mut out = Vec::new();
+        for (o, plan) in plans {
+            if self.db.has_object(&o)? {
+                if o.object == ObjectKind::MaterializedView && self.policy.trust {
+                    self.db.refresh_later(&o)?;
+                }
+                continue;
+            }
+            match plan {
+                ddl::ObjectPlan::Create(vetted) => out.push((o, vetted)),
+                ddl::ObjectPlan::Skip(why) => self.warnings.push(why),
+            }
+        }
+        Ok(super::creation_order(out))
     }
 
     /// One entity as one row of the current kind's table.
@@ -248,6 +292,10 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
 
     fn put(&mut self, entity: Entity) -> Result<()> {
         if self.current.as_deref() == Some(SCHEMA_KIND) {
+            if SchemaObject::is_object(&entity) {
+                self.objects.push(SchemaObject::from_entity(&entity)?);
+                return Ok(());
+            }
             let t = Table::from_entity(&entity)?;
             self.recorded.insert(t.kind.clone(), t);
             return Ok(());

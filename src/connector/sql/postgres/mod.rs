@@ -28,6 +28,7 @@
 //! restore re-adds them when resumed) and re-adds them, validated, in
 //! `finish`.
 
+mod objects;
 mod reflect;
 mod text;
 mod tls;
@@ -41,7 +42,10 @@ use self::reflect::{reflect, ColType, PgTable};
 use self::text::{is_int, parse_array, parse_text, to_text};
 use super::dialect::{Dialect, Reader, Row};
 use super::target::SqlTarget;
-use super::{ddl, ident, meaning, scan, text_value, with_meaning, Column, Part, Table};
+use super::{
+    ddl, ident, meaning, scan, text_value, with_meaning, Column, ObjectKind, Part, SchemaObject,
+    Table,
+};
 use crate::connector::EntitySource;
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
@@ -49,6 +53,9 @@ use crate::model::{Entity, Key, Value, ValueKind};
 use crate::net::{self, Timeouts};
 
 const PENDING: &str = "kindsnap_pending_constraints";
+/// The `tbl` of pending rows that create recorded views after the load
+/// (no table is named ''): they run after every table's own.
+const OBJECTS: &str = "";
 
 /// The sequences behind a key column (`$1` the table, `$2` the column):
 /// the one it owns (`serial`, identity) and those its default takes
@@ -242,6 +249,8 @@ pub(crate) struct PostgresSource {
     client: Option<Client>,
     filter: Option<KindFilter>,
     timeouts: Timeouts,
+    /// What the last reading could not record.
+    warnings: Vec<String>,
 }
 
 impl PostgresSource {
@@ -252,6 +261,7 @@ impl PostgresSource {
             shown: redacted(url),
             filter: None,
             timeouts: *timeouts,
+            warnings: Vec::new(),
         })
     }
 }
@@ -260,7 +270,9 @@ impl PostgresSource {
 /// how the reading ended.
 enum Batch {
     Rows(Vec<(Entity, u64)>),
-    Done(Box<Client>, Result<()>),
+    /// The connection, how the reading ended, and what the snapshot could
+    /// not record.
+    Done(Box<Client>, Result<()>, Vec<String>),
 }
 
 impl EntitySource for PostgresSource {
@@ -274,6 +286,10 @@ impl EntitySource for PostgresSource {
 
     fn describe(&self, origin: u64) -> String {
         format!("{} (row {origin})", self.shown)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
     }
 
     fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()> {
@@ -290,8 +306,13 @@ impl EntitySource for PostgresSource {
             .name("kindsnap-pg-read".into())
             .spawn(move || {
                 let mut rows = Vec::new();
-                let read =
-                    Self::read_tables(&mut client, filter.as_ref(), &reader_shown, &mut |e, o| {
+                let mut warnings = Vec::new();
+                let read = Self::read_tables(
+                    &mut client,
+                    filter.as_ref(),
+                    &reader_shown,
+                    &mut warnings,
+                    &mut |e, o| {
                         rows.push((e, o));
                         if rows.len() >= FETCH_ROWS as usize {
                             sender
@@ -299,13 +320,14 @@ impl EntitySource for PostgresSource {
                                 .map_err(|_| Error::Interrupted)?;
                         }
                         Ok(())
-                    });
+                    },
+                );
                 let read = read.and_then(|()| {
                     sender
                         .send(Batch::Rows(rows))
                         .map_err(|_| Error::Interrupted)
                 });
-                let _ = sender.send(Batch::Done(Box::new(client), read));
+                let _ = sender.send(Batch::Done(Box::new(client), read, warnings));
             })
             .map_err(|e| Error::Database(format!("cannot start a thread to read {shown}: {e}")))?;
         // The wait for each batch is what the answer timeout bounds; the
@@ -317,8 +339,9 @@ impl EntitySource for PostgresSource {
                         f(e, origin)?;
                     }
                 }
-                Ok(Batch::Done(client, read)) => {
+                Ok(Batch::Done(client, read, warnings)) => {
                     self.client = Some(*client);
+                    self.warnings = warnings;
                     return read;
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -345,6 +368,7 @@ impl PostgresSource {
         client: &mut Client,
         filter: Option<&KindFilter>,
         shown: &str,
+        warnings: &mut Vec<String>,
         f: &mut dyn FnMut(Entity, u64) -> Result<()>,
     ) -> Result<()> {
         let mut tx = client
@@ -353,7 +377,7 @@ impl PostgresSource {
             .read_only(true)
             .start()
             .map_err(db_error(shown))?;
-        scan::scan(&mut PgReader { tx: &mut tx, shown }, filter, f)?;
+        scan::scan_reporting(&mut PgReader { tx: &mut tx, shown }, filter, f, warnings)?;
         tx.commit().map_err(db_error(shown))
     }
 }
@@ -374,6 +398,12 @@ impl Reader for PgReader<'_, '_> {
 
     fn columns(t: &PgTable) -> Vec<&Column> {
         t.read_columns().map(|(c, _)| c).collect()
+    }
+
+    fn objects(&mut self, tables: &[&Table]) -> Result<(Vec<SchemaObject>, Vec<String>)> {
+        let found = objects::reflect_objects(&mut |s, p| self.tx.query(s, p), tables)
+            .map_err(db_error(self.shown))?;
+        Ok((found.objects, found.warnings))
     }
 
     fn rows(&mut self, t: &PgTable, f: &mut dyn FnMut(&dyn Row) -> Result<()>) -> Result<()> {
@@ -492,6 +522,7 @@ impl SqlTarget<PostgresDb> {
             timeouts: *timeouts,
             replica: false,
             warnings: Vec::new(),
+            objects_kept: 0,
         }))
     }
 }
@@ -510,6 +541,8 @@ pub(crate) struct PostgresDb {
     /// Whether the session runs as a replica (no user trigger fires).
     replica: bool,
     warnings: Vec<String>,
+    /// Views kept for after the load so far (their order).
+    objects_kept: usize,
 }
 
 impl PostgresDb {
@@ -640,15 +673,29 @@ impl PostgresDb {
         if !has_pending {
             return Ok(());
         }
+        // Each table's constraints and triggers, then the recorded views
+        // in their order (names sort as they were kept).
         let rows = self
             .client()?
             .query(
-                &format!("SELECT tbl, name, def FROM {PENDING} ORDER BY tbl, name"),
-                &[],
+                &format!(
+                    "SELECT tbl, name, def FROM {PENDING} ORDER BY tbl = $1, tbl, name COLLATE \"C\""
+                ),
+                &[&OBJECTS],
             )
             .map_err(db_error(&shown))?;
         for r in rows {
             let (tbl, def): (String, String) = (r.get(0), r.get(2));
+            if tbl == OBJECTS {
+                self.client()?.batch_execute(&def).map_err(|e| {
+                    Error::Database(format!(
+                        "creating a recorded view in {shown} failed: {}; the statement waits in \
+                         {PENDING} (run the restore again after fixing the cause, or delete its row)",
+                        why(&e)
+                    ))
+                })?;
+                continue;
+            }
             self.client()?.batch_execute(&def).map_err(|e| {
                 Error::Database(format!(
                     "the restored data breaks a foreign key of table `{tbl}` in {shown}: {}; \
@@ -791,6 +838,100 @@ impl Dialect for PostgresDb {
             self.keep_pending(kind, &format!("recorded-{i}"), def)?;
         }
         Ok(())
+    }
+
+    fn has_object(&mut self, o: &SchemaObject) -> Result<bool> {
+        let (sql, params): (&str, Vec<&str>) = match o.object {
+            ObjectKind::Extension => (
+                "SELECT 1 FROM pg_extension WHERE extname = $1",
+                vec![&o.name],
+            ),
+            ObjectKind::Type | ObjectKind::Domain => (
+                "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+                 WHERE n.nspname = $1 AND t.typname = $2",
+                vec![&o.schema, &o.name],
+            ),
+            ObjectKind::Function => (
+                "SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                 WHERE n.nspname = $1 AND p.proname = $2 \
+                 AND pg_get_function_identity_arguments(p.oid) = $3",
+                vec![&o.schema, &o.name, &o.arguments],
+            ),
+            ObjectKind::Sequence | ObjectKind::View | ObjectKind::MaterializedView => (
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                vec![&o.schema, &o.name],
+            ),
+        };
+        let shown = self.shown.clone();
+        let params: Vec<Param> = params.iter().map(|p| p as Param).collect();
+        let client = self.client()?;
+        // Argument types print as they were recorded: qualified.
+        let mut lookup = || -> std::result::Result<bool, postgres::Error> {
+            let path: String = client
+                .query_one("SELECT current_setting('search_path')", &[])?
+                .get(0);
+            client.query_one("SELECT set_config('search_path', 'pg_catalog', true)", &[])?;
+            let found = !client.query(sql, &params)?.is_empty();
+            client.query_one("SELECT set_config('search_path', $1, true)", &[&path])?;
+            Ok(found)
+        };
+        lookup().map_err(db_error(&shown))
+    }
+
+    /// Types, domains, functions, sequences (with their current value)
+    /// at once, in their schema; views and materialized views kept in the
+    /// pending table, created after the load (and after the tables'
+    /// foreign keys and triggers).
+    fn create_object(&mut self, o: &SchemaObject, vetted: &[String]) -> Result<()> {
+        if matches!(o.object, ObjectKind::View | ObjectKind::MaterializedView) {
+            // Named so that they sort in creation order.
+            self.objects_kept += 1;
+            for (i, stmt) in vetted.iter().enumerate() {
+                let name = format!("object-{:06}-{i:03} {}", self.objects_kept, o.id());
+                self.keep_pending(OBJECTS, &name, stmt)?;
+            }
+            return Ok(());
+        }
+        let shown = self.shown.clone();
+        let failed = |e: String| {
+            Error::Database(format!(
+                "creating {} `{}` in {shown} failed: {e}",
+                o.object.word(),
+                o.id(),
+            ))
+        };
+        let mut statements = Vec::new();
+        if !o.schema.is_empty() && o.schema != "public" {
+            statements.push(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&o.schema)));
+        }
+        if o.object == ObjectKind::Function {
+            // Bodies may use tables that do not exist yet (as pg_dump).
+            statements.push("SET LOCAL check_function_bodies = off".into());
+        }
+        statements.extend(vetted.iter().cloned());
+        for stmt in &statements {
+            self.run_ddl(stmt).map_err(failed)?;
+        }
+        if let (ObjectKind::Sequence, Some((last, called))) = (o.object, o.value) {
+            let qual = format!("{}.{}", ident(&o.schema), ident(&o.name));
+            self.client()?
+                .query(
+                    "SELECT setval($1::text::regclass, $2, $3)",
+                    &[&qual, &last, &called],
+                )
+                .map_err(|e| failed(why(&e)))?;
+        }
+        Ok(())
+    }
+
+    fn refresh_later(&mut self, o: &SchemaObject) -> Result<()> {
+        let qual = format!("{}.{}", ident(&o.schema), ident(&o.name));
+        self.keep_pending(
+            OBJECTS,
+            &format!("refresh-{}", o.id()),
+            &format!("REFRESH MATERIALIZED VIEW {qual}"),
+        )
     }
 
     fn name(t: &PgTable) -> String {

@@ -57,7 +57,7 @@ impl PgTable {
 }
 
 /// A table's kind: its name, schema-qualified outside `public`.
-pub(super) fn kind_of(schema: &str, name: &str) -> String {
+pub(crate) fn kind_of(schema: &str, name: &str) -> String {
     if schema == "public" {
         name.to_string()
     } else {
@@ -69,10 +69,10 @@ fn qualified(schema: &str, name: &str) -> String {
     format!("{}.{}", ident(schema), ident(name))
 }
 
-type PgResult<T> = std::result::Result<T, postgres::Error>;
+pub(super) type PgResult<T> = std::result::Result<T, postgres::Error>;
 
 /// A query on the lent session.
-type Query<'a> =
+pub(super) type Query<'a> =
     dyn FnMut(&str, &[&(dyn postgres::types::ToSql + Sync)]) -> PgResult<Vec<postgres::Row>> + 'a;
 
 /// Every user table, in kind order (`pending` bookkeeping excluded).
@@ -112,8 +112,14 @@ fn table(q: &mut Query<'_>, rel: Relation) -> PgResult<PgTable> {
     let primary_key = primary_key(q, rel.oid)?;
     let constraints = constraints(q, rel.oid, &qual)?;
     cols.ddl.extend(constraints.in_table);
-    let mut ddl = create_statements(&rel.schema, &qual, &cols);
-    ddl.extend(indexes(q, rel.oid)?);
+    let partition_by: Option<String> = match rel.partitioned {
+        true => q("SELECT pg_get_partkeydef($1)", &[&rel.oid])?[0].get(0),
+        false => None,
+    };
+    let mut ddl = create_statements(&rel.schema, &qual, &cols, partition_by.as_deref());
+    ddl.extend(partitions(q, rel.oid)?);
+    ddl.extend(indexes(q, rel.oid, rel.partitioned)?);
+    ddl.extend(triggers(q, rel.oid)?);
     Ok(PgTable {
         table: Table {
             kind: kind_of(&rel.schema, &rel.name),
@@ -146,15 +152,37 @@ struct Columns {
     columns: Vec<Column>,
     types: Vec<ColType>,
     ddl: Vec<String>,
-    /// (sequence, column) of `nextval` defaults.
-    sequences: Vec<(String, String)>,
+    /// The sequences of `nextval` defaults.
+    sequences: Vec<DefaultSequence>,
+}
+
+/// A sequence a column's default takes `nextval` from.
+struct DefaultSequence {
+    /// As the default names it.
+    name: String,
+    column: String,
+    /// Whether the column owns it (`serial`).
+    owned: bool,
+    /// ` AS integer INCREMENT BY 1 …`, so that it is created as it was.
+    options: String,
 }
 
 fn columns(q: &mut Query<'_>, oid: u32) -> PgResult<Columns> {
     let rows = q(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
          pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text, \
-         t.typname::text, t.typcategory::text, et.typname::text \
+         t.typname::text, t.typcategory::text, et.typname::text, \
+         EXISTS (SELECT 1 FROM pg_depend dd JOIN pg_depend od ON od.classid = 'pg_class'::regclass \
+           AND od.objid = dd.refobjid AND od.refobjid = a.attrelid AND od.refobjsubid = a.attnum \
+           AND od.deptype = 'a' \
+           WHERE dd.classid = 'pg_attrdef'::regclass AND dd.objid = d.oid \
+           AND dd.refclassid = 'pg_class'::regclass), \
+         (SELECT ' AS ' || format_type(s.seqtypid, NULL) || ' INCREMENT BY ' || s.seqincrement \
+           || ' MINVALUE ' || s.seqmin || ' MAXVALUE ' || s.seqmax || ' START WITH ' || s.seqstart \
+           || ' CACHE ' || s.seqcache || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END \
+           FROM pg_depend dd JOIN pg_sequence s ON s.seqrelid = dd.refobjid \
+           WHERE dd.classid = 'pg_attrdef'::regclass AND dd.objid = d.oid \
+           AND dd.refclassid = 'pg_class'::regclass LIMIT 1) \
          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
          LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A' \
          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
@@ -171,10 +199,15 @@ fn columns(q: &mut Query<'_>, oid: u32) -> PgResult<Columns> {
         };
         let identity: String = c.get(4);
         let generated: String = c.get(5);
+        let sequence = DefaultSequence {
+            name: String::new(),
+            column: column.name.clone(),
+            owned: c.get(9),
+            options: c.get::<_, Option<String>>(10).unwrap_or_default(),
+        };
         out.ddl.push(column_ddl(
             &column,
-            &identity,
-            &generated,
+            (&identity, &generated, sequence),
             &mut out.sequences,
         ));
         out.types.push(ColType {
@@ -192,9 +225,8 @@ fn columns(q: &mut Query<'_>, oid: u32) -> PgResult<Columns> {
 /// into `sequences`.
 fn column_ddl(
     column: &Column,
-    identity: &str,
-    generated: &str,
-    sequences: &mut Vec<(String, String)>,
+    (identity, generated, sequence): (&str, &str, DefaultSequence),
+    sequences: &mut Vec<DefaultSequence>,
 ) -> String {
     let mut d = format!("{} {}", ident(&column.name), column.sql_type);
     match (generated, identity, &column.default) {
@@ -207,7 +239,10 @@ fn column_ddl(
                 .and_then(|s| s.split_once("'::regclass)"))
                 .map(|(s, _)| s.to_string())
             {
-                sequences.push((seq, column.name.clone()));
+                sequences.push(DefaultSequence {
+                    name: seq,
+                    ..sequence
+                });
             }
             d.push_str(&format!(" DEFAULT {expr}"));
         }
@@ -280,30 +315,88 @@ fn constraints(q: &mut Query<'_>, oid: u32, qual: &str) -> PgResult<Constraints>
     Ok(out)
 }
 
-/// The schema, the sequences, the table and the sequences' ownership.
-fn create_statements(schema: &str, qual: &str, cols: &Columns) -> Vec<String> {
+/// The schema, the sequences, the table (`PARTITION BY` for a
+/// partitioned one) and the ownership of the sequences its columns own
+/// (a sequence only named in a default is recorded on its own, see
+/// `objects.rs`, and stays owned by nobody).
+fn create_statements(
+    schema: &str,
+    qual: &str,
+    cols: &Columns,
+    partition_by: Option<&str>,
+) -> Vec<String> {
     let mut ddl = Vec::new();
     if schema != "public" {
         ddl.push(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)));
     }
-    for (seq, _) in &cols.sequences {
-        ddl.push(format!("CREATE SEQUENCE IF NOT EXISTS {seq}"));
+    for seq in &cols.sequences {
+        ddl.push(format!(
+            "CREATE SEQUENCE IF NOT EXISTS {}{}",
+            seq.name, seq.options
+        ));
     }
+    let partitioned = partition_by
+        .map(|p| format!(" PARTITION BY {p}"))
+        .unwrap_or_default();
     ddl.push(format!(
-        "CREATE TABLE {qual} (\n  {}\n)",
+        "CREATE TABLE {qual} (\n  {}\n){partitioned}",
         cols.ddl.join(",\n  ")
     ));
-    for (seq, col) in &cols.sequences {
+    for seq in cols.sequences.iter().filter(|s| s.owned) {
         ddl.push(format!(
-            "ALTER SEQUENCE {seq} OWNED BY {qual}.{}",
-            ident(col)
+            "ALTER SEQUENCE {} OWNED BY {qual}.{}",
+            seq.name,
+            ident(&seq.column)
         ));
     }
     ddl
 }
 
-/// Indexes that no constraint owns.
-fn indexes(q: &mut Query<'_>, oid: u32) -> PgResult<Vec<String>> {
+/// A partitioned table's partitions, parents before their children:
+/// `CREATE TABLE p PARTITION OF parent FOR VALUES …` (or `DEFAULT`), with
+/// `PARTITION BY` for a partition partitioned in turn. Rows land in them
+/// by themselves when the restore writes the parent.
+fn partitions(q: &mut Query<'_>, oid: u32) -> PgResult<Vec<String>> {
+    let rows = q(
+        "WITH RECURSIVE tree AS (\
+           SELECT i.inhrelid AS oid, i.inhparent AS parent, 1 AS depth FROM pg_inherits i WHERE i.inhparent = $1 \
+           UNION ALL SELECT i.inhrelid, i.inhparent, t.depth + 1 FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid) \
+         SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+           quote_ident(pn.nspname) || '.' || quote_ident(pc.relname), pg_get_expr(c.relpartbound, c.oid), \
+           CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END \
+         FROM tree t JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_class pc ON pc.oid = t.parent JOIN pg_namespace pn ON pn.oid = pc.relnamespace \
+         WHERE c.relispartition AND c.relkind IN ('r', 'p') ORDER BY t.depth, c.oid",
+        &[&oid],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (name, parent, bound): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            let by = r
+                .get::<_, Option<String>>(3)
+                .map(|p| format!(" PARTITION BY {p}"))
+                .unwrap_or_default();
+            format!("CREATE TABLE {name} PARTITION OF {parent} {bound}{by}")
+        })
+        .collect())
+}
+
+/// User triggers (not those a foreign key makes, nor the copies a
+/// partition gets of its parent's): recreated after the data, and only
+/// with `--trust-schema`.
+fn triggers(q: &mut Query<'_>, oid: u32) -> PgResult<Vec<String>> {
+    let rows = q(
+        "SELECT pg_get_triggerdef(oid) FROM pg_trigger \
+         WHERE tgrelid = $1 AND NOT tgisinternal AND tgparentid = 0 ORDER BY tgname",
+        &[&oid],
+    )?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Indexes that no constraint owns. A partitioned table's are created
+/// on the parent *and* its partitions (`ON`, not `ON ONLY`), after them.
+fn indexes(q: &mut Query<'_>, oid: u32, partitioned: bool) -> PgResult<Vec<String>> {
     let rows = q(
         "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i \
          WHERE i.indrelid = $1 AND NOT EXISTS \
@@ -311,5 +404,14 @@ fn indexes(q: &mut Query<'_>, oid: u32) -> PgResult<Vec<String>> {
          ORDER BY 1",
         &[&oid],
     )?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let def: String = r.get(0);
+            match partitioned {
+                true => def.replacen(" ON ONLY ", " ON ", 1),
+                false => def,
+            }
+        })
+        .collect())
 }
