@@ -728,7 +728,7 @@ fn vet_object_statement(o: &SchemaObject, i: usize, stmt: &str) -> Result<Verdic
         table: &as_table,
         partitions: &none,
     };
-    if i > 0 {
+    if i > 0 && o.object != ObjectKind::MaterializedView {
         return match (o.object, alter_domain_not_null(stmt)) {
             (ObjectKind::Domain, Some(name)) if vetter.is_object(o, &name) => Ok(Verdict::Run),
             _ => Err(Refusal::Refused(format!(
@@ -751,7 +751,18 @@ fn vet_object_statement(o: &SchemaObject, i: usize, stmt: &str) -> Result<Verdic
             excerpt(stmt)
         )));
     };
-    let verdict = vetter.object(o, statement).map_err(Refusal::Refused)?;
+    let verdict = match (i, statement) {
+        // A materialized view's indexes follow it.
+        (1.., Statement::CreateIndex(ci)) if vetter.is_object(o, &ci.table_name) => Verdict::Run,
+        (1.., _) => {
+            return Err(Refusal::Refused(format!(
+                "{} is not an index of materialized view `{}`",
+                excerpt(stmt),
+                o.id()
+            )))
+        }
+        _ => vetter.object(o, statement).map_err(Refusal::Refused)?,
+    };
     if verdict != Verdict::Run {
         return Ok(verdict);
     }
@@ -870,7 +881,7 @@ impl Vetter<'_> {
                 Ok(code(format!("{word} `{id}`")))
             }
             (ObjectKind::Extension, Statement::CreateExtension(e)) => {
-                if Engine::Postgres.ident_value(&e.name) != o.name {
+                if Engine::Postgres.ident_value(&e.name) != o.name || e.cascade {
                     return Err(not_it());
                 }
                 Ok(code(format!("extension `{id}`")))

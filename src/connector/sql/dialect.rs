@@ -89,6 +89,12 @@ pub(crate) trait Dialect {
             Self::NAME
         )))
     }
+    /// Whether the target marks extension `name` as trusted (creatable
+    /// by non-superusers: its install script is the server's and harmless),
+    /// so a restore creates it without `--trust-schema`.
+    fn trusted_extension(&mut self, _name: &str) -> Result<bool> {
+        Ok(false)
+    }
     /// Bring a materialized view that exists on the target up to date
     /// with the restored rows, after the load.
     fn refresh_later(&mut self, _o: &SchemaObject) -> Result<()> {

@@ -304,7 +304,8 @@ pub(crate) fn creation_order<T>(objects: Vec<(SchemaObject, T)>) -> Vec<(SchemaO
 pub(crate) struct SchemaObject {
     pub object: ObjectKind,
     pub engine: String,
-    /// The schema it lives in (empty for an extension).
+    /// The schema it lives in (an extension: the schema it is installed
+    /// in, not part of its name).
     pub schema: String,
     pub name: String,
     /// A function's identity arguments (`integer, text`), so overloads
@@ -323,7 +324,7 @@ impl SchemaObject {
     /// The name in the key and in messages: `public.mood`,
     /// `public.f(integer)`, `citext`.
     pub fn id(&self) -> String {
-        let mut id = if self.schema.is_empty() {
+        let mut id = if self.schema.is_empty() || self.object == ObjectKind::Extension {
             self.name.clone()
         } else {
             format!("{}.{}", self.schema, self.name)

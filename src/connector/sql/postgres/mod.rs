@@ -925,6 +925,20 @@ impl Dialect for PostgresDb {
         Ok(())
     }
 
+    fn trusted_extension(&mut self, name: &str) -> Result<bool> {
+        let shown = self.shown.clone();
+        Ok(self
+            .client()?
+            .query_one(
+                "SELECT coalesce(bool_and(v.trusted), false) FROM pg_available_extension_versions v \
+                 JOIN pg_available_extensions a ON a.name = v.name AND a.default_version = v.version \
+                 WHERE v.name = $1",
+                &[&name],
+            )
+            .map_err(db_error(&shown))?
+            .get(0))
+    }
+
     fn refresh_later(&mut self, o: &SchemaObject) -> Result<()> {
         let qual = format!("{}.{}", ident(&o.schema), ident(&o.name));
         self.keep_pending(

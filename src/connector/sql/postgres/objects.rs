@@ -379,6 +379,14 @@ fn views(q: &mut Query<'_>, kinds: &BTreeSet<&str>, out: &mut Objects) -> PgResu
             qualified(&schema, &name),
             def.trim_end().trim_end_matches(';')
         ));
+        if kind == ObjectKind::MaterializedView {
+            for i in q(
+                "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = $1 ORDER BY 1",
+                &[&oid],
+            )? {
+                o.ddl.push(i.get(0));
+            }
+        }
         views.insert(oid, (o, Vec::new(), None));
     }
     for r in reads {
