@@ -1241,4 +1241,190 @@ mod tests {
             Ok(Verdict::Code { .. })
         ));
     }
+
+    fn object(kind: ObjectKind, schema: &str, name: &str, ddl: &[&str]) -> SchemaObject {
+        SchemaObject {
+            object: kind,
+            engine: "postgres".into(),
+            schema: schema.into(),
+            name: name.into(),
+            arguments: String::new(),
+            ddl: ddl.iter().map(|d| d.to_string()).collect(),
+            depends: vec![],
+            value: None,
+        }
+    }
+
+    fn plan(o: &SchemaObject, trust: bool) -> Result<ObjectPlan, Error> {
+        let policy = SchemaPolicy {
+            snapshot: "s".into(),
+            trust,
+        };
+        vet_object(Engine::Postgres, o, &policy)
+    }
+
+    #[test]
+    fn postgres_types_domains_and_sequences_are_created_as_recorded() {
+        for o in [
+            object(ObjectKind::Type, "public", "mood", &["CREATE TYPE public.mood AS ENUM ('sad', 'it''s')"]),
+            object(ObjectKind::Type, "shop", "addr", &["CREATE TYPE \"shop\".\"addr\" AS (street text, zip integer)"]),
+            object(ObjectKind::Type, "public", "fr", &["CREATE TYPE fr AS RANGE (SUBTYPE = double precision, SUBTYPE_DIFF = float8mi)"]),
+            object(ObjectKind::Domain, "public", "year", &[
+                "CREATE DOMAIN public.year AS integer DEFAULT 1901 CONSTRAINT year_check CHECK (((VALUE >= 1901) AND (VALUE <= 2155)))",
+                "ALTER DOMAIN public.year SET NOT NULL",
+            ]),
+            object(ObjectKind::Sequence, "public", "ids", &["CREATE SEQUENCE public.ids AS bigint INCREMENT BY 5 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 100 CACHE 1 NO CYCLE"]),
+        ] {
+            assert_eq!(plan(&o, false).unwrap(), ObjectPlan::Create(o.ddl.clone()), "{o:?}");
+        }
+    }
+
+    #[test]
+    fn postgres_objects_must_create_exactly_what_they_claim() {
+        let refused = |kind, name: &str, ddl: &[&str]| {
+            let o = object(kind, "public", name, ddl);
+            assert!(plan(&o, false).is_err(), "accepted: {ddl:?}");
+        };
+        refused(
+            ObjectKind::Type,
+            "mood",
+            &["CREATE TYPE public.other AS ENUM ('a')"],
+        );
+        refused(
+            ObjectKind::Type,
+            "mood",
+            &["CREATE TYPE public.mood AS ENUM ('a'); DROP TABLE users"],
+        );
+        refused(ObjectKind::Type, "mood", &["DROP TABLE users"]);
+        refused(
+            ObjectKind::Type,
+            "mood",
+            &["CREATE TYPE mood AS ENUM ('a')", "DROP TABLE users"],
+        );
+        refused(
+            ObjectKind::Type,
+            "mood",
+            &["CREATE TYPE mood (INPUT = evil_in, OUTPUT = evil_out)"],
+        );
+        refused(
+            ObjectKind::Type,
+            "mood",
+            &["CREATE FUNCTION mood() RETURNS int LANGUAGE sql AS 'SELECT 1'"],
+        );
+        refused(
+            ObjectKind::Domain,
+            "d",
+            &["CREATE DOMAIN d AS int", "ALTER DOMAIN other SET NOT NULL"],
+        );
+        refused(
+            ObjectKind::Domain,
+            "d",
+            &["CREATE DOMAIN d AS int CHECK ((SELECT count(*) FROM users) > 0)"],
+        );
+        refused(
+            ObjectKind::Sequence,
+            "s",
+            &["CREATE SEQUENCE s OWNED BY users.id"],
+        );
+        refused(ObjectKind::Sequence, "s", &["CREATE TEMPORARY SEQUENCE s"]);
+        refused(ObjectKind::View, "v", &["CREATE VIEW other AS SELECT 1"]);
+        refused(
+            ObjectKind::View,
+            "v",
+            &["CREATE MATERIALIZED VIEW v AS SELECT 1"],
+        );
+        refused(
+            ObjectKind::MaterializedView,
+            "m",
+            &[
+                "CREATE MATERIALIZED VIEW m AS SELECT 1",
+                "CREATE INDEX i ON users (id)",
+            ],
+        );
+        refused(
+            ObjectKind::Extension,
+            "citext",
+            &["CREATE EXTENSION citext CASCADE"],
+        );
+        refused(
+            ObjectKind::Extension,
+            "citext",
+            &["CREATE EXTENSION dblink"],
+        );
+        // A check calling a function outside the built-ins is code the
+        // domain cannot do without: refused unless trusted.
+        let evil = object(
+            ObjectKind::Domain,
+            "public",
+            "d",
+            &["CREATE DOMAIN d AS int CHECK (pg_read_file('/etc/passwd') <> '')"],
+        );
+        assert!(plan(&evil, false).is_err());
+        assert!(matches!(plan(&evil, true), Ok(ObjectPlan::Create(_))));
+        let range = object(
+            ObjectKind::Type,
+            "public",
+            "r",
+            &["CREATE TYPE r AS RANGE (SUBTYPE = int, CANONICAL = evil)"],
+        );
+        assert!(plan(&range, false).is_err());
+    }
+
+    #[test]
+    fn postgres_code_objects_need_trust() {
+        for o in [
+            object(ObjectKind::Function, "public", "touch", &["CREATE OR REPLACE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $function$ BEGIN RETURN NEW; END $function$"]),
+            object(ObjectKind::View, "public", "v", &["CREATE VIEW public.v AS SELECT id FROM public.film"]),
+            object(ObjectKind::MaterializedView, "public", "m", &[
+                "CREATE MATERIALIZED VIEW public.m AS SELECT id FROM public.film",
+                "CREATE UNIQUE INDEX m_id ON public.m USING btree (id)",
+            ]),
+            object(ObjectKind::Extension, "public", "dblink", &["CREATE EXTENSION IF NOT EXISTS \"dblink\" WITH SCHEMA \"public\""]),
+            // Unreadable code is left out too.
+            object(ObjectKind::View, "public", "w", &["CREATE VIEW public.w AS SELECT %%% not sql"]),
+        ] {
+            assert!(matches!(plan(&o, false), Ok(ObjectPlan::Skip(why)) if why.contains("--trust-schema")), "{o:?}");
+            assert_eq!(plan(&o, true).unwrap(), ObjectPlan::Create(o.ddl.clone()));
+        }
+        // An unreadable type is refused: it is not code to skip.
+        let t = object(ObjectKind::Type, "public", "t", &["CREATE TYPE t AS %%%"]);
+        assert!(plan(&t, false).is_err());
+    }
+
+    #[test]
+    fn postgres_partitions_belong_to_their_table() {
+        let mut t = table("measurement", &[]);
+        t.ddl = vec![
+            "CREATE TABLE public.measurement (city integer, logdate date) PARTITION BY RANGE (logdate)".into(),
+            "CREATE TABLE public.m_2024 PARTITION OF public.measurement FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY LIST (city)".into(),
+            "CREATE TABLE public.m_2024_1 PARTITION OF public.m_2024 FOR VALUES IN (1)".into(),
+            "CREATE TABLE public.m_other PARTITION OF public.measurement DEFAULT".into(),
+            "CREATE INDEX m_city ON public.measurement USING btree (city)".into(),
+        ];
+        let v = vet_table(Engine::Postgres, &t, &SchemaPolicy::default()).unwrap();
+        assert_eq!(v.ddl, t.ddl);
+        for bad in [
+            "CREATE TABLE public.x PARTITION OF public.users FOR VALUES IN (1)",
+            "CREATE TABLE public.x PARTITION OF public.m_2099 FOR VALUES IN (1)",
+            "CREATE TABLE pg_catalog.x PARTITION OF public.measurement DEFAULT",
+            "CREATE TEMPORARY TABLE x PARTITION OF public.measurement DEFAULT",
+            "CREATE TABLE public.measurement PARTITION OF public.measurement DEFAULT",
+            "CREATE TABLE public.x PARTITION OF public.measurement FOR VALUES IN ((SELECT 1))",
+        ] {
+            let mut tampered = t.clone();
+            tampered.ddl.push(bad.into());
+            assert!(
+                vet_table(Engine::Postgres, &tampered, &SchemaPolicy::default()).is_err(),
+                "accepted: {bad}"
+            );
+        }
+        // The partitioning method is not a function call.
+        let partitioned = "CREATE TABLE measurement (a int) PARTITION BY HASH (a)";
+        assert_eq!(vet(Engine::Postgres, &t, partitioned), Ok(Verdict::Run));
+        let evil = "CREATE TABLE measurement (a int) PARTITION BY RANGE (evil(a))";
+        assert!(matches!(
+            vet(Engine::Postgres, &t, evil),
+            Ok(Verdict::Code { .. })
+        ));
+    }
 }

@@ -975,4 +975,71 @@ mod tests {
         let names: Vec<&str> = got.iter().map(|(_, k)| k.as_str()).collect();
         assert_eq!(names, ["kindsnap.schema", "a", "b", "c", "d"]);
     }
+
+    #[test]
+    fn schema_objects_round_trip_and_never_take_a_table_key() {
+        let o = |kind, name: &str, depends: &[&str]| SchemaObject {
+            object: kind,
+            engine: "postgres".into(),
+            schema: "public".into(),
+            name: name.into(),
+            arguments: String::new(),
+            ddl: vec![format!("CREATE … {name}")],
+            depends: depends.iter().map(|d| d.to_string()).collect(),
+            value: None,
+        };
+        let mut f = o(ObjectKind::Function, "f", &[]);
+        f.arguments = "integer, text".into();
+        let mut s = o(ObjectKind::Sequence, "s", &[]);
+        s.value = Some((41, true));
+        for obj in [
+            f.clone(),
+            s.clone(),
+            o(ObjectKind::Domain, "d", &["public.t"]),
+        ] {
+            let e = obj.to_entity();
+            assert!(SchemaObject::is_object(&e));
+            assert_eq!(e.key.kind(), SCHEMA_KIND);
+            assert_eq!(SchemaObject::from_entity(&e).unwrap(), obj);
+        }
+        assert_eq!(f.id(), "public.f(integer, text)");
+        let table = Table::from_entity(
+            &Table {
+                kind: "public.f(integer, text)".into(),
+                engine: "postgres".into(),
+                columns: vec![],
+                primary_key: vec![],
+                rowid: false,
+                foreign_keys: vec![],
+                ddl: vec![],
+                after: vec![],
+                pragmas: vec![],
+            }
+            .to_entity(),
+        )
+        .unwrap();
+        assert_ne!(table.to_entity().key, f.to_entity().key);
+        assert!(!SchemaObject::is_object(&table.to_entity()));
+        // Creation order: by rank, then dependencies first.
+        let ordered = creation_order(vec![
+            (o(ObjectKind::View, "v2", &["public.v1"]), ()),
+            (o(ObjectKind::View, "v1", &[]), ()),
+            (o(ObjectKind::Domain, "d", &["public.t"]), ()),
+            (o(ObjectKind::Sequence, "s", &[]), ()),
+            (o(ObjectKind::Type, "t", &[]), ()),
+            (o(ObjectKind::Extension, "x", &[]), ()),
+        ]);
+        let ids: Vec<String> = ordered.iter().map(|(o, _)| o.id()).collect();
+        assert_eq!(
+            ids,
+            [
+                "x",
+                "public.t",
+                "public.d",
+                "public.s",
+                "public.v1",
+                "public.v2"
+            ]
+        );
+    }
 }
