@@ -255,3 +255,87 @@ fn postgres_whole_schema_restores_into_an_empty_database() {
     let routed = "INSERT INTO measurement VALUES (9, '2024-06-01', 1) RETURNING tableoid::regclass";
     assert_eq!(pg.psql(&dst, routed), "measurement_2024");
 }
+
+#[test]
+fn postgres_kinds_keep_the_types_and_tampered_objects_are_refused() {
+    let pg = sql_support::server();
+    let src = pg.create_db("obj_src");
+    pg.psql(
+        &src,
+        "CREATE TYPE mood AS ENUM ('a', 'b'); CREATE TABLE film (id int PRIMARY KEY, m mood); \
+         CREATE TABLE other (id int PRIMARY KEY); CREATE VIEW other_ids AS SELECT id FROM other; \
+         CREATE VIEW film_ids AS SELECT id FROM film; CREATE VIEW both_ids AS \
+         SELECT id FROM film_ids UNION SELECT id FROM other_ids; \
+         INSERT INTO film VALUES (1, 'a'), (2, 'b'); INSERT INTO other VALUES (1);",
+    );
+    let w = Work::new();
+    w.init();
+    // --kinds: the types come along; views reading a table left out are
+    // warnings (also those reading such a view).
+    let out = w.ok(&["snapshot", "--from", &src, "--kinds", "film", "--name", "k"]);
+    for view in [
+        "other_ids` is not recorded: it reads `other`",
+        "both_ids` is not recorded",
+    ] {
+        assert!(
+            out.contains(&format!("warning: view `public.{view}")),
+            "{view}: {out}"
+        );
+    }
+    let dst = pg.create_db("obj_dst");
+    w.ok(&["restore", "k", "--to", &dst, "--trust-schema"]);
+    assert_eq!(rows(pg, &dst, "film"), rows(pg, &src, "film"));
+    assert_eq!(
+        pg.psql(
+            &dst,
+            "SELECT to_regclass('film_ids') IS NOT NULL, to_regclass('other_ids') IS NULL, \
+             to_regclass('other') IS NULL, enum_range(NULL::mood)::text"
+        ),
+        "t|t|t|{a,b}"
+    );
+
+    // A recorded type whose statement does more than create it refuses
+    // the restore, trusted or not, before anything is written.
+    let file = w.path("k.jsonl");
+    w.ok(&["export", "k", "--to", &format!("jsonl:{}", file.display())]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut edited = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut e: serde_json::Value = serde_json::from_str(line).unwrap();
+            if e["key"]["path"][0]["name"] != "type" {
+                return line.to_string();
+            }
+            edited += 1;
+            e["properties"]["ddl"] = serde_json::json!({"arrayValue": {"values": [{
+                "stringValue": "CREATE TYPE public.mood AS ENUM ('a'); CREATE TABLE public.evil (x int)",
+                "excludeFromIndexes": true
+            }]}});
+            e.to_string()
+        })
+        .collect();
+    assert_eq!(edited, 1, "{text}");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let jsonl = format!("jsonl:{}", file.display());
+    w.ok(&["snapshot", "--from", &jsonl, "--name", "evil"]);
+    for trust in [false, true] {
+        let fresh = pg.create_db("obj_evil");
+        let mut args = vec!["restore", "evil", "--to", &fresh];
+        if trust {
+            args.push("--trust-schema");
+        }
+        let err = w.fails(&args);
+        assert!(
+            err.contains("snapshot `evil`: refusing the recorded schema of type `public.mood`: 2 statements in one entry"),
+            "{err}"
+        );
+        assert_eq!(
+            pg.psql(
+                &fresh,
+                "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+            ),
+            "0"
+        );
+    }
+}

@@ -98,7 +98,7 @@ pub(crate) fn vet_table(
 ) -> Result<Vetted, Error> {
     let refuse = |why: String| Error::UnsafeSchema {
         snapshot: policy.snapshot.clone(),
-        table: table.kind.clone(),
+        object: format!("table `{}`", table.kind),
         why,
     };
     let mut out = Vetted::default();
@@ -653,7 +653,7 @@ pub(crate) fn vet_object(
     let what = format!("{} `{}`", o.object.word(), o.id());
     let refuse = |why: String| Error::UnsafeSchema {
         snapshot: policy.snapshot.clone(),
-        table: what.clone(),
+        object: what.clone(),
         why,
     };
     if engine != Engine::Postgres {
