@@ -366,7 +366,7 @@ impl SchemaObject {
                 PartitionId::default(),
                 vec![
                     PathElement::name(SCHEMA_KIND, self.object.word()),
-                    PathElement::name(SCHEMA_KIND, &self.id()),
+                    PathElement::name(SCHEMA_KIND, self.id()),
                 ],
             ),
             properties: p,
