@@ -662,6 +662,29 @@ impl PostgresDb {
         Ok(s)
     }
 
+    /// Run one recorded piece of code (a view, a trigger, a function);
+    /// when the target refuses it (a function it calls is missing, a
+    /// language is not installed) the restore goes on without it, as
+    /// pg_restore does, and says so.
+    fn try_code(&mut self, def: &str) -> Result<()> {
+        let shown = self.shown.clone();
+        self.exec("SAVEPOINT kindsnap_code")?;
+        match self.client()?.batch_execute(def) {
+            Ok(()) => self.exec("RELEASE SAVEPOINT kindsnap_code"),
+            Err(e) => {
+                self.exec("ROLLBACK TO SAVEPOINT kindsnap_code")?;
+                let first = def.lines().next().unwrap_or_default();
+                let first: String = first.chars().take(100).collect();
+                self.warnings.push(format!(
+                    "`{first}…` from the snapshot could not be created in {shown}: {}; \
+                     the rest of the restore went on without it",
+                    why(&e)
+                ));
+                Ok(())
+            }
+        }
+    }
+
     /// Re-add, validated, every constraint the load set aside.
     fn restore_constraints(&mut self) -> Result<()> {
         let shown = self.shown.clone();
@@ -686,14 +709,8 @@ impl PostgresDb {
             .map_err(db_error(&shown))?;
         for r in rows {
             let (tbl, def): (String, String) = (r.get(0), r.get(2));
-            if tbl == OBJECTS {
-                self.client()?.batch_execute(&def).map_err(|e| {
-                    Error::Database(format!(
-                        "creating a recorded view in {shown} failed: {}; the statement waits in \
-                         {PENDING} (run the restore again after fixing the cause, or delete its row)",
-                        why(&e)
-                    ))
-                })?;
+            if tbl == OBJECTS || ddl::is_trigger(&def) {
+                self.try_code(&def)?;
                 continue;
             }
             self.client()?.batch_execute(&def).map_err(|e| {
@@ -908,6 +925,12 @@ impl Dialect for PostgresDb {
         if o.object == ObjectKind::Function {
             // Bodies may use tables that do not exist yet (as pg_dump).
             statements.push("SET LOCAL check_function_bodies = off".into());
+        }
+        if o.object == ObjectKind::Function {
+            for stmt in statements.iter().chain(vetted) {
+                self.try_code(stmt)?;
+            }
+            return Ok(());
         }
         statements.extend(vetted.iter().cloned());
         for stmt in &statements {
