@@ -53,6 +53,12 @@ CREATE VIEW happy_films AS SELECT id, title FROM film WHERE rating = 'happy';
 CREATE VIEW happy_titles AS SELECT title FROM happy_films;
 CREATE MATERIALIZED VIEW films_by_mood AS SELECT rating, count(*) AS n FROM film GROUP BY rating;
 CREATE UNIQUE INDEX films_by_mood_rating ON films_by_mood (rating);
+COMMENT ON TABLE film IS 'It''s a film; DROP TABLE audit; -- \ back\slash ''';
+COMMENT ON COLUMN film.rating IS E'line one\nline two';
+COMMENT ON TYPE mood IS 'feelings';
+COMMENT ON SEQUENCE invoice_no IS 'invoices';
+COMMENT ON VIEW happy_films IS 'the happy ones';
+COMMENT ON FUNCTION touch() IS 'not recorded';
 "#;
 
 /// Rows written by the triggers (two films, two audit rows), and rows
@@ -127,6 +133,12 @@ SELECT string_agg(x, E'\n' ORDER BY x) FROM (
   UNION ALL SELECT 'index ' || indexname || ' ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
     AND tablename <> 'films_by_mood'
   UNION ALL SELECT 'extension ' || extname FROM pg_extension WHERE extname = 'citext'
+  UNION ALL SELECT 'comment ' || c.relname || '.' || d.objsubid || ' ' || d.description
+    FROM pg_description d JOIN pg_class c ON d.classoid = 'pg_class'::regclass AND c.oid = d.objoid
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'S')
+  UNION ALL SELECT 'comment ' || t.typname || ' ' || d.description
+    FROM pg_description d JOIN pg_type t ON d.classoid = 'pg_type'::regclass AND t.oid = d.objoid
+    WHERE t.typnamespace = 'public'::regnamespace
   UNION ALL SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
     || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-')
     FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
@@ -145,6 +157,8 @@ SELECT coalesce(string_agg(x, E'\n' ORDER BY x), '') FROM (
     WHERE NOT t.tgisinternal
   UNION ALL SELECT 'index ' || indexname || ' ' || indexdef FROM pg_indexes WHERE tablename = 'films_by_mood'
   UNION ALL SELECT 'extension ' || extname FROM pg_extension WHERE extname <> 'citext'
+  UNION ALL SELECT 'view comment ' || c.relname || ' ' || obj_description(c.oid, 'pg_class')
+    FROM pg_class c WHERE c.relkind = 'v' AND obj_description(c.oid, 'pg_class') IS NOT NULL
   UNION ALL SELECT 'view ' || c.relname || ' ' || c.relkind::text || ' ' || c.relispopulated || ' ' || pg_get_viewdef(c.oid)
     FROM pg_class c WHERE c.relkind IN ('v', 'm') AND c.relnamespace = 'public'::regnamespace
 ) s(x)
@@ -178,6 +192,7 @@ fn postgres_whole_schema_restores_into_an_empty_database() {
         "warning: rule `keep_audit` on `audit` is not recorded",
         "warning: policy `audit_all` on table `audit` is not recorded",
         "warning: row-level security of table `audit`",
+        "warning: 1 comment(s) (COMMENT ON functions,",
     ] {
         assert!(text.contains(want), "{want}: {text}");
     }
@@ -185,7 +200,7 @@ fn postgres_whole_schema_restores_into_an_empty_database() {
         serde_json::from_str(&w.ok(&["snapshot", "--from", &src, "--name", "s2", "--json"]))
             .unwrap();
     let warnings = json["warnings"].as_array().unwrap();
-    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert_eq!(warnings.len(), 4, "{warnings:?}");
     // One kind for the partitioned table, read through its parent.
     let stats = w.ok(&["stats", "s"]);
     assert!(

@@ -19,7 +19,8 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions, AlterTableOperation, Expr, InTarget, ObjectName, SchemaName, Statement,
+    visit_expressions, AlterTableOperation, CommentObject, Expr, InTarget, ObjectName, SchemaName,
+    Statement,
 };
 use sqlparser::dialect::{Dialect as ParserDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
@@ -170,8 +171,8 @@ pub(crate) fn is_trigger(stmt: &str) -> bool {
             == Some("TRIGGER")
 }
 
-/// Whether a statement starts `CREATE [UNIQUE] INDEX` or `CREATE [TEMP]
-/// TRIGGER` (read from its first words only).
+/// Whether a statement starts `CREATE [UNIQUE] INDEX`, `CREATE [TEMP]
+/// TRIGGER` or `COMMENT ON` (read from its first words only).
 fn index_or_trigger(stmt: &str) -> bool {
     let words: Vec<String> = stmt
         .split_whitespace()
@@ -182,6 +183,7 @@ fn index_or_trigger(stmt: &str) -> bool {
     matches!(
         words.as_slice(),
         ["CREATE", "INDEX" | "TRIGGER", ..]
+            | ["COMMENT", "ON", ..]
             | [
                 "CREATE",
                 "UNIQUE" | "TEMP" | "TEMPORARY",
@@ -316,6 +318,11 @@ impl Vetter<'_> {
                 self.expect_table(&ci.table_name, "CREATE INDEX")?;
                 Ok(Part::Index)
             }
+            Statement::Comment {
+                object_type,
+                object_name,
+                ..
+            } if self.engine == Engine::Postgres => self.comment(object_type, object_name),
             Statement::CreateTrigger(tr) => {
                 self.expect_table(&tr.table_name, "CREATE TRIGGER")?;
                 Ok(Part::Trigger(tr.name.to_string()))
@@ -356,6 +363,30 @@ impl Vetter<'_> {
             other => Err(format!(
                 "`{}` does not recreate table `{t}`",
                 excerpt(&other.to_string()).trim_matches('`')
+            )),
+        }
+    }
+
+    /// `COMMENT ON TABLE t` or `COMMENT ON COLUMN t.c` (PostgreSQL), for
+    /// the recorded table and its columns.
+    fn comment(&self, what: &CommentObject, name: &ObjectName) -> Result<Part, String> {
+        let ok = match what {
+            CommentObject::Table => self.is_table(name),
+            CommentObject::Column => {
+                let mut parts = name.0.clone();
+                let column = parts
+                    .pop()
+                    .and_then(|p| p.as_ident().map(|i| self.engine.ident_value(i)));
+                column.is_some_and(|c| self.table.column(&c).is_some())
+                    && self.is_table(&ObjectName(parts))
+            }
+            _ => false,
+        };
+        match ok {
+            true => Ok(Part::Table),
+            false => Err(format!(
+                "COMMENT ON {what} {name} is not about table `{}` or its columns",
+                self.table.kind
             )),
         }
     }
@@ -728,15 +759,17 @@ fn vet_object_statement(o: &SchemaObject, i: usize, stmt: &str) -> Result<Verdic
         table: &as_table,
         partitions: &none,
     };
-    if i > 0 && o.object != ObjectKind::MaterializedView {
-        return match (o.object, alter_domain_not_null(stmt)) {
-            (ObjectKind::Domain, Some(name)) if vetter.is_object(o, &name) => Ok(Verdict::Run),
-            _ => Err(Refusal::Refused(format!(
-                "{} is not the SET NOT NULL of domain `{}` (one statement creates an object)",
-                excerpt(stmt),
-                o.id()
-            ))),
-        };
+    if i > 0 {
+        if let (ObjectKind::Domain, Some(name)) = (o.object, alter_domain_not_null(stmt)) {
+            return match vetter.is_object(o, &name) {
+                true => Ok(Verdict::Run),
+                false => Err(Refusal::Refused(format!(
+                    "{} is not the SET NOT NULL of domain `{}`",
+                    excerpt(stmt),
+                    o.id()
+                ))),
+            };
+        }
     }
     let parsed = Parser::parse_sql(&PostgreSqlDialect {}, stmt).map_err(|e| {
         Refusal::Unreadable(format!(
@@ -752,15 +785,31 @@ fn vet_object_statement(o: &SchemaObject, i: usize, stmt: &str) -> Result<Verdic
         )));
     };
     let verdict = match (i, statement) {
-        // A materialized view's indexes follow it.
-        (1.., Statement::CreateIndex(ci)) if vetter.is_object(o, &ci.table_name) => Verdict::Run,
-        (1.., _) => {
-            return Err(Refusal::Refused(format!(
-                "{} is not an index of materialized view `{}`",
-                excerpt(stmt),
-                o.id()
-            )))
+        // A materialized view's indexes follow it; so does the comment
+        // of any object.
+        (1.., Statement::CreateIndex(ci))
+            if o.object == ObjectKind::MaterializedView && vetter.is_object(o, &ci.table_name) =>
+        {
+            Verdict::Run
         }
+        (
+            1..,
+            Statement::Comment {
+                object_type,
+                object_name,
+                ..
+            },
+        ) if comment_word(o.object) == Some(object_type.to_string())
+            && vetter.is_object(o, object_name) =>
+        {
+            Verdict::Run
+        }
+        (1.., _) => return Err(Refusal::Refused(format!(
+            "{} is neither the comment nor an index of {} `{}` (one statement creates an object)",
+            excerpt(stmt),
+            o.object.word(),
+            o.id()
+        ))),
         _ => vetter.object(o, statement).map_err(Refusal::Refused)?,
     };
     if verdict != Verdict::Run {
@@ -775,6 +824,20 @@ fn vet_object_statement(o: &SchemaObject, i: usize, stmt: &str) -> Result<Verdic
             },
         },
     )
+}
+
+/// How `COMMENT ON` names an object of this kind (as the parser prints
+/// it).
+fn comment_word(k: ObjectKind) -> Option<String> {
+    let word = match k {
+        ObjectKind::Type => CommentObject::Type,
+        ObjectKind::Domain => CommentObject::Domain,
+        ObjectKind::Sequence => CommentObject::Sequence,
+        ObjectKind::View => CommentObject::View,
+        ObjectKind::MaterializedView => CommentObject::MaterializedView,
+        ObjectKind::Function | ObjectKind::Extension => return None,
+    };
+    Some(word.to_string())
 }
 
 /// `ALTER DOMAIN name SET NOT NULL [;]`: the name's text.
@@ -1425,6 +1488,29 @@ mod tests {
         assert!(matches!(
             vet(Engine::Postgres, &t, evil),
             Ok(Verdict::Code { .. })
+        ));
+    }
+
+    #[test]
+    fn postgres_triggers_as_pg_get_triggerdef_writes_them_are_code() {
+        let t = table("film", &[]);
+        for s in [
+            "CREATE TRIGGER film_fulltext_trigger BEFORE INSERT OR UPDATE ON public.film FOR EACH ROW EXECUTE FUNCTION tsvector_update_trigger('fulltext', 'pg_catalog.english', 'title', 'description')",
+            "CREATE TRIGGER last_updated BEFORE UPDATE ON public.film FOR EACH ROW EXECUTE FUNCTION last_updated()",
+            "CREATE TRIGGER t AFTER UPDATE OF title ON public.film FOR EACH ROW WHEN ((old.title IS DISTINCT FROM new.title)) EXECUTE FUNCTION public.log()",
+        ] {
+            assert!(
+                matches!(vet(Engine::Postgres, &t, s), Ok(Verdict::Code { skippable: true, .. }))
+                    || matches!(vet(Engine::Postgres, &t, s), Err(Refusal::Unreadable(_))),
+                "{s}: {:?}",
+                vet(Engine::Postgres, &t, s)
+            );
+        }
+        let other =
+            "CREATE TRIGGER t BEFORE UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION f()";
+        assert!(matches!(
+            vet(Engine::Postgres, &t, other),
+            Err(Refusal::Refused(_))
         ));
     }
 }

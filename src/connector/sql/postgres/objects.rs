@@ -51,7 +51,42 @@ fn read_all(q: &mut Query<'_>, tables: &[&Table], out: &mut Objects) -> PgResult
     sequences(q, out)?;
     let kinds: BTreeSet<&str> = tables.iter().map(|t| t.kind.as_str()).collect();
     views(q, &kinds, out)?;
-    unrecorded(q, &kinds, out)
+    object_comments(q, out)?;
+    let recorded = tables
+        .iter()
+        .flat_map(|t| &t.ddl)
+        .chain(out.objects.iter().flat_map(|o| &o.ddl))
+        .filter(|d| d.starts_with("COMMENT ON "))
+        .count();
+    unrecorded(q, &kinds, recorded, out)
+}
+
+/// `COMMENT ON TYPE / DOMAIN / SEQUENCE / VIEW / MATERIALIZED VIEW`, for
+/// the recorded objects that have one.
+fn object_comments(q: &mut Query<'_>, out: &mut Objects) -> PgResult<()> {
+    for o in &mut out.objects {
+        let (catalog, word) = match o.object {
+            ObjectKind::Type => ("pg_type", "TYPE"),
+            ObjectKind::Domain => ("pg_type", "DOMAIN"),
+            ObjectKind::Sequence => ("pg_class", "SEQUENCE"),
+            ObjectKind::View => ("pg_class", "VIEW"),
+            ObjectKind::MaterializedView => ("pg_class", "MATERIALIZED VIEW"),
+            ObjectKind::Function | ObjectKind::Extension => continue,
+        };
+        let qual = qualified(&o.schema, &o.name);
+        let lookup = match catalog {
+            "pg_type" => "SELECT obj_description(to_regtype($1), 'pg_type')",
+            _ => "SELECT obj_description(to_regclass($1), 'pg_class')",
+        };
+        let rows = q(lookup, &[&qual])?;
+        if let Some(text) = rows.first().and_then(|r| r.get::<_, Option<String>>(0)) {
+            o.ddl.push(format!(
+                "COMMENT ON {word} {qual} IS {}",
+                super::reflect::comment_literal(&text)
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn object(kind: ObjectKind, schema: String, name: String) -> SchemaObject {
@@ -451,8 +486,30 @@ fn leave_out_views(
     }
 }
 
+/// Every comment on an application object (not an extension's, not the
+/// `public` schema's own).
+const COMMENTS: &str = "SELECT count(*) FROM pg_description d \
+     LEFT JOIN pg_class c ON d.classoid = 'pg_class'::regclass AND c.oid = d.objoid \
+     LEFT JOIN pg_type t ON d.classoid = 'pg_type'::regclass AND t.oid = d.objoid \
+     LEFT JOIN pg_proc p ON d.classoid = 'pg_proc'::regclass AND p.oid = d.objoid \
+     LEFT JOIN pg_constraint k ON d.classoid = 'pg_constraint'::regclass AND k.oid = d.objoid \
+     LEFT JOIN pg_trigger g ON d.classoid = 'pg_trigger'::regclass AND g.oid = d.objoid \
+     LEFT JOIN pg_class gc ON gc.oid = g.tgrelid \
+     LEFT JOIN pg_namespace s ON d.classoid = 'pg_namespace'::regclass AND s.oid = d.objoid \
+     JOIN pg_namespace n ON n.oid = coalesce(c.relnamespace, t.typnamespace, p.pronamespace, \
+       k.connamespace, gc.relnamespace, s.oid) \
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+     AND (s.oid IS NULL OR s.nspname <> 'public') \
+     AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = d.classoid AND e.objid = d.objoid \
+       AND e.deptype = 'e')";
+
 /// What a snapshot cannot record, one warning each.
-fn unrecorded(q: &mut Query<'_>, kinds: &BTreeSet<&str>, out: &mut Objects) -> PgResult<()> {
+fn unrecorded(
+    q: &mut Query<'_>,
+    kinds: &BTreeSet<&str>,
+    recorded_comments: usize,
+    out: &mut Objects,
+) -> PgResult<()> {
     let rows = q(
         &format!(
             "SELECT 'event trigger `' || evtname || '`' FROM pg_event_trigger \
@@ -504,17 +561,12 @@ fn unrecorded(q: &mut Query<'_>, kinds: &BTreeSet<&str>, out: &mut Objects) -> P
             ));
         }
     }
-    let comments: i64 = q(
-        &format!(
-            "SELECT count(*) FROM pg_description d JOIN pg_class c ON d.classoid = 'pg_class'::regclass \
-             AND c.oid = d.objoid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMA}"
-        ),
-        &[],
-    )?[0]
-        .get(0);
-    if comments > 0 {
+    let comments: i64 = q(COMMENTS, &[])?[0].get(0);
+    let left_out = comments - recorded_comments as i64;
+    if left_out > 0 {
         out.warnings.push(format!(
-            "{comments} comment(s) on tables and columns are not recorded (COMMENT ON)"
+            "{left_out} comment(s) (COMMENT ON functions, indexes, constraints, triggers, schemas, \
+             or on what the snapshot does not hold) are not recorded"
         ));
     }
     Ok(())

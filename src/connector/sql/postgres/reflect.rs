@@ -120,6 +120,7 @@ fn table(q: &mut Query<'_>, rel: Relation) -> PgResult<PgTable> {
     ddl.extend(partitions(q, rel.oid)?);
     ddl.extend(indexes(q, rel.oid, rel.partitioned)?);
     ddl.extend(triggers(q, rel.oid)?);
+    ddl.extend(comments(q, rel.oid, &qual)?);
     Ok(PgTable {
         table: Table {
             kind: kind_of(&rel.schema, &rel.name),
@@ -380,6 +381,33 @@ fn partitions(q: &mut Query<'_>, oid: u32) -> PgResult<Vec<String>> {
             format!("CREATE TABLE {name} PARTITION OF {parent} {bound}{by}")
         })
         .collect())
+}
+
+/// `COMMENT ON TABLE` and `COMMENT ON COLUMN`, for the comments the
+/// table and its columns have.
+fn comments(q: &mut Query<'_>, oid: u32, qual: &str) -> PgResult<Vec<String>> {
+    let rows = q(
+        "SELECT a.attname::text, d.description FROM pg_description d \
+         LEFT JOIN pg_attribute a ON a.attrelid = d.objoid AND a.attnum = d.objsubid \
+         WHERE d.classoid = 'pg_class'::regclass AND d.objoid = $1 ORDER BY d.objsubid",
+        &[&oid],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let text = comment_literal(&r.get::<_, String>(1));
+            match r.get::<_, Option<String>>(0) {
+                Some(column) => format!("COMMENT ON COLUMN {qual}.{} IS {text}", ident(&column)),
+                None => format!("COMMENT ON TABLE {qual} IS {text}"),
+            }
+        })
+        .collect())
+}
+
+/// A comment as an SQL string literal (`standard_conforming_strings`,
+/// the default since PostgreSQL 9.1: only `'` is doubled).
+pub(super) fn comment_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// User triggers (not those a foreign key makes, nor the copies a
