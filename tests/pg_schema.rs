@@ -40,6 +40,8 @@ CREATE TABLE measurement_2023 PARTITION OF measurement FOR VALUES FROM ('2023-01
 CREATE TABLE measurement_2024 PARTITION OF measurement FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 CREATE TABLE measurement_other PARTITION OF measurement DEFAULT;
 CREATE INDEX measurement_peak ON measurement (peak);
+CREATE TABLE reading (id int PRIMARY KEY, city int, logdate date,
+  FOREIGN KEY (city, logdate) REFERENCES measurement);
 CREATE TABLE audit (id serial PRIMARY KEY, note text);
 CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
   $$ BEGIN NEW.last_update := '2099-01-01'; RETURN NEW; END $$;
@@ -74,6 +76,7 @@ INSERT INTO audit (note) VALUES ('by hand');
 SET session_replication_role = DEFAULT;
 INSERT INTO measurement VALUES (1, '2023-05-01', 20), (2, '2023-12-31', 25), (1, '2024-01-01', 30),
   (3, '2022-07-04', 40), (3, '2031-01-01', 50);
+INSERT INTO reading VALUES (1, 1, '2023-05-01'), (2, 3, '2031-01-01');
 SELECT nextval('invoice_no'), nextval('invoice_no');
 REFRESH MATERIALIZED VIEW films_by_mood;
 "#;
@@ -87,6 +90,7 @@ CREATE POLICY audit_all ON audit USING (true);
 
 const TABLES: &[&str] = &[
     "film",
+    "reading",
     "audit",
     "measurement",
     "measurement_2023",
@@ -130,6 +134,9 @@ SELECT string_agg(x, E'\n' ORDER BY x) FROM (
     || increment_by || ' ' || coalesce(last_value, -1) FROM pg_sequences
   UNION ALL SELECT 'owned ' || d.objid::regclass || ' by ' || d.refobjid::regclass || '.' || d.refobjsubid
     FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' WHERE d.deptype = 'a'
+  UNION ALL SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+    || ' ' || convalidated FROM pg_constraint WHERE conrelid <> 0
+      AND connamespace = 'public'::regnamespace
   UNION ALL SELECT 'index ' || indexname || ' ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
     AND tablename <> 'films_by_mood'
   UNION ALL SELECT 'extension ' || extname FROM pg_extension WHERE extname = 'citext'

@@ -804,12 +804,14 @@ fn vet_object_statement(o: &SchemaObject, i: usize, stmt: &str) -> Result<Verdic
         {
             Verdict::Run
         }
-        (1.., _) => return Err(Refusal::Refused(format!(
+        (1.., _) => {
+            return Err(Refusal::Refused(format!(
             "{} is neither the comment nor an index of {} `{}` (one statement creates an object)",
             excerpt(stmt),
             o.object.word(),
             o.id()
-        ))),
+        )))
+        }
         _ => vetter.object(o, statement).map_err(Refusal::Refused)?,
     };
     if verdict != Verdict::Run {

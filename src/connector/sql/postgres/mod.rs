@@ -583,7 +583,7 @@ impl PostgresDb {
                  FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid \
                  JOIN pg_namespace n ON n.oid = t.relnamespace \
                  JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace \
-                 WHERE c.contype = 'f'",
+                 WHERE c.contype = 'f' AND c.conparentid = 0",
                 &[],
             )
             .map_err(db_error(&shown))?;

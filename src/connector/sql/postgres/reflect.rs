@@ -284,7 +284,8 @@ fn constraints(q: &mut Query<'_>, oid: u32, qual: &str) -> PgResult<Constraints>
                JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o) \
          FROM pg_constraint c LEFT JOIN pg_class rc ON rc.oid = c.confrelid \
          LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace \
-         WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'c', 'x', 'f') ORDER BY c.contype, c.conname",
+         WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'c', 'x', 'f') AND c.conparentid = 0 \
+         ORDER BY c.contype, c.conname",
         &[&oid],
     )?;
     let mut out = Constraints {
