@@ -376,3 +376,72 @@ fn postgres_kinds_keep_the_types_and_tampered_objects_are_refused() {
         );
     }
 }
+
+/// A trusted restore killed at several points and run again gives the
+/// same database as one that was not interrupted: views and triggers that
+/// waited for the end of the load are created by the resumed run.
+#[test]
+fn postgres_whole_schema_restore_killed_and_resumed() {
+    let pg = sql_support::server();
+    let src = pg.create_db("whole_resume_src");
+    pg.psql(
+        &src,
+        "CREATE TYPE mood AS ENUM ('sad', 'happy');
+         CREATE TABLE m (id int, at date, mood mood, body text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE m_old PARTITION OF m FOR VALUES FROM ('2000-01-01') TO ('2020-01-01');
+         CREATE TABLE m_new PARTITION OF m DEFAULT;
+         CREATE TABLE log (id serial PRIMARY KEY, note text);
+         CREATE FUNCTION log_m() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO log (note) VALUES (NEW.id); RETURN NEW; END $$;
+         CREATE TRIGGER m_log AFTER INSERT ON m FOR EACH ROW EXECUTE FUNCTION log_m();
+         INSERT INTO m SELECT i, date '2010-01-01' + i % 7000, CASE WHEN i % 3 = 0 THEN 'sad' ELSE 'happy' END::mood,
+           repeat('x', 200) FROM generate_series(1, 40000) i;
+         CREATE VIEW sad AS SELECT id, at FROM m WHERE mood = 'sad';
+         CREATE MATERIALIZED VIEW per_mood AS SELECT mood, count(*) FROM m GROUP BY mood;",
+    );
+    let w = Work::new();
+    w.init();
+    w.ok(&["snapshot", "--from", &src, "--name", "s"]);
+    let check = |to: &str| {
+        for t in ["m_old", "m_new", "log"] {
+            assert_eq!(rows(pg, to, t), rows(pg, &src, t), "{t} in {to}");
+        }
+        assert_eq!(pg.psql(to, STRUCTURE), pg.psql(&src, STRUCTURE), "{to}");
+        assert_eq!(pg.psql(to, CODE), pg.psql(&src, CODE), "{to}");
+        assert_eq!(
+            pg.psql(
+                to,
+                "SELECT to_regclass('kindsnap_pending_constraints') IS NULL"
+            ),
+            "t"
+        );
+    };
+    let t = std::time::Instant::now();
+    let first = pg.create_db("whole_resume");
+    w.ok(&["restore", "s", "--to", &first, "--trust-schema"]);
+    let full = t.elapsed();
+    check(&first);
+    let mut resumed = 0;
+    for i in 1..=3 {
+        let to = pg.create_db("whole_resume");
+        let mut child = std::process::Command::new(common::bin())
+            .current_dir(w.dir.path())
+            .arg("--repo")
+            .arg(w.repo())
+            .env("KINDSNAP_CHECKPOINT_EVERY", "700")
+            .args(["restore", "s", "--to", &to, "--trust-schema"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full.mul_f64(i as f64 / 4.0));
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = w.ok(&["restore", "s", "--to", &to, "--trust-schema", "--merge"]);
+        if out.contains("resumed an interrupted restore") {
+            resumed += 1;
+        }
+        check(&to);
+    }
+    eprintln!("{resumed} of 3 whole-schema restores resumed");
+}
