@@ -42,7 +42,7 @@ CREATE TABLE measurement_other PARTITION OF measurement DEFAULT;
 CREATE INDEX measurement_peak ON measurement (peak);
 CREATE TABLE reading (id int PRIMARY KEY, city int, logdate date,
   FOREIGN KEY (city, logdate) REFERENCES measurement);
-CREATE TABLE audit (id serial PRIMARY KEY, note text);
+CREATE UNLOGGED TABLE audit (id serial PRIMARY KEY, note text COLLATE "C");
 CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
   $$ BEGIN NEW.last_update := '2099-01-01'; RETURN NEW; END $$;
 CREATE FUNCTION log_film() RETURNS trigger LANGUAGE plpgsql AS
@@ -146,7 +146,10 @@ SELECT string_agg(x, E'\n' ORDER BY x) FROM (
   UNION ALL SELECT 'comment ' || t.typname || ' ' || d.description
     FROM pg_description d JOIN pg_type t ON d.classoid = 'pg_type'::regclass AND t.oid = d.objoid
     WHERE t.typnamespace = 'public'::regnamespace
+  UNION ALL SELECT 'table ' || relname || ' ' || relpersistence::text FROM pg_class
+    WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')
   UNION ALL SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+    || ' ' || coalesce((SELECT collname FROM pg_collation WHERE oid = a.attcollation), '-')
     || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-')
     FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
     LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum

@@ -78,7 +78,8 @@ pub(super) type Query<'a> =
 /// Every user table, in kind order (`pending` bookkeeping excluded).
 pub(super) fn reflect(q: &mut Query<'_>) -> PgResult<Vec<PgTable>> {
     let rows = q(
-        "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text FROM pg_class c \
+        "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
+         c.relpersistence = 'u' FROM pg_class c \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
@@ -92,6 +93,7 @@ pub(super) fn reflect(q: &mut Query<'_>) -> PgResult<Vec<PgTable>> {
             schema: r.get(1),
             name: r.get(2),
             partitioned: r.get::<_, String>(3) == "p",
+            unlogged: r.get(4),
         };
         out.push(table(q, relation)?);
     }
@@ -104,6 +106,8 @@ struct Relation {
     schema: String,
     name: String,
     partitioned: bool,
+    /// `UNLOGGED`: not crash-safe, not replicated (kept as it was).
+    unlogged: bool,
 }
 
 fn table(q: &mut Query<'_>, rel: Relation) -> PgResult<PgTable> {
@@ -116,7 +120,7 @@ fn table(q: &mut Query<'_>, rel: Relation) -> PgResult<PgTable> {
         true => q("SELECT pg_get_partkeydef($1)", &[&rel.oid])?[0].get(0),
         false => None,
     };
-    let mut ddl = create_statements(&rel.schema, &qual, &cols, partition_by.as_deref());
+    let mut ddl = create_statements(&rel, &qual, &cols, partition_by.as_deref());
     ddl.extend(partitions(q, rel.oid)?);
     ddl.extend(indexes(q, rel.oid, rel.partitioned)?);
     ddl.extend(triggers(q, rel.oid)?);
@@ -183,7 +187,10 @@ fn columns(q: &mut Query<'_>, oid: u32) -> PgResult<Columns> {
            || ' CACHE ' || s.seqcache || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END \
            FROM pg_depend dd JOIN pg_sequence s ON s.seqrelid = dd.refobjid \
            WHERE dd.classid = 'pg_attrdef'::regclass AND dd.objid = d.oid \
-           AND dd.refclassid = 'pg_class'::regclass LIMIT 1) \
+           AND dd.refclassid = 'pg_class'::regclass LIMIT 1), \
+         (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname) FROM pg_collation co \
+           JOIN pg_namespace cn ON cn.oid = co.collnamespace \
+           WHERE co.oid = a.attcollation AND a.attcollation <> t.typcollation) \
          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
          LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A' \
          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
@@ -206,9 +213,10 @@ fn columns(q: &mut Query<'_>, oid: u32) -> PgResult<Columns> {
             owned: c.get(9),
             options: c.get::<_, Option<String>>(10).unwrap_or_default(),
         };
+        let collation: Option<String> = c.get(11);
         out.ddl.push(column_ddl(
             &column,
-            (&identity, &generated, sequence),
+            (&identity, &generated, collation.as_deref(), sequence),
             &mut out.sequences,
         ));
         out.types.push(ColType {
@@ -226,10 +234,13 @@ fn columns(q: &mut Query<'_>, oid: u32) -> PgResult<Columns> {
 /// into `sequences`.
 fn column_ddl(
     column: &Column,
-    (identity, generated, sequence): (&str, &str, DefaultSequence),
+    (identity, generated, collation, sequence): (&str, &str, Option<&str>, DefaultSequence),
     sequences: &mut Vec<DefaultSequence>,
 ) -> String {
     let mut d = format!("{} {}", ident(&column.name), column.sql_type);
+    if let Some(c) = collation {
+        d.push_str(&format!(" COLLATE {c}"));
+    }
     match (generated, identity, &column.default) {
         ("s", _, Some(expr)) => d.push_str(&format!(" GENERATED ALWAYS AS ({expr}) STORED")),
         (_, "a", _) => d.push_str(" GENERATED ALWAYS AS IDENTITY"),
@@ -322,11 +333,12 @@ fn constraints(q: &mut Query<'_>, oid: u32, qual: &str) -> PgResult<Constraints>
 /// (a sequence only named in a default is recorded on its own, see
 /// `objects.rs`, and stays owned by nobody).
 fn create_statements(
-    schema: &str,
+    rel: &Relation,
     qual: &str,
     cols: &Columns,
     partition_by: Option<&str>,
 ) -> Vec<String> {
+    let schema = rel.schema.as_str();
     let mut ddl = Vec::new();
     if schema != "public" {
         ddl.push(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)));
@@ -340,8 +352,9 @@ fn create_statements(
     let partitioned = partition_by
         .map(|p| format!(" PARTITION BY {p}"))
         .unwrap_or_default();
+    let unlogged = if rel.unlogged { "UNLOGGED " } else { "" };
     ddl.push(format!(
-        "CREATE TABLE {qual} (\n  {}\n){partitioned}",
+        "CREATE {unlogged}TABLE {qual} (\n  {}\n){partitioned}",
         cols.ddl.join(",\n  ")
     ));
     for seq in cols.sequences.iter().filter(|s| s.owned) {
