@@ -474,7 +474,7 @@ fn leave_out_views(
     for (_, (mut o, reads, left_out)) in views {
         match left_out {
             Some(what) => out.warnings.push(format!(
-                "{} `{}` is not recorded: it reads `{what}`, which the snapshot does not hold (--kinds or .snapshotignore)",
+                "{} `{}` is not recorded: it reads `{what}`, which the snapshot does not hold (left out by --kinds or .snapshotignore, or without a primary key)",
                 o.object.word(),
                 o.id()
             )),
