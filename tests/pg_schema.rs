@@ -40,6 +40,12 @@ CREATE TABLE measurement_2023 PARTITION OF measurement FOR VALUES FROM ('2023-01
 CREATE TABLE measurement_2024 PARTITION OF measurement FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 CREATE TABLE measurement_other PARTITION OF measurement DEFAULT;
 CREATE INDEX measurement_peak ON measurement (peak);
+CREATE TABLE city (id int PRIMARY KEY);
+ALTER TABLE measurement_2023 ADD CONSTRAINT m2023_city FOREIGN KEY (city) REFERENCES city (id);
+ALTER TABLE measurement_2024 ADD CONSTRAINT m2024_peak CHECK (peak < 1000);
+CREATE INDEX measurement_2024_city ON measurement_2024 (city);
+CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER m_other_keep BEFORE INSERT ON measurement_other FOR EACH ROW EXECUTE FUNCTION keep();
 CREATE TABLE reading (id int PRIMARY KEY, city int, logdate date,
   FOREIGN KEY (city, logdate) REFERENCES measurement);
 CREATE UNLOGGED TABLE audit (id serial PRIMARY KEY, note text COLLATE "C");
@@ -74,6 +80,7 @@ SET session_replication_role = replica;
 INSERT INTO film (title, release, rating, last_update) VALUES ('Heat', 1995, 'happy', '2020-01-01');
 INSERT INTO audit (note) VALUES ('by hand');
 SET session_replication_role = DEFAULT;
+INSERT INTO city VALUES (1), (2), (3), (9);
 INSERT INTO measurement VALUES (1, '2023-05-01', 20), (2, '2023-12-31', 25), (1, '2024-01-01', 30),
   (3, '2022-07-04', 40), (3, '2031-01-01', 50);
 INSERT INTO reading VALUES (1, 1, '2023-05-01'), (2, 3, '2031-01-01');
@@ -90,6 +97,7 @@ CREATE POLICY audit_all ON audit USING (true);
 
 const TABLES: &[&str] = &[
     "film",
+    "city",
     "reading",
     "audit",
     "measurement",
@@ -231,6 +239,7 @@ fn postgres_whole_schema_restores_into_an_empty_database() {
         "materialized view `public.films_by_mood` was not recreated",
         "trigger `film_touch` of table `film` was not recreated",
         "trigger `film_audit` of table `film` was not recreated",
+        "trigger `m_other_keep` of table `measurement` was not recreated",
     ] {
         assert!(out.contains(skipped), "{skipped}: {out}");
     }

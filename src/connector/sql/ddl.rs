@@ -315,7 +315,7 @@ impl Vetter<'_> {
                 Ok(Part::Table)
             }
             Statement::CreateIndex(ci) => {
-                self.expect_table(&ci.table_name, "CREATE INDEX")?;
+                self.expect_table_or_partition(&ci.table_name, "CREATE INDEX")?;
                 Ok(Part::Index)
             }
             Statement::Comment {
@@ -324,11 +324,11 @@ impl Vetter<'_> {
                 ..
             } if self.engine == Engine::Postgres => self.comment(object_type, object_name),
             Statement::CreateTrigger(tr) => {
-                self.expect_table(&tr.table_name, "CREATE TRIGGER")?;
+                self.expect_table_or_partition(&tr.table_name, "CREATE TRIGGER")?;
                 Ok(Part::Trigger(tr.name.to_string()))
             }
             Statement::AlterTable(at) if self.engine == Engine::Postgres => {
-                self.expect_table(&at.name, "ALTER TABLE")?;
+                self.expect_table_or_partition(&at.name, "ALTER TABLE")?;
                 for op in &at.operations {
                     if !matches!(op, AlterTableOperation::AddConstraint { .. }) {
                         return Err(format!(
@@ -533,6 +533,18 @@ impl Vetter<'_> {
                 &as_kind == kind
             }
             _ => false,
+        }
+    }
+
+    /// The recorded table or (PostgreSQL) one of the partitions its
+    /// earlier statements created: their own indexes, constraints and
+    /// triggers.
+    fn expect_table_or_partition(&self, name: &ObjectName, what: &str) -> Result<(), String> {
+        let partition =
+            self.engine == Engine::Postgres && self.partitions.contains(&self.qualified(name));
+        match partition {
+            true => Ok(()),
+            false => self.expect_table(name, what),
         }
     }
 
@@ -1465,9 +1477,15 @@ mod tests {
             "CREATE TABLE public.m_2024_1 PARTITION OF public.m_2024 FOR VALUES IN (1)".into(),
             "CREATE TABLE public.m_other PARTITION OF public.measurement DEFAULT".into(),
             "CREATE INDEX m_city ON public.measurement USING btree (city)".into(),
+            "ALTER TABLE public.m_2024_1 ADD CONSTRAINT c CHECK ((city > 0))".into(),
+            "CREATE INDEX m_other_city ON public.m_other USING btree (city)".into(),
+        ];
+        t.after = vec![
+            "ALTER TABLE public.m_other ADD CONSTRAINT fk FOREIGN KEY (city) REFERENCES public.city(id)".into(),
         ];
         let v = vet_table(Engine::Postgres, &t, &SchemaPolicy::default()).unwrap();
         assert_eq!(v.ddl, t.ddl);
+        assert_eq!(v.after, t.after);
         for bad in [
             "CREATE TABLE public.x PARTITION OF public.users FOR VALUES IN (1)",
             "CREATE TABLE public.x PARTITION OF public.m_2099 FOR VALUES IN (1)",
@@ -1475,6 +1493,9 @@ mod tests {
             "CREATE TEMPORARY TABLE x PARTITION OF public.measurement DEFAULT",
             "CREATE TABLE public.measurement PARTITION OF public.measurement DEFAULT",
             "CREATE TABLE public.x PARTITION OF public.measurement FOR VALUES IN ((SELECT 1))",
+            "ALTER TABLE public.m_2099 ADD CONSTRAINT c CHECK (true)",
+            "CREATE INDEX i ON public.users (id)",
+            "ALTER TABLE public.m_other DROP COLUMN city",
         ] {
             let mut tampered = t.clone();
             tampered.ddl.push(bad.into());

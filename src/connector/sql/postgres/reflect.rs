@@ -114,14 +114,16 @@ fn table(q: &mut Query<'_>, rel: Relation) -> PgResult<PgTable> {
     let qual = qualified(&rel.schema, &rel.name);
     let mut cols = columns(q, rel.oid)?;
     let primary_key = primary_key(q, rel.oid)?;
-    let constraints = constraints(q, rel.oid, &qual)?;
-    cols.ddl.extend(constraints.in_table);
+    let mut constraints = constraints(q, rel.oid, &qual, false)?;
+    cols.ddl.extend(std::mem::take(&mut constraints.in_table));
     let partition_by: Option<String> = match rel.partitioned {
         true => q("SELECT pg_get_partkeydef($1)", &[&rel.oid])?[0].get(0),
         false => None,
     };
     let mut ddl = create_statements(&rel, &qual, &cols, partition_by.as_deref());
-    ddl.extend(partitions(q, rel.oid)?);
+    let parts = partitions(q, rel.oid)?;
+    ddl.extend(parts.ddl);
+    constraints.after.extend(parts.after);
     ddl.extend(indexes(q, rel.oid, rel.partitioned)?);
     ddl.extend(triggers(q, rel.oid)?);
     ddl.extend(comments(q, rel.oid, &qual)?);
@@ -285,7 +287,8 @@ struct Constraints {
     in_table: Vec<String>,
 }
 
-fn constraints(q: &mut Query<'_>, oid: u32, qual: &str) -> PgResult<Constraints> {
+/// `only_local`: a partition's own, not those it inherits.
+fn constraints(q: &mut Query<'_>, oid: u32, qual: &str, only_local: bool) -> PgResult<Constraints> {
     let rows = q(
         "SELECT c.conname::text, pg_get_constraintdef(c.oid), c.contype::text, \
          rn.nspname::text, rc.relname::text, \
@@ -296,8 +299,8 @@ fn constraints(q: &mut Query<'_>, oid: u32, qual: &str) -> PgResult<Constraints>
          FROM pg_constraint c LEFT JOIN pg_class rc ON rc.oid = c.confrelid \
          LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace \
          WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'c', 'x', 'f') AND c.conparentid = 0 \
-         ORDER BY c.contype, c.conname",
-        &[&oid],
+         AND (c.conislocal OR NOT $2) ORDER BY c.contype, c.conname",
+        &[&oid, &only_local],
     )?;
     let mut out = Constraints {
         foreign_keys: Vec::new(),
@@ -371,12 +374,12 @@ fn create_statements(
 /// `CREATE TABLE p PARTITION OF parent FOR VALUES …` (or `DEFAULT`), with
 /// `PARTITION BY` for a partition partitioned in turn. Rows land in them
 /// by themselves when the restore writes the parent.
-fn partitions(q: &mut Query<'_>, oid: u32) -> PgResult<Vec<String>> {
+fn partitions(q: &mut Query<'_>, oid: u32) -> PgResult<Partitions> {
     let rows = q(
         "WITH RECURSIVE tree AS (\
            SELECT i.inhrelid AS oid, i.inhparent AS parent, 1 AS depth FROM pg_inherits i WHERE i.inhparent = $1 \
            UNION ALL SELECT i.inhrelid, i.inhparent, t.depth + 1 FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid) \
-         SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+         SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.oid, \
            quote_ident(pn.nspname) || '.' || quote_ident(pc.relname), pg_get_expr(c.relpartbound, c.oid), \
            CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END \
          FROM tree t JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -384,17 +387,43 @@ fn partitions(q: &mut Query<'_>, oid: u32) -> PgResult<Vec<String>> {
          WHERE c.relispartition AND c.relkind IN ('r', 'p') ORDER BY t.depth, c.oid",
         &[&oid],
     )?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let (name, parent, bound): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-            let by = r
-                .get::<_, Option<String>>(3)
-                .map(|p| format!(" PARTITION BY {p}"))
-                .unwrap_or_default();
-            format!("CREATE TABLE {name} PARTITION OF {parent} {bound}{by}")
-        })
-        .collect())
+    let mut out = Partitions::default();
+    let mut own = Vec::new();
+    for r in rows {
+        let (name, part, parent, bound): (String, u32, String, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        let by = r
+            .get::<_, Option<String>>(4)
+            .map(|p| format!(" PARTITION BY {p}"))
+            .unwrap_or_default();
+        out.ddl.push(format!(
+            "CREATE TABLE {name} PARTITION OF {parent} {bound}{by}"
+        ));
+        own.push((part, name));
+    }
+    // What each partition has of its own, once every partition exists.
+    for (part, name) in own {
+        let constraints = constraints(q, part, &name, true)?;
+        out.ddl.extend(
+            constraints
+                .in_table
+                .iter()
+                .map(|c| format!("ALTER TABLE {name} ADD {c}")),
+        );
+        out.after.extend(constraints.after);
+        out.ddl.extend(indexes(q, part, false)?);
+        out.ddl.extend(triggers(q, part)?);
+    }
+    Ok(out)
+}
+
+/// A partitioned table's partitions and what they have of their own
+/// (constraints, indexes, triggers not inherited from their parent).
+#[derive(Default)]
+struct Partitions {
+    ddl: Vec<String>,
+    /// Their own foreign keys.
+    after: Vec<String>,
 }
 
 /// `COMMENT ON TABLE` and `COMMENT ON COLUMN`, for the comments the
@@ -436,13 +465,15 @@ fn triggers(q: &mut Query<'_>, oid: u32) -> PgResult<Vec<String>> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Indexes that no constraint owns. A partitioned table's are created
+/// Indexes that no constraint owns (and, of a partition, its own: not
+/// those its parent's indexes made). A partitioned table's are created
 /// on the parent *and* its partitions (`ON`, not `ON ONLY`), after them.
 fn indexes(q: &mut Query<'_>, oid: u32, partitioned: bool) -> PgResult<Vec<String>> {
     let rows = q(
         "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i \
          WHERE i.indrelid = $1 AND NOT EXISTS \
          (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid) \
+         AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid) \
          ORDER BY 1",
         &[&oid],
     )?;
