@@ -962,8 +962,21 @@ impl Dialect for PostgresDb {
             .get(0))
     }
 
+    /// Only a populated one: refreshing one created `WITH NO DATA` would
+    /// fill it.
     fn refresh_later(&mut self, o: &SchemaObject) -> Result<()> {
         let qual = format!("{}.{}", ident(&o.schema), ident(&o.name));
+        let shown = self.shown.clone();
+        let populated = self
+            .client()?
+            .query(
+                "SELECT 1 FROM pg_class WHERE oid = to_regclass($1) AND relispopulated",
+                &[&qual],
+            )
+            .map_err(db_error(&shown))?;
+        if populated.is_empty() {
+            return Ok(());
+        }
         self.keep_pending(
             OBJECTS,
             &format!("refresh-{}", o.id()),

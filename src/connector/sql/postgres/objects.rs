@@ -377,7 +377,8 @@ fn sequences(q: &mut Query<'_>, out: &mut Objects) -> PgResult<()> {
 fn views(q: &mut Query<'_>, kinds: &BTreeSet<&str>, out: &mut Objects) -> PgResult<()> {
     let rows = q(
         &format!(
-            "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, pg_get_viewdef(c.oid) \
+            "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, pg_get_viewdef(c.oid), \
+             array_to_string(c.reloptions, ', '), c.relispopulated \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('v', 'm') AND {USER_SCHEMA} AND {} ORDER BY c.oid",
             not_extension_member("pg_class", "c.oid")
@@ -409,8 +410,20 @@ fn views(q: &mut Query<'_>, kinds: &BTreeSet<&str>, out: &mut Objects) -> PgResu
         } else {
             "MATERIALIZED VIEW"
         };
+        // A view's options (`security_barrier`, `check_option`) and an
+        // unpopulated materialized view are as they were; statements the
+        // parser cannot read are code that only a trusted restore runs,
+        // as every view is.
+        let options = match r.get::<_, Option<String>>(5) {
+            Some(o) if kind == ObjectKind::View && !o.is_empty() => format!(" WITH ({o})"),
+            _ => String::new(),
+        };
+        let no_data = match r.get::<_, bool>(6) {
+            false => "\nWITH NO DATA",
+            true => "",
+        };
         o.ddl.push(format!(
-            "CREATE {word} {} AS\n{}",
+            "CREATE {word} {}{options} AS\n{}{no_data}",
             qualified(&schema, &name),
             def.trim_end().trim_end_matches(';')
         ));
