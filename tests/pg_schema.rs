@@ -55,6 +55,8 @@ CREATE FUNCTION log_film() RETURNS trigger LANGUAGE plpgsql AS
   $$ BEGIN INSERT INTO audit (note) VALUES (NEW.title); RETURN NEW; END $$;
 CREATE FUNCTION film_count(m mood) RETURNS bigint LANGUAGE sql AS
   $$ SELECT count(*) FROM film WHERE rating = m $$;
+CREATE FUNCTION happy() RETURNS SETOF film LANGUAGE sql AS
+  $$ SELECT * FROM film WHERE rating = 'happy' $$;
 CREATE TRIGGER film_touch BEFORE INSERT OR UPDATE ON film FOR EACH ROW EXECUTE FUNCTION touch();
 CREATE TRIGGER film_audit AFTER INSERT ON film FOR EACH ROW EXECUTE FUNCTION log_film();
 CREATE VIEW happy_films AS SELECT id, title FROM film WHERE rating = 'happy';
@@ -264,6 +266,7 @@ fn postgres_whole_schema_restores_into_an_empty_database() {
         "SELECT string_agg(title, ',' ORDER BY title) FROM happy_titles",
         "SELECT string_agg(rating || '=' || n, ',' ORDER BY rating) FROM films_by_mood",
         "SELECT film_count('happy')",
+        "SELECT string_agg(title, ',' ORDER BY title) FROM happy()",
     ] {
         assert_eq!(pg.psql(&dst, q), pg.psql(&src, q), "{q}");
     }

@@ -89,6 +89,12 @@ pub(crate) trait Dialect {
             Self::NAME
         )))
     }
+    /// After the recorded tables are created (before the load): what
+    /// waited for them (PostgreSQL: functions whose signature names a
+    /// table's row type).
+    fn after_tables(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Whether the target marks extension `name` as trusted (creatable
     /// by non-superusers: its install script is the server's and harmless),
     /// so a restore creates it without `--trust-schema`.

@@ -132,6 +132,7 @@ impl<D: Dialect> SqlTarget<D> {
                 })?;
             }
         }
+        self.db.after_tables()?;
         // Foreign keys and triggers of created tables come after the load.
         for (kind, vetted) in &create {
             self.db.defer(kind, &vetted.after)?;

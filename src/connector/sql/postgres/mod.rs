@@ -523,6 +523,7 @@ impl SqlTarget<PostgresDb> {
             replica: false,
             warnings: Vec::new(),
             objects_kept: 0,
+            retry: Vec::new(),
         }))
     }
 }
@@ -543,6 +544,9 @@ pub(crate) struct PostgresDb {
     warnings: Vec<String>,
     /// Views kept for after the load so far (their order).
     objects_kept: usize,
+    /// Functions the target refused before the tables existed, to try
+    /// again after them.
+    retry: Vec<String>,
 }
 
 impl PostgresDb {
@@ -667,20 +671,28 @@ impl PostgresDb {
     /// language is not installed) the restore goes on without it, as
     /// pg_restore does, and says so.
     fn try_code(&mut self, def: &str) -> Result<()> {
+        if let Some(warning) = self.attempt(def)? {
+            self.warnings.push(warning);
+        }
+        Ok(())
+    }
+
+    /// Run `def` in a savepoint; `Some` says why the target refused it
+    /// (and nothing of it is left).
+    fn attempt(&mut self, def: &str) -> Result<Option<String>> {
         let shown = self.shown.clone();
         self.exec("SAVEPOINT kindsnap_code")?;
         match self.client()?.batch_execute(def) {
-            Ok(()) => self.exec("RELEASE SAVEPOINT kindsnap_code"),
+            Ok(()) => self.exec("RELEASE SAVEPOINT kindsnap_code").map(|()| None),
             Err(e) => {
                 self.exec("ROLLBACK TO SAVEPOINT kindsnap_code")?;
                 let first = def.lines().next().unwrap_or_default();
                 let first: String = first.chars().take(100).collect();
-                self.warnings.push(format!(
+                Ok(Some(format!(
                     "`{first}…` from the snapshot could not be created in {shown}: {}; \
                      the rest of the restore went on without it",
                     why(&e)
-                ));
-                Ok(())
+                )))
             }
         }
     }
@@ -923,12 +935,14 @@ impl Dialect for PostgresDb {
             statements.push(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&o.schema)));
         }
         if o.object == ObjectKind::Function {
-            // Bodies may use tables that do not exist yet (as pg_dump).
+            // Bodies may use tables that do not exist yet (as pg_dump);
+            // a signature may name a table's row type (`RETURNS SETOF
+            // film`): such a function is tried again once the tables exist.
             statements.push("SET LOCAL check_function_bodies = off".into());
-        }
-        if o.object == ObjectKind::Function {
             for stmt in statements.iter().chain(vetted) {
-                self.try_code(stmt)?;
+                if self.attempt(stmt)?.is_some() {
+                    self.retry.push(stmt.clone());
+                }
             }
             return Ok(());
         }
@@ -964,6 +978,13 @@ impl Dialect for PostgresDb {
 
     /// Only a populated one: refreshing one created `WITH NO DATA` would
     /// fill it.
+    fn after_tables(&mut self) -> Result<()> {
+        for stmt in std::mem::take(&mut self.retry) {
+            self.try_code(&stmt)?;
+        }
+        Ok(())
+    }
+
     fn refresh_later(&mut self, o: &SchemaObject) -> Result<()> {
         let qual = format!("{}.{}", ident(&o.schema), ident(&o.name));
         let shown = self.shown.clone();
