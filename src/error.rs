@@ -206,11 +206,12 @@ pub enum Error {
 
     /// A recorded schema statement that a restore will not run: it does
     /// something other than recreate its table, or it is code the user
-    /// has not trusted.
-    #[error("snapshot `{snapshot}`: refusing the recorded schema of table `{table}`: {why}; nothing was written (docs/sql.md, \"Recorded schema\")")]
+    /// has not trusted. `object` says which: ``table `film` ``, ``type
+    /// `public.mood` ``.
+    #[error("snapshot `{snapshot}`: refusing the recorded schema of {object}: {why}; nothing was written (docs/sql.md, \"Recorded schema\")")]
     UnsafeSchema {
         snapshot: String,
-        table: String,
+        object: String,
         why: String,
     },
 

@@ -380,3 +380,75 @@ fn a_table_called_kindsnap_schema_crosses_engines_or_is_refused_clearly() {
         "{err}"
     );
 }
+
+/// A PostgreSQL schema with its own types (a domain over an integer, a
+/// domain over that domain, an enum and an array of it) restored into an
+/// empty SQLite file: each column takes the type its user type stands
+/// for, so values keep their type (the year stays an integer) and a
+/// snapshot of the SQLite file changes no value but the enum array's
+/// text form.
+#[test]
+fn postgres_domains_and_enums_map_to_their_base_types_in_sqlite() {
+    let pg = sql_support::server();
+    let src = pg.create_db("xtypes");
+    pg.psql(
+        &src,
+        r#"CREATE DOMAIN year AS integer CONSTRAINT year_check CHECK (VALUE >= 1901);
+           CREATE DOMAIN recent_year AS year CHECK (VALUE >= 2000);
+           CREATE DOMAIN price AS numeric(8,2) DEFAULT 0;
+           CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+           CREATE TABLE film (id int PRIMARY KEY, released year NOT NULL, remade recent_year,
+             cost price, mood mood, moods mood[]);
+           INSERT INTO film VALUES (1, 2006, 2020, 12.50, 'ok', '{sad,happy}'),
+             (2, 1999, NULL, NULL, NULL, NULL);"#,
+    );
+    let w = Work::new();
+    w.init();
+    w.ok(&["snapshot", "--from", &src, "--name", "pg"]);
+    let lite = w.path("films.db");
+    let lite_loc = format!("sqlite:{}", lite.display());
+    w.ok(&["restore", "pg", "--to", &lite_loc]);
+    for (sql, want) in [
+        (
+            "SELECT typeof(released) || ' ' || released FROM film WHERE id = 1",
+            "integer 2006",
+        ),
+        (
+            "SELECT typeof(remade) || ' ' || remade FROM film WHERE id = 1",
+            "integer 2020",
+        ),
+        (
+            "SELECT typeof(cost) || ' ' || cost FROM film WHERE id = 1",
+            "real 12.5",
+        ),
+        (
+            "SELECT typeof(mood) || ' ' || mood FROM film WHERE id = 1",
+            "text ok",
+        ),
+        (
+            "SELECT lower(type) FROM pragma_table_info('film') WHERE name = 'released'",
+            "integer",
+        ),
+    ] {
+        assert_eq!(sqlite_one(&lite, sql), want, "{sql}");
+    }
+    w.ok(&["snapshot", "--from", &lite_loc, "--name", "lite"]);
+    // The types themselves are PostgreSQL's (no such objects in SQLite).
+    let (_, _, v) = added_removed(&w, "pg", "lite");
+    let film = v["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "film")
+        .unwrap();
+    assert_eq!(
+        (&film["added"], &film["removed"]),
+        (&0.into(), &0.into()),
+        "{v}"
+    );
+    let props = w.ok(&["diff", "pg", "lite", "--props", "--kinds", "film"]);
+    assert!(
+        !props.contains("released"),
+        "the year kept its type: {props}"
+    );
+}

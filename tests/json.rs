@@ -79,6 +79,8 @@ struct SnapshotSummary {
     read_time: Option<String>,
     consistent: Option<bool>,
     notes: Vec<String>,
+    /// What the source could not record (PostgreSQL), one line each.
+    warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +248,7 @@ fn every_json_output_parses_strictly_and_holds_the_right_numbers() {
     );
     assert!(is_hex_id(&s1.id) && s1.parent.is_none() && s1.name == "d1");
     assert!(s1.keyframe && s1.source.starts_with("jsonl:") && s1.skipped_kinds.is_empty());
+    assert!(s1.warnings.is_empty(), "{:?}", s1.warnings);
     assert_eq!(s1.entities, 3);
     assert!(s1.bytes_added >= s1.manifest_bytes && s1.manifest_bytes > 0);
     let post = s1.kinds.iter().find(|k| k.kind == "Post").expect("Post");

@@ -84,9 +84,10 @@ pub struct Args {
     /// line out per entity: the entity, or `null` to leave it out).
     #[arg(long, value_name = "COMMAND")]
     transform: Option<String>,
-    /// Recreate the snapshot's recorded triggers and any function calls
-    /// in its table definitions as recorded. Without it a restore runs
-    /// only statements that recreate the snapshot's own tables. Use it
+    /// Recreate the snapshot's recorded code as recorded: triggers,
+    /// PostgreSQL functions, views and extensions, and any function calls
+    /// in its table definitions. Without it a restore runs only statements
+    /// that recreate the snapshot's own tables and types. Use it
     /// only for repositories whose writers you trust: they choose that
     /// code.
     #[arg(long)]

@@ -281,6 +281,9 @@ fn print_text(out: &mut Out, report: &snapshot::SnapshotReport) -> anyhow::Resul
             report.skipped_kinds.join(", ")
         ))?;
     }
+    for w in &report.warnings {
+        out.line(format!("warning: {}", super::output::escape(w)))?;
+    }
     print_read_modes(out, report)
 }
 

@@ -300,6 +300,11 @@ pub trait EntitySource {
     fn skipped(&self) -> Vec<String> {
         Vec::new()
     }
+    /// What the last read could not record (a PostgreSQL rule, a table
+    /// without a key), one line each, for the snapshot's report.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Call `f` for every entity, with an origin number for messages.
     fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()>;
     /// Where entity `origin` came from, for messages (`file.jsonl:17`).

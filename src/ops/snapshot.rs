@@ -134,6 +134,9 @@ pub struct SnapshotReport {
     /// Entities the source's cache vouched for, so their records were not
     /// parsed again (the JSON Lines line cache; 0 for other sources).
     pub from_cache: u64,
+    /// What the source could not record (a PostgreSQL rule or policy, a
+    /// table without a primary key), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// `snapshot --json` (docs/json.md): the report as one object, ids in
@@ -158,6 +161,7 @@ impl serde::Serialize for SnapshotReport {
             read_time: Option<String>,
             consistent: Option<bool>,
             notes: &'a [String],
+            warnings: &'a [String],
         }
         let info = self.read_info.as_ref();
         Shown {
@@ -178,6 +182,7 @@ impl serde::Serialize for SnapshotReport {
                 .map(crate::model::json::format_timestamp),
             consistent: info.map(|i| i.consistent),
             notes: info.map(|i| i.notes.as_slice()).unwrap_or_default(),
+            warnings: &self.warnings,
         }
         .serialize(s)
     }
@@ -506,6 +511,7 @@ pub fn snapshot(
     report.skipped_kinds = skipped.into_iter().collect();
     report.read_info = read_info;
     report.from_cache = from_cache;
+    report.warnings = source.warnings();
     tracing::debug!("snapshot: manifest published at {:?}", started.elapsed());
     if let Err(e) = source.commit_cache(&report.id) {
         tracing::warn!("the source's cache is not kept: {e}");
@@ -966,6 +972,7 @@ fn publish(
         existed,
         read_info: None,
         from_cache: 0,
+        warnings: Vec::new(),
     })
 }
 

@@ -14,13 +14,104 @@
 //!
 //! Nothing here talks to a database.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlparser::ast::{ColumnOption, Expr, IndexColumn, Statement, TableConstraint};
 use sqlparser::dialect::{PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
-use super::{ddl, ident, Table};
+use super::{ddl, ident, ObjectKind, SchemaObject, Table};
+
+/// A type name as a key: quotes dropped, lower case.
+fn type_key(name: &str) -> String {
+    name.replace('"', "").trim().to_ascii_lowercase()
+}
+
+/// PostgreSQL's user-defined types as the other engine sees them, from
+/// the recorded schema objects: a domain is its base type (through
+/// domains of domains), an enum, composite or range type is text. Keyed
+/// by [`type_key`] of the schema-qualified name and, where no other
+/// schema has a type of that name, of the bare name (`format_type`
+/// leaves out a schema on the search path).
+pub(crate) fn user_types(objects: &[SchemaObject]) -> HashMap<String, String> {
+    let mut types = HashMap::new();
+    let mut bare: HashMap<String, Vec<String>> = HashMap::new();
+    for o in objects.iter().filter(|o| o.engine == "postgres") {
+        let base = match o.object {
+            ObjectKind::Type => "text".to_string(),
+            ObjectKind::Domain => match o.ddl.first().and_then(|d| domain_base(d)) {
+                Some(b) => b,
+                None => continue,
+            },
+            _ => continue,
+        };
+        types.insert(type_key(&format!("{}.{}", o.schema, o.name)), base.clone());
+        bare.entry(type_key(&o.name))
+            .or_insert_with(Vec::new)
+            .push(base);
+    }
+    // A column's type is written unqualified when its schema is on the
+    // search path: the bare name stands for the type when only one
+    // schema has a type of that name.
+    for (name, bases) in bare {
+        if let [base] = bases.as_slice() {
+            types.entry(name).or_insert_with(|| base.clone());
+        }
+    }
+    // Domains over domains (or over enums): follow, a few levels at most.
+    for _ in 0..8 {
+        let next: HashMap<String, String> = types
+            .iter()
+            .map(|(k, v)| (k.clone(), resolve(&types, v).unwrap_or_else(|| v.clone())))
+            .collect();
+        if next == types {
+            break;
+        }
+        types = next;
+    }
+    types
+}
+
+/// The base type of a recorded `CREATE DOMAIN name AS base [DEFAULT …]
+/// [CONSTRAINT …]`.
+fn domain_base(stmt: &str) -> Option<String> {
+    let (_, rest) = stmt.split_once(" AS ")?;
+    let end = [
+        " DEFAULT ",
+        " CONSTRAINT ",
+        " COLLATE ",
+        " NOT NULL",
+        " CHECK ",
+    ]
+    .iter()
+    .filter_map(|w| rest.find(w))
+    .min()
+    .unwrap_or(rest.len());
+    Some(rest[..end].trim().to_string())
+}
+
+/// `ty` (perhaps an array of it) when it names a user type; `None` when
+/// it does not.
+fn resolve(types: &HashMap<String, String>, ty: &str) -> Option<String> {
+    let (bare, dims) = match ty.find('[') {
+        Some(i) => (&ty[..i], &ty[i..]),
+        None => (ty, ""),
+    };
+    types.get(&type_key(bare)).map(|b| format!("{b}{dims}"))
+}
+
+/// `t` with each column of a user-defined type given the type it stands
+/// for in [`user_types`], so the type mapping and the compatibility
+/// table see `integer`, not the domain `public.year`.
+pub(crate) fn with_base_types(t: &Table, types: &HashMap<String, String>) -> Table {
+    let mut t = t.clone();
+    for c in &mut t.columns {
+        if let Some(base) = resolve(types, &c.sql_type) {
+            c.sql_type = base;
+        }
+    }
+    t
+}
 
 /// SQLite's column affinity, from the declared type by SQLite's rules
 /// (section 3.1 of "Datatypes In SQLite").

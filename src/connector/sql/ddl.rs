@@ -19,13 +19,14 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions, AlterTableOperation, Expr, InTarget, ObjectName, SchemaName, Statement,
+    visit_expressions, AlterTableOperation, CommentObject, Expr, InTarget, ObjectName, SchemaName,
+    Statement,
 };
 use sqlparser::dialect::{Dialect as ParserDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::Table;
+use super::{ObjectKind, SchemaObject, Table};
 use crate::error::Error;
 
 /// The engine a statement was recorded from (and will run on).
@@ -98,17 +99,18 @@ pub(crate) fn vet_table(
 ) -> Result<Vetted, Error> {
     let refuse = |why: String| Error::UnsafeSchema {
         snapshot: policy.snapshot.clone(),
-        table: table.kind.clone(),
+        object: format!("table `{}`", table.kind),
         why,
     };
     let mut out = Vetted::default();
+    let mut partitions = BTreeSet::new();
     let statements = table
         .ddl
         .iter()
         .map(|s| (s, false))
         .chain(table.after.iter().map(|s| (s, true)));
     for (stmt, after) in statements {
-        let verdict = match vet(engine, table, stmt) {
+        let verdict = match vet_in(engine, table, stmt, &mut partitions) {
             Ok(v) => v,
             Err(Refusal::Unreadable(_)) if policy.trust => Verdict::Run,
             // An index or trigger the parser cannot read is left out (the
@@ -169,8 +171,8 @@ pub(crate) fn is_trigger(stmt: &str) -> bool {
             == Some("TRIGGER")
 }
 
-/// Whether a statement starts `CREATE [UNIQUE] INDEX` or `CREATE [TEMP]
-/// TRIGGER` (read from its first words only).
+/// Whether a statement starts `CREATE [UNIQUE] INDEX`, `CREATE [TEMP]
+/// TRIGGER` or `COMMENT ON` (read from its first words only).
 fn index_or_trigger(stmt: &str) -> bool {
     let words: Vec<String> = stmt
         .split_whitespace()
@@ -181,6 +183,7 @@ fn index_or_trigger(stmt: &str) -> bool {
     matches!(
         words.as_slice(),
         ["CREATE", "INDEX" | "TRIGGER", ..]
+            | ["COMMENT", "ON", ..]
             | [
                 "CREATE",
                 "UNIQUE" | "TEMP" | "TEMPORARY",
@@ -199,7 +202,20 @@ pub(crate) enum Refusal {
 }
 
 /// Whether a restore into `engine` may run `stmt`, recorded for `table`.
+#[cfg(test)]
 pub(crate) fn vet(engine: Engine, table: &Table, stmt: &str) -> Result<Verdict, Refusal> {
+    vet_in(engine, table, stmt, &mut BTreeSet::new())
+}
+
+/// [`vet`] among the statements of one table: `partitions` holds the
+/// partitions (name parts) its earlier statements created, which later
+/// ones may partition further.
+fn vet_in(
+    engine: Engine,
+    table: &Table,
+    stmt: &str,
+    partitions: &mut BTreeSet<Vec<String>>,
+) -> Result<Verdict, Refusal> {
     if engine == Engine::Postgres {
         if let Some(v) = vet_alter_sequence(table, stmt).map_err(Refusal::Refused)? {
             return Ok(v);
@@ -219,23 +235,29 @@ pub(crate) fn vet(engine: Engine, table: &Table, stmt: &str) -> Result<Verdict, 
             excerpt(stmt)
         )));
     };
-    let vetter = Vetter { engine, table };
+    let vetter = Vetter {
+        engine,
+        table,
+        partitions,
+    };
     let part = vetter.statement(statement).map_err(Refusal::Refused)?;
+    let code = vetter.expressions(statement).map_err(Refusal::Refused)?;
+    if let Part::Partition(name) = &part {
+        partitions.insert(name.clone());
+    }
     if let Part::Trigger(name) = part {
         return Ok(Verdict::Code {
             what: format!("trigger `{name}`"),
             skippable: true,
         });
     }
-    Ok(
-        match vetter.expressions(statement).map_err(Refusal::Refused)? {
-            None => Verdict::Run,
-            Some(what) => Verdict::Code {
-                what,
-                skippable: part == Part::Index,
-            },
+    Ok(match code {
+        None => Verdict::Run,
+        Some(what) => Verdict::Code {
+            what,
+            skippable: part == Part::Index,
         },
-    )
+    })
 }
 
 /// Shortened text of a statement, for messages.
@@ -261,17 +283,23 @@ enum Part {
     Table,
     Index,
     Trigger(String),
+    /// A partition (PostgreSQL) of the table or of one of its partitions:
+    /// its name parts.
+    Partition(Vec<String>),
 }
 
 struct Vetter<'a> {
     engine: Engine,
     table: &'a Table,
+    /// Partitions created by the table's earlier statements.
+    partitions: &'a BTreeSet<Vec<String>>,
 }
 
 impl Vetter<'_> {
     fn statement(&self, s: &Statement) -> Result<Part, String> {
         let t = &self.table.kind;
         match s {
+            Statement::CreateTable(ct) if ct.partition_of.is_some() => self.partition(ct),
             Statement::CreateTable(ct) => {
                 self.expect_table(&ct.name, "CREATE TABLE")?;
                 if ct.query.is_some() || ct.like.is_some() || ct.clone.is_some() {
@@ -287,15 +315,20 @@ impl Vetter<'_> {
                 Ok(Part::Table)
             }
             Statement::CreateIndex(ci) => {
-                self.expect_table(&ci.table_name, "CREATE INDEX")?;
+                self.expect_table_or_partition(&ci.table_name, "CREATE INDEX")?;
                 Ok(Part::Index)
             }
+            Statement::Comment {
+                object_type,
+                object_name,
+                ..
+            } if self.engine == Engine::Postgres => self.comment(object_type, object_name),
             Statement::CreateTrigger(tr) => {
-                self.expect_table(&tr.table_name, "CREATE TRIGGER")?;
+                self.expect_table_or_partition(&tr.table_name, "CREATE TRIGGER")?;
                 Ok(Part::Trigger(tr.name.to_string()))
             }
             Statement::AlterTable(at) if self.engine == Engine::Postgres => {
-                self.expect_table(&at.name, "ALTER TABLE")?;
+                self.expect_table_or_partition(&at.name, "ALTER TABLE")?;
                 for op in &at.operations {
                     if !matches!(op, AlterTableOperation::AddConstraint { .. }) {
                         return Err(format!(
@@ -334,12 +367,96 @@ impl Vetter<'_> {
         }
     }
 
+    /// `COMMENT ON TABLE t` or `COMMENT ON COLUMN t.c` (PostgreSQL), for
+    /// the recorded table and its columns.
+    fn comment(&self, what: &CommentObject, name: &ObjectName) -> Result<Part, String> {
+        let ok = match what {
+            CommentObject::Table => self.is_table(name),
+            CommentObject::Column => {
+                let mut parts = name.0.clone();
+                let column = parts
+                    .pop()
+                    .and_then(|p| p.as_ident().map(|i| self.engine.ident_value(i)));
+                column.is_some_and(|c| self.table.column(&c).is_some())
+                    && self.is_table(&ObjectName(parts))
+            }
+            _ => false,
+        };
+        match ok {
+            true => Ok(Part::Table),
+            false => Err(format!(
+                "COMMENT ON {what} {name} is not about table `{}` or its columns",
+                self.table.kind
+            )),
+        }
+    }
+
+    /// `CREATE TABLE p PARTITION OF parent FOR VALUES …` (PostgreSQL): a
+    /// new table in an application schema, partitioning the
+    /// recorded table or a partition created before it, nothing else.
+    fn partition(&self, ct: &sqlparser::ast::CreateTable) -> Result<Part, String> {
+        let t = &self.table.kind;
+        let refused = |why: &str| format!("CREATE TABLE {} {why}", ct.name);
+        let Some(parent) = &ct.partition_of else {
+            return Err(refused("is not a partition"));
+        };
+        if self.engine != Engine::Postgres {
+            return Err(refused("is a PostgreSQL partition in a SQLite schema"));
+        }
+        let parent_parts = self.qualified(parent);
+        if !self.is_table(parent) && !self.partitions.contains(&parent_parts) {
+            return Err(refused(&format!(
+                "partitions {parent}, which is neither table `{t}` nor one of its partitions"
+            )));
+        }
+        let name = self.qualified(&ct.name);
+        let system = name[0] == "information_schema" || name[0].starts_with("pg_");
+        if name.len() != 2 || system || self.is_table(&ct.name) {
+            return Err(refused(&format!(
+                "is not a new partition of table `{t}` in an application schema"
+            )));
+        }
+        if ct.temporary
+            || ct.query.is_some()
+            || ct.like.is_some()
+            || ct.clone.is_some()
+            || ct.inherits.is_some()
+            || ct.for_values.is_none()
+        {
+            return Err(refused(
+                "is more than a partition (only FOR VALUES and PARTITION BY are allowed)",
+            ));
+        }
+        Ok(Part::Partition(name))
+    }
+
+    /// A PostgreSQL name as (schema, name): unqualified is `public`.
+    fn qualified(&self, name: &ObjectName) -> Vec<String> {
+        let mut parts = self.names(name);
+        if parts.len() == 1 {
+            parts.insert(0, "public".into());
+        }
+        parts
+    }
+
     /// Every function an expression of the statement calls must be on the
     /// built-in list (`Some` names the first that is not); no subqueries.
     fn expressions(&self, s: &Statement) -> Result<Option<String>, String> {
         let mut code = None;
+        // `PARTITION BY RANGE (a)` reads as a call to `RANGE`: the method,
+        // not a function; its arguments are checked as any expression.
+        let method = match s {
+            Statement::CreateTable(ct) => ct.partition_by.as_deref().filter(|e| {
+                matches!(e, Expr::Function(f) if matches!(
+                    self.names(&f.name).as_slice(),
+                    [m] if m == "range" || m == "list" || m == "hash"
+                ))
+            }),
+            _ => None,
+        };
         let flow = visit_expressions(s, |e: &Expr| {
             match e {
+                Expr::Function(_) if method.is_some_and(|m| std::ptr::eq(m, e)) => {}
                 Expr::Function(f) => {
                     let parts = self.names(&f.name);
                     let (schema, name) = match parts.as_slice() {
@@ -419,6 +536,18 @@ impl Vetter<'_> {
                 &as_kind == kind
             }
             _ => false,
+        }
+    }
+
+    /// The recorded table or (PostgreSQL) one of the partitions its
+    /// earlier statements created: their own indexes, constraints and
+    /// triggers.
+    fn expect_table_or_partition(&self, name: &ObjectName, what: &str) -> Result<(), String> {
+        let partition =
+            self.engine == Engine::Postgres && self.partitions.contains(&self.qualified(name));
+        match partition {
+            true => Ok(()),
+            false => self.expect_table(name, what),
         }
     }
 
@@ -513,9 +642,11 @@ fn vet_alter_sequence(table: &Table, stmt: &str) -> Result<Option<Verdict>, Stri
     };
     let seq = parse(&seq_text)?;
     let owner = parse(&owner_text)?;
+    let no_partitions = BTreeSet::new();
     let vetter = Vetter {
         engine: Engine::Postgres,
         table,
+        partitions: &no_partitions,
     };
     if !vetter.sequences().contains(&vetter.names(&seq)) {
         return Err(refused());
@@ -532,6 +663,349 @@ fn vet_alter_sequence(table: &Table, stmt: &str) -> Result<Option<Verdict>, Stri
         return Err(refused());
     }
     Ok(Some(Verdict::Run))
+}
+
+/// What a restore does with one recorded schema object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ObjectPlan {
+    /// Run these statements (when the object is missing on the target).
+    Create(Vec<String>),
+    /// Leave it out; the reason, for the report.
+    Skip(String),
+}
+
+/// Range types may name these built-in difference functions; any other
+/// function in a range type's definition is code.
+const RANGE_DIFFS: &[&str] = &[
+    "float8mi",
+    "int4range_subdiff",
+    "int8range_subdiff",
+    "numrange_subdiff",
+    "daterange_subdiff",
+    "tsrange_subdiff",
+    "tstzrange_subdiff",
+];
+
+/// Vet every statement recorded for a schema object: each must create
+/// exactly the object the record names (a type, a domain whose checks call
+/// only built-ins, a sequence no column owns). Functions, views,
+/// materialized views and extensions are code: created only with
+/// `--trust-schema`, otherwise skipped and reported.
+pub(crate) fn vet_object(
+    engine: Engine,
+    o: &SchemaObject,
+    policy: &SchemaPolicy,
+) -> Result<ObjectPlan, Error> {
+    let what = format!("{} `{}`", o.object.word(), o.id());
+    let refuse = |why: String| Error::UnsafeSchema {
+        snapshot: policy.snapshot.clone(),
+        object: what.clone(),
+        why,
+    };
+    if engine != Engine::Postgres {
+        return Err(refuse(
+            "schema objects are recorded from PostgreSQL only".into(),
+        ));
+    }
+    if o.ddl.is_empty() {
+        return Err(refuse("it has no statement".into()));
+    }
+    let mut code = None;
+    for (i, stmt) in o.ddl.iter().enumerate() {
+        let verdict = match vet_object_statement(o, i, stmt) {
+            Ok(v) => v,
+            Err(Refusal::Unreadable(_)) if policy.trust => Verdict::Run,
+            Err(Refusal::Unreadable(_)) if is_code(o.object) => Verdict::Code {
+                what: format!("{what} (which kindsnap cannot parse)"),
+                skippable: true,
+            },
+            Err(Refusal::Unreadable(why)) => {
+                return Err(refuse(format!(
+                    "{why}; pass --trust-schema to run it as recorded if you trust whoever wrote this repository"
+                )))
+            }
+            Err(Refusal::Refused(why)) => return Err(refuse(why)),
+        };
+        if let Verdict::Code { what, skippable } = verdict {
+            if !skippable && !policy.trust {
+                return Err(refuse(format!(
+                    "its definition contains {what}, which is code; pass --trust-schema if you trust whoever wrote this repository"
+                )));
+            }
+            code.get_or_insert(what);
+        }
+    }
+    Ok(match code {
+        Some(_) if !policy.trust => ObjectPlan::Skip(format!(
+            "{what} was not recreated: it is code from the snapshot (--trust-schema recreates it)"
+        )),
+        _ => ObjectPlan::Create(o.ddl.clone()),
+    })
+}
+
+/// Functions, views, materialized views and extensions: code by nature.
+fn is_code(k: ObjectKind) -> bool {
+    matches!(
+        k,
+        ObjectKind::Function
+            | ObjectKind::View
+            | ObjectKind::MaterializedView
+            | ObjectKind::Extension
+    )
+}
+
+/// Statement `i` of object `o`: the first creates the object; a domain
+/// may add `ALTER DOMAIN … SET NOT NULL` (which the parser does not know).
+fn vet_object_statement(o: &SchemaObject, i: usize, stmt: &str) -> Result<Verdict, Refusal> {
+    let as_table = Table {
+        kind: o.id(),
+        engine: o.engine.clone(),
+        columns: Vec::new(),
+        primary_key: Vec::new(),
+        rowid: false,
+        foreign_keys: Vec::new(),
+        ddl: Vec::new(),
+        after: Vec::new(),
+        pragmas: Vec::new(),
+    };
+    let none = BTreeSet::new();
+    let vetter = Vetter {
+        engine: Engine::Postgres,
+        table: &as_table,
+        partitions: &none,
+    };
+    if i > 0 {
+        if let (ObjectKind::Domain, Some(name)) = (o.object, alter_domain_not_null(stmt)) {
+            return match vetter.is_object(o, &name) {
+                true => Ok(Verdict::Run),
+                false => Err(Refusal::Refused(format!(
+                    "{} is not the SET NOT NULL of domain `{}`",
+                    excerpt(stmt),
+                    o.id()
+                ))),
+            };
+        }
+    }
+    let parsed = Parser::parse_sql(&PostgreSqlDialect {}, stmt).map_err(|e| {
+        Refusal::Unreadable(format!(
+            "a statement kindsnap cannot parse ({e}): {}",
+            excerpt(stmt)
+        ))
+    })?;
+    let [statement] = parsed.as_slice() else {
+        return Err(Refusal::Refused(format!(
+            "{} statements in one entry (one is allowed): {}",
+            parsed.len(),
+            excerpt(stmt)
+        )));
+    };
+    let verdict = match (i, statement) {
+        // A materialized view's indexes follow it; so does the comment
+        // of any object.
+        (1.., Statement::CreateIndex(ci))
+            if o.object == ObjectKind::MaterializedView && vetter.is_object(o, &ci.table_name) =>
+        {
+            Verdict::Run
+        }
+        (
+            1..,
+            Statement::Comment {
+                object_type,
+                object_name,
+                ..
+            },
+        ) if comment_word(o.object) == Some(object_type.to_string())
+            && vetter.is_object(o, object_name) =>
+        {
+            Verdict::Run
+        }
+        (1.., _) => {
+            return Err(Refusal::Refused(format!(
+            "{} is neither the comment nor an index of {} `{}` (one statement creates an object)",
+            excerpt(stmt),
+            o.object.word(),
+            o.id()
+        )))
+        }
+        _ => vetter.object(o, statement).map_err(Refusal::Refused)?,
+    };
+    if verdict != Verdict::Run {
+        return Ok(verdict);
+    }
+    Ok(
+        match vetter.expressions(statement).map_err(Refusal::Refused)? {
+            None => Verdict::Run,
+            Some(what) => Verdict::Code {
+                what,
+                skippable: false,
+            },
+        },
+    )
+}
+
+/// How `COMMENT ON` names an object of this kind (as the parser prints
+/// it).
+fn comment_word(k: ObjectKind) -> Option<String> {
+    let word = match k {
+        ObjectKind::Type => CommentObject::Type,
+        ObjectKind::Domain => CommentObject::Domain,
+        ObjectKind::Sequence => CommentObject::Sequence,
+        ObjectKind::View => CommentObject::View,
+        ObjectKind::MaterializedView => CommentObject::MaterializedView,
+        ObjectKind::Function | ObjectKind::Extension => return None,
+    };
+    Some(word.to_string())
+}
+
+/// `ALTER DOMAIN name SET NOT NULL [;]`: the name's text.
+fn alter_domain_not_null(stmt: &str) -> Option<ObjectName> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, stmt).tokenize().ok()?;
+    let mut tokens: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    if matches!(tokens.last(), Some(Token::SemiColon)) {
+        tokens.pop();
+    }
+    let word = |t: &Token, k: &str| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(k));
+    let n = tokens.len();
+    let shape = n > 5
+        && word(tokens[0], "ALTER")
+        && word(tokens[1], "DOMAIN")
+        && word(tokens[n - 3], "SET")
+        && word(tokens[n - 2], "NOT")
+        && word(tokens[n - 1], "NULL");
+    if !shape {
+        return None;
+    }
+    let text: String = tokens[2..n - 3].iter().map(|t| t.to_string()).collect();
+    Parser::new(&dialect)
+        .try_with_sql(&text)
+        .and_then(|mut p| {
+            let name = p.parse_object_name(false)?;
+            p.expect_token(&Token::EOF)?;
+            Ok(name)
+        })
+        .ok()
+}
+
+impl Vetter<'_> {
+    /// Whether `name` is the object's (an unqualified name is `public`).
+    fn is_object(&self, o: &SchemaObject, name: &ObjectName) -> bool {
+        if o.object == ObjectKind::Extension {
+            return self.names(name) == [o.name.clone()];
+        }
+        self.qualified(name) == [o.schema.clone(), o.name.clone()]
+    }
+
+    /// The first statement of an object: it must create that object.
+    fn object(&self, o: &SchemaObject, s: &Statement) -> Result<Verdict, String> {
+        let id = o.id();
+        let word = o.object.word();
+        let code = |what: String| Verdict::Code {
+            what,
+            skippable: true,
+        };
+        let not_it = || format!("{} does not create {word} `{id}`", excerpt(&s.to_string()));
+        let name_ok = |name: &ObjectName| {
+            if self.is_object(o, name) {
+                Ok(())
+            } else {
+                Err(not_it())
+            }
+        };
+        match (o.object, s) {
+            (
+                ObjectKind::Type,
+                Statement::CreateType {
+                    name,
+                    representation,
+                },
+            ) => {
+                name_ok(name)?;
+                self.type_representation(&id, representation.as_ref())
+            }
+            (ObjectKind::Domain, Statement::CreateDomain(d)) => {
+                name_ok(&d.name)?;
+                Ok(Verdict::Run)
+            }
+            (
+                ObjectKind::Sequence,
+                Statement::CreateSequence {
+                    temporary,
+                    name,
+                    sequence_options,
+                    ..
+                },
+            ) => {
+                name_ok(name)?;
+                let owned = sequence_options
+                    .iter()
+                    .any(|o| matches!(o, sqlparser::ast::SequenceOptions::OwnedBy(_)));
+                if *temporary || owned {
+                    return Err(format!(
+                        "CREATE SEQUENCE {name} is temporary or owned by a column (a table records its own sequences)"
+                    ));
+                }
+                Ok(Verdict::Run)
+            }
+            (ObjectKind::Function, Statement::CreateFunction(f)) => {
+                name_ok(&f.name)?;
+                Ok(code(format!("function `{id}`")))
+            }
+            (ObjectKind::View | ObjectKind::MaterializedView, Statement::CreateView(v))
+                if v.materialized == (o.object == ObjectKind::MaterializedView) =>
+            {
+                name_ok(&v.name)?;
+                Ok(code(format!("{word} `{id}`")))
+            }
+            (ObjectKind::Extension, Statement::CreateExtension(e)) => {
+                if Engine::Postgres.ident_value(&e.name) != o.name || e.cascade {
+                    return Err(not_it());
+                }
+                Ok(code(format!("extension `{id}`")))
+            }
+            _ => Err(not_it()),
+        }
+    }
+
+    /// Enum, composite and range types; a range's functions only from
+    /// [`RANGE_DIFFS`]; base types (written in C) are code.
+    fn type_representation(
+        &self,
+        id: &str,
+        r: Option<&sqlparser::ast::UserDefinedTypeRepresentation>,
+    ) -> Result<Verdict, String> {
+        use sqlparser::ast::{UserDefinedTypeRangeOption as O, UserDefinedTypeRepresentation as R};
+        match r {
+            Some(R::Enum { .. } | R::Composite { .. }) => Ok(Verdict::Run),
+            Some(R::Range { options }) => {
+                for opt in options {
+                    let function = match opt {
+                        O::Canonical(f) | O::SubtypeDiff(f) => f,
+                        _ => continue,
+                    };
+                    let parts = self.names(function);
+                    let builtin = match parts.as_slice() {
+                        [f] => RANGE_DIFFS.contains(&f.as_str()),
+                        [s, f] => s == "pg_catalog" && RANGE_DIFFS.contains(&f.as_str()),
+                        _ => false,
+                    };
+                    if !builtin {
+                        return Ok(Verdict::Code {
+                            what: format!("a call to function `{function}`"),
+                            skippable: false,
+                        });
+                    }
+                }
+                Ok(Verdict::Run)
+            }
+            _ => Err(format!(
+                "type `{id}` is not an enum, composite or range type (base types are written in C)"
+            )),
+        }
+    }
 }
 
 /// Functions an expression in a recorded table may call without
@@ -845,6 +1319,224 @@ mod tests {
         assert!(matches!(
             vet(Engine::Postgres, &t, qualified),
             Ok(Verdict::Code { .. })
+        ));
+    }
+
+    fn object(kind: ObjectKind, schema: &str, name: &str, ddl: &[&str]) -> SchemaObject {
+        SchemaObject {
+            object: kind,
+            engine: "postgres".into(),
+            schema: schema.into(),
+            name: name.into(),
+            arguments: String::new(),
+            ddl: ddl.iter().map(|d| d.to_string()).collect(),
+            depends: vec![],
+            value: None,
+        }
+    }
+
+    fn plan(o: &SchemaObject, trust: bool) -> Result<ObjectPlan, Error> {
+        let policy = SchemaPolicy {
+            snapshot: "s".into(),
+            trust,
+        };
+        vet_object(Engine::Postgres, o, &policy)
+    }
+
+    #[test]
+    fn postgres_types_domains_and_sequences_are_created_as_recorded() {
+        for o in [
+            object(ObjectKind::Type, "public", "mood", &["CREATE TYPE public.mood AS ENUM ('sad', 'it''s')"]),
+            object(ObjectKind::Type, "shop", "addr", &["CREATE TYPE \"shop\".\"addr\" AS (street text, zip integer)"]),
+            object(ObjectKind::Type, "public", "fr", &["CREATE TYPE fr AS RANGE (SUBTYPE = double precision, SUBTYPE_DIFF = float8mi)"]),
+            object(ObjectKind::Domain, "public", "year", &[
+                "CREATE DOMAIN public.year AS integer DEFAULT 1901 CONSTRAINT year_check CHECK (((VALUE >= 1901) AND (VALUE <= 2155)))",
+                "ALTER DOMAIN public.year SET NOT NULL",
+            ]),
+            object(ObjectKind::Sequence, "public", "ids", &["CREATE SEQUENCE public.ids AS bigint INCREMENT BY 5 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 100 CACHE 1 NO CYCLE"]),
+        ] {
+            assert_eq!(plan(&o, false).unwrap(), ObjectPlan::Create(o.ddl.clone()), "{o:?}");
+        }
+    }
+
+    #[test]
+    fn postgres_objects_must_create_exactly_what_they_claim() {
+        let refused = |kind, name: &str, ddl: &[&str]| {
+            let o = object(kind, "public", name, ddl);
+            assert!(plan(&o, false).is_err(), "accepted: {ddl:?}");
+        };
+        refused(
+            ObjectKind::Type,
+            "mood",
+            &["CREATE TYPE public.other AS ENUM ('a')"],
+        );
+        refused(
+            ObjectKind::Type,
+            "mood",
+            &["CREATE TYPE public.mood AS ENUM ('a'); DROP TABLE users"],
+        );
+        refused(ObjectKind::Type, "mood", &["DROP TABLE users"]);
+        refused(
+            ObjectKind::Type,
+            "mood",
+            &["CREATE TYPE mood AS ENUM ('a')", "DROP TABLE users"],
+        );
+        refused(
+            ObjectKind::Type,
+            "mood",
+            &["CREATE TYPE mood (INPUT = evil_in, OUTPUT = evil_out)"],
+        );
+        refused(
+            ObjectKind::Type,
+            "mood",
+            &["CREATE FUNCTION mood() RETURNS int LANGUAGE sql AS 'SELECT 1'"],
+        );
+        refused(
+            ObjectKind::Domain,
+            "d",
+            &["CREATE DOMAIN d AS int", "ALTER DOMAIN other SET NOT NULL"],
+        );
+        refused(
+            ObjectKind::Domain,
+            "d",
+            &["CREATE DOMAIN d AS int CHECK ((SELECT count(*) FROM users) > 0)"],
+        );
+        refused(
+            ObjectKind::Sequence,
+            "s",
+            &["CREATE SEQUENCE s OWNED BY users.id"],
+        );
+        refused(ObjectKind::Sequence, "s", &["CREATE TEMPORARY SEQUENCE s"]);
+        refused(ObjectKind::View, "v", &["CREATE VIEW other AS SELECT 1"]);
+        refused(
+            ObjectKind::View,
+            "v",
+            &["CREATE MATERIALIZED VIEW v AS SELECT 1"],
+        );
+        refused(
+            ObjectKind::MaterializedView,
+            "m",
+            &[
+                "CREATE MATERIALIZED VIEW m AS SELECT 1",
+                "CREATE INDEX i ON users (id)",
+            ],
+        );
+        refused(
+            ObjectKind::Extension,
+            "citext",
+            &["CREATE EXTENSION citext CASCADE"],
+        );
+        refused(
+            ObjectKind::Extension,
+            "citext",
+            &["CREATE EXTENSION dblink"],
+        );
+        // A check calling a function outside the built-ins is code the
+        // domain cannot do without: refused unless trusted.
+        let evil = object(
+            ObjectKind::Domain,
+            "public",
+            "d",
+            &["CREATE DOMAIN d AS int CHECK (pg_read_file('/etc/passwd') <> '')"],
+        );
+        assert!(plan(&evil, false).is_err());
+        assert!(matches!(plan(&evil, true), Ok(ObjectPlan::Create(_))));
+        let range = object(
+            ObjectKind::Type,
+            "public",
+            "r",
+            &["CREATE TYPE r AS RANGE (SUBTYPE = int, CANONICAL = evil)"],
+        );
+        assert!(plan(&range, false).is_err());
+    }
+
+    #[test]
+    fn postgres_code_objects_need_trust() {
+        for o in [
+            object(ObjectKind::Function, "public", "touch", &["CREATE OR REPLACE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $function$ BEGIN RETURN NEW; END $function$"]),
+            object(ObjectKind::View, "public", "v", &["CREATE VIEW public.v AS SELECT id FROM public.film"]),
+            object(ObjectKind::MaterializedView, "public", "m", &[
+                "CREATE MATERIALIZED VIEW public.m AS SELECT id FROM public.film",
+                "CREATE UNIQUE INDEX m_id ON public.m USING btree (id)",
+            ]),
+            object(ObjectKind::Extension, "public", "dblink", &["CREATE EXTENSION IF NOT EXISTS \"dblink\" WITH SCHEMA \"public\""]),
+            // Unreadable code is left out too.
+            object(ObjectKind::View, "public", "w", &["CREATE VIEW public.w AS SELECT %%% not sql"]),
+        ] {
+            assert!(matches!(plan(&o, false), Ok(ObjectPlan::Skip(why)) if why.contains("--trust-schema")), "{o:?}");
+            assert_eq!(plan(&o, true).unwrap(), ObjectPlan::Create(o.ddl.clone()));
+        }
+        // An unreadable type is refused: it is not code to skip.
+        let t = object(ObjectKind::Type, "public", "t", &["CREATE TYPE t AS %%%"]);
+        assert!(plan(&t, false).is_err());
+    }
+
+    #[test]
+    fn postgres_partitions_belong_to_their_table() {
+        let mut t = table("measurement", &[]);
+        t.ddl = vec![
+            "CREATE TABLE public.measurement (city integer, logdate date) PARTITION BY RANGE (logdate)".into(),
+            "CREATE TABLE public.m_2024 PARTITION OF public.measurement FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY LIST (city)".into(),
+            "CREATE TABLE public.m_2024_1 PARTITION OF public.m_2024 FOR VALUES IN (1)".into(),
+            "CREATE TABLE public.m_other PARTITION OF public.measurement DEFAULT".into(),
+            "CREATE INDEX m_city ON public.measurement USING btree (city)".into(),
+            "ALTER TABLE public.m_2024_1 ADD CONSTRAINT c CHECK ((city > 0))".into(),
+            "CREATE INDEX m_other_city ON public.m_other USING btree (city)".into(),
+        ];
+        t.after = vec![
+            "ALTER TABLE public.m_other ADD CONSTRAINT fk FOREIGN KEY (city) REFERENCES public.city(id)".into(),
+        ];
+        let v = vet_table(Engine::Postgres, &t, &SchemaPolicy::default()).unwrap();
+        assert_eq!(v.ddl, t.ddl);
+        assert_eq!(v.after, t.after);
+        for bad in [
+            "CREATE TABLE public.x PARTITION OF public.users FOR VALUES IN (1)",
+            "CREATE TABLE public.x PARTITION OF public.m_2099 FOR VALUES IN (1)",
+            "CREATE TABLE pg_catalog.x PARTITION OF public.measurement DEFAULT",
+            "CREATE TEMPORARY TABLE x PARTITION OF public.measurement DEFAULT",
+            "CREATE TABLE public.measurement PARTITION OF public.measurement DEFAULT",
+            "CREATE TABLE public.x PARTITION OF public.measurement FOR VALUES IN ((SELECT 1))",
+            "ALTER TABLE public.m_2099 ADD CONSTRAINT c CHECK (true)",
+            "CREATE INDEX i ON public.users (id)",
+            "ALTER TABLE public.m_other DROP COLUMN city",
+        ] {
+            let mut tampered = t.clone();
+            tampered.ddl.push(bad.into());
+            assert!(
+                vet_table(Engine::Postgres, &tampered, &SchemaPolicy::default()).is_err(),
+                "accepted: {bad}"
+            );
+        }
+        // The partitioning method is not a function call.
+        let partitioned = "CREATE TABLE measurement (a int) PARTITION BY HASH (a)";
+        assert_eq!(vet(Engine::Postgres, &t, partitioned), Ok(Verdict::Run));
+        let evil = "CREATE TABLE measurement (a int) PARTITION BY RANGE (evil(a))";
+        assert!(matches!(
+            vet(Engine::Postgres, &t, evil),
+            Ok(Verdict::Code { .. })
+        ));
+    }
+
+    #[test]
+    fn postgres_triggers_as_pg_get_triggerdef_writes_them_are_code() {
+        let t = table("film", &[]);
+        for s in [
+            "CREATE TRIGGER film_fulltext_trigger BEFORE INSERT OR UPDATE ON public.film FOR EACH ROW EXECUTE FUNCTION tsvector_update_trigger('fulltext', 'pg_catalog.english', 'title', 'description')",
+            "CREATE TRIGGER last_updated BEFORE UPDATE ON public.film FOR EACH ROW EXECUTE FUNCTION last_updated()",
+            "CREATE TRIGGER t AFTER UPDATE OF title ON public.film FOR EACH ROW WHEN ((old.title IS DISTINCT FROM new.title)) EXECUTE FUNCTION public.log()",
+        ] {
+            assert!(
+                matches!(vet(Engine::Postgres, &t, s), Ok(Verdict::Code { skippable: true, .. }))
+                    || matches!(vet(Engine::Postgres, &t, s), Err(Refusal::Unreadable(_))),
+                "{s}: {:?}",
+                vet(Engine::Postgres, &t, s)
+            );
+        }
+        let other =
+            "CREATE TRIGGER t BEFORE UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION f()";
+        assert!(matches!(
+            vet(Engine::Postgres, &t, other),
+            Err(Refusal::Refused(_))
         ));
     }
 }

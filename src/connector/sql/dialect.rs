@@ -33,7 +33,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{ddl, Column, Part, Table};
+use super::{ddl, Column, Part, SchemaObject, Table};
 use crate::error::Result;
 use crate::model::{Key, Value};
 
@@ -71,6 +71,41 @@ pub(crate) trait Dialect {
     /// Keep statements to run after the load (a created table's foreign
     /// keys), so that an interrupted restore still runs them when resumed.
     fn defer(&mut self, kind: &str, statements: &[String]) -> Result<()>;
+
+    /// Whether a recorded schema-level object exists on the target (it is
+    /// then left as it is). Engines that record none have none.
+    fn has_object(&mut self, _o: &SchemaObject) -> Result<bool> {
+        Ok(false)
+    }
+    /// Create a recorded schema-level object from its vetted statements:
+    /// at once, or — views, materialized views — kept to run after the
+    /// load (so that an interrupted restore still creates them when
+    /// resumed). `Err` is the engine's message.
+    fn create_object(&mut self, o: &SchemaObject, _vetted: &[String]) -> Result<()> {
+        Err(crate::error::Error::Database(format!(
+            "{} `{}` cannot be created in a {} database",
+            o.object.word(),
+            o.id(),
+            Self::NAME
+        )))
+    }
+    /// After the recorded tables are created (before the load): what
+    /// waited for them (PostgreSQL: functions whose signature names a
+    /// table's row type).
+    fn after_tables(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Whether the target marks extension `name` as trusted (creatable
+    /// by non-superusers: its install script is the server's and harmless),
+    /// so a restore creates it without `--trust-schema`.
+    fn trusted_extension(&mut self, _name: &str) -> Result<bool> {
+        Ok(false)
+    }
+    /// Bring a materialized view that exists on the target up to date
+    /// with the restored rows, after the load.
+    fn refresh_later(&mut self, _o: &SchemaObject) -> Result<()> {
+        Ok(())
+    }
 
     /// The table's name in a statement, quoted (and qualified).
     fn name(t: &Self::Table) -> String;
@@ -156,4 +191,10 @@ pub(crate) trait Reader {
     fn columns(t: &Self::Table) -> Vec<&Column>;
     /// Call `f` with every row of `t`, in primary-key order.
     fn rows(&mut self, t: &Self::Table, f: &mut dyn FnMut(&dyn Row) -> Result<()>) -> Result<()>;
+    /// The schema-level objects (PostgreSQL's types, sequences, functions,
+    /// views…) that go with the recorded `tables`, and one warning per
+    /// object the snapshot cannot record. None by default.
+    fn objects(&mut self, _tables: &[&Table]) -> Result<(Vec<SchemaObject>, Vec<String>)> {
+        Ok((Vec::new(), Vec::new()))
+    }
 }

@@ -287,6 +287,210 @@ impl Table {
     }
 }
 
+/// What a schema-level object is (PostgreSQL): how it is vetted, when a
+/// restore creates it and how it is looked up on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ObjectKind {
+    Extension,
+    /// An enum, composite or range type.
+    Type,
+    Domain,
+    Function,
+    /// A sequence no column owns.
+    Sequence,
+    View,
+    MaterializedView,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 7] = [
+        ObjectKind::Extension,
+        ObjectKind::Type,
+        ObjectKind::Domain,
+        ObjectKind::Function,
+        ObjectKind::Sequence,
+        ObjectKind::View,
+        ObjectKind::MaterializedView,
+    ];
+
+    /// The word in the record, the key and messages.
+    pub fn word(self) -> &'static str {
+        match self {
+            ObjectKind::Extension => "extension",
+            ObjectKind::Type => "type",
+            ObjectKind::Domain => "domain",
+            ObjectKind::Function => "function",
+            ObjectKind::Sequence => "sequence",
+            ObjectKind::View => "view",
+            ObjectKind::MaterializedView => "materialized view",
+        }
+    }
+
+    pub fn from_word(w: &str) -> Option<ObjectKind> {
+        ObjectKind::ALL.into_iter().find(|k| k.word() == w)
+    }
+
+    /// When a restore creates it: extensions, then types and domains,
+    /// functions (table defaults and checks may call them; their bodies
+    /// are not checked until called), sequences, then the tables; views
+    /// and materialized views after the load.
+    pub fn rank(self) -> u8 {
+        match self {
+            ObjectKind::Extension => 0,
+            ObjectKind::Type | ObjectKind::Domain => 1,
+            ObjectKind::Function => 2,
+            ObjectKind::Sequence => 3,
+            ObjectKind::View | ObjectKind::MaterializedView => 4,
+        }
+    }
+}
+
+/// Objects in creation order: by [`ObjectKind::rank`], and within a rank
+/// each after the objects it depends on (a cycle keeps the record's
+/// order).
+pub(crate) fn creation_order<T>(objects: Vec<(SchemaObject, T)>) -> Vec<(SchemaObject, T)> {
+    let mut by_id: HashMap<String, (SchemaObject, T)> = HashMap::new();
+    let mut groups: BTreeMap<u8, Vec<(String, String)>> = BTreeMap::new();
+    let mut deps = BTreeMap::new();
+    for (o, t) in objects {
+        let id = o.id();
+        groups
+            .entry(o.object.rank())
+            .or_default()
+            .push((String::new(), id.clone()));
+        deps.insert(id.clone(), o.depends.iter().cloned().collect());
+        by_id.insert(id, (o, t));
+    }
+    groups
+        .into_values()
+        .flat_map(|ids| order_kinds(ids, &deps))
+        .filter_map(|(_, id)| by_id.remove(&id))
+        .collect()
+}
+
+/// A schema-level object as recorded in the schema kind (PostgreSQL): a
+/// type, a domain, a sequence no column owns, a function, a view, an
+/// extension. Its key has two elements, `kindsnap.schema:"type"/
+/// kindsnap.schema:"public.mood"`, so it can never take a table's key (one
+/// element), and a snapshot without objects hashes as before.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SchemaObject {
+    pub object: ObjectKind,
+    pub engine: String,
+    /// The schema it lives in (an extension: the schema it is installed
+    /// in, not part of its name).
+    pub schema: String,
+    pub name: String,
+    /// A function's identity arguments (`integer, text`), so overloads
+    /// are distinct objects; empty otherwise.
+    pub arguments: String,
+    /// The statements that create it, vetted before they run.
+    pub ddl: Vec<String>,
+    /// Other objects (their [`SchemaObject::id`]) to create first.
+    pub depends: Vec<String>,
+    /// A sequence's `last_value` and `is_called`, set when the restore
+    /// creates it (as pg_dump does).
+    pub value: Option<(i64, bool)>,
+}
+
+impl SchemaObject {
+    /// The name in the key and in messages: `public.mood`,
+    /// `public.f(integer)`, `citext`.
+    pub fn id(&self) -> String {
+        let mut id = if self.schema.is_empty() || self.object == ObjectKind::Extension {
+            self.name.clone()
+        } else {
+            format!("{}.{}", self.schema, self.name)
+        };
+        if self.object == ObjectKind::Function {
+            id.push_str(&format!("({})", self.arguments));
+        }
+        id
+    }
+
+    /// Whether a schema entity is an object (two-element key), not a table.
+    pub fn is_object(e: &Entity) -> bool {
+        e.key.path.len() == 2
+    }
+
+    pub fn to_entity(&self) -> Entity {
+        let mut p = Properties::new();
+        p.insert("engine".into(), string(&self.engine));
+        p.insert("schema".into(), string(&self.schema));
+        p.insert("name".into(), string(&self.name));
+        if !self.arguments.is_empty() {
+            p.insert("arguments".into(), string(&self.arguments));
+        }
+        let long = self.ddl.iter().map(|d| {
+            let mut v = string(d);
+            v.exclude_from_indexes = true;
+            v
+        });
+        p.insert("ddl".into(), Value::new(ValueKind::Array(long.collect())));
+        if !self.depends.is_empty() {
+            p.insert("depends".into(), strings(&self.depends));
+        }
+        if let Some((last, called)) = self.value {
+            p.insert("last_value".into(), Value::new(ValueKind::Integer(last)));
+            p.insert("is_called".into(), Value::new(ValueKind::Boolean(called)));
+        }
+        Entity {
+            key: Key::new(
+                PartitionId::default(),
+                vec![
+                    PathElement::name(SCHEMA_KIND, self.object.word()),
+                    PathElement::name(SCHEMA_KIND, self.id()),
+                ],
+            ),
+            properties: p,
+        }
+    }
+
+    pub fn from_entity(e: &Entity) -> Result<SchemaObject> {
+        let name_of = |i: usize| match e.key.path.get(i).map(|p| &p.id) {
+            Some(ElementId::Name(n)) => Some(n.clone()),
+            _ => None,
+        };
+        let id = name_of(1).unwrap_or_else(|| "?".into());
+        let object = name_of(0)
+            .as_deref()
+            .and_then(ObjectKind::from_word)
+            .ok_or_else(|| bad_object(&id, "its key does not say what it is"))?;
+        let props = Recorded {
+            kind: &id,
+            props: &e.properties,
+        };
+        let id_ref = &id;
+        let damaged = |name: &'static str| {
+            move |_| bad_object(id_ref, &format!("`{name}` is missing or damaged"))
+        };
+        let value = match (
+            e.properties.get("last_value").map(|v| &v.kind),
+            props.flag("is_called"),
+        ) {
+            (Some(ValueKind::Integer(n)), called) => Some((*n, called)),
+            (None, _) => None,
+            _ => return Err(bad_object(&id, "`last_value` is not an integer")),
+        };
+        Ok(SchemaObject {
+            object,
+            engine: props.text("engine").map_err(damaged("engine"))?,
+            schema: props.text("schema").map_err(damaged("schema"))?,
+            name: props.text("name").map_err(damaged("name"))?,
+            arguments: props.text("arguments").unwrap_or_default(),
+            ddl: props.list("ddl").map_err(damaged("ddl"))?,
+            depends: props.list("depends").map_err(damaged("depends"))?,
+            value,
+        })
+    }
+}
+
+fn bad_object(id: &str, why: &str) -> Error {
+    Error::Database(format!(
+        "the recorded schema object `{id}` is damaged ({why}); restore with --kinds leaving out kindsnap.schema into a database that has the schema"
+    ))
+}
+
 impl Column {
     fn to_value(&self) -> Value {
         let mut p = Properties::new();
@@ -720,5 +924,72 @@ mod tests {
         let got = order_kinds(kinds(&["c", "b", "kindsnap.schema", "a", "d"]), &deps);
         let names: Vec<&str> = got.iter().map(|(_, k)| k.as_str()).collect();
         assert_eq!(names, ["kindsnap.schema", "a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn schema_objects_round_trip_and_never_take_a_table_key() {
+        let o = |kind, name: &str, depends: &[&str]| SchemaObject {
+            object: kind,
+            engine: "postgres".into(),
+            schema: "public".into(),
+            name: name.into(),
+            arguments: String::new(),
+            ddl: vec![format!("CREATE … {name}")],
+            depends: depends.iter().map(|d| d.to_string()).collect(),
+            value: None,
+        };
+        let mut f = o(ObjectKind::Function, "f", &[]);
+        f.arguments = "integer, text".into();
+        let mut s = o(ObjectKind::Sequence, "s", &[]);
+        s.value = Some((41, true));
+        for obj in [
+            f.clone(),
+            s.clone(),
+            o(ObjectKind::Domain, "d", &["public.t"]),
+        ] {
+            let e = obj.to_entity();
+            assert!(SchemaObject::is_object(&e));
+            assert_eq!(e.key.kind(), SCHEMA_KIND);
+            assert_eq!(SchemaObject::from_entity(&e).unwrap(), obj);
+        }
+        assert_eq!(f.id(), "public.f(integer, text)");
+        let table = Table::from_entity(
+            &Table {
+                kind: "public.f(integer, text)".into(),
+                engine: "postgres".into(),
+                columns: vec![],
+                primary_key: vec![],
+                rowid: false,
+                foreign_keys: vec![],
+                ddl: vec![],
+                after: vec![],
+                pragmas: vec![],
+            }
+            .to_entity(),
+        )
+        .unwrap();
+        assert_ne!(table.to_entity().key, f.to_entity().key);
+        assert!(!SchemaObject::is_object(&table.to_entity()));
+        // Creation order: by rank, then dependencies first.
+        let ordered = creation_order(vec![
+            (o(ObjectKind::View, "v2", &["public.v1"]), ()),
+            (o(ObjectKind::View, "v1", &[]), ()),
+            (o(ObjectKind::Domain, "d", &["public.t"]), ()),
+            (o(ObjectKind::Sequence, "s", &[]), ()),
+            (o(ObjectKind::Type, "t", &[]), ()),
+            (o(ObjectKind::Extension, "x", &[]), ()),
+        ]);
+        let ids: Vec<String> = ordered.iter().map(|(o, _)| o.id()).collect();
+        assert_eq!(
+            ids,
+            [
+                "x",
+                "public.t",
+                "public.d",
+                "public.s",
+                "public.v1",
+                "public.v2"
+            ]
+        );
     }
 }

@@ -23,6 +23,18 @@ pub(crate) fn scan<R: Reader>(
     filter: Option<&KindFilter>,
     f: &mut dyn FnMut(Entity, u64) -> Result<()>,
 ) -> Result<()> {
+    scan_reporting(reader, filter, f, &mut Vec::new())
+}
+
+/// [`scan`], also recording the engine's schema-level objects (after the
+/// tables' schema entities) and collecting in `warnings` what the
+/// snapshot leaves out: tables without a key, objects it cannot record.
+pub(crate) fn scan_reporting<R: Reader>(
+    reader: &mut R,
+    filter: Option<&KindFilter>,
+    f: &mut dyn FnMut(Entity, u64) -> Result<()>,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
     let all = reader.tables()?;
     let mut tables = Vec::new();
     for t in &all {
@@ -44,6 +56,10 @@ pub(crate) fn scan<R: Reader>(
                 R::ENGINE,
                 table.kind
             );
+            warnings.push(format!(
+                "table `{}` is not in the snapshot: it has no primary key (add one to snapshot it)",
+                table.kind
+            ));
             continue;
         }
         tables.push(t);
@@ -52,6 +68,13 @@ pub(crate) fn scan<R: Reader>(
     for t in &tables {
         origin += 1;
         f(t.as_ref().to_entity(), origin)?;
+    }
+    let recorded: Vec<&Table> = tables.iter().map(|t| t.as_ref()).collect();
+    let (objects, left_out) = reader.objects(&recorded)?;
+    warnings.extend(left_out);
+    for o in objects {
+        origin += 1;
+        f(o.to_entity(), origin)?;
     }
     let pk_of = |kind: &str| {
         all.iter()

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::dialect::Dialect;
 use super::{
     compare_tables, crossengine, ddl, element_id, fk_deps, key, key_parts, missing_table,
-    KeyEncoding, Part, Table, SCHEMA_KIND,
+    KeyEncoding, ObjectKind, Part, SchemaObject, Table, SCHEMA_KIND,
 };
 use crate::connector::{EntityTarget, KindOptions, Rejection};
 use crate::error::{Error, Result};
@@ -40,6 +40,8 @@ pub(crate) struct SqlTarget<D: Dialect> {
     recorded: BTreeMap<String, Table>,
     /// The key encoding of each recorded table's entities.
     encodings: HashMap<String, KeyEncoding>,
+    /// Schema-level objects recorded there (PostgreSQL's types, views…).
+    objects: Vec<SchemaObject>,
     /// The kinds this restore writes.
     restoring: BTreeSet<String>,
     /// Kinds whose uuid check waits for their table to be created.
@@ -57,6 +59,7 @@ impl<D: Dialect> SqlTarget<D> {
             tables: HashMap::new(),
             recorded: BTreeMap::new(),
             encodings: HashMap::new(),
+            objects: Vec::new(),
             restoring: BTreeSet::new(),
             uuid_checks: BTreeSet::new(),
             current: None,
@@ -93,7 +96,15 @@ impl<D: Dialect> SqlTarget<D> {
         let mut problems = Vec::new();
         // Every statement is vetted before any runs.
         let mut create = Vec::new();
+        let user_types = crossengine::user_types(&self.objects);
         for t in self.recorded.values() {
+            let based;
+            let t = if t.engine != D::ENGINE {
+                based = crossengine::with_base_types(t, &user_types);
+                &based
+            } else {
+                t
+            };
             match self.tables.get(&t.kind) {
                 Some(_) if !self.restoring.contains(&t.kind) => {}
                 Some(existing) if t.engine != D::ENGINE => {
@@ -130,6 +141,12 @@ impl<D: Dialect> SqlTarget<D> {
         if !problems.is_empty() {
             return Err(Error::Database(problems.join("\n")));
         }
+        let objects = self.vet_objects()?;
+        // Types, sequences and functions before the tables that use them;
+        // views (kept by the engine) after the load.
+        for (o, vetted) in &objects {
+            self.db.create_object(o, vetted)?;
+        }
         for (kind, vetted) in &create {
             for stmt in &vetted.ddl {
                 self.db.run_ddl(stmt).map_err(|e| {
@@ -140,6 +157,7 @@ impl<D: Dialect> SqlTarget<D> {
                 })?;
             }
         }
+        self.db.after_tables()?;
         // Foreign keys and triggers of created tables come after the load.
         for (kind, vetted) in &create {
             self.db.defer(kind, &vetted.after)?;
@@ -158,6 +176,49 @@ impl<D: Dialect> SqlTarget<D> {
             }
         }
         Ok(())
+    }
+
+    /// Vet every recorded object (before anything runs) and choose those
+    /// to create: missing on the target, of this engine, not code left
+    /// out without `--trust-schema` (reported). In creation order: by
+    /// [`ObjectKind::rank`], each after the objects it depends on.
+    fn vet_objects(&mut self) -> Result<Vec<(SchemaObject, Vec<String>)>> {
+        let mut plans = Vec::new();
+        for o in &self.objects {
+            if o.engine != D::ENGINE {
+                self.warnings.push(format!(
+                    "{} `{}` was not created: it was recorded from {}",
+                    o.object.word(),
+                    o.id(),
+                    o.engine
+                ));
+                continue;
+            }
+            plans.push((o.clone(), ddl::vet_object(D::DDL, o, &self.policy)?));
+        }
+        let mut out = Vec::new();
+        for (o, plan) in plans {
+            if self.db.has_object(&o)? {
+                if o.object == ObjectKind::MaterializedView && self.policy.trust {
+                    self.db.refresh_later(&o)?;
+                }
+                continue;
+            }
+            match plan {
+                ddl::ObjectPlan::Create(vetted) => out.push((o, vetted)),
+                // The install script is the server's, and the server says
+                // a non-superuser may run it.
+                ddl::ObjectPlan::Skip(_)
+                    if o.object == ObjectKind::Extension
+                        && self.db.trusted_extension(&o.name)? =>
+                {
+                    let vetted = o.ddl.clone();
+                    out.push((o, vetted));
+                }
+                ddl::ObjectPlan::Skip(why) => self.warnings.push(why),
+            }
+        }
+        Ok(super::creation_order(out))
     }
 
     /// One entity as one row of the current kind's table.
@@ -286,6 +347,10 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
 
     fn put(&mut self, entity: Entity) -> Result<()> {
         if self.current.as_deref() == Some(SCHEMA_KIND) {
+            if SchemaObject::is_object(&entity) {
+                self.objects.push(SchemaObject::from_entity(&entity)?);
+                return Ok(());
+            }
             let t = Table::from_entity(&entity)?;
             self.encodings
                 .insert(t.kind.clone(), Table::key_encoding_of(&entity)?);

@@ -28,6 +28,7 @@
 //! restore re-adds them when resumed) and re-adds them, validated, in
 //! `finish`.
 
+mod objects;
 mod reflect;
 mod text;
 mod tls;
@@ -41,7 +42,10 @@ use self::reflect::{reflect, ColType, PgTable};
 use self::text::{is_int, parse_array, parse_text, to_text};
 use super::dialect::{Dialect, Reader, Row};
 use super::target::SqlTarget;
-use super::{ddl, ident, meaning, scan, text_value, with_meaning, Column, Part, Table};
+use super::{
+    ddl, ident, meaning, scan, text_value, with_meaning, Column, ObjectKind, Part, SchemaObject,
+    Table,
+};
 use crate::connector::EntitySource;
 use crate::error::{Error, Result};
 use crate::filter::KindFilter;
@@ -49,6 +53,9 @@ use crate::model::{Entity, Key, Value, ValueKind};
 use crate::net::{self, Timeouts};
 
 const PENDING: &str = "kindsnap_pending_constraints";
+/// The `tbl` of pending rows that create recorded views after the load
+/// (no table is named ''): they run after every table's own.
+const OBJECTS: &str = "";
 
 /// The sequences behind a key column (`$1` the table, `$2` the column):
 /// the one it owns (`serial`, identity) and those its default takes
@@ -242,6 +249,8 @@ pub(crate) struct PostgresSource {
     client: Option<Client>,
     filter: Option<KindFilter>,
     timeouts: Timeouts,
+    /// What the last reading could not record.
+    warnings: Vec<String>,
 }
 
 impl PostgresSource {
@@ -252,6 +261,7 @@ impl PostgresSource {
             shown: redacted(url),
             filter: None,
             timeouts: *timeouts,
+            warnings: Vec::new(),
         })
     }
 }
@@ -260,7 +270,9 @@ impl PostgresSource {
 /// how the reading ended.
 enum Batch {
     Rows(Vec<(Entity, u64)>),
-    Done(Box<Client>, Result<()>),
+    /// The connection, how the reading ended, and what the snapshot could
+    /// not record.
+    Done(Box<Client>, Result<()>, Vec<String>),
 }
 
 impl EntitySource for PostgresSource {
@@ -274,6 +286,10 @@ impl EntitySource for PostgresSource {
 
     fn describe(&self, origin: u64) -> String {
         format!("{} (row {origin})", self.shown)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
     }
 
     fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()> {
@@ -290,8 +306,13 @@ impl EntitySource for PostgresSource {
             .name("kindsnap-pg-read".into())
             .spawn(move || {
                 let mut rows = Vec::new();
-                let read =
-                    Self::read_tables(&mut client, filter.as_ref(), &reader_shown, &mut |e, o| {
+                let mut warnings = Vec::new();
+                let read = Self::read_tables(
+                    &mut client,
+                    filter.as_ref(),
+                    &reader_shown,
+                    &mut warnings,
+                    &mut |e, o| {
                         rows.push((e, o));
                         if rows.len() >= FETCH_ROWS as usize {
                             sender
@@ -299,13 +320,14 @@ impl EntitySource for PostgresSource {
                                 .map_err(|_| Error::Interrupted)?;
                         }
                         Ok(())
-                    });
+                    },
+                );
                 let read = read.and_then(|()| {
                     sender
                         .send(Batch::Rows(rows))
                         .map_err(|_| Error::Interrupted)
                 });
-                let _ = sender.send(Batch::Done(Box::new(client), read));
+                let _ = sender.send(Batch::Done(Box::new(client), read, warnings));
             })
             .map_err(|e| Error::Database(format!("cannot start a thread to read {shown}: {e}")))?;
         // The wait for each batch is what the answer timeout bounds; the
@@ -317,8 +339,9 @@ impl EntitySource for PostgresSource {
                         f(e, origin)?;
                     }
                 }
-                Ok(Batch::Done(client, read)) => {
+                Ok(Batch::Done(client, read, warnings)) => {
                     self.client = Some(*client);
+                    self.warnings = warnings;
                     return read;
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -345,6 +368,7 @@ impl PostgresSource {
         client: &mut Client,
         filter: Option<&KindFilter>,
         shown: &str,
+        warnings: &mut Vec<String>,
         f: &mut dyn FnMut(Entity, u64) -> Result<()>,
     ) -> Result<()> {
         let mut tx = client
@@ -353,7 +377,7 @@ impl PostgresSource {
             .read_only(true)
             .start()
             .map_err(db_error(shown))?;
-        scan::scan(&mut PgReader { tx: &mut tx, shown }, filter, f)?;
+        scan::scan_reporting(&mut PgReader { tx: &mut tx, shown }, filter, f, warnings)?;
         tx.commit().map_err(db_error(shown))
     }
 }
@@ -374,6 +398,12 @@ impl Reader for PgReader<'_, '_> {
 
     fn columns(t: &PgTable) -> Vec<&Column> {
         t.read_columns().map(|(c, _)| c).collect()
+    }
+
+    fn objects(&mut self, tables: &[&Table]) -> Result<(Vec<SchemaObject>, Vec<String>)> {
+        let found = objects::reflect_objects(&mut |s, p| self.tx.query(s, p), tables)
+            .map_err(db_error(self.shown))?;
+        Ok((found.objects, found.warnings))
     }
 
     fn rows(&mut self, t: &PgTable, f: &mut dyn FnMut(&dyn Row) -> Result<()>) -> Result<()> {
@@ -498,6 +528,8 @@ impl SqlTarget<PostgresDb> {
             timeouts: *timeouts,
             replica: false,
             warnings: Vec::new(),
+            objects_kept: 0,
+            retry: Vec::new(),
         }))
     }
 }
@@ -516,6 +548,11 @@ pub(crate) struct PostgresDb {
     /// Whether the session runs as a replica (no user trigger fires).
     replica: bool,
     warnings: Vec<String>,
+    /// Views kept for after the load so far (their order).
+    objects_kept: usize,
+    /// Functions the target refused before the tables existed, to try
+    /// again after them.
+    retry: Vec<String>,
 }
 
 impl PostgresDb {
@@ -556,7 +593,7 @@ impl PostgresDb {
                  FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid \
                  JOIN pg_namespace n ON n.oid = t.relnamespace \
                  JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace \
-                 WHERE c.contype = 'f'",
+                 WHERE c.contype = 'f' AND c.conparentid = 0",
                 &[],
             )
             .map_err(db_error(&shown))?;
@@ -635,6 +672,37 @@ impl PostgresDb {
         Ok(s)
     }
 
+    /// Run one recorded piece of code (a view, a trigger, a function);
+    /// when the target refuses it (a function it calls is missing, a
+    /// language is not installed) the restore goes on without it, as
+    /// pg_restore does, and says so.
+    fn try_code(&mut self, def: &str) -> Result<()> {
+        if let Some(warning) = self.attempt(def)? {
+            self.warnings.push(warning);
+        }
+        Ok(())
+    }
+
+    /// Run `def` in a savepoint; `Some` says why the target refused it
+    /// (and nothing of it is left).
+    fn attempt(&mut self, def: &str) -> Result<Option<String>> {
+        let shown = self.shown.clone();
+        self.exec("SAVEPOINT kindsnap_code")?;
+        match self.client()?.batch_execute(def) {
+            Ok(()) => self.exec("RELEASE SAVEPOINT kindsnap_code").map(|()| None),
+            Err(e) => {
+                self.exec("ROLLBACK TO SAVEPOINT kindsnap_code")?;
+                let first = def.lines().next().unwrap_or_default();
+                let first: String = first.chars().take(100).collect();
+                Ok(Some(format!(
+                    "`{first}…` from the snapshot could not be created in {shown}: {}; \
+                     the rest of the restore went on without it",
+                    why(&e)
+                )))
+            }
+        }
+    }
+
     /// Re-add, validated, every constraint the load set aside.
     fn restore_constraints(&mut self) -> Result<()> {
         let shown = self.shown.clone();
@@ -646,15 +714,23 @@ impl PostgresDb {
         if !has_pending {
             return Ok(());
         }
+        // Each table's constraints and triggers, then the recorded views
+        // in their order (names sort as they were kept).
         let rows = self
             .client()?
             .query(
-                &format!("SELECT tbl, name, def FROM {PENDING} ORDER BY tbl, name"),
-                &[],
+                &format!(
+                    "SELECT tbl, name, def FROM {PENDING} ORDER BY tbl = $1, tbl, name COLLATE \"C\""
+                ),
+                &[&OBJECTS],
             )
             .map_err(db_error(&shown))?;
         for r in rows {
             let (tbl, def): (String, String) = (r.get(0), r.get(2));
+            if tbl == OBJECTS || ddl::is_trigger(&def) {
+                self.try_code(&def)?;
+                continue;
+            }
             self.client()?.batch_execute(&def).map_err(|e| {
                 Error::Database(format!(
                     "the restored data breaks a foreign key of table `{tbl}` in {shown}: {}; \
@@ -797,6 +873,142 @@ impl Dialect for PostgresDb {
             self.keep_pending(kind, &format!("recorded-{i}"), def)?;
         }
         Ok(())
+    }
+
+    fn has_object(&mut self, o: &SchemaObject) -> Result<bool> {
+        let (sql, params): (&str, Vec<&str>) = match o.object {
+            ObjectKind::Extension => (
+                "SELECT 1 FROM pg_extension WHERE extname = $1",
+                vec![&o.name],
+            ),
+            ObjectKind::Type | ObjectKind::Domain => (
+                "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+                 WHERE n.nspname = $1 AND t.typname = $2",
+                vec![&o.schema, &o.name],
+            ),
+            ObjectKind::Function => (
+                "SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                 WHERE n.nspname = $1 AND p.proname = $2 \
+                 AND pg_get_function_identity_arguments(p.oid) = $3",
+                vec![&o.schema, &o.name, &o.arguments],
+            ),
+            ObjectKind::Sequence | ObjectKind::View | ObjectKind::MaterializedView => (
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                vec![&o.schema, &o.name],
+            ),
+        };
+        let shown = self.shown.clone();
+        let params: Vec<Param> = params.iter().map(|p| p as Param).collect();
+        let client = self.client()?;
+        // Argument types print as they were recorded: qualified.
+        let mut lookup = || -> std::result::Result<bool, postgres::Error> {
+            let path: String = client
+                .query_one("SELECT current_setting('search_path')", &[])?
+                .get(0);
+            client.query_one("SELECT set_config('search_path', 'pg_catalog', true)", &[])?;
+            let found = !client.query(sql, &params)?.is_empty();
+            client.query_one("SELECT set_config('search_path', $1, true)", &[&path])?;
+            Ok(found)
+        };
+        lookup().map_err(db_error(&shown))
+    }
+
+    /// Types, domains, functions, sequences (with their current value)
+    /// at once, in their schema; views and materialized views kept in the
+    /// pending table, created after the load (and after the tables'
+    /// foreign keys and triggers).
+    fn create_object(&mut self, o: &SchemaObject, vetted: &[String]) -> Result<()> {
+        if matches!(o.object, ObjectKind::View | ObjectKind::MaterializedView) {
+            // Named so that they sort in creation order.
+            self.objects_kept += 1;
+            for (i, stmt) in vetted.iter().enumerate() {
+                let name = format!("object-{:06}-{i:03} {}", self.objects_kept, o.id());
+                self.keep_pending(OBJECTS, &name, stmt)?;
+            }
+            return Ok(());
+        }
+        let shown = self.shown.clone();
+        let failed = |e: String| {
+            Error::Database(format!(
+                "creating {} `{}` in {shown} failed: {e}",
+                o.object.word(),
+                o.id(),
+            ))
+        };
+        let mut statements = Vec::new();
+        if !o.schema.is_empty() && o.schema != "public" {
+            statements.push(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&o.schema)));
+        }
+        if o.object == ObjectKind::Function {
+            // Bodies may use tables that do not exist yet (as pg_dump);
+            // a signature may name a table's row type (`RETURNS SETOF
+            // film`): such a function is tried again once the tables exist.
+            statements.push("SET LOCAL check_function_bodies = off".into());
+            for stmt in statements.iter().chain(vetted) {
+                if self.attempt(stmt)?.is_some() {
+                    self.retry.push(stmt.clone());
+                }
+            }
+            return Ok(());
+        }
+        statements.extend(vetted.iter().cloned());
+        for stmt in &statements {
+            self.run_ddl(stmt).map_err(failed)?;
+        }
+        if let (ObjectKind::Sequence, Some((last, called))) = (o.object, o.value) {
+            let qual = format!("{}.{}", ident(&o.schema), ident(&o.name));
+            self.client()?
+                .query(
+                    "SELECT setval($1::text::regclass, $2, $3)",
+                    &[&qual, &last, &called],
+                )
+                .map_err(|e| failed(why(&e)))?;
+        }
+        Ok(())
+    }
+
+    fn trusted_extension(&mut self, name: &str) -> Result<bool> {
+        let shown = self.shown.clone();
+        Ok(self
+            .client()?
+            .query_one(
+                "SELECT coalesce(bool_and(v.trusted), false) FROM pg_available_extension_versions v \
+                 JOIN pg_available_extensions a ON a.name = v.name AND a.default_version = v.version \
+                 WHERE v.name = $1",
+                &[&name],
+            )
+            .map_err(db_error(&shown))?
+            .get(0))
+    }
+
+    /// Only a populated one: refreshing one created `WITH NO DATA` would
+    /// fill it.
+    fn after_tables(&mut self) -> Result<()> {
+        for stmt in std::mem::take(&mut self.retry) {
+            self.try_code(&stmt)?;
+        }
+        Ok(())
+    }
+
+    fn refresh_later(&mut self, o: &SchemaObject) -> Result<()> {
+        let qual = format!("{}.{}", ident(&o.schema), ident(&o.name));
+        let shown = self.shown.clone();
+        let populated = self
+            .client()?
+            .query(
+                "SELECT 1 FROM pg_class WHERE oid = to_regclass($1) AND relispopulated",
+                &[&qual],
+            )
+            .map_err(db_error(&shown))?;
+        if populated.is_empty() {
+            return Ok(());
+        }
+        self.keep_pending(
+            OBJECTS,
+            &format!("refresh-{}", o.id()),
+            &format!("REFRESH MATERIALIZED VIEW {qual}"),
+        )
     }
 
     fn name(t: &PgTable) -> String {
