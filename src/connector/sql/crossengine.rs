@@ -46,9 +46,7 @@ pub(crate) fn user_types(objects: &[SchemaObject]) -> HashMap<String, String> {
             _ => continue,
         };
         types.insert(type_key(&format!("{}.{}", o.schema, o.name)), base.clone());
-        bare.entry(type_key(&o.name))
-            .or_insert_with(Vec::new)
-            .push(base);
+        bare.entry(type_key(&o.name)).or_default().push(base);
     }
     // A column's type is written unqualified when its schema is on the
     // search path: the bare name stands for the type when only one
