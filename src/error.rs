@@ -340,10 +340,96 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
-    /// A SQL database (SQLite or PostgreSQL) cannot be used as asked: the
-    /// message names the database or table, what is wrong and what to do.
-    #[error("{0}")]
-    Database(String),
+    /// A file given as a SQLite database is something else.
+    #[error("{path} is not a SQLite database; check the path")]
+    NotSqlite { path: PathBuf },
+
+    /// SQLite cannot open the file (missing directory, permissions).
+    #[error("cannot open the SQLite database {path} (check the path and its permissions)")]
+    SqliteOpen {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+
+    /// The PostgreSQL server refused the connection, or TLS failed;
+    /// `hint` says what to change (empty when `why` says it).
+    #[error("cannot connect to {target}: {why}{}", if hint.is_empty() { String::new() } else { format!("; {hint}") })]
+    DbConnect {
+        target: String,
+        why: String,
+        hint: String,
+    },
+
+    /// No PostgreSQL server answered at the address.
+    #[error("cannot connect to {target}: {why}; is the server running and reachable at that host and port?")]
+    DbUnreachable { target: String, why: String },
+
+    /// A statement a snapshot or restore runs failed (the server's
+    /// message, with its detail and hint).
+    #[error("{target}: {why}")]
+    DbStatement { target: String, why: String },
+
+    /// Writing rows into a table failed.
+    #[error("writing table `{table}` in {target}: {why}")]
+    DbWrite {
+        target: String,
+        table: String,
+        why: String,
+    },
+
+    /// A restore would leave rows pointing at rows that are not there.
+    #[error("the restored data in {target} breaks {what}; restore the referenced kinds too (--with-references), clear the referencing ones, or fix the rows, then run the restore again")]
+    BrokenForeignKeys { target: String, what: String },
+
+    /// Creating a recorded table, type, view… on the target failed.
+    #[error("creating {what} in {target} failed: {why}{}", kept.as_ref().map(|k| format!("; {k}")).unwrap_or_default())]
+    CreateFailed {
+        /// "table `t`", "enum `public.mood`", "a trigger of table `t`".
+        what: String,
+        target: String,
+        why: String,
+        /// Where the statement was kept to run by hand, if it was.
+        kept: Option<String>,
+    },
+
+    /// Recorded schema entities that do not decode: `what` names the
+    /// table or object, `fix` the way around it.
+    #[error("the recorded schema of {what} is damaged ({why}); {fix}")]
+    DamagedSchema {
+        what: String,
+        why: String,
+        fix: &'static str,
+    },
+
+    /// A recorded schema written by a newer kindsnap.
+    #[error("the recorded schema {key} says its keys use encoding {found}, which this kindsnap does not know; upgrade kindsnap to restore it")]
+    NewerSchema { key: String, found: String },
+
+    /// A restore into a table the target lacks and nothing creates.
+    #[error("table `{kind}` does not exist in {target}{}", if *has_schema { " and the snapshot's recorded schema does not create it; create the table first".to_string() } else { " and the snapshot has no recorded SQL schema (its source was not a SQL database); create the table first, a column for each property (docs/sql.md, \"Restore\")".to_string() })]
+    MissingTable {
+        kind: String,
+        target: String,
+        /// Whether the snapshot records a SQL schema at all.
+        has_schema: bool,
+    },
+
+    /// An entity has a property the target's table has no column for.
+    #[error("table `{kind}` in {target} has no column `{column}` (entity {key}); add the column or restore into an empty database")]
+    NoSuchColumn {
+        kind: String,
+        target: String,
+        column: String,
+        key: String,
+    },
+
+    /// Tables on the target differ from the snapshot's: one line each.
+    #[error("{}", problems.join("\n"))]
+    SchemaMismatch { problems: Vec<String> },
+
+    /// A user table whose name is the kind kindsnap records schemas in.
+    #[error("{engine}: table `{table}` has the name of the kind kindsnap records schemas in; rename the table or its schema to snapshot this database")]
+    ReservedTable { engine: &'static str, table: String },
 
     /// Writing to stdout or another caller-supplied sink failed.
     #[error("writing output")]
@@ -372,7 +458,9 @@ impl Error {
             } => ErrorClass::Transient,
             RestoreRunning { .. } | Interrupted => ErrorClass::Transient,
             Sqlite { source, .. } if is_busy(source) => ErrorClass::Transient,
+            DbUnreachable { .. } => ErrorClass::Transient,
             MissingEntity { .. }
+            | DamagedSchema { .. }
             | DamagedPack { .. }
             | DamagedSnapshot { .. }
             | BadRepoConfig { .. }

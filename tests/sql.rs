@@ -212,7 +212,7 @@ fn sqlite_restore_into_existing_exact_and_uuid() {
     assert_eq!(sqlite_one(&dst, "SELECT count(*) FROM log"), "0");
     let err = w.fails(&["clear", "--to", &dst_loc, "--kinds", "tag", "--yes"]);
     assert!(
-        err.contains("now breaks 3 foreign keys (first: table `book_tag`"),
+        err.contains("breaks 3 foreign keys (first: table `book_tag`"),
         "{err}"
     );
 
@@ -1207,4 +1207,34 @@ fn postgres_kinds_keep_their_schema() {
     w.ok(&["restore", "s", "--to", &dst]);
     assert_eq!(pg.psql(&dst, "SELECT price FROM film"), "9.50");
     assert_eq!(pg.psql(&dst, "SELECT to_regclass('other') IS NULL"), "t");
+}
+
+/// A snapshot of a JSON Lines file restored into an empty SQLite file:
+/// there is no recorded SQL schema to create the table from, and the
+/// error says so (and not "include kindsnap.schema in --kinds", which
+/// such a snapshot does not have).
+#[test]
+fn a_non_sql_snapshot_into_an_empty_database_says_to_create_the_table() {
+    let w = Work::new();
+    w.init();
+    w.write(
+        "a.jsonl",
+        r#"{"key":{"path":[{"kind":"note","id":"1"}]},"properties":{"body":{"stringValue":"hi"}}}
+"#,
+    );
+    w.ok(&["snapshot", "--from", "jsonl:a.jsonl", "--name", "j"]);
+    let db = w.path("empty.db");
+    let err = w.fails(&["restore", "j", "--to", &format!("sqlite:{}", db.display())]);
+    assert!(
+        err.contains("table `note` does not exist")
+            && err.contains("no recorded SQL schema")
+            && err.contains("create the table first"),
+        "{err}"
+    );
+    assert!(!err.contains("--kinds"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // With the table made by hand, the same restore goes through.
+    sqlite(&db, "CREATE TABLE note (id INTEGER PRIMARY KEY, body TEXT)");
+    w.ok(&["restore", "j", "--to", &format!("sqlite:{}", db.display())]);
+    assert_eq!(sqlite_one(&db, "SELECT body FROM note WHERE id = 1"), "hi");
 }

@@ -82,12 +82,12 @@ pub(crate) trait Dialect {
     /// load (so that an interrupted restore still creates them when
     /// resumed). `Err` is the engine's message.
     fn create_object(&mut self, o: &SchemaObject, _vetted: &[String]) -> Result<()> {
-        Err(crate::error::Error::Database(format!(
-            "{} `{}` cannot be created in a {} database",
-            o.object.word(),
-            o.id(),
-            Self::NAME
-        )))
+        Err(crate::error::Error::CreateFailed {
+            what: format!("{} `{}`", o.object.word(), o.id()),
+            target: format!("a {} database", Self::NAME),
+            why: "the engine has no such objects".into(),
+            kept: None,
+        })
     }
     /// After the recorded tables are created (before the load): what
     /// waited for them (PostgreSQL: functions whose signature names a

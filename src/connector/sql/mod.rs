@@ -230,11 +230,10 @@ impl Table {
         match e.properties.get("key_encoding").map(|v| &v.kind) {
             None => Ok(KeyEncoding::V1),
             Some(ValueKind::Integer(2)) => Ok(KeyEncoding::V2),
-            Some(other) => Err(Error::Database(format!(
-                "the recorded schema {} says its keys use encoding {other:?}, which this \
-                 kindsnap does not know; upgrade kindsnap to restore it",
-                e.key
-            ))),
+            Some(other) => Err(Error::NewerSchema {
+                key: e.key.to_string(),
+                found: format!("{other:?}"),
+            }),
         }
     }
 
@@ -486,9 +485,11 @@ impl SchemaObject {
 }
 
 fn bad_object(id: &str, why: &str) -> Error {
-    Error::Database(format!(
-        "the recorded schema object `{id}` is damaged ({why}); restore with --kinds leaving out kindsnap.schema into a database that has the schema"
-    ))
+    Error::DamagedSchema {
+        what: format!("object `{id}`"),
+        why: why.to_string(),
+        fix: "restore with --kinds leaving out kindsnap.schema into a database that has the schema",
+    }
 }
 
 impl Column {
@@ -597,9 +598,11 @@ impl<'a> Recorded<'a> {
 }
 
 fn bad_schema(kind: &str, why: &str) -> Error {
-    Error::Database(format!(
-        "the recorded schema of table `{kind}` is damaged ({why}); restore the table into an existing table instead"
-    ))
+    Error::DamagedSchema {
+        what: format!("table `{kind}`"),
+        why: why.to_string(),
+        fix: "restore the table into an existing table instead",
+    }
 }
 
 /// A text value, excluded from indexes when long.
@@ -650,11 +653,12 @@ pub(crate) fn fk_deps<'a>(
 }
 
 /// A restore into a table the target lacks and no recorded schema creates.
-pub(crate) fn missing_table(kind: &str, target: &str) -> Error {
-    Error::Database(format!(
-        "table `{kind}` does not exist in {target} and the restore has no recorded schema for it; \
-         include the `{SCHEMA_KIND}` kind in --kinds or create the table first"
-    ))
+pub(crate) fn missing_table(kind: &str, target: &str, has_schema: bool) -> Error {
+    Error::MissingTable {
+        kind: kind.to_string(),
+        target: target.to_string(),
+        has_schema,
+    }
 }
 
 /// Kinds in foreign-key dependency order (referenced tables first); a

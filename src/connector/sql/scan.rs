@@ -43,12 +43,10 @@ pub(crate) fn scan_reporting<R: Reader>(
             continue;
         }
         if table.kind == super::SCHEMA_KIND {
-            return Err(crate::error::Error::Database(format!(
-                "{}: table `{}` has the name of the kind kindsnap records schemas in; rename \
-                 the table or its schema to snapshot this database",
-                R::ENGINE,
-                table.kind
-            )));
+            return Err(crate::error::Error::ReservedTable {
+                engine: R::ENGINE,
+                table: table.kind.clone(),
+            });
         }
         if table.primary_key.is_empty() && !table.rowid {
             tracing::warn!(

@@ -43,14 +43,11 @@ fn spec(path: &Path) -> String {
 /// Map "file is not a database" and friends to one line.
 fn open_error(path: &Path, e: rusqlite::Error) -> Error {
     match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::NotADatabase) => Error::Database(format!(
-            "{} is not a SQLite database; check the path",
-            path.display()
-        )),
-        Some(rusqlite::ErrorCode::CannotOpen) => Error::Database(format!(
-            "cannot open the SQLite database {} (check the path and its permissions)",
-            path.display()
-        )),
+        Some(rusqlite::ErrorCode::NotADatabase) => Error::NotSqlite { path: path.into() },
+        Some(rusqlite::ErrorCode::CannotOpen) => Error::SqliteOpen {
+            path: path.into(),
+            source: e,
+        },
         _ => Error::sql(path)(e),
     }
 }
@@ -477,12 +474,13 @@ impl SqliteDb {
             .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .map_err(self.sql())?;
         for (tbl, def) in defs {
-            conn.execute_batch(&def).map_err(|e| {
-                Error::Database(format!(
-                    "recreating a trigger of table `{tbl}` in {} failed: {e}; it is kept in \
-                     {PENDING} (column def) to create by hand",
-                    self.shown
-                ))
+            conn.execute_batch(&def).map_err(|e| Error::CreateFailed {
+                what: format!("a trigger of table `{tbl}`"),
+                target: self.shown.clone(),
+                why: e.to_string(),
+                kept: Some(format!(
+                    "it is kept in {PENDING} (column def) to create by hand"
+                )),
             })?;
         }
         conn.execute_batch(&format!("DROP TABLE {PENDING}; COMMIT"))
@@ -819,18 +817,19 @@ fn foreign_key_check(conn: &Connection, path: &Path) -> Result<()> {
     let Some((table, rowid, parent)) = bad.first() else {
         return Ok(());
     };
-    Err(Error::Database(format!(
-        "{2} now breaks {0} foreign key{1} (first: table `{table}` row {3} points at a missing `{parent}` row); \
-         restore the referenced kinds too (--with-references), clear the referencing ones, or fix the rows",
-        if bad.len() >= 1000 {
-            "1000 or more".to_string()
-        } else {
-            bad.len().to_string()
-        },
-        if bad.len() == 1 { "" } else { "s" },
-        path.display(),
-        rowid.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
-    )))
+    Err(Error::BrokenForeignKeys {
+        target: path.display().to_string(),
+        what: format!(
+            "{0} foreign key{1} (first: table `{table}` row {2} points at a missing `{parent}` row)",
+            if bad.len() >= 1000 {
+                "1000 or more".to_string()
+            } else {
+                bad.len().to_string()
+            },
+            if bad.len() == 1 { "" } else { "s" },
+            rowid.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
+        ),
+    })
 }
 
 /// Defence in depth for a restore, whatever the recorded schema says:

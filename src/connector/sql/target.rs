@@ -25,10 +25,11 @@ fn table<'t, D: Dialect>(
     tables: &'t HashMap<String, D::Table>,
     kind: &str,
     db: &D,
+    has_schema: bool,
 ) -> Result<&'t D::Table> {
     tables
         .get(kind)
-        .ok_or_else(|| missing_table(kind, db.shown()))
+        .ok_or_else(|| missing_table(kind, db.shown(), has_schema))
 }
 
 /// A SQL database as a restore target.
@@ -78,7 +79,12 @@ impl<D: Dialect> SqlTarget<D> {
     }
 
     fn table(&self, kind: &str) -> Result<&D::Table> {
-        table(&self.tables, kind, &self.db)
+        table(
+            &self.tables,
+            kind,
+            &self.db,
+            self.restoring.contains(SCHEMA_KIND),
+        )
     }
 
     fn uuid_check(&self, t: &D::Table) -> Result<()> {
@@ -139,7 +145,7 @@ impl<D: Dialect> SqlTarget<D> {
             }
         }
         if !problems.is_empty() {
-            return Err(Error::Database(problems.join("\n")));
+            return Err(Error::SchemaMismatch { problems });
         }
         let objects = self.vet_objects()?;
         // Types, sequences and functions before the tables that use them;
@@ -149,11 +155,11 @@ impl<D: Dialect> SqlTarget<D> {
         }
         for (kind, vetted) in &create {
             for stmt in &vetted.ddl {
-                self.db.run_ddl(stmt).map_err(|e| {
-                    Error::Database(format!(
-                        "creating table `{kind}` in {} failed: {e}",
-                        self.db.shown()
-                    ))
+                self.db.run_ddl(stmt).map_err(|e| Error::CreateFailed {
+                    what: format!("table `{kind}`"),
+                    target: self.db.shown().to_string(),
+                    why: e.to_string(),
+                    kept: None,
                 })?;
             }
         }
@@ -227,7 +233,12 @@ impl<D: Dialect> SqlTarget<D> {
             .current
             .as_deref()
             .ok_or(Error::Internal("SQL target: put outside a kind"))?;
-        let t = table(&self.tables, kind, &self.db)?;
+        let t = table(
+            &self.tables,
+            kind,
+            &self.db,
+            self.restoring.contains(SCHEMA_KIND),
+        )?;
         let table = t.as_ref();
         let id = entity
             .key
@@ -269,11 +280,12 @@ impl<D: Dialect> SqlTarget<D> {
                 continue;
             }
             if table.column(name).is_none() {
-                return Err(Error::Database(format!(
-                    "table `{kind}` in {} has no column `{name}` (entity {}); add the column or restore into an empty database",
-                    self.db.shown(),
-                    entity.key
-                )));
+                return Err(Error::NoSuchColumn {
+                    kind: kind.to_string(),
+                    target: self.db.shown().to_string(),
+                    column: name.clone(),
+                    key: entity.key.to_string(),
+                });
             }
             columns.push(name.clone());
             row.push(D::param(v));
@@ -378,7 +390,12 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
     }
 
     fn reserve_ids(&mut self, _ns: &str, kind: &str, keys: &[Key]) -> Result<()> {
-        let t = table(&self.tables, kind, &self.db)?;
+        let t = table(
+            &self.tables,
+            kind,
+            &self.db,
+            self.restoring.contains(SCHEMA_KIND),
+        )?;
         self.db.reserve_ids(t, keys)
     }
 
@@ -404,7 +421,12 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
             // Tables are never deleted by --exact or --clear.
             return Ok(());
         }
-        let t = table(&self.tables, kind, &self.db)?;
+        let t = table(
+            &self.tables,
+            kind,
+            &self.db,
+            self.restoring.contains(SCHEMA_KIND),
+        )?;
         if t.as_ref().primary_key.is_empty() && !t.as_ref().rowid {
             return Ok(());
         }
@@ -420,7 +442,12 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
             if kind == SCHEMA_KIND {
                 continue;
             }
-            let t = table(&self.tables, kind, &self.db)?;
+            let t = table(
+                &self.tables,
+                kind,
+                &self.db,
+                self.restoring.contains(SCHEMA_KIND),
+            )?;
             let width = if t.as_ref().rowid {
                 1
             } else {

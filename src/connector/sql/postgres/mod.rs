@@ -142,8 +142,9 @@ fn connect(url: &str, timeouts: &Timeouts) -> Result<Client> {
                 });
             let _ = tx.send(opened);
         })
-        .map_err(|e| {
-            Error::Database(format!("cannot start a thread to connect to {shown}: {e}"))
+        .map_err(|e| Error::Setup {
+            what: "start a thread to connect to PostgreSQL",
+            source: Box::new(e),
         })?;
     match rx.recv_timeout(deadline) {
         Ok(opened) => opened,
@@ -184,7 +185,11 @@ fn first_host(cfg: &postgres::Config) -> String {
 fn connect_error(shown: &str, e: postgres::Error, options: &tls::TlsOptions, host: &str) -> Error {
     use postgres::error::SqlState;
     if let Some(why) = tls::describe(&e, options, host) {
-        return Error::Database(format!("cannot connect to {shown}: {why}"));
+        return Error::DbConnect {
+            target: shown.to_string(),
+            why,
+            hint: String::new(),
+        };
     }
     let (why, hint) = match e.as_db_error() {
         Some(d) if d.message().contains("no encryption") => (
@@ -212,17 +217,24 @@ fn connect_error(shown: &str, e: postgres::Error, options: &tls::TlsOptions, hos
                 msg = s.to_string();
                 src = s.source();
             }
-            (
-                msg,
-                "is the server running and reachable at that host and port?",
-            )
+            return Error::DbUnreachable {
+                target: shown.to_string(),
+                why: msg,
+            };
         }
     };
-    Error::Database(format!("cannot connect to {shown}: {why}; {hint}"))
+    Error::DbConnect {
+        target: shown.to_string(),
+        why,
+        hint: hint.to_string(),
+    }
 }
 
 fn db_error(shown: &str) -> impl Fn(postgres::Error) -> Error + '_ {
-    move |e| Error::Database(format!("{shown}: {}", why(&e)))
+    move |e| Error::DbStatement {
+        target: shown.to_string(),
+        why: why(&e),
+    }
 }
 
 /// The server's message, with its detail when it gives one.
@@ -294,10 +306,9 @@ impl EntitySource for PostgresSource {
 
     fn for_each(&mut self, f: &mut dyn FnMut(Entity, u64) -> Result<()>) -> Result<()> {
         let shown = self.shown.clone();
-        let mut client = self.client.take().ok_or_else(|| {
-            Error::Database(format!(
-                "{shown}: the connection was given up after an earlier error; run the command again"
-            ))
+        let mut client = self.client.take().ok_or_else(|| Error::DbStatement {
+            target: shown.clone(),
+            why: "the connection was given up after an earlier error; run the command again".into(),
         })?;
         let filter = self.filter.clone();
         let (sender, batches) = std::sync::mpsc::sync_channel::<Batch>(2);
@@ -329,7 +340,10 @@ impl EntitySource for PostgresSource {
                 });
                 let _ = sender.send(Batch::Done(Box::new(client), read, warnings));
             })
-            .map_err(|e| Error::Database(format!("cannot start a thread to read {shown}: {e}")))?;
+            .map_err(|e| Error::Setup {
+                what: "start a thread to read PostgreSQL",
+                source: Box::new(e),
+            })?;
         // The wait for each batch is what the answer timeout bounds; the
         // time `f` takes is not counted.
         loop {
@@ -731,13 +745,12 @@ impl PostgresDb {
                 self.try_code(&def)?;
                 continue;
             }
-            self.client()?.batch_execute(&def).map_err(|e| {
-                Error::Database(format!(
-                    "the restored data breaks a foreign key of table `{tbl}` in {shown}: {}; \
-                     restore the referenced kinds too (--with-references) or fix the rows, then run the restore again",
-                    why(&e)
-                ))
-            })?;
+            self.client()?
+                .batch_execute(&def)
+                .map_err(|e| Error::BrokenForeignKeys {
+                    target: shown.clone(),
+                    what: format!("a foreign key of table `{tbl}` ({})", why(&e)),
+                })?;
         }
         self.exec(&format!("DROP TABLE {PENDING}"))
     }
@@ -929,12 +942,11 @@ impl Dialect for PostgresDb {
             return Ok(());
         }
         let shown = self.shown.clone();
-        let failed = |e: String| {
-            Error::Database(format!(
-                "creating {} `{}` in {shown} failed: {e}",
-                o.object.word(),
-                o.id(),
-            ))
+        let failed = |e: String| Error::CreateFailed {
+            what: format!("{} `{}`", o.object.word(), o.id()),
+            target: shown.clone(),
+            why: e,
+            kept: None,
         };
         let mut statements = Vec::new();
         if !o.schema.is_empty() && o.schema != "public" {
@@ -1073,13 +1085,13 @@ impl Dialect for PostgresDb {
                 .iter()
                 .flat_map(|r| r.iter().map(|v| v as Param))
                 .collect();
-            self.client()?.execute(&stmt, &params).map_err(|e| {
-                Error::Database(format!(
-                    "writing table `{}` in {shown}: {}",
-                    t.table.kind,
-                    why(&e)
-                ))
-            })?;
+            self.client()?
+                .execute(&stmt, &params)
+                .map_err(|e| Error::DbWrite {
+                    target: shown.clone(),
+                    table: t.table.kind.clone(),
+                    why: why(&e),
+                })?;
         }
         Ok(())
     }
