@@ -111,8 +111,8 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         // Entries stream out as they are found (a diff may have millions);
         // the per-kind counts, known at the end, come last.
         let head = serde_json::json!({
-            "from": {"id": a.id.to_hex(), "name": a.name},
-            "to": {"id": b.id.to_hex(), "name": b.name},
+            "from": {"id": a.logical.to_hex(), "name": a.name},
+            "to": {"id": b.logical.to_hex(), "name": b.name},
         });
         let head = serde_json::to_string(&head)?;
         printer

@@ -18,6 +18,7 @@ Kept snapshots that built on a forgotten one are rewritten (the forgotten change
 Examples:
   kindsnap forget --keep-daily 14 --keep-weekly 8 --keep-monthly 24 --dry-run
   kindsnap forget --keep-last 3 --keep-name 'release-*'
+  kindsnap forget --keep-daily 7 --keep-tag audit
   kindsnap forget --keep-daily 7 && kindsnap prune
   kindsnap forget before-experiment 9f3c1a2e    forget these two, keep the rest"
 )]
@@ -47,6 +48,9 @@ pub struct Args {
     /// Keep snapshots whose name matches GLOB (`*`, `?`); repeatable.
     #[arg(long, value_name = "GLOB")]
     keep_name: Vec<String>,
+    /// Keep snapshots that carry TAG (`kindsnap tag add`); repeatable.
+    #[arg(long, value_name = "TAG")]
+    keep_tag: Vec<String>,
     /// Show what would be kept and removed; change nothing.
     #[arg(long, short = 'n')]
     dry_run: bool,
@@ -68,6 +72,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         monthly: args.keep_monthly,
         yearly: args.keep_yearly,
         names: args.keep_name,
+        tags: args.keep_tag,
         forget: args.snapshots,
     };
     let opts = ForgetOptions {
@@ -109,8 +114,9 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 time_text(&d.time),
                 if d.keep {
                     let mut why = d.reasons.join(", ");
-                    if let Some(n) = &d.new_id {
-                        why.push_str(&format!(" (rewritten as {})", &n[..8]));
+                    if d.new_id.is_some() {
+                        // The manifest is new; the snapshot's id stays.
+                        why.push_str(" (removed changes folded in)");
                     }
                     why
                 } else {

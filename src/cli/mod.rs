@@ -27,6 +27,7 @@ mod restore;
 mod show;
 mod snapshot;
 mod stats;
+mod tag;
 mod ui;
 
 use std::path::PathBuf;
@@ -116,6 +117,8 @@ enum Command {
     Stats(stats::Args),
     /// Remove snapshots by keep-policy (restic's --keep-* rules).
     Forget(forget::Args),
+    /// Add or remove a tag on snapshots (ids do not change).
+    Tag(tag::Args),
     /// Delete data no snapshot needs; repack mostly unused packs.
     Prune(prune::Args),
     /// Write a snapshot into a target (original keys or uuid names).
@@ -335,6 +338,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(a, &settings),
         Command::Stats(a) => stats::run(a, &settings),
         Command::Forget(a) => forget::run(a, &settings),
+        Command::Tag(a) => tag::run(a, &settings),
         Command::Prune(a) => prune::run(a, &settings),
         Command::Restore(a) => restore::run(a, &settings),
         Command::Repair(a) => repair::run(a, &settings),

@@ -38,6 +38,12 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             ))?,
             None => out.line("parent   none")?,
         }
+        if !r.tags.is_empty() {
+            out.line(format!(
+                "tags     {}",
+                super::output::escape(&r.tags.join(", "))
+            ))?;
+        }
         let mut rows = vec![vec![
             "namespace".to_string(),
             "kind".into(),

@@ -45,6 +45,9 @@ pub struct Args {
     /// Reuse a name that already exists (the name then means the new snapshot).
     #[arg(long)]
     force: bool,
+    /// Tag the snapshot (repeatable; `kindsnap tag` changes tags later).
+    #[arg(long, value_name = "TAG")]
+    tag: Vec<String>,
     /// Only these kinds (comma-separated).
     #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Option<Vec<String>>,
@@ -100,7 +103,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let repo = settings.open_repo()?;
+    let mut repo = settings.open_repo()?;
     let from = location(&args, settings)?;
     if args.tolerate && !from.starts_with("datastore-export:") {
         anyhow::bail!("--tolerate applies to datastore-export sources only");
@@ -121,6 +124,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     source.set_changed_property(&changed);
     let json = args.json;
     let opts = options(args, settings, &repo)?;
+    if !opts.tags.is_empty() {
+        // Tags live in manifest headers that older builds reject.
+        repo.require_format(3)?;
+    }
     let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
     // `--tolerate` (exports): each damaged record skipped, and exit 3.
     let skipped = source.skipped();
@@ -211,8 +218,17 @@ fn options(
             .datastore_read_price
             .unwrap_or(snapshot::DEFAULT_READ_PRICE_PER_100K),
         cancel: settings.cancel.clone(),
+        tags: {
+            let mut t = args.tag.clone();
+            t.sort();
+            t.dedup();
+            t
+        },
         ..Default::default()
     };
+    for t in &opts.tags {
+        kindsnap::ops::tag::validate_tag(t)?;
+    }
     // Memory for the external sort (bytes); mostly for tests and tuning.
     if let Some(b) = std::env::var("KINDSNAP_SORT_BUDGET")
         .ok()

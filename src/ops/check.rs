@@ -799,6 +799,7 @@ mod tests {
     fn snap(n: u8, parent: Option<u8>, keyframe: bool) -> SnapshotInfo {
         SnapshotInfo {
             id: SnapshotId::from([n; 32]),
+            logical: SnapshotId::from([n; 32]),
             name: format!("s{n}"),
             time_us: n as i64,
             source: "jsonl:x".into(),
@@ -813,6 +814,7 @@ mod tests {
             tool: String::new(),
             manifest_bytes: 0,
             replaces: vec![],
+            tags: vec![],
         }
     }
 

@@ -65,6 +65,8 @@ pub struct ShowReport {
     pub parent: Option<String>,
     pub keyframe: bool,
     pub entities: u64,
+    /// Sorted (`kindsnap tag`).
+    pub tags: Vec<String>,
     pub kinds: Vec<ShowKind>,
     #[serde(skip)]
     pub time_us: i64,
@@ -83,7 +85,9 @@ pub struct ShowKind {
 /// A snapshot's metadata and its kinds with sizes (header reads only).
 pub fn show(repo: &Repository, spec: &str) -> Result<ShowReport> {
     let _lock = repo.lock_shared()?;
-    let info = super::find_snapshot(repo, spec)?;
+    let (infos, _) = crate::repo::manifest::list(repo)?;
+    let info = crate::repo::manifest::resolve(&infos, spec)?;
+    let logical = crate::repo::manifest::logical_ids(&infos);
     let m = Manifest::open(repo, &info.id)?;
     let index = Index::open(&repo.index_path(), false)?;
     let mut kinds = Vec::new();
@@ -106,13 +110,16 @@ pub fn show(repo: &Repository, spec: &str) -> Result<ShowReport> {
         });
     }
     Ok(ShowReport {
-        id: info.id.to_hex(),
+        id: info.logical.to_hex(),
         name: info.name,
         time: crate::model::json::format_timestamp(info.time_us),
         source: info.source,
-        parent: info.parent.map(|p| p.to_hex()),
+        parent: info
+            .parent
+            .map(|p| logical.get(&p).copied().unwrap_or(p).to_hex()),
         keyframe: info.keyframe,
         entities: info.entities,
+        tags: info.tags,
         kinds,
         time_us: info.time_us,
     })
@@ -130,6 +137,8 @@ pub struct LogEntry {
     pub entities: u64,
     /// Bytes the snapshot added to the repository (packs and manifest).
     pub bytes_added: u64,
+    /// Sorted (`kindsnap tag`).
+    pub tags: Vec<String>,
     #[serde(skip)]
     pub time_us: i64,
 }
@@ -153,17 +162,21 @@ pub struct LogReport {
 pub fn log(repo: &Repository) -> Result<LogReport> {
     let _lock = repo.lock_shared()?;
     let (infos, bad) = crate::repo::manifest::list(repo)?;
+    let logical = crate::repo::manifest::logical_ids(&infos);
     let snapshots = infos
         .into_iter()
         .rev()
         .map(|i| LogEntry {
-            id: i.id.to_hex(),
+            id: i.logical.to_hex(),
             name: i.name,
             time: crate::model::json::format_timestamp(i.time_us),
             source: i.source,
-            parent: i.parent.map(|p| p.to_hex()),
+            parent: i
+                .parent
+                .map(|p| logical.get(&p).copied().unwrap_or(p).to_hex()),
             entities: i.entities,
             bytes_added: i.bytes_added + i.manifest_bytes,
+            tags: i.tags,
             time_us: i.time_us,
         })
         .collect();

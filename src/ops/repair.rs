@@ -310,6 +310,7 @@ fn rewrite(
         bytes_added: 0,
         packs_added: 0,
         replaces,
+        tags: k.tags.clone(),
     };
     drop(chain);
     match writer.publish(repo, &meta, |_, _| Ok(NameVerdict::Publish))? {

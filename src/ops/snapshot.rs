@@ -47,6 +47,9 @@ pub struct SnapshotOptions {
     pub full_every: Option<u32>,
     /// Stops the snapshot at its next entity; nothing is published.
     pub cancel: crate::interrupt::Cancel,
+    /// Tags of the new snapshot (`--tag`); the repository must be at
+    /// format 3 ([`Repository::require_format`]) when there are any.
+    pub tags: Vec<String>,
 }
 
 /// Cloud Datastore's list price for entity reads (US dollars per 100,000,
@@ -67,6 +70,7 @@ impl Default for SnapshotOptions {
             full: false,
             full_every: None,
             cancel: Default::default(),
+            tags: Vec::new(),
         }
     }
 }
@@ -382,10 +386,10 @@ impl Plan {
                         if i.source != source_id || i.kinds_filter != kinds_key {
                             return Err(Error::NameTaken {
                                 name: n.clone(),
-                                id: i.id.short(),
+                                id: i.logical.short(),
                             });
                         }
-                        rerun_of = Some(i.id.short());
+                        rerun_of = Some(i.logical.short());
                     }
                 }
                 n.clone()
@@ -444,7 +448,7 @@ pub fn snapshot(
     if let Some(root) = &opts.cache_dir {
         source.use_cache(CacheSpec {
             path: linecache::cache_path(root, &repo.config.id, &plan.source_id, &plan.kinds_key),
-            parent: plan.parent.as_ref().map(|p| p.id),
+            parent: plan.parent.as_ref().map(|p| p.logical),
         });
     }
     let runs = Runs::of(chain.as_ref(), opts)?;
@@ -927,6 +931,7 @@ fn publish(
         bytes_added: total_pack_bytes,
         packs_added: total_packs,
         replaces: Vec::new(),
+        tags: opts.tags.clone(),
     };
     let published = writer.publish(repo, &meta, |repo, candidate| {
         name_verdict(repo, opts.force, plan, &meta, &content, candidate)
@@ -938,7 +943,7 @@ fn publish(
     Ok(SnapshotReport {
         id,
         name,
-        parent: plan.parent.as_ref().map(|p| (p.id, p.name.clone())),
+        parent: plan.parent.as_ref().map(|p| (p.logical, p.name.clone())),
         keyframe: plan.keyframe,
         kinds: reports,
         entities,
@@ -980,11 +985,11 @@ fn name_verdict(
         && i.kinds_filter == meta.kinds_filter
         && content_of(&Manifest::open(repo, &i.id)?.kinds()?) == *content
     {
-        return Ok(NameVerdict::Existing(i.id));
+        return Ok(NameVerdict::Existing(i.logical));
     }
     Err(Error::NameTaken {
         name: candidate.to_string(),
-        id: i.id.short(),
+        id: i.logical.short(),
     })
 }
 

@@ -111,7 +111,12 @@ fn render(v: &View, r: &Restore) -> Markup {
     let parent = v
         .info
         .parent
-        .and_then(|p| v.snapshots.iter().find(|i| i.id == p));
+        .and_then(|p| {
+            kindsnap::repo::manifest::logical_ids(&v.snapshots)
+                .get(&p)
+                .copied()
+        })
+        .and_then(|p| v.snapshots.iter().find(|i| i.logical == p));
     let pref = parent.map(|p| page::reference(p, &v.snapshots));
     let body = html! {
         h1 { "Snapshot " (v.info.name) }

@@ -386,7 +386,7 @@ fn fingerprint(
     o: &RestoreOptions,
 ) -> String {
     let text = serde_json::json!({
-        "snapshot": snap.id.to_hex(),
+        "snapshot": snap.logical.to_hex(),
         "kinds": chosen.iter().map(|(n, k, _)| format!("{n}/{k}")).collect::<Vec<_>>(),
         "keys": o.keys,
         "mode": o.mode,

@@ -1,0 +1,172 @@
+//! Daily use (issue 16): ids that stay once printed, tags, dynamic shell
+//! completion, tables for SQL-shaped data. Each test runs the real binary
+//! on real files in its own temp dir.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Data, Work};
+
+/// Three snapshots a, b, c of one changing data set.
+fn three_snapshots(w: &Work) -> Data {
+    w.init();
+    let mut data = Data::generate(200, 3);
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        if i > 0 {
+            data.mutate(i as u64, 5, 2, 2);
+        }
+        data.write_sorted(&w.path("cur.jsonl"));
+        w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", name]);
+    }
+    data
+}
+
+fn log_json(w: &Work) -> Vec<serde_json::Value> {
+    serde_json::from_str::<serde_json::Value>(&w.ok(&["log", "--json"]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn id_of(log: &[serde_json::Value], name: &str) -> String {
+    log.iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {log:?}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn manifest_files(w: &Work) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(w.repo().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `forget b` rewrites c's manifest (b's changes folded in), yet c keeps
+/// the id printed before: log, show, diff, cat and restore by that id
+/// prefix still work, and `--json` and the parent pointer of log show the
+/// logical ids.
+#[test]
+fn an_id_printed_before_forget_still_works_after_it() {
+    let w = Work::new();
+    let data = three_snapshots(&w);
+    let before = log_json(&w);
+    let c = id_of(&before, "c");
+    let a = id_of(&before, "a");
+    let files_before = manifest_files(&w);
+    assert!(files_before.contains(&c));
+    w.ok(&["forget", "b"]);
+    // The manifest file of c was rewritten: a new file, the old one gone.
+    let files_after = manifest_files(&w);
+    assert!(!files_after.contains(&c), "{files_after:?}");
+    assert_eq!(files_after.len(), 2);
+    let after = log_json(&w);
+    assert_eq!(id_of(&after, "c"), c);
+    assert_eq!(id_of(&after, "a"), a);
+    let c_entry = after.iter().find(|s| s["name"] == "c").unwrap();
+    assert_eq!(c_entry["parent"], a.as_str());
+    let text = w.ok(&["log"]);
+    assert!(text.contains(&c[..8]), "{text}");
+    let show = w.ok(&["show", &c[..8]]);
+    assert!(show.contains(&c), "{show}");
+    let diff = w.ok(&["diff", &a[..8], &c[..10], "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&diff).unwrap();
+    assert_eq!(v["to"]["id"], c.as_str());
+    assert_eq!(v["from"]["id"], a.as_str());
+    // Restore by the old id reads c's state.
+    let out = w.path("c.jsonl");
+    w.ok(&[
+        "restore",
+        &c[..8],
+        "--to",
+        &format!("jsonl:{}", out.display()),
+    ]);
+    let want = w.path("want.jsonl");
+    data.write_sorted(&want);
+    assert_eq!(common::canonical_set(&out), common::canonical_set(&want));
+    w.ok(&["check"]);
+}
+
+/// Tags: `snapshot --tag`, `tag add`, `tag remove`; `log` shows them (text
+/// and JSON) and filters by them; ids never change; `forget --keep-tag`
+/// keeps a tagged snapshot that every other rule would remove.
+#[test]
+fn tags_keep_ids_and_snapshots() {
+    let w = Work::new();
+    three_snapshots(&w);
+    let before = log_json(&w);
+    let a = id_of(&before, "a");
+    let out = w.ok(&["tag", "add", "audit", "a", "c"]);
+    assert!(out.contains("2 snapshots tagged"), "{out}");
+    let out = w.ok(&["tag", "add", "audit", "a"]);
+    assert!(
+        out.contains("already tagged") && out.contains("0 snapshots"),
+        "{out}"
+    );
+    let after = log_json(&w);
+    for s in &before {
+        let name = s["name"].as_str().unwrap();
+        assert_eq!(id_of(&after, name), s["id"].as_str().unwrap(), "{name}");
+    }
+    let tags = |log: &[serde_json::Value], name: &str| -> Vec<String> {
+        log.iter().find(|s| s["name"] == name).unwrap()["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(tags(&after, "a"), ["audit"]);
+    assert!(tags(&after, "b").is_empty());
+    let text = w.ok(&["log"]);
+    assert!(text.lines().next().unwrap().contains("tags"), "{text}");
+    let only = w.ok(&["log", "--tag", "audit"]);
+    assert!(only.contains(" a ") && !only.contains(" b "), "{only}");
+    // The repository moved to format 3 (tags in manifest headers).
+    let config = std::fs::read_to_string(w.repo().join("config")).unwrap();
+    assert!(config.contains("\"kindsnap_repository\": 3"), "{config}");
+    // A new snapshot with tags.
+    w.ok(&[
+        "snapshot",
+        "--from",
+        "jsonl:cur.jsonl",
+        "--name",
+        "d",
+        "--tag",
+        "weekly",
+    ]);
+    assert_eq!(tags(&log_json(&w), "d"), ["weekly"]);
+    // Keep the last one and what is tagged `audit`: only b goes.
+    let report = w.ok(&[
+        "forget",
+        "--keep-last",
+        "1",
+        "--keep-tag",
+        "audit",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(v["removed"], 1);
+    let left: Vec<String> = log_json(&w)
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, ["d", "c", "a"]);
+    assert_eq!(id_of(&log_json(&w), "a"), a);
+    // Removing the tag keeps the id too.
+    w.ok(&["tag", "remove", "audit", &a[..8]]);
+    let log = log_json(&w);
+    assert_eq!(id_of(&log, "a"), a);
+    assert!(tags(&log, "a").is_empty());
+    w.ok(&["check"]);
+    let err = w.fails(&["tag", "add", "a b", "a"]);
+    assert!(err.contains("white space"), "{err}");
+    let err = w.fails(&["tag", "add", "x", "nosuch"]);
+    assert!(err.contains("nosuch"), "{err}");
+}
