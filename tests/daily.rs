@@ -170,3 +170,62 @@ fn tags_keep_ids_and_snapshots() {
     let err = w.fails(&["tag", "add", "x", "nosuch"]);
     assert!(err.contains("nosuch"), "{err}");
 }
+
+/// The bash script of `kindsnap completions bash`, sourced in a real bash,
+/// completes `kindsnap diff mo` to the snapshot `monday` and `--kinds us`
+/// to the kind `User` (case ignored), reading the repository named by
+/// `--repo` on the command line being completed.
+#[test]
+fn bash_completes_snapshot_names_and_kinds_from_the_repository() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(20, 1);
+    data.write_sorted(&w.path("cur.jsonl"));
+    for name in ["monday", "tuesday", "moon"] {
+        w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", name]);
+    }
+    w.ok(&["tag", "add", "audit", "moon"]);
+    let script = w.ok(&["completions", "bash"]);
+    std::fs::write(w.path("kindsnap.bash"), script).unwrap();
+    let repo = w.repo().display().to_string();
+    let complete = |words: &[&str]| -> Vec<String> {
+        let quoted: Vec<String> = words.iter().map(|s| format!("'{s}'")).collect();
+        let cmd = format!(
+            "source kindsnap.bash; COMP_WORDS=({}); COMP_CWORD={}; \
+             _clap_complete_kindsnap kindsnap {} {}; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            quoted.join(" "),
+            words.len() - 1,
+            quoted[words.len() - 1],
+            quoted[words.len() - 2],
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &cmd])
+            .current_dir(w.path(""))
+            .env_remove("KINDSNAP_REPO")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let got = complete(&["kindsnap", "--repo", &repo, "diff", "mo"]);
+    assert_eq!(got, ["moon", "monday"], "newest first");
+    let got = complete(&["kindsnap", "--repo", &repo, "diff", "monday", "tu"]);
+    assert_eq!(got, ["tuesday"]);
+    let got = complete(&[
+        "kindsnap", "--repo", &repo, "diff", "a", "b", "--kinds", "us",
+    ]);
+    assert_eq!(got, ["User"]);
+    let got = complete(&["kindsnap", "--repo", &repo, "forget", "--keep-tag", ""]);
+    assert_eq!(got, ["audit"]);
+    // No repository there: nothing, and no error on the terminal.
+    let none = w.path("none").display().to_string();
+    assert!(complete(&["kindsnap", "--repo", &none, "show", "m"]).is_empty());
+}

@@ -28,6 +28,7 @@ struct LogEntry {
     parent: Option<String>,
     entities: u64,
     bytes_added: u64,
+    tags: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +101,7 @@ struct Show {
     parent: Option<String>,
     keyframe: bool,
     entities: u64,
+    tags: Vec<String>,
     kinds: Vec<ShowKind>,
 }
 

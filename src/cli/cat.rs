@@ -15,6 +15,7 @@ use super::{Out, Settings};
 pub struct Args {
     /// Snapshot: a name, an id prefix, `latest`, `latest~N`, or `@DATE`
     /// (the newest taken at or before 2026-11-20 or 2026-11-20T06:00:00Z).
+    #[arg(add = super::complete::snap())]
     snapshot: String,
     /// Key path, e.g. `Post:42`, `User:alice/Post:7`, `Post:"42"` (a name).
     key: String,

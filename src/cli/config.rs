@@ -17,10 +17,17 @@ pub struct Args {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  kindsnap completions bash > ~/.local/share/bash-completion/completions/kindsnap
-  kindsnap completions zsh > ~/.zfunc/_kindsnap
-  kindsnap completions fish > ~/.config/fish/completions/kindsnap.fish")]
+#[command(
+    after_help = "The script calls kindsnap back while you type, so snapshot names, kinds \
+and tags come from the repository the command line names (--repo, KINDSNAP_REPO, kindsnap.toml, \
+./.kindsnap; local repositories only). Load it anew in each shell, so it always matches the \
+installed kindsnap.
+
+Examples:
+  echo 'source <(kindsnap completions bash)' >> ~/.bashrc
+  echo 'source <(kindsnap completions zsh)' >> ~/.zshrc
+  echo 'kindsnap completions fish | source' >> ~/.config/fish/config.fish"
+)]
 pub struct CompletionArgs {
     shell: clap_complete::Shell,
 }
@@ -208,9 +215,8 @@ fn kind_rows(c: &kindsnap::config::Config, file: &str) -> Vec<Row> {
 }
 
 pub fn completions(args: CompletionArgs) -> anyhow::Result<ExitCode> {
-    let mut cmd = Cli::command();
     let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut cmd, "kindsnap", &mut out);
+    super::complete::write_registration(args.shell, &mut out)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -20,12 +20,13 @@ use super::{Out, Settings};
 Colours follow --color (auto: on a terminal, unless NO_COLOR is set).")]
 pub struct Args {
     /// The older snapshot.
+    #[arg(add = super::complete::snap())]
     a: String,
     /// The newer snapshot.
-    #[arg(default_value = "latest")]
+    #[arg(add = super::complete::snap(), default_value = "latest")]
     b: String,
     /// Only these kinds (comma-separated or repeated; `--kind` also works).
-    #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
+    #[arg(add = super::complete::kind(), long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Vec<String>,
     /// List the keys that differ (+ added, - removed, ~ changed), after
     /// the per-kind summary.

@@ -25,7 +25,7 @@ Examples:
 pub struct Args {
     /// Forget exactly these snapshots (names, id prefixes, `latest~N`,
     /// `@DATE`) and keep every other; instead of --keep-… rules.
-    #[arg(value_name = "SNAPSHOT")]
+    #[arg(add = super::complete::snap(), value_name = "SNAPSHOT")]
     snapshots: Vec<String>,
     /// Keep the N newest snapshots.
     #[arg(long, value_name = "N")]
@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long, value_name = "GLOB")]
     keep_name: Vec<String>,
     /// Keep snapshots that carry TAG (`kindsnap tag add`); repeatable.
-    #[arg(long, value_name = "TAG")]
+    #[arg(add = super::complete::tag(), long, value_name = "TAG")]
     keep_tag: Vec<String>,
     /// Show what would be kept and removed; change nothing.
     #[arg(long, short = 'n')]

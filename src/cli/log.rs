@@ -28,7 +28,7 @@ pub struct Args {
     namespace: String,
     /// Only snapshots that carry TAG (`kindsnap tag`); repeatable: any
     /// of them.
-    #[arg(long, value_name = "TAG", conflicts_with = "key")]
+    #[arg(add = super::complete::tag(), long, value_name = "TAG", conflicts_with = "key")]
     tag: Vec<String>,
 }
 

@@ -12,6 +12,7 @@
 mod cat;
 mod check;
 mod clear;
+mod complete;
 mod config;
 mod diff;
 mod export;
@@ -43,29 +44,50 @@ pub use output::Out;
 pub struct Cli {
     /// Repository: a directory, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX
     /// [env: KINDSNAP_REPO; default: ./.kindsnap]
-    #[arg(long, global = true, value_name = "PATH|URL")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH|URL"
+    )]
     repo: Option<PathBuf>,
 
     /// Settings file [default: ./kindsnap.toml if present]
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
 
     /// Seconds to wait for a server's answer (Datastore, PostgreSQL,
     /// object storage) [env: KINDSNAP_TIMEOUT; default: 60]
-    #[arg(long, global = true, value_name = "SECONDS")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "SECONDS"
+    )]
     timeout: Option<String>,
 
     /// Print nothing but errors.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = "Global options")]
     quiet: bool,
 
     /// More logging on stderr (-v: what is done, -vv: every request).
-    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    #[arg(long, short, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     verbose: u8,
 
     /// Colours on stdout: auto (a terminal, unless NO_COLOR is set),
     /// always, never.
-    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
     color: ColorChoice,
 
     #[command(subcommand)]
@@ -130,7 +152,8 @@ enum Command {
     Clear(clear::Args),
     /// Show the effective settings and where each came from.
     Config(config::Args),
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) that also completes snapshot names, kinds and tags.
     Completions(config::CompletionArgs),
     /// Print the man page (roff).
     Man(config::ManArgs),
@@ -316,6 +339,7 @@ fn install_ctrl_c(cancel: kindsnap::interrupt::Cancel) {
 }
 
 pub fn main() -> ExitCode {
+    complete::answer_if_asked();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let cancel = kindsnap::interrupt::Cancel::new();

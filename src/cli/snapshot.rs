@@ -46,10 +46,10 @@ pub struct Args {
     #[arg(long)]
     force: bool,
     /// Tag the snapshot (repeatable; `kindsnap tag` changes tags later).
-    #[arg(long, value_name = "TAG")]
+    #[arg(add = super::complete::tag(), long, value_name = "TAG")]
     tag: Vec<String>,
     /// Only these kinds (comma-separated).
-    #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
+    #[arg(add = super::complete::kind(), long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Option<Vec<String>>,
     /// An extra ignore file (gitignore syntax over `namespace/Kind`).
     #[arg(long, value_name = "FILE")]

@@ -14,6 +14,7 @@ use super::{Out, Settings};
   kindsnap stats --json | jq .dedup_ratio")]
 pub struct Args {
     /// Only this snapshot: a name, an id prefix, `latest` or `latest~N`.
+    #[arg(add = super::complete::snap())]
     snapshot: Option<String>,
     /// Print as JSON.
     #[arg(long)]

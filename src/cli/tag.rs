@@ -34,9 +34,10 @@ enum Action {
 #[derive(Debug, clap::Args)]
 struct TagArgs {
     /// The tag: 1 to 64 characters, no white space or commas.
+    #[arg(add = super::complete::tag())]
     tag: String,
     /// Snapshots: names, id prefixes, `latest`, `latest~N`, `@DATE`.
-    #[arg(value_name = "SNAPSHOT", required = true, num_args = 1..)]
+    #[arg(add = super::complete::snap(), value_name = "SNAPSHOT", required = true, num_args = 1..)]
     snapshots: Vec<String>,
     /// Print the report as JSON.
     #[arg(long)]
