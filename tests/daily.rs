@@ -229,3 +229,66 @@ fn bash_completes_snapshot_names_and_kinds_from_the_repository() {
     let none = w.path("none").display().to_string();
     assert!(complete(&["kindsnap", "--repo", &none, "show", "m"]).is_empty());
 }
+
+/// A SQLite database with one table: `cat` and `diff --props` print SQL
+/// rows as tables by default (NULL shown, long text cut with …), JSON on
+/// request; `cat SNAP KIND` lists every row of the kind.
+#[test]
+fn sql_rows_print_as_tables() {
+    let w = Work::new();
+    w.init();
+    let db = w.path("shop.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE product(sku TEXT PRIMARY KEY, title TEXT, price REAL, note TEXT);
+         INSERT INTO product VALUES ('A1', 'anvil', 9.5, NULL);
+         INSERT INTO product VALUES ('B2', 'bolt', 0.25, 'x');",
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE product SET note = ?1 WHERE sku = 'B2'",
+        [&"long ".repeat(30)],
+    )
+    .unwrap();
+    let from = format!("sqlite:{}", db.display());
+    w.ok(&["snapshot", "--from", &from, "--name", "mon"]);
+    c.execute_batch("UPDATE product SET price = 11 WHERE sku = 'A1'")
+        .unwrap();
+    w.ok(&["snapshot", "--from", &from, "--name", "tue"]);
+
+    let one = w.ok(&["cat", "mon", "product:A1"]);
+    let lines: Vec<&str> = one.lines().collect();
+    assert_eq!(lines.len(), 2, "{one}");
+    for col in ["key", "note", "price", "title"] {
+        assert!(lines[0].contains(col), "{one}");
+    }
+    assert!(
+        lines[1].contains("NULL") && lines[1].contains("anvil"),
+        "{one}"
+    );
+    let json = w.ok(&["cat", "mon", "product:A1", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["properties"]["title"]["stringValue"], "anvil");
+
+    let all = w.ok(&["cat", "mon", "product"]);
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 3, "{all}");
+    assert!(
+        lines[2].contains('…') && !lines[2].contains(&"long ".repeat(30)),
+        "{all}"
+    );
+    let jsonl = w.ok(&["cat", "mon", "product", "--format", "json", "--limit", "1"]);
+    assert_eq!(jsonl.lines().count(), 1, "{jsonl}");
+    let err = w.fails(&["cat", "mon", "Produkt"]);
+    assert!(err.contains("did you mean `product`"), "{err}");
+
+    let diff = w.ok(&["diff", "mon", "tue", "--props"]);
+    let row = diff
+        .lines()
+        .find(|l| l.contains("product:A1"))
+        .unwrap_or_else(|| panic!("{diff}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells, ["~", "product:A1", "price", "9.5", "11"], "{diff}");
+    let lines = w.ok(&["diff", "mon", "tue", "--props", "--format", "json"]);
+    assert!(lines.contains("price: 9.5 → 11"), "{lines}");
+}

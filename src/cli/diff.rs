@@ -45,6 +45,11 @@ pub struct Args {
     /// Print as JSON.
     #[arg(long)]
     json: bool,
+    /// How --props shows values: json (`name: old → new` lines, values as
+    /// JSON) or table (key, column, old, new; NULL shown, long values cut)
+    /// [default: table for snapshots of SQL databases, json for the rest].
+    #[arg(long, value_name = "FORMAT", requires = "props")]
+    format: Option<super::rows::Format>,
 }
 
 pub(super) fn short(v: &Value) -> String {
@@ -107,6 +112,9 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         show_keys: (args.keys || args.props) && !args.json,
         first: true,
         current: None,
+        table: (args.props
+            && super::rows::choose(args.format, &b.source) == super::rows::Format::Table)
+            .then(|| super::rows::Table::new(Vec::new())),
     };
     if args.json {
         // Entries stream out as they are found (a diff may have millions);
@@ -136,6 +144,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         printer.out.line("")?;
     }
     let (kinds, _method) = d::diff(&repo, &a, &b, &opts, &mut |k, e| printer.entry(k, e))?;
+    printer.flush_table()?;
     let mut out = printer.out;
     let code = match args.exit_code && !kinds.is_empty() {
         true => ExitCode::from(1),
@@ -166,6 +175,8 @@ struct Printer<'a> {
     first: bool,
     /// The kind whose heading was printed last.
     current: Option<(String, String)>,
+    /// `--props` as a table (`--format table`): the current kind's rows.
+    table: Option<super::rows::Table>,
 }
 
 impl Printer<'_> {
@@ -201,11 +212,22 @@ impl Printer<'_> {
         }
         let here = (k.namespace.clone(), k.kind.clone());
         if self.current.as_ref() != Some(&here) {
+            self.flush_table()?;
             let heading = self
                 .paint
                 .bold(&format!("{}:", kind_label(&k.namespace, &k.kind)));
             self.raw(&heading)?;
             self.current = Some(here);
+            if self.table.is_some() {
+                self.table = Some(super::rows::Table::new(
+                    ["", "key", "column", "old", "new"]
+                        .map(String::from)
+                        .to_vec(),
+                ));
+            }
+        }
+        if self.table.is_some() {
+            return self.table_rows(&e, &path, &props);
         }
         let line = match e.change {
             d::Change::Added => self.paint.green(&format!("+ {path}")),
@@ -224,6 +246,57 @@ impl Printer<'_> {
                 self.paint.green(&n)
             );
             self.raw(&line)?;
+        }
+        Ok(())
+    }
+
+    /// One entity's rows of the `--props` table: a row per changed
+    /// property, or one row for an added or removed entity.
+    fn table_rows(
+        &mut self,
+        e: &d::DiffEntry,
+        path: &str,
+        props: &[d::PropChange],
+    ) -> kindsnap::Result<()> {
+        use super::rows::cell;
+        let mark = match e.change {
+            d::Change::Added => "+",
+            d::Change::Removed => "-",
+            d::Change::Changed => "~",
+        };
+        let mut rows = Vec::new();
+        if props.is_empty() {
+            rows.push(vec![mark.to_string(), path.to_string()]);
+        }
+        for p in props {
+            rows.push(vec![
+                mark.to_string(),
+                path.to_string(),
+                p.name.clone(),
+                cell(p.old.as_ref()),
+                cell(p.new.as_ref()),
+            ]);
+        }
+        for row in rows {
+            let lines = match self.table.as_mut() {
+                Some(t) => t.push(row),
+                None => Vec::new(),
+            };
+            for l in lines {
+                self.raw(&l)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Print the rows the `--props` table holds.
+    fn flush_table(&mut self) -> kindsnap::Result<()> {
+        let lines = match self.table.as_mut() {
+            Some(t) => t.flush(),
+            None => Vec::new(),
+        };
+        for l in lines {
+            self.raw(&l)?;
         }
         Ok(())
     }

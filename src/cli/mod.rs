@@ -25,6 +25,7 @@ mod progress;
 mod prune;
 mod repair;
 mod restore;
+mod rows;
 mod show;
 mod snapshot;
 mod stats;

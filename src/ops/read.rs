@@ -54,6 +54,43 @@ pub fn cat(
     Ok((info, entity))
 }
 
+/// Every entity of one kind of a snapshot, in key order, each handed to
+/// `f`, which returns `false` to stop (a row limit). Streams: one entity
+/// in memory at a time. Returns the snapshot read.
+pub fn cat_kind(
+    repo: &Repository,
+    spec: &str,
+    namespace: &str,
+    kind: &str,
+    f: &mut dyn FnMut(Entity) -> Result<bool>,
+) -> Result<SnapshotInfo> {
+    let _lock = repo.lock_shared()?;
+    let info = super::find_snapshot(repo, spec)?;
+    let chain = Chain::open(repo, &info.id)?;
+    let kinds = chain.head().kinds()?;
+    let here: Vec<&str> = kinds
+        .iter()
+        .filter(|k| k.namespace == namespace && k.entities > 0)
+        .map(|k| k.kind.as_str())
+        .collect();
+    if !here.contains(&kind) {
+        return Err(super::unknown_kind(
+            kind,
+            format!("snapshot `{}`", info.name),
+            &info.name,
+            here,
+        ));
+    }
+    let store = Store::open(repo)?;
+    let mut st = chain.state(namespace, kind)?;
+    while let Some(e) = st.next_entry()? {
+        if !f(store.get(&e.hash)?)? {
+            break;
+        }
+    }
+    Ok(info)
+}
+
 /// What `kindsnap show` reports (and prints with `--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ShowReport {
