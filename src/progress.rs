@@ -4,6 +4,10 @@
 pub trait Progress: Sync {
     /// A new phase begins (`reading`, `writing Post` …); `total` if known.
     fn phase(&self, _name: &str, _total: Option<u64>) {}
+    /// The whole operation's total over all its phases (a restore: every
+    /// entity it writes), for an overall ETA; `advance` counts toward it
+    /// too. `None` ends it.
+    fn overall(&self, _total: Option<u64>) {}
     /// `n` more items of the current phase are done.
     fn advance(&self, _n: u64) {}
     /// The current phase is done.

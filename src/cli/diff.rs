@@ -136,7 +136,14 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             ..opts.clone()
         };
         let (kinds, _) = d::diff(&repo, &a, &b, &counts, &mut |_, _| Ok(()))?;
-        summary(&mut printer.out, &printer.paint, &a.name, &b.name, &kinds)?;
+        summary(
+            &mut printer.out,
+            &printer.paint,
+            &a.name,
+            &b.name,
+            &kinds,
+            None,
+        )?;
         if kinds.is_empty() {
             printer.out.flush()?;
             return Ok(ExitCode::SUCCESS);
@@ -157,7 +164,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         return Ok(code);
     }
     if !printer.show_keys {
-        summary(&mut out, &printer.paint, &a.name, &b.name, &kinds)?;
+        // How long it took, on a terminal only: piped, a diff is data.
+        use std::io::IsTerminal;
+        let took = std::io::stdout().is_terminal().then_some(settings.started);
+        summary(&mut out, &printer.paint, &a.name, &b.name, &kinds, took)?;
     }
     out.flush()?;
     Ok(code)
@@ -313,9 +323,11 @@ fn summary(
     a: &str,
     b: &str,
     kinds: &[d::KindDiff],
+    started: Option<std::time::Instant>,
 ) -> std::io::Result<()> {
+    let took = started.map(super::output::took).unwrap_or_default();
     if kinds.is_empty() {
-        return out.line(format!("no differences between {a} and {b}"));
+        return out.line(format!("no differences between {a} and {b}{took}"));
     }
     let mut rows = vec![vec![
         "kind".to_string(),
@@ -354,6 +366,6 @@ fn summary(
         n => format!("{n} kinds differ"),
     };
     out.line(format!(
-        "{kinds_differ}: {ad} added, {re} removed, {ch} changed"
+        "{kinds_differ}: {ad} added, {re} removed, {ch} changed{took}"
     ))
 }

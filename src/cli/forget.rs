@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use kindsnap::ops::forget::{self, ForgetOptions, Policy};
 
-use super::output::{table, time_text};
+use super::output::{count, table, time_text};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -128,27 +128,26 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             out.line(format!("  {}", l.trim_end()))?;
         }
     }
-    let verb = if report.dry_run { "would keep" } else { "kept" };
-    out.line(
-        format!(
-            "{verb} {}, {} {}, {} {} rewritten with the removed changes folded in{}",
-            report.kept,
-            if report.dry_run {
-                "would remove"
-            } else {
-                "removed"
-            },
-            report.removed,
-            report.rewritten,
-            if report.dry_run { "to be" } else { "" },
-            if report.dry_run || report.removed == 0 {
-                String::new()
-            } else {
-                "; `kindsnap prune` frees the data they alone used".to_string()
-            }
-        )
-        .replace("  ", " "),
-    )?;
+    let (keep, remove, rewrite) = match report.dry_run {
+        true => ("would keep", "would remove", "would fold"),
+        false => ("kept", "removed", "folded"),
+    };
+    let mut line = format!(
+        "{keep} {}, {remove} {}{}",
+        count(report.kept, "snapshot"),
+        report.removed,
+        super::output::took(settings.started)
+    );
+    if report.rewritten > 0 {
+        line.push_str(&format!(
+            "; {rewrite} the removed changes into {}",
+            count(report.rewritten, "kept snapshot")
+        ));
+    }
+    if !report.dry_run && report.removed > 0 {
+        line.push_str("; `kindsnap prune` frees the data they alone used");
+    }
+    out.line(line)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

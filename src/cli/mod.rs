@@ -188,6 +188,8 @@ pub struct Settings {
     pub config: kindsnap::config::Config,
     /// Cancelled by Ctrl-C; every operation gets a clone.
     pub cancel: kindsnap::interrupt::Cancel,
+    /// When the command started: summaries say how long it took.
+    pub started: std::time::Instant,
 }
 
 impl Settings {
@@ -238,6 +240,7 @@ impl Settings {
             timeout_from,
             remote,
             cancel,
+            started: std::time::Instant::now(),
             color: match cli.color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,

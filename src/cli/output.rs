@@ -147,6 +147,11 @@ pub fn time(us: i64) -> String {
     kindsnap::model::json::format_timestamp(us - us.rem_euclid(1_000_000))
 }
 
+/// ` in 1.2 s`: how long the command has run, for its summary line.
+pub fn took(started: std::time::Instant) -> String {
+    format!(" in {}", super::progress::duration(started.elapsed()))
+}
+
 /// [`time`] for a time a report carries as RFC 3339 text.
 pub fn time_text(rfc3339: &str) -> String {
     kindsnap::model::json::parse_timestamp(rfc3339)

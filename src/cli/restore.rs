@@ -220,6 +220,9 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         to.clone()
     };
     print_report(&mut out, &report, &info.name, &shown)?;
+    if !report.dry_run {
+        out.line(format!("done{}", super::output::took(settings.started)))?;
+    }
     out.flush()?;
     Ok(code)
 }

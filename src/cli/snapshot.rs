@@ -148,7 +148,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&mut out, &report, &source.source_id())?;
     } else {
-        print_text(&mut out, &report)?;
+        print_text(&mut out, &report, settings.started)?;
     }
     out.flush()?;
     Ok(done)
@@ -265,7 +265,11 @@ fn print_json(
     Ok(())
 }
 
-fn print_text(out: &mut Out, report: &snapshot::SnapshotReport) -> anyhow::Result<()> {
+fn print_text(
+    out: &mut Out,
+    report: &snapshot::SnapshotReport,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
     if report.existed {
         out.line(format!(
             "snapshot `{}` ({}) already exists with identical content; nothing to do",
@@ -287,9 +291,10 @@ fn print_text(out: &mut Out, report: &snapshot::SnapshotReport) -> anyhow::Resul
         out.line(l)?;
     }
     out.line(format!(
-        "repository grew by {} (manifest {})",
+        "repository grew by {} (manifest {}){}",
         bytes(report.bytes_added),
-        bytes(report.manifest_bytes)
+        bytes(report.manifest_bytes),
+        super::output::took(started)
     ))?;
     if !report.skipped_kinds.is_empty() {
         out.line(format!(

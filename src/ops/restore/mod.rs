@@ -218,7 +218,11 @@ pub fn restore(
     if resumed {
         report.resumed = Some(read::resume_point(&plan));
     }
+    // The overall total is known when only whole kinds are written.
+    let total: u64 = chosen.iter().map(|(_, _, n)| n).sum();
+    progress.overall((!opts.with_references).then_some(total));
     pipeline(repo, &snap.id, &plan, &mut writer, opts)?;
+    progress.overall(None);
     writer.remove_extras(&kinds)?;
     writer.finish(report)
 }
