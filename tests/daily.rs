@@ -292,3 +292,53 @@ fn sql_rows_print_as_tables() {
     let lines = w.ok(&["diff", "mon", "tue", "--props", "--format", "json"]);
     assert!(lines.contains("price: 9.5 → 11"), "{lines}");
 }
+
+/// A missing or malformed credentials file named by
+/// GOOGLE_APPLICATION_CREDENTIALS: one line that names the file and what
+/// to do, none of the auth library's words, no colour off a terminal.
+#[test]
+fn credential_errors_are_one_clean_line() {
+    let w = Work::new();
+    w.init();
+    let bad = w.write("bad.json", "{\"type\":\"service_account\"}");
+    let missing = w.path("nowhere/key.json");
+    for (file, says) in [
+        (&missing, "which is not a file"),
+        (&bad, "is not a service account key"),
+    ] {
+        let out = w
+            .ks()
+            .args([
+                "snapshot",
+                "--from",
+                "datastore:acme-prod",
+                "--timeout",
+                "10",
+            ])
+            .env("GOOGLE_APPLICATION_CREDENTIALS", file)
+            .env_remove("DATASTORE_EMULATOR_HOST")
+            .env_remove("KINDSNAP_LOG")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(says) && err.contains(&file.display().to_string()),
+            "{err}"
+        );
+        assert!(
+            err.contains("gcloud auth application-default login"),
+            "{err}"
+        );
+        for internal in [
+            "deserialize",
+            "ApplicationCredentials",
+            "os error",
+            "\u{1b}[",
+        ] {
+            assert!(!err.contains(internal), "{internal}: {err}");
+        }
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -30,7 +30,7 @@ pub struct Args {
     /// name); or a kind alone (`Post`) for all its entities.
     key: String,
     /// Namespace of the key [default: the default namespace].
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     namespace: String,
     /// json or table [default: table for snapshots of SQL databases,
     /// json for the rest].

@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(add = super::complete::kind(), long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Option<Vec<String>>,
     /// Namespace of the kinds given with --kinds.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     namespace: String,
     /// Don't ask for confirmation.
     #[arg(long, short = 'y')]

@@ -111,7 +111,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 if d.keep { "keep" } else { "remove" }.to_string(),
                 d.id[..8].to_string(),
                 d.name.clone(),
-                time_text(&d.time),
+                time_text(&d.time, settings.local_time),
                 if d.keep {
                     let mut why = d.reasons.join(", ");
                     if d.new_id.is_some() {

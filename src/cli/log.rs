@@ -6,7 +6,7 @@ use kindsnap::ops;
 
 use kindsnap::ops::diff::Change;
 
-use super::output::{bytes, escape, table, time, Paint};
+use super::output::{bytes, escape, table, time_at, Paint};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, value_name = "KEY")]
     key: Option<String>,
     /// Namespace of --key [default: the default namespace].
-    #[arg(long, default_value = "", requires = "key")]
+    #[arg(long, default_value = "", hide_default_value = true, requires = "key")]
     namespace: String,
     /// Only snapshots that carry TAG (`kindsnap tag`); repeatable: any
     /// of them.
@@ -65,7 +65,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             let mut row = vec![
                 s.id[..8].to_string(),
                 s.name.clone(),
-                time(s.time_us),
+                time_at(s.time_us, settings.local_time),
                 s.source.clone(),
                 s.entities.to_string(),
                 bytes(s.bytes_added),
@@ -142,7 +142,7 @@ fn history(key: &str, args: &Args, settings: &Settings) -> anyhow::Result<ExitCo
             "{mark} {}  {}  {}  {what}",
             e.snapshot.logical.short(),
             escape(&e.snapshot.name),
-            time(e.snapshot.time_us),
+            time_at(e.snapshot.time_us, settings.local_time),
         ))?;
         for p in &e.properties {
             let show = |v: &Option<kindsnap::model::Value>| {

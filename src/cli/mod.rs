@@ -91,6 +91,11 @@ pub struct Cli {
     )]
     color: ColorChoice,
 
+    /// Print times in the local time zone (RFC 3339 with its offset)
+    /// instead of UTC; --json stays UTC.
+    #[arg(long, global = true, help_heading = "Global options")]
+    local_time: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -128,7 +133,8 @@ enum Command {
     Log(log::Args),
     /// Show a snapshot's kinds with their sizes.
     Show(show::Args),
-    /// Print one entity of a snapshot as JSON.
+    /// Print one entity of a snapshot, or every entity of a kind (JSON, or
+    /// a table for SQL).
     Cat(cat::Args),
     /// Compare two snapshots by kind, key and property.
     Diff(diff::Args),
@@ -190,6 +196,8 @@ pub struct Settings {
     pub cancel: kindsnap::interrupt::Cancel,
     /// When the command started: summaries say how long it took.
     pub started: std::time::Instant,
+    /// `--local-time`: tables print local times instead of UTC.
+    pub local_time: bool,
 }
 
 impl Settings {
@@ -241,6 +249,7 @@ impl Settings {
             remote,
             cancel,
             started: std::time::Instant::now(),
+            local_time: cli.local_time,
             color: match cli.color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use kindsnap::ops;
 
-use super::output::{bytes, table, time};
+use super::output::{bytes, table, time_at};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -29,7 +29,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         out.json(&serde_json::to_value(&r)?)?;
     } else {
         out.line(format!("snapshot {}  {}", r.name, r.id))?;
-        out.line(format!("time     {}", time(r.time_us)))?;
+        out.line(format!(
+            "time     {}",
+            time_at(r.time_us, settings.local_time)
+        ))?;
         out.line(format!("source   {}", r.source))?;
         match &r.parent {
             Some(p) => out.line(format!(

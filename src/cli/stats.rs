@@ -36,7 +36,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         if args.json {
             out.json(&serde_json::to_value(&s)?)?;
         } else if !settings.quiet {
-            print_repo(&mut out, &repo.location(), &s)?;
+            print_repo(&mut out, &repo.location(), &s, settings.local_time)?;
         }
     }
     out.flush()?;
@@ -90,7 +90,12 @@ fn print_snapshot(out: &mut Out, s: &stats::SnapshotStats) -> std::io::Result<()
     Ok(())
 }
 
-fn print_repo(out: &mut Out, location: &str, s: &stats::RepoStats) -> std::io::Result<()> {
+fn print_repo(
+    out: &mut Out,
+    location: &str,
+    s: &stats::RepoStats,
+    local: bool,
+) -> std::io::Result<()> {
     out.line(format!(
         "repository {}: {}, {} total",
         location,
@@ -125,7 +130,7 @@ fn print_repo(out: &mut Out, location: &str, s: &stats::RepoStats) -> std::io::R
     for g in &s.growth {
         rows.push(vec![
             g.name.clone(),
-            time_text(&g.time),
+            time_text(&g.time, local),
             g.entities.to_string(),
             bytes(g.raw_bytes),
             bytes(g.bytes_added),

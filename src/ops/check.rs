@@ -54,19 +54,29 @@ pub enum Cause {
     DamagedPack(PackId),
 }
 
+/// `1 entity`, `2 entities`.
+fn entities(n: impl Into<u64>) -> String {
+    match n.into() {
+        1 => "1 entity".to_string(),
+        n => format!("{n} entities"),
+    }
+}
+
 impl Cause {
     fn describe(&self, n: usize) -> String {
+        let are = if n == 1 { "is" } else { "are" };
+        let n = entities(n as u64);
         match self {
             Cause::NotIndexed => format!(
-                "{n} entities are not in the index (their bodies are lost with a damaged or missing pack); \
+                "{n} {are} not in the index (their bodies are lost with a damaged or missing pack); \
                  `kindsnap repair snapshots` rewrites the snapshots without them"
             ),
             Cause::PackMissing(p) => format!(
-                "pack {} is missing: {n} entities lost; `kindsnap repair snapshots` rewrites the snapshots without them",
+                "pack {} is missing: {n} lost; `kindsnap repair snapshots` rewrites the snapshots without them",
                 p.short()
             ),
             Cause::DamagedPack(p) => format!(
-                "pack {}: {n} entities in its damaged part are lost; \
+                "pack {}: {n} in its damaged part {are} lost; \
                  `kindsnap repair index` salvages the rest, then `kindsnap repair snapshots`",
                 p.short()
             ),
@@ -339,10 +349,11 @@ fn read_packs(
         } else if let Some(n) = listed.get(id).filter(|n| **n > found) {
             report.problems.push(Problem {
                 problem: format!(
-                    "the index places {} entities in pack {} that are not there; \
+                    "the index places {} in pack {} that {} not there; \
                      `kindsnap check --rebuild-index` rebuilds it from the packs",
-                    n - found,
-                    id.short()
+                    entities(n - found),
+                    id.short(),
+                    if n - found == 1 { "is" } else { "are" }
                 ),
                 affects: vec![],
             });
@@ -352,8 +363,9 @@ fn read_packs(
     if misplaced > 0 {
         report.problems.push(Problem {
             problem: format!(
-                "the index gives the wrong block or offset for {misplaced} entities; \
-                 `kindsnap check --rebuild-index` rebuilds it from the packs"
+                "the index gives the wrong block or offset for {}; \
+                 `kindsnap check --rebuild-index` rebuilds it from the packs",
+                entities(misplaced)
             ),
             affects: vec![],
         });

@@ -441,10 +441,14 @@ impl Client {
             match found {
                 Ok(p) => Some(p),
                 Err(e) => {
+                    // The library's own words (type names, serde paths)
+                    // only with -vv; the user gets what is wrong.
+                    tracing::debug!("credentials provider: {e}");
                     return Err(Error::Datastore(format!(
-                        "no Google credentials for project {}: {e}; tried GOOGLE_APPLICATION_CREDENTIALS, gcloud's application default credentials and the metadata server. Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file",
-                        ep.project
-                    )))
+                        "no Google credentials for project {}: {}. Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file",
+                        ep.project,
+                        credentials_problem(&e.to_string())
+                    )));
                 }
             }
         } else {
@@ -2182,6 +2186,30 @@ fn key_for(namespace: &str, path: Vec<crate::model::PathElement>) -> Key {
         },
         path,
     )
+}
+
+/// Why Application Default Credentials were not found, in the user's
+/// terms: the file GOOGLE_APPLICATION_CREDENTIALS names is missing or is
+/// not a credentials file, or there is nothing anywhere.
+fn credentials_problem(library_error: &str) -> String {
+    match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|v| !v.is_empty()) {
+        Some(path) => {
+            let shown = std::path::Path::new(&path).display().to_string();
+            if !std::path::Path::new(&path).is_file() {
+                format!("GOOGLE_APPLICATION_CREDENTIALS names {shown}, which is not a file")
+            } else if library_error.contains("deserialize") || library_error.contains("parse") {
+                format!(
+                    "{shown} (GOOGLE_APPLICATION_CREDENTIALS) is not a service account key \
+                     or user credentials file"
+                )
+            } else {
+                format!("{shown} (GOOGLE_APPLICATION_CREDENTIALS) was not accepted")
+            }
+        }
+        None => "none found (GOOGLE_APPLICATION_CREDENTIALS is not set, gcloud has no \
+                 application default credentials, no metadata server answered)"
+            .to_string(),
+    }
 }
 
 #[cfg(test)]
