@@ -198,8 +198,13 @@ pub enum Error {
     #[error("snapshot {id} is damaged ({why}); run `kindsnap check`")]
     DamagedSnapshot { id: String, why: String },
 
-    #[error("{what} not found in snapshot `{snapshot}`")]
-    NotFound { what: String, snapshot: String },
+    /// `hint` is empty or ` (did you mean …?)`.
+    #[error("{what} not found in snapshot `{snapshot}`{hint}")]
+    NotFound {
+        what: String,
+        snapshot: String,
+        hint: String,
+    },
 
     #[error("invalid key `{text}`: {why}")]
     BadKey { text: String, why: String },

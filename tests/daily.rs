@@ -281,6 +281,11 @@ fn sql_rows_print_as_tables() {
     assert_eq!(jsonl.lines().count(), 1, "{jsonl}");
     let err = w.fails(&["cat", "mon", "Produkt"]);
     assert!(err.contains("did you mean `product`"), "{err}");
+    // A key in the wrong case, or a small edit away.
+    let err = w.fails(&["cat", "mon", "product:a1"]);
+    assert!(err.contains("did you mean `product:A1`"), "{err}");
+    let err = w.fails(&["cat", "mon", "product:B3"]);
+    assert!(err.contains("`product:B2`"), "{err}");
 
     let diff = w.ok(&["diff", "mon", "tue", "--props"]);
     let row = diff

@@ -45,14 +45,46 @@ pub fn cat(
                 here,
             ));
         }
+        let typed = key::display_path(&path);
+        let close = close_keys(&chain, namespace, &kind, &typed)?;
+        let close: Vec<&str> = close.iter().map(String::as_str).collect();
         return Err(Error::NotFound {
-            what: format!("key {}", key::display_path(&path)),
+            hint: crate::suggest::did_you_mean(&close)
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default(),
+            what: format!("key {typed}"),
             snapshot: info.name.clone(),
         });
     };
     let entity = Store::open(repo)?.get(&entry.hash)?;
     Ok((info, entity))
 }
+
+/// Keys of `kind` close to `typed` (same letters in another case, or a
+/// small edit away), for a "did you mean". Reads at most the first
+/// [`KEY_SCAN`] keys of the kind: this runs only on the error path, and a
+/// bounded look keeps it quick on a kind of millions.
+fn close_keys(chain: &Chain, namespace: &str, kind: &str, typed: &str) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut st = chain.state(namespace, kind)?;
+    while let Some(e) = st.next_entry()? {
+        if let Some(p) = key::decode_path(&e.key) {
+            keys.push(key::display_path(&p));
+        }
+        if keys.len() >= KEY_SCAN {
+            break;
+        }
+    }
+    Ok(
+        crate::suggest::closest(typed, keys.iter().map(String::as_str))
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// How many keys [`close_keys`] looks at.
+const KEY_SCAN: usize = 100_000;
 
 /// Every entity of one kind of a snapshot, in key order, each handed to
 /// `f`, which returns `false` to stop (a row limit). Streams: one entity
