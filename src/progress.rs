@@ -2,7 +2,9 @@
 //! with a no-op implementation. The CLI decides how (or whether) to draw.
 
 pub trait Progress: Sync {
-    /// A new phase begins (`reading`, `writing Post` …); `total` if known.
+    /// A new phase begins (`reading`, `writing Post` …); `total` if known
+    /// or well estimated (a snapshot guesses its parent's count: `advance`
+    /// may go past it).
     fn phase(&self, _name: &str, _total: Option<u64>) {}
     /// The whole operation's total over all its phases (a restore: every
     /// entity it writes), for an overall ETA; `advance` counts toward it

@@ -228,6 +228,10 @@ impl Progress for Bars {
                 if let Ok(t) = t.lock() {
                     if let Some(pb) = &t.phase {
                         pb.inc(n);
+                        // An estimated total that was too small grows.
+                        if pb.length().is_some_and(|len| pb.position() > len) {
+                            pb.set_length(pb.position());
+                        }
                     }
                     if let Some(pb) = &t.overall {
                         pb.inc(n);
@@ -275,6 +279,10 @@ impl Progress for Bars {
 impl Lines {
     fn advance(&mut self, n: u64) {
         self.pos += n;
+        // An estimated total that was too small grows.
+        if let Some(t) = self.total.as_mut() {
+            *t = (*t).max(self.pos);
+        }
         if let Some((_, done, _)) = &mut self.overall {
             *done += n;
         }

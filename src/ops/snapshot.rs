@@ -437,7 +437,12 @@ pub fn snapshot(
     let plan = Plan::decide(repo, source.source_id(), opts, time_us)?;
 
     // 1. Read, encode, hash; store bodies not stored yet; sort the keys.
-    progress.phase("reading", None);
+    // The parent's count is the best guess of the total (a progress bar
+    // that may end a little short or long, with an ETA).
+    progress.phase(
+        "reading",
+        plan.parent.as_ref().map(|p| p.entities).filter(|n| *n > 0),
+    );
     let chain = plan
         .parent
         .as_ref()
@@ -721,7 +726,14 @@ fn merge_kinds(
         reads,
     };
     for (ns, kind) in &names {
-        progress.phase(&format!("merging {}", kind_label(ns, kind)), None);
+        let guess = match chain {
+            Some(c) => c.head().kind(ns, kind)?.map(|k| k.entities),
+            None => None,
+        };
+        progress.phase(
+            &format!("merging {}", kind_label(ns, kind)),
+            guess.filter(|n| *n > 0),
+        );
         let gid = groups.get(ns, kind);
         let kid = merged.writer.add_kind(ns, kind)?;
         let mut rep = KindReport {
