@@ -347,3 +347,54 @@ fn credential_errors_are_one_clean_line() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// On a terminal (a pseudo-terminal through util-linux `script`), a
+/// restore draws a bar per kind and an overall one, each with its unit,
+/// percentage and ETA, and no rate with a fraction of an entity; the
+/// summaries of snapshot, restore, check say how long they took.
+#[test]
+fn progress_on_a_terminal_names_units_and_an_overall_eta() {
+    let w = Work::new();
+    w.init();
+    let data = Data::generate(40_000, 5);
+    data.write_sorted(&w.path("cur.jsonl"));
+    let out = w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "a"]);
+    assert!(
+        out.lines().any(|l| l.starts_with("repository grew by") && l.contains(" in ")),
+        "{out}"
+    );
+    let check = w.ok(&["check"]);
+    assert!(check.starts_with("checked 1 snapshot, ") && check.contains(" in "), "{check}");
+    let cmd = format!(
+        "{} --repo {} restore a --to jsonl:{}",
+        common::bin().display(),
+        w.repo().display(),
+        w.path("out.jsonl").display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("KINDSNAP_CACHE_DIR", w.cache_dir())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let screen = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
+    let bars: Vec<&str> = screen
+        .lines()
+        .filter(|l| l.contains("overall") && l.contains('%'))
+        .collect();
+    assert!(!bars.is_empty(), "no overall bar:\n{screen}");
+    assert!(
+        bars.iter().any(|l| l.contains("/40,000") && l.contains("entities") && l.contains("ETA")),
+        "{bars:?}"
+    );
+    assert!(screen.contains("restoring "), "{screen}");
+    // Rates are rounded: `12.5k/s`, never `125193.1575/s`.
+    for l in screen.lines().filter(|l| l.contains("/s")) {
+        let rate = l.split_whitespace().find(|w| w.ends_with("/s")).unwrap();
+        let digits = rate.trim_end_matches("/s").trim_end_matches(['k', 'M']);
+        assert!(digits.len() <= 5, "{rate} in {l}");
+    }
+    assert!(screen.contains("done in "), "{screen}");
+}
