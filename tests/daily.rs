@@ -360,11 +360,15 @@ fn progress_on_a_terminal_names_units_and_an_overall_eta() {
     data.write_sorted(&w.path("cur.jsonl"));
     let out = w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "a"]);
     assert!(
-        out.lines().any(|l| l.starts_with("repository grew by") && l.contains(" in ")),
+        out.lines()
+            .any(|l| l.starts_with("repository grew by") && l.contains(" in ")),
         "{out}"
     );
     let check = w.ok(&["check"]);
-    assert!(check.starts_with("checked 1 snapshot, ") && check.contains(" in "), "{check}");
+    assert!(
+        check.starts_with("checked 1 snapshot, ") && check.contains(" in "),
+        "{check}"
+    );
     let cmd = format!(
         "{} --repo {} restore a --to jsonl:{}",
         common::bin().display(),
@@ -386,7 +390,8 @@ fn progress_on_a_terminal_names_units_and_an_overall_eta() {
         .collect();
     assert!(!bars.is_empty(), "no overall bar:\n{screen}");
     assert!(
-        bars.iter().any(|l| l.contains("/40,000") && l.contains("entities") && l.contains("ETA")),
+        bars.iter()
+            .any(|l| l.contains("/40,000") && l.contains("entities") && l.contains("ETA")),
         "{bars:?}"
     );
     assert!(screen.contains("restoring "), "{screen}");

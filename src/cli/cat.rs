@@ -28,6 +28,7 @@ pub struct Args {
     snapshot: String,
     /// Key path, e.g. `Post:42`, `User:alice/Post:7`, `Post:"42"` (a
     /// name); or a kind alone (`Post`) for all its entities.
+    #[arg(add = super::complete::kind())]
     key: String,
     /// Namespace of the key [default: the default namespace].
     #[arg(long, default_value = "", hide_default_value = true)]

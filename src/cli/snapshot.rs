@@ -55,8 +55,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     ignore_file: Option<PathBuf>,
     /// Datastore: only these namespaces (comma-separated; `-` is the
-    /// default namespace) [default: all].
-    #[arg(long, value_name = "NS,…")]
+    /// default namespace; `--namespace` also works) [default: all].
+    #[arg(long, alias = "namespace", value_name = "NS,…")]
     namespaces: Option<String>,
     /// Datastore: read every kind as of this RFC 3339 time (a consistent
     /// point-in-time snapshot, where the server supports it).
