@@ -102,7 +102,10 @@ fn tags_keep_ids_and_snapshots() {
     three_snapshots(&w);
     let before = log_json(&w);
     let a = id_of(&before, "a");
+    let diff_before = w.ok(&["diff", "a", "b", "--json"]);
     let out = w.ok(&["tag", "add", "audit", "a", "c"]);
+    // Tagging a parent changes nothing its children's diffs see.
+    assert_eq!(w.ok(&["diff", "a", "b", "--json"]), diff_before);
     assert!(out.contains("2 snapshots tagged"), "{out}");
     let out = w.ok(&["tag", "add", "audit", "a"]);
     assert!(
