@@ -85,7 +85,7 @@ impl Cause {
 }
 
 fn snap_label(i: &SnapshotInfo) -> String {
-    format!("snapshot {} ({})", i.name, i.id.short())
+    format!("snapshot {} ({})", i.name, i.logical.short())
 }
 
 pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
