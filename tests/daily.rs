@@ -406,3 +406,31 @@ fn progress_on_a_terminal_names_units_and_an_overall_eta() {
     }
     assert!(screen.contains("done in "), "{screen}");
 }
+
+/// `forget --tag T` applies the rules to the snapshots tagged T only, as
+/// restic's does: the others are kept and not listed.
+#[test]
+fn forget_with_tag_considers_only_tagged_snapshots() {
+    let w = Work::new();
+    three_snapshots(&w);
+    w.ok(&["tag", "add", "x", "a", "b"]);
+    let report = w.ok(&["forget", "--tag", "x", "--keep-last", "1", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(
+        (v["kept"].as_u64(), v["removed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let listed: Vec<&str> = v["groups"][0]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["b", "a"]);
+    let left: Vec<String> = log_json(&w)
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, ["c", "b"]);
+    w.ok(&["check"]);
+}

@@ -48,6 +48,10 @@ pub struct Args {
     /// Keep snapshots whose name matches GLOB (`*`, `?`); repeatable.
     #[arg(long, value_name = "GLOB")]
     keep_name: Vec<String>,
+    /// Apply the rules only to snapshots that carry TAG (repeatable: any
+    /// of them); the others are kept and not listed.
+    #[arg(long, value_name = "TAG", add = super::complete::tag())]
+    tag: Vec<String>,
     /// Keep snapshots that carry TAG (`kindsnap tag add`); repeatable.
     #[arg(add = super::complete::tag(), long, value_name = "TAG")]
     keep_tag: Vec<String>,
@@ -73,6 +77,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         yearly: args.keep_yearly,
         names: args.keep_name,
         tags: args.keep_tag,
+        only_tags: args.tag,
         forget: args.snapshots,
     };
     let opts = ForgetOptions {

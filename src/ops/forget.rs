@@ -50,6 +50,9 @@ pub struct Policy {
     /// Keep snapshots that carry one of these tags (restic's
     /// `--keep-tag`).
     pub tags: Vec<String>,
+    /// Only snapshots that carry one of these tags are considered
+    /// (restic's `forget --tag`); the others are kept and not listed.
+    pub only_tags: Vec<String>,
     /// Instead of keep-rules: forget exactly these snapshots (names, id
     /// prefixes, `latest~N`, `@DATE`) and keep every other.
     pub forget: Vec<String>,
@@ -296,7 +299,13 @@ pub fn forget(
     let decided = decide(&visible, policy, &listed, opts.allow_empty)?;
     let mut report = ForgetReport {
         dry_run: opts.dry_run,
-        kept: decided.keep.len() as u64,
+        // The snapshots the policy looked at (not those `only_tags` left out).
+        kept: decided
+            .groups
+            .iter()
+            .flat_map(|g| &g.snapshots)
+            .filter(|d| d.keep)
+            .count() as u64,
         removed: decided.forgotten.len() as u64,
         groups: decided.groups,
         rewritten: 0,
@@ -354,14 +363,21 @@ fn decide(
     allow_empty: bool,
 ) -> Result<Decided> {
     let mut by_group: BTreeMap<(String, String), Vec<SnapshotInfo>> = BTreeMap::new();
-    for i in visible {
-        by_group.entry(group_key(i)).or_default().push(i.clone());
-    }
     let mut out = Decided {
         groups: Vec::new(),
         keep: HashSet::new(),
         forgotten: HashSet::new(),
     };
+    for i in visible {
+        let selected =
+            policy.only_tags.is_empty() || i.tags.iter().any(|t| policy.only_tags.contains(t));
+        if selected {
+            by_group.entry(group_key(i)).or_default().push(i.clone());
+        } else {
+            // Not considered: kept, so chains through it stay as they are.
+            out.keep.insert(i.id);
+        }
+    }
     for ((source, kinds_filter), snaps) in &by_group {
         let decided = match listed.is_empty() {
             true => apply_policy(snaps, policy),
