@@ -405,6 +405,25 @@ fn progress_on_a_terminal_names_units_and_an_overall_eta() {
         assert!(digits.len() <= 5, "{rate} in {l}");
     }
     assert!(screen.contains("done in "), "{screen}");
+    // `check --read-data` counts bytes (a bar that moves with the data).
+    let cmd = format!(
+        "{} --repo {} check --read-data",
+        common::bin().display(),
+        w.repo().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("KINDSNAP_CACHE_DIR", w.cache_dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("reading data") && l.contains("B/s") && l.contains('%')),
+        "{screen}"
+    );
 }
 
 /// `forget --tag T` applies the rules to the snapshots tagged T only, as

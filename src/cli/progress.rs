@@ -81,7 +81,9 @@ pub fn unit_of(phase: &str) -> &'static str {
         "checking references",
         "attributing damage",
     ];
-    if PACKS.contains(&phase) {
+    if phase == "reading data" {
+        "bytes"
+    } else if PACKS.contains(&phase) {
         "packs"
     } else if SNAPSHOTS.contains(&phase) {
         "snapshots"
@@ -93,10 +95,11 @@ pub fn unit_of(phase: &str) -> &'static str {
 /// `n` per second, rounded for reading: `850 entities/s`, `12.5k
 /// entities/s`, `3.2M entities/s`.
 pub fn rate(n: u64, d: Duration, unit: &str) -> String {
-    format!(
-        "{} {unit}/s",
-        short_number(n as f64 / d.as_secs_f64().max(1e-3))
-    )
+    let per_sec = n as f64 / d.as_secs_f64().max(1e-3);
+    if unit == "bytes" {
+        return format!("{}/s", super::output::bytes(per_sec as u64));
+    }
+    format!("{} {unit}/s", short_number(per_sec))
 }
 
 /// A count rounded for reading: 850, 12.5k, 3.2M.
@@ -127,7 +130,9 @@ pub fn duration(d: Duration) -> String {
 }
 
 fn style(unit: &'static str, total: bool) -> ProgressStyle {
-    let template = if total {
+    let template = if unit == "bytes" {
+        "{msg:24!} {bar:25.cyan/blue} {percent:>3}% {binary_bytes:>10}/{binary_total_bytes:10} {binary_bytes_per_sec:>12} ETA {eta}"
+    } else if total {
         "{msg:24!} {bar:25.cyan/blue} {percent:>3}% {human_pos:>9}/{human_len:9} {unit} {rate:>14} ETA {eta}"
     } else {
         "{spinner} {msg:24!} {human_pos:>9} {unit} {rate:>14} {elapsed}"
@@ -335,10 +340,12 @@ mod tests {
             "125.2k entities/s"
         );
         assert_eq!(rate(850, Duration::from_secs(1), "packs"), "850 packs/s");
+        assert_eq!(rate(3 << 20, Duration::from_secs(2), "bytes"), "1.5 MiB/s");
         assert_eq!(duration(Duration::from_secs(200)), "3 min 20 s");
         assert_eq!(duration(Duration::from_millis(1500)), "1.5 s");
         assert_eq!(duration(Duration::from_millis(15)), "15 ms");
         assert_eq!(unit_of("reading packs"), "packs");
+        assert_eq!(unit_of("reading data"), "bytes");
         assert_eq!(unit_of("restoring Post"), "entities");
         assert_eq!(eta(50, 100, Duration::from_secs(10)), ", ETA 10.0 s");
     }

@@ -319,7 +319,16 @@ fn read_packs(
     let index = &packs.index;
     let mut on_disk: Vec<PackId> = packs.on_disk.iter().copied().collect();
     on_disk.sort();
-    progress.phase("reading packs", Some(on_disk.len() as u64));
+    // Bytes when every pack's size is known here (a local repository, or
+    // a cache holding them all): a bar that moves with the data, in MB/s.
+    let total_bytes: Option<u64> = on_disk
+        .iter()
+        .map(|id| fs::metadata(repo.pack_path(id)).ok().map(|m| m.len()))
+        .sum();
+    match total_bytes {
+        Some(b) => progress.phase("reading data", Some(b)),
+        None => progress.phase("reading packs", Some(on_disk.len() as u64)),
+    }
     let listed = index.entities_per_pack()?;
     let mut misplaced = 0u64;
     for id in &on_disk {
@@ -358,7 +367,10 @@ fn read_packs(
                 affects: vec![],
             });
         }
-        progress.advance(1);
+        progress.advance(match total_bytes {
+            Some(_) => bytes.len() as u64,
+            None => 1,
+        });
     }
     if misplaced > 0 {
         report.problems.push(Problem {
