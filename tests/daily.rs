@@ -453,3 +453,39 @@ fn forget_with_tag_considers_only_tagged_snapshots() {
     assert_eq!(left, ["c", "b"]);
     w.ok(&["check"]);
 }
+
+/// Times print one way, RFC 3339 in UTC; `--local-time` prints the same
+/// moment with the local offset (here TZ=Asia/Kolkata, +05:30), which `@`
+/// accepts back; `--json` stays UTC.
+#[test]
+fn local_time_on_request() {
+    let w = Work::new();
+    w.init();
+    Data::generate(10, 1).write_sorted(&w.path("cur.jsonl"));
+    w.ks()
+        .args(["snapshot", "--from", "jsonl:cur.jsonl", "--name", "a"])
+        .env("KINDSNAP_NOW", "2026-11-20T06:00:00Z")
+        .assert()
+        .success();
+    let utc = w.ok(&["log"]);
+    assert!(utc.contains("2026-11-20T06:00:00Z"), "{utc}");
+    let run = |args: &[&str]| {
+        let out = w
+            .ks()
+            .args(args)
+            .env("TZ", "Asia/Kolkata")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let local = run(&["--local-time", "log"]);
+    assert!(local.contains("2026-11-20T11:30:00+05:30"), "{local}");
+    let show = run(&["show", "@2026-11-20T11:30:00+05:30", "--local-time"]);
+    assert!(
+        show.contains("snapshot a") && show.contains("+05:30"),
+        "{show}"
+    );
+    let json = run(&["--local-time", "log", "--json"]);
+    assert!(json.contains("2026-11-20T06:00:00"), "{json}");
+}
