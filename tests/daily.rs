@@ -75,6 +75,11 @@ fn an_id_printed_before_forget_still_works_after_it() {
     assert!(text.contains(&c[..8]), "{text}");
     let show = w.ok(&["show", &c[..8]]);
     assert!(show.contains(&c), "{show}");
+    // The new manifest's own id (what builds before logical ids printed)
+    // names the same snapshot.
+    let file = files_after.iter().find(|f| **f != a).unwrap();
+    let show = w.ok(&["show", &file[..8]]);
+    assert!(show.contains(&c) && show.contains("snapshot c"), "{show}");
     let diff = w.ok(&["diff", &a[..8], &c[..10], "--json"]);
     let v: serde_json::Value = serde_json::from_str(&diff).unwrap();
     assert_eq!(v["to"]["id"], c.as_str());

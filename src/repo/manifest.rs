@@ -1472,18 +1472,7 @@ pub fn resolve(infos: &[SnapshotInfo], spec: &str) -> Result<SnapshotInfo> {
     let lower = spec.to_ascii_lowercase();
     let hex = !lower.is_empty() && lower.chars().all(|c| c.is_ascii_hexdigit());
     if hex && lower.len() >= MIN_ID_PREFIX {
-        // The printed (logical) id first; a manifest's own id too, for
-        // ids printed by builds before logical ids (forget's "rewritten as").
-        let mut matches: Vec<&SnapshotInfo> = infos
-            .iter()
-            .filter(|i| i.logical.to_hex().starts_with(&lower))
-            .collect();
-        if matches.is_empty() {
-            matches = infos
-                .iter()
-                .filter(|i| i.id.to_hex().starts_with(&lower))
-                .collect();
-        }
+        let matches = with_id_prefix(infos, &lower);
         match matches.len() {
             0 => {
                 let close = crate::suggest::closest(spec, infos.iter().map(|i| i.name.as_str()));
@@ -1518,6 +1507,23 @@ pub fn resolve(infos: &[SnapshotInfo], spec: &str) -> Result<SnapshotInfo> {
         return Err(unknown(format!(": {}", count())));
     }
     Err(unknown(String::new()))
+}
+
+/// The snapshots whose id starts with `prefix` (lower-case hex): the
+/// printed (logical) ids first; else manifest ids, which builds before
+/// logical ids printed for rewritten snapshots (forget's "rewritten as").
+fn with_id_prefix<'a>(infos: &'a [SnapshotInfo], prefix: &str) -> Vec<&'a SnapshotInfo> {
+    let logical: Vec<&SnapshotInfo> = infos
+        .iter()
+        .filter(|i| i.logical.to_hex().starts_with(prefix))
+        .collect();
+    if !logical.is_empty() {
+        return logical;
+    }
+    infos
+        .iter()
+        .filter(|i| i.id.to_hex().starts_with(prefix))
+        .collect()
 }
 
 /// The fewest hex digits of a snapshot id that `resolve` reads as an id.
