@@ -126,7 +126,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let opts = options(args, settings, &repo)?;
     if !opts.tags.is_empty() {
         // Tags live in manifest headers that older builds reject.
-        repo.require_format(3)?;
+        repo.require_format(kindsnap::repo::TAGS_FORMAT_VERSION)?;
     }
     let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
     // `--tolerate` (exports): each damaged record skipped, and exit 3.

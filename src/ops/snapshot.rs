@@ -48,7 +48,7 @@ pub struct SnapshotOptions {
     /// Stops the snapshot at its next entity; nothing is published.
     pub cancel: crate::interrupt::Cancel,
     /// Tags of the new snapshot (`--tag`); the repository must be at
-    /// format 3 ([`Repository::require_format`]) when there are any.
+    /// format [`crate::repo::TAGS_FORMAT_VERSION`] ([`Repository::require_format`]) when there are any.
     pub tags: Vec<String>,
 }
 

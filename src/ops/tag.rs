@@ -102,7 +102,7 @@ pub fn tag(
         let changed = tags != info.tags;
         if changed {
             if !tags.is_empty() {
-                repo.require_format(3)?;
+                repo.require_format(crate::repo::TAGS_FORMAT_VERSION)?;
             }
             manifest::publish_retagged(repo, &info, tags.clone())?;
             repo.remove_manifest(&info.id)?;

@@ -34,6 +34,10 @@ use crate::ids::{PackId, RepoId, SnapshotId};
 /// `tags` (`kindsnap tag`, `snapshot --tag`), written only by those.
 pub const FORMAT_VERSION: u32 = 3;
 
+/// The version a manifest with `tags` needs (`kindsnap tag`, `snapshot
+/// --tag`): older builds reject header fields they do not know.
+pub const TAGS_FORMAT_VERSION: u32 = 3;
+
 /// The version `init` writes: nothing of version 2 exists in a repository
 /// until `forget` rewrites a manifest, so a new repository stays readable
 /// by version-1 builds until then.
