@@ -122,6 +122,9 @@ fn render(v: &View, r: &Restore) -> Markup {
         h1 { "Snapshot " (v.info.name) }
         table.facts {
             tr { th { "id" } td { code { (s.id) } } }
+            @if !v.info.tags.is_empty() {
+                tr { th { "tags" } td { (v.info.tags.join(", ")) } }
+            }
             tr { th { "time" } td { (page::time(v.info.time_us)) " UTC" } }
             tr { th { "source" } td { (s.source) } }
             tr { th { "parent" } td {
