@@ -150,6 +150,20 @@ fn tags_keep_ids_and_snapshots() {
         "weekly",
     ]);
     assert_eq!(tags(&log_json(&w), "d"), ["weekly"]);
+    let d = id_of(&log_json(&w), "d");
+    // A rerun that finds `d` published already still adds its tags.
+    let out = w.ok(&[
+        "snapshot",
+        "--from",
+        "jsonl:cur.jsonl",
+        "--name",
+        "d",
+        "--tag",
+        "extra",
+    ]);
+    assert!(out.contains("already exists"), "{out}");
+    assert_eq!(tags(&log_json(&w), "d"), ["extra", "weekly"]);
+    assert_eq!(id_of(&log_json(&w), "d"), d);
     // Keep the last one and what is tagged `audit`: only b goes.
     let report = w.ok(&[
         "forget",

@@ -129,6 +129,11 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         repo.require_format(kindsnap::repo::TAGS_FORMAT_VERSION)?;
     }
     let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
+    if report.existed && !opts.tags.is_empty() {
+        // A rerun found the snapshot published already: it still gets
+        // the tags asked for (its id stays).
+        kindsnap::ops::tag::tag(&mut repo, &[report.id.to_hex()], &opts.tags, &[])?;
+    }
     // `--tolerate` (exports): each damaged record skipped, and exit 3.
     let skipped = source.skipped();
     for s in &skipped {
