@@ -75,7 +75,7 @@ fn typed_words() -> Vec<OsString> {
 /// The repository the command being typed would use: `--repo`, else
 /// `KINDSNAP_REPO`, else `repo` in kindsnap.toml (or `--config`), else
 /// `./.kindsnap` — the order of [`super::Settings`].
-fn repo_dir() -> Option<PathBuf> {
+fn repo_dir() -> PathBuf {
     let words = typed_words();
     let flag = |name: &str| -> Option<OsString> {
         let eq = format!("--{name}=");
@@ -89,25 +89,23 @@ fn repo_dir() -> Option<PathBuf> {
         })
     };
     if let Some(r) = flag("repo") {
-        return Some(PathBuf::from(r));
+        return PathBuf::from(r);
     }
     if let Some(r) = std::env::var_os("KINDSNAP_REPO").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(r));
+        return PathBuf::from(r);
     }
     let config = flag("config").map(PathBuf::from);
     if let Ok(c) = kindsnap::config::Config::load(config.as_deref()) {
         if let Some(r) = c.repo {
-            return Some(r);
+            return r;
         }
     }
-    Some(PathBuf::from(".kindsnap"))
+    PathBuf::from(".kindsnap")
 }
 
 /// The snapshots of the repository, read from headers (oldest first).
 fn infos() -> Vec<kindsnap::repo::manifest::SnapshotInfo> {
-    let Some(dir) = repo_dir() else {
-        return Vec::new();
-    };
+    let dir = repo_dir();
     if dir
         .to_str()
         .is_some_and(kindsnap::repo::remote::is_remote_url)
@@ -147,10 +145,8 @@ pub fn snapshots() -> Vec<CompletionCandidate> {
 /// `namespace/Kind`).
 pub fn kinds() -> Vec<CompletionCandidate> {
     let infos = infos();
-    let Some(dir) = repo_dir() else {
-        return Vec::new();
-    };
-    let (Some(newest), Ok(repo)) = (infos.last(), kindsnap::repo::Repository::open(&dir)) else {
+    let (Some(newest), Ok(repo)) = (infos.last(), kindsnap::repo::Repository::open(&repo_dir()))
+    else {
         return Vec::new();
     };
     let Ok(m) = kindsnap::repo::manifest::Manifest::open(&repo, &newest.id) else {
