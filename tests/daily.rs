@@ -370,8 +370,10 @@ fn credential_errors_are_one_clean_line() {
     }
 }
 
-/// On a terminal (a pseudo-terminal through util-linux `script`), a
-/// restore draws a bar per kind and an overall one, each with its unit,
+/// On a terminal (a pseudo-terminal through util-linux `script`), the
+/// first snapshot of a JSON Lines file shows its total (the file's lines)
+/// with an ETA; a restore draws a bar per kind and an overall one, each
+/// with its unit,
 /// percentage and ETA, and no rate with a fraction of an entity; the
 /// summaries of snapshot, restore, check say how long they took.
 #[test]
@@ -380,11 +382,32 @@ fn progress_on_a_terminal_names_units_and_an_overall_eta() {
     w.init();
     let data = Data::generate(40_000, 5);
     data.write_sorted(&w.path("cur.jsonl"));
-    let out = w.ok(&["snapshot", "--from", "jsonl:cur.jsonl", "--name", "a"]);
+    // The first snapshot, on a terminal: no parent to guess a total
+    // from, but a JSON Lines file counts its lines.
+    let cmd = format!(
+        "{} --repo {} snapshot --from jsonl:{} --name a --no-cache",
+        common::bin().display(),
+        w.repo().display(),
+        w.path("cur.jsonl").display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("KINDSNAP_CACHE_DIR", w.cache_dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
     assert!(
-        out.lines()
+        screen
+            .lines()
+            .any(|l| l.contains("reading") && l.contains("/40,000") && l.contains("ETA")),
+        "{screen}"
+    );
+    assert!(
+        screen
+            .lines()
             .any(|l| l.starts_with("repository grew by") && l.contains(" in ")),
-        "{out}"
+        "{screen}"
     );
     let check = w.ok(&["check"]);
     assert!(

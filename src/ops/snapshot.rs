@@ -437,12 +437,13 @@ pub fn snapshot(
     let plan = Plan::decide(repo, source.source_id(), opts, time_us)?;
 
     // 1. Read, encode, hash; store bodies not stored yet; sort the keys.
-    // The parent's count is the best guess of the total (a progress bar
-    // that may end a little short or long, with an ETA).
-    progress.phase(
-        "reading",
-        plan.parent.as_ref().map(|p| p.entities).filter(|n| *n > 0),
-    );
+    // The total: what the source counts cheaply (a file's lines), else
+    // the parent's count, a guess (a bar that may end a little short or
+    // long, with an ETA).
+    let total = source
+        .expected_entities()
+        .or(plan.parent.as_ref().map(|p| p.entities));
+    progress.phase("reading", total.filter(|n| *n > 0));
     let chain = plan
         .parent
         .as_ref()
