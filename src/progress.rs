@@ -10,6 +10,11 @@ pub trait Progress: Sync {
     /// entity it writes), for an overall ETA; `advance` counts toward it
     /// too. `None` ends it.
     fn overall(&self, _total: Option<u64>) {}
+    /// Whether totals are shown: an operation may then spend a little
+    /// work to learn one (a JSON Lines file counts its lines).
+    fn wants_totals(&self) -> bool {
+        false
+    }
     /// `n` more items of the current phase are done.
     fn advance(&self, _n: u64) {}
     /// The current phase is done.

@@ -200,6 +200,10 @@ impl Progress for Bars {
         }
     }
 
+    fn wants_totals(&self) -> bool {
+        !matches!(self, Bars::Quiet)
+    }
+
     fn overall(&self, total: Option<u64>) {
         match self {
             Bars::Quiet => {}

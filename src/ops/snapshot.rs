@@ -440,9 +440,11 @@ pub fn snapshot(
     // The total: what the source counts cheaply (a file's lines), else
     // the parent's count, a guess (a bar that may end a little short or
     // long, with an ETA).
-    let total = source
-        .expected_entities()
-        .or(plan.parent.as_ref().map(|p| p.entities));
+    let counted = match progress.wants_totals() {
+        true => source.expected_entities(),
+        false => None,
+    };
+    let total = counted.or(plan.parent.as_ref().map(|p| p.entities));
     progress.phase("reading", total.filter(|n| *n > 0));
     let chain = plan
         .parent
