@@ -198,8 +198,13 @@ pub enum Error {
     #[error("snapshot {id} is damaged ({why}); run `kindsnap check`")]
     DamagedSnapshot { id: String, why: String },
 
-    #[error("{what} not found in snapshot `{snapshot}`")]
-    NotFound { what: String, snapshot: String },
+    /// `hint` is empty or ` (did you mean …?)`.
+    #[error("{what} not found in snapshot `{snapshot}`{hint}")]
+    NotFound {
+        what: String,
+        snapshot: String,
+        hint: String,
+    },
 
     #[error("invalid key `{text}`: {why}")]
     BadKey { text: String, why: String },
@@ -327,7 +332,7 @@ pub enum Error {
 
     /// No Application Default Credentials for a `datastore:PROJECT`
     /// location.
-    #[error("no Google credentials for project {project}: {why}; tried GOOGLE_APPLICATION_CREDENTIALS, gcloud's application default credentials and the metadata server. Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file")]
+    #[error("no Google credentials for project {project}: {why}. Run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file")]
     NoCredentials { project: String, why: String },
 
     /// The process could not get a resource it needs to start working

@@ -61,8 +61,11 @@ fn snapshot_log_show_cat_export_round_trip() {
     assert!(cat_ns.contains("\"namespaceId\": \"t1\""), "{cat_ns}");
     let err = w.fails(&["cat", "day1", "Post:999999"]);
     assert!(err.contains("not found"), "{err}");
-    let err = w.fails(&["cat", "day1", "Post"]);
+    let err = w.fails(&["cat", "day1", "Post:"]);
     assert!(err.contains("invalid key"), "{err}");
+    // A kind alone lists the kind (JSON Lines for a JSON Lines source).
+    let all = w.ok(&["cat", "day1", "Post", "--limit", "3"]);
+    assert_eq!(all.lines().count(), 3, "{all}");
 }
 
 #[test]

@@ -192,12 +192,14 @@ fn help_carries_examples() {
 #[test]
 fn completions_and_man_pages_are_generated() {
     let w = Work::new();
+    // Dynamic: each script calls the binary back (tests/daily.rs runs
+    // the bash one).
     let bash = w.ok(&["completions", "bash"]);
-    assert!(bash.contains("_kindsnap") && bash.contains("restore"));
+    assert!(bash.contains("KINDSNAP_COMPLETE=\"bash\"") && bash.contains("complete "));
     let zsh = w.ok(&["completions", "zsh"]);
-    assert!(zsh.contains("#compdef kindsnap"));
+    assert!(zsh.contains("#compdef kindsnap") && zsh.contains("KINDSNAP_COMPLETE"));
     let fish = w.ok(&["completions", "fish"]);
-    assert!(fish.contains("complete -c kindsnap"));
+    assert!(fish.contains("--command kindsnap") && fish.contains("KINDSNAP_COMPLETE=fish"));
     let man = w.ok(&["man"]);
     assert!(
         man.starts_with(".ie") || man.contains(".TH kindsnap"),
@@ -206,4 +208,25 @@ fn completions_and_man_pages_are_generated() {
     w.ok(&["man", "--out-dir", "man1"]);
     let page = std::fs::read_to_string(w.path("man1/kindsnap-restore.1")).unwrap();
     assert!(page.contains(".TH kindsnap-restore") && page.contains("uuid"));
+    // Every page a page refers to exists (nested commands too, no pages
+    // for clap's `help`), and each carries the version.
+    let version = env!("CARGO_PKG_VERSION");
+    for e in std::fs::read_dir(w.path("man1")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let th = text.lines().find(|l| l.starts_with(".TH")).unwrap();
+        assert!(th.contains(version), "{th}");
+        for (i, _) in text.match_indices("(1)") {
+            let start = text[..i].rfind(|c: char| c.is_whitespace()).unwrap() + 1;
+            let name = text[start..i].replace('\\', "");
+            let name = name.trim_start_matches("\\fB");
+            if name.starts_with("kindsnap") {
+                assert!(
+                    w.path(&format!("man1/{name}.1")).exists(),
+                    "{name}(1) missing"
+                );
+            }
+        }
+    }
+    assert!(w.path("man1/kindsnap-tag-add.1").exists());
+    assert!(!w.path("man1/kindsnap-help.1").exists());
 }

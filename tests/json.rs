@@ -28,6 +28,7 @@ struct LogEntry {
     parent: Option<String>,
     entities: u64,
     bytes_added: u64,
+    tags: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +104,7 @@ struct Show {
     parent: Option<String>,
     keyframe: bool,
     entities: u64,
+    tags: Vec<String>,
     kinds: Vec<ShowKind>,
 }
 
@@ -314,7 +316,8 @@ fn every_json_output_parses_strictly_and_holds_the_right_numbers() {
         && l.time.ends_with('Z')
         && l.source == s1.source
         && l.entities == 3
-        && l.bytes_added > 0));
+        && l.bytes_added > 0
+        && l.tags.is_empty()));
 
     let show: Show = parse(&w.ok(&["show", "d2", "--json"]), "show");
     assert_eq!(
@@ -326,6 +329,7 @@ fn every_json_output_parses_strictly_and_holds_the_right_numbers() {
     assert_eq!(show.parent, s2.parent);
     assert!(!show.keyframe);
     assert_eq!(show.entities, 3);
+    assert!(show.tags.is_empty());
     assert_eq!(
         show.kinds
             .iter()

@@ -196,7 +196,11 @@ fn a_truncated_pack_loses_only_its_truncated_part() {
             "{s} not named: {affects:?}"
         );
     }
-    assert!(!affects.iter().any(|a| a.contains("b1")), "{affects:?}");
+    // By name: an id may hold the letters `b1` too.
+    assert!(
+        !affects.iter().any(|a| a.starts_with("snapshot b1 (")),
+        "{affects:?}"
+    );
 
     // b1 is untouched; the a-snapshots fail cleanly.
     assert_eq!(export(&w, "b1").as_ref(), exports.get("b1"));

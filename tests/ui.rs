@@ -361,6 +361,11 @@ fn history_lists_what_log_lists_with_charts() {
         "{table}"
     );
     assert!(t.contains("1 snapshot of jsonl:"), "{t}");
+    // Tags show beside the name, and the id does not change.
+    let id = log[2]["id"].as_str().unwrap()[..8].to_string();
+    w.ok(&["tag", "add", "audit", "day1"]);
+    let r = row(&s.page("/"), "day1");
+    assert!(r.contains("#audit") && r.contains(&id), "{r}");
 }
 
 #[test]

@@ -33,7 +33,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         out.json(&serde_json::to_value(&report)?)?;
     } else if !settings.quiet {
         out.line(format!(
-            "checked {}, {}{}",
+            "checked {}, {}{}{}",
             count(report.snapshots, "snapshot"),
             count(report.packs, "pack"),
             if args.read_data {
@@ -44,7 +44,8 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 )
             } else {
                 String::new()
-            }
+            },
+            super::output::took(settings.started)
         ))?;
         for n in &report.notes {
             out.line(format!("note: {n}"))?;

@@ -17,10 +17,10 @@ pub struct Args {
     #[arg(long, value_name = "TARGET")]
     to: Option<String>,
     /// Only these kinds (comma-separated) [default: every kind on the target].
-    #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
+    #[arg(add = super::complete::kind(), long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Option<Vec<String>>,
     /// Namespace of the kinds given with --kinds.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     namespace: String,
     /// Don't ask for confirmation.
     #[arg(long, short = 'y')]

@@ -17,10 +17,17 @@ pub struct Args {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  kindsnap completions bash > ~/.local/share/bash-completion/completions/kindsnap
-  kindsnap completions zsh > ~/.zfunc/_kindsnap
-  kindsnap completions fish > ~/.config/fish/completions/kindsnap.fish")]
+#[command(
+    after_help = "The script calls kindsnap back while you type, so snapshot names, kinds \
+and tags come from the repository the command line names (--repo, KINDSNAP_REPO, kindsnap.toml, \
+./.kindsnap; local repositories only). Load it anew in each shell, so it always matches the \
+installed kindsnap.
+
+Examples:
+  echo 'source <(kindsnap completions bash)' >> ~/.bashrc
+  echo 'source <(kindsnap completions zsh)' >> ~/.zshrc
+  echo 'kindsnap completions fish | source' >> ~/.config/fish/config.fish"
+)]
 pub struct CompletionArgs {
     shell: clap_complete::Shell,
 }
@@ -208,14 +215,13 @@ fn kind_rows(c: &kindsnap::config::Config, file: &str) -> Vec<Row> {
 }
 
 pub fn completions(args: CompletionArgs) -> anyhow::Result<ExitCode> {
-    let mut cmd = Cli::command();
     let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut cmd, "kindsnap", &mut out);
+    super::complete::write_registration(args.shell, &mut out)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
-    let cmd = Cli::command();
+    let cmd = without_help(Cli::command());
     let Some(dir) = args.out_dir else {
         clap_mangen::Man::new(cmd).render(&mut std::io::stdout().lock())?;
         return Ok(ExitCode::SUCCESS);
@@ -230,12 +236,36 @@ pub fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         Ok(())
     };
+    // Pages for nested commands too (`kindsnap-tag-add(1)`), and none
+    // for clap's `help` command, so every page a page names exists.
+    let cmd = without_help(cmd);
     write("kindsnap", cmd.clone())?;
+    write_pages(&cmd, "kindsnap", &write)
+}
+
+/// `cmd` and its subcommands without clap's `help` subcommand (man pages
+/// do not document it; `kindsnap help` still works).
+fn without_help(cmd: clap::Command) -> clap::Command {
+    cmd.disable_help_subcommand(true)
+        .mut_subcommands(without_help)
+}
+
+/// One page per subcommand, nested ones too (`kindsnap-tag-add.1`), each
+/// with the version the top page has.
+fn write_pages(
+    cmd: &clap::Command,
+    prefix: &str,
+    write: &dyn Fn(&str, clap::Command) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
     for sub in cmd.get_subcommands() {
         // A man page is named after the command it documents; the process
         // ends right after, so leaking the few names is harmless.
-        let name: &'static str = Box::leak(format!("kindsnap-{}", sub.get_name()).into_boxed_str());
-        write(name, sub.clone().name(name))?;
+        let name: &'static str = Box::leak(format!("{prefix}-{}", sub.get_name()).into_boxed_str());
+        write(
+            name,
+            sub.clone().name(name).version(env!("CARGO_PKG_VERSION")),
+        )?;
+        write_pages(sub, name, write)?;
     }
     Ok(ExitCode::SUCCESS)
 }

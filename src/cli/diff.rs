@@ -20,12 +20,13 @@ use super::{Out, Settings};
 Colours follow --color (auto: on a terminal, unless NO_COLOR is set).")]
 pub struct Args {
     /// The older snapshot.
+    #[arg(add = super::complete::snap())]
     a: String,
     /// The newer snapshot.
-    #[arg(default_value = "latest")]
+    #[arg(add = super::complete::snap(), default_value = "latest")]
     b: String,
     /// Only these kinds (comma-separated or repeated; `--kind` also works).
-    #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
+    #[arg(add = super::complete::kind(), long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Vec<String>,
     /// List the keys that differ (+ added, - removed, ~ changed), after
     /// the per-kind summary.
@@ -44,6 +45,11 @@ pub struct Args {
     /// Print as JSON.
     #[arg(long)]
     json: bool,
+    /// How --props shows values: json (`name: old → new` lines, values as
+    /// JSON) or table (key, column, old, new; NULL shown, long values cut)
+    /// [default: table for snapshots of SQL databases, json for the rest].
+    #[arg(long, value_name = "FORMAT", requires = "props")]
+    format: Option<super::rows::Format>,
 }
 
 /// The meaning SQLite snapshots give TEXT that is not valid UTF-8
@@ -120,13 +126,16 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         show_keys: (args.keys || args.props) && !args.json,
         first: true,
         current: None,
+        table: (args.props
+            && super::rows::choose(args.format, &b.source) == super::rows::Format::Table)
+            .then(|| super::rows::Table::new(Vec::new())),
     };
     if args.json {
         // Entries stream out as they are found (a diff may have millions);
         // the per-kind counts, known at the end, come last.
         let head = serde_json::json!({
-            "from": {"id": a.id.to_hex(), "name": a.name},
-            "to": {"id": b.id.to_hex(), "name": b.name},
+            "from": {"id": a.logical.to_hex(), "name": a.name},
+            "to": {"id": b.logical.to_hex(), "name": b.name},
         });
         let head = serde_json::to_string(&head)?;
         printer
@@ -141,7 +150,14 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             ..opts.clone()
         };
         let (kinds, _) = d::diff(&repo, &a, &b, &counts, &mut |_, _| Ok(()))?;
-        summary(&mut printer.out, &printer.paint, &a.name, &b.name, &kinds)?;
+        summary(
+            &mut printer.out,
+            &printer.paint,
+            &a.name,
+            &b.name,
+            &kinds,
+            None,
+        )?;
         if kinds.is_empty() {
             printer.out.flush()?;
             return Ok(ExitCode::SUCCESS);
@@ -149,6 +165,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         printer.out.line("")?;
     }
     let (kinds, _method) = d::diff(&repo, &a, &b, &opts, &mut |k, e| printer.entry(k, e))?;
+    printer.flush_table()?;
     let mut out = printer.out;
     let code = match args.exit_code && !kinds.is_empty() {
         true => ExitCode::from(1),
@@ -161,7 +178,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         return Ok(code);
     }
     if !printer.show_keys {
-        summary(&mut out, &printer.paint, &a.name, &b.name, &kinds)?;
+        // How long it took, on a terminal only: piped, a diff is data.
+        use std::io::IsTerminal;
+        let took = std::io::stdout().is_terminal().then_some(settings.started);
+        summary(&mut out, &printer.paint, &a.name, &b.name, &kinds, took)?;
     }
     out.flush()?;
     Ok(code)
@@ -179,6 +199,8 @@ struct Printer<'a> {
     first: bool,
     /// The kind whose heading was printed last.
     current: Option<(String, String)>,
+    /// `--props` as a table (`--format table`): the current kind's rows.
+    table: Option<super::rows::Table>,
 }
 
 impl Printer<'_> {
@@ -214,11 +236,22 @@ impl Printer<'_> {
         }
         let here = (k.namespace.clone(), k.kind.clone());
         if self.current.as_ref() != Some(&here) {
+            self.flush_table()?;
             let heading = self
                 .paint
                 .bold(&format!("{}:", kind_label(&k.namespace, &k.kind)));
             self.raw(&heading)?;
             self.current = Some(here);
+            if self.table.is_some() {
+                self.table = Some(super::rows::Table::new(
+                    ["", "key", "column", "old", "new"]
+                        .map(String::from)
+                        .to_vec(),
+                ));
+            }
+        }
+        if self.table.is_some() {
+            return self.table_rows(&e, &path, &props);
         }
         let line = match e.change {
             d::Change::Added => self.paint.green(&format!("+ {path}")),
@@ -241,6 +274,57 @@ impl Printer<'_> {
         Ok(())
     }
 
+    /// One entity's rows of the `--props` table: a row per changed
+    /// property, or one row for an added or removed entity.
+    fn table_rows(
+        &mut self,
+        e: &d::DiffEntry,
+        path: &str,
+        props: &[d::PropChange],
+    ) -> kindsnap::Result<()> {
+        use super::rows::cell;
+        let mark = match e.change {
+            d::Change::Added => "+",
+            d::Change::Removed => "-",
+            d::Change::Changed => "~",
+        };
+        let mut rows = Vec::new();
+        if props.is_empty() {
+            rows.push(vec![mark.to_string(), path.to_string()]);
+        }
+        for p in props {
+            rows.push(vec![
+                mark.to_string(),
+                path.to_string(),
+                p.name.clone(),
+                cell(p.old.as_ref()),
+                cell(p.new.as_ref()),
+            ]);
+        }
+        for row in rows {
+            let lines = match self.table.as_mut() {
+                Some(t) => t.push(row),
+                None => Vec::new(),
+            };
+            for l in lines {
+                self.raw(&l)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Print the rows the `--props` table holds.
+    fn flush_table(&mut self) -> kindsnap::Result<()> {
+        let lines = match self.table.as_mut() {
+            Some(t) => t.flush(),
+            None => Vec::new(),
+        };
+        for l in lines {
+            self.raw(&l)?;
+        }
+        Ok(())
+    }
+
     fn raw(&mut self, line: &str) -> kindsnap::Result<()> {
         self.out.raw(line).map_err(kindsnap::Error::Output)
     }
@@ -253,9 +337,11 @@ fn summary(
     a: &str,
     b: &str,
     kinds: &[d::KindDiff],
+    started: Option<std::time::Instant>,
 ) -> std::io::Result<()> {
+    let took = started.map(super::output::took).unwrap_or_default();
     if kinds.is_empty() {
-        return out.line(format!("no differences between {a} and {b}"));
+        return out.line(format!("no differences between {a} and {b}{took}"));
     }
     let mut rows = vec![vec![
         "kind".to_string(),
@@ -294,6 +380,6 @@ fn summary(
         n => format!("{n} kinds differ"),
     };
     out.line(format!(
-        "{kinds_differ}: {ad} added, {re} removed, {ch} changed"
+        "{kinds_differ}: {ad} added, {re} removed, {ch} changed{took}"
     ))
 }

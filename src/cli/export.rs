@@ -17,13 +17,14 @@ use super::{Out, Settings};
 pub struct Args {
     /// Snapshot: a name, an id prefix, `latest`, `latest~N`, or `@DATE`
     /// (the newest taken at or before 2026-11-20 or 2026-11-20T06:00:00Z).
+    #[arg(add = super::complete::snap())]
     snapshot: String,
     /// Where to write: `jsonl:FILE`, or `datastore-export:DIR` (Google's
     /// managed export format).
     #[arg(long, value_name = "TARGET")]
     to: String,
     /// Only these kinds (comma-separated).
-    #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
+    #[arg(add = super::complete::kind(), long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Option<Vec<String>>,
 }
 

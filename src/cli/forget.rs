@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use kindsnap::ops::forget::{self, ForgetOptions, Policy};
 
-use super::output::{table, time_text};
+use super::output::{count, table, time_text};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -18,13 +18,14 @@ Kept snapshots that built on a forgotten one are rewritten (the forgotten change
 Examples:
   kindsnap forget --keep-daily 14 --keep-weekly 8 --keep-monthly 24 --dry-run
   kindsnap forget --keep-last 3 --keep-name 'release-*'
+  kindsnap forget --keep-daily 7 --keep-tag audit
   kindsnap forget --keep-daily 7 && kindsnap prune
   kindsnap forget before-experiment 9f3c1a2e    forget these two, keep the rest"
 )]
 pub struct Args {
     /// Forget exactly these snapshots (names, id prefixes, `latest~N`,
     /// `@DATE`) and keep every other; instead of --keep-… rules.
-    #[arg(value_name = "SNAPSHOT")]
+    #[arg(add = super::complete::snap(), value_name = "SNAPSHOT")]
     snapshots: Vec<String>,
     /// Keep the N newest snapshots.
     #[arg(long, value_name = "N")]
@@ -47,6 +48,13 @@ pub struct Args {
     /// Keep snapshots whose name matches GLOB (`*`, `?`); repeatable.
     #[arg(long, value_name = "GLOB")]
     keep_name: Vec<String>,
+    /// Apply the rules only to snapshots that carry TAG (repeatable: any
+    /// of them); the others are kept and not listed.
+    #[arg(long, value_name = "TAG", add = super::complete::tag())]
+    tag: Vec<String>,
+    /// Keep snapshots that carry TAG (`kindsnap tag add`); repeatable.
+    #[arg(add = super::complete::tag(), long, value_name = "TAG")]
+    keep_tag: Vec<String>,
     /// Show what would be kept and removed; change nothing.
     #[arg(long, short = 'n')]
     dry_run: bool,
@@ -68,6 +76,8 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         monthly: args.keep_monthly,
         yearly: args.keep_yearly,
         names: args.keep_name,
+        tags: args.keep_tag,
+        only_tags: args.tag,
         forget: args.snapshots,
     };
     let opts = ForgetOptions {
@@ -106,11 +116,12 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 if d.keep { "keep" } else { "remove" }.to_string(),
                 d.id[..8].to_string(),
                 d.name.clone(),
-                time_text(&d.time),
+                time_text(&d.time, settings.local_time),
                 if d.keep {
                     let mut why = d.reasons.join(", ");
-                    if let Some(n) = &d.new_id {
-                        why.push_str(&format!(" (rewritten as {})", &n[..8]));
+                    if d.new_id.is_some() {
+                        // The manifest is new; the snapshot's id stays.
+                        why.push_str(" (removed changes folded in)");
                     }
                     why
                 } else {
@@ -122,27 +133,26 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             out.line(format!("  {}", l.trim_end()))?;
         }
     }
-    let verb = if report.dry_run { "would keep" } else { "kept" };
-    out.line(
-        format!(
-            "{verb} {}, {} {}, {} {} rewritten with the removed changes folded in{}",
-            report.kept,
-            if report.dry_run {
-                "would remove"
-            } else {
-                "removed"
-            },
-            report.removed,
-            report.rewritten,
-            if report.dry_run { "to be" } else { "" },
-            if report.dry_run || report.removed == 0 {
-                String::new()
-            } else {
-                "; `kindsnap prune` frees the data they alone used".to_string()
-            }
-        )
-        .replace("  ", " "),
-    )?;
+    let (keep, remove, rewrite) = match report.dry_run {
+        true => ("would keep", "would remove", "would fold"),
+        false => ("kept", "removed", "folded"),
+    };
+    let mut line = format!(
+        "{keep} {}, {remove} {}{}",
+        count(report.kept, "snapshot"),
+        report.removed,
+        super::output::took(settings.started)
+    );
+    if report.rewritten > 0 {
+        line.push_str(&format!(
+            "; {rewrite} the removed changes into {}",
+            count(report.rewritten, "kept snapshot")
+        ));
+    }
+    if !report.dry_run && report.removed > 0 {
+        line.push_str("; `kindsnap prune` frees the data they alone used");
+    }
+    out.line(line)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

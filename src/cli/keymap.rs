@@ -19,7 +19,7 @@ pub struct Args {
     /// A key path, original (`Post:42`) or restored (`Post:<uuid>`).
     key: String,
     /// The key's namespace.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     namespace: String,
 }
 

@@ -6,7 +6,7 @@ use kindsnap::ops;
 
 use kindsnap::ops::diff::Change;
 
-use super::output::{bytes, escape, table, time, Paint};
+use super::output::{bytes, escape, table, time_at, Paint};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -24,8 +24,12 @@ pub struct Args {
     #[arg(long, value_name = "KEY")]
     key: Option<String>,
     /// Namespace of --key [default: the default namespace].
-    #[arg(long, default_value = "", requires = "key")]
+    #[arg(long, default_value = "", hide_default_value = true, requires = "key")]
     namespace: String,
+    /// Only snapshots that carry TAG (`kindsnap tag`); repeatable: any
+    /// of them.
+    #[arg(add = super::complete::tag(), long, value_name = "TAG", conflicts_with = "key")]
+    tag: Vec<String>,
 }
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -33,7 +37,11 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         return history(key, &args, settings);
     }
     let repo = settings.open_repo()?;
-    let log = ops::read::log(&repo)?;
+    let mut log = ops::read::log(&repo)?;
+    if !args.tag.is_empty() {
+        log.snapshots
+            .retain(|s| s.tags.iter().any(|t| args.tag.contains(t)));
+    }
     let mut out = if args.json { Out::new() } else { Out::paged() };
     if args.json {
         out.json(&serde_json::to_value(&log.snapshots)?)?;
@@ -48,18 +56,27 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             "entities".into(),
             "added".into(),
         ]];
+        // A tags column only once some snapshot has a tag.
+        let tagged = log.snapshots.iter().any(|s| !s.tags.is_empty());
+        if tagged {
+            rows[0].insert(2, "tags".into());
+        }
         for s in &log.snapshots {
-            rows.push(vec![
+            let mut row = vec![
                 s.id[..8].to_string(),
                 s.name.clone(),
-                time(s.time_us),
+                time_at(s.time_us, settings.local_time),
                 s.source.clone(),
                 s.entities.to_string(),
                 bytes(s.bytes_added),
-            ]);
+            ];
+            if tagged {
+                row.insert(2, s.tags.join(","));
+            }
+            rows.push(row);
         }
-        for l in table(&rows, 4) {
-            out.line(l)?;
+        for l in table(&rows, if tagged { 5 } else { 4 }) {
+            out.line(l.trim_end())?;
         }
     }
     out.flush()?;
@@ -85,7 +102,7 @@ fn history(key: &str, args: &Args, settings: &Settings) -> anyhow::Result<ExitCo
             .iter()
             .map(|e| {
                 serde_json::json!({
-                    "id": e.snapshot.id.to_hex(),
+                    "id": e.snapshot.logical.to_hex(),
                     "name": e.snapshot.name,
                     "time": kindsnap::model::json::format_timestamp(e.snapshot.time_us),
                     "source": e.snapshot.source,
@@ -123,9 +140,9 @@ fn history(key: &str, args: &Args, settings: &Settings) -> anyhow::Result<ExitCo
         };
         out.raw(&format!(
             "{mark} {}  {}  {}  {what}",
-            e.snapshot.id.short(),
+            e.snapshot.logical.short(),
             escape(&e.snapshot.name),
-            time(e.snapshot.time_us),
+            time_at(e.snapshot.time_us, settings.local_time),
         ))?;
         for p in &e.properties {
             let show = |v: &Option<kindsnap::model::Value>| {

@@ -12,6 +12,7 @@
 mod cat;
 mod check;
 mod clear;
+mod complete;
 mod config;
 mod diff;
 mod export;
@@ -24,9 +25,11 @@ mod progress;
 mod prune;
 mod repair;
 mod restore;
+mod rows;
 mod show;
 mod snapshot;
 mod stats;
+mod tag;
 mod ui;
 
 use std::path::PathBuf;
@@ -42,30 +45,56 @@ pub use output::Out;
 pub struct Cli {
     /// Repository: a directory, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX
     /// [env: KINDSNAP_REPO; default: ./.kindsnap]
-    #[arg(long, global = true, value_name = "PATH|URL")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH|URL"
+    )]
     repo: Option<PathBuf>,
 
     /// Settings file [default: ./kindsnap.toml if present]
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
 
     /// Seconds to wait for a server's answer (Datastore, PostgreSQL,
     /// object storage) [env: KINDSNAP_TIMEOUT; default: 60]
-    #[arg(long, global = true, value_name = "SECONDS")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "SECONDS"
+    )]
     timeout: Option<String>,
 
     /// Print nothing but errors.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = "Global options")]
     quiet: bool,
 
     /// More logging on stderr (-v: what is done, -vv: every request).
-    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    #[arg(long, short, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     verbose: u8,
 
     /// Colours on stdout: auto (a terminal, unless NO_COLOR is set),
     /// always, never.
-    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
     color: ColorChoice,
+
+    /// Print times in the local time zone (RFC 3339 with its offset)
+    /// instead of UTC; --json stays UTC.
+    #[arg(long, global = true, help_heading = "Global options")]
+    local_time: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -104,7 +133,8 @@ enum Command {
     Log(log::Args),
     /// Show a snapshot's kinds with their sizes.
     Show(show::Args),
-    /// Print one entity of a snapshot as JSON.
+    /// Print one entity of a snapshot, or every entity of a kind (JSON, or
+    /// a table for SQL).
     Cat(cat::Args),
     /// Compare two snapshots by kind, key and property.
     Diff(diff::Args),
@@ -116,6 +146,8 @@ enum Command {
     Stats(stats::Args),
     /// Remove snapshots by keep-policy (restic's --keep-* rules).
     Forget(forget::Args),
+    /// Add or remove a tag on snapshots (ids do not change).
+    Tag(tag::Args),
     /// Delete data no snapshot needs; repack mostly unused packs.
     Prune(prune::Args),
     /// Write a snapshot into a target (original keys or uuid names).
@@ -127,7 +159,8 @@ enum Command {
     Clear(clear::Args),
     /// Show the effective settings and where each came from.
     Config(config::Args),
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) that also completes snapshot names, kinds and tags.
     Completions(config::CompletionArgs),
     /// Print the man page (roff).
     Man(config::ManArgs),
@@ -161,6 +194,10 @@ pub struct Settings {
     pub config: kindsnap::config::Config,
     /// Cancelled by Ctrl-C; every operation gets a clone.
     pub cancel: kindsnap::interrupt::Cancel,
+    /// When the command started: summaries say how long it took.
+    pub started: std::time::Instant,
+    /// `--local-time`: tables print local times instead of UTC.
+    pub local_time: bool,
 }
 
 impl Settings {
@@ -211,6 +248,8 @@ impl Settings {
             timeout_from,
             remote,
             cancel,
+            started: std::time::Instant::now(),
+            local_time: cli.local_time,
             color: match cli.color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,
@@ -313,6 +352,7 @@ fn install_ctrl_c(cancel: kindsnap::interrupt::Cancel) {
 }
 
 pub fn main() -> ExitCode {
+    complete::answer_if_asked();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let cancel = kindsnap::interrupt::Cancel::new();
@@ -335,6 +375,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(a, &settings),
         Command::Stats(a) => stats::run(a, &settings),
         Command::Forget(a) => forget::run(a, &settings),
+        Command::Tag(a) => tag::run(a, &settings),
         Command::Prune(a) => prune::run(a, &settings),
         Command::Restore(a) => restore::run(a, &settings),
         Command::Repair(a) => repair::run(a, &settings),

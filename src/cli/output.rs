@@ -147,10 +147,31 @@ pub fn time(us: i64) -> String {
     kindsnap::model::json::format_timestamp(us - us.rem_euclid(1_000_000))
 }
 
-/// [`time`] for a time a report carries as RFC 3339 text.
-pub fn time_text(rfc3339: &str) -> String {
+/// [`time`], or with `local` (`--local-time`) the same moment in the
+/// local time zone, RFC 3339 with its offset (`2026-12-05T19:31:03+01:00`),
+/// which `@DATE` accepts too.
+pub fn time_at(us: i64, local: bool) -> String {
+    if !local {
+        return time(us);
+    }
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_opt(us.div_euclid(1_000_000), 0) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        }
+        chrono::LocalResult::None => time(us),
+    }
+}
+
+/// ` in 1.2 s`: how long the command has run, for its summary line.
+pub fn took(started: std::time::Instant) -> String {
+    format!(" in {}", super::progress::duration(started.elapsed()))
+}
+
+/// [`time_at`] for a time a report carries as RFC 3339 text.
+pub fn time_text(rfc3339: &str, local: bool) -> String {
     kindsnap::model::json::parse_timestamp(rfc3339)
-        .map(time)
+        .map(|us| time_at(us, local))
         .unwrap_or_else(|_| rfc3339.to_string())
 }
 

@@ -84,12 +84,13 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             ))?;
         }
         out.line(format!(
-            "repository {} → {}{}: {} {}freed",
+            "repository {} → {}{}: {} {}freed{}",
             bytes(r.bytes_before),
             bytes(r.bytes_after),
             if r.dry_run { " (estimate)" } else { "" },
             bytes(r.bytes_freed),
             if r.dry_run { "would be " } else { "" },
+            super::output::took(settings.started)
         ))?;
         if r.unused_bytes_kept > 0 {
             out.line(format!(

@@ -87,9 +87,11 @@ fn snapshots(args: SnapshotsArgs, settings: &Settings) -> anyhow::Result<ExitCod
                 .map(|k| format!("{} {}", k.kind, k.dropped))
                 .collect::<Vec<_>>()
                 .join(", ");
+            // A repair that replaces its original keeps the id.
             let new = s
                 .new_id
                 .as_deref()
+                .filter(|n| *n != s.id)
                 .map(|n| format!(" -> {}", &n[..8]))
                 .unwrap_or_default();
             out.line(format!(

@@ -38,13 +38,14 @@ Examples:
 pub struct Args {
     /// Snapshot: a name, an id prefix, `latest`, `latest~N`, or `@DATE`
     /// (the newest taken at or before 2026-11-20 or 2026-11-20T06:00:00Z).
+    #[arg(add = super::complete::snap())]
     snapshot: String,
     /// Where to write (see Targets below) [default: `target` in
     /// kindsnap.toml].
     #[arg(long, value_name = "TARGET")]
     to: Option<String>,
     /// Only these kinds (comma-separated).
-    #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
+    #[arg(add = super::complete::kind(), long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Option<Vec<String>>,
     /// Keep the original keys, or give every numeric id a uuid key name.
     #[arg(long, value_enum, default_value = "keep")]
@@ -220,6 +221,9 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         to.clone()
     };
     print_report(&mut out, &report, &info.name, &shown)?;
+    if !report.dry_run {
+        out.line(format!("done{}", super::output::took(settings.started)))?;
+    }
     out.flush()?;
     Ok(code)
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use kindsnap::ops;
 
-use super::output::{bytes, table, time};
+use super::output::{bytes, table, time_at};
 use super::{Out, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -14,6 +14,7 @@ use super::{Out, Settings};
 pub struct Args {
     /// Snapshot: a name, an id prefix, `latest`, `latest~N`, or `@DATE`
     /// (the newest taken at or before 2026-11-20 or 2026-11-20T06:00:00Z).
+    #[arg(add = super::complete::snap())]
     snapshot: String,
     /// Print as JSON.
     #[arg(long)]
@@ -28,7 +29,10 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         out.json(&serde_json::to_value(&r)?)?;
     } else {
         out.line(format!("snapshot {}  {}", r.name, r.id))?;
-        out.line(format!("time     {}", time(r.time_us)))?;
+        out.line(format!(
+            "time     {}",
+            time_at(r.time_us, settings.local_time)
+        ))?;
         out.line(format!("source   {}", r.source))?;
         match &r.parent {
             Some(p) => out.line(format!(
@@ -37,6 +41,12 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 if r.keyframe { " (stored in full)" } else { "" }
             ))?,
             None => out.line("parent   none")?,
+        }
+        if !r.tags.is_empty() {
+            out.line(format!(
+                "tags     {}",
+                super::output::escape(&r.tags.join(", "))
+            ))?;
         }
         let mut rows = vec![vec![
             "namespace".to_string(),

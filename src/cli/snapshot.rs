@@ -45,15 +45,18 @@ pub struct Args {
     /// Reuse a name that already exists (the name then means the new snapshot).
     #[arg(long)]
     force: bool,
+    /// Tag the snapshot (repeatable; `kindsnap tag` changes tags later).
+    #[arg(add = super::complete::tag(), long, value_name = "TAG")]
+    tag: Vec<String>,
     /// Only these kinds (comma-separated).
-    #[arg(long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
+    #[arg(add = super::complete::kind(), long, alias = "kind", value_delimiter = ',', value_name = "KIND,…")]
     kinds: Option<Vec<String>>,
     /// An extra ignore file (gitignore syntax over `namespace/Kind`).
     #[arg(long, value_name = "FILE")]
     ignore_file: Option<PathBuf>,
     /// Datastore: only these namespaces (comma-separated; `-` is the
-    /// default namespace) [default: all].
-    #[arg(long, value_name = "NS,…")]
+    /// default namespace; `--namespace` also works) [default: all].
+    #[arg(long, alias = "namespace", value_name = "NS,…")]
     namespaces: Option<String>,
     /// Datastore: read every kind as of this RFC 3339 time (a consistent
     /// point-in-time snapshot, where the server supports it).
@@ -100,7 +103,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let repo = settings.open_repo()?;
+    let mut repo = settings.open_repo()?;
     let from = location(&args, settings)?;
     if args.tolerate && !from.starts_with("datastore-export:") {
         anyhow::bail!("--tolerate applies to datastore-export sources only");
@@ -121,7 +124,16 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     source.set_changed_property(&changed);
     let json = args.json;
     let opts = options(args, settings, &repo)?;
+    if !opts.tags.is_empty() {
+        // Tags live in manifest headers that older builds reject.
+        repo.require_format(kindsnap::repo::TAGS_FORMAT_VERSION)?;
+    }
     let report = snapshot::snapshot(&repo, source.as_mut(), &opts, &settings.progress())?;
+    if report.existed && !opts.tags.is_empty() {
+        // A rerun found the snapshot published already: it still gets
+        // the tags asked for (its id stays).
+        kindsnap::ops::tag::tag(&mut repo, &[report.id.to_hex()], &opts.tags, &[])?;
+    }
     // `--tolerate` (exports): each damaged record skipped, and exit 3.
     let skipped = source.skipped();
     for s in &skipped {
@@ -141,7 +153,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&mut out, &report, &source.source_id())?;
     } else {
-        print_text(&mut out, &report)?;
+        print_text(&mut out, &report, settings.started)?;
     }
     out.flush()?;
     Ok(done)
@@ -211,8 +223,17 @@ fn options(
             .datastore_read_price
             .unwrap_or(snapshot::DEFAULT_READ_PRICE_PER_100K),
         cancel: settings.cancel.clone(),
+        tags: {
+            let mut t = args.tag.clone();
+            t.sort();
+            t.dedup();
+            t
+        },
         ..Default::default()
     };
+    for t in &opts.tags {
+        kindsnap::ops::tag::validate_tag(t)?;
+    }
     // Memory for the external sort (bytes); mostly for tests and tuning.
     if let Some(b) = std::env::var("KINDSNAP_SORT_BUDGET")
         .ok()
@@ -249,7 +270,11 @@ fn print_json(
     Ok(())
 }
 
-fn print_text(out: &mut Out, report: &snapshot::SnapshotReport) -> anyhow::Result<()> {
+fn print_text(
+    out: &mut Out,
+    report: &snapshot::SnapshotReport,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
     if report.existed {
         out.line(format!(
             "snapshot `{}` ({}) already exists with identical content; nothing to do",
@@ -271,9 +296,10 @@ fn print_text(out: &mut Out, report: &snapshot::SnapshotReport) -> anyhow::Resul
         out.line(l)?;
     }
     out.line(format!(
-        "repository grew by {} (manifest {})",
+        "repository grew by {} (manifest {}){}",
         bytes(report.bytes_added),
-        bytes(report.manifest_bytes)
+        bytes(report.manifest_bytes),
+        super::output::took(started)
     ))?;
     if !report.skipped_kinds.is_empty() {
         out.line(format!(

@@ -14,6 +14,7 @@ use super::{Out, Settings};
   kindsnap stats --json | jq .dedup_ratio")]
 pub struct Args {
     /// Only this snapshot: a name, an id prefix, `latest` or `latest~N`.
+    #[arg(add = super::complete::snap())]
     snapshot: Option<String>,
     /// Print as JSON.
     #[arg(long)]
@@ -35,7 +36,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         if args.json {
             out.json(&serde_json::to_value(&s)?)?;
         } else if !settings.quiet {
-            print_repo(&mut out, &repo.location(), &s)?;
+            print_repo(&mut out, &repo.location(), &s, settings.local_time)?;
         }
     }
     out.flush()?;
@@ -89,7 +90,12 @@ fn print_snapshot(out: &mut Out, s: &stats::SnapshotStats) -> std::io::Result<()
     Ok(())
 }
 
-fn print_repo(out: &mut Out, location: &str, s: &stats::RepoStats) -> std::io::Result<()> {
+fn print_repo(
+    out: &mut Out,
+    location: &str,
+    s: &stats::RepoStats,
+    local: bool,
+) -> std::io::Result<()> {
     out.line(format!(
         "repository {}: {}, {} total",
         location,
@@ -124,7 +130,7 @@ fn print_repo(out: &mut Out, location: &str, s: &stats::RepoStats) -> std::io::R
     for g in &s.growth {
         rows.push(vec![
             g.name.clone(),
-            time_text(&g.time),
+            time_text(&g.time, local),
             g.entities.to_string(),
             bytes(g.raw_bytes),
             bytes(g.bytes_added),

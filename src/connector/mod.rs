@@ -288,6 +288,12 @@ pub trait EntitySource {
     /// = 2`), keyed by kind name; sources that read kinds in parallel
     /// pieces use it, others ignore it.
     fn set_kind_options(&mut self, _options: &std::collections::BTreeMap<String, KindOptions>) {}
+    /// How many entities a full read yields, when the source can tell
+    /// cheaply (a JSON Lines file counts its lines), for a progress bar's
+    /// total and ETA; `None` when it cannot.
+    fn expected_entities(&self) -> Option<u64> {
+        None
+    }
     /// What the last `for_each_encoded` cost per (namespace, kind), for
     /// sources that bill reads (Datastore); empty for the others.
     fn read_counts(&self) -> Vec<(String, String, ReadCounts)> {

@@ -54,19 +54,29 @@ pub enum Cause {
     DamagedPack(PackId),
 }
 
+/// `1 entity`, `2 entities`.
+fn entities(n: impl Into<u64>) -> String {
+    match n.into() {
+        1 => "1 entity".to_string(),
+        n => format!("{n} entities"),
+    }
+}
+
 impl Cause {
     fn describe(&self, n: usize) -> String {
+        let are = if n == 1 { "is" } else { "are" };
+        let n = entities(n as u64);
         match self {
             Cause::NotIndexed => format!(
-                "{n} entities are not in the index (their bodies are lost with a damaged or missing pack); \
+                "{n} {are} not in the index (their bodies are lost with a damaged or missing pack); \
                  `kindsnap repair snapshots` rewrites the snapshots without them"
             ),
             Cause::PackMissing(p) => format!(
-                "pack {} is missing: {n} entities lost; `kindsnap repair snapshots` rewrites the snapshots without them",
+                "pack {} is missing: {n} lost; `kindsnap repair snapshots` rewrites the snapshots without them",
                 p.short()
             ),
             Cause::DamagedPack(p) => format!(
-                "pack {}: {n} entities in its damaged part are lost; \
+                "pack {}: {n} in its damaged part {are} lost; \
                  `kindsnap repair index` salvages the rest, then `kindsnap repair snapshots`",
                 p.short()
             ),
@@ -75,7 +85,7 @@ impl Cause {
 }
 
 fn snap_label(i: &SnapshotInfo) -> String {
-    format!("snapshot {} ({})", i.name, i.id.short())
+    format!("snapshot {} ({})", i.name, i.logical.short())
 }
 
 pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
@@ -309,7 +319,16 @@ fn read_packs(
     let index = &packs.index;
     let mut on_disk: Vec<PackId> = packs.on_disk.iter().copied().collect();
     on_disk.sort();
-    progress.phase("reading packs", Some(on_disk.len() as u64));
+    // Bytes when every pack's size is known here (a local repository, or
+    // a cache holding them all): a bar that moves with the data, in MB/s.
+    let total_bytes: Option<u64> = on_disk
+        .iter()
+        .map(|id| fs::metadata(repo.pack_path(id)).ok().map(|m| m.len()))
+        .sum();
+    match total_bytes {
+        Some(b) => progress.phase("reading data", Some(b)),
+        None => progress.phase("reading packs", Some(on_disk.len() as u64)),
+    }
     let listed = index.entities_per_pack()?;
     let mut misplaced = 0u64;
     for id in &on_disk {
@@ -339,21 +358,26 @@ fn read_packs(
         } else if let Some(n) = listed.get(id).filter(|n| **n > found) {
             report.problems.push(Problem {
                 problem: format!(
-                    "the index places {} entities in pack {} that are not there; \
+                    "the index places {} in pack {} that {} not there; \
                      `kindsnap check --rebuild-index` rebuilds it from the packs",
-                    n - found,
-                    id.short()
+                    entities(n - found),
+                    id.short(),
+                    if n - found == 1 { "is" } else { "are" }
                 ),
                 affects: vec![],
             });
         }
-        progress.advance(1);
+        progress.advance(match total_bytes {
+            Some(_) => bytes.len() as u64,
+            None => 1,
+        });
     }
     if misplaced > 0 {
         report.problems.push(Problem {
             problem: format!(
-                "the index gives the wrong block or offset for {misplaced} entities; \
-                 `kindsnap check --rebuild-index` rebuilds it from the packs"
+                "the index gives the wrong block or offset for {}; \
+                 `kindsnap check --rebuild-index` rebuilds it from the packs",
+                entities(misplaced)
             ),
             affects: vec![],
         });
@@ -799,6 +823,7 @@ mod tests {
     fn snap(n: u8, parent: Option<u8>, keyframe: bool) -> SnapshotInfo {
         SnapshotInfo {
             id: SnapshotId::from([n; 32]),
+            logical: SnapshotId::from([n; 32]),
             name: format!("s{n}"),
             time_us: n as i64,
             source: "jsonl:x".into(),
@@ -813,6 +838,7 @@ mod tests {
             tool: String::new(),
             manifest_bytes: 0,
             replaces: vec![],
+            tags: vec![],
         }
     }
 

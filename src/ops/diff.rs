@@ -69,8 +69,15 @@ pub fn diff(
     let kinds_b = chain_b.head().kinds()?;
     check_kinds(opts, a, b, &kinds_a, &kinds_b)?;
     // Adjacent: one is the other's parent, and the child recorded changes.
-    let forward = b.parent == Some(a.id);
-    let backward = a.parent == Some(b.id);
+    // The parent pointer may name a manifest the parent's present one
+    // replaces (`forget`, `tag`): the same state.
+    let is_parent = |p: &SnapshotInfo, child: &SnapshotInfo| {
+        child
+            .parent
+            .is_some_and(|id| id == p.id || p.replaces.contains(&id))
+    };
+    let forward = is_parent(a, b);
+    let backward = is_parent(b, a);
     let method = if forward || backward {
         Method::Adjacent
     } else {

@@ -47,6 +47,12 @@ pub struct Policy {
     pub yearly: Option<u32>,
     /// Keep snapshots whose name matches one of these globs (`*`, `?`).
     pub names: Vec<String>,
+    /// Keep snapshots that carry one of these tags (restic's
+    /// `--keep-tag`).
+    pub tags: Vec<String>,
+    /// Only snapshots that carry one of these tags are considered
+    /// (restic's `forget --tag`); the others are kept and not listed.
+    pub only_tags: Vec<String>,
     /// Instead of keep-rules: forget exactly these snapshots (names, id
     /// prefixes, `latest~N`, `@DATE`) and keep every other.
     pub forget: Vec<String>,
@@ -66,6 +72,7 @@ impl Policy {
         .iter()
         .all(|n| n.unwrap_or(0) == 0)
             && self.names.is_empty()
+            && self.tags.is_empty()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -88,12 +95,15 @@ pub struct Decision {
     pub time: String,
     pub keep: bool,
     /// The rules that keep it (`last`, `hourly`, `daily`, `weekly`,
-    /// `monthly`, `yearly`, `name GLOB`); empty when removed.
+    /// `monthly`, `yearly`, `name GLOB`, `tag TAG`); empty when removed.
     pub reasons: Vec<String>,
-    /// The id of its rewritten manifest, when forget folded a forgotten
-    /// parent into it.
+    /// The id of its rewritten manifest file, when forget folded a
+    /// forgotten parent into it. The snapshot's `id` stays.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_id: Option<String>,
+    /// The manifest file decided on (internal: `id` is the logical id).
+    #[serde(skip)]
+    pub manifest: SnapshotId,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,6 +223,13 @@ pub fn apply_policy(snaps: &[SnapshotInfo], policy: &Policy) -> Vec<(SnapshotInf
             }
         }
     }
+    for tag in &policy.tags {
+        for (s, reasons) in out.iter_mut() {
+            if s.tags.contains(tag) {
+                reasons.push(format!("tag {tag}"));
+            }
+        }
+    }
     out
 }
 
@@ -282,7 +299,13 @@ pub fn forget(
     let decided = decide(&visible, policy, &listed, opts.allow_empty)?;
     let mut report = ForgetReport {
         dry_run: opts.dry_run,
-        kept: decided.keep.len() as u64,
+        // The snapshots the policy looked at (not those `only_tags` left out).
+        kept: decided
+            .groups
+            .iter()
+            .flat_map(|g| &g.snapshots)
+            .filter(|d| d.keep)
+            .count() as u64,
         removed: decided.forgotten.len() as u64,
         groups: decided.groups,
         rewritten: 0,
@@ -301,9 +324,7 @@ pub fn forget(
     let new_ids = publish_folds(repo, &plans, progress)?;
     for g in &mut report.groups {
         for d in &mut g.snapshots {
-            if let Some(id) = SnapshotId::from_hex(&d.id) {
-                d.new_id = new_ids.get(&id).map(|(n, _)| n.to_hex());
-            }
+            d.new_id = new_ids.get(&d.manifest).map(|(n, _)| n.to_hex());
         }
     }
     // 4. Delete, newest first: forgotten snapshots, replaced manifests.
@@ -342,14 +363,21 @@ fn decide(
     allow_empty: bool,
 ) -> Result<Decided> {
     let mut by_group: BTreeMap<(String, String), Vec<SnapshotInfo>> = BTreeMap::new();
-    for i in visible {
-        by_group.entry(group_key(i)).or_default().push(i.clone());
-    }
     let mut out = Decided {
         groups: Vec::new(),
         keep: HashSet::new(),
         forgotten: HashSet::new(),
     };
+    for i in visible {
+        let selected =
+            policy.only_tags.is_empty() || i.tags.iter().any(|t| policy.only_tags.contains(t));
+        if selected {
+            by_group.entry(group_key(i)).or_default().push(i.clone());
+        } else {
+            // Not considered: kept, so chains through it stay as they are.
+            out.keep.insert(i.id);
+        }
+    }
     for ((source, kinds_filter), snaps) in &by_group {
         let decided = match listed.is_empty() {
             true => apply_policy(snaps, policy),
@@ -375,7 +403,8 @@ fn decide(
                 out.forgotten.insert(s.id);
             }
             decisions.push(Decision {
-                id: s.id.to_hex(),
+                id: s.logical.to_hex(),
+                manifest: s.id,
                 name: s.name.clone(),
                 time: crate::model::json::format_timestamp(s.time_us),
                 keep: k,
@@ -418,7 +447,7 @@ fn fold_plans(
         while let Some(p) = next {
             let Some(p) = resolve(p) else {
                 return Err(Error::DamagedSnapshot {
-                    id: k.id.to_hex(),
+                    id: k.logical.to_hex(),
                     why: format!(
                         "its chain needs snapshot {} which is missing; run `kindsnap check`",
                         p.short()
@@ -565,6 +594,7 @@ fn fold(
         bytes_added: k.bytes_added + path.iter().map(|p| p.bytes_added).sum::<u64>(),
         packs_added: k.packs_added + path.iter().map(|p| p.packs_added).sum::<u64>(),
         replaces,
+        tags: k.tags.clone(),
     };
     drop(layers);
     drop(a_chain);
@@ -725,6 +755,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{rfc3339}: {e}"));
         SnapshotInfo {
             id: SnapshotId::of(rfc3339.as_bytes()),
+            logical: SnapshotId::of(rfc3339.as_bytes()),
             name: rfc3339[..16].replace('T', "_"),
             time_us,
             source: "jsonl:/shop.jsonl".into(),
@@ -739,6 +770,7 @@ mod tests {
             tool: String::new(),
             manifest_bytes: 1,
             replaces: Vec::new(),
+            tags: Vec::new(),
         }
     }
 

@@ -36,8 +36,8 @@ pub struct EntityHistory {
 #[derive(Debug, Clone)]
 pub struct EntityEvent {
     pub snapshot: SnapshotInfo,
-    /// The snapshot compared against: the parent (None for the first
-    /// snapshot of a source, where the entity is `added`).
+    /// The snapshot compared against: the parent's logical id (None for
+    /// the first snapshot of a source, where the entity is `added`).
     pub parent: Option<SnapshotId>,
     pub change: Change,
     pub old: Option<EntityHash>,
@@ -88,7 +88,9 @@ pub fn entity_history(repo: &Repository, namespace: &str, key_text: &str) -> Res
             (Some(a), Some(b)) if a != b => Change::Changed,
             _ => continue,
         };
-        found.push((info.clone(), parent, change, before, now));
+        // People see the parent's logical id (docs/format.md).
+        let shown = parent.and_then(|p| present.get(&p)).map(|p| p.logical);
+        found.push((info.clone(), shown, change, before, now));
     }
     if found.is_empty() {
         kind_exists(repo, &infos, namespace, &kind)?;

@@ -20,6 +20,7 @@ pub mod repair;
 pub mod restore;
 pub mod snapshot;
 pub mod stats;
+pub mod tag;
 
 use crate::error::{Error, Result};
 use crate::repo::manifest::{self, SnapshotInfo};

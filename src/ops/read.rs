@@ -45,13 +45,82 @@ pub fn cat(
                 here,
             ));
         }
+        let typed = key::display_path(&path);
+        let close = close_keys(&chain, namespace, &kind, &typed)?;
+        let close: Vec<&str> = close.iter().map(String::as_str).collect();
         return Err(Error::NotFound {
-            what: format!("key {}", key::display_path(&path)),
+            hint: crate::suggest::did_you_mean(&close)
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default(),
+            what: format!("key {typed}"),
             snapshot: info.name.clone(),
         });
     };
     let entity = Store::open(repo)?.get(&entry.hash)?;
     Ok((info, entity))
+}
+
+/// Keys of `kind` close to `typed` (same letters in another case, or a
+/// small edit away), for a "did you mean". Reads at most the first
+/// [`KEY_SCAN`] keys of the kind: this runs only on the error path, and a
+/// bounded look keeps it quick on a kind of millions.
+fn close_keys(chain: &Chain, namespace: &str, kind: &str, typed: &str) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut st = chain.state(namespace, kind)?;
+    while let Some(e) = st.next_entry()? {
+        if let Some(p) = key::decode_path(&e.key) {
+            keys.push(key::display_path(&p));
+        }
+        if keys.len() >= KEY_SCAN {
+            break;
+        }
+    }
+    Ok(
+        crate::suggest::closest(typed, keys.iter().map(String::as_str))
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// How many keys [`close_keys`] looks at.
+const KEY_SCAN: usize = 100_000;
+
+/// Every entity of one kind of a snapshot, in key order, each handed to
+/// `f`, which returns `false` to stop (a row limit). Streams: one entity
+/// in memory at a time. Returns the snapshot read.
+pub fn cat_kind(
+    repo: &Repository,
+    spec: &str,
+    namespace: &str,
+    kind: &str,
+    f: &mut dyn FnMut(Entity) -> Result<bool>,
+) -> Result<SnapshotInfo> {
+    let _lock = repo.lock_shared()?;
+    let info = super::find_snapshot(repo, spec)?;
+    let chain = Chain::open(repo, &info.id)?;
+    let kinds = chain.head().kinds()?;
+    let here: Vec<&str> = kinds
+        .iter()
+        .filter(|k| k.namespace == namespace && k.entities > 0)
+        .map(|k| k.kind.as_str())
+        .collect();
+    if !here.contains(&kind) {
+        return Err(super::unknown_kind(
+            kind,
+            format!("snapshot `{}`", info.name),
+            &info.name,
+            here,
+        ));
+    }
+    let store = Store::open(repo)?;
+    let mut st = chain.state(namespace, kind)?;
+    while let Some(e) = st.next_entry()? {
+        if !f(store.get(&e.hash)?)? {
+            break;
+        }
+    }
+    Ok(info)
 }
 
 /// What `kindsnap show` reports (and prints with `--json`).
@@ -65,6 +134,8 @@ pub struct ShowReport {
     pub parent: Option<String>,
     pub keyframe: bool,
     pub entities: u64,
+    /// Sorted (`kindsnap tag`).
+    pub tags: Vec<String>,
     pub kinds: Vec<ShowKind>,
     #[serde(skip)]
     pub time_us: i64,
@@ -83,7 +154,9 @@ pub struct ShowKind {
 /// A snapshot's metadata and its kinds with sizes (header reads only).
 pub fn show(repo: &Repository, spec: &str) -> Result<ShowReport> {
     let _lock = repo.lock_shared()?;
-    let info = super::find_snapshot(repo, spec)?;
+    let (infos, _) = crate::repo::manifest::list(repo)?;
+    let info = crate::repo::manifest::resolve(&infos, spec)?;
+    let logical = crate::repo::manifest::logical_ids(&infos);
     let m = Manifest::open(repo, &info.id)?;
     let index = Index::open(&repo.index_path(), false)?;
     let mut kinds = Vec::new();
@@ -106,13 +179,16 @@ pub fn show(repo: &Repository, spec: &str) -> Result<ShowReport> {
         });
     }
     Ok(ShowReport {
-        id: info.id.to_hex(),
+        id: info.logical.to_hex(),
         name: info.name,
         time: crate::model::json::format_timestamp(info.time_us),
         source: info.source,
-        parent: info.parent.map(|p| p.to_hex()),
+        parent: info
+            .parent
+            .map(|p| logical.get(&p).copied().unwrap_or(p).to_hex()),
         keyframe: info.keyframe,
         entities: info.entities,
+        tags: info.tags,
         kinds,
         time_us: info.time_us,
     })
@@ -130,6 +206,8 @@ pub struct LogEntry {
     pub entities: u64,
     /// Bytes the snapshot added to the repository (packs and manifest).
     pub bytes_added: u64,
+    /// Sorted (`kindsnap tag`).
+    pub tags: Vec<String>,
     #[serde(skip)]
     pub time_us: i64,
 }
@@ -153,17 +231,21 @@ pub struct LogReport {
 pub fn log(repo: &Repository) -> Result<LogReport> {
     let _lock = repo.lock_shared()?;
     let (infos, bad) = crate::repo::manifest::list(repo)?;
+    let logical = crate::repo::manifest::logical_ids(&infos);
     let snapshots = infos
         .into_iter()
         .rev()
         .map(|i| LogEntry {
-            id: i.id.to_hex(),
+            id: i.logical.to_hex(),
             name: i.name,
             time: crate::model::json::format_timestamp(i.time_us),
             source: i.source,
-            parent: i.parent.map(|p| p.to_hex()),
+            parent: i
+                .parent
+                .map(|p| logical.get(&p).copied().unwrap_or(p).to_hex()),
             entities: i.entities,
             bytes_added: i.bytes_added + i.manifest_bytes,
+            tags: i.tags,
             time_us: i.time_us,
         })
         .collect();

@@ -59,7 +59,8 @@ pub struct SnapshotRepair {
     pub time: String,
     pub dropped: u64,
     pub kinds: Vec<KindRepair>,
-    /// The repaired snapshot's id (absent in a dry run).
+    /// The repaired snapshot's id (absent in a dry run): `id` itself with
+    /// `--forget` (the repair replaces the original), else a new one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_id: Option<String>,
 }
@@ -158,7 +159,7 @@ pub fn plan(
                 Ok(l) => l,
                 Err(e) => {
                     report.cannot.push(Unrepairable {
-                        id: info.id.to_hex(),
+                        id: info.logical.to_hex(),
                         name: info.name.clone(),
                         why: e.to_string(),
                     });
@@ -175,7 +176,7 @@ pub fn plan(
                 continue;
             }
             report.repaired.push(SnapshotRepair {
-                id: info.id.to_hex(),
+                id: info.logical.to_hex(),
                 name: info.name.clone(),
                 time: crate::model::json::format_timestamp(info.time_us),
                 dropped: kinds.values().sum(),
@@ -220,7 +221,9 @@ pub fn execute(
     let mut new_ids: HashMap<SnapshotId, SnapshotId> = HashMap::new();
     for info in &todo {
         let id = rewrite(repo, info, &lost, forget)?;
-        new_ids.insert(info.id, id);
+        // With `forget` the repair replaces the original and keeps its
+        // (logical) id; otherwise it is a new snapshot with an id of its own.
+        new_ids.insert(info.logical, if forget { info.logical } else { id });
         progress.advance(1);
     }
     progress.done();
@@ -310,6 +313,7 @@ fn rewrite(
         bytes_added: 0,
         packs_added: 0,
         replaces,
+        tags: k.tags.clone(),
     };
     drop(chain);
     match writer.publish(repo, &meta, |_, _| Ok(NameVerdict::Publish))? {

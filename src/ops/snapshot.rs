@@ -47,6 +47,9 @@ pub struct SnapshotOptions {
     pub full_every: Option<u32>,
     /// Stops the snapshot at its next entity; nothing is published.
     pub cancel: crate::interrupt::Cancel,
+    /// Tags of the new snapshot (`--tag`); the repository must be at
+    /// format [`crate::repo::TAGS_FORMAT_VERSION`] ([`Repository::require_format`]) when there are any.
+    pub tags: Vec<String>,
 }
 
 /// Cloud Datastore's list price for entity reads (US dollars per 100,000,
@@ -67,6 +70,7 @@ impl Default for SnapshotOptions {
             full: false,
             full_every: None,
             cancel: Default::default(),
+            tags: Vec::new(),
         }
     }
 }
@@ -392,10 +396,10 @@ impl Plan {
                         if i.source != source_id || i.kinds_filter != kinds_key {
                             return Err(Error::NameTaken {
                                 name: n.clone(),
-                                id: i.id.short(),
+                                id: i.logical.short(),
                             });
                         }
-                        rerun_of = Some(i.id.short());
+                        rerun_of = Some(i.logical.short());
                     }
                 }
                 n.clone()
@@ -443,7 +447,15 @@ pub fn snapshot(
     let plan = Plan::decide(repo, source.source_id(), opts, time_us)?;
 
     // 1. Read, encode, hash; store bodies not stored yet; sort the keys.
-    progress.phase("reading", None);
+    // The total: what the source counts cheaply (a file's lines), else
+    // the parent's count, a guess (a bar that may end a little short or
+    // long, with an ETA).
+    let counted = match progress.wants_totals() {
+        true => source.expected_entities(),
+        false => None,
+    };
+    let total = counted.or(plan.parent.as_ref().map(|p| p.entities));
+    progress.phase("reading", total.filter(|n| *n > 0));
     let chain = plan
         .parent
         .as_ref()
@@ -454,7 +466,7 @@ pub fn snapshot(
     if let Some(root) = &opts.cache_dir {
         source.use_cache(CacheSpec {
             path: linecache::cache_path(root, &repo.config.id, &plan.source_id, &plan.kinds_key),
-            parent: plan.parent.as_ref().map(|p| p.id),
+            parent: plan.parent.as_ref().map(|p| p.logical),
         });
     }
     let runs = Runs::of(chain.as_ref(), opts)?;
@@ -740,7 +752,14 @@ fn merge_kinds(
         reads,
     };
     for (ns, kind) in &names {
-        progress.phase(&format!("merging {}", kind_label(ns, kind)), None);
+        let guess = match chain {
+            Some(c) => c.head().kind(ns, kind)?.map(|k| k.entities),
+            None => None,
+        };
+        progress.phase(
+            &format!("merging {}", kind_label(ns, kind)),
+            guess.filter(|n| *n > 0),
+        );
         let gid = groups.get(ns, kind);
         let kid = merged.writer.add_kind(ns, kind)?;
         let mut rep = KindReport {
@@ -950,6 +969,7 @@ fn publish(
         bytes_added: total_pack_bytes,
         packs_added: total_packs,
         replaces: Vec::new(),
+        tags: opts.tags.clone(),
     };
     let published = writer.publish(repo, &meta, |repo, candidate| {
         name_verdict(repo, opts.force, plan, &meta, &content, candidate)
@@ -961,7 +981,7 @@ fn publish(
     Ok(SnapshotReport {
         id,
         name,
-        parent: plan.parent.as_ref().map(|p| (p.id, p.name.clone())),
+        parent: plan.parent.as_ref().map(|p| (p.logical, p.name.clone())),
         keyframe: plan.keyframe,
         kinds: reports,
         entities,
@@ -1005,11 +1025,11 @@ fn name_verdict(
         && i.kinds_filter == meta.kinds_filter
         && content_of(&Manifest::open(repo, &i.id)?.kinds()?) == *content
     {
-        return Ok(NameVerdict::Existing(i.id));
+        return Ok(NameVerdict::Existing(i.logical));
     }
     Err(Error::NameTaken {
         name: candidate.to_string(),
-        id: i.id.short(),
+        id: i.logical.short(),
     })
 }
 

@@ -191,7 +191,7 @@ pub fn repo_stats(repo: &Repository) -> Result<RepoStats> {
 
 fn growth_of(info: &SnapshotInfo) -> SnapshotGrowth {
     SnapshotGrowth {
-        id: info.id.to_hex(),
+        id: info.logical.to_hex(),
         name: info.name.clone(),
         time: time(info.time_us),
         source: info.source.clone(),
@@ -205,7 +205,9 @@ fn growth_of(info: &SnapshotInfo) -> SnapshotGrowth {
 
 pub fn snapshot_stats(repo: &Repository, spec: &str) -> Result<SnapshotStats> {
     let _lock = repo.lock_shared()?;
-    let info = super::find_snapshot(repo, spec)?;
+    let (infos, _) = crate::repo::manifest::list(repo)?;
+    let info = crate::repo::manifest::resolve(&infos, spec)?;
+    let logical = crate::repo::manifest::logical_ids(&infos);
     let m = Manifest::open(repo, &info.id)?;
     let index = Index::open(&repo.index_path(), false)?;
     let mut kinds = Vec::new();
@@ -231,11 +233,13 @@ pub fn snapshot_stats(repo: &Repository, spec: &str) -> Result<SnapshotStats> {
         });
     }
     Ok(SnapshotStats {
-        id: info.id.to_hex(),
+        id: info.logical.to_hex(),
         name: info.name.clone(),
         time: time(info.time_us),
         source: info.source.clone(),
-        parent: info.parent.map(|p| p.to_hex()),
+        parent: info
+            .parent
+            .map(|p| logical.get(&p).copied().unwrap_or(p).to_hex()),
         keyframe: info.keyframe,
         depth: info.depth,
         entities: info.entities,

@@ -32,6 +32,8 @@ pub const MANIFEST_VERSION: i64 = 1;
 /// Header format of manifests written by `forget` (they carry `replaces`).
 /// Readers accept both; the database inside is the same (version 1).
 pub const MANIFEST_HEADER_V2: i64 = 2;
+/// Header format of manifests that carry `tags` (repository format 3).
+pub const MANIFEST_HEADER_V3: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE changes(
@@ -77,7 +79,14 @@ impl Op {
 /// Metadata of one snapshot (the manifest header plus its id and size).
 #[derive(Debug, Clone)]
 pub struct SnapshotInfo {
+    /// The manifest file's id (blake3 of its bytes): what opens it and
+    /// what parent pointers name. Internal; people see [`Self::logical`].
     pub id: SnapshotId,
+    /// The snapshot's id as printed: the id of its first manifest, which
+    /// stays when `forget`, `tag` or `repair --forget` rewrite the
+    /// manifest (the last entry of `replaces`, else `id`). Never changes
+    /// once printed; lookups by id or prefix match it first.
+    pub logical: SnapshotId,
     pub name: String,
     pub time_us: i64,
     pub source: String,
@@ -96,6 +105,9 @@ pub struct SnapshotInfo {
     /// whose id is listed here is hidden, and a parent pointer naming it
     /// resolves to this manifest (the two hold the same state).
     pub replaces: Vec<SnapshotId>,
+    /// Labels given by `snapshot --tag` and `kindsnap tag`, sorted, each
+    /// once. Changing them rewrites the manifest; the logical id stays.
+    pub tags: Vec<String>,
 }
 
 /// Per-kind totals of a manifest.
@@ -146,9 +158,26 @@ struct Header {
     packs_added: u64,
     tool: String,
     kinds: Vec<KindInfo>,
-    /// Header format 2 only.
+    /// Header format 2 and 3.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     replaces: Vec<String>,
+    /// Header format 3 only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+}
+
+impl Header {
+    /// The oldest header format that holds these fields (older builds
+    /// reject fields they do not know).
+    fn needed_format(&self) -> i64 {
+        if !self.tags.is_empty() {
+            MANIFEST_HEADER_V3
+        } else if !self.replaces.is_empty() {
+            MANIFEST_HEADER_V2
+        } else {
+            MANIFEST_VERSION
+        }
+    }
 }
 
 /// One live key of a snapshot's state.
@@ -208,9 +237,9 @@ fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInf
     f.read_exact(&mut json)
         .map_err(|_| damaged("truncated header".into()))?;
     let h: Header = serde_json::from_slice(&json).map_err(|e| damaged(format!("header: {e}")))?;
-    if h.format != MANIFEST_VERSION && h.format != MANIFEST_HEADER_V2 {
+    if !(MANIFEST_VERSION..=MANIFEST_HEADER_V3).contains(&h.format) {
         return Err(damaged(format!(
-            "manifest version {}, expected {MANIFEST_VERSION} or {MANIFEST_HEADER_V2}",
+            "manifest version {}, expected {MANIFEST_VERSION} to {MANIFEST_HEADER_V3}",
             h.format
         )));
     }
@@ -222,6 +251,7 @@ fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInf
     }
     let info = SnapshotInfo {
         id,
+        logical: replaces.last().copied().unwrap_or(id),
         name: h.name,
         time_us: h.time_us,
         source: h.source,
@@ -236,6 +266,7 @@ fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInf
         tool: h.tool,
         manifest_bytes: len,
         replaces,
+        tags: h.tags,
     };
     Ok((info, h.kinds, 12 + hlen))
 }
@@ -908,6 +939,8 @@ pub struct NewSnapshot {
     pub packs_added: u64,
     /// Earlier manifests of the same snapshot this one replaces (forget).
     pub replaces: Vec<SnapshotId>,
+    /// Tags (sorted, unique); a non-empty list needs repository format 3.
+    pub tags: Vec<String>,
 }
 
 impl ManifestWriter {
@@ -1125,12 +1158,8 @@ impl ManifestWriter {
         name: &str,
         kinds: &[KindInfo],
     ) -> Result<(SnapshotId, u64, PathBuf)> {
-        let header = Header {
-            format: if meta.replaces.is_empty() {
-                MANIFEST_VERSION
-            } else {
-                MANIFEST_HEADER_V2
-            },
+        let mut header = Header {
+            format: MANIFEST_VERSION,
             name: name.to_string(),
             time_us: meta.time_us,
             source: meta.source.clone(),
@@ -1145,7 +1174,9 @@ impl ManifestWriter {
             tool: format!("kindsnap {}", env!("CARGO_PKG_VERSION")),
             kinds: kinds.to_vec(),
             replaces: meta.replaces.iter().map(|r| r.to_hex()).collect(),
+            tags: meta.tags.clone(),
         };
+        header.format = header.needed_format();
         let json = serde_json::to_vec(&header).map_err(|e| Error::DamagedSnapshot {
             id: "(new)".into(),
             why: e.to_string(),
@@ -1307,6 +1338,20 @@ pub fn resolve_parent(
     None
 }
 
+/// Manifest id → the printed (logical) id of its snapshot, for every
+/// manifest of a listing and every manifest they replace: parent pointers
+/// name manifest files, which `forget` or `tag` may since have replaced.
+pub fn logical_ids(infos: &[SnapshotInfo]) -> std::collections::HashMap<SnapshotId, SnapshotId> {
+    let mut map = std::collections::HashMap::new();
+    for i in infos {
+        map.insert(i.id, i.logical);
+        for r in &i.replaces {
+            map.entry(*r).or_insert(i.logical);
+        }
+    }
+    map
+}
+
 /// Every published manifest, hidden (replaced) ones included, oldest first.
 pub fn list_all(repo: &Repository) -> Result<(Vec<SnapshotInfo>, Vec<Unreadable>)> {
     let dir = repo.snapshots_dir();
@@ -1427,10 +1472,7 @@ pub fn resolve(infos: &[SnapshotInfo], spec: &str) -> Result<SnapshotInfo> {
     let lower = spec.to_ascii_lowercase();
     let hex = !lower.is_empty() && lower.chars().all(|c| c.is_ascii_hexdigit());
     if hex && lower.len() >= MIN_ID_PREFIX {
-        let matches: Vec<&SnapshotInfo> = infos
-            .iter()
-            .filter(|i| i.id.to_hex().starts_with(&lower))
-            .collect();
+        let matches = with_id_prefix(infos, &lower);
         match matches.len() {
             0 => {
                 let close = crate::suggest::closest(spec, infos.iter().map(|i| i.name.as_str()));
@@ -1445,7 +1487,7 @@ pub fn resolve(infos: &[SnapshotInfo], spec: &str) -> Result<SnapshotInfo> {
                     spec: spec.to_string(),
                     matches: matches
                         .iter()
-                        .map(|m| m.id.short())
+                        .map(|m| m.logical.short())
                         .collect::<Vec<_>>()
                         .join(", "),
                 })
@@ -1467,5 +1509,84 @@ pub fn resolve(infos: &[SnapshotInfo], spec: &str) -> Result<SnapshotInfo> {
     Err(unknown(String::new()))
 }
 
+/// The snapshots whose id starts with `prefix` (lower-case hex): the
+/// printed (logical) ids first; else manifest ids, which builds before
+/// logical ids printed for rewritten snapshots (forget's "rewritten as").
+fn with_id_prefix<'a>(infos: &'a [SnapshotInfo], prefix: &str) -> Vec<&'a SnapshotInfo> {
+    let logical: Vec<&SnapshotInfo> = infos
+        .iter()
+        .filter(|i| i.logical.to_hex().starts_with(prefix))
+        .collect();
+    if !logical.is_empty() {
+        return logical;
+    }
+    infos
+        .iter()
+        .filter(|i| i.id.to_hex().starts_with(prefix))
+        .collect()
+}
+
 /// The fewest hex digits of a snapshot id that `resolve` reads as an id.
 pub const MIN_ID_PREFIX: usize = 4;
+
+/// Write a new manifest for snapshot `info` with `tags` (sorted, unique)
+/// and publish it, replacing `info`'s manifest: the header is rewritten,
+/// the compressed database is copied as it is, so the state and the
+/// logical id stay. The caller holds the exclusive repository lock and
+/// removes the old manifest afterwards (a crash between the two leaves a
+/// hidden manifest that the next `forget` or `prune` removes).
+pub fn publish_retagged(
+    repo: &Repository,
+    info: &SnapshotInfo,
+    tags: Vec<String>,
+) -> Result<SnapshotId> {
+    let path = repo.snapshot_path(&info.id);
+    let old = Manifest::open_path(&path, info.id, &repo.scratch_dir())?;
+    old.verify()?;
+    let damaged = |why: String| Error::DamagedSnapshot {
+        id: info.logical.to_hex(),
+        why,
+    };
+    let mut f = File::open(&path).map_err(Error::io("reading", &path))?;
+    let mut head = vec![0u8; old.db_offset as usize];
+    f.read_exact(&mut head)
+        .map_err(|_| damaged("truncated header".into()))?;
+    let mut h: Header =
+        serde_json::from_slice(&head[12..]).map_err(|e| damaged(format!("header: {e}")))?;
+    let mut replaces = vec![info.id.to_hex()];
+    replaces.extend(h.replaces.iter().cloned());
+    h.replaces = replaces;
+    h.tags = tags;
+    h.format = h.needed_format();
+    let json = serde_json::to_vec(&h).map_err(|e| damaged(e.to_string()))?;
+    let out_path = fsutil::temp_path(&repo.tmp_dir(), "snapshot");
+    let res = (|| -> std::io::Result<SnapshotId> {
+        let mut w = HashingWriter {
+            inner: BufWriter::new(super::storage::StorageFile::create(
+                std::sync::Arc::clone(repo.storage()),
+                &out_path,
+            )?),
+            hasher: blake3::Hasher::new(),
+            len: 0,
+        };
+        w.write_all(MANIFEST_MAGIC)?;
+        w.write_all(&(json.len() as u32).to_le_bytes())?;
+        w.write_all(&json)?;
+        std::io::copy(&mut BufReader::new(f), &mut w)?;
+        w.inner.flush()?;
+        Ok(SnapshotId::from(*w.hasher.finalize().as_bytes()))
+    })();
+    let id = res.map_err(|e| {
+        let _ = fs::remove_file(&out_path);
+        Error::io("writing", out_path.clone())(e)
+    })?;
+    let _commit = repo.lock_commit()?;
+    let publish = repo
+        .manifest_written(&out_path, &id)
+        .and_then(|()| repo.commit_file(&out_path, &repo.snapshot_path(&id)));
+    if let Err(e) = publish {
+        let _ = fs::remove_file(&out_path);
+        return Err(e);
+    }
+    Ok(id)
+}

@@ -30,8 +30,13 @@ use crate::ids::{PackId, RepoId, SnapshotId};
 /// then name a manifest that exists only through a replacement, which a
 /// version-1 reader would take for a broken chain. Version-1 repositories
 /// are read as they are and upgraded by the first `forget` that rewrites a
-/// manifest (docs/format.md).
-pub const FORMAT_VERSION: u32 = 2;
+/// manifest (docs/format.md). Version 3 adds manifest headers with
+/// `tags` (`kindsnap tag`, `snapshot --tag`), written only by those.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The version a manifest with `tags` needs (`kindsnap tag`, `snapshot
+/// --tag`): older builds reject header fields they do not know.
+pub const TAGS_FORMAT_VERSION: u32 = 3;
 
 /// The version `init` writes: nothing of version 2 exists in a repository
 /// until `forget` rewrites a manifest, so a new repository stays readable
@@ -293,15 +298,24 @@ impl Repository {
         })
     }
 
-    /// Raise the repository's format version to this build's (rewrites
-    /// `config` atomically; a no-op when it is current). Called before the
-    /// first write that older builds could not read.
+    /// Raise the repository's format version to 2, which manifests that
+    /// replace others need (rewrites `config` atomically; a no-op when it
+    /// is there). Called before the first write that older builds could
+    /// not read.
     pub fn upgrade_format(&mut self) -> Result<()> {
-        if self.config.kindsnap_repository >= FORMAT_VERSION {
+        self.require_format(2)
+    }
+
+    /// Raise the repository's format version to at least `version` (one
+    /// this build writes): 2 before a manifest replaces another, 3 before
+    /// a manifest carries tags. A no-op when it is there already.
+    pub fn require_format(&mut self, version: u32) -> Result<()> {
+        let version = version.min(FORMAT_VERSION);
+        if self.config.kindsnap_repository >= version {
             return Ok(());
         }
         let mut config = self.config.clone();
-        config.kindsnap_repository = FORMAT_VERSION;
+        config.kindsnap_repository = version;
         let text = serde_json::to_vec_pretty(&config).unwrap_or_default();
         if let Some(r) = &self.remote {
             r.put_config(text.clone())?;

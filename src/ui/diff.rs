@@ -96,7 +96,14 @@ fn resolve(
     if let Some(f) = nonempty(from) {
         return Ok(Some((manifest::resolve(infos, &f)?, b)));
     }
-    let parent = b.parent.and_then(|p| infos.iter().find(|i| i.id == p));
+    let parent = b
+        .parent
+        .and_then(|p| {
+            kindsnap::repo::manifest::logical_ids(infos)
+                .get(&p)
+                .copied()
+        })
+        .and_then(|p| infos.iter().find(|i| i.logical == p));
     let before = infos.iter().rev().skip_while(|i| i.id != b.id).nth(1);
     Ok(parent.or(before).map(|a| (a.clone(), b)))
 }

@@ -171,7 +171,7 @@ fn history(v: &View) -> Markup {
             ol.history {
                 @for e in events.iter().rev() {
                     @let r = page::reference(&e.snapshot, &v.snapshots);
-                    @let parent = e.parent.and_then(|p| v.snapshots.iter().find(|s| s.id == p));
+                    @let parent = e.parent.and_then(|p| v.snapshots.iter().find(|s| s.logical == p));
                     @let (class, what) = match e.change {
                         Change::Added => ("add", "added"),
                         Change::Removed => ("del", "removed"),

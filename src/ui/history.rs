@@ -280,7 +280,10 @@ fn table(rows: &[Row]) -> Markup {
                 @for r in rows.iter().rev() {
                     @let (a, c, d) = r.kinds.iter().fold((0, 0, 0), |s, k| (s.0 + k.added, s.1 + k.changed, s.2 + k.removed));
                     tr {
-                        td { a href=(page::snapshot_url(&r.reference)) { (r.info.name) } " " span.id { (r.info.id.short()) } }
+                        td {
+                            a href=(page::snapshot_url(&r.reference)) { (r.info.name) } " " span.id { (r.info.logical.short()) }
+                            @for t in &r.info.tags { " " span.id { "#" (t) } }
+                        }
                         td { (page::time(r.info.time_us)) }
                         td.source { (r.info.source) }
                         td.num { (r.info.entities) }

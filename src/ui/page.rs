@@ -85,7 +85,7 @@ pub fn reference(info: &SnapshotInfo, all: &[SnapshotInfo]) -> String {
     if unique {
         info.name.clone()
     } else {
-        info.id.to_hex()
+        info.logical.to_hex()
     }
 }
 

@@ -111,12 +111,20 @@ fn render(v: &View, r: &Restore) -> Markup {
     let parent = v
         .info
         .parent
-        .and_then(|p| v.snapshots.iter().find(|i| i.id == p));
+        .and_then(|p| {
+            kindsnap::repo::manifest::logical_ids(&v.snapshots)
+                .get(&p)
+                .copied()
+        })
+        .and_then(|p| v.snapshots.iter().find(|i| i.logical == p));
     let pref = parent.map(|p| page::reference(p, &v.snapshots));
     let body = html! {
         h1 { "Snapshot " (v.info.name) }
         table.facts {
             tr { th { "id" } td { code { (s.id) } } }
+            @if !v.info.tags.is_empty() {
+                tr { th { "tags" } td { (v.info.tags.join(", ")) } }
+            }
             tr { th { "time" } td { (page::time(v.info.time_us)) " UTC" } }
             tr { th { "source" } td { (s.source) } }
             tr { th { "parent" } td {

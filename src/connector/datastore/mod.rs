@@ -463,10 +463,13 @@ impl Client {
             match found {
                 Ok(p) => Some(p),
                 Err(e) => {
+                    // The library's own words (type names, serde paths)
+                    // only with -vv; the user gets what is wrong.
+                    tracing::debug!("credentials provider: {e}");
                     return Err(Error::NoCredentials {
                         project: ep.project.clone(),
-                        why: e.to_string(),
-                    })
+                        why: credentials_problem(&e.to_string()),
+                    });
                 }
             }
         } else {
@@ -2188,6 +2191,30 @@ fn key_for(namespace: &str, path: Vec<crate::model::PathElement>) -> Key {
         },
         path,
     )
+}
+
+/// Why Application Default Credentials were not found, in the user's
+/// terms: the file GOOGLE_APPLICATION_CREDENTIALS names is missing or is
+/// not a credentials file, or there is nothing anywhere.
+fn credentials_problem(library_error: &str) -> String {
+    match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|v| !v.is_empty()) {
+        Some(path) => {
+            let shown = std::path::Path::new(&path).display().to_string();
+            if !std::path::Path::new(&path).is_file() {
+                format!("GOOGLE_APPLICATION_CREDENTIALS names {shown}, which is not a file")
+            } else if library_error.contains("deserialize") || library_error.contains("parse") {
+                format!(
+                    "{shown} (GOOGLE_APPLICATION_CREDENTIALS) is not a service account key \
+                     or user credentials file"
+                )
+            } else {
+                format!("{shown} (GOOGLE_APPLICATION_CREDENTIALS) was not accepted")
+            }
+        }
+        None => "none found (GOOGLE_APPLICATION_CREDENTIALS is not set, gcloud has no \
+                 application default credentials, no metadata server answered)"
+            .to_string(),
+    }
 }
 
 #[cfg(test)]

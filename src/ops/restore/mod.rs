@@ -218,7 +218,11 @@ pub fn restore(
     if resumed {
         report.resumed = Some(read::resume_point(&plan));
     }
+    // The overall total is known when only whole kinds are written.
+    let total: u64 = chosen.iter().map(|(_, _, n)| n).sum();
+    progress.overall((!opts.with_references).then_some(total));
     pipeline(repo, &snap.id, &plan, &mut writer, opts)?;
+    progress.overall(None);
     writer.remove_extras(&kinds)?;
     writer.finish(report)
 }
@@ -386,7 +390,7 @@ fn fingerprint(
     o: &RestoreOptions,
 ) -> String {
     let text = serde_json::json!({
-        "snapshot": snap.id.to_hex(),
+        "snapshot": snap.logical.to_hex(),
         "kinds": chosen.iter().map(|(n, k, _)| format!("{n}/{k}")).collect::<Vec<_>>(),
         "keys": o.keys,
         "mode": o.mode,
