@@ -164,6 +164,24 @@ fn tags_keep_ids_and_snapshots() {
     assert!(out.contains("already exists"), "{out}");
     assert_eq!(tags(&log_json(&w), "d"), ["extra", "weekly"]);
     assert_eq!(id_of(&log_json(&w), "d"), d);
+    // --json says the snapshot's tags after the run.
+    let out = w.ok(&[
+        "snapshot",
+        "--from",
+        "jsonl:cur.jsonl",
+        "--name",
+        "d",
+        "--tag",
+        "more",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["tags"],
+        serde_json::json!(["extra", "more", "weekly"]),
+        "{v}"
+    );
+    assert_eq!(v["id"].as_str(), Some(d.as_str()));
     // Keep the last one and what is tagged `audit`: only b goes.
     let report = w.ok(&[
         "forget",

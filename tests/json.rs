@@ -76,6 +76,7 @@ struct SnapshotSummary {
     reads: Option<ReadCost>,
     existed: bool,
     from_cache: u64,
+    tags: Vec<String>,
     /// The moment the source was read (Datastore); `null` for the others.
     read_time: Option<String>,
     consistent: Option<bool>,
@@ -287,6 +288,7 @@ fn every_json_output_parses_strictly_and_holds_the_right_numbers() {
     assert_eq!((post.added, post.changed, post.removed), (1, 1, 1));
     assert!(!s1.existed && !s2.existed);
     assert_eq!(s1.from_cache, 0, "a first snapshot has no cache to use");
+    assert!(s1.tags.is_empty() && s2.tags.is_empty());
     // A JSON Lines source bills no reads.
     assert!(s1.reads.is_none() && s1.kinds.iter().all(|k| k.reads.is_none()));
     // How the source was read: Datastore only (checked in tests/datastore.rs).

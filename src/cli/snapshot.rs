@@ -151,7 +151,9 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     }
     let mut out = Out::new();
     if json {
-        print_json(&mut out, &report, &source.source_id())?;
+        // The snapshot's tags after this run (a rerun keeps earlier ones).
+        let tags = kindsnap::ops::find_snapshot(&repo, &report.id.to_hex())?.tags;
+        print_json(&mut out, &report, &source.source_id(), &tags)?;
     } else {
         print_text(&mut out, &report, settings.started)?;
     }
@@ -262,10 +264,13 @@ fn print_json(
     out: &mut Out,
     report: &snapshot::SnapshotReport,
     source: &str,
+    tags: &[String],
 ) -> anyhow::Result<()> {
-    // The library's report, and the source's identity beside it.
+    // The library's report, and the source's identity and the tags
+    // beside it.
     let mut v = serde_json::to_value(report)?;
     v["source"] = serde_json::Value::String(source.to_string());
+    v["tags"] = serde_json::to_value(tags)?;
     out.json(&v)?;
     Ok(())
 }
