@@ -54,7 +54,7 @@ pub struct Args {
 
 /// The meaning SQLite snapshots give TEXT that is not valid UTF-8
 /// (`connector::sql::meaning::TEXT_BYTES`).
-const TEXT_BYTES: i32 = 1009;
+pub(crate) const TEXT_BYTES: i32 = 1009;
 
 pub(super) fn short(v: &Value) -> String {
     let mut s = match &v.kind {

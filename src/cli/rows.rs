@@ -6,6 +6,8 @@
 
 use kindsnap::model::{json, Value, ValueKind};
 
+use super::diff::TEXT_BYTES;
+
 /// `--format`: how `cat` and `diff --props` print entities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -46,6 +48,11 @@ pub fn cell(v: Option<&Value>) -> String {
         ValueKind::Double(x) => x.to_string(),
         ValueKind::Timestamp(t) => json::format_timestamp(*t),
         ValueKind::String(s) => s.clone(),
+        // SQLite TEXT that is not UTF-8 (docs/sql.md): readable, bad
+        // bytes as U+FFFD.
+        ValueKind::Blob(b) if v.meaning == Some(TEXT_BYTES) => {
+            format!("{} (not UTF-8)", String::from_utf8_lossy(b))
+        }
         ValueKind::Blob(b) => format!("<{}>", super::output::count(b.len(), "byte")),
         ValueKind::Key(k) => kindsnap::model::key::display_path(&k.path),
         ValueKind::GeoPoint(g) => format!("({}, {})", g.latitude, g.longitude),
