@@ -17,9 +17,11 @@ mod diff;
 mod export;
 mod forget;
 mod init;
+mod key;
 mod keymap;
 mod log;
 pub(crate) mod output;
+mod password;
 mod progress;
 mod prune;
 mod repair;
@@ -44,6 +46,16 @@ pub struct Cli {
     /// [env: KINDSNAP_REPO; default: ./.kindsnap]
     #[arg(long, global = true, value_name = "PATH|URL")]
     repo: Option<PathBuf>,
+
+    /// Read an encrypted repository's password from this file
+    /// (before --password-command and KINDSNAP_PASSWORD; else a prompt)
+    #[arg(long, global = true, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+
+    /// Run this command (a secret manager's) and use what it prints as
+    /// the password
+    #[arg(long, global = true, value_name = "COMMAND")]
+    password_command: Option<String>,
 
     /// Settings file [default: ./kindsnap.toml if present]
     #[arg(long, global = true, value_name = "FILE")]
@@ -97,6 +109,8 @@ Docs: README.md and docs/ (user guide, restore, datastore, format).";
 enum Command {
     /// Create a new repository.
     Init(init::Args),
+    /// Manage the password keys of an encrypted repository.
+    Key(key::Args),
     /// Store a snapshot of a source; only what changed is stored again.
     Snapshot(snapshot::Args),
     /// List snapshots, newest first.
@@ -161,6 +175,8 @@ pub struct Settings {
     pub config: kindsnap::config::Config,
     /// Cancelled by Ctrl-C; every operation gets a clone.
     pub cancel: kindsnap::interrupt::Cancel,
+    /// Where an encrypted repository's password comes from.
+    pub password: password::PasswordOptions,
 }
 
 impl Settings {
@@ -211,6 +227,10 @@ impl Settings {
             timeout_from,
             remote,
             cancel,
+            password: password::PasswordOptions {
+                file: cli.password_file.clone(),
+                command: cli.password_command.clone(),
+            },
             color: match cli.color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,
@@ -260,10 +280,16 @@ impl Settings {
             .filter(|s| kindsnap::repo::remote::is_remote_url(s))
     }
 
+    /// Open the repository; an encrypted one with its password (asked
+    /// for only then).
     pub fn open_repo(&self) -> anyhow::Result<kindsnap::repo::Repository> {
+        let location = self.repo.display().to_string();
+        let password = || self.password.password(&location);
         Ok(match self.remote_url() {
-            Some(url) => kindsnap::repo::remote::open(url, &self.cache_dir, &self.remote)?,
-            None => kindsnap::repo::Repository::open(&self.repo)?,
+            Some(url) => {
+                kindsnap::repo::remote::open(url, &self.cache_dir, &self.remote, &password)?
+            }
+            None => kindsnap::repo::Repository::open_with(&self.repo, &password)?,
         })
     }
 
@@ -326,6 +352,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Init(a) => init::run(a, &settings),
+        Command::Key(a) => key::run(a, &settings),
         Command::Snapshot(a) => snapshot::run(a, &settings),
         Command::Log(a) => log::run(a, &settings),
         Command::Show(a) => show::run(a, &settings),

@@ -441,7 +441,9 @@ pub fn snapshot(
         .transpose()?;
     source.set_filter(&opts.filter);
     source.set_cancel(&opts.cancel);
-    if let Some(root) = &opts.cache_dir {
+    // The line cache holds kinds, keys and hashes in the clear: an
+    // encrypted repository keeps none (docs/design.md, "Encryption").
+    if let Some(root) = opts.cache_dir.as_ref().filter(|_| !repo.is_encrypted()) {
         source.use_cache(CacheSpec {
             path: linecache::cache_path(root, &repo.config.id, &plan.source_id, &plan.kinds_key),
             parent: plan.parent.as_ref().map(|p| p.id),
@@ -510,6 +512,8 @@ pub fn snapshot(
 /// Step 1: every entity the source sends passes [`Ingest::take`], which
 /// stores its body unless the repository has it and sorts its key.
 struct Ingest<'a> {
+    /// An encrypted repository's keys (entity ids are keyed hashes).
+    keys: Option<std::sync::Arc<crate::repo::crypto::Keys>>,
     opts: &'a SnapshotOptions,
     plan: &'a Plan,
     chain: Option<&'a Chain>,
@@ -554,6 +558,7 @@ impl<'a> Ingest<'a> {
         progress: &'a dyn Progress,
     ) -> Result<Ingest<'a>> {
         Ok(Ingest {
+            keys: repo.keys().cloned(),
             opts,
             plan,
             chain,
@@ -568,6 +573,14 @@ impl<'a> Ingest<'a> {
             scratch: EncodedBatch::default(),
             progress,
         })
+    }
+
+    /// The repository's id of a body with this plain hash.
+    fn entity_id(&self, plain: EntityHash) -> EntityHash {
+        match &self.keys {
+            Some(k) => k.entity_id(&plain),
+            None => plain,
+        }
     }
 
     /// The kind's group id, or `None` (and the kind noted as skipped) when
@@ -622,14 +635,26 @@ impl<'a> Ingest<'a> {
         let Some(gid) = self.group(e.namespace, e.kind) else {
             return Ok(());
         };
+        // Carried from the parent's state: the parent's body is stored.
+        let carried = e.body.is_none() && e.json.is_empty();
+        // The source hashes the canonical encoding; an encrypted
+        // repository names the body by a keyed hash of that (a carried
+        // entity has the repository's id already).
+        let plain_hash = e.hash;
+        let e = Encoded {
+            hash: if carried {
+                e.hash
+            } else {
+                self.entity_id(e.hash)
+            },
+            ..e
+        };
         let known = self.known(gid as usize, &e)?;
         if self.count.is_multiple_of(256) {
             // Bodies the packer has committed leave `pending` (which only
             // bounds memory: a stale entry still means "stored").
             self.packer.drain_acks();
         }
-        // Carried from the parent's state: the parent's body is stored.
-        let carried = e.body.is_none() && e.json.is_empty();
         if !known
             && !carried
             && !self.packer.pending.contains(&e.hash)
@@ -637,7 +662,13 @@ impl<'a> Ingest<'a> {
         {
             let body = match e.body {
                 Some(b) => b,
-                None => reparse(&mut self.scratch, &e)?,
+                None => reparse(
+                    &mut self.scratch,
+                    &Encoded {
+                        hash: plain_hash,
+                        ..e
+                    },
+                )?,
             };
             if let Some(id) = &self.plan.rerun_of {
                 return Err(Error::NameTaken {

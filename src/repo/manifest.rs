@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use super::crypto::Keys;
 use super::{fsutil, Repository};
 use crate::error::{Error, Result};
 use crate::ids::{EntityHash, SnapshotId};
@@ -176,8 +177,45 @@ fn bad_hash(path: &Path) -> rusqlite::Error {
     )
 }
 
-/// Read a manifest's header (and learn where the database starts).
-fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInfo>, u64)> {
+/// The magic of an encrypted repository's manifest: the rest of the file
+/// is one sealed stream (crypto::SealWriter) of what follows the magic in
+/// a plain manifest (u32 header length, header, zstd frame).
+pub const SEALED_MANIFEST_MAGIC: &[u8; 8] = b"KSSNAPE1";
+
+/// A manifest's bytes after its magic, decrypted when sealed; opened on
+/// the file positioned after the magic.
+fn body_reader<'k>(keys: Option<&'k Keys>, f: File) -> std::io::Result<Box<dyn Read + 'k>> {
+    let f = BufReader::with_capacity(128 << 10, f);
+    Ok(match keys {
+        Some(k) => Box::new(crate::repo::crypto::SealReader::new(
+            k,
+            f,
+            SEALED_MANIFEST_MAGIC,
+            8,
+        )?),
+        None => Box::new(f),
+    })
+}
+
+/// An error reading a manifest's bytes: an authentication failure when
+/// a sealed chunk failed, else `other`.
+fn read_failure(path: &Path, e: &std::io::Error, other: impl FnOnce() -> Error) -> Error {
+    match crate::repo::crypto::auth_failure_offset(e) {
+        Some(at) => Error::AuthFailed {
+            file: path.display().to_string(),
+            at: format!(" (at byte {at})"),
+        },
+        None => other(),
+    }
+}
+
+/// Read a manifest's header (and learn where the database starts: an
+/// offset in the bytes after the magic, decrypted when sealed).
+fn read_header(
+    keys: Option<&Keys>,
+    path: &Path,
+    id: SnapshotId,
+) -> Result<(SnapshotInfo, Vec<KindInfo>, u64)> {
     let damaged = |why: String| Error::DamagedSnapshot {
         id: id.to_hex(),
         why,
@@ -194,19 +232,35 @@ fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInf
         },
     })?;
     let len = f.metadata().map_err(Error::io("reading", path))?.len();
-    let mut head = [0u8; 12];
-    f.read_exact(&mut head)
+    let mut magic = [0u8; 8];
+    f.read_exact(&mut magic)
         .map_err(|_| damaged("truncated manifest".into()))?;
-    if &head[..8] != MANIFEST_MAGIC {
-        return Err(damaged("not a kindsnap manifest (bad magic)".into()));
+    let expected = if keys.is_some() {
+        SEALED_MANIFEST_MAGIC
+    } else {
+        MANIFEST_MAGIC
+    };
+    if &magic != expected {
+        return Err(match keys {
+            Some(_) => Error::AuthFailed {
+                file: path.display().to_string(),
+                at: " (its magic is not an encrypted manifest's)".into(),
+            },
+            None => damaged("not a kindsnap manifest (bad magic)".into()),
+        });
     }
-    let hlen = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as u64;
+    let mut body = body_reader(keys, f)
+        .map_err(|e| read_failure(path, &e, || damaged("truncated manifest".into())))?;
+    let mut head = [0u8; 4];
+    body.read_exact(&mut head)
+        .map_err(|e| read_failure(path, &e, || damaged("truncated manifest".into())))?;
+    let hlen = u32::from_le_bytes(head) as u64;
     if hlen > len.saturating_sub(12) {
         return Err(damaged("header length out of range".into()));
     }
     let mut json = vec![0u8; hlen as usize];
-    f.read_exact(&mut json)
-        .map_err(|_| damaged("truncated header".into()))?;
+    body.read_exact(&mut json)
+        .map_err(|e| read_failure(path, &e, || damaged("truncated header".into())))?;
     let h: Header = serde_json::from_slice(&json).map_err(|e| damaged(format!("header: {e}")))?;
     if h.format != MANIFEST_VERSION && h.format != MANIFEST_HEADER_V2 {
         return Err(damaged(format!(
@@ -237,7 +291,7 @@ fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInf
         manifest_bytes: len,
         replaces,
     };
-    Ok((info, h.kinds, 12 + hlen))
+    Ok((info, h.kinds, 4 + hlen))
 }
 
 struct Db {
@@ -258,6 +312,8 @@ pub struct Manifest {
     path: PathBuf,
     db_offset: u64,
     tmp_dir: PathBuf,
+    /// An encrypted repository's keys.
+    keys: Option<std::sync::Arc<Keys>>,
     db: OnceCell<Db>,
     /// The file's bytes hashed to its id (see [`Manifest::verify`]).
     verified: Cell<bool>,
@@ -265,17 +321,16 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn open(repo: &Repository, id: &SnapshotId) -> Result<Manifest> {
-        Self::open_path(&repo.snapshot_path(id), *id, &repo.scratch_dir())
-    }
-
-    pub fn open_path(path: &Path, id: SnapshotId, tmp_dir: &Path) -> Result<Manifest> {
-        let (info, kinds, db_offset) = read_header(path, id)?;
+        let path = repo.snapshot_path(id);
+        let keys = repo.keys().cloned();
+        let (info, kinds, db_offset) = read_header(keys.as_deref(), &path, *id)?;
         Ok(Manifest {
             info,
             kinds,
-            path: path.to_path_buf(),
+            path,
             db_offset,
-            tmp_dir: tmp_dir.to_path_buf(),
+            tmp_dir: repo.scratch_dir(),
+            keys,
             db: OnceCell::new(),
             verified: Cell::new(false),
         })
@@ -290,7 +345,10 @@ impl Manifest {
         if self.verified.get() {
             return Ok(());
         }
-        let mut hasher = blake3::Hasher::new();
+        let mut hasher = match &self.keys {
+            Some(k) => k.object_hasher(),
+            None => blake3::Hasher::new(),
+        };
         let mut f = File::open(&self.path).map_err(Error::io("reading", &self.path))?;
         let mut buf = vec![0u8; 256 << 10];
         loop {
@@ -303,6 +361,12 @@ impl Manifest {
             hasher.update(&buf[..n]);
         }
         if hasher.finalize().as_bytes() != self.info.id.as_bytes() {
+            if self.keys.is_some() {
+                return Err(Error::AuthFailed {
+                    file: self.path.display().to_string(),
+                    at: " (its keyed id does not match its content)".into(),
+                });
+            }
             return Err(self.damaged(
                 "its bytes do not hash to its id: the manifest was changed or damaged; \
                  `kindsnap check` reports what depends on it"
@@ -366,8 +430,12 @@ impl Manifest {
     fn unpack(&self, file: &Path) -> Result<Db> {
         self.verify()?;
         let mut src = File::open(&self.path).map_err(Error::io("reading", &self.path))?;
-        std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(self.db_offset))
+        std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(8))
             .map_err(Error::io("reading", &self.path))?;
+        let mut src = body_reader(self.keys.as_deref(), src)
+            .map_err(|e| read_failure(&self.path, &e, || self.damaged(e.to_string())))?;
+        std::io::copy(&mut (&mut src).take(self.db_offset), &mut std::io::sink())
+            .map_err(|e| read_failure(&self.path, &e, || self.damaged(e.to_string())))?;
         // Reading a manifest needs a decompressed copy on disk: a failure
         // to write it is the disk's, never the manifest's.
         const SCRATCH: &str =
@@ -375,15 +443,19 @@ impl Manifest {
         // Private: it holds the snapshot's keys, and may be in /tmp.
         let out = fsutil::private_file(file, true).map_err(Error::io(SCRATCH, file))?;
         let mut out = BufWriter::new(out);
-        let mut dec = zstd::stream::read::Decoder::new(BufReader::new(src))
-            .map_err(|e| self.damaged(e.to_string()))?;
+        let mut dec =
+            zstd::stream::read::Decoder::new(src).map_err(|e| self.damaged(e.to_string()))?;
         let mut buf = vec![0u8; 128 << 10];
         loop {
             let n = match dec.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.damaged(format!("database does not decompress: {e}"))),
+                Err(e) => {
+                    return Err(read_failure(&self.path, &e, || {
+                        self.damaged(format!("database does not decompress: {e}"))
+                    }))
+                }
             };
             out.write_all(&buf[..n]).map_err(Error::io(SCRATCH, file))?;
         }
@@ -1164,25 +1236,34 @@ impl ManifestWriter {
                     std::sync::Arc::clone(repo.storage()),
                     &out_path,
                 )?),
-                hasher: blake3::Hasher::new(),
+                hasher: repo.object_hasher(),
                 len: 0,
             };
-            hashing.write_all(MANIFEST_MAGIC)?;
-            hashing.write_all(&(json.len() as u32).to_le_bytes())?;
-            hashing.write_all(&json)?;
-            let mut enc = zstd::stream::write::Encoder::new(&mut hashing, level)?;
-            // Knowing the size lets zstd size its window and tables to the
-            // data, which keeps memory small at high levels.
-            enc.set_pledged_src_size(Some(db_len))?;
-            if db_len >= 8 << 20 {
+            let threads = if db_len >= 8 << 20 {
                 // A keyframe is tens of MB: use both cores.
-                let threads = std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1);
-                enc.multithread(threads.min(4) as u32)?;
+                std::thread::available_parallelism()
+                    .map(|n| n.get().min(4) as u32)
+                    .unwrap_or(1)
+            } else {
+                0
+            };
+            let db = BufReader::new(File::open(&self.tmp)?);
+            match repo.keys() {
+                None => {
+                    hashing.write_all(MANIFEST_MAGIC)?;
+                    write_body(&mut hashing, &json, db, (db_len, level, threads))?;
+                }
+                Some(k) => {
+                    hashing.write_all(SEALED_MANIFEST_MAGIC)?;
+                    let mut sealed = crate::repo::crypto::SealWriter::new(
+                        k,
+                        &mut hashing,
+                        SEALED_MANIFEST_MAGIC,
+                    )?;
+                    write_body(&mut sealed, &json, db, (db_len, level, threads))?;
+                    sealed.finish()?;
+                }
             }
-            std::io::copy(&mut BufReader::new(File::open(&self.tmp)?), &mut enc)?;
-            enc.finish()?;
             hashing.inner.flush()?;
             Ok((
                 SnapshotId::from(*hashing.hasher.finalize().as_bytes()),
@@ -1198,6 +1279,28 @@ impl ManifestWriter {
         };
         Ok((id, len, out_path))
     }
+}
+
+/// What follows a manifest's magic: u32 header length, the header, the
+/// database as one zstd frame of `level` (`threads` workers when > 0).
+fn write_body(
+    out: &mut impl Write,
+    json: &[u8],
+    mut db: impl Read,
+    (db_len, level, threads): (u64, i32, u32),
+) -> std::io::Result<()> {
+    out.write_all(&(json.len() as u32).to_le_bytes())?;
+    out.write_all(json)?;
+    let mut enc = zstd::stream::write::Encoder::new(out, level)?;
+    // Knowing the size lets zstd size its window and tables to the
+    // data, which keeps memory small at high levels.
+    enc.set_pledged_src_size(Some(db_len))?;
+    if threads > 0 {
+        enc.multithread(threads)?;
+    }
+    std::io::copy(&mut db, &mut enc)?;
+    enc.finish()?;
+    Ok(())
 }
 
 /// What the name check under the commit lock decided.
@@ -1318,7 +1421,7 @@ pub fn list_all(repo: &Repository) -> Result<(Vec<SnapshotInfo>, Vec<Unreadable>
         let Some(id) = SnapshotId::from_hex(&name) else {
             continue;
         };
-        match read_header(&e.path(), id) {
+        match read_header(repo.keys().map(|k| &**k), &e.path(), id) {
             Ok((info, _, _)) => infos.push(info),
             Err(err) => bad.push((id, err)),
         }
