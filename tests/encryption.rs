@@ -1,0 +1,513 @@
+//! Encrypted repositories (issue 19): nothing of the data is readable in
+//! the repository's files, ids cannot be guessed, every stored byte is
+//! authenticated, and every command works as on a plain repository.
+//! Each test runs the real binary in its own temp dir.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{canonical_set, Data, Work};
+
+/// A unique marker in the data's values, keys and kind names.
+const MARKER: &str = "zqxMarker7Kv";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// `kindsnap --repo <repo>` with the password in the environment.
+fn ks(w: &Work, args: &[&str]) -> Output {
+    w.ks()
+        .env("KINDSNAP_PASSWORD", PASSWORD)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(w: &Work, args: &[&str]) -> String {
+    let out = ks(w, args);
+    assert!(
+        out.status.success(),
+        "kindsnap {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn fails(w: &Work, args: &[&str]) -> String {
+    let out = ks(w, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "kindsnap {args:?} should have failed; stdout:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    stderr
+}
+
+/// Data whose values, key names and one kind's name carry the marker.
+fn marked_data(n: usize, seed: u64) -> Data {
+    let mut d = Data::generate(n, seed);
+    let mut rng = common::Rng::new(seed + 1);
+    for i in 0..20 {
+        d.insert(
+            "",
+            &[(
+                "SecretKindzqxMarker7Kv",
+                format!("{MARKER}-user{i}@example.com"),
+            )],
+            1,
+            &mut rng,
+        );
+    }
+    let lines = std::mem::take(&mut d.lines);
+    d.lines = lines
+        .into_iter()
+        .map(|(k, v)| {
+            let v = v.replacen(
+                "\"properties\":{",
+                &format!("\"properties\":{{\"email\":{{\"stringValue\":\"{MARKER}@shop\"}},"),
+                1,
+            );
+            (k, v)
+        })
+        .collect();
+    d
+}
+
+fn init_encrypted(w: &Work) {
+    let out = ok(w, &["init", "--encrypt"]);
+    assert!(out.contains("created encrypted repository"), "{out}");
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The life cycle on an encrypted repository: two snapshots, log, show,
+/// diff, cat, export, restore, forget, prune, check --read-data; then no
+/// file of the repository holds the marker, a kind name or a key.
+#[test]
+fn no_plaintext_of_the_data_in_any_file_of_an_encrypted_repository() {
+    let w = Work::new();
+    init_encrypted(&w);
+    let mut data = marked_data(600, 1);
+    let src = w.path("src.jsonl");
+    data.write_sorted(&src);
+    ok(
+        &w,
+        &["snapshot", "--from", "jsonl:src.jsonl", "--name", "day1"],
+    );
+    data.mutate(2, 30, 10, 15);
+    data.write_sorted(&src);
+    ok(
+        &w,
+        &["snapshot", "--from", "jsonl:src.jsonl", "--name", "day2"],
+    );
+    let log = ok(&w, &["log"]);
+    assert!(log.contains("day1") && log.contains("day2"), "{log}");
+    assert!(ok(&w, &["show", "day2"]).contains("SecretKind"));
+    let diff = ok(&w, &["diff", "day1", "day2", "--keys"]);
+    assert!(diff.contains("changed") || diff.contains('~'), "{diff}");
+    let cat = ok(
+        &w,
+        &[
+            "cat",
+            "day1",
+            &format!("SecretKind{MARKER}:{MARKER}-user3@example.com"),
+        ],
+    );
+    assert!(cat.contains(MARKER), "{cat}");
+    ok(&w, &["export", "day2", "--to", "jsonl:out.jsonl"]);
+    assert_eq!(canonical_set(&w.path("out.jsonl")), canonical_set(&src));
+    ok(&w, &["restore", "day1", "--to", "jsonl:restored.jsonl"]);
+    ok(&w, &["forget", "day1"]);
+    ok(&w, &["prune"]);
+    let check = ok(&w, &["check", "--read-data"]);
+    assert!(check.contains("no problems found"), "{check}");
+    ok(&w, &["export", "day2", "--to", "jsonl:again.jsonl"]);
+    assert_eq!(canonical_set(&w.path("again.jsonl")), canonical_set(&src));
+
+    let all = files(&w.repo());
+    assert!(all.iter().any(|p| p.starts_with(w.repo().join("packs"))));
+    for needle in [
+        MARKER,
+        "SecretKind",
+        "user1",
+        "Comment",
+        "shop",
+        "src.jsonl",
+    ] {
+        for f in &all {
+            let bytes = std::fs::read(f).unwrap();
+            assert!(
+                !contains(&bytes, needle.as_bytes()),
+                "{} holds `{needle}` in the clear",
+                f.display()
+            );
+        }
+    }
+}
+
+/// The object names of a repository: packs, manifests, key files.
+fn object_names(repo: &Path) -> BTreeSet<String> {
+    files(repo)
+        .into_iter()
+        .filter(|p| {
+            ["packs", "snapshots", "keys"]
+                .iter()
+                .any(|d| p.starts_with(repo.join(d)))
+        })
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect()
+}
+
+/// Ids are keyed: two encrypted repositories of the same data share no
+/// file name (two plain ones share every pack name, which shows the
+/// comparison can fail).
+#[test]
+fn two_encrypted_repositories_of_the_same_data_share_no_file_names() {
+    let data = marked_data(300, 5);
+    let names = |encrypt: bool| {
+        let w = Work::new();
+        if encrypt {
+            init_encrypted(&w);
+        } else {
+            ok(&w, &["init", "--plain"]);
+        }
+        data.write_sorted(&w.path("src.jsonl"));
+        ok(
+            &w,
+            &["snapshot", "--from", "jsonl:src.jsonl", "--name", "a"],
+        );
+        (object_names(&w.repo()), w)
+    };
+    let (a, _wa) = names(true);
+    let (b, _wb) = names(true);
+    assert!(a.len() >= 3, "{a:?}");
+    assert_eq!(a.intersection(&b).count(), 0, "{a:?} {b:?}");
+    let (p, _wp) = names(false);
+    let (q, _wq) = names(false);
+    assert!(
+        p.intersection(&q).count() >= 1,
+        "plain packs are named by content"
+    );
+}
+
+#[test]
+fn wrong_password_missing_password_and_missing_key_files() {
+    let w = Work::new();
+    init_encrypted(&w);
+    let data = Data::generate(30, 3);
+    data.write_sorted(&w.path("src.jsonl"));
+    ok(&w, &["snapshot", "--from", "jsonl:src.jsonl"]);
+
+    let out = w
+        .ks()
+        .env("KINDSNAP_PASSWORD", "not it")
+        .arg("log")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("wrong password: no key in") && err.contains("keys/"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // No password from anywhere, and no terminal: one line naming the options.
+    let out = w
+        .ks()
+        .env_remove("KINDSNAP_PASSWORD")
+        .arg("log")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for option in ["--password-file", "--password-command", "KINDSNAP_PASSWORD"] {
+        assert!(err.contains(option), "{err}");
+    }
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // --password-file and --password-command come before the environment.
+    let pw = w.write("pw.txt", &format!("{PASSWORD}\n"));
+    let out = w
+        .ks()
+        .env("KINDSNAP_PASSWORD", "not it")
+        .arg("--password-file")
+        .arg(&pw)
+        .arg("log")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = w
+        .ks()
+        .env("KINDSNAP_PASSWORD", "not it")
+        .args(["--password-command", "cat pw.txt", "log"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The key files gone: nothing can open the repository.
+    for f in files(&w.repo().join("keys")) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let err = fails(&w, &["log"]);
+    assert!(err.contains("holds no key file in keys/"), "{err}");
+}
+
+#[test]
+fn keys_can_be_added_removed_and_changed_while_one_remains() {
+    let w = Work::new();
+    init_encrypted(&w);
+    let data = Data::generate(30, 4);
+    data.write_sorted(&w.path("src.jsonl"));
+    ok(
+        &w,
+        &["snapshot", "--from", "jsonl:src.jsonl", "--name", "s"],
+    );
+    let first = ok(&w, &["key", "list"]);
+    assert_eq!(first.lines().count(), 1);
+    let first_id = first.split_whitespace().nth(1).unwrap().to_string();
+
+    w.write("second.txt", "second password\n");
+    ok(&w, &["key", "add", "--new-password-file", "second.txt"]);
+    assert_eq!(ok(&w, &["key", "list"]).lines().count(), 2);
+    // The key in use cannot be removed.
+    let err = fails(&w, &["key", "remove", &first_id]);
+    assert!(err.contains("is the one in use or the last one"), "{err}");
+
+    // Opened with the second key, the first can go; the repository works.
+    let second = |args: &[&str]| {
+        w.ks()
+            .arg("--password-file")
+            .arg(w.path("second.txt"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = second(&["key", "remove", &first_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fails(&w, &["log"]).contains("wrong password"));
+    let out = second(&["export", "s", "--to", "jsonl:out.jsonl"]);
+    assert!(out.status.success());
+    assert_eq!(
+        canonical_set(&w.path("out.jsonl")),
+        canonical_set(&w.path("src.jsonl"))
+    );
+    // The last key cannot be removed.
+    let list = String::from_utf8_lossy(&second(&["key", "list"]).stdout).to_string();
+    let last = list.split_whitespace().nth(1).unwrap().to_string();
+    let out = second(&["key", "remove", &last]);
+    assert!(!out.status.success());
+
+    // passwd: the new password opens it, the old one no longer does.
+    w.write("third.txt", "third password");
+    let out = second(&["key", "passwd", "--new-password-file", "third.txt"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!second(&["log"]).status.success());
+    let out = w
+        .ks()
+        .arg("--password-file")
+        .arg(w.path("third.txt"))
+        .arg("log")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Flip one byte of `file` at `at` (from the end when negative).
+fn flip(file: &Path, at: i64) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let i = if at < 0 {
+        bytes.len() - (-at) as usize
+    } else {
+        at as usize
+    };
+    bytes[i] ^= 0x01;
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// A repository with one snapshot, copied fresh for each damage.
+fn damaged_copy(w: &Work, name: &str) -> Work {
+    let c = Work::new();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(w.repo())
+        .arg(c.repo())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = name;
+    c
+}
+
+fn only_file(dir: &Path) -> PathBuf {
+    let f = files(dir);
+    assert_eq!(f.len(), 1, "{f:?}");
+    f[0].clone()
+}
+
+/// A flipped byte in a pack (a block, the table of contents), a manifest
+/// (its header, its database), the config: an authentication failure
+/// naming the file, never wrong data.
+#[test]
+fn a_flipped_byte_in_every_file_type_is_an_authentication_failure() {
+    let w = Work::new();
+    init_encrypted(&w);
+    let data = marked_data(200, 6);
+    data.write_sorted(&w.path("src.jsonl"));
+    ok(
+        &w,
+        &["snapshot", "--from", "jsonl:src.jsonl", "--name", "s"],
+    );
+
+    // (what, where, which byte, the command, whether it must fail: check
+    // finds a damaged table of contents but every entity still reads back)
+    let export: &[&str] = &["export", "s", "--to", "jsonl:out.jsonl"];
+    let cases: Vec<(&str, &str, i64, &[&str], bool)> = vec![
+        ("pack block", "packs", 40, export, true),
+        (
+            "pack block, check",
+            "packs",
+            40,
+            &["check", "--read-data"],
+            true,
+        ),
+        ("pack toc", "packs", -20, &["check", "--read-data"], false),
+        ("manifest header", "snapshots", 30, &["log"], false),
+        ("manifest header, check", "snapshots", 30, &["check"], true),
+        ("manifest database", "snapshots", -30, export, true),
+        ("manifest, check", "snapshots", -30, &["check"], true),
+    ];
+    for (what, dir, at, args, must_fail) in cases {
+        let c = damaged_copy(&w, what);
+        let file = files(&c.repo().join(dir))
+            .into_iter()
+            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+            .unwrap();
+        flip(&file, at);
+        let out = ks(&c, args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(!out.status.success(), must_fail, "{what}: {text}");
+        assert!(text.contains("authentication failed"), "{what}: {text}");
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        assert!(text.contains(&name[..8]), "{what} names the file: {text}");
+        // Never wrong data: an export either fails or is not there.
+        assert!(!c.path("out.jsonl").exists(), "{what}");
+    }
+
+    // The config: its MAC no longer matches.
+    let c = damaged_copy(&w, "config");
+    let config = c.repo().join("config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("\"zstd_level\": 1", "\"zstd_level\": 3"),
+    )
+    .unwrap();
+    let err = fails(&c, &["log"]);
+    assert!(err.contains("config: authentication failed"), "{err}");
+
+    // A key file: its sealed key no longer opens (the password cannot be
+    // told apart from a changed file).
+    let c = damaged_copy(&w, "key");
+    let key = only_file(&c.repo().join("keys"));
+    let text = std::fs::read_to_string(&key).unwrap();
+    let at = text.find("\"data\": \"").unwrap() + 12;
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&key, bytes).unwrap();
+    let err = fails(&c, &["log"]);
+    assert!(err.contains("wrong password"), "{err}");
+
+    // The index's sealed kind names.
+    let c = damaged_copy(&w, "index");
+    let db = rusqlite::Connection::open(c.repo().join("index/index.db")).unwrap();
+    let kind: String = db
+        .query_row("SELECT kind FROM packs LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    let mut b = kind.into_bytes();
+    b[10] = if b[10] == b'A' { b'B' } else { b'A' };
+    db.execute(
+        "UPDATE packs SET kind = ?1 WHERE pid = (SELECT min(pid) FROM packs)",
+        [String::from_utf8(b).unwrap()],
+    )
+    .unwrap();
+    drop(db);
+    let err = fails(&c, &["stats"]);
+    assert!(
+        err.contains("index.db") && err.contains("authentication failed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn init_encrypt_refuses_a_plain_repository_and_plain_ones_stay_as_they_were() {
+    let w = Work::new();
+    ok(&w, &["init"]);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.repo().join("config")).unwrap()).unwrap();
+    assert_eq!(config["kindsnap_repository"], 1);
+    assert!(config.get("encryption").is_none());
+    assert!(!w.repo().join("keys").exists());
+    let err = fails(&w, &["init", "--encrypt"]);
+    assert!(err.contains("cannot be encrypted in place"), "{err}");
+    assert!(err.contains("copy --from-repo"), "{err}");
+
+    // An encrypted repository is format 3: older builds (which read up to
+    // 2) refuse it with "upgrade kindsnap".
+    let e = Work::new();
+    init_encrypted(&e);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(e.repo().join("config")).unwrap()).unwrap();
+    assert_eq!(config["kindsnap_repository"], 3);
+    assert_eq!(config["encryption"]["cipher"], "xchacha20-poly1305");
+}
