@@ -511,3 +511,69 @@ fn init_encrypt_refuses_a_plain_repository_and_plain_ones_stay_as_they_were() {
     assert_eq!(config["kindsnap_repository"], 3);
     assert_eq!(config["encryption"]["cipher"], "xchacha20-poly1305");
 }
+
+/// `copy` turns a plain repository into an encrypted one: every snapshot
+/// with its name, the second stored as its changes only, and a second
+/// copy writes nothing.
+#[test]
+fn copy_moves_a_plain_repository_into_an_encrypted_one() {
+    let plain = Work::new();
+    ok(&plain, &["init", "--plain"]);
+    let mut data = marked_data(400, 8);
+    data.write_sorted(&plain.path("src.jsonl"));
+    ok(
+        &plain,
+        &["snapshot", "--from", "jsonl:src.jsonl", "--name", "mon"],
+    );
+    data.mutate(9, 10, 5, 5);
+    data.write_sorted(&plain.path("src.jsonl"));
+    ok(
+        &plain,
+        &["snapshot", "--from", "jsonl:src.jsonl", "--name", "tue"],
+    );
+
+    let enc = Work::new();
+    init_encrypted(&enc);
+    let from = plain.repo().display().to_string();
+    let out = ok(&enc, &["copy", "--from-repo", &from]);
+    assert!(
+        out.contains("copied mon") && out.contains("copied tue"),
+        "{out}"
+    );
+    let again = ok(&enc, &["copy", "--from-repo", &from]);
+    assert!(
+        again.contains("had mon") && again.contains("had tue"),
+        "{again}"
+    );
+    // Dedup: tue stored its changes only.
+    let added = |name: &str| -> u64 {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("copied {name} ")))
+            .unwrap();
+        line.split(", ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(added("tue") * 4 < added("mon"), "{out}");
+    ok(&enc, &["export", "tue", "--to", "jsonl:tue.jsonl"]);
+    assert_eq!(
+        canonical_set(&enc.path("tue.jsonl")),
+        canonical_set(&plain.path("src.jsonl"))
+    );
+    ok(&enc, &["export", "mon", "--to", "jsonl:mon.jsonl"]);
+    let diff = ok(&enc, &["diff", "mon", "tue", "--stat"]);
+    assert!(!diff.is_empty());
+    for f in files(&enc.repo()) {
+        assert!(
+            !contains(&std::fs::read(&f).unwrap(), MARKER.as_bytes()),
+            "{}",
+            f.display()
+        );
+    }
+}

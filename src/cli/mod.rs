@@ -13,6 +13,7 @@ mod cat;
 mod check;
 mod clear;
 mod config;
+mod copy;
 mod diff;
 mod export;
 mod forget;
@@ -47,16 +48,6 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH|URL")]
     repo: Option<PathBuf>,
 
-    /// Read an encrypted repository's password from this file
-    /// (before --password-command and KINDSNAP_PASSWORD; else a prompt)
-    #[arg(long, global = true, value_name = "FILE")]
-    password_file: Option<PathBuf>,
-
-    /// Run this command (a secret manager's) and use what it prints as
-    /// the password
-    #[arg(long, global = true, value_name = "COMMAND")]
-    password_command: Option<String>,
-
     /// Settings file [default: ./kindsnap.toml if present]
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -78,6 +69,16 @@ pub struct Cli {
     /// always, never.
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
     color: ColorChoice,
+
+    /// Read an encrypted repository's password from this file
+    /// (before --password-command and KINDSNAP_PASSWORD; else a prompt)
+    #[arg(long, global = true, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+
+    /// Run this command (a secret manager's) and use what it prints as
+    /// the password
+    #[arg(long, global = true, value_name = "COMMAND")]
+    password_command: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -111,6 +112,9 @@ enum Command {
     Init(init::Args),
     /// Manage the password keys of an encrypted repository.
     Key(key::Args),
+    /// Copy snapshots from another repository into this one (e.g. into
+    /// a new encrypted repository).
+    Copy(copy::Args),
     /// Store a snapshot of a source; only what changed is stored again.
     Snapshot(snapshot::Args),
     /// List snapshots, newest first.
@@ -230,6 +234,7 @@ impl Settings {
             password: password::PasswordOptions {
                 file: cli.password_file.clone(),
                 command: cli.password_command.clone(),
+                env: None,
             },
             color: match cli.color {
                 ColorChoice::Always => true,
@@ -353,6 +358,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init(a) => init::run(a, &settings),
         Command::Key(a) => key::run(a, &settings),
+        Command::Copy(a) => copy::run(a, &settings),
         Command::Snapshot(a) => snapshot::run(a, &settings),
         Command::Log(a) => log::run(a, &settings),
         Command::Show(a) => show::run(a, &settings),

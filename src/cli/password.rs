@@ -17,6 +17,9 @@ use zeroize::Zeroizing;
 pub struct PasswordOptions {
     pub file: Option<PathBuf>,
     pub command: Option<String>,
+    /// The environment variable to read (`KINDSNAP_PASSWORD` when None;
+    /// `copy` reads the source's from `KINDSNAP_FROM_PASSWORD`).
+    pub env: Option<&'static str>,
 }
 
 type Password = kindsnap::error::Result<Zeroizing<String>>;
@@ -60,8 +63,10 @@ fn from_command(command: &str) -> Password {
     Ok(Zeroizing::new(trim_newline(&text).to_string()))
 }
 
-fn from_env() -> Option<Zeroizing<String>> {
-    std::env::var("KINDSNAP_PASSWORD").ok().map(Zeroizing::new)
+fn from_env(var: Option<&str>) -> Option<Zeroizing<String>> {
+    std::env::var(var.unwrap_or("KINDSNAP_PASSWORD"))
+        .ok()
+        .map(Zeroizing::new)
 }
 
 fn prompt(text: &str) -> Password {
@@ -87,7 +92,7 @@ impl PasswordOptions {
         if let Some(c) = &self.command {
             return from_command(c);
         }
-        if let Some(p) = from_env() {
+        if let Some(p) = from_env(self.env) {
             return Ok(p);
         }
         if on_terminal() {
@@ -109,7 +114,9 @@ impl PasswordOptions {
         let p = match new_file {
             Some(f) => from_file(f)?,
             None if for_init
-                && (self.file.is_some() || self.command.is_some() || from_env().is_some()) =>
+                && (self.file.is_some()
+                    || self.command.is_some()
+                    || from_env(self.env).is_some()) =>
             {
                 self.password(location)?
             }

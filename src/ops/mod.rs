@@ -10,6 +10,7 @@
 //! [`Repository`]: crate::repo::Repository
 
 pub mod check;
+pub mod copy;
 pub mod diff;
 pub mod export;
 pub mod forget;
