@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/s3.rs"]
+mod s3;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -576,4 +578,130 @@ fn copy_moves_a_plain_repository_into_an_encrypted_one() {
             f.display()
         );
     }
+}
+
+/// `kindsnap --repo URL` on the moto server, with its own cache.
+fn s3_cmd(w: &Work, port: u16, cache: &str, args: &[&str]) -> Output {
+    assert_cmd::Command::cargo_bin("kindsnap")
+        .unwrap()
+        .current_dir(w.dir.path())
+        .args(["--repo", "s3://bkt/enc"])
+        .args(args)
+        .env_remove("KINDSNAP_REPO")
+        .env_remove("AWS_PROFILE")
+        .env_remove("KINDSNAP_S3_ENDPOINT")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("KINDSNAP_CACHE_DIR", w.path(cache))
+        .env("KINDSNAP_PASSWORD", PASSWORD)
+        .env("KINDSNAP_REMOTE_TIMEOUT", "2")
+        .output()
+        .unwrap()
+}
+
+fn s3_ok(w: &Work, port: u16, cache: &str, args: &[&str]) -> String {
+    let out = s3_cmd(w, port, cache, args);
+    assert!(
+        out.status.success(),
+        "kindsnap {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The life cycle of an encrypted repository on the S3 test server, from
+/// two machines (caches); no object holds the marker; a key added on
+/// one machine opens the repository on another; a flipped index segment
+/// fails authentication.
+#[test]
+fn encrypted_life_cycle_on_s3() {
+    let moto = s3::Moto::start();
+    moto.create_bucket("bkt");
+    let w = Work::new();
+    let port = moto.port;
+    let out = s3_ok(&w, port, "a", &["init", "--encrypt"]);
+    assert!(out.contains("created encrypted repository"), "{out}");
+    let keys = moto.keys("bkt", "enc/");
+    assert!(keys.iter().any(|k| k.starts_with("enc/keys/")), "{keys:?}");
+
+    let mut data = marked_data(500, 11);
+    let src = w.path("src.jsonl");
+    data.write_sorted(&src);
+    s3_ok(
+        &w,
+        port,
+        "a",
+        &["snapshot", "--from", "jsonl:src.jsonl", "--name", "d1"],
+    );
+    data.mutate(12, 20, 5, 10);
+    data.write_sorted(&src);
+    s3_ok(
+        &w,
+        port,
+        "a",
+        &["snapshot", "--from", "jsonl:src.jsonl", "--name", "d2"],
+    );
+
+    // Another machine: log, diff, export, check --read-data.
+    let log = s3_ok(&w, port, "b", &["log"]);
+    assert!(log.contains("d1") && log.contains("d2"), "{log}");
+    s3_ok(&w, port, "b", &["diff", "d1", "d2"]);
+    s3_ok(&w, port, "b", &["export", "d2", "--to", "jsonl:out.jsonl"]);
+    assert_eq!(canonical_set(&w.path("out.jsonl")), canonical_set(&src));
+    let check = s3_ok(&w, port, "b", &["check", "--read-data"]);
+    assert!(check.contains("no problems found"), "{check}");
+    s3_ok(&w, port, "b", &["forget", "d1"]);
+    s3_ok(&w, port, "b", &["prune"]);
+    let check = s3_ok(&w, port, "a", &["check", "--read-data"]);
+    assert!(check.contains("no problems found"), "{check}");
+
+    let keys = moto.keys("bkt", "enc/");
+    assert!(keys.iter().any(|k| k.starts_with("enc/index/")), "{keys:?}");
+    for k in &keys {
+        let (status, body) = s3::http_signed_bytes(port, "GET", &format!("/bkt/{k}"), b"");
+        assert_eq!(status, 200, "{k}");
+        assert!(!body.is_empty(), "{k}");
+        for needle in [MARKER, "SecretKind", "src.jsonl"] {
+            assert!(
+                !contains(&body, needle.as_bytes()),
+                "object {k} holds `{needle}`"
+            );
+        }
+    }
+
+    // A key added on machine a opens the repository on machine c.
+    w.write("second.txt", "second");
+    s3_ok(
+        &w,
+        port,
+        "a",
+        &["key", "add", "--new-password-file", "second.txt"],
+    );
+    let out = s3_cmd(&w, port, "c", &["--password-file", "second.txt", "log"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s3_cmd(&w, port, "c", &["--password-file", "src.jsonl", "log"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong password"));
+
+    // A flipped byte in the index segment: a fresh cache refuses it.
+    let seg = keys.iter().find(|k| k.starts_with("enc/index/")).unwrap();
+    let (status, mut bytes) = s3::http_signed_bytes(port, "GET", &format!("/bkt/{seg}"), b"");
+    assert_eq!(status, 200);
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    let (status, _) = s3::http_signed_bytes(port, "PUT", &format!("/bkt/{seg}"), &bytes);
+    assert_eq!(status, 200);
+    let out = s3_cmd(&w, port, "d", &["log"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("authentication failed") && err.contains(&seg[4..]),
+        "{err}"
+    );
 }
