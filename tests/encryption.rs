@@ -705,3 +705,76 @@ fn encrypted_life_cycle_on_s3() {
         "{err}"
     );
 }
+
+/// Restore journals and key maps of an encrypted repository hold no name
+/// or key in the clear, whether the restore finished or was killed; a
+/// killed restore resumes to the uninterrupted result, and the key map
+/// answers both ways.
+#[test]
+fn restore_journals_and_key_maps_are_sealed() {
+    let w = Work::new();
+    init_encrypted(&w);
+    let data = marked_data(6000, 13);
+    data.write_sorted(&w.path("src.jsonl"));
+    ok(
+        &w,
+        &["snapshot", "--from", "jsonl:src.jsonl", "--name", "s"],
+    );
+    let target = "jsonl:t.jsonl";
+    let t = std::time::Instant::now();
+    ok(&w, &["restore", "s", "--to", target, "--keys", "uuid"]);
+    let full = t.elapsed();
+    let want = std::fs::read(w.path("t.jsonl")).unwrap();
+    let scan = |when: &str| {
+        for dir in ["restores", "keymaps"] {
+            let d = w.repo().join(dir);
+            if !d.exists() {
+                continue;
+            }
+            for f in files(&d) {
+                let bytes = std::fs::read(&f).unwrap();
+                for needle in [MARKER, "SecretKind", "User", "t.jsonl"] {
+                    assert!(
+                        !contains(&bytes, needle.as_bytes()),
+                        "{when}: {} holds `{needle}`",
+                        f.display()
+                    );
+                }
+            }
+        }
+    };
+    scan("after a restore");
+    let mut journals = 0;
+    for i in 1..=3 {
+        std::fs::remove_file(w.path("t.jsonl")).unwrap();
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kindsnap"))
+            .current_dir(w.dir.path())
+            .arg("--repo")
+            .arg(w.repo())
+            .env("KINDSNAP_PASSWORD", PASSWORD)
+            .env("KINDSNAP_CHECKPOINT_EVERY", "300")
+            .args(["restore", "s", "--to", target, "--keys", "uuid"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full.mul_f64(i as f64 / 4.0));
+        let _ = child.kill();
+        let _ = child.wait();
+        journals += files(&w.repo().join("restores"))
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "db"))
+            .count();
+        scan("after a killed restore");
+        ok(&w, &["restore", "s", "--to", target, "--keys", "uuid"]);
+        assert!(
+            std::fs::read(w.path("t.jsonl")).unwrap() == want,
+            "run {i} differs"
+        );
+    }
+    assert!(journals >= 1, "no run left a journal to look at");
+    let m = ok(&w, &["keymap", target, "Post:1"]);
+    let (orig, new) = m.trim().split_once(" -> ").unwrap();
+    assert_eq!(orig, "Post:1");
+    assert_eq!(ok(&w, &["keymap", target, new]).trim(), m.trim());
+}

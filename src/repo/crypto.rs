@@ -172,6 +172,22 @@ impl Keys {
             .to_string()
     }
 
+    /// `plain` sealed deterministically: the nonce is a keyed hash of the
+    /// associated data and the plaintext (as in SIV), so equal values seal
+    /// to equal bytes, which SQLite can look up. It reveals which stored
+    /// values are equal and nothing else; for restore journals and key
+    /// maps, whose rows are found by equality.
+    pub fn seal_deterministic(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        let mut h = blake3::Hasher::new_keyed(&self.lookup);
+        h.update(b"deterministic nonce\0");
+        h.update(&(aad.len() as u64).to_le_bytes());
+        h.update(aad);
+        h.update(plain);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&h.finalize().as_bytes()[..NONCE_LEN]);
+        self.seal_with_nonce(&nonce, aad, plain)
+    }
+
     /// A deterministic tag of `bytes` (equal input, equal tag): for the
     /// index's kind column, which is looked up by kind.
     pub fn lookup_tag(&self, bytes: &[u8]) -> String {

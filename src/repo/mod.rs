@@ -5,6 +5,7 @@
 //! This module owns the layout and the locks; it never prints and never
 //! reads CLI types.
 
+pub(crate) mod cells;
 pub mod crypto;
 pub(crate) mod fsutil;
 pub mod index;
