@@ -778,3 +778,66 @@ fn restore_journals_and_key_maps_are_sealed() {
     assert_eq!(orig, "Post:1");
     assert_eq!(ok(&w, &["keymap", target, new]).trim(), m.trim());
 }
+
+/// The line cache of an encrypted repository is sealed: day 2 reuses
+/// day 1's lines (the cache works), the cache file holds no marker, and a
+/// flipped byte in it makes lines be parsed again with the same result.
+#[test]
+fn the_line_cache_is_sealed_and_still_used() {
+    let w = Work::new();
+    init_encrypted(&w);
+    let mut data = marked_data(3000, 14);
+    data.write_sorted(&w.path("src.jsonl"));
+    ok(
+        &w,
+        &["snapshot", "--from", "jsonl:src.jsonl", "--name", "d1"],
+    );
+    data.mutate(15, 30, 10, 10);
+    data.write_sorted(&w.path("src.jsonl"));
+    let hits = |name: &str| -> u64 {
+        let out = ks(
+            &w,
+            &[
+                "-vv",
+                "snapshot",
+                "--from",
+                "jsonl:src.jsonl",
+                "--name",
+                name,
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+            .lines()
+            .find_map(|l| {
+                l.split("line cache: ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    assert!(hits("d2") > 2500, "day 2 reuses the sealed cache");
+    let caches = files(&w.cache_dir().join("lines"));
+    assert_eq!(caches.len(), 1, "{caches:?}");
+    let bytes = std::fs::read(&caches[0]).unwrap();
+    for needle in [MARKER, "SecretKind", "User", "src.jsonl"] {
+        assert!(
+            !contains(&bytes, needle.as_bytes()),
+            "the line cache holds `{needle}`"
+        );
+    }
+    // Damage: the cache is a shortcut only.
+    flip(&caches[0], 100);
+    data.mutate(16, 5, 0, 0);
+    data.write_sorted(&w.path("src.jsonl"));
+    assert_eq!(hits("d3"), 0, "a damaged sealed cache is not used");
+    ok(&w, &["export", "d3", "--to", "jsonl:out.jsonl"]);
+    assert_eq!(
+        canonical_set(&w.path("out.jsonl")),
+        canonical_set(&w.path("src.jsonl"))
+    );
+}

@@ -441,12 +441,17 @@ pub fn snapshot(
         .transpose()?;
     source.set_filter(&opts.filter);
     source.set_cancel(&opts.cancel);
-    // The line cache holds kinds, keys and hashes in the clear: an
-    // encrypted repository keeps none (docs/design.md, "Encryption").
-    if let Some(root) = opts.cache_dir.as_ref().filter(|_| !repo.is_encrypted()) {
+    if let Some(root) = &opts.cache_dir {
         source.use_cache(CacheSpec {
-            path: linecache::cache_path(root, &repo.config.id, &plan.source_id, &plan.kinds_key),
+            path: linecache::cache_path(
+                repo.keys().map(|k| &**k),
+                root,
+                &repo.config.id,
+                (&plan.source_id, &plan.kinds_key),
+            ),
             parent: plan.parent.as_ref().map(|p| p.id),
+            // An encrypted repository's cache is sealed with its keys.
+            keys: repo.keys().cloned(),
         });
     }
     let runs = Runs::of(chain.as_ref(), opts)?;

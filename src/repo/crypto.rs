@@ -209,8 +209,8 @@ fn chunk_nonce(prefix: &[u8; STREAM_PREFIX_LEN], n: u32, last: bool) -> [u8; NON
 /// whether it is the last; so chunks cannot be reordered, dropped or cut
 /// off without the reader noticing. Memory: one chunk. Call
 /// [`SealWriter::finish`]; a stream without its last chunk does not read.
-pub struct SealWriter<'k, W: Write> {
-    keys: &'k Keys,
+pub struct SealWriter<W: Write> {
+    keys: std::sync::Arc<Keys>,
     inner: W,
     aad: Vec<u8>,
     prefix: [u8; STREAM_PREFIX_LEN],
@@ -218,10 +218,10 @@ pub struct SealWriter<'k, W: Write> {
     n: u32,
 }
 
-impl<'k, W: Write> SealWriter<'k, W> {
+impl<W: Write> SealWriter<W> {
     /// Starts the stream (writes the prefix). `aad` binds it to its kind
     /// of file (the file's magic).
-    pub fn new(keys: &'k Keys, mut inner: W, aad: &[u8]) -> io::Result<Self> {
+    pub fn new(keys: std::sync::Arc<Keys>, mut inner: W, aad: &[u8]) -> io::Result<Self> {
         let mut prefix = [0u8; STREAM_PREFIX_LEN];
         rand::rngs::OsRng.fill_bytes(&mut prefix);
         inner.write_all(&prefix)?;
@@ -258,7 +258,7 @@ impl<'k, W: Write> SealWriter<'k, W> {
     }
 }
 
-impl<W: Write> Write for SealWriter<'_, W> {
+impl<W: Write> Write for SealWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         // A chunk is sealed as not-last only once more data is known to
         // follow it, so the last chunk may be a full one.
@@ -278,8 +278,8 @@ impl<W: Write> Write for SealWriter<'_, W> {
 /// authenticate, a stream cut off before its last chunk or bytes after it
 /// are an `InvalidData` error whose inner error is [`Unauthentic`]-shaped
 /// text with the chunk's offset (see [`auth_failure_offset`]).
-pub struct SealReader<'k, R: Read> {
-    keys: &'k Keys,
+pub struct SealReader<R: Read> {
+    keys: std::sync::Arc<Keys>,
     inner: R,
     aad: Vec<u8>,
     prefix: [u8; STREAM_PREFIX_LEN],
@@ -303,10 +303,15 @@ pub fn auth_failure_offset(e: &io::Error) -> Option<u64> {
     e.to_string().strip_prefix(AUTH_MARK)?.parse().ok()
 }
 
-impl<'k, R: Read> SealReader<'k, R> {
+impl<R: Read> SealReader<R> {
     /// Reads the prefix. `header_len` is how many bytes preceded the stream
     /// in its file (for the offsets in errors).
-    pub fn new(keys: &'k Keys, mut inner: R, aad: &[u8], header_len: u64) -> io::Result<Self> {
+    pub fn new(
+        keys: std::sync::Arc<Keys>,
+        mut inner: R,
+        aad: &[u8],
+        header_len: u64,
+    ) -> io::Result<Self> {
         let mut prefix = [0u8; STREAM_PREFIX_LEN];
         if read_full(&mut inner, &mut prefix)? < STREAM_PREFIX_LEN {
             return Err(auth_error(header_len));
@@ -372,7 +377,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-impl<R: Read> Read for SealReader<'_, R> {
+impl<R: Read> Read for SealReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.at == self.plain.len() {
             if self.done {
@@ -522,6 +527,10 @@ mod tests {
         Keys::new(MasterKey::from_bytes([7u8; 32]))
     }
 
+    fn shared() -> std::sync::Arc<Keys> {
+        std::sync::Arc::new(fixed())
+    }
+
     /// The test vector of docs/format.md: master key 32 × 0x07, nonce
     /// 24 × 0x01, aad "KSPACKE1", plaintext "kindsnap".
     #[test]
@@ -550,21 +559,21 @@ mod tests {
         assert_eq!(k.open(b"a", &sealed[..20]), Err(Unauthentic));
     }
 
-    fn stream(k: &Keys, data: &[u8]) -> Vec<u8> {
-        let mut w = SealWriter::new(k, Vec::new(), b"T").unwrap();
+    fn stream(k: &std::sync::Arc<Keys>, data: &[u8]) -> Vec<u8> {
+        let mut w = SealWriter::new(k.clone(), Vec::new(), b"T").unwrap();
         w.write_all(data).unwrap();
         w.finish().unwrap()
     }
 
-    fn unstream(k: &Keys, bytes: &[u8]) -> io::Result<Vec<u8>> {
+    fn unstream(k: &std::sync::Arc<Keys>, bytes: &[u8]) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        SealReader::new(k, bytes, b"T", 0)?.read_to_end(&mut out)?;
+        SealReader::new(k.clone(), bytes, b"T", 0)?.read_to_end(&mut out)?;
         Ok(out)
     }
 
     #[test]
     fn streams_round_trip_and_detect_cuts_and_swaps() {
-        let k = fixed();
+        let k = shared();
         for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 5] {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
             let s = stream(&k, &data);

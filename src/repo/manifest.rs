@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use super::crypto::Keys;
 use super::{fsutil, Repository};
 use crate::error::{Error, Result};
@@ -184,11 +186,11 @@ pub const SEALED_MANIFEST_MAGIC: &[u8; 8] = b"KSSNAPE1";
 
 /// A manifest's bytes after its magic, decrypted when sealed; opened on
 /// the file positioned after the magic.
-fn body_reader<'k>(keys: Option<&'k Keys>, f: File) -> std::io::Result<Box<dyn Read + 'k>> {
+fn body_reader(keys: Option<&Arc<Keys>>, f: File) -> std::io::Result<Box<dyn Read>> {
     let f = BufReader::with_capacity(128 << 10, f);
     Ok(match keys {
         Some(k) => Box::new(crate::repo::crypto::SealReader::new(
-            k,
+            Arc::clone(k),
             f,
             SEALED_MANIFEST_MAGIC,
             8,
@@ -212,7 +214,7 @@ fn read_failure(path: &Path, e: &std::io::Error, other: impl FnOnce() -> Error) 
 /// Read a manifest's header (and learn where the database starts: an
 /// offset in the bytes after the magic, decrypted when sealed).
 fn read_header(
-    keys: Option<&Keys>,
+    keys: Option<&Arc<Keys>>,
     path: &Path,
     id: SnapshotId,
 ) -> Result<(SnapshotInfo, Vec<KindInfo>, u64)> {
@@ -313,7 +315,7 @@ pub struct Manifest {
     db_offset: u64,
     tmp_dir: PathBuf,
     /// An encrypted repository's keys.
-    keys: Option<std::sync::Arc<Keys>>,
+    keys: Option<Arc<Keys>>,
     db: OnceCell<Db>,
     /// The file's bytes hashed to its id (see [`Manifest::verify`]).
     verified: Cell<bool>,
@@ -323,7 +325,7 @@ impl Manifest {
     pub fn open(repo: &Repository, id: &SnapshotId) -> Result<Manifest> {
         let path = repo.snapshot_path(id);
         let keys = repo.keys().cloned();
-        let (info, kinds, db_offset) = read_header(keys.as_deref(), &path, *id)?;
+        let (info, kinds, db_offset) = read_header(keys.as_ref(), &path, *id)?;
         Ok(Manifest {
             info,
             kinds,
@@ -432,7 +434,7 @@ impl Manifest {
         let mut src = File::open(&self.path).map_err(Error::io("reading", &self.path))?;
         std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(8))
             .map_err(Error::io("reading", &self.path))?;
-        let mut src = body_reader(self.keys.as_deref(), src)
+        let mut src = body_reader(self.keys.as_ref(), src)
             .map_err(|e| read_failure(&self.path, &e, || self.damaged(e.to_string())))?;
         std::io::copy(&mut (&mut src).take(self.db_offset), &mut std::io::sink())
             .map_err(|e| read_failure(&self.path, &e, || self.damaged(e.to_string())))?;
@@ -1256,7 +1258,7 @@ impl ManifestWriter {
                 Some(k) => {
                     hashing.write_all(SEALED_MANIFEST_MAGIC)?;
                     let mut sealed = crate::repo::crypto::SealWriter::new(
-                        k,
+                        Arc::clone(k),
                         &mut hashing,
                         SEALED_MANIFEST_MAGIC,
                     )?;
@@ -1421,7 +1423,7 @@ pub fn list_all(repo: &Repository) -> Result<(Vec<SnapshotInfo>, Vec<Unreadable>
         let Some(id) = SnapshotId::from_hex(&name) else {
             continue;
         };
-        match read_header(repo.keys().map(|k| &**k), &e.path(), id) {
+        match read_header(repo.keys(), &e.path(), id) {
             Ok((info, _, _)) => infos.push(info),
             Err(err) => bad.push((id, err)),
         }
