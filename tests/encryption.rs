@@ -849,3 +849,52 @@ fn the_line_cache_is_sealed_and_still_used() {
         canonical_set(&w.path("src.jsonl"))
     );
 }
+
+/// The encrypted format is fixed: a repository made by the build that
+/// introduced it (tests/fixtures/repo-v3-encrypted) reads, checks and
+/// dedups with today's.
+#[test]
+fn encrypted_format_v3_fixture_reads_and_dedups() {
+    let w = Work::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    common::copy_dir(&root.join("tests/fixtures/repo-v3-encrypted"), &w.repo());
+    let run = |args: &[&str]| {
+        let out = w
+            .ks()
+            .env("KINDSNAP_PASSWORD", "kindsnap fixture")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let log = run(&["log"]);
+    assert!(log.contains("monday") && log.contains("tuesday"), "{log}");
+    assert!(run(&["check", "--read-data"]).contains("no problems found"));
+    for (snap, file) in [("monday", "day1.jsonl"), ("tuesday", "day2.jsonl")] {
+        let out = w.path(&format!("{snap}.jsonl"));
+        run(&["export", snap, "--to", &format!("jsonl:{}", out.display())]);
+        assert_eq!(
+            canonical_set(&out),
+            canonical_set(&root.join("docs/examples").join(file)),
+            "{snap}"
+        );
+    }
+    std::fs::copy(root.join("docs/examples/day2.jsonl"), w.path("again.jsonl")).unwrap();
+    let s: serde_json::Value = serde_json::from_str(&run(&[
+        "snapshot",
+        "--from",
+        "jsonl:again.jsonl",
+        "--name",
+        "again",
+        "--json",
+    ]))
+    .unwrap();
+    for k in s["kinds"].as_array().unwrap() {
+        assert_eq!(k["bytes_added"], 0, "kind {} stored new bodies", k["kind"]);
+    }
+}
