@@ -62,8 +62,7 @@ pub fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         ))?;
         if repo.is_encrypted() {
             out.line(
-                "keep the password safe: without it (or another key's) nothing in the repository can be read"
-                    .to_string(),
+                "keep the password safe: without it (or another key's) nothing in the repository can be read",
             )?;
         }
         out.flush()?;

@@ -1180,17 +1180,15 @@ pub fn init(
         });
     }
     let mut config = super::Config::default();
-    let mut master = None;
     if let Some((password, params)) = encrypt {
-        let m = super::crypto::MasterKey::random();
-        let keys = super::crypto::Keys::new(super::crypto::MasterKey::from_bytes(*m.bytes()));
-        let (name, bytes) = super::keyring::new_key_file(&m, password, params, &config.id)?;
+        let master = super::crypto::MasterKey::random();
+        let (name, bytes) = super::keyring::new_key_file(&master, password, params, &config.id)?;
         // The key first: a config without a key would be a repository
         // nobody can open.
         remote.put(&format!("keys/{name}"), bytes)?;
+        let keys = super::crypto::Keys::new(master);
         config.kindsnap_repository = super::ENCRYPTED_FORMAT_VERSION;
         config.encryption = Some(super::keyring::sealed_encryption(&config, &keys));
-        master = Some((password.to_vec(), m));
     }
     let text = serde_json::to_vec_pretty(&config).unwrap_or_default();
     if !remote.put_new("config", text)? {
@@ -1198,15 +1196,13 @@ pub fn init(
             path: PathBuf::from(url),
         });
     }
-    match master {
-        None => open_with(remote, cache_root, &|| {
-            Err(Error::Internal("no password needed"))
-        }),
-        Some((password, _)) => {
-            let pw = zeroize::Zeroizing::new(String::from_utf8_lossy(&password).to_string());
-            open_with(remote, cache_root, &move || Ok(pw.clone()))
-        }
-    }
+    // Opened as any other command opens it: with the password just given.
+    let password = zeroize::Zeroizing::new(
+        encrypt
+            .map(|(p, _)| String::from_utf8_lossy(p).to_string())
+            .unwrap_or_default(),
+    );
+    open_with(remote, cache_root, &|| Ok(password.clone()))
 }
 
 /// Open the repository at `url` through its cache under `cache_root`,
