@@ -64,8 +64,10 @@ fn from_command(command: &str) -> Password {
 }
 
 fn from_env(var: Option<&str>) -> Option<Zeroizing<String>> {
+    // Empty counts as unset, as for the other KINDSNAP_* variables.
     std::env::var(var.unwrap_or("KINDSNAP_PASSWORD"))
         .ok()
+        .filter(|p| !p.is_empty())
         .map(Zeroizing::new)
 }
 
