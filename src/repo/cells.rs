@@ -65,3 +65,32 @@ impl Cells {
         String::from_utf8(self.get_blob(column, v)?).map_err(|_| self.failed(column))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::crypto::MasterKey;
+
+    #[test]
+    fn sealed_cells_are_deterministic_per_column_and_open_back() {
+        let keys = Arc::new(Keys::new(MasterKey::from_bytes([5; 32])));
+        let c = Cells::new(Some(keys), PathBuf::from("j.db"));
+        assert_eq!(c.text("ns", "shop"), c.text("ns", "shop"));
+        assert_ne!(c.text("ns", "shop"), c.text("kind", "shop"));
+        assert_ne!(c.text("ns", "shop"), c.text("ns", "shoq"));
+        let v = c.text("kind", "Order");
+        assert_eq!(c.get_text("kind", v.clone()).unwrap(), "Order");
+        // Moved to another column: refused.
+        assert!(c.get_text("ns", v.clone()).is_err());
+        let Value::Blob(mut b) = v else {
+            panic!("sealed cells are blobs")
+        };
+        b[30] ^= 1;
+        assert!(matches!(
+            c.get_text("kind", Value::Blob(b)),
+            Err(Error::AuthFailed { .. })
+        ));
+        let plain = Cells::new(None, PathBuf::from("j.db"));
+        assert_eq!(plain.text("ns", "shop"), Value::Text("shop".into()));
+    }
+}
