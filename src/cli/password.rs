@@ -133,11 +133,16 @@ impl PasswordOptions {
                 }
                 a
             }
-            None => {
+            None if for_init => {
                 return Err(Error::PasswordNeeded {
                     path: PathBuf::from(location),
                 })
             }
+            None => return Err(Error::PasswordCommand {
+                command: "--new-password-file".into(),
+                why: "no new password given; name a file with it, or run on a terminal to be asked"
+                    .into(),
+            }),
         };
         if p.is_empty() {
             return Err(Error::PasswordCommand {

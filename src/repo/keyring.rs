@@ -146,7 +146,9 @@ pub(crate) fn unlock(repo: &Repository, password: &str) -> Result<(String, Keys)
             path: PathBuf::from(repo.location()),
         });
     }
-    let mut damaged = None;
+    // A damaged key file is reported only when no sound one was tried:
+    // otherwise the password is what is wrong.
+    let (mut damaged, mut tried) = (None, false);
     for (name, file) in files {
         let file = match file {
             Ok(f) => f,
@@ -157,7 +159,7 @@ pub(crate) fn unlock(repo: &Repository, password: &str) -> Result<(String, Keys)
         };
         match file.unwrap_with(password.as_bytes(), &repo.config.id) {
             Ok(Some(master)) => return Ok((name, Keys::new(master))),
-            Ok(None) => {}
+            Ok(None) => tried = true,
             Err(why) => {
                 damaged = Some(Error::BadKeyFile {
                     path: keys_dir(repo).join(&name),
@@ -166,9 +168,12 @@ pub(crate) fn unlock(repo: &Repository, password: &str) -> Result<(String, Keys)
             }
         }
     }
-    Err(damaged.unwrap_or_else(|| Error::WrongPassword {
-        path: PathBuf::from(repo.location()),
-    }))
+    Err(match damaged {
+        Some(e) if !tried => e,
+        _ => Error::WrongPassword {
+            path: PathBuf::from(repo.location()),
+        },
+    })
 }
 
 /// `key list`.
