@@ -18,8 +18,11 @@ use assert_cmd::Command;
 /// the binary without [`Work::ks`], such as those on a pseudo-terminal,
 /// which would otherwise wait at the password prompt). Tests that edit
 /// `config` or damage files by hand fail there by design: an encrypted
-/// repository reports that as tampering (on 2026-12-06, 18 of tests/cli.rs's
-/// 21 passed; the other 3 edit `config` or flip bytes in packs).
+/// repository reports that as tampering, and so do tests that open the
+/// repository through the library without a password. On 2026-12-06:
+/// tests/restore.rs 9 of 9, tests/cli.rs 18 of 21, tests/gc.rs 7 of 10
+/// (the others edit `config`, flip bytes in packs, or open the library
+/// directly).
 pub fn encrypted_suite() -> bool {
     std::env::var("KINDSNAP_TEST_ENCRYPTED").is_ok_and(|v| v == "1")
 }
