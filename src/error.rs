@@ -445,6 +445,38 @@ pub enum Error {
 
     /// A state the code should never reach: a bug, reported instead of a
     /// panic. The repository is left as the commit protocol leaves it.
+    #[error("{file}{at}: authentication failed: the repository was changed or damaged after it was written (or this is not its file); run `kindsnap check --read-data`")]
+    AuthFailed { file: String, at: String },
+
+    #[error("cannot get the password from {command}: {why}")]
+    PasswordCommand { command: String, why: String },
+
+    #[error("wrong password: no key in {path}/keys/ opens with it")]
+    WrongPassword { path: PathBuf },
+
+    #[error("repository {path} is encrypted: give its password with --password-file, --password-command or KINDSNAP_PASSWORD, or run on a terminal to be asked")]
+    PasswordNeeded { path: PathBuf },
+
+    #[error("repository {path} is encrypted but holds no key file in keys/, so nothing can open it; put back the key files from a copy of the repository")]
+    NoKeys { path: PathBuf },
+
+    #[error("key file {path} is damaged ({why}); put back a copy, or remove it with `kindsnap key remove`")]
+    BadKeyFile { path: PathBuf, why: String },
+
+    #[error("repository {path} is not encrypted: it has no keys; to encrypt it, create a new repository with `kindsnap init --encrypt` and `kindsnap copy` into it")]
+    NotEncrypted { path: PathBuf },
+
+    #[error("{path} is already a plain (unencrypted) repository and cannot be encrypted in place; create an encrypted one beside it and copy the snapshots: `kindsnap --repo NEW init --encrypt && kindsnap --repo NEW copy --from-repo {path}`")]
+    EncryptExisting { path: PathBuf },
+
+    #[error(
+        "no single key file matches `{spec}` ({matches} do); `kindsnap key list` shows the keys"
+    )]
+    UnknownKey { spec: String, matches: usize },
+
+    #[error("key {name} is the one in use or the last one; add another key (`kindsnap key add`) and open the repository with it to remove this one")]
+    KeyInUse { name: String },
+
     #[error("internal error: {0}; please report it (the repository is consistent)")]
     Internal(&'static str),
 }
@@ -468,6 +500,9 @@ impl Error {
             | DamagedSchema { .. }
             | DamagedPack { .. }
             | DamagedSnapshot { .. }
+            | AuthFailed { .. }
+            | NoKeys { .. }
+            | BadKeyFile { .. }
             | BadRepoConfig { .. }
             | NotARepository { .. } => ErrorClass::Damage,
             Internal(_) => ErrorClass::Bug,

@@ -548,7 +548,12 @@ fn child_open(dir: &std::path::Path, url: &str, name: &str) -> kindsnap::repo::R
             std::time::Duration::from_secs(5),
         ))
     };
-    kindsnap::repo::remote::open(url, &dir.join(format!("cache-{name}")), &options).unwrap()
+    let plain = || {
+        Err(kindsnap::Error::Internal(
+            "a plain repository needs no password",
+        ))
+    };
+    kindsnap::repo::remote::open(url, &dir.join(format!("cache-{name}")), &options, &plain).unwrap()
 }
 
 /// A contender for the exclusive lock (see `racing_to_break_an_expired_lock`).

@@ -14,13 +14,16 @@ mod check;
 mod clear;
 mod complete;
 mod config;
+mod copy;
 mod diff;
 mod export;
 mod forget;
 mod init;
+mod key;
 mod keymap;
 mod log;
 pub(crate) mod output;
+mod password;
 mod progress;
 mod prune;
 mod repair;
@@ -96,6 +99,26 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = "Global options")]
     local_time: bool,
 
+    /// Read an encrypted repository's password from this file
+    /// (before --password-command and KINDSNAP_PASSWORD; else a prompt)
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FILE"
+    )]
+    password_file: Option<PathBuf>,
+
+    /// Run this command (a secret manager's) and use what it prints as
+    /// the password
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "COMMAND"
+    )]
+    password_command: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -126,6 +149,11 @@ Docs: README.md and docs/ (user guide, restore, datastore, format).";
 enum Command {
     /// Create a new repository.
     Init(init::Args),
+    /// Manage the password keys of an encrypted repository.
+    Key(key::Args),
+    /// Copy snapshots from another repository into this one (e.g. into
+    /// a new encrypted repository).
+    Copy(copy::Args),
     /// Store a snapshot of a source; only what changed is stored again.
     Snapshot(snapshot::Args),
     /// List snapshots, newest first.
@@ -198,6 +226,8 @@ pub struct Settings {
     pub started: std::time::Instant,
     /// `--local-time`: tables print local times instead of UTC.
     pub local_time: bool,
+    /// Where an encrypted repository's password comes from.
+    pub password: password::PasswordOptions,
 }
 
 impl Settings {
@@ -250,6 +280,11 @@ impl Settings {
             cancel,
             started: std::time::Instant::now(),
             local_time: cli.local_time,
+            password: password::PasswordOptions {
+                file: cli.password_file.clone(),
+                command: cli.password_command.clone(),
+                env: None,
+            },
             color: match cli.color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,
@@ -299,10 +334,16 @@ impl Settings {
             .filter(|s| kindsnap::repo::remote::is_remote_url(s))
     }
 
+    /// Open the repository; an encrypted one with its password (asked
+    /// for only then).
     pub fn open_repo(&self) -> anyhow::Result<kindsnap::repo::Repository> {
+        let location = self.repo.display().to_string();
+        let password = || self.password.password(&location);
         Ok(match self.remote_url() {
-            Some(url) => kindsnap::repo::remote::open(url, &self.cache_dir, &self.remote)?,
-            None => kindsnap::repo::Repository::open(&self.repo)?,
+            Some(url) => {
+                kindsnap::repo::remote::open(url, &self.cache_dir, &self.remote, &password)?
+            }
+            None => kindsnap::repo::Repository::open_with(&self.repo, &password)?,
         })
     }
 
@@ -366,6 +407,8 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Init(a) => init::run(a, &settings),
+        Command::Key(a) => key::run(a, &settings),
+        Command::Copy(a) => copy::run(a, &settings),
         Command::Snapshot(a) => snapshot::run(a, &settings),
         Command::Log(a) => log::run(a, &settings),
         Command::Show(a) => show::run(a, &settings),

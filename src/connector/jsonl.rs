@@ -129,13 +129,13 @@ impl EntitySource for JsonlSource {
             cache.reader = spec
                 .parent
                 .as_ref()
-                .and_then(|p| linecache::Reader::open(&spec.path, p));
+                .and_then(|p| linecache::Reader::open(&spec.path, p, spec.keys.clone()));
             let seed = cache
                 .reader
                 .as_ref()
                 .map(|r| r.seed())
                 .unwrap_or_else(rand::random);
-            cache.writer = match linecache::Writer::create(&spec.path, seed) {
+            cache.writer = match linecache::Writer::create(&spec.path, seed, spec.keys.clone()) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::warn!("the line cache is not kept: {e}");

@@ -31,18 +31,32 @@
 //! `check` is the xxh3 of the rest of the record: a damaged record is
 //! a miss, never a wrong hit. Integers are little-endian. The stamp changes with every kindsnap
 //! version, so a cache never outlives the code that parsed its lines.
+//!
+//! For an encrypted repository the same records and trailer are sealed
+//! with its keys (docs/format.md): the records as one sealed stream, the
+//! trailer as a sealed object, then the stream's length (u64) and
+//! `KSLINESE`. A chunk that fails authentication ends the cache there
+//! (the rest of the file is parsed), as a damaged record does.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::ids::{EntityHash, SnapshotId};
+use crate::repo::crypto::{Keys, SealReader, SealWriter, NONCE_LEN, TAG_LEN};
 
 use super::Encoded;
 
 const MAGIC: &[u8; 8] = b"KSLINES1";
+/// The magic of a sealed cache (an encrypted repository's).
+const SEALED_MAGIC: &[u8; 8] = b"KSLINESE";
+/// A sealed trailer: nonce, the 72 bytes, tag.
+const SEALED_TRAILER: usize = NONCE_LEN + TRAILER + TAG_LEN;
+const TRAILER_AAD: &[u8] = b"KSLINESE trailer";
 const TRAILER: usize = 72;
 const HEAD: usize = 8 + 16 + 32 + 4 + 2 + 2 + 4;
 
@@ -51,9 +65,18 @@ const HEAD: usize = 8 + 16 + 32 + 4 + 2 + 2 + 4;
 pub const WINDOW: usize = 16 * 1024;
 
 /// Where the cache of one source lives: `<cache>/lines/<repository id>/`,
-/// one file per source and kind filter.
-pub fn cache_path(cache_root: &Path, repo_id: &str, source_id: &str, kinds_key: &str) -> PathBuf {
-    let mut h = blake3::Hasher::new();
+/// one file per source and kind filter (named by a keyed hash for an
+/// encrypted repository, so the name confirms no guessed source).
+pub fn cache_path(
+    keys: Option<&Keys>,
+    cache_root: &Path,
+    repo_id: &str,
+    (source_id, kinds_key): (&str, &str),
+) -> PathBuf {
+    let mut h = match keys {
+        Some(k) => k.object_hasher(),
+        None => blake3::Hasher::new(),
+    };
     h.update(source_id.as_bytes());
     h.update(b"\0");
     h.update(kinds_key.as_bytes());
@@ -110,9 +133,47 @@ impl<'a> Hit<'a> {
     }
 }
 
+/// The 72-byte trailer and the length of the records before it: plain,
+/// or (with `keys`) opened from a sealed cache. None when the file is not
+/// a cache of this kind (too short, another kind, not authentic).
+fn read_trailer(
+    file: &mut File,
+    len: u64,
+    keys: Option<&Keys>,
+) -> std::io::Result<Option<([u8; TRAILER], u64)>> {
+    let Some(k) = keys else {
+        if len < TRAILER as u64 {
+            return Ok(None);
+        }
+        file.seek(SeekFrom::Start(len - TRAILER as u64))?;
+        let mut t = [0u8; TRAILER];
+        file.read_exact(&mut t)?;
+        return Ok(Some((t, len - TRAILER as u64)));
+    };
+    let tail = (SEALED_TRAILER + 16) as u64;
+    if len < tail {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(len - tail))?;
+    let mut end = vec![0u8; tail as usize];
+    file.read_exact(&mut end)?;
+    let (sealed, rest) = end.split_at(SEALED_TRAILER);
+    let records_len = u64::from_le_bytes(rest[..8].try_into().unwrap_or_default());
+    if &rest[8..] != SEALED_MAGIC || records_len != len - tail {
+        return Ok(None);
+    }
+    let Ok(plain) = k.open(TRAILER_AAD, sealed) else {
+        return Ok(None);
+    };
+    let Ok(t) = <[u8; TRAILER]>::try_from(&plain[..]) else {
+        return Ok(None);
+    };
+    Ok(Some((t, records_len)))
+}
+
 /// Reads the parent's cache beside the new file, in order.
 pub struct Reader {
-    file: BufReader<std::io::Take<File>>,
+    file: BufReader<Box<dyn Read + Send>>,
     /// Records not read from the file yet.
     unread: u64,
     seed: u64,
@@ -130,8 +191,8 @@ pub struct Reader {
 impl Reader {
     /// The cache at `path` if it was written for snapshot `parent` by this
     /// version of kindsnap; `None` (and why, at debug level) otherwise.
-    pub fn open(path: &Path, parent: &SnapshotId) -> Option<Reader> {
-        match Self::try_open(path, parent) {
+    pub fn open(path: &Path, parent: &SnapshotId, keys: Option<Arc<Keys>>) -> Option<Reader> {
+        match Self::try_open(path, parent, keys) {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!("line cache {}: not used: {e}", path.display());
@@ -140,20 +201,24 @@ impl Reader {
         }
     }
 
-    fn try_open(path: &Path, parent: &SnapshotId) -> std::io::Result<Option<Reader>> {
+    fn try_open(
+        path: &Path,
+        parent: &SnapshotId,
+        keys: Option<Arc<Keys>>,
+    ) -> std::io::Result<Option<Reader>> {
         let mut file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         let len = file.metadata()?.len();
-        if len < TRAILER as u64 {
-            tracing::debug!("line cache {}: too short", path.display());
+        let Some((t, records_len)) = read_trailer(&mut file, len, keys.as_deref())? else {
+            tracing::debug!(
+                "line cache {}: no trailer this repository can read",
+                path.display()
+            );
             return Ok(None);
-        }
-        file.seek(SeekFrom::Start(len - TRAILER as u64))?;
-        let mut t = [0u8; TRAILER];
-        file.read_exact(&mut t)?;
+        };
         let seed = u64::from_le_bytes(t[0..8].try_into().unwrap_or_default());
         let records = u64::from_le_bytes(t[8..16].try_into().unwrap_or_default());
         let why = if &t[64..72] != MAGIC {
@@ -171,8 +236,13 @@ impl Reader {
         }
         file.seek(SeekFrom::Start(0))?;
         // Records past the trailer's start would be the trailer itself.
+        let records_file = file.take(records_len);
+        let source: Box<dyn Read + Send> = match keys {
+            Some(k) => Box::new(SealReader::new(k, records_file, SEALED_MAGIC, 0)?),
+            None => Box::new(records_file),
+        };
         Ok(Some(Reader {
-            file: BufReader::with_capacity(1 << 20, file.take(len - TRAILER as u64)),
+            file: BufReader::with_capacity(1 << 20, source),
             unread: records,
             seed,
             data: Vec::new(),
@@ -268,7 +338,7 @@ impl Reader {
 pub struct Writer {
     path: PathBuf,
     tmp: PathBuf,
-    out: Option<BufWriter<File>>,
+    out: Option<Out>,
     seed: u64,
     records: u64,
     failed: bool,
@@ -276,18 +346,62 @@ pub struct Writer {
     rec: Vec<u8>,
 }
 
+/// Where records go: the file, or a sealed stream into it.
+enum Out {
+    Plain(BufWriter<File>),
+    Sealed(SealWriter<BufWriter<File>>, Arc<Keys>),
+}
+
+impl Out {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Out::Plain(w) => w.write_all(bytes),
+            Out::Sealed(w, _) => w.write_all(bytes),
+        }
+    }
+
+    /// Write the trailer after the records and flush everything.
+    fn finish(self, trailer: &[u8; TRAILER]) -> std::io::Result<()> {
+        let mut file = match self {
+            Out::Plain(mut w) => {
+                w.write_all(trailer)?;
+                w
+            }
+            Out::Sealed(w, keys) => {
+                let mut file = w.finish()?;
+                file.flush()?;
+                let records_len = file.get_ref().metadata()?.len();
+                file.write_all(&keys.seal(TRAILER_AAD, trailer))?;
+                file.write_all(&records_len.to_le_bytes())?;
+                file.write_all(SEALED_MAGIC)?;
+                file
+            }
+        };
+        file.flush()
+    }
+}
+
 impl Writer {
-    pub fn create(path: &Path, seed: u64) -> Result<Writer> {
+    pub fn create(path: &Path, seed: u64, keys: Option<Arc<Keys>>) -> Result<Writer> {
         let dir = path.parent().unwrap_or(Path::new("."));
         crate::repo::fsutil::private_dir(dir).map_err(Error::io("creating", dir))?;
         remove_stale_temps(dir);
         let tmp = crate::repo::fsutil::temp_path(dir, ".lines");
         let f =
             crate::repo::fsutil::private_file(&tmp, true).map_err(Error::io("creating", &tmp))?;
+        let file = BufWriter::with_capacity(256 << 10, f);
+        let out = match keys {
+            None => Out::Plain(file),
+            Some(k) => Out::Sealed(
+                SealWriter::new(Arc::clone(&k), file, SEALED_MAGIC)
+                    .map_err(Error::io("writing", &tmp))?,
+                k,
+            ),
+        };
         Ok(Writer {
             path: path.to_path_buf(),
             tmp,
-            out: Some(BufWriter::with_capacity(256 << 10, f)),
+            out: Some(out),
             seed,
             records: 0,
             failed: false,
@@ -345,15 +459,13 @@ impl Writer {
         t[16..48].copy_from_slice(id.as_bytes());
         t[48..64].copy_from_slice(&stamp());
         t[64..72].copy_from_slice(MAGIC);
-        self.write(&t);
         let out = self.out.take();
         if self.failed {
             let _ = std::fs::remove_file(&self.tmp);
             return Err(Error::Internal("writing the line cache failed"));
         }
         if let Some(out) = out {
-            out.into_inner()
-                .map_err(|e| Error::io("writing", &self.tmp)(e.into_error()))?;
+            out.finish(&t).map_err(Error::io("writing", &self.tmp))?;
         }
         std::fs::rename(&self.tmp, &self.path).map_err(Error::io("renaming", &self.tmp))
     }

@@ -171,6 +171,8 @@ impl EncodedBatch {
 pub struct CacheSpec {
     pub path: std::path::PathBuf,
     pub parent: Option<crate::ids::SnapshotId>,
+    /// An encrypted repository's keys: the cache is sealed with them.
+    pub keys: Option<std::sync::Arc<crate::repo::crypto::Keys>>,
 }
 
 /// What reading one kind cost, in the units Datastore bills: entity reads

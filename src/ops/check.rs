@@ -275,7 +275,7 @@ struct Packs {
 /// Phase 2: the index is a sound database; packs it lists that are gone,
 /// and packs it does not list (a note).
 fn check_index(repo: &Repository, report: &mut CheckReport) -> Result<Packs> {
-    let index = Index::open(&repo.index_path(), false)?;
+    let index = repo.open_index(false)?;
     if let Some(msg) = index.quick_check()? {
         report.problems.push(Problem {
             problem: format!(
@@ -336,12 +336,13 @@ fn read_packs(
         let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
         report.bytes_read += bytes.len() as u64;
         let (mut found, mut bodies) = (0u64, 0u64);
-        let why = if PackId::of(&bytes) != *id {
-            Some("content does not match its id".to_string())
+        let why = if repo.pack_id_of(&bytes) != *id {
+            Some(repo.id_mismatch().to_string())
         } else {
-            match pack::parse_toc(&bytes, &id.to_hex()) {
+            match pack::parse_toc(repo.keys().map(|k| &**k), &bytes, &id.to_hex()) {
                 Err(e) => Some(e.to_string()),
                 Ok(toc) => read_pack_blocks(
+                    repo,
                     &bytes,
                     id,
                     &toc,
@@ -596,6 +597,7 @@ pub(crate) fn state_losses(
 /// placed exactly where it is. Counts `[bodies, found where the index
 /// says, placed wrongly]`; `Some` says how the pack is damaged.
 fn read_pack_blocks(
+    repo: &Repository,
     bytes: &[u8],
     id: &PackId,
     toc: &pack::Toc,
@@ -607,9 +609,12 @@ fn read_pack_blocks(
         else {
             return Ok(Some(format!("block at {off} lies outside the pack")));
         };
-        let block = match zstd::bulk::decompress(data, *raw as usize) {
-            Ok(b) => b,
-            Err(_) => return Ok(Some(format!("block at {off} is damaged"))),
+        let Some(block) = pack::decode_block(repo.keys().map(|k| &**k), data, *raw) else {
+            return Ok(Some(if repo.is_encrypted() {
+                format!("block at {off} failed authentication or is damaged")
+            } else {
+                format!("block at {off} is damaged")
+            }));
         };
         let Some(bodies) = pack::Toc::bodies(lens, &block) else {
             return Ok(Some(format!("block at {off} is damaged")));
@@ -619,7 +624,7 @@ fn read_pack_blocks(
         for body in bodies {
             let here = Location::new(*id, (*off, *clen, *raw), (at, body.len() as u32));
             at += body.len() as u32;
-            match index.lookup(&crate::model::codec::hash(body))? {
+            match index.lookup(&repo.body_id(body))? {
                 Some(loc) if loc == here => *found += 1,
                 Some(loc) if loc.pack == *id => *misplaced += 1,
                 // Indexed in another pack (a copy left by an interrupted
@@ -695,24 +700,26 @@ pub struct RebuildReport {
 
 /// Why a pack fails its checks, or its sound blocks' locations.
 fn read_sound_pack(
+    repo: &Repository,
     bytes: &[u8],
     id: &PackId,
 ) -> std::result::Result<(pack::Toc, Vec<(crate::ids::EntityHash, Location)>), String> {
-    if PackId::of(bytes) != *id {
-        return Err("content does not match its id".into());
+    if repo.pack_id_of(bytes) != *id {
+        return Err(repo.id_mismatch().into());
     }
-    let toc = pack::parse_toc(bytes, &id.to_hex()).map_err(|e| e.to_string())?;
+    let keys = repo.keys().map(|k| &**k);
+    let toc = pack::parse_toc(keys, bytes, &id.to_hex()).map_err(|e| e.to_string())?;
     let mut locations = Vec::new();
     for (off, clen, raw, lens) in &toc.blocks {
         let data = bytes.get(*off as usize..(*off as usize).saturating_add(*clen as usize));
-        let block = data.and_then(|d| zstd::bulk::decompress(d, *raw as usize).ok());
+        let block = data.and_then(|d| pack::decode_block(keys, d, *raw));
         let Some(bodies) = block.as_deref().and_then(|b| pack::Toc::bodies(lens, b)) else {
             return Err(format!("block at {off} is damaged"));
         };
         let mut at = 0u32;
         for b in bodies {
             let loc = Location::new(*id, (*off, *clen, *raw), (at, b.len() as u32));
-            locations.push((crate::model::codec::hash(b), loc));
+            locations.push((repo.body_id(b), loc));
             at += b.len() as u32;
         }
     }
@@ -732,7 +739,7 @@ pub fn rebuild_index(repo: &Repository, progress: &dyn Progress) -> Result<Rebui
     let tmp = crate::repo::fsutil::temp_path(&repo.tmp_dir(), "index");
     let result = (|| -> Result<RebuildReport> {
         Index::create(&tmp)?;
-        let index = Index::open(&tmp, true)?;
+        let index = Index::open(&tmp, true)?.sealed(repo.keys().cloned());
         let packs = packs_on_disk(repo)?;
         progress.phase("rebuilding index", Some(packs.len() as u64));
         let mut report = RebuildReport::default();
@@ -740,7 +747,7 @@ pub fn rebuild_index(repo: &Repository, progress: &dyn Progress) -> Result<Rebui
         for id in packs {
             let path = repo.local_pack(&id)?;
             let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
-            match read_sound_pack(&bytes, &id) {
+            match read_sound_pack(repo, &bytes, &id) {
                 Ok((toc, mut locations)) => {
                     locations.sort_unstable_by_key(|a| a.0);
                     let raw_bytes: u64 = toc.blocks.iter().map(|b| b.2 as u64).sum();
@@ -762,12 +769,13 @@ pub fn rebuild_index(repo: &Repository, progress: &dyn Progress) -> Result<Rebui
         for (id, why) in damaged {
             let path = repo.local_pack(&id)?;
             let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
-            let s = pack::salvage(&bytes, &id.to_hex());
+            let keys = repo.keys().map(|k| &**k);
+            let s = pack::salvage(keys, &bytes, &id.to_hex());
             let mut locations = Vec::new();
             for (off, clen, raw, bodies) in &s.blocks {
                 let Some(block) = bytes
                     .get(*off as usize..(*off as usize).saturating_add(*clen as usize))
-                    .and_then(|d| zstd::bulk::decompress(d, *raw as usize).ok())
+                    .and_then(|d| pack::decode_block(keys, d, *raw))
                 else {
                     continue;
                 };
@@ -776,7 +784,7 @@ pub fn rebuild_index(repo: &Repository, progress: &dyn Progress) -> Result<Rebui
                         continue;
                     };
                     let loc = Location::new(id, (*off, *clen, *raw), (*at, *len));
-                    locations.push((crate::model::codec::hash(body), loc));
+                    locations.push((repo.body_id(body), loc));
                 }
             }
             if !locations.is_empty() {

@@ -10,6 +10,7 @@
 //! [`Repository`]: crate::repo::Repository
 
 pub mod check;
+pub mod copy;
 pub mod diff;
 pub mod export;
 pub mod forget;
@@ -26,10 +27,15 @@ use crate::error::{Error, Result};
 use crate::repo::manifest::{self, SnapshotInfo};
 use crate::repo::Repository;
 
-/// Resolve a snapshot reference against the repository.
+/// Resolve a snapshot reference against the repository. A reference
+/// that matches nothing while some manifest cannot be read gets that
+/// manifest's error (a damaged or tampered manifest may be the one meant).
 pub fn find_snapshot(repo: &Repository, spec: &str) -> Result<SnapshotInfo> {
-    let (infos, _) = manifest::list(repo)?;
-    manifest::resolve(&infos, spec)
+    let (infos, mut bad) = manifest::list(repo)?;
+    match manifest::resolve(&infos, spec) {
+        Err(Error::UnknownSnapshot { .. }) if !bad.is_empty() => Err(bad.swap_remove(0).1),
+        r => r,
+    }
 }
 
 /// The error for a kind named on the command line that `within` (one or

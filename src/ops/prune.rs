@@ -34,7 +34,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::ids::PackId;
 use crate::interrupt::Cancel;
-use crate::model::codec;
+
 use crate::progress::Progress;
 use crate::repo::index::{Index, PackUsage};
 use crate::repo::manifest::{self, Manifest};
@@ -209,7 +209,7 @@ pub fn prune(
     let (live, live_n, snaps) = LiveSet::build(repo, &opts.cancel, progress)?;
     report.live_entities = live_n;
     report.snapshots = snaps;
-    let index = Index::open(&repo.index_path(), !opts.dry_run)?;
+    let index = repo.open_index(!opts.dry_run)?;
     index.attach_live(&live.path)?;
     // 4. Decide; a dry run stops here.
     let usage = index.pack_usage()?;
@@ -385,11 +385,10 @@ fn repack_kind(
                 .unwrap_or(true)
             {
                 let data = read_block(
+                    repo.keys().map(|k| &**k),
                     &mut file,
                     &path,
-                    loc.block_off,
-                    loc.block_len,
-                    loc.block_raw,
+                    (loc.block_off, loc.block_len, loc.block_raw),
                 )?;
                 block = Some((loc.block_off, data));
             }
@@ -402,7 +401,7 @@ fn repack_kind(
                     pack: u.id.to_hex(),
                     why: format!("entity {} lies outside its block", hash.short()),
                 })?;
-            if codec::hash(body) != hash {
+            if repo.body_id(body) != hash {
                 return Err(Error::DamagedPack {
                     pack: u.id.to_hex(),
                     why: format!("entity {} does not match its hash", hash.short()),

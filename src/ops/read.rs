@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::{key, Entity};
-use crate::repo::index::Index;
 use crate::repo::manifest::{Chain, Manifest, SnapshotInfo};
 use crate::repo::store::Store;
 use crate::repo::Repository;
@@ -158,7 +157,7 @@ pub fn show(repo: &Repository, spec: &str) -> Result<ShowReport> {
     let info = crate::repo::manifest::resolve(&infos, spec)?;
     let logical = crate::repo::manifest::logical_ids(&infos);
     let m = Manifest::open(repo, &info.id)?;
-    let index = Index::open(&repo.index_path(), false)?;
+    let index = repo.open_index(false)?;
     let mut kinds = Vec::new();
     for k in m.kinds()? {
         if k.entities == 0 {

@@ -465,8 +465,15 @@ pub fn snapshot(
     source.set_cancel(&opts.cancel);
     if let Some(root) = &opts.cache_dir {
         source.use_cache(CacheSpec {
-            path: linecache::cache_path(root, &repo.config.id, &plan.source_id, &plan.kinds_key),
+            path: linecache::cache_path(
+                repo.keys().map(|k| &**k),
+                root,
+                &repo.config.id,
+                (&plan.source_id, &plan.kinds_key),
+            ),
             parent: plan.parent.as_ref().map(|p| p.logical),
+            // An encrypted repository's cache is sealed with its keys.
+            keys: repo.keys().cloned(),
         });
     }
     let runs = Runs::of(chain.as_ref(), opts)?;
@@ -534,6 +541,8 @@ pub fn snapshot(
 /// Step 1: every entity the source sends passes [`Ingest::take`], which
 /// stores its body unless the repository has it and sorts its key.
 struct Ingest<'a> {
+    /// An encrypted repository's keys (entity ids are keyed hashes).
+    keys: Option<std::sync::Arc<crate::repo::crypto::Keys>>,
     opts: &'a SnapshotOptions,
     plan: &'a Plan,
     chain: Option<&'a Chain>,
@@ -580,6 +589,7 @@ impl<'a> Ingest<'a> {
         progress: &'a dyn Progress,
     ) -> Result<Ingest<'a>> {
         Ok(Ingest {
+            keys: repo.keys().cloned(),
             opts,
             plan,
             chain,
@@ -595,6 +605,14 @@ impl<'a> Ingest<'a> {
             scratch: EncodedBatch::default(),
             progress,
         })
+    }
+
+    /// The repository's id of a body with this plain hash.
+    fn entity_id(&self, plain: EntityHash) -> EntityHash {
+        match &self.keys {
+            Some(k) => k.entity_id(&plain),
+            None => plain,
+        }
     }
 
     /// The kind's group id, or `None` (and the kind noted as skipped) when
@@ -649,14 +667,26 @@ impl<'a> Ingest<'a> {
         let Some(gid) = self.group(e.namespace, e.kind) else {
             return Ok(());
         };
+        // Carried from the parent's state: the parent's body is stored.
+        let carried = e.body.is_none() && e.json.is_empty();
+        // The source hashes the canonical encoding; an encrypted
+        // repository names the body by a keyed hash of that (a carried
+        // entity has the repository's id already).
+        let plain_hash = e.hash;
+        let e = Encoded {
+            hash: if carried {
+                e.hash
+            } else {
+                self.entity_id(e.hash)
+            },
+            ..e
+        };
         let known = self.known(gid as usize, &e)?;
         if self.count.is_multiple_of(256) {
             // Bodies the packer has committed leave `pending` (which only
             // bounds memory: a stale entry still means "stored").
             self.packer.drain_acks();
         }
-        // Carried from the parent's state: the parent's body is stored.
-        let carried = e.body.is_none() && e.json.is_empty();
         if e.body.is_none() && !carried {
             self.from_cache += 1;
         }
@@ -667,7 +697,13 @@ impl<'a> Ingest<'a> {
         {
             let body = match e.body {
                 Some(b) => b,
-                None => reparse(&mut self.scratch, &e)?,
+                None => reparse(
+                    &mut self.scratch,
+                    &Encoded {
+                        hash: plain_hash,
+                        ..e
+                    },
+                )?,
             };
             if let Some(id) = &self.plan.rerun_of {
                 return Err(Error::NameTaken {

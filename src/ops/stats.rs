@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::repo::index::Index;
 use crate::repo::manifest::{self, Manifest, SnapshotInfo};
 use crate::repo::Repository;
 
@@ -125,7 +124,7 @@ pub fn repo_stats(repo: &Repository) -> Result<RepoStats> {
     let (packs, pack_bytes) = crate::repo::fsutil::dir_bytes(&repo.root().join("packs"))?;
     let (_, index_bytes) = crate::repo::fsutil::dir_bytes(&repo.root().join("index"))?;
     let (manifests, manifest_bytes) = crate::repo::fsutil::dir_bytes(&repo.snapshots_dir())?;
-    let index = Index::open(&repo.index_path(), false)?;
+    let index = repo.open_index(false)?;
     let mut kinds: BTreeMap<(String, String), KindStats> = BTreeMap::new();
     let mut growth = Vec::new();
     let mut raw_bytes = 0u64;
@@ -209,7 +208,7 @@ pub fn snapshot_stats(repo: &Repository, spec: &str) -> Result<SnapshotStats> {
     let info = crate::repo::manifest::resolve(&infos, spec)?;
     let logical = crate::repo::manifest::logical_ids(&infos);
     let m = Manifest::open(repo, &info.id)?;
-    let index = Index::open(&repo.index_path(), false)?;
+    let index = repo.open_index(false)?;
     let mut kinds = Vec::new();
     let mut stored_total = 0u64;
     for k in m.kinds()? {

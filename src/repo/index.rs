@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::ids::{EntityHash, PackId};
+use crate::repo::crypto::Keys;
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -66,11 +67,19 @@ impl Location {
     }
 }
 
-fn insert_packs(tx: &rusqlite::Transaction<'_>, packs: &[NewPack]) -> rusqlite::Result<()> {
+/// How a pack's namespace and kind are stored in the `packs` table.
+type KindSealer<'s> = &'s dyn Fn(&str, &str) -> (String, String);
+
+fn insert_packs(
+    tx: &rusqlite::Transaction<'_>,
+    packs: &[NewPack],
+    seal: KindSealer,
+) -> rusqlite::Result<()> {
     for p in packs {
+        let (ns, kind) = seal(&p.namespace, &p.kind);
         let new_pack = tx.execute(
             "INSERT OR IGNORE INTO packs(id, namespace, kind, size, raw_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![&p.id.as_bytes()[..], p.namespace, p.kind, p.size, p.raw_bytes],
+            params![&p.id.as_bytes()[..], ns, kind, p.size, p.raw_bytes],
         )? == 1;
         if !new_pack {
             // The same bytes were written before (packs are content
@@ -176,7 +185,14 @@ pub struct KindStorage {
 pub struct Index {
     conn: Connection,
     path: PathBuf,
+    /// In an encrypted repository: each pack's namespace and kind are
+    /// stored as a keyed tag (`namespace`, for grouping and lookups) and
+    /// sealed (`kind`), since kind names are data too.
+    keys: Option<std::sync::Arc<Keys>>,
 }
+
+/// Associated data of a sealed kind name in the index.
+const KIND_AAD: &[u8] = b"kindsnap index kind";
 
 impl Index {
     pub fn create(path: &Path) -> Result<()> {
@@ -234,7 +250,53 @@ impl Index {
         Ok(Index {
             conn,
             path: path.to_path_buf(),
+            keys: None,
         })
+    }
+
+    /// The same index, sealing kind names with `keys` (an encrypted
+    /// repository's; None leaves them plain).
+    pub fn sealed(mut self, keys: Option<std::sync::Arc<Keys>>) -> Index {
+        self.keys = keys;
+        self
+    }
+
+    /// A pack's (namespace, kind) as the `packs` table stores them.
+    fn seal_kind(&self, namespace: &str, kind: &str) -> (String, String) {
+        use base64::Engine;
+        match &self.keys {
+            None => (namespace.to_string(), kind.to_string()),
+            Some(k) => {
+                let both = format!("{namespace}\0{kind}");
+                let sealed = k.seal(KIND_AAD, both.as_bytes());
+                (
+                    k.lookup_tag(both.as_bytes()),
+                    base64::engine::general_purpose::STANDARD.encode(sealed),
+                )
+            }
+        }
+    }
+
+    /// The stored (namespace, kind) of a pack back in the clear.
+    fn open_kind(&self, namespace: String, kind: String) -> Result<(String, String)> {
+        use base64::Engine;
+        let Some(k) = &self.keys else {
+            return Ok((namespace, kind));
+        };
+        let failed = || Error::AuthFailed {
+            file: self.path.display().to_string(),
+            at: " (a pack's kind)".into(),
+        };
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(kind)
+            .map_err(|_| failed())?;
+        let plain = k.open(KIND_AAD, &sealed).map_err(|_| failed())?;
+        let text = String::from_utf8(plain).map_err(|_| failed())?;
+        let (ns, kind) = text.split_once('\0').ok_or_else(failed)?;
+        if k.lookup_tag(text.as_bytes()) != namespace {
+            return Err(failed());
+        }
+        Ok((ns.to_string(), kind.to_string()))
     }
 
     pub fn path(&self) -> &Path {
@@ -308,7 +370,7 @@ impl Index {
     pub fn add_packs(&self, packs: &[NewPack]) -> Result<()> {
         let run = || -> rusqlite::Result<()> {
             let tx = self.conn.unchecked_transaction()?;
-            insert_packs(&tx, packs)?;
+            insert_packs(&tx, packs, &|ns, kind| self.seal_kind(ns, kind))?;
             tx.commit()
         };
         match run().map_err(Error::sql(&self.path)) {
@@ -379,6 +441,7 @@ impl Index {
             let Some(id) = PackId::from_slice(&id) else {
                 continue;
             };
+            let (namespace, kind) = self.open_kind(namespace, kind)?;
             out.push(PackUsage {
                 pid,
                 id,
@@ -451,9 +514,10 @@ impl Index {
         let run = || -> rusqlite::Result<()> {
             let tx = self.conn.unchecked_transaction()?;
             for p in new {
+                let (ns, kind) = self.seal_kind(&p.namespace, &p.kind);
                 tx.execute(
                     "INSERT OR IGNORE INTO packs(id, namespace, kind, size, raw_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![&p.id.as_bytes()[..], p.namespace, p.kind, p.size, p.raw_bytes],
+                    params![&p.id.as_bytes()[..], ns, kind, p.size, p.raw_bytes],
                 )?;
                 let pid: i64 = tx.query_row(
                     "SELECT pid FROM packs WHERE id = ?1",
@@ -543,6 +607,7 @@ impl Index {
         for row in rows {
             let (id, ns, kind, size) = row.map_err(Error::sql(&self.path))?;
             if let Some(id) = PackId::from_slice(&id) {
+                let (ns, kind) = self.open_kind(ns, kind)?;
                 out.push((id, ns, kind, size));
             }
         }
@@ -587,10 +652,15 @@ impl Index {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT count(*), coalesce(sum(size),0), coalesce(sum(raw_bytes),0) FROM packs WHERE namespace=?1 AND kind=?2",
+                "SELECT count(*), coalesce(sum(size),0), coalesce(sum(raw_bytes),0) FROM packs WHERE namespace=?1 AND (kind=?2 OR ?3)",
             )
             .map_err(Error::sql(&self.path))?;
-        st.query_row(params![namespace, kind], |r| {
+        // Sealed kinds are found by their tag alone.
+        let (ns, kind) = match &self.keys {
+            Some(_) => (self.seal_kind(namespace, kind).0, String::new()),
+            None => (namespace.to_string(), kind.to_string()),
+        };
+        st.query_row(params![ns, kind, self.keys.is_some()], |r| {
             Ok(KindStorage {
                 packs: r.get(0)?,
                 size: r.get(1)?,
@@ -795,7 +865,7 @@ impl Index {
                 )?;
             }
             for (name, packs) in segments {
-                insert_packs(&tx, packs)?;
+                insert_packs(&tx, packs, &|ns, kind| self.seal_kind(ns, kind))?;
                 record_segment(&tx, name, packs.iter().map(|p| &p.id))?;
             }
             tx.commit()
@@ -886,7 +956,16 @@ impl Index {
             }
             Ok(out)
         };
-        run().map_err(Error::sql(&self.path))
+        let mut out = run().map_err(Error::sql(&self.path))?;
+        for p in &mut out {
+            let (ns, kind) = self.open_kind(
+                std::mem::take(&mut p.namespace),
+                std::mem::take(&mut p.kind),
+            )?;
+            p.namespace = ns;
+            p.kind = kind;
+        }
+        Ok(out)
     }
 }
 

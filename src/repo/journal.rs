@@ -9,21 +9,29 @@
 
 use std::path::{Path, PathBuf};
 
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::model::Key;
+use crate::repo::cells::Cells;
 use crate::repo::{fsutil, Repository};
 
 /// A file name for state kept per target (`restores/`, `keymaps/`): a
-/// hash of the target's id, which may hold a path or a URL.
-pub(crate) fn target_stem(target_id: &str) -> String {
-    hex::encode(&blake3::hash(target_id.as_bytes()).as_bytes()[..12])
+/// hash of the target's id, which may hold a path or a URL (keyed in an
+/// encrypted repository, so the name does not confirm a guessed target).
+pub(crate) fn target_stem(repo: &Repository, target_id: &str) -> String {
+    match repo.keys() {
+        Some(k) => k.lookup_tag(target_id.as_bytes())[..24].to_string(),
+        None => hex::encode(&blake3::hash(target_id.as_bytes()).as_bytes()[..12]),
+    }
 }
 
 pub struct RestoreJournal {
     path: PathBuf,
     db: Connection,
+    /// Names, keys and the target sealed in an encrypted repository.
+    cells: Cells,
     /// Held while the restore runs: one restore per target at a time.
     _lock: Option<std::fs::File>,
 }
@@ -42,7 +50,7 @@ impl RestoreJournal {
     ) -> Result<(RestoreJournal, bool)> {
         let dir = repo.root().join("restores");
         fsutil::private_dir(&dir).map_err(Error::io("creating", &dir))?;
-        let path = dir.join(format!("{}.db", target_stem(target_id)));
+        let path = dir.join(format!("{}.db", target_stem(repo, target_id)));
         let lock_path = path.with_extension("lock");
         let lock =
             fsutil::private_file(&lock_path, false).map_err(Error::io("opening", &lock_path))?;
@@ -51,20 +59,25 @@ impl RestoreJournal {
                 target: target_id.to_string(),
             });
         }
+        let cells = Cells::new(repo.keys().cloned(), path.clone());
         if path.exists() {
             let db = Connection::open(&path).map_err(Error::sql(&path))?;
-            let old: Option<String> = db
+            let old: Option<Value> = db
                 .query_row("SELECT v FROM meta WHERE k = 'fingerprint'", [], |r| {
                     r.get(0)
                 })
                 .optional()
                 .ok()
                 .flatten();
+            // A journal that does not open (another key, damage) is not
+            // resumed: it is started afresh.
+            let old = old.and_then(|v| cells.get_text("v", v).ok());
             if old.as_deref() == Some(fingerprint) {
                 db.execute_batch("BEGIN").map_err(Error::sql(&path))?;
                 let j = RestoreJournal {
                     path,
                     db,
+                    cells,
                     _lock: Some(lock),
                 };
                 return Ok((j, true));
@@ -72,7 +85,7 @@ impl RestoreJournal {
             drop(db);
             std::fs::remove_file(&path).map_err(Error::io("removing", &path))?;
         }
-        let mut j = RestoreJournal::create(&path, fingerprint, target_id)?;
+        let mut j = RestoreJournal::create(&path, fingerprint, target_id, cells)?;
         j._lock = Some(lock);
         Ok((j, false))
     }
@@ -85,10 +98,16 @@ impl RestoreJournal {
         fingerprint: &str,
     ) -> Result<RestoreJournal> {
         let path = fsutil::temp_path(&repo.scratch_dir(), ".dryrun");
-        RestoreJournal::create(&path, fingerprint, target_id)
+        let cells = Cells::new(repo.keys().cloned(), path.clone());
+        RestoreJournal::create(&path, fingerprint, target_id, cells)
     }
 
-    fn create(path: &Path, fingerprint: &str, target: &str) -> Result<RestoreJournal> {
+    fn create(
+        path: &Path,
+        fingerprint: &str,
+        target: &str,
+        cells: Cells,
+    ) -> Result<RestoreJournal> {
         let _ = std::fs::remove_file(path);
         // Created private first: SQLite keeps an existing file's mode.
         fsutil::private_file(path, true).map_err(Error::io("creating", path))?;
@@ -107,13 +126,14 @@ impl RestoreJournal {
         .map_err(Error::sql(path))?;
         db.execute(
             "INSERT INTO meta (k, v) VALUES ('fingerprint', ?1), ('target', ?2)",
-            [fingerprint, target],
+            params![cells.text("v", fingerprint), cells.text("v", target)],
         )
         .map_err(Error::sql(path))?;
         db.execute_batch("BEGIN").map_err(Error::sql(path))?;
         Ok(RestoreJournal {
             path: path.to_path_buf(),
             db,
+            cells,
             _lock: None,
         })
     }
@@ -128,6 +148,25 @@ impl RestoreJournal {
 
     fn commit(&self) -> Result<()> {
         self.db.execute_batch("COMMIT; BEGIN").map_err(self.sql())
+    }
+
+    /// A kind's (ns, kind) as stored.
+    fn kind_key(&self, ns: &str, kind: &str) -> [Value; 2] {
+        [self.cells.text("ns", ns), self.cells.text("kind", kind)]
+    }
+
+    /// (ns, kind, path) as stored.
+    fn cell_key(&self, ns: &str, kind: &str, path: &[u8]) -> [Value; 3] {
+        [
+            self.cells.text("ns", ns),
+            self.cells.text("kind", kind),
+            self.cells.blob("path", path),
+        ]
+    }
+
+    /// An entity's (ns, kind, path) as stored.
+    fn row_key(&self, key: &Key) -> [Value; 3] {
+        self.cell_key(&key.partition.namespace, key.kind(), &key.path_bytes())
     }
 
     /// Whether the restore-wide step `name` (`cleared`) is done.
@@ -156,7 +195,7 @@ impl RestoreJournal {
             .db
             .query_row(
                 "SELECT flags FROM kinds WHERE ns = ?1 AND kind = ?2",
-                [ns, kind],
+                self.kind_key(ns, kind),
                 |r| r.get(0),
             )
             .optional()
@@ -167,11 +206,12 @@ impl RestoreJournal {
     }
 
     pub fn set_kind_flag(&self, ns: &str, kind: &str, flag: &str) -> Result<()> {
+        let [a, b] = self.kind_key(ns, kind);
         self.db
             .execute(
                 "INSERT INTO kinds (ns, kind, flags) VALUES (?1, ?2, ?3)
                  ON CONFLICT (ns, kind) DO UPDATE SET flags = flags || ',' || ?3",
-                [ns, kind, flag],
+                params![a, b, flag],
             )
             .map_err(self.sql())?;
         self.commit()
@@ -179,25 +219,31 @@ impl RestoreJournal {
 
     /// Whether the kind is done, and the key it continues after.
     pub fn progress(&self, ns: &str, kind: &str) -> Result<(bool, Option<Vec<u8>>)> {
-        let row: Option<(bool, Option<Vec<u8>>)> = self
+        let row: Option<(bool, Option<Value>)> = self
             .db
             .query_row(
                 "SELECT done, after FROM kinds WHERE ns = ?1 AND kind = ?2",
-                [ns, kind],
+                self.kind_key(ns, kind),
                 |r| Ok((r.get::<_, i64>(0)? != 0, r.get(1)?)),
             )
             .optional()
             .map_err(self.sql())?;
-        Ok(row.unwrap_or((false, None)))
+        match row {
+            None => Ok((false, None)),
+            Some((done, None | Some(Value::Null))) => Ok((done, None)),
+            Some((done, Some(after))) => Ok((done, Some(self.cells.get_blob("after", after)?))),
+        }
     }
 
     /// Record a checkpoint (call after the target's `sync`) and commit.
     pub fn checkpoint(&self, ns: &str, kind: &str, after: Option<&[u8]>, done: bool) -> Result<()> {
+        let [a, b] = self.kind_key(ns, kind);
+        let after = after.map(|k| self.cells.blob("after", k));
         self.db
             .execute(
                 "INSERT INTO kinds (ns, kind, done, after) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (ns, kind) DO UPDATE SET done = ?3, after = ?4",
-                params![ns, kind, done as i64, after],
+                params![a, b, done as i64, after],
             )
             .map_err(self.sql())?;
         self.commit()
@@ -208,13 +254,7 @@ impl RestoreJournal {
     pub fn record_written(&self, key: &Key) -> Result<()> {
         self.db
             .prepare_cached("INSERT OR IGNORE INTO written (ns, kind, path) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| {
-                st.execute(params![
-                    key.partition.namespace,
-                    key.kind(),
-                    key.path_bytes()
-                ])
-            })
+            .and_then(|mut st| st.execute(self.row_key(key)))
             .map_err(self.sql())?;
         Ok(())
     }
@@ -223,13 +263,7 @@ impl RestoreJournal {
     pub fn was_written(&self, key: &Key) -> Result<bool> {
         self.db
             .prepare_cached("SELECT 1 FROM written WHERE ns = ?1 AND kind = ?2 AND path = ?3")
-            .and_then(|mut st| {
-                st.exists(params![
-                    key.partition.namespace,
-                    key.kind(),
-                    key.path_bytes()
-                ])
-            })
+            .and_then(|mut st| st.exists(self.row_key(key)))
             .map_err(self.sql())
     }
 
@@ -245,30 +279,36 @@ impl RestoreJournal {
             .prepare_cached(
                 "INSERT OR IGNORE INTO selected (ns, kind, path, queued) VALUES (?1, ?2, ?3, 1)",
             )
-            .and_then(|mut st| st.execute(params![ns, kind, path]))
+            .and_then(|mut st| st.execute(self.cell_key(ns, kind, path)))
             .map_err(self.sql())?;
         Ok(())
     }
 
     /// Up to `limit` queued entities, taken off the queue.
     pub fn take_queued(&self, limit: u32) -> Result<Vec<Selected>> {
-        let batch: Vec<Selected> = {
+        let stored: Vec<[Value; 3]> = {
             let mut st = self
                 .db
                 .prepare_cached("SELECT ns, kind, path FROM selected WHERE queued = 1 LIMIT ?1")
                 .map_err(self.sql())?;
             let rows = st
-                .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_map([limit], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]))
                 .map_err(self.sql())?;
             rows.collect::<rusqlite::Result<_>>().map_err(self.sql())?
         };
-        for (ns, kind, path) in &batch {
+        let mut batch = Vec::with_capacity(stored.len());
+        for [ns, kind, path] in stored {
             self.db
                 .prepare_cached(
                     "UPDATE selected SET queued = 0 WHERE ns = ?1 AND kind = ?2 AND path = ?3",
                 )
                 .and_then(|mut st| st.execute(params![ns, kind, path]))
                 .map_err(self.sql())?;
+            batch.push((
+                self.cells.get_text("ns", ns)?,
+                self.cells.get_text("kind", kind)?,
+                self.cells.get_blob("path", path)?,
+            ));
         }
         Ok(batch)
     }
@@ -285,14 +325,24 @@ impl RestoreJournal {
             .prepare("SELECT DISTINCT ns, kind FROM selected ORDER BY ns, kind")
             .map_err(self.sql())?;
         let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([], |r| Ok((r.get::<_, Value>(0)?, r.get::<_, Value>(1)?)))
             .map_err(self.sql())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
+        let mut out = Vec::new();
+        for row in rows {
+            let (ns, kind) = row.map_err(self.sql())?;
+            out.push((
+                self.cells.get_text("ns", ns)?,
+                self.cells.get_text("kind", kind)?,
+            ));
+        }
+        // Sealed names do not sort as the names do.
+        out.sort();
+        Ok(out)
     }
 
     /// The restore finished: the journal goes.
     pub fn remove(self) -> Result<()> {
-        let RestoreJournal { path, db, _lock } = self;
+        let RestoreJournal { path, db, .. } = self;
         let _ = db.execute_batch("COMMIT");
         drop(db);
         std::fs::remove_file(&path).map_err(Error::io("removing", &path))?;
@@ -306,14 +356,16 @@ impl RestoreJournal {
 pub struct Selection {
     path: PathBuf,
     db: Connection,
+    cells: Cells,
 }
 
 impl Selection {
-    pub fn open(journal: &Path) -> Result<Selection> {
+    pub fn open(repo: &Repository, journal: &Path) -> Result<Selection> {
         let db = Connection::open(journal).map_err(Error::sql(journal))?;
         Ok(Selection {
             path: journal.to_path_buf(),
             db,
+            cells: Cells::new(repo.keys().cloned(), journal.to_path_buf()),
         })
     }
 
@@ -325,6 +377,9 @@ impl Selection {
         after: Option<&[u8]>,
         f: &mut dyn FnMut(Vec<u8>) -> Result<()>,
     ) -> Result<()> {
+        if self.cells.sealed() {
+            return self.for_each_sealed(ns, kind, after, f);
+        }
         let sql = Error::sql(&self.path);
         let mut st = self
             .db
@@ -338,6 +393,42 @@ impl Selection {
             .map_err(Error::sql(&self.path))?;
         while let Some(row) = rows.next().map_err(Error::sql(&self.path))? {
             f(row.get(0).map_err(Error::sql(&self.path))?)?;
+        }
+        Ok(())
+    }
+
+    /// [`Selection::for_each`] in an encrypted repository: sealed paths do
+    /// not sort as the keys do, so a kind's selected keys are read, opened
+    /// and sorted in memory (the selection of one kind, not the kind).
+    fn for_each_sealed(
+        &self,
+        ns: &str,
+        kind: &str,
+        after: Option<&[u8]>,
+        f: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        let mut st = self
+            .db
+            .prepare("SELECT path FROM selected WHERE ns = ?1 AND kind = ?2")
+            .map_err(Error::sql(&self.path))?;
+        let rows = st
+            .query_map(
+                [self.cells.text("ns", ns), self.cells.text("kind", kind)],
+                |r| r.get::<_, Value>(0),
+            )
+            .map_err(Error::sql(&self.path))?;
+        let mut paths = Vec::new();
+        for row in rows {
+            let path = self
+                .cells
+                .get_blob("path", row.map_err(Error::sql(&self.path))?)?;
+            if after.is_none_or(|a| path.as_slice() > a) {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        for p in paths {
+            f(p)?;
         }
         Ok(())
     }

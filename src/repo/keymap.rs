@@ -1,27 +1,31 @@
 //! The key map of `--keys uuid` restores, `keymaps/<target>.db`: original
 //! key ↔ uuid-named key, per target, so a restored entity can be traced
 //! back (`kindsnap keymap`) and a second restore into the same target
-//! finds the names it gave before.
+//! finds the names it gave before. In an encrypted repository every
+//! name is sealed (repo::cells): rows are found by equality only.
 
 use std::path::PathBuf;
 
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::model::Key;
+use crate::repo::cells::Cells;
 use crate::repo::journal::target_stem;
 use crate::repo::{fsutil, Repository};
 
 pub struct KeyMap {
     path: PathBuf,
     db: Connection,
+    cells: Cells,
 }
 
 impl KeyMap {
     pub fn path_for(repo: &Repository, target_id: &str) -> PathBuf {
         repo.root()
             .join("keymaps")
-            .join(format!("{}.db", target_stem(target_id)))
+            .join(format!("{}.db", target_stem(repo, target_id)))
     }
 
     /// Open (creating it if needed) the key map of a target for writing;
@@ -41,13 +45,14 @@ impl KeyMap {
              CREATE INDEX IF NOT EXISTS map_restored ON map (ns, restored);",
         )
         .map_err(Error::sql(&path))?;
+        let cells = Cells::new(repo.keys().cloned(), path.clone());
         db.execute(
             "INSERT OR REPLACE INTO meta (k, v) VALUES ('target', ?1)",
-            [target_id],
+            [cells.text("v", target_id)],
         )
         .map_err(Error::sql(&path))?;
         db.execute_batch("BEGIN").map_err(Error::sql(&path))?;
-        Ok(KeyMap { path, db })
+        Ok(KeyMap { path, db, cells })
     }
 
     pub fn record(&self, original: &Key, restored: &Key) -> Result<()> {
@@ -57,9 +62,9 @@ impl KeyMap {
             )
             .and_then(|mut st| {
                 st.execute(params![
-                    original.partition.namespace,
-                    original.display_path(),
-                    restored.display_path()
+                    self.cells.text("ns", &original.partition.namespace),
+                    self.cells.text("original", &original.display_path()),
+                    self.cells.text("restored", &restored.display_path())
                 ])
             })
             .map_err(Error::sql(self.path.clone()))?;
@@ -88,15 +93,24 @@ impl KeyMap {
         }
         let db = Connection::open_with_flags(&file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(Error::sql(&file))?;
-        let q = |sql: &str| -> Result<Option<String>> {
-            db.query_row(sql, [namespace, path], |r| r.get(0))
+        let cells = Cells::new(repo.keys().cloned(), file.clone());
+        let q = |sql: &str, given: &str, wanted: &str| -> Result<Option<String>> {
+            let found: Option<Value> = db
+                .query_row(
+                    sql,
+                    [cells.text("ns", namespace), cells.text(given, path)],
+                    |r| r.get(0),
+                )
                 .optional()
-                .map_err(Error::sql(&file))
+                .map_err(Error::sql(&file))?;
+            found.map(|v| cells.get_text(wanted, v)).transpose()
         };
-        if let Some(restored) = q("SELECT restored FROM map WHERE ns = ?1 AND original = ?2")? {
+        let by_original = "SELECT restored FROM map WHERE ns = ?1 AND original = ?2";
+        if let Some(restored) = q(by_original, "original", "restored")? {
             return Ok(Some((path.to_string(), restored)));
         }
-        if let Some(original) = q("SELECT original FROM map WHERE ns = ?1 AND restored = ?2")? {
+        let by_restored = "SELECT original FROM map WHERE ns = ?1 AND restored = ?2";
+        if let Some(original) = q(by_restored, "restored", "original")? {
             return Ok(Some((original, path.to_string())));
         }
         Ok(None)

@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use super::crypto::Keys;
 use super::{fsutil, Repository};
 use crate::error::{Error, Result};
 use crate::ids::{EntityHash, SnapshotId};
@@ -205,8 +208,45 @@ fn bad_hash(path: &Path) -> rusqlite::Error {
     )
 }
 
-/// Read a manifest's header (and learn where the database starts).
-fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInfo>, u64)> {
+/// The magic of an encrypted repository's manifest: the rest of the file
+/// is one sealed stream (crypto::SealWriter) of what follows the magic in
+/// a plain manifest (u32 header length, header, zstd frame).
+pub const SEALED_MANIFEST_MAGIC: &[u8; 8] = b"KSSNAPE1";
+
+/// A manifest's bytes after its magic, decrypted when sealed; opened on
+/// the file positioned after the magic.
+fn body_reader(keys: Option<&Arc<Keys>>, f: File) -> std::io::Result<Box<dyn Read>> {
+    let f = BufReader::with_capacity(128 << 10, f);
+    Ok(match keys {
+        Some(k) => Box::new(crate::repo::crypto::SealReader::new(
+            Arc::clone(k),
+            f,
+            SEALED_MANIFEST_MAGIC,
+            8,
+        )?),
+        None => Box::new(f),
+    })
+}
+
+/// An error reading a manifest's bytes: an authentication failure when
+/// a sealed chunk failed, else `other`.
+fn read_failure(path: &Path, e: &std::io::Error, other: impl FnOnce() -> Error) -> Error {
+    match crate::repo::crypto::auth_failure_offset(e) {
+        Some(at) => Error::AuthFailed {
+            file: path.display().to_string(),
+            at: format!(" (at byte {at})"),
+        },
+        None => other(),
+    }
+}
+
+/// Read a manifest's header (and learn where the database starts: an
+/// offset in the bytes after the magic, decrypted when sealed).
+fn read_header(
+    keys: Option<&Arc<Keys>>,
+    path: &Path,
+    id: SnapshotId,
+) -> Result<(SnapshotInfo, Vec<KindInfo>, u64)> {
     let damaged = |why: String| Error::DamagedSnapshot {
         id: id.to_hex(),
         why,
@@ -223,19 +263,35 @@ fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInf
         },
     })?;
     let len = f.metadata().map_err(Error::io("reading", path))?.len();
-    let mut head = [0u8; 12];
-    f.read_exact(&mut head)
+    let mut magic = [0u8; 8];
+    f.read_exact(&mut magic)
         .map_err(|_| damaged("truncated manifest".into()))?;
-    if &head[..8] != MANIFEST_MAGIC {
-        return Err(damaged("not a kindsnap manifest (bad magic)".into()));
+    let expected = if keys.is_some() {
+        SEALED_MANIFEST_MAGIC
+    } else {
+        MANIFEST_MAGIC
+    };
+    if &magic != expected {
+        return Err(match keys {
+            Some(_) => Error::AuthFailed {
+                file: path.display().to_string(),
+                at: " (its magic is not an encrypted manifest's)".into(),
+            },
+            None => damaged("not a kindsnap manifest (bad magic)".into()),
+        });
     }
-    let hlen = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as u64;
+    let mut body = body_reader(keys, f)
+        .map_err(|e| read_failure(path, &e, || damaged("truncated manifest".into())))?;
+    let mut head = [0u8; 4];
+    body.read_exact(&mut head)
+        .map_err(|e| read_failure(path, &e, || damaged("truncated manifest".into())))?;
+    let hlen = u32::from_le_bytes(head) as u64;
     if hlen > len.saturating_sub(12) {
         return Err(damaged("header length out of range".into()));
     }
     let mut json = vec![0u8; hlen as usize];
-    f.read_exact(&mut json)
-        .map_err(|_| damaged("truncated header".into()))?;
+    body.read_exact(&mut json)
+        .map_err(|e| read_failure(path, &e, || damaged("truncated header".into())))?;
     let h: Header = serde_json::from_slice(&json).map_err(|e| damaged(format!("header: {e}")))?;
     if !(MANIFEST_VERSION..=MANIFEST_HEADER_V3).contains(&h.format) {
         return Err(damaged(format!(
@@ -268,7 +324,7 @@ fn read_header(path: &Path, id: SnapshotId) -> Result<(SnapshotInfo, Vec<KindInf
         replaces,
         tags: h.tags,
     };
-    Ok((info, h.kinds, 12 + hlen))
+    Ok((info, h.kinds, 4 + hlen))
 }
 
 struct Db {
@@ -289,6 +345,8 @@ pub struct Manifest {
     path: PathBuf,
     db_offset: u64,
     tmp_dir: PathBuf,
+    /// An encrypted repository's keys.
+    keys: Option<Arc<Keys>>,
     db: OnceCell<Db>,
     /// The file's bytes hashed to its id (see [`Manifest::verify`]).
     verified: Cell<bool>,
@@ -296,17 +354,16 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn open(repo: &Repository, id: &SnapshotId) -> Result<Manifest> {
-        Self::open_path(&repo.snapshot_path(id), *id, &repo.scratch_dir())
-    }
-
-    pub fn open_path(path: &Path, id: SnapshotId, tmp_dir: &Path) -> Result<Manifest> {
-        let (info, kinds, db_offset) = read_header(path, id)?;
+        let path = repo.snapshot_path(id);
+        let keys = repo.keys().cloned();
+        let (info, kinds, db_offset) = read_header(keys.as_ref(), &path, *id)?;
         Ok(Manifest {
             info,
             kinds,
-            path: path.to_path_buf(),
+            path,
             db_offset,
-            tmp_dir: tmp_dir.to_path_buf(),
+            tmp_dir: repo.scratch_dir(),
+            keys,
             db: OnceCell::new(),
             verified: Cell::new(false),
         })
@@ -321,7 +378,10 @@ impl Manifest {
         if self.verified.get() {
             return Ok(());
         }
-        let mut hasher = blake3::Hasher::new();
+        let mut hasher = match &self.keys {
+            Some(k) => k.object_hasher(),
+            None => blake3::Hasher::new(),
+        };
         let mut f = File::open(&self.path).map_err(Error::io("reading", &self.path))?;
         let mut buf = vec![0u8; 256 << 10];
         loop {
@@ -334,6 +394,12 @@ impl Manifest {
             hasher.update(&buf[..n]);
         }
         if hasher.finalize().as_bytes() != self.info.id.as_bytes() {
+            if self.keys.is_some() {
+                return Err(Error::AuthFailed {
+                    file: self.path.display().to_string(),
+                    at: " (its keyed id does not match its content)".into(),
+                });
+            }
             return Err(self.damaged(
                 "its bytes do not hash to its id: the manifest was changed or damaged; \
                  `kindsnap check` reports what depends on it"
@@ -397,8 +463,12 @@ impl Manifest {
     fn unpack(&self, file: &Path) -> Result<Db> {
         self.verify()?;
         let mut src = File::open(&self.path).map_err(Error::io("reading", &self.path))?;
-        std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(self.db_offset))
+        std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(8))
             .map_err(Error::io("reading", &self.path))?;
+        let mut src = body_reader(self.keys.as_ref(), src)
+            .map_err(|e| read_failure(&self.path, &e, || self.damaged(e.to_string())))?;
+        std::io::copy(&mut (&mut src).take(self.db_offset), &mut std::io::sink())
+            .map_err(|e| read_failure(&self.path, &e, || self.damaged(e.to_string())))?;
         // Reading a manifest needs a decompressed copy on disk: a failure
         // to write it is the disk's, never the manifest's.
         const SCRATCH: &str =
@@ -406,15 +476,19 @@ impl Manifest {
         // Private: it holds the snapshot's keys, and may be in /tmp.
         let out = fsutil::private_file(file, true).map_err(Error::io(SCRATCH, file))?;
         let mut out = BufWriter::new(out);
-        let mut dec = zstd::stream::read::Decoder::new(BufReader::new(src))
-            .map_err(|e| self.damaged(e.to_string()))?;
+        let mut dec =
+            zstd::stream::read::Decoder::new(src).map_err(|e| self.damaged(e.to_string()))?;
         let mut buf = vec![0u8; 128 << 10];
         loop {
             let n = match dec.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.damaged(format!("database does not decompress: {e}"))),
+                Err(e) => {
+                    return Err(read_failure(&self.path, &e, || {
+                        self.damaged(format!("database does not decompress: {e}"))
+                    }))
+                }
             };
             out.write_all(&buf[..n]).map_err(Error::io(SCRATCH, file))?;
         }
@@ -1195,25 +1269,34 @@ impl ManifestWriter {
                     std::sync::Arc::clone(repo.storage()),
                     &out_path,
                 )?),
-                hasher: blake3::Hasher::new(),
+                hasher: repo.object_hasher(),
                 len: 0,
             };
-            hashing.write_all(MANIFEST_MAGIC)?;
-            hashing.write_all(&(json.len() as u32).to_le_bytes())?;
-            hashing.write_all(&json)?;
-            let mut enc = zstd::stream::write::Encoder::new(&mut hashing, level)?;
-            // Knowing the size lets zstd size its window and tables to the
-            // data, which keeps memory small at high levels.
-            enc.set_pledged_src_size(Some(db_len))?;
-            if db_len >= 8 << 20 {
+            let threads = if db_len >= 8 << 20 {
                 // A keyframe is tens of MB: use both cores.
-                let threads = std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1);
-                enc.multithread(threads.min(4) as u32)?;
+                std::thread::available_parallelism()
+                    .map(|n| n.get().min(4) as u32)
+                    .unwrap_or(1)
+            } else {
+                0
+            };
+            let db = BufReader::new(File::open(&self.tmp)?);
+            match repo.keys() {
+                None => {
+                    hashing.write_all(MANIFEST_MAGIC)?;
+                    write_body(&mut hashing, &json, db, (db_len, level, threads))?;
+                }
+                Some(k) => {
+                    hashing.write_all(SEALED_MANIFEST_MAGIC)?;
+                    let mut sealed = crate::repo::crypto::SealWriter::new(
+                        Arc::clone(k),
+                        &mut hashing,
+                        SEALED_MANIFEST_MAGIC,
+                    )?;
+                    write_body(&mut sealed, &json, db, (db_len, level, threads))?;
+                    sealed.finish()?;
+                }
             }
-            std::io::copy(&mut BufReader::new(File::open(&self.tmp)?), &mut enc)?;
-            enc.finish()?;
             hashing.inner.flush()?;
             Ok((
                 SnapshotId::from(*hashing.hasher.finalize().as_bytes()),
@@ -1229,6 +1312,28 @@ impl ManifestWriter {
         };
         Ok((id, len, out_path))
     }
+}
+
+/// What follows a manifest's magic: u32 header length, the header, the
+/// database as one zstd frame of `level` (`threads` workers when > 0).
+fn write_body(
+    out: &mut impl Write,
+    json: &[u8],
+    mut db: impl Read,
+    (db_len, level, threads): (u64, i32, u32),
+) -> std::io::Result<()> {
+    out.write_all(&(json.len() as u32).to_le_bytes())?;
+    out.write_all(json)?;
+    let mut enc = zstd::stream::write::Encoder::new(out, level)?;
+    // Knowing the size lets zstd size its window and tables to the
+    // data, which keeps memory small at high levels.
+    enc.set_pledged_src_size(Some(db_len))?;
+    if threads > 0 {
+        enc.multithread(threads)?;
+    }
+    std::io::copy(&mut db, &mut enc)?;
+    enc.finish()?;
+    Ok(())
 }
 
 /// What the name check under the commit lock decided.
@@ -1363,7 +1468,7 @@ pub fn list_all(repo: &Repository) -> Result<(Vec<SnapshotInfo>, Vec<Unreadable>
         let Some(id) = SnapshotId::from_hex(&name) else {
             continue;
         };
-        match read_header(&e.path(), id) {
+        match read_header(repo.keys(), &e.path(), id) {
             Ok((info, _, _)) => infos.push(info),
             Err(err) => bad.push((id, err)),
         }
@@ -1541,18 +1646,28 @@ pub fn publish_retagged(
     tags: Vec<String>,
 ) -> Result<SnapshotId> {
     let path = repo.snapshot_path(&info.id);
-    let old = Manifest::open_path(&path, info.id, &repo.scratch_dir())?;
+    let old = Manifest::open(repo, &info.id)?;
     old.verify()?;
     let damaged = |why: String| Error::DamagedSnapshot {
         id: info.logical.to_hex(),
         why,
     };
+    let keys = repo.keys();
     let mut f = File::open(&path).map_err(Error::io("reading", &path))?;
-    let mut head = vec![0u8; old.db_offset as usize];
-    f.read_exact(&mut head)
-        .map_err(|_| damaged("truncated header".into()))?;
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(8))
+        .map_err(Error::io("reading", &path))?;
+    // The body after the magic (decrypted when sealed): header length,
+    // header, then the database's zstd frame, copied as it is.
+    let mut body =
+        body_reader(keys, f).map_err(|e| read_failure(&path, &e, || damaged(e.to_string())))?;
+    let mut len = [0u8; 4];
+    body.read_exact(&mut len)
+        .map_err(|e| read_failure(&path, &e, || damaged("truncated header".into())))?;
+    let mut head = vec![0u8; u32::from_le_bytes(len) as usize];
+    body.read_exact(&mut head)
+        .map_err(|e| read_failure(&path, &e, || damaged("truncated header".into())))?;
     let mut h: Header =
-        serde_json::from_slice(&head[12..]).map_err(|e| damaged(format!("header: {e}")))?;
+        serde_json::from_slice(&head).map_err(|e| damaged(format!("header: {e}")))?;
     let mut replaces = vec![info.id.to_hex()];
     replaces.extend(h.replaces.iter().cloned());
     h.replaces = replaces;
@@ -1560,25 +1675,49 @@ pub fn publish_retagged(
     h.format = h.needed_format();
     let json = serde_json::to_vec(&h).map_err(|e| damaged(e.to_string()))?;
     let out_path = fsutil::temp_path(&repo.tmp_dir(), "snapshot");
+    let copy_body = |out: &mut dyn Write, body: &mut dyn Read| -> std::io::Result<()> {
+        out.write_all(&(json.len() as u32).to_le_bytes())?;
+        out.write_all(&json)?;
+        std::io::copy(body, out)?;
+        Ok(())
+    };
     let res = (|| -> std::io::Result<SnapshotId> {
         let mut w = HashingWriter {
             inner: BufWriter::new(super::storage::StorageFile::create(
                 std::sync::Arc::clone(repo.storage()),
                 &out_path,
             )?),
-            hasher: blake3::Hasher::new(),
+            hasher: repo.object_hasher(),
             len: 0,
         };
-        w.write_all(MANIFEST_MAGIC)?;
-        w.write_all(&(json.len() as u32).to_le_bytes())?;
-        w.write_all(&json)?;
-        std::io::copy(&mut BufReader::new(f), &mut w)?;
+        match keys {
+            None => {
+                w.write_all(MANIFEST_MAGIC)?;
+                copy_body(&mut w, &mut body)?;
+            }
+            Some(k) => {
+                w.write_all(SEALED_MANIFEST_MAGIC)?;
+                let mut sealed = crate::repo::crypto::SealWriter::new(
+                    Arc::clone(k),
+                    &mut w,
+                    SEALED_MANIFEST_MAGIC,
+                )?;
+                copy_body(&mut sealed, &mut body)?;
+                sealed.finish()?;
+            }
+        }
         w.inner.flush()?;
         Ok(SnapshotId::from(*w.hasher.finalize().as_bytes()))
     })();
     let id = res.map_err(|e| {
         let _ = fs::remove_file(&out_path);
-        Error::io("writing", out_path.clone())(e)
+        match crate::repo::crypto::auth_failure_offset(&e) {
+            Some(at) => Error::AuthFailed {
+                file: path.display().to_string(),
+                at: format!(" (at byte {at})"),
+            },
+            None => Error::io("writing", out_path.clone())(e),
+        }
     })?;
     let _commit = repo.lock_commit()?;
     let publish = repo

@@ -5,10 +5,13 @@
 //! This module owns the layout and the locks; it never prints and never
 //! reads CLI types.
 
+pub(crate) mod cells;
+pub mod crypto;
 pub(crate) mod fsutil;
 pub mod index;
 pub(crate) mod journal;
 pub mod keymap;
+pub mod keyring;
 pub mod manifest;
 pub mod pack;
 pub mod remote;
@@ -22,21 +25,28 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::ids::{PackId, RepoId, SnapshotId};
+use crate::ids::{EntityHash, PackId, RepoId, SnapshotId};
 
 /// The newest repository format this build reads and writes.
-/// Version 2 adds manifests that replace earlier ones
+/// Version 3 is an encrypted repository (only encrypted ones carry it, so
+/// an older build refuses them with "upgrade kindsnap", and plain ones stay
+/// readable by older builds). Version 2 adds manifests that replace earlier ones
 /// (`forget` folds a forgotten parent into its child): a parent pointer may
 /// then name a manifest that exists only through a replacement, which a
 /// version-1 reader would take for a broken chain. Version-1 repositories
 /// are read as they are and upgraded by the first `forget` that rewrites a
 /// manifest (docs/format.md). Version 3 adds manifest headers with
-/// `tags` (`kindsnap tag`, `snapshot --tag`), written only by those.
+/// `tags` (`kindsnap tag`, `snapshot --tag`), written only by those, and
+/// encrypted repositories (created at 3; docs/format.md, "Encrypted
+/// repositories").
 pub const FORMAT_VERSION: u32 = 3;
 
 /// The version a manifest with `tags` needs (`kindsnap tag`, `snapshot
 /// --tag`): older builds reject header fields they do not know.
 pub const TAGS_FORMAT_VERSION: u32 = 3;
+
+/// The format of every encrypted repository.
+pub const ENCRYPTED_FORMAT_VERSION: u32 = 3;
 
 /// The version `init` writes: nothing of version 2 exists in a repository
 /// until `forget` rewrites a manifest, so a new repository stays readable
@@ -60,6 +70,25 @@ pub struct Config {
     /// A full key → hash table every this many snapshots of one source;
     /// the snapshots in between store only their changes.
     pub keyframe_interval: u32,
+    /// Set in encrypted repositories only (format 3), so a plain
+    /// repository's `config` is byte for byte what older builds wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// How an encrypted repository is sealed (docs/format.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    /// `xchacha20-poly1305`.
+    pub cipher: String,
+    /// `blake3-keyed`: how entity, pack and manifest ids are made.
+    pub ids: String,
+    /// `argon2id`: how key files wrap the master key.
+    pub kdf: String,
+    /// Keyed blake3 of this config with `mac` empty: the config was
+    /// written by a holder of the master key and not changed since.
+    pub mac: String,
 }
 
 /// The allowed range of each number in `config` (docs/format.md): what
@@ -105,6 +134,7 @@ impl Default for Config {
             pack_size: 4 * 1024 * 1024,
             zstd_level: 1,
             keyframe_interval: 32,
+            encryption: None,
         }
     }
 }
@@ -121,7 +151,17 @@ pub struct Repository {
     remote: Option<Arc<remote::Remote>>,
     /// How packs, manifests and the config are made durable.
     storage: Arc<dyn storage::Storage>,
+    /// The keys of an encrypted repository, once unlocked; None for a
+    /// plain one (and for an encrypted one not unlocked yet, which only
+    /// this module and key management see).
+    keys: Option<Arc<crypto::Keys>>,
+    /// The key file that opened it (`keys/<name>`).
+    key_name: Option<String>,
 }
+
+/// Asks for the password of an encrypted repository; called only when
+/// the repository turns out to be encrypted, at most once.
+pub type PasswordFn<'a> = &'a dyn Fn() -> Result<zeroize::Zeroizing<String>>;
 
 /// A held repository lock; dropping it releases the lock (so does the
 /// process dying, since these are OS file locks).
@@ -133,8 +173,22 @@ pub struct LockGuard {
 }
 
 impl Repository {
-    /// Create a repository in `root` (which must not exist or be empty).
+    /// Create a plain repository in `root` (which must not exist or be empty).
     pub fn init(root: &Path) -> Result<Repository> {
+        Self::init_with(root, None)
+    }
+
+    /// Create a repository in `root`; encrypted when given a new key's
+    /// password and argon2id parameters.
+    pub fn init_with(
+        root: &Path,
+        encrypt: Option<(&[u8], crypto::KdfParams)>,
+    ) -> Result<Repository> {
+        if root.join("config").exists() && encrypt.is_some() {
+            return Err(Error::EncryptExisting {
+                path: root.to_path_buf(),
+            });
+        }
         if root.exists() {
             let mut entries = fs::read_dir(root).map_err(Error::io("reading", root))?;
             if entries.next().is_some() {
@@ -166,7 +220,21 @@ impl Repository {
         let index_db = root.join("index").join("index.db");
         fsutil::private_file(&index_db, true).map_err(Error::io("creating", &index_db))?;
         index::Index::create(&index_db)?;
-        let config = Config::default();
+        let mut config = Config::default();
+        let mut keys = None;
+        let mut key_name = None;
+        if let Some((password, params)) = encrypt {
+            let master = crypto::MasterKey::random();
+            let (name, bytes) = keyring::new_key_file(&master, password, params, &config.id)?;
+            let dir = root.join("keys");
+            fsutil::private_dir(&dir).map_err(Error::io("creating", &dir))?;
+            fsutil::write_atomic(&dir.join(&name), &bytes)?;
+            let k = crypto::Keys::new(master);
+            config.kindsnap_repository = ENCRYPTED_FORMAT_VERSION;
+            config.encryption = Some(keyring::sealed_encryption(&config, &k));
+            keys = Some(Arc::new(k));
+            key_name = Some(name);
+        }
         let text = serde_json::to_vec_pretty(&config).unwrap_or_default();
         // The config arrives last: its presence means the repository exists.
         fsutil::write_atomic(&root.join("config"), &text)?;
@@ -177,6 +245,8 @@ impl Repository {
             scratch: Default::default(),
             remote: None,
             storage: Arc::new(storage::LocalDisk),
+            keys,
+            key_name,
         })
     }
 
@@ -237,8 +307,41 @@ impl Repository {
             .map_err(Error::io("syncing directory", dir))
     }
 
-    /// Open an existing repository.
+    /// Open an existing plain repository (an encrypted one needs
+    /// [`Repository::open_with`]).
     pub fn open(root: &Path) -> Result<Repository> {
+        let repo = Self::open_locked(root)?;
+        if repo.is_encrypted() {
+            return Err(Error::PasswordNeeded {
+                path: root.to_path_buf(),
+            });
+        }
+        Ok(repo)
+    }
+
+    /// Open an existing repository, asking `password` for the password
+    /// when it is encrypted.
+    pub fn open_with(root: &Path, password: PasswordFn) -> Result<Repository> {
+        let mut repo = Self::open_locked(root)?;
+        if repo.is_encrypted() {
+            repo.unlock(password)?;
+        }
+        Ok(repo)
+    }
+
+    /// Unlock an encrypted repository with the first key file of `keys/`
+    /// that `password` opens, and check its config's MAC.
+    pub fn unlock(&mut self, password: PasswordFn) -> Result<()> {
+        let (name, keys) = keyring::unlock(self, &password()?)?;
+        keyring::check_config(self, &keys)?;
+        self.keys = Some(Arc::new(keys));
+        self.key_name = Some(name);
+        Ok(())
+    }
+
+    /// The config as read, without the keys: for opening remote caches
+    /// and for unlocking.
+    pub(crate) fn open_locked(root: &Path) -> Result<Repository> {
         let config_path = root.join("config");
         let text = match fs::read(&config_path) {
             Ok(t) => t,
@@ -289,13 +392,82 @@ impl Repository {
             path: root.to_path_buf(),
             why: format!("its config is invalid: {e}"),
         })?;
+        if (config.kindsnap_repository == ENCRYPTED_FORMAT_VERSION) != config.encryption.is_some() {
+            return Err(Error::NotARepository {
+                path: root.to_path_buf(),
+                why: "its config has format 3 without `encryption`, or `encryption` in an older format".into(),
+            });
+        }
         Ok(Repository {
             root: root.to_path_buf(),
             config,
             scratch: Default::default(),
             remote: None,
             storage: Arc::new(storage::LocalDisk),
+            keys: None,
+            key_name: None,
         })
+    }
+
+    /// Whether the repository is encrypted (its config says so).
+    pub fn is_encrypted(&self) -> bool {
+        self.config.encryption.is_some()
+    }
+
+    /// The keys of an unlocked encrypted repository; None when plain.
+    pub fn keys(&self) -> Option<&Arc<crypto::Keys>> {
+        self.keys.as_ref()
+    }
+
+    /// The key file (`keys/<name>`) that unlocked the repository.
+    pub fn key_name(&self) -> Option<&str> {
+        self.key_name.as_deref()
+    }
+
+    /// An entity's id in this repository, from the blake3 of its canonical
+    /// encoding: that hash itself in a plain repository, a keyed hash of it
+    /// in an encrypted one (docs/format.md).
+    pub fn entity_id(&self, plain: EntityHash) -> EntityHash {
+        match &self.keys {
+            Some(k) => k.entity_id(&plain),
+            None => plain,
+        }
+    }
+
+    /// The id of a stored body (see [`Repository::entity_id`]).
+    pub fn body_id(&self, body: &[u8]) -> EntityHash {
+        self.entity_id(crate::model::codec::hash(body))
+    }
+
+    /// The hasher that names packs, manifests and index segments: plain
+    /// blake3, or keyed in an encrypted repository.
+    pub fn object_hasher(&self) -> blake3::Hasher {
+        match &self.keys {
+            Some(k) => k.object_hasher(),
+            None => blake3::Hasher::new(),
+        }
+    }
+
+    /// The id of a pack's bytes (see [`Repository::object_hasher`]).
+    pub fn pack_id_of(&self, bytes: &[u8]) -> PackId {
+        let mut h = self.object_hasher();
+        h.update(bytes);
+        PackId::from(*h.finalize().as_bytes())
+    }
+
+    /// How a failed id check reads: a mismatch in a plain repository,
+    /// an authentication failure in an encrypted one (a keyed id is a MAC).
+    pub fn id_mismatch(&self) -> &'static str {
+        if self.is_encrypted() {
+            "authentication failed: its keyed id does not match its content (changed or damaged)"
+        } else {
+            "content does not match its id"
+        }
+    }
+
+    /// The index, with its kind names sealed in an encrypted repository.
+    pub fn open_index(&self, write: bool) -> Result<index::Index> {
+        Ok(index::Index::open(&self.index_path(), write)?.sealed(self.keys.clone()))
     }
 
     /// Raise the repository's format version to 2, which manifests that

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::crypto::Keys;
 use super::fsutil;
 use super::index::{Index, Location, NewPack};
 use super::storage::StorageFile;
@@ -27,6 +28,33 @@ use crate::ids::{EntityHash, PackId};
 
 pub const MAGIC: &[u8; 8] = b"KSPACK01";
 pub const TRAILER_MAGIC: &[u8; 8] = b"KSTOC001";
+/// The magic of a pack of an encrypted repository: each block and the
+/// table of contents is `nonce ‖ sealed zstd frame ‖ tag` (docs/format.md).
+pub const SEALED_MAGIC: &[u8; 8] = b"KSPACKE1";
+/// Associated data of a sealed table of contents (blocks use the magic).
+const TOC_AAD: &[u8; 11] = b"KSPACKE1toc";
+
+/// A block or table of contents as stored: the zstd frame itself, or
+/// sealed with the repository's keys.
+fn seal_frame(keys: Option<&Keys>, aad: &[u8], frame: Vec<u8>) -> Vec<u8> {
+    match keys {
+        Some(k) => k.seal(aad, &frame),
+        None => frame,
+    }
+}
+
+/// The zstd frame of a stored block or table of contents; `Err` names
+/// where authentication failed.
+fn open_frame<'b>(
+    keys: Option<&Keys>,
+    aad: &[u8],
+    stored: &'b [u8],
+) -> std::result::Result<std::borrow::Cow<'b, [u8]>, crate::repo::crypto::Unauthentic> {
+    match keys {
+        Some(k) => k.open(aad, stored).map(std::borrow::Cow::Owned),
+        None => Ok(std::borrow::Cow::Borrowed(stored)),
+    }
+}
 
 /// Table of contents stored at the end of each pack. It holds no hashes
 /// (the index and the manifests do): rebuilding the index re-hashes the
@@ -114,6 +142,18 @@ impl<'a> PackWriter<'a> {
         })
     }
 
+    fn keys(&self) -> Option<&Keys> {
+        self.repo.keys().map(|k| &**k)
+    }
+
+    fn magic(&self) -> &'static [u8; 8] {
+        if self.repo.keys().is_some() {
+            SEALED_MAGIC
+        } else {
+            MAGIC
+        }
+    }
+
     /// Store `body` unless an entity with this hash is stored already.
     /// Returns true when the body was new.
     pub fn add(&mut self, hash: EntityHash, body: &[u8]) -> Result<bool> {
@@ -185,7 +225,7 @@ impl<'a> PackWriter<'a> {
             let mut open = OpenPack {
                 tmp,
                 out: BufWriter::with_capacity(256 * 1024, file),
-                hasher: blake3::Hasher::new(),
+                hasher: self.repo.object_hasher(),
                 len: 0,
                 toc: Toc {
                     namespace: self.namespace.clone(),
@@ -194,13 +234,14 @@ impl<'a> PackWriter<'a> {
                 },
                 locations: vec![],
             };
-            open.write(MAGIC)?;
+            open.write(self.magic())?;
             self.open = Some(open);
         }
         let compressed = self
             .compressor
             .compress(&self.block)
             .map_err(Error::io("compressing a block for", self.repo.root()))?;
+        let compressed = seal_frame(self.keys(), SEALED_MAGIC, compressed);
         let open = self.open.as_mut().ok_or(Error::Internal("pack not open"))?;
         let off = open.len;
         open.write(&compressed)?;
@@ -237,6 +278,7 @@ impl<'a> PackWriter<'a> {
         })?;
         let toc =
             zstd::bulk::compress(&toc_cbor, 3).map_err(Error::io("compressing", &open.tmp))?;
+        let toc = seal_frame(self.repo.keys().map(|k| &**k), TOC_AAD, toc);
         open.write(&toc)?;
         let mut trailer = Vec::with_capacity(12);
         trailer.extend_from_slice(&(toc.len() as u32).to_le_bytes());
@@ -326,8 +368,14 @@ impl OpenPack {
     }
 }
 
-/// Read one compressed block of a pack and decompress it.
-pub fn read_block(file: &mut File, path: &Path, off: u64, clen: u32, raw: u32) -> Result<Vec<u8>> {
+/// Read one block of a pack (authenticated first in an encrypted
+/// repository) and decompress it.
+pub fn read_block(
+    keys: Option<&Keys>,
+    file: &mut File,
+    path: &Path,
+    (off, clen, raw): (u64, u32, u32),
+) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; clen as usize];
     file.seek(SeekFrom::Start(off))
         .map_err(Error::io("seeking in", path))?;
@@ -335,21 +383,39 @@ pub fn read_block(file: &mut File, path: &Path, off: u64, clen: u32, raw: u32) -
         pack: path.display().to_string(),
         why: format!("cannot read block at {off}: {e}"),
     })?;
-    zstd::bulk::decompress(&buf, raw as usize).map_err(|e| Error::DamagedPack {
+    let frame = open_frame(keys, SEALED_MAGIC, &buf).map_err(|_| Error::AuthFailed {
+        file: path.display().to_string(),
+        at: format!(" (block at byte {off})"),
+    })?;
+    zstd::bulk::decompress(&frame, raw as usize).map_err(|e| Error::DamagedPack {
         pack: path.display().to_string(),
         why: format!("block at {off} does not decompress: {e}"),
     })
 }
 
+/// A block as stored, authenticated (in an encrypted repository) and
+/// decompressed; None when either fails.
+pub fn decode_block(keys: Option<&Keys>, stored: &[u8], raw: u32) -> Option<Vec<u8>> {
+    let frame = open_frame(keys, SEALED_MAGIC, stored).ok()?;
+    zstd::bulk::decompress(&frame, raw as usize).ok()
+}
+
 /// Parse a whole pack held in memory: check the magic and trailer and
 /// return its table of contents.
-pub fn parse_toc(bytes: &[u8], name: &str) -> Result<Toc> {
+pub fn parse_toc(keys: Option<&Keys>, bytes: &[u8], name: &str) -> Result<Toc> {
     let damaged = |why: String| Error::DamagedPack {
         pack: name.to_string(),
         why,
     };
-    if bytes.len() < MAGIC.len() + 12 || &bytes[..8] != MAGIC {
-        return Err(damaged("bad magic".into()));
+    let magic = if keys.is_some() { SEALED_MAGIC } else { MAGIC };
+    if bytes.len() < MAGIC.len() + 12 || &bytes[..8] != magic {
+        return Err(match keys {
+            Some(_) => Error::AuthFailed {
+                file: format!("pack {name}"),
+                at: " (its magic is not an encrypted pack's)".into(),
+            },
+            None => damaged("bad magic".into()),
+        });
     }
     let t = bytes.len() - 12;
     if &bytes[t + 4..] != TRAILER_MAGIC {
@@ -359,7 +425,12 @@ pub fn parse_toc(bytes: &[u8], name: &str) -> Result<Toc> {
     if toc_len > t - 8 {
         return Err(damaged("table of contents length out of range".into()));
     }
-    let raw = zstd::stream::decode_all(&bytes[t - toc_len..t])
+    let frame =
+        open_frame(keys, TOC_AAD, &bytes[t - toc_len..t]).map_err(|_| Error::AuthFailed {
+            file: format!("pack {name}"),
+            at: format!(" (table of contents at byte {})", t - toc_len),
+        })?;
+    let raw = zstd::stream::decode_all(&frame[..])
         .map_err(|e| damaged(format!("table of contents: {e}")))?;
     ciborium::de::from_reader(raw.as_slice())
         .map_err(|e| damaged(format!("table of contents: {e}")))
@@ -404,9 +475,9 @@ impl Salvaged {
 /// one CBOR item after another. Only bodies that decode as an entity are
 /// kept: the caller indexes each under the hash of its bytes, so a body
 /// damaged in place simply never matches a reference.
-pub fn salvage(bytes: &[u8], name: &str) -> Salvaged {
+pub fn salvage(keys: Option<&Keys>, bytes: &[u8], name: &str) -> Salvaged {
     let mut out = Salvaged::default();
-    let toc = parse_toc(bytes, name).ok();
+    let toc = parse_toc(keys, bytes, name).ok();
     let blocks: Vec<FoundBlock> = match &toc {
         Some(toc) => {
             out.had_toc = true;
@@ -417,11 +488,15 @@ pub fn salvage(bytes: &[u8], name: &str) -> Salvaged {
                 .filter_map(|(off, clen, raw, lens)| {
                     let data =
                         bytes.get(*off as usize..(*off as usize).saturating_add(*clen as usize))?;
-                    let block = zstd::bulk::decompress(data, *raw as usize).ok()?;
+                    let frame = open_frame(keys, SEALED_MAGIC, data).ok()?;
+                    let block = zstd::bulk::decompress(&frame, *raw as usize).ok()?;
                     Some((*off, *clen, block, Some(lens.clone())))
                 })
                 .collect()
         }
+        // Sealed blocks carry no length of their own: without the table
+        // of contents nothing can be cut out of an encrypted pack.
+        None if keys.is_some() => Vec::new(),
         None => walk_frames(bytes)
             .into_iter()
             .map(|(off, clen, block)| (off, clen, block, None))
@@ -595,7 +670,7 @@ pub mod background {
             let block_size = repo.config.block_size;
             let repo = repo.clone();
             let handle = std::thread::spawn(move || -> Result<Stats> {
-                let index = Index::open(&repo.index_path(), true)?;
+                let index = repo.open_index(true)?;
                 // Ordered maps: packs are finished and indexed in the same order on
                 // every run, so the same data gives the same repository bytes.
                 let mut writers: BTreeMap<u32, PackWriter> = BTreeMap::new();
@@ -833,7 +908,7 @@ mod tests {
         );
         let stats = packer.finish().unwrap();
         assert!(stats[&0].1 >= 2, "several packs written: {:?}", stats);
-        let index = Index::open(&repo.index_path(), false).unwrap();
+        let index = repo.open_index(false).unwrap();
         assert_eq!(index.entity_count().unwrap(), n as u64);
     }
 }

@@ -31,6 +31,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
+use super::crypto::Keys;
 use super::index::{Index, Location, NewPack};
 use super::{fsutil, Repository};
 use crate::error::{Error, Result};
@@ -44,6 +45,9 @@ pub fn is_remote_url(s: &str) -> bool {
 
 /// Segment objects start with this; the rest is one zstd frame of CBOR.
 const SEGMENT_MAGIC: &[u8; 8] = b"KSSEG001";
+/// An encrypted repository's segment: the magic, then `nonce ‖ sealed
+/// zstd frame ‖ tag` (the same frame a plain segment holds).
+const SEALED_SEGMENT_MAGIC: &[u8; 8] = b"KSSEGE01";
 
 /// An object's path (relative to the repository) and bytes.
 type Named = (String, Vec<u8>);
@@ -549,14 +553,14 @@ impl Remote {
 
     /// Upload the index rows of the cache's packs that no segment holds yet.
     pub fn publish_segment(&self, repo: &Repository) -> Result<()> {
-        let index = Index::open(&repo.index_path(), true)?;
+        let index = repo.open_index(true)?;
         index.ensure_remote_tables()?;
         let packs = index.unpublished_packs()?;
         if packs.is_empty() {
             return Ok(());
         }
-        let bytes = encode_segment(&packs)?;
-        let name = blake3::hash(&bytes).to_hex().to_string();
+        let bytes = encode_segment(repo.keys().map(|k| &**k), &packs)?;
+        let name = segment_name(repo, &bytes);
         self.put(&format!("index/{name}"), bytes)?;
         let ids: Vec<PackId> = packs.iter().map(|p| p.id).collect();
         index.mark_published(&name, &ids, false)
@@ -566,11 +570,11 @@ impl Remote {
     /// prune moved or dropped packs): new segment first, then the old ones
     /// go. Other caches notice a segment they applied is gone and rebuild.
     pub fn compact_index(&self, repo: &Repository) -> Result<()> {
-        let index = Index::open(&repo.index_path(), true)?;
+        let index = repo.open_index(true)?;
         index.ensure_remote_tables()?;
         let packs = index.all_packs()?;
-        let bytes = encode_segment(&packs)?;
-        let name = blake3::hash(&bytes).to_hex().to_string();
+        let bytes = encode_segment(repo.keys().map(|k| &**k), &packs)?;
+        let name = segment_name(repo, &bytes);
         self.put(&format!("index/{name}"), bytes)?;
         let ids: Vec<PackId> = packs.iter().map(|p| p.id).collect();
         index.mark_published(&name, &ids, true)?;
@@ -578,6 +582,37 @@ impl Remote {
             if old != name {
                 self.delete(&format!("index/{old}"))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Make the cache's `keys/` the bucket's: key files added elsewhere
+    /// are fetched, removed ones dropped.
+    pub fn pull_keys(&self, dir: &Path) -> Result<()> {
+        let keys = dir.join("keys");
+        fsutil::private_dir(&keys).map_err(Error::io("creating", &keys))?;
+        let remote: BTreeSet<String> = self
+            .list("keys")?
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| !p.contains('/'))
+            .collect();
+        for e in fs::read_dir(&keys)
+            .map_err(Error::io("reading", &keys))?
+            .flatten()
+        {
+            if !remote.contains(&*e.file_name().to_string_lossy()) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let missing: Vec<String> = remote
+            .iter()
+            .filter(|n| !keys.join(n).exists())
+            .map(|n| format!("keys/{n}"))
+            .collect();
+        for (rel, bytes) in self.get_many(missing)? {
+            let name = rel.trim_start_matches("keys/");
+            write_into(&keys.join(name), &dir.join("tmp"), &bytes)?;
         }
         Ok(())
     }
@@ -628,7 +663,7 @@ impl Remote {
             .map(|(p, _)| p)
             .filter(|p| !p.contains('/'))
             .collect();
-        let index = Index::open(&repo.index_path(), true)?;
+        let index = repo.open_index(true)?;
         index.ensure_remote_tables()?;
         let applied = index.applied_segments()?;
         let reset = applied.iter().any(|s| !remote.contains(s));
@@ -643,10 +678,24 @@ impl Remote {
         let mut segments = Vec::new();
         for (rel, bytes) in self.get_many(wanted)? {
             let name = rel.trim_start_matches("index/").to_string();
-            let packs = decode_segment(&bytes).map_err(|why| Error::Remote {
-                op: "reading index segment",
-                url: format!("{}/{rel}", self.url),
-                why,
+            let keys = repo.keys().map(|k| &**k);
+            let url = format!("{}/{rel}", self.url);
+            if keys.is_some() && segment_name(repo, &bytes) != name {
+                return Err(Error::AuthFailed {
+                    file: url,
+                    at: " (its keyed name does not match its content)".into(),
+                });
+            }
+            let packs = decode_segment(keys, &bytes).map_err(|why| match why {
+                SegmentError::Auth => Error::AuthFailed {
+                    file: url.clone(),
+                    at: String::new(),
+                },
+                SegmentError::Bad(why) => Error::Remote {
+                    op: "reading index segment",
+                    url: url.clone(),
+                    why,
+                },
             })?;
             segments.push((name, packs));
         }
@@ -938,7 +987,7 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()
@@ -1111,31 +1160,64 @@ pub fn cache_dir(cache_root: &Path, url: &str) -> PathBuf {
     cache_root.join(format!("{readable}-{}", &h[..12]))
 }
 
-/// Create a repository at `url` (the prefix must hold nothing).
-pub fn init(url: &str, cache_root: &Path, options: &RemoteOptions) -> Result<Repository> {
+/// Create a repository at `url` (the prefix must hold nothing);
+/// encrypted when given a first key's password and argon2id parameters.
+pub fn init(
+    url: &str,
+    cache_root: &Path,
+    options: &RemoteOptions,
+    encrypt: Option<(&[u8], super::crypto::KdfParams)>,
+) -> Result<Repository> {
     let remote = Remote::new(url, options)?;
     if !remote.prefix_is_empty()? {
+        if encrypt.is_some() && remote.get("config")?.is_some() {
+            return Err(Error::EncryptExisting {
+                path: PathBuf::from(url),
+            });
+        }
         return Err(Error::NotEmpty {
             path: PathBuf::from(url),
         });
     }
-    let config = super::Config::default();
+    let mut config = super::Config::default();
+    if let Some((password, params)) = encrypt {
+        let master = super::crypto::MasterKey::random();
+        let (name, bytes) = super::keyring::new_key_file(&master, password, params, &config.id)?;
+        // The key first: a config without a key would be a repository
+        // nobody can open.
+        remote.put(&format!("keys/{name}"), bytes)?;
+        let keys = super::crypto::Keys::new(master);
+        config.kindsnap_repository = super::ENCRYPTED_FORMAT_VERSION;
+        config.encryption = Some(super::keyring::sealed_encryption(&config, &keys));
+    }
     let text = serde_json::to_vec_pretty(&config).unwrap_or_default();
     if !remote.put_new("config", text)? {
         return Err(Error::NotEmpty {
             path: PathBuf::from(url),
         });
     }
-    open_with(remote, cache_root)
+    // Opened as any other command opens it: with the password just given.
+    let password = zeroize::Zeroizing::new(
+        encrypt
+            .map(|(p, _)| String::from_utf8_lossy(p).to_string())
+            .unwrap_or_default(),
+    );
+    open_with(remote, cache_root, &|| Ok(password.clone()))
 }
 
 /// Open the repository at `url` through its cache under `cache_root`,
-/// pulling what changed since the last time.
-pub fn open(url: &str, cache_root: &Path, options: &RemoteOptions) -> Result<Repository> {
-    open_with(Remote::new(url, options)?, cache_root)
+/// pulling what changed since the last time; `password` is asked when
+/// the repository is encrypted.
+pub fn open(
+    url: &str,
+    cache_root: &Path,
+    options: &RemoteOptions,
+    password: super::PasswordFn,
+) -> Result<Repository> {
+    open_with(Remote::new(url, options)?, cache_root, password)
 }
 
-fn open_with(remote: Remote, cache_root: &Path) -> Result<Repository> {
+fn open_with(remote: Remote, cache_root: &Path, password: super::PasswordFn) -> Result<Repository> {
     let url = remote.url.clone();
     let Some(config) = remote.get("config")? else {
         return Err(if remote.prefix_is_empty()? {
@@ -1151,7 +1233,7 @@ fn open_with(remote: Remote, cache_root: &Path) -> Result<Repository> {
     };
     let dir = cache_dir(cache_root, &url);
     prepare_cache(&dir, &config)?;
-    let mut repo = Repository::open(&dir).map_err(|e| match e {
+    let mut repo = Repository::open_locked(&dir).map_err(|e| match e {
         Error::NotARepository { why, .. } => Error::NotARepository {
             path: PathBuf::from(&url),
             why,
@@ -1176,6 +1258,10 @@ fn open_with(remote: Remote, cache_root: &Path) -> Result<Repository> {
     })?;
     let remote = Arc::new(remote);
     repo.remote = Some(remote.clone());
+    if repo.is_encrypted() {
+        remote.pull_keys(&dir)?;
+        repo.unlock(password)?;
+    }
     remote.sync(&repo)?;
     Ok(repo)
 }
@@ -1267,7 +1353,34 @@ struct SegPack {
     blocks: Vec<(u64, u32, u32, Vec<SegEntity>)>,
 }
 
-fn encode_segment(packs: &[NewPack]) -> Result<Vec<u8>> {
+/// A segment's object name: the blake3 of its bytes, keyed in an
+/// encrypted repository.
+fn segment_name(repo: &Repository, bytes: &[u8]) -> String {
+    let mut h = repo.object_hasher();
+    h.update(bytes);
+    h.finalize().to_hex().to_string()
+}
+
+/// Why a segment could not be read.
+enum SegmentError {
+    /// A sealed segment failed authentication.
+    Auth,
+    Bad(String),
+}
+
+impl From<&str> for SegmentError {
+    fn from(s: &str) -> Self {
+        SegmentError::Bad(s.to_string())
+    }
+}
+
+impl From<String> for SegmentError {
+    fn from(s: String) -> Self {
+        SegmentError::Bad(s)
+    }
+}
+
+fn encode_segment(keys: Option<&Keys>, packs: &[NewPack]) -> Result<Vec<u8>> {
     let seg: Vec<SegPack> = packs
         .iter()
         .map(|p| {
@@ -1306,16 +1419,39 @@ fn encode_segment(packs: &[NewPack]) -> Result<Vec<u8>> {
     let mut cbor = Vec::new();
     ciborium::ser::into_writer(&seg, &mut cbor).map_err(|_| Error::Internal("segment encoding"))?;
     let z = zstd::bulk::compress(&cbor, 3).map_err(|_| Error::Internal("segment compression"))?;
-    let mut out = Vec::with_capacity(z.len() + 8);
-    out.extend_from_slice(SEGMENT_MAGIC);
-    out.extend_from_slice(&z);
+    let mut out = Vec::with_capacity(z.len() + 48);
+    match keys {
+        Some(k) => {
+            out.extend_from_slice(SEALED_SEGMENT_MAGIC);
+            out.extend_from_slice(&k.seal(SEALED_SEGMENT_MAGIC, &z));
+        }
+        None => {
+            out.extend_from_slice(SEGMENT_MAGIC);
+            out.extend_from_slice(&z);
+        }
+    }
     Ok(out)
 }
 
-fn decode_segment(bytes: &[u8]) -> std::result::Result<Vec<NewPack>, String> {
-    let body = bytes
-        .strip_prefix(SEGMENT_MAGIC)
-        .ok_or("not a kindsnap index segment (bad magic)")?;
+fn decode_segment(
+    keys: Option<&Keys>,
+    bytes: &[u8],
+) -> std::result::Result<Vec<NewPack>, SegmentError> {
+    let opened;
+    let body = match keys {
+        Some(k) => {
+            let sealed = bytes
+                .strip_prefix(SEALED_SEGMENT_MAGIC)
+                .ok_or(SegmentError::Auth)?;
+            opened = k
+                .open(SEALED_SEGMENT_MAGIC, sealed)
+                .map_err(|_| SegmentError::Auth)?;
+            &opened[..]
+        }
+        None => bytes
+            .strip_prefix(SEGMENT_MAGIC)
+            .ok_or("not a kindsnap index segment (bad magic)")?,
+    };
     let cbor = zstd::stream::decode_all(body).map_err(|e| e.to_string())?;
     let seg: Segment = ciborium::de::from_reader(&cbor[..]).map_err(|e| e.to_string())?;
     let to32 = |b: &[u8]| -> std::result::Result<[u8; 32], String> {
@@ -1461,12 +1597,24 @@ mod tests {
                 (EntityHash::from([3u8; 32]), loc(18, 0)),
             ],
         };
-        let bytes = encode_segment(std::slice::from_ref(&p)).unwrap();
-        let back = decode_segment(&bytes).unwrap();
+        let bytes = encode_segment(None, std::slice::from_ref(&p)).unwrap();
+        let Ok(back) = decode_segment(None, &bytes) else {
+            panic!("segment does not decode")
+        };
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].entries, p.entries);
         assert_eq!(back[0].kind, "K");
-        assert!(decode_segment(b"junk").is_err());
+        assert!(decode_segment(None, b"junk").is_err());
+        let keys =
+            crate::repo::crypto::Keys::new(crate::repo::crypto::MasterKey::from_bytes([3; 32]));
+        let sealed = encode_segment(Some(&keys), std::slice::from_ref(&p)).unwrap();
+        assert!(decode_segment(Some(&keys), &sealed).is_ok());
+        let mut flipped = sealed.clone();
+        flipped[40] ^= 1;
+        assert!(matches!(
+            decode_segment(Some(&keys), &flipped),
+            Err(SegmentError::Auth)
+        ));
     }
 
     #[test]

@@ -32,7 +32,7 @@ struct BlockCache {
 
 impl<'a> Store<'a> {
     pub fn open(repo: &'a Repository) -> Result<Store<'a>> {
-        let index = Index::open(&repo.index_path(), false)?;
+        let index = repo.open_index(false)?;
         Ok(Store {
             repo,
             index,
@@ -54,7 +54,7 @@ impl<'a> Store<'a> {
             pack: loc.pack.to_hex(),
             why: format!("entity {} lies outside its block", hash.short()),
         })?;
-        if codec::hash(body) != *hash {
+        if self.repo.body_id(body) != *hash {
             return Err(Error::DamagedPack {
                 pack: loc.pack.to_hex(),
                 why: format!("entity {} does not match its hash", hash.short()),
@@ -94,11 +94,10 @@ impl<'a> Store<'a> {
             return Err(Error::Internal("block cache lost its file"));
         };
         let block = Rc::new(read_block(
+            self.repo.keys().map(|k| &**k),
             file,
             &path,
-            loc.block_off,
-            loc.block_len,
-            loc.block_raw,
+            (loc.block_off, loc.block_len, loc.block_raw),
         )?);
         if c.order.len() >= CACHE_BLOCKS {
             if let Some(old) = c.order.pop_front() {

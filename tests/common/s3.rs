@@ -120,6 +120,22 @@ pub fn http_signed(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, St
 }
 
 fn http_with(port: u16, method: &str, path: &str, body: &[u8], extra: &str) -> (u16, String) {
+    let (status, body) = http_bytes(port, method, path, body, extra);
+    (status, String::from_utf8_lossy(&body).to_string())
+}
+
+/// [`http_signed`] with the answer's body as bytes (objects' contents).
+pub fn http_signed_bytes(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    http_bytes(
+        port,
+        method,
+        path,
+        body,
+        "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\n",
+    )
+}
+
+fn http_bytes(port: u16, method: &str, path: &str, body: &[u8], extra: &str) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     write!(
         s,
@@ -130,14 +146,18 @@ fn http_with(port: u16, method: &str, path: &str, body: &[u8], extra: &str) -> (
     s.write_all(body).unwrap();
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).unwrap();
-    let resp = String::from_utf8_lossy(&resp).to_string();
-    let status = resp
+    let head_end = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(resp.len());
+    let head = String::from_utf8_lossy(&resp[..head_end]).to_string();
+    let status = head
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (status, body.to_string())
+    (status, resp[head_end..].to_vec())
 }
 
 /// A TCP proxy to `target`. `trip` names a byte string (e.g. the request

@@ -101,7 +101,7 @@ pub(super) fn read_snapshot(
     let chain = Chain::open(repo, id)?;
     let store = Store::open(repo)?;
     let selection = match plan.iter().any(|p| !p.whole) {
-        true => Some(Selection::open(journal)?),
+        true => Some(Selection::open(repo, journal)?),
         false => None,
     };
     // The consumer hung up: it failed and says why.
