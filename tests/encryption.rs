@@ -971,3 +971,58 @@ fn tags_on_an_encrypted_repository_are_sealed_and_keep_ids() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// Taking `encryption` out of an encrypted repository's config (to make
+/// the next snapshot write in the clear) is refused, and so is
+/// `encryption` in a config of an older format; a plain repository that
+/// tags raised to format 3 opens as before.
+#[test]
+fn a_config_stripped_of_its_encryption_is_refused() {
+    let w = Work::new();
+    init_encrypted(&w);
+    let path = w.repo().join("config");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    config.as_object_mut().unwrap().remove("encryption");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    w.write(
+        "a.jsonl",
+        &marked_data(5, 3)
+            .lines
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let err = fails(&w, &["snapshot", "--from", "jsonl:a.jsonl"]);
+    assert!(err.contains("keys/ holds key files"), "{err}");
+    let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    config["kindsnap_repository"] = 2.into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let err = fails(&w, &["log"]);
+    assert!(err.contains("older than 3"), "{err}");
+
+    let plain = Work::new();
+    plain.init();
+    plain.write(
+        "a.jsonl",
+        &marked_data(5, 3)
+            .lines
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    plain.ok(&[
+        "snapshot",
+        "--from",
+        "jsonl:a.jsonl",
+        "--name",
+        "s",
+        "--tag",
+        "t",
+    ]);
+    let config = std::fs::read_to_string(plain.repo().join("config")).unwrap();
+    assert!(config.contains("\"kindsnap_repository\": 3"), "{config}");
+    plain.ok(&["check", "--read-data"]);
+}

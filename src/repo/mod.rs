@@ -392,10 +392,21 @@ impl Repository {
             path: root.to_path_buf(),
             why: format!("its config is invalid: {e}"),
         })?;
-        if (config.kindsnap_repository == ENCRYPTED_FORMAT_VERSION) != config.encryption.is_some() {
+        if config.encryption.is_some() && config.kindsnap_repository < ENCRYPTED_FORMAT_VERSION {
             return Err(Error::NotARepository {
                 path: root.to_path_buf(),
-                why: "its config has format 3 without `encryption`, or `encryption` in an older format".into(),
+                why: "its config has `encryption` in a format older than 3".into(),
+            });
+        }
+        // A plain config beside key files: someone took `encryption` out
+        // of the config, and writing on would store the data in the clear
+        // in an encrypted repository.
+        if config.encryption.is_none() && has_key_files(root) {
+            return Err(Error::NotARepository {
+                path: root.to_path_buf(),
+                why: "its config says it is not encrypted but keys/ holds key files: the config \
+                      was changed; put back the config that `init --encrypt` wrote"
+                    .into(),
             });
         }
         Ok(Repository {
@@ -743,4 +754,12 @@ impl Repository {
             fsutil::remove_dead_temps(&dir, None);
         }
     }
+}
+
+/// Whether `root/keys/` holds any file (an encrypted repository's key
+/// files).
+fn has_key_files(root: &Path) -> bool {
+    fs::read_dir(root.join("keys"))
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
 }
