@@ -1281,22 +1281,9 @@ impl ManifestWriter {
                 0
             };
             let db = BufReader::new(File::open(&self.tmp)?);
-            match repo.keys() {
-                None => {
-                    hashing.write_all(MANIFEST_MAGIC)?;
-                    write_body(&mut hashing, &json, db, (db_len, level, threads))?;
-                }
-                Some(k) => {
-                    hashing.write_all(SEALED_MANIFEST_MAGIC)?;
-                    let mut sealed = crate::repo::crypto::SealWriter::new(
-                        Arc::clone(k),
-                        &mut hashing,
-                        SEALED_MANIFEST_MAGIC,
-                    )?;
-                    write_body(&mut sealed, &json, db, (db_len, level, threads))?;
-                    sealed.finish()?;
-                }
-            }
+            write_magic_and_body(repo, &mut hashing, |out| {
+                write_body(out, &json, db, (db_len, level, threads))
+            })?;
             hashing.inner.flush()?;
             Ok((
                 SnapshotId::from(*hashing.hasher.finalize().as_bytes()),
@@ -1314,10 +1301,33 @@ impl ManifestWriter {
     }
 }
 
+/// A manifest file: the magic, then what `body` writes, sealed in an
+/// encrypted repository.
+fn write_magic_and_body(
+    repo: &Repository,
+    out: &mut impl Write,
+    body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    match repo.keys() {
+        None => {
+            out.write_all(MANIFEST_MAGIC)?;
+            body(out)
+        }
+        Some(k) => {
+            out.write_all(SEALED_MANIFEST_MAGIC)?;
+            let mut sealed =
+                crate::repo::crypto::SealWriter::new(Arc::clone(k), out, SEALED_MANIFEST_MAGIC)?;
+            body(&mut sealed)?;
+            sealed.finish()?;
+            Ok(())
+        }
+    }
+}
+
 /// What follows a manifest's magic: u32 header length, the header, the
 /// database as one zstd frame of `level` (`threads` workers when > 0).
 fn write_body(
-    out: &mut impl Write,
+    out: &mut (impl Write + ?Sized),
     json: &[u8],
     mut db: impl Read,
     (db_len, level, threads): (u64, i32, u32),
@@ -1690,22 +1700,7 @@ pub fn publish_retagged(
             hasher: repo.object_hasher(),
             len: 0,
         };
-        match keys {
-            None => {
-                w.write_all(MANIFEST_MAGIC)?;
-                copy_body(&mut w, &mut body)?;
-            }
-            Some(k) => {
-                w.write_all(SEALED_MANIFEST_MAGIC)?;
-                let mut sealed = crate::repo::crypto::SealWriter::new(
-                    Arc::clone(k),
-                    &mut w,
-                    SEALED_MANIFEST_MAGIC,
-                )?;
-                copy_body(&mut sealed, &mut body)?;
-                sealed.finish()?;
-            }
-        }
+        write_magic_and_body(repo, &mut w, |out| copy_body(out, &mut body))?;
         w.inner.flush()?;
         Ok(SnapshotId::from(*w.hasher.finalize().as_bytes()))
     })();
