@@ -19,7 +19,8 @@ sql() { python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.exe
 
 sql "$work/shop.db" docs/examples/shop.sql
 echo "sample database: $work/shop.db (docs/examples/shop.sql)"
-run init
+# --plain: no question about encryption on a terminal (docs/encryption.md)
+run init --plain
 run snapshot --from "sqlite:$work/shop.db" --name monday
 echo; echo "# a day passes (docs/examples/shop-day2.sql)"
 sql "$work/shop.db" docs/examples/shop-day2.sql
