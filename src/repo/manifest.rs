@@ -1264,14 +1264,6 @@ impl ManifestWriter {
             // made the benchmark's 8.21 MB where level 3 made 8.28 MB, and
             // ran 1.6 times as fast.
             let level = if db_len < 8 << 20 { 9 } else { 1 };
-            let mut hashing = HashingWriter {
-                inner: BufWriter::new(super::storage::StorageFile::create(
-                    std::sync::Arc::clone(repo.storage()),
-                    &out_path,
-                )?),
-                hasher: repo.object_hasher(),
-                len: 0,
-            };
             let threads = if db_len >= 8 << 20 {
                 // A keyframe is tens of MB: use both cores.
                 std::thread::available_parallelism()
@@ -1281,14 +1273,9 @@ impl ManifestWriter {
                 0
             };
             let db = BufReader::new(File::open(&self.tmp)?);
-            write_magic_and_body(repo, &mut hashing, |out| {
+            write_manifest_file(repo, &out_path, |out| {
                 write_body(out, &json, db, (db_len, level, threads))
-            })?;
-            hashing.inner.flush()?;
-            Ok((
-                SnapshotId::from(*hashing.hasher.finalize().as_bytes()),
-                hashing.len,
-            ))
+            })
         })();
         let (id, len) = match res {
             Ok(v) => v,
@@ -1301,27 +1288,40 @@ impl ManifestWriter {
     }
 }
 
-/// A manifest file: the magic, then what `body` writes, sealed in an
-/// encrypted repository.
-fn write_magic_and_body(
+/// Write the manifest file `path`: the magic, then what `body` writes,
+/// sealed in an encrypted repository. Returns its id (the repository's
+/// object hash of every byte) and its length.
+fn write_manifest_file(
     repo: &Repository,
-    out: &mut impl Write,
+    path: &Path,
     body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> std::io::Result<()> {
+) -> std::io::Result<(SnapshotId, u64)> {
+    let mut out = HashingWriter {
+        inner: BufWriter::new(super::storage::StorageFile::create(
+            Arc::clone(repo.storage()),
+            path,
+        )?),
+        hasher: repo.object_hasher(),
+        len: 0,
+    };
     match repo.keys() {
         None => {
             out.write_all(MANIFEST_MAGIC)?;
-            body(out)
+            body(&mut out)?;
         }
         Some(k) => {
             out.write_all(SEALED_MANIFEST_MAGIC)?;
-            let mut sealed =
-                crate::repo::crypto::SealWriter::new(Arc::clone(k), out, SEALED_MANIFEST_MAGIC)?;
+            let mut sealed = crate::repo::crypto::SealWriter::new(
+                Arc::clone(k),
+                &mut out,
+                SEALED_MANIFEST_MAGIC,
+            )?;
             body(&mut sealed)?;
             sealed.finish()?;
-            Ok(())
         }
     }
+    out.inner.flush()?;
+    Ok((SnapshotId::from(*out.hasher.finalize().as_bytes()), out.len))
 }
 
 /// What follows a manifest's magic: u32 header length, the header, the
@@ -1691,20 +1691,8 @@ pub fn publish_retagged(
         std::io::copy(body, out)?;
         Ok(())
     };
-    let res = (|| -> std::io::Result<SnapshotId> {
-        let mut w = HashingWriter {
-            inner: BufWriter::new(super::storage::StorageFile::create(
-                std::sync::Arc::clone(repo.storage()),
-                &out_path,
-            )?),
-            hasher: repo.object_hasher(),
-            len: 0,
-        };
-        write_magic_and_body(repo, &mut w, |out| copy_body(out, &mut body))?;
-        w.inner.flush()?;
-        Ok(SnapshotId::from(*w.hasher.finalize().as_bytes()))
-    })();
-    let id = res.map_err(|e| {
+    let res = write_manifest_file(repo, &out_path, |out| copy_body(out, &mut body));
+    let (id, _) = res.map_err(|e| {
         let _ = fs::remove_file(&out_path);
         match crate::repo::crypto::auth_failure_offset(&e) {
             Some(at) => Error::AuthFailed {

@@ -619,13 +619,7 @@ pub(crate) fn compare(recorded: &Table, target: &Table) -> Option<String> {
             recorded.primary_key.join(", ")
         ));
     }
-    (!problems.is_empty()).then(|| {
-        format!(
-            "table `{}` on the target does not match the snapshot: {}; restore into an empty database or change the table",
-            recorded.kind,
-            problems.join("; ")
-        )
-    })
+    super::mismatch(&recorded.kind, &problems)
 }
 
 #[cfg(test)]

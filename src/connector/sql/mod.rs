@@ -836,15 +836,18 @@ pub(crate) fn compare_tables(
             }
         ));
     }
-    if problems.is_empty() {
-        None
-    } else {
-        Some(format!(
-            "table `{}` on the target does not match the snapshot: {}; restore into an empty database or change the table",
-            recorded.kind,
+    mismatch(&recorded.kind, &problems)
+}
+
+/// The line naming every difference between a table on the target and
+/// the snapshot's (`None` when there is none).
+pub(crate) fn mismatch(kind: &str, problems: &[String]) -> Option<String> {
+    (!problems.is_empty()).then(|| {
+        format!(
+            "table `{kind}` on the target does not match the snapshot: {}; restore into an empty database or change the table",
             problems.join("; ")
-        ))
-    }
+        )
+    })
 }
 
 #[cfg(test)]

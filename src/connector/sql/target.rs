@@ -21,15 +21,17 @@ use crate::error::{Error, Result};
 use crate::model::{Entity, Key};
 
 /// The table of `kind` on the target, or why a restore cannot write it.
+/// (`restoring`: the kinds this restore writes; the schema kind among
+/// them means the snapshot records a SQL schema.)
 fn table<'t, D: Dialect>(
     tables: &'t HashMap<String, D::Table>,
     kind: &str,
     db: &D,
-    has_schema: bool,
+    restoring: &BTreeSet<String>,
 ) -> Result<&'t D::Table> {
     tables
         .get(kind)
-        .ok_or_else(|| missing_table(kind, db.shown(), has_schema))
+        .ok_or_else(|| missing_table(kind, db.shown(), restoring.contains(SCHEMA_KIND)))
 }
 
 /// A SQL database as a restore target.
@@ -79,12 +81,7 @@ impl<D: Dialect> SqlTarget<D> {
     }
 
     fn table(&self, kind: &str) -> Result<&D::Table> {
-        table(
-            &self.tables,
-            kind,
-            &self.db,
-            self.restoring.contains(SCHEMA_KIND),
-        )
+        table(&self.tables, kind, &self.db, &self.restoring)
     }
 
     fn uuid_check(&self, t: &D::Table) -> Result<()> {
@@ -233,12 +230,7 @@ impl<D: Dialect> SqlTarget<D> {
             .current
             .as_deref()
             .ok_or(Error::Internal("SQL target: put outside a kind"))?;
-        let t = table(
-            &self.tables,
-            kind,
-            &self.db,
-            self.restoring.contains(SCHEMA_KIND),
-        )?;
+        let t = table(&self.tables, kind, &self.db, &self.restoring)?;
         let table = t.as_ref();
         let id = entity
             .key
@@ -390,12 +382,7 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
     }
 
     fn reserve_ids(&mut self, _ns: &str, kind: &str, keys: &[Key]) -> Result<()> {
-        let t = table(
-            &self.tables,
-            kind,
-            &self.db,
-            self.restoring.contains(SCHEMA_KIND),
-        )?;
+        let t = table(&self.tables, kind, &self.db, &self.restoring)?;
         self.db.reserve_ids(t, keys)
     }
 
@@ -421,12 +408,7 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
             // Tables are never deleted by --exact or --clear.
             return Ok(());
         }
-        let t = table(
-            &self.tables,
-            kind,
-            &self.db,
-            self.restoring.contains(SCHEMA_KIND),
-        )?;
+        let t = table(&self.tables, kind, &self.db, &self.restoring)?;
         if t.as_ref().primary_key.is_empty() && !t.as_ref().rowid {
             return Ok(());
         }
@@ -442,12 +424,7 @@ impl<D: Dialect> EntityTarget for SqlTarget<D> {
             if kind == SCHEMA_KIND {
                 continue;
             }
-            let t = table(
-                &self.tables,
-                kind,
-                &self.db,
-                self.restoring.contains(SCHEMA_KIND),
-            )?;
+            let t = table(&self.tables, kind, &self.db, &self.restoring)?;
             let width = if t.as_ref().rowid {
                 1
             } else {
